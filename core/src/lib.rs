@@ -1,0 +1,20 @@
+//! # hyco-core
+//!
+//! The pure-Rust core of hyco-ws-rs: Azure Relay Hybrid Connections over WebSockets.
+//! Nothing here depends on Node.js; the napi bindings in the parent crate are a thin layer
+//! over this crate, and `cargo test` covers it directly.
+//!
+//! - [`sas`]: SAS tokens, byte-identical to Microsoft's hyco-ws, plus parsing and verification.
+//! - [`uri`]: relay addresses (`createRelayListenUri` and friends).
+//! - [`connection_string`]: the Azure portal's connection strings.
+
+#![deny(missing_docs)]
+
+pub mod connection_string;
+pub mod encode;
+pub mod error;
+pub mod legacy_url;
+pub mod sas;
+pub mod uri;
+
+pub use error::{Error, ErrorClass, Result};

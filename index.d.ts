@@ -1,0 +1,158 @@
+// Type definitions for hyco-ws-rs.
+//
+// The module's export is ws 8's `WebSocket` class with the Azure Relay API layered on top,
+// exactly as `require('hyco-ws')` was ws's class with hyco-ws's functions added.
+
+/// <reference types="node" />
+
+import WS = require('ws');
+import { Writable } from 'stream';
+
+/** ws's `WebSocket` class, with the relay API as static members. */
+declare class HycoWebSocket extends WS {}
+
+declare namespace HycoWebSocket {
+  // ---------------------------------------------------------------------------------------
+  // ws 8, re-exported unchanged
+  // ---------------------------------------------------------------------------------------
+  export import WebSocket = WS.WebSocket;
+  export import WebSocketServer = WS.WebSocketServer;
+  export import Server = WS.Server;
+  export import createWebSocketStream = WS.createWebSocketStream;
+  export import RawData = WS.RawData;
+  export import Data = WS.Data;
+  export import CertMeta = WS.CertMeta;
+  export import VerifyClientCallbackSync = WS.VerifyClientCallbackSync;
+  export import VerifyClientCallbackAsync = WS.VerifyClientCallbackAsync;
+  export import FinishRequestCallback = WS.FinishRequestCallback;
+  export import ClientOptions = WS.ClientOptions;
+  export import PerMessageDeflateOptions = WS.PerMessageDeflateOptions;
+  export import Event = WS.Event;
+  export import ErrorEvent = WS.ErrorEvent;
+  export import CloseEvent = WS.CloseEvent;
+  export import MessageEvent = WS.MessageEvent;
+  export import WebSocketEventMap = WS.WebSocketEventMap;
+  export import EventListenerOptions = WS.EventListenerOptions;
+  export import ServerOptions = WS.ServerOptions;
+  export import AddressInfo = WS.AddressInfo;
+
+  /** ws's `Sec-WebSocket-Extensions` parser and formatter. */
+  const extension: {
+    parse(header: string): Record<string, Array<Record<string, Array<string | true>>>>;
+    format(extensions: Record<string, unknown>): string;
+  };
+  /** ws's `Sec-WebSocket-Protocol` parser. */
+  const subprotocol: {
+    parse(header: string): Set<string>;
+  };
+  /** ws's permessage-deflate extension. */
+  class PerMessageDeflate {
+    static readonly extensionName: 'permessage-deflate';
+    constructor(options?: WS.PerMessageDeflateOptions, isServer?: boolean, maxPayload?: number);
+    offer(): Record<string, unknown>;
+    accept(configurations: Array<Record<string, unknown>>): Record<string, unknown>;
+    cleanup(): void;
+  }
+  /** ws's frame parser: a writable stream of raw bytes. */
+  class Receiver extends Writable {
+    constructor(options?: {
+      allowSynchronousEvents?: boolean;
+      binaryType?: 'nodebuffer' | 'arraybuffer' | 'fragments';
+      extensions?: Record<string, unknown>;
+      isServer?: boolean;
+      maxPayload?: number;
+      skipUTF8Validation?: boolean;
+    });
+  }
+  /** ws's frame writer. */
+  class Sender {
+    constructor(socket: import('net').Socket, extensions?: Record<string, unknown>, generateMask?: (mask: Buffer) => void);
+    static frame(data: Buffer | string, options: Record<string, unknown>): Buffer[];
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // Relay addresses and tokens (hyco-ws's helpers, same names and argument order)
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * The base address of a Hybrid Connection. A bare namespace gives hyco-ws's
+   * `wss://{namespace}:443/$hc/{path}` exactly (no encoding); a namespace with a scheme keeps
+   * its scheme, host and port (`ws://127.0.0.1:9000` → `ws://127.0.0.1:9000/$hc/{path}`),
+   * and `sb://ns/` becomes `wss://ns:443/$hc/{path}`.
+   *
+   * @throws {TypeError} `ERR_INVALID_ARG_TYPE`/`ERR_INVALID_ARG_VALUE` for a missing, empty
+   *   or non-string argument; `ERR_INVALID_URL` for an unusable namespace URL.
+   */
+  function createRelayBaseUri(namespace: string, path: string): string;
+
+  /** The listener's control-channel address: the base address plus `sb-hc-action=listen`,
+   * then `sb-hc-token` and `sb-hc-id` when given (each URL-encoded). */
+  function createRelayListenUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
+
+  /** The sender's address: the base address plus `sb-hc-action=connect`, then
+   * `sb-hc-token` and `sb-hc-id` when given (each URL-encoded). */
+  function createRelaySendUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
+
+  /**
+   * A SAS token for `uri`, byte-identical to hyco-ws's:
+   * `SharedAccessSignature sr=…&sig=…&se=…&skn=…`.
+   *
+   * @param expirationSeconds Lifetime in seconds. Default 3600; `0` also means 3600 (as in
+   *   hyco-ws). Negative or non-finite values throw a `RangeError` (`ERR_OUT_OF_RANGE`).
+   */
+  function createRelayToken(uri: string, keyName: string, key: string, expirationSeconds?: number | null): string;
+
+  /**
+   * `uri` with a fresh token added as `sb-hc-token`. A URI without a query gets
+   * `?sb-hc-token=…` (hyco-ws wrote `?null&sb-hc-token=…`).
+   */
+  function appendRelayToken(uri: string, keyName: string, key: string, expirationSeconds?: number | null): string;
+
+  /** The readable fields of a SAS token (the signature is not returned). */
+  interface RelayTokenInfo {
+    /** The signed resource, decoded, e.g. `http://contoso.servicebus.windows.net:443/hyco`. */
+    resource: string;
+    /** When the token expires (`se`). */
+    expiresAt: Date;
+    /** The SAS rule's name (`skn`). */
+    keyName: string;
+  }
+
+  /**
+   * Reads a token's fields.
+   *
+   * @throws {TypeError} `ERR_INVALID_TOKEN` when the token is malformed.
+   */
+  function parseRelayToken(token: string): RelayTokenInfo;
+
+  /** A parsed Azure portal connection string. Absent fields are `undefined`. */
+  interface RelayConnectionInfo {
+    /** `Endpoint`, as written, e.g. `sb://contoso.servicebus.windows.net/`. */
+    endpoint: string;
+    /** A namespace the URI helpers accept: `contoso.servicebus.windows.net` for
+     * `sb://contoso.servicebus.windows.net/`, `ws://127.0.0.1:9000` for a local endpoint. */
+    namespace: string;
+    /** `EntityPath`: the Hybrid Connection's name. */
+    entityPath?: string;
+    /** `SharedAccessKeyName`. */
+    sharedAccessKeyName?: string;
+    /** `SharedAccessKey`. */
+    sharedAccessKey?: string;
+    /** `SharedAccessSignature`: a ready-made token (excludes key name and key). */
+    sharedAccessSignature?: string;
+    /** `OperationTimeout` (`hh:mm:ss` or seconds), in milliseconds. */
+    operationTimeout?: number;
+  }
+
+  /**
+   * Reads `Endpoint=sb://…;SharedAccessKeyName=…;SharedAccessKey=…;EntityPath=…` with the
+   * rules of .NET's `RelayConnectionStringBuilder`: case-insensitive keys, split at the first
+   * `=`, an unknown key is an error that names it.
+   *
+   * @throws {TypeError} `ERR_INVALID_CONNECTION_STRING` when malformed (the message never
+   *   contains a value).
+   */
+  function parseConnectionString(connectionString: string): RelayConnectionInfo;
+}
+
+export = HycoWebSocket;

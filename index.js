@@ -1,0 +1,67 @@
+'use strict';
+
+/**
+ * hyco-ws-rs: Azure Relay Hybrid Connections over WebSockets, a drop-in replacement for
+ * Microsoft's `hyco-ws`.
+ *
+ * Like hyco-ws, the module's export is ws's `WebSocket` class carrying the relay API as
+ * extra properties, so `require('hyco-ws')` can become `require('hyco-ws-rs')` unchanged.
+ * Unlike hyco-ws it does not write those properties onto ws's class (which every other user
+ * of `ws` in the process shares): the export is a read-through view of `WebSocket` with the
+ * relay API layered on top.
+ */
+
+const WebSocket = require('ws');
+
+const helpers = require('./lib/helpers');
+
+/**
+ * Everything the package adds to ws's exports. Assignments to the module's export land
+ * here too, never on ws's class.
+ *
+ * @private
+ */
+const overlay = {
+  ...helpers,
+  // ws 8's own named exports, so `const { WebSocketServer } = require('hyco-ws-rs')` works
+  // exactly as with ws (these are ws's objects, unchanged).
+  WebSocket,
+  WebSocketServer: WebSocket.WebSocketServer,
+  Server: WebSocket.Server,
+  createWebSocketStream: WebSocket.createWebSocketStream,
+  extension: WebSocket.extension,
+  PerMessageDeflate: WebSocket.PerMessageDeflate,
+  Receiver: WebSocket.Receiver,
+  Sender: WebSocket.Sender,
+  subprotocol: WebSocket.subprotocol
+};
+
+const has = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
+
+module.exports = new Proxy(WebSocket, {
+  get(target, key, receiver) {
+    return has(overlay, key) ? overlay[key] : Reflect.get(target, key, receiver);
+  },
+  has(target, key) {
+    return has(overlay, key) || Reflect.has(target, key);
+  },
+  set(target, key, value) {
+    overlay[key] = value;
+    return true;
+  },
+  defineProperty(target, key, descriptor) {
+    return Reflect.defineProperty(overlay, key, { ...descriptor, configurable: true });
+  },
+  deleteProperty(target, key) {
+    return delete overlay[key];
+  },
+  ownKeys(target) {
+    return [...new Set([...Reflect.ownKeys(target), ...Reflect.ownKeys(overlay)])];
+  },
+  getOwnPropertyDescriptor(target, key) {
+    if (has(overlay, key)) {
+      return { ...Reflect.getOwnPropertyDescriptor(overlay, key), configurable: true };
+    }
+    return Reflect.getOwnPropertyDescriptor(target, key);
+  }
+});

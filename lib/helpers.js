@@ -1,0 +1,166 @@
+'use strict';
+
+/**
+ * The hyco-ws helpers (`createRelayToken`, `createRelayListenUri`, ...) plus
+ * `parseRelayToken` and `parseConnectionString`. Arguments are checked here; the work is done
+ * in Rust (`src/bindings/helpers.rs` over `core/src`).
+ */
+
+const { loadNative } = require('./native');
+const {
+  optionalString,
+  validateExpiration,
+  validateString
+} = require('./validation');
+
+const native = loadNative();
+
+/**
+ * The base address of a Hybrid Connection: `wss://{namespace}:443/$hc/{path}`, or, for a
+ * namespace with a scheme (`ws://127.0.0.1:9000`), that scheme, host and port.
+ *
+ * @param {String} namespace The namespace (`contoso.servicebus.windows.net`) or its URL
+ * @param {String} path The Hybrid Connection's name, optionally with a suffix and query
+ * @return {String} The address
+ * @public
+ */
+function createRelayBaseUri(namespace, path) {
+  validateString(namespace, 'namespace');
+  validateString(path, 'path');
+  return native.createRelayBaseUri(namespace, path);
+}
+
+/**
+ * Checks the arguments of the listen/send URI helpers and builds the address.
+ *
+ * @param {Boolean} listen `true` for `sb-hc-action=listen`, `false` for `connect`
+ * @param {Array} args `(namespace, path, [token], [id])` as the caller received them
+ * @return {String} The address
+ * @private
+ */
+function actionUri(listen, [namespace, path, token, id]) {
+  validateString(namespace, 'namespace');
+  validateString(path, 'path');
+  return native.createRelayActionUri(
+    namespace,
+    path,
+    listen,
+    optionalString(token, 'token'),
+    optionalString(id, 'id')
+  );
+}
+
+/**
+ * The address a listener opens its control channel on (`sb-hc-action=listen`).
+ *
+ * @param {String} namespace The namespace or its URL
+ * @param {String} path The Hybrid Connection's name
+ * @param {String} [token] A SAS token to send as `sb-hc-token`
+ * @param {String} [id] A tracking id to send as `sb-hc-id`
+ * @return {String} The address
+ * @public
+ */
+function createRelayListenUri(namespace, path, token, id) {
+  return actionUri(true, [namespace, path, token, id]);
+}
+
+/**
+ * The address a sender connects to (`sb-hc-action=connect`).
+ *
+ * @param {String} namespace The namespace or its URL
+ * @param {String} path The Hybrid Connection's name, optionally with a suffix and query
+ * @param {String} [token] A SAS token to send as `sb-hc-token`
+ * @param {String} [id] A tracking id to send as `sb-hc-id`
+ * @return {String} The address
+ * @public
+ */
+function createRelaySendUri(namespace, path, token, id) {
+  return actionUri(false, [namespace, path, token, id]);
+}
+
+/**
+ * A SAS token for `uri`, byte-identical to hyco-ws's.
+ *
+ * @param {String} uri The address the token is for
+ * @param {String} keyName The SAS rule's name
+ * @param {String} key The SAS rule's key
+ * @param {Number} [expirationSeconds=3600] Lifetime in seconds; `0` also means 3600
+ * @return {String} `SharedAccessSignature sr=...&sig=...&se=...&skn=...`
+ * @public
+ */
+function createRelayToken(uri, keyName, key, expirationSeconds) {
+  validateString(uri, 'uri');
+  validateString(keyName, 'keyName');
+  validateString(key, 'key');
+  return native.createRelayToken(uri, keyName, key, validateExpiration(expirationSeconds));
+}
+
+/**
+ * `uri` with a new SAS token added to its query as `sb-hc-token`.
+ *
+ * @param {String} uri The address
+ * @param {String} keyName The SAS rule's name
+ * @param {String} key The SAS rule's key
+ * @param {Number} [expirationSeconds=3600] Lifetime in seconds; `0` also means 3600
+ * @return {String} The address with the token
+ * @public
+ */
+function appendRelayToken(uri, keyName, key, expirationSeconds) {
+  validateString(uri, 'uri');
+  validateString(keyName, 'keyName');
+  validateString(key, 'key');
+  return native.appendRelayToken(uri, keyName, key, validateExpiration(expirationSeconds));
+}
+
+/**
+ * Reads a SAS token's fields. The signature is not returned.
+ *
+ * @param {String} token `SharedAccessSignature sr=...&sig=...&se=...&skn=...`
+ * @return {{resource: String, expiresAt: Date, keyName: String}} The fields
+ * @throws {TypeError} With code `ERR_INVALID_TOKEN` when the token is malformed
+ * @public
+ */
+function parseRelayToken(token) {
+  validateString(token, 'token');
+  const parsed = native.parseRelayToken(token);
+  return {
+    resource: parsed.resource,
+    expiresAt: new Date(parsed.expiresAt * 1000),
+    keyName: parsed.keyName
+  };
+}
+
+/**
+ * Reads an Azure portal connection string
+ * (`Endpoint=sb://...;SharedAccessKeyName=...;SharedAccessKey=...;EntityPath=...`).
+ *
+ * @param {String} connectionString The connection string
+ * @return {Object} `{ endpoint, namespace, entityPath, sharedAccessKeyName,
+ *     sharedAccessKey, sharedAccessSignature, operationTimeout }`; absent fields are
+ *     `undefined`; `operationTimeout` is in milliseconds
+ * @throws {TypeError} With code `ERR_INVALID_CONNECTION_STRING` when malformed
+ * @public
+ */
+function parseConnectionString(connectionString) {
+  validateString(connectionString, 'connectionString');
+  const c = native.parseConnectionString(connectionString);
+  return {
+    endpoint: c.endpoint,
+    namespace: c.namespace,
+    entityPath: c.entityPath ?? undefined,
+    sharedAccessKeyName: c.sharedAccessKeyName ?? undefined,
+    sharedAccessKey: c.sharedAccessKey ?? undefined,
+    sharedAccessSignature: c.sharedAccessSignature ?? undefined,
+    operationTimeout: c.operationTimeout ?? undefined
+  };
+}
+
+module.exports = {
+  appendRelayToken,
+  createRelayBaseUri,
+  createRelayListenUri,
+  createRelaySendUri,
+  createRelayToken,
+  parseConnectionString,
+  parseRelayToken
+};

@@ -1,0 +1,117 @@
+'use strict';
+
+/**
+ * Argument checks shared by the public API. Messages follow Node.js's
+ * `ERR_INVALID_ARG_TYPE` / `ERR_OUT_OF_RANGE` wording, but never include the received value
+ * of an argument that may be a secret (keys, tokens): only its type.
+ */
+
+/**
+ * Describes a value's type for an error message, without its contents.
+ *
+ * @param {*} value The value
+ * @return {String} e.g. `type number`, `null`, `an instance of Object`
+ * @private
+ */
+function describeType(value) {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return 'function';
+  if (typeof value === 'object') {
+    const ctor = value.constructor && value.constructor.name;
+    return ctor ? `an instance of ${ctor}` : 'type object';
+  }
+  return `type ${typeof value}`;
+}
+
+/**
+ * Creates an error with a `code` property.
+ *
+ * @param {Function} Ctor `TypeError`, `RangeError` or `Error`
+ * @param {String} code The `code` property
+ * @param {String} message The message
+ * @return {Error} The error
+ * @private
+ */
+function codedError(Ctor, code, message) {
+  const err = new Ctor(message);
+  err.code = code;
+  return err;
+}
+
+/**
+ * Checks that `value` is a non-empty string.
+ *
+ * @param {*} value The argument
+ * @param {String} name Its name in the public API
+ * @throws {TypeError} When it is not
+ * @private
+ */
+function validateString(value, name) {
+  if (typeof value !== 'string') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "${name}" argument must be of type string. Received ${describeType(value)}`
+    );
+  }
+  if (value.length === 0) {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_VALUE',
+      `The "${name}" argument must be a non-empty string`
+    );
+  }
+}
+
+/**
+ * Checks an optional string: `undefined` and `null` mean "absent".
+ *
+ * @param {*} value The argument
+ * @param {String} name Its name in the public API
+ * @return {(String|undefined)} The string, or `undefined` when absent
+ * @throws {TypeError} When present and not a non-empty string
+ * @private
+ */
+function optionalString(value, name) {
+  if (value === undefined || value === null) return undefined;
+  validateString(value, name);
+  return value;
+}
+
+/**
+ * Checks `expirationSeconds`. Absent (`undefined`/`null`) and `0` mean one hour, as in
+ * hyco-ws.
+ *
+ * @param {*} value The argument
+ * @return {(Number|undefined)} The number, or `undefined` when absent
+ * @throws {TypeError} When not a number
+ * @throws {RangeError} When negative or not finite
+ * @private
+ */
+function validateExpiration(value) {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "expirationSeconds" argument must be of type number. Received ${describeType(value)}`
+    );
+  }
+  if (!Number.isFinite(value) || value < 0) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "expirationSeconds" is out of range. It must be a finite number >= 0. Received ${value}`
+    );
+  }
+  return value;
+}
+
+module.exports = {
+  codedError,
+  describeType,
+  optionalString,
+  validateExpiration,
+  validateString
+};

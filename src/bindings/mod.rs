@@ -1,0 +1,3 @@
+//! napi binding types, one file per area. Thin: conversions only, no protocol logic.
+
+pub mod helpers;

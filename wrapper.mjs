@@ -1,0 +1,23 @@
+// ESM entry point: `import { createRelayToken, WebSocket } from 'hyco-ws-rs'`.
+import hyco from './index.js';
+
+export const {
+  appendRelayToken,
+  createRelayBaseUri,
+  createRelayListenUri,
+  createRelaySendUri,
+  createRelayToken,
+  parseConnectionString,
+  parseRelayToken,
+  WebSocket,
+  WebSocketServer,
+  Server,
+  createWebSocketStream,
+  extension,
+  PerMessageDeflate,
+  Receiver,
+  Sender,
+  subprotocol
+} = hyco;
+
+export default hyco;
