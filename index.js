@@ -14,6 +14,7 @@
 const WebSocket = require('ws');
 
 const helpers = require('./lib/helpers');
+const { LocalRelay, startLocalRelay } = require('./lib/local-relay');
 
 /**
  * Everything the package adds to ws's exports. Assignments to the module's export land
@@ -23,6 +24,8 @@ const helpers = require('./lib/helpers');
  */
 const overlay = {
   ...helpers,
+  LocalRelay,
+  startLocalRelay,
   // ws 8's own named exports, so `const { WebSocketServer } = require('hyco-ws-rs')` works
   // exactly as with ws (these are ws's objects, unchanged).
   WebSocket,

@@ -9,6 +9,8 @@ export const {
   createRelayToken,
   parseConnectionString,
   parseRelayToken,
+  LocalRelay,
+  startLocalRelay,
   WebSocket,
   WebSocketServer,
   Server,

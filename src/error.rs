@@ -35,3 +35,18 @@ impl<T> IntoJs<T> for Result<T, CoreError> {
         self.map_err(|e| throw(env, e))
     }
 }
+
+/// For async functions, which cannot throw on the JS thread: the error's class and code go
+/// into a `[ERR_CODE:Class] ` prefix of the message, which `lib/errors.js` turns back into
+/// a `TypeError`/`RangeError`/`Error` with a `code`.
+pub fn tagged(e: CoreError) -> napi::Error {
+    let class = match e.class() {
+        ErrorClass::Type => "TypeError",
+        ErrorClass::Range => "RangeError",
+        ErrorClass::Plain => "Error",
+    };
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("[{}:{class}] {e}", e.code()),
+    )
+}

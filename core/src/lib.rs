@@ -14,6 +14,7 @@ pub mod connection_string;
 pub mod encode;
 pub mod error;
 pub mod legacy_url;
+pub mod relay;
 pub mod sas;
 pub mod uri;
 

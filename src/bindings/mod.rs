@@ -1,3 +1,4 @@
 //! napi binding types, one file per area. Thin: conversions only, no protocol logic.
 
 pub mod helpers;
+pub mod relay;

@@ -1,0 +1,281 @@
+//! SAS checks as the service makes them: signature (constant time), expiry, key name,
+//! rights and resource coverage.
+
+use crate::encode::decode_uri_component;
+use crate::relay::config::{Right, Rule};
+use crate::sas;
+
+/// A refused request: the HTTP status and the description sent as its reason phrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// 401 or 403.
+    pub status: u16,
+    /// Why, without any part of the token.
+    pub description: String,
+}
+
+fn deny(status: u16, description: impl Into<String>) -> Denial {
+    Denial {
+        status,
+        description: description.into(),
+    }
+}
+
+/// A token that passed every check.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// Expiry, Unix seconds.
+    pub expires_at: u64,
+    /// The rule that signed it.
+    pub key_name: String,
+}
+
+/// What a request asks for.
+pub struct Access<'a> {
+    /// The right needed.
+    pub right: Right,
+    /// The host name the client connected to (no port), lowercase.
+    pub host: &'a str,
+    /// The entity path plus any suffix, decoded, without leading or trailing `/`.
+    pub path: &'a str,
+}
+
+/// A token resource reduced to what the service compares: lowercased host without port and
+/// a lowercased, decoded path without `$hc/` or surrounding slashes.
+fn normalise_resource(resource: &str) -> Option<(String, String)> {
+    let (_, rest) = resource.split_once("://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        format!("[{}]", v6.split(']').next()?)
+    } else {
+        authority.split(':').next()?.to_owned()
+    };
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let decoded = decode_uri_component(path).unwrap_or_else(|| path.to_owned());
+    let mut p = decoded.trim_matches('/').to_ascii_lowercase();
+    if let Some(stripped) = p.strip_prefix("$hc/") {
+        p = stripped.to_owned();
+    } else if p == "$hc" {
+        p.clear();
+    }
+    Some((host.to_ascii_lowercase(), p))
+}
+
+/// True when `token_path` covers `path`: empty (the namespace), equal, or a prefix that
+/// ends at a `/` boundary.
+fn covers(token_path: &str, path: &str) -> bool {
+    let path = path.to_ascii_lowercase();
+    token_path.is_empty()
+        || path == token_path
+        || (path.starts_with(token_path) && path.as_bytes().get(token_path.len()) == Some(&b'/'))
+}
+
+/// Checks `token` for `access` at time `now_secs`.
+pub fn authorize(
+    rules: &[Rule],
+    token: Option<&str>,
+    access: &Access<'_>,
+    now_secs: u64,
+) -> Result<Grant, Denial> {
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        deny(
+            401,
+            "Unauthorized: a SharedAccessSignature token is required",
+        )
+    })?;
+    let parsed =
+        sas::parse_token(token).map_err(|_| deny(401, "Unauthorized: the token is malformed"))?;
+    let rule = rules
+        .iter()
+        .find(|r| r.name == parsed.key_name)
+        .ok_or_else(|| deny(401, "Unauthorized: unknown key name"))?;
+    if !parsed.signature_matches(&rule.key) {
+        return Err(deny(401, "Unauthorized: the signature does not match"));
+    }
+    if parsed.is_expired(now_secs) {
+        return Err(deny(401, "Unauthorized: the token has expired"));
+    }
+    if !rule.grants(access.right) {
+        let right = match access.right {
+            Right::Listen => "Listen",
+            Right::Send => "Send",
+            Right::Manage => "Manage",
+        };
+        return Err(deny(
+            403,
+            format!("Forbidden: the rule lacks the {right} right"),
+        ));
+    }
+    let (host, token_path) = normalise_resource(&parsed.resource)
+        .ok_or_else(|| deny(401, "Unauthorized: the token's resource is malformed"))?;
+    if host != access.host || !covers(&token_path, access.path) {
+        return Err(deny(403, "Forbidden: the token does not cover this entity"));
+    }
+    Ok(Grant {
+        expires_at: parsed.expires_at,
+        key_name: parsed.key_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW_MS: f64 = 1_764_288_000_000.0;
+    const NOW: u64 = 1_764_288_000;
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            Rule {
+                name: "root".into(),
+                key: "k1".into(),
+                rights: vec![Right::Manage],
+            },
+            Rule {
+                name: "send".into(),
+                key: "k2".into(),
+                rights: vec![Right::Send],
+            },
+        ]
+    }
+
+    fn token(resource: &str, name: &str, key: &str, secs: f64) -> String {
+        sas::create_token(resource, name, key, Some(secs), NOW_MS).unwrap()
+    }
+
+    fn check(t: &str, right: Right, path: &str) -> Result<Grant, Denial> {
+        authorize(
+            &rules(),
+            Some(t),
+            &Access {
+                right,
+                host: "ns.example",
+                path,
+            },
+            NOW,
+        )
+    }
+
+    #[test]
+    fn every_resource_form_covers_its_entity() {
+        for resource in [
+            "wss://ns.example:443/$hc/hyco?sb-hc-action=listen",
+            "https://ns.example/hyco",
+            "http://NS.example/Hyco/",
+            "sb://ns.example/hyco",
+            "http://ns.example/",
+            "sb://ns.example",
+        ] {
+            let t = token(resource, "root", "k1", 60.0);
+            assert!(check(&t, Right::Listen, "hyco").is_ok(), "{resource}");
+            assert!(
+                check(&t, Right::Send, "hyco/suffix/x").is_ok(),
+                "{resource}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_have_the_right_status() {
+        let good = token("http://ns.example/hyco", "root", "k1", 60.0);
+        assert_eq!(
+            authorize(
+                &rules(),
+                None,
+                &Access {
+                    right: Right::Listen,
+                    host: "ns.example",
+                    path: "hyco"
+                },
+                NOW
+            )
+            .unwrap_err()
+            .status,
+            401
+        );
+        assert_eq!(
+            check("garbage", Right::Listen, "hyco").unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            check(
+                &token("http://ns.example/hyco", "nobody", "k1", 60.0),
+                Right::Listen,
+                "hyco"
+            )
+            .unwrap_err()
+            .status,
+            401
+        );
+        assert_eq!(
+            check(
+                &token("http://ns.example/hyco", "root", "wrong", 60.0),
+                Right::Listen,
+                "hyco"
+            )
+            .unwrap_err()
+            .status,
+            401
+        );
+        assert_eq!(
+            authorize(
+                &rules(),
+                Some(&good),
+                &Access {
+                    right: Right::Listen,
+                    host: "ns.example",
+                    path: "hyco"
+                },
+                NOW + 61
+            )
+            .unwrap_err()
+            .status,
+            401
+        );
+        assert_eq!(
+            check(
+                &token("http://ns.example/hyco", "send", "k2", 60.0),
+                Right::Listen,
+                "hyco"
+            )
+            .unwrap_err()
+            .status,
+            403
+        );
+        assert_eq!(
+            check(&good, Right::Listen, "other").unwrap_err().status,
+            403
+        );
+        assert_eq!(
+            check(&good, Right::Listen, "hycox").unwrap_err().status,
+            403
+        );
+        assert_eq!(
+            check(
+                &token("http://other.example/hyco", "root", "k1", 60.0),
+                Right::Listen,
+                "hyco"
+            )
+            .unwrap_err()
+            .status,
+            403
+        );
+        assert!(check(
+            &token("http://ns.example/hyco", "send", "k2", 60.0),
+            Right::Send,
+            "hyco"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn denials_never_contain_the_token() {
+        let t = token("http://ns.example/hyco", "root", "wrong", 60.0);
+        let d = check(&t, Right::Listen, "hyco").unwrap_err();
+        let sig = t.split("sig=").nth(1).unwrap().split('&').next().unwrap();
+        assert!(!d.description.contains(sig));
+    }
+}

@@ -1,0 +1,208 @@
+//! The HTTP/1.1 side of the relay: reading a request head with limits, and writing the
+//! few responses the relay gives (101, errors with a description as the reason phrase).
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+/// The most headers a request may carry.
+const MAX_HEADERS: usize = 100;
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target, as sent (`/$hc/hyco?sb-hc-action=listen`).
+    pub target: String,
+    /// Headers in order, names as sent.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RequestHead {
+    /// The first header named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the header holds `token` in its comma-separated list (case-insensitive).
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+
+    /// True for a WebSocket upgrade request (any version; the version is checked apart).
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.header_has_token("Upgrade", "websocket")
+            && self.header_has_token("Connection", "upgrade")
+    }
+
+    /// The `Sec-WebSocket-Key` of a valid version-13 upgrade request.
+    pub fn websocket_key(&self) -> Option<&str> {
+        if self.method != "GET" || self.header("Sec-WebSocket-Version").map(str::trim) != Some("13")
+        {
+            return None;
+        }
+        self.header("Sec-WebSocket-Key")
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    }
+}
+
+/// Why a request head could not be read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The peer closed (or failed) before a whole head arrived.
+    Closed,
+    /// Not HTTP/1.x.
+    Malformed,
+    /// Larger than allowed.
+    TooLarge,
+}
+
+/// Reads one request head. Returns it with any bytes that followed it.
+pub async fn read_head<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max_bytes: usize,
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
+    let mut buf = Vec::with_capacity(2048);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| HeadError::Closed)?;
+        if n == 0 {
+            return Err(HeadError::Closed);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let head = RequestHead {
+                    method: req.method.unwrap_or_default().to_owned(),
+                    target: req.path.unwrap_or_default().to_owned(),
+                    headers: req
+                        .headers
+                        .iter()
+                        .map(|h| {
+                            (
+                                h.name.to_owned(),
+                                String::from_utf8_lossy(h.value).into_owned(),
+                            )
+                        })
+                        .collect(),
+                };
+                return Ok((head, buf.split_off(len)));
+            }
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > max_bytes {
+                    return Err(HeadError::TooLarge);
+                }
+            }
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Malformed),
+        }
+    }
+}
+
+/// A reason phrase safe to put on a status line: visible ASCII and spaces, bounded.
+pub fn sanitize_reason(text: &str) -> String {
+    let cleaned: String = text
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(256)
+        .collect();
+    let trimmed = cleaned.trim();
+    if trimmed.is_empty() {
+        "Error".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+/// Writes an error (or 410) response and ends the stream.
+pub async fn write_status<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, description: &str) {
+    let reason = sanitize_reason(description);
+    let response = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
+        reason.len()
+    );
+    // The peer may be gone already; there is nobody to report a failure to.
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Writes the `101 Switching Protocols` response for `key`, echoing `protocol` if any.
+pub async fn write_switching<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &str,
+    protocol: Option<&str>,
+) -> std::io::Result<()> {
+    let mut response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    if let Some(p) = protocol {
+        response.push_str("Sec-WebSocket-Protocol: ");
+        response.push_str(p);
+        response.push_str("\r\n");
+    }
+    response.push_str("\r\n");
+    stream.write_all(response.as_bytes()).await?;
+    stream.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_a_head_and_keeps_what_follows() {
+        let data = b"GET /$hc/x?a=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: abc\r\n\r\nEXTRA";
+        let mut r = &data[..];
+        let (head, rest) = read_head(&mut r, 16 * 1024).await.unwrap();
+        assert_eq!(head.target, "/$hc/x?a=1");
+        assert!(head.is_websocket_upgrade());
+        assert_eq!(head.websocket_key(), Some("abc"));
+        assert_eq!(rest, b"EXTRA");
+    }
+
+    #[tokio::test]
+    async fn refuses_garbage_and_oversize_heads() {
+        let mut r = &b"\x00\x01\x02garbage\r\n\r\n"[..];
+        assert_eq!(
+            read_head(&mut r, 1024).await.unwrap_err(),
+            HeadError::Malformed
+        );
+        let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(5000));
+        let mut r = big.as_bytes();
+        assert_eq!(
+            read_head(&mut r, 1024).await.unwrap_err(),
+            HeadError::TooLarge
+        );
+        let mut r = &b"GET / HTTP/1.1\r\nHost"[..];
+        assert_eq!(
+            read_head(&mut r, 1024).await.unwrap_err(),
+            HeadError::Closed
+        );
+    }
+
+    #[test]
+    fn reasons_are_single_line_ascii() {
+        assert_eq!(sanitize_reason("go\r\naway é"), "go  away");
+        assert_eq!(sanitize_reason("\r\n"), "Error");
+    }
+}

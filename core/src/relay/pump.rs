@@ -1,0 +1,413 @@
+//! The relayed connection: frames from one client are unmasked and passed to the other,
+//! streaming, so the relay never holds more than one read buffer per direction.
+//!
+//! Both peers are WebSocket clients (the sender, and the listener's accept socket), so both
+//! send masked frames and expect unmasked ones: the relay rewrites each frame header without
+//! the mask and unmasks the payload as it passes. Frames are not reassembled: fragmentation,
+//! pings, pongs and close frames go end to end unchanged, so a ping from one side is answered
+//! by the other and a close code reaches the other side as sent.
+//!
+//! Backpressure is natural: a direction only reads again once its last write is done, so a
+//! peer that stops reading stops the relay reading the other peer.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+/// How long the relay waits for the other direction to finish once one has ended.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Counters shared with the relay's statistics.
+#[derive(Debug, Default)]
+pub struct PumpStats {
+    /// Bytes read from one peer and not yet written to the other.
+    pub buffered_bytes: AtomicUsize,
+}
+
+/// A frame that breaks RFC 6455 for a client-to-server frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameError {
+    /// RSV bits set without a negotiated extension.
+    Reserved,
+    /// An opcode RFC 6455 does not define.
+    Opcode,
+    /// A control frame that is fragmented or longer than 125 bytes.
+    Control,
+    /// A client frame without a mask.
+    Unmasked,
+    /// A 64-bit length with its top bit set.
+    Length,
+}
+
+/// Parser state of one direction.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Header,
+    Payload {
+        remaining: u64,
+        mask: [u8; 4],
+        offset: usize,
+    },
+}
+
+/// Rewrites client frames into server frames, chunk by chunk.
+#[derive(Debug)]
+pub struct FrameRewriter {
+    state: State,
+    /// True once a close frame went through.
+    pub close_seen: bool,
+}
+
+impl Default for FrameRewriter {
+    fn default() -> Self {
+        FrameRewriter {
+            state: State::Header,
+            close_seen: false,
+        }
+    }
+}
+
+/// XORs `data` with `mask`, starting at `offset` into the mask.
+fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
+    let mut m = [0u8; 8];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = mask[(offset + i) % 4];
+    }
+    let word = u64::from_ne_bytes(m);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= m[i];
+    }
+}
+
+impl FrameRewriter {
+    /// Consumes as much of `input` as possible, appending server frames to `out`. Returns
+    /// how many bytes were consumed; the rest is an incomplete frame header.
+    pub fn process(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Result<usize, FrameError> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Header => {
+                    let avail = &input[pos..];
+                    if avail.len() < 2 {
+                        return Ok(pos);
+                    }
+                    let (b0, b1) = (avail[0], avail[1]);
+                    let len7 = b1 & 0x7f;
+                    let ext = match len7 {
+                        126 => 2,
+                        127 => 8,
+                        _ => 0,
+                    };
+                    let masked = b1 & 0x80 != 0;
+                    let header_len = 2 + ext + if masked { 4 } else { 0 };
+                    if avail.len() < header_len {
+                        return Ok(pos);
+                    }
+                    if b0 & 0x70 != 0 {
+                        return Err(FrameError::Reserved);
+                    }
+                    let opcode = b0 & 0x0f;
+                    if !matches!(opcode, 0x0 | 0x1 | 0x2 | 0x8 | 0x9 | 0xa) {
+                        return Err(FrameError::Opcode);
+                    }
+                    if !masked {
+                        return Err(FrameError::Unmasked);
+                    }
+                    let len = match ext {
+                        0 => u64::from(len7),
+                        2 => u64::from(u16::from_be_bytes([avail[2], avail[3]])),
+                        _ => {
+                            let mut b = [0u8; 8];
+                            b.copy_from_slice(&avail[2..10]);
+                            u64::from_be_bytes(b)
+                        }
+                    };
+                    if len >> 63 != 0 {
+                        return Err(FrameError::Length);
+                    }
+                    if opcode >= 0x8 && (b0 & 0x80 == 0 || len > 125) {
+                        return Err(FrameError::Control);
+                    }
+                    if opcode == 0x8 {
+                        self.close_seen = true;
+                    }
+                    out.push(b0);
+                    out.push(len7);
+                    out.extend_from_slice(&avail[2..2 + ext]);
+                    let mut mask = [0u8; 4];
+                    mask.copy_from_slice(&avail[2 + ext..header_len]);
+                    pos += header_len;
+                    self.state = if len == 0 {
+                        State::Header
+                    } else {
+                        State::Payload {
+                            remaining: len,
+                            mask,
+                            offset: 0,
+                        }
+                    };
+                }
+                State::Payload {
+                    remaining,
+                    mask,
+                    offset,
+                } => {
+                    let avail = input.len() - pos;
+                    if avail == 0 {
+                        return Ok(pos);
+                    }
+                    let take = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
+                    let chunk = &mut input[pos..pos + take];
+                    unmask(chunk, mask, offset);
+                    out.extend_from_slice(chunk);
+                    pos += take;
+                    let left = remaining - take as u64;
+                    self.state = if left == 0 {
+                        State::Header
+                    } else {
+                        State::Payload {
+                            remaining: left,
+                            mask,
+                            offset: (offset + take) % 4,
+                        }
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// An unmasked server close frame with `code` and `reason`.
+pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+    let reason = &reason.as_bytes()[..reason.len().min(123)];
+    let mut f = vec![0x88, (2 + reason.len()) as u8];
+    f.extend_from_slice(&code.to_be_bytes());
+    f.extend_from_slice(reason);
+    f
+}
+
+/// State shared by the two directions of one relayed connection.
+struct Shared {
+    closes: AtomicUsize,
+    finished: AtomicBool,
+    done: Notify,
+}
+
+impl Shared {
+    /// Tells the other direction to stop.
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.done.notify_waiters();
+    }
+}
+
+/// Moves frames from `reader` (one client) to `writer` (the other) until the stream ends,
+/// both close frames have passed, or the other direction gives up.
+async fn forward<R, W>(
+    mut reader: R,
+    initial: Vec<u8>,
+    mut writer: W,
+    buffer_bytes: usize,
+    shared: Arc<Shared>,
+    stats: Arc<PumpStats>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut rewriter = FrameRewriter::default();
+    let mut input = vec![0u8; buffer_bytes.max(256)];
+    let mut filled = initial.len().min(input.len());
+    input[..filled].copy_from_slice(&initial[..filled]);
+    let mut out = Vec::with_capacity(input.len() + 64);
+    let mut pending_initial = filled > 0;
+    loop {
+        if !pending_initial {
+            // Register for the stop signal before checking the flag, so none is missed.
+            let stop = shared.done.notified();
+            tokio::pin!(stop);
+            stop.as_mut().enable();
+            if shared.finished.load(Ordering::SeqCst) {
+                break;
+            }
+            let read = tokio::select! {
+                r = reader.read(&mut input[filled..]) => r,
+                _ = &mut stop => break,
+            };
+            match read {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+        }
+        pending_initial = false;
+        stats.buffered_bytes.fetch_add(filled, Ordering::Relaxed);
+        let had_close = rewriter.close_seen;
+        let result = rewriter.process(&mut input[..filled], &mut out);
+        let consumed = match result {
+            Ok(c) => c,
+            Err(e) => {
+                log::debug!("relay: protocol error from a peer ({e:?}); closing the connection");
+                out.extend_from_slice(&close_frame(1002, "Protocol error from peer"));
+                let _ = writer.write_all(&out).await;
+                stats.buffered_bytes.fetch_sub(filled, Ordering::Relaxed);
+                break;
+            }
+        };
+        let write = writer.write_all(&out).await;
+        stats.buffered_bytes.fetch_sub(filled, Ordering::Relaxed);
+        out.clear();
+        input.copy_within(consumed..filled, 0);
+        filled -= consumed;
+        if write.is_err() {
+            break;
+        }
+        if rewriter.close_seen && !had_close && shared.closes.fetch_add(1, Ordering::SeqCst) == 1 {
+            // Both close frames have passed: the closing handshake is complete.
+            break;
+        }
+        if shared.finished.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    let _ = writer.flush().await;
+    let _ = writer.shutdown().await;
+    shared.finish();
+}
+
+/// Relays between two clients until both are done. `a_initial`/`b_initial` are bytes
+/// already read from each (after their handshakes).
+pub async fn relay<A, B>(
+    a: A,
+    a_initial: Vec<u8>,
+    b: B,
+    b_initial: Vec<u8>,
+    buffer_bytes: usize,
+    stats: Arc<PumpStats>,
+) where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let shared = Arc::new(Shared {
+        closes: AtomicUsize::new(0),
+        finished: AtomicBool::new(false),
+        done: Notify::new(),
+    });
+    let (a_read, a_write) = tokio::io::split(a);
+    let (b_read, b_write) = tokio::io::split(b);
+    let a_to_b = forward(
+        a_read,
+        a_initial,
+        b_write,
+        buffer_bytes,
+        shared.clone(),
+        stats.clone(),
+    );
+    let b_to_a = forward(
+        b_read,
+        b_initial,
+        a_write,
+        buffer_bytes,
+        shared.clone(),
+        stats,
+    );
+    tokio::pin!(a_to_b, b_to_a);
+    tokio::select! {
+        _ = &mut a_to_b => { let _ = tokio::time::timeout(LINGER, b_to_a).await; }
+        _ = &mut b_to_a => { let _ = tokio::time::timeout(LINGER, a_to_b).await; }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut f = vec![b0];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 65536 => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    #[test]
+    fn unmasks_frames_split_anywhere() {
+        let payload: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = masked(0x82, &payload, [1, 2, 3, 4]);
+        wire.extend(masked(0x89, b"ping", [9, 8, 7, 6]));
+        wire.extend(masked(0x81, b"", [0, 0, 0, 0]));
+        for split in [1usize, 2, 3, 7, 13, 1000, wire.len()] {
+            let mut rw = FrameRewriter::default();
+            let mut out = Vec::new();
+            let mut pending: Vec<u8> = Vec::new();
+            for piece in wire.chunks(split) {
+                pending.extend_from_slice(piece);
+                let used = rw.process(&mut pending, &mut out).unwrap();
+                pending.drain(..used);
+            }
+            assert!(pending.is_empty());
+            let mut expected = vec![0x82, 127];
+            expected.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+            expected.extend_from_slice(&payload);
+            expected.extend_from_slice(&[0x89, 4]);
+            expected.extend_from_slice(b"ping");
+            expected.extend_from_slice(&[0x81, 0]);
+            assert_eq!(out, expected, "split {split}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_rfc_6455_forbids() {
+        let cases: Vec<(Vec<u8>, FrameError)> = vec![
+            (masked(0xc2, b"x", [1; 4]), FrameError::Reserved),
+            (masked(0x83, b"x", [1; 4]), FrameError::Opcode),
+            (vec![0x82, 0x01, b'x'], FrameError::Unmasked),
+            (masked(0x09, b"x", [1; 4]), FrameError::Control),
+            (masked(0x89, &[0u8; 126], [1; 4]), FrameError::Control),
+            (
+                {
+                    let mut f = vec![0x82, 0x80 | 127];
+                    f.extend_from_slice(&u64::MAX.to_be_bytes());
+                    f.extend_from_slice(&[1, 2, 3, 4]);
+                    f
+                },
+                FrameError::Length,
+            ),
+        ];
+        for (mut wire, err) in cases {
+            let mut out = Vec::new();
+            assert_eq!(
+                FrameRewriter::default().process(&mut wire, &mut out),
+                Err(err)
+            );
+        }
+    }
+
+    #[test]
+    fn notices_close_frames() {
+        let mut wire = masked(0x88, &[0x03, 0xe8], [5; 4]);
+        let mut rw = FrameRewriter::default();
+        let mut out = Vec::new();
+        rw.process(&mut wire, &mut out).unwrap();
+        assert!(rw.close_seen);
+        assert_eq!(out, vec![0x88, 2, 0x03, 0xe8]);
+        assert_eq!(close_frame(1002, "x"), vec![0x88, 3, 0x03, 0xea, b'x']);
+    }
+}

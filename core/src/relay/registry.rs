@@ -1,0 +1,400 @@
+//! The relay's live state: Hybrid Connections, their listeners (control channels), and the
+//! rendezvous waiting for an accept. One mutex, held only for map updates, never across an
+//! await.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::relay::config::{Entities, HybridConnectionConfig};
+
+/// Any byte stream the relay serves: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// A boxed client connection.
+pub type IoStream = Box<dyn Io>;
+
+/// Orders from the relay to one control channel's task.
+#[derive(Debug)]
+pub enum ControlCommand {
+    /// Send this `accept` message.
+    Accept(String),
+    /// Close the channel with this code and reason (test hook).
+    Drop {
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// Stop (or resume) reading the channel (test hook).
+    Freeze(bool),
+}
+
+/// How a rendezvous ended on the listener's side.
+pub enum AcceptOutcome {
+    /// The listener opened the accept socket (and got its 101).
+    Accepted {
+        /// The listener's accept socket.
+        stream: IoStream,
+        /// Bytes already read from it after its handshake.
+        initial: Vec<u8>,
+        /// The `Sec-WebSocket-Protocol` the listener chose.
+        protocol: Option<String>,
+    },
+    /// The listener rejected the sender.
+    Rejected {
+        /// Status for the sender.
+        status: u16,
+        /// Description for the sender.
+        description: String,
+    },
+}
+
+struct ListenerEntry {
+    id: u64,
+    commands: mpsc::UnboundedSender<ControlCommand>,
+    frozen: bool,
+}
+
+struct Entity {
+    name: String,
+    requires_client_authorization: bool,
+    listeners: Vec<ListenerEntry>,
+}
+
+/// A sender waiting for its listener.
+pub struct Pending {
+    /// Where the listener's answer goes.
+    pub outcome: oneshot::Sender<AcceptOutcome>,
+}
+
+/// A Hybrid Connection resolved from a request path.
+#[derive(Debug, Clone)]
+pub struct EntityRef {
+    /// Lowercased key.
+    pub key: String,
+    /// The name as configured (or as first listened on).
+    pub name: String,
+    /// Whether senders need a token.
+    pub requires_client_authorization: bool,
+}
+
+#[derive(Default)]
+struct Maps {
+    entities: HashMap<String, Entity>,
+    pending: HashMap<String, Pending>,
+    next_listener: u64,
+}
+
+/// Counts for `stats()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RegistryCounts {
+    /// Hybrid Connections known.
+    pub hybrid_connections: usize,
+    /// Control channels open.
+    pub listeners: usize,
+    /// Rendezvous waiting for an accept.
+    pub pending_accepts: usize,
+}
+
+/// The registry.
+pub struct Registry {
+    any: bool,
+    maps: Mutex<Maps>,
+}
+
+fn entity_key(path: &str) -> String {
+    path.trim_matches('/').to_lowercase()
+}
+
+impl Registry {
+    /// A registry for the configured entities.
+    pub fn new(entities: &Entities) -> Self {
+        let mut maps = Maps::default();
+        let any = match entities {
+            Entities::Any => true,
+            Entities::List(list) => {
+                for HybridConnectionConfig {
+                    name,
+                    requires_client_authorization,
+                } in list
+                {
+                    maps.entities.insert(
+                        entity_key(name),
+                        Entity {
+                            name: name.trim_matches('/').to_owned(),
+                            requires_client_authorization: *requires_client_authorization,
+                            listeners: Vec::new(),
+                        },
+                    );
+                }
+                false
+            }
+        };
+        Registry {
+            any,
+            maps: Mutex::new(maps),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Maps> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters (each update is a single insert or remove), so a poisoned lock is used as is.
+        self.maps.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entity_ref(key: &str, e: &Entity) -> EntityRef {
+        EntityRef {
+            key: key.to_owned(),
+            name: e.name.clone(),
+            requires_client_authorization: e.requires_client_authorization,
+        }
+    }
+
+    /// The entity a listener names by `path` (exact match); created on first use in "any" mode.
+    pub fn entity_for_listener(&self, path: &str) -> Option<EntityRef> {
+        let key = entity_key(path);
+        let mut maps = self.lock();
+        if let Some(e) = maps.entities.get(&key) {
+            return Some(Self::entity_ref(&key, e));
+        }
+        if !self.any {
+            return None;
+        }
+        let e = Entity {
+            name: path.trim_matches('/').to_owned(),
+            requires_client_authorization: true,
+            listeners: Vec::new(),
+        };
+        let r = Self::entity_ref(&key, &e);
+        maps.entities.insert(key, e);
+        Some(r)
+    }
+
+    /// The entity a sender's `path` reaches (the longest known name that is a prefix at a
+    /// `/` boundary) and the rest of the path (the suffix, with its leading `/`).
+    pub fn entity_for_sender(&self, path: &str) -> Option<(EntityRef, String)> {
+        let trimmed = path.trim_start_matches('/');
+        let lower = trimmed.to_lowercase();
+        let maps = self.lock();
+        let mut best: Option<(&String, &Entity)> = None;
+        for (key, e) in &maps.entities {
+            let matches = lower == *key
+                || (lower.starts_with(key.as_str())
+                    && lower.as_bytes().get(key.len()) == Some(&b'/'));
+            if matches && best.is_none_or(|(k, _)| k.len() < key.len()) {
+                best = Some((key, e));
+            }
+        }
+        best.map(|(key, e)| {
+            // `to_lowercase` can change byte lengths outside ASCII; fall back to no suffix then.
+            let suffix = trimmed.get(key.len()..).unwrap_or("").to_owned();
+            (Self::entity_ref(key, e), suffix)
+        })
+    }
+
+    /// Registers a control channel; `None` when the entity is gone or full.
+    pub fn add_listener(
+        &self,
+        entity: &str,
+        max: usize,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<ControlCommand>), &'static str> {
+        let mut maps = self.lock();
+        maps.next_listener += 1;
+        let id = maps.next_listener;
+        let e = maps.entities.get_mut(entity).ok_or("Endpoint not found")?;
+        if e.listeners.len() >= max {
+            return Err("Forbidden: the listener quota of this Hybrid Connection is reached");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        e.listeners.push(ListenerEntry {
+            id,
+            commands: tx,
+            frozen: false,
+        });
+        Ok((id, rx))
+    }
+
+    /// Unregisters a control channel.
+    pub fn remove_listener(&self, entity: &str, id: u64) {
+        if let Some(e) = self.lock().entities.get_mut(entity) {
+            e.listeners.retain(|l| l.id != id);
+        }
+    }
+
+    /// A random listener of `entity` that is not frozen, as the service spreads senders.
+    pub fn pick_listener(&self, entity: &str) -> Option<mpsc::UnboundedSender<ControlCommand>> {
+        let maps = self.lock();
+        let live: Vec<&ListenerEntry> = maps
+            .entities
+            .get(entity)?
+            .listeners
+            .iter()
+            .filter(|l| !l.frozen)
+            .collect();
+        if live.is_empty() {
+            return None;
+        }
+        let i = rand::rng().random_range(0..live.len());
+        Some(live[i].commands.clone())
+    }
+
+    /// Registers a rendezvous under an id unique among those pending: `wanted` when free,
+    /// else `wanted` with a `_N` suffix (the service's ids carry such suffixes too).
+    pub fn insert_pending(&self, wanted: &str) -> (String, oneshot::Receiver<AcceptOutcome>) {
+        let (tx, rx) = oneshot::channel();
+        let mut maps = self.lock();
+        let mut id = wanted.to_owned();
+        let mut n = 1;
+        while maps.pending.contains_key(&id) {
+            n += 1;
+            id = format!("{wanted}_{n}");
+        }
+        maps.pending.insert(id.clone(), Pending { outcome: tx });
+        (id, rx)
+    }
+
+    /// Takes a rendezvous (an accept address is valid once).
+    pub fn take_pending(&self, id: &str) -> Option<Pending> {
+        self.lock().pending.remove(id)
+    }
+
+    /// True when a rendezvous with this id is waiting.
+    pub fn has_pending(&self, id: &str) -> bool {
+        self.lock().pending.contains_key(id)
+    }
+
+    /// Sends `make(code, reason)` to the listeners of `entity` (all when `None`).
+    fn for_listeners(
+        &self,
+        entity: Option<&str>,
+        mut f: impl FnMut(&mut ListenerEntry) -> bool,
+    ) -> usize {
+        let wanted = entity.map(entity_key);
+        let mut maps = self.lock();
+        let mut n = 0;
+        for (key, e) in maps.entities.iter_mut() {
+            if wanted.as_ref().is_some_and(|w| w != key) {
+                continue;
+            }
+            for l in e.listeners.iter_mut() {
+                if f(l) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Test hook: closes matching control channels with `code`.
+    pub fn drop_listeners(&self, entity: Option<&str>, code: u16, reason: &str) -> usize {
+        self.for_listeners(entity, |l| {
+            l.commands
+                .send(ControlCommand::Drop {
+                    code,
+                    reason: reason.to_owned(),
+                })
+                .is_ok()
+        })
+    }
+
+    /// Test hook: freezes (or thaws) matching control channels.
+    pub fn freeze_listeners(&self, entity: Option<&str>, frozen: bool) -> usize {
+        self.for_listeners(entity, |l| {
+            l.frozen = frozen;
+            l.commands.send(ControlCommand::Freeze(frozen)).is_ok()
+        })
+    }
+
+    /// Forgets every listener and rendezvous (the relay stopped). Configured entities stay.
+    pub fn clear(&self) {
+        let mut maps = self.lock();
+        maps.pending.clear();
+        if self.any {
+            maps.entities.clear();
+        } else {
+            for e in maps.entities.values_mut() {
+                e.listeners.clear();
+            }
+        }
+    }
+
+    /// Current counts.
+    pub fn counts(&self) -> RegistryCounts {
+        let maps = self.lock();
+        RegistryCounts {
+            hybrid_connections: maps.entities.len(),
+            listeners: maps.entities.values().map(|e| e.listeners.len()).sum(),
+            pending_accepts: maps.pending.len(),
+        }
+    }
+}
+
+/// A random (version 4) UUID, as the service generates tracking ids.
+pub fn new_uuid() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_find_the_longest_entity_and_keep_the_suffix() {
+        let r = Registry::new(&Entities::List(vec![
+            HybridConnectionConfig {
+                name: "a".into(),
+                requires_client_authorization: true,
+            },
+            HybridConnectionConfig {
+                name: "a/b".into(),
+                requires_client_authorization: false,
+            },
+        ]));
+        let (e, suffix) = r.entity_for_sender("A/B/c/d").unwrap();
+        assert_eq!((e.name.as_str(), suffix.as_str()), ("a/b", "/c/d"));
+        assert!(!e.requires_client_authorization);
+        let (e, suffix) = r.entity_for_sender("a").unwrap();
+        assert_eq!((e.name.as_str(), suffix.as_str()), ("a", ""));
+        assert!(r.entity_for_sender("ab").is_none());
+        assert!(r.entity_for_listener("zzz").is_none());
+    }
+
+    #[test]
+    fn listener_quota_and_pending_ids() {
+        let r = Registry::new(&Entities::Any);
+        let e = r.entity_for_listener("Hyco").unwrap();
+        assert_eq!(e.name, "Hyco");
+        let _a = r.add_listener(&e.key, 2).unwrap();
+        let _b = r.add_listener(&e.key, 2).unwrap();
+        assert!(r.add_listener(&e.key, 2).is_err());
+        assert_eq!(r.counts().listeners, 2);
+        let (id1, _rx1) = r.insert_pending("x");
+        let (id2, _rx2) = r.insert_pending("x");
+        assert_eq!((id1.as_str(), id2.as_str()), ("x", "x_2"));
+        assert!(r.take_pending("x").is_some());
+        assert!(r.take_pending("x").is_none());
+    }
+
+    #[test]
+    fn uuids_look_like_uuids() {
+        let u = new_uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+    }
+}

@@ -1,0 +1,514 @@
+//! One client connection to the relay: TLS, the request head, and the route to the listen,
+//! connect or accept handling.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::encode::{decode_query_component, decode_uri_component, encode_uri_component};
+use crate::relay::auth::{self, Access, Denial};
+use crate::relay::config::Right;
+use crate::relay::control::{self, unix_now, ControlContext};
+use crate::relay::http::{self, HeadError, RequestHead};
+use crate::relay::pump;
+use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
+use crate::relay::state::{RelayEvent, RelayState};
+
+/// A request to a Hybrid Connection address, taken apart.
+struct RelayRequest {
+    /// The path after `/$hc/`, decoded, without a trailing `/`.
+    path: String,
+    /// The path after `/$hc/` as sent (still encoded), for building accept addresses.
+    raw_path: String,
+    /// Query parameters, decoded, in order.
+    query: Vec<(String, String)>,
+    /// The query without `sb-hc-*` parameters, as sent.
+    app_query: String,
+    /// The host name the client connected to, lowercase, without port.
+    host: String,
+}
+
+impl RelayRequest {
+    fn param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The host name of a `Host` header, lowercased, without the port.
+fn host_name(host: &str) -> String {
+    let h = host.trim();
+    let name = if h.starts_with('[') {
+        h.split(']')
+            .next()
+            .map(|s| format!("{s}]"))
+            .unwrap_or_default()
+    } else {
+        h.split(':').next().unwrap_or("").to_owned()
+    };
+    name.to_ascii_lowercase()
+}
+
+fn parse_target(head: &RequestHead, default_host: &str) -> Result<RelayRequest, Denial> {
+    let bad = |d: &str| Denial {
+        status: 400,
+        description: format!("Bad Request: {d}"),
+    };
+    let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
+    let raw_path = path
+        .strip_prefix("/$hc/")
+        .ok_or_else(|| bad("the path must start with /$hc/"))?
+        .trim_end_matches('/')
+        .to_owned();
+    let decoded = decode_uri_component(&raw_path)
+        .ok_or_else(|| bad("the path is not valid percent-encoding"))?;
+    if decoded.trim_matches('/').is_empty() {
+        return Err(bad("the Hybrid Connection path is missing"));
+    }
+    let mut params = Vec::new();
+    let mut app = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key = decode_query_component(k);
+        if key.starts_with("sb-hc-") {
+            params.push((key, decode_query_component(v)));
+        } else {
+            app.push(pair);
+        }
+    }
+    Ok(RelayRequest {
+        path: decoded.trim_matches('/').to_owned(),
+        raw_path,
+        query: params,
+        app_query: app.join("&"),
+        host: head
+            .header("Host")
+            .map(host_name)
+            .unwrap_or_else(|| default_host.to_ascii_lowercase()),
+    })
+}
+
+/// Serves one TCP connection until it is done.
+pub async fn serve(
+    state: Arc<RelayState>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+) {
+    let _ = tcp.set_nodelay(true);
+    let timeout = state.config.handshake_timeout;
+    let mut stream: IoStream = match tls {
+        Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => Box::new(s),
+            Ok(Err(e)) => {
+                log::debug!("relay: TLS handshake with {peer} failed: {e}");
+                return;
+            }
+            Err(_) => return,
+        },
+        None => Box::new(tcp),
+    };
+    let read = tokio::time::timeout(
+        timeout,
+        http::read_head(&mut stream, state.config.max_header_bytes),
+    )
+    .await;
+    let (head, initial) = match read {
+        Ok(Ok(x)) => x,
+        Ok(Err(HeadError::TooLarge)) => {
+            return http::write_status(&mut stream, 431, "Request Header Fields Too Large").await;
+        }
+        Ok(Err(HeadError::Malformed)) => {
+            return http::write_status(&mut stream, 400, "Bad Request").await
+        }
+        Ok(Err(HeadError::Closed)) | Err(_) => return,
+    };
+    if !head.is_websocket_upgrade() {
+        return http::write_status(
+            &mut stream,
+            501,
+            "Not Implemented: the local relay does not relay HTTP requests yet",
+        )
+        .await;
+    }
+    let Some(key) = head.websocket_key().map(str::to_owned) else {
+        return http::write_status(
+            &mut stream,
+            400,
+            "Bad Request: not a WebSocket version 13 handshake",
+        )
+        .await;
+    };
+    let req = match parse_target(&head, &state.config.host) {
+        Ok(r) => r,
+        Err(d) => return deny(&state, stream, d, None).await,
+    };
+    let conn = Conn {
+        state,
+        stream,
+        initial,
+        head,
+        key,
+        req,
+        peer,
+    };
+    match conn.req.param("sb-hc-action") {
+        Some("listen") => conn.listen().await,
+        Some("connect") => conn.connect().await,
+        Some("accept") => conn.accept().await,
+        Some("request") => {
+            let mut s = conn.stream;
+            http::write_status(
+                &mut s,
+                501,
+                "Not Implemented: the local relay does not relay HTTP requests yet",
+            )
+            .await
+        }
+        _ => {
+            let d = Denial {
+                status: 400,
+                description: "Bad Request: sb-hc-action must be listen, connect or accept".into(),
+            };
+            deny(&conn.state, conn.stream, d, None).await
+        }
+    }
+}
+
+async fn deny(state: &RelayState, mut stream: IoStream, d: Denial, hc: Option<&str>) {
+    let mut event =
+        RelayEvent::new("denied", format!("{} {}", d.status, d.description)).status(d.status);
+    if let Some(name) = hc {
+        event = event.hc(name);
+    }
+    state.emit(event);
+    http::write_status(&mut stream, d.status, &d.description).await;
+}
+
+struct Conn {
+    state: Arc<RelayState>,
+    stream: IoStream,
+    initial: Vec<u8>,
+    head: RequestHead,
+    key: String,
+    req: RelayRequest,
+    peer: SocketAddr,
+}
+
+impl Conn {
+    fn token(&self) -> Option<String> {
+        self.head
+            .header("ServiceBusAuthorization")
+            .map(str::to_owned)
+            .or_else(|| self.req.param("sb-hc-token").map(str::to_owned))
+    }
+
+    async fn listen(mut self) {
+        let state = self.state.clone();
+        let Some(entity) = state.registry.entity_for_listener(&self.req.path) else {
+            let d = Denial {
+                status: 404,
+                description: "Endpoint not found: no such Hybrid Connection".into(),
+            };
+            return deny(&state, self.stream, d, None).await;
+        };
+        let access = Access {
+            right: Right::Listen,
+            host: &self.req.host,
+            path: &self.req.path,
+        };
+        let grant = match auth::authorize(
+            &state.config.rules,
+            self.token().as_deref(),
+            &access,
+            unix_now(),
+        ) {
+            Ok(g) => g,
+            Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
+        };
+        let (listener_id, commands) = match state
+            .registry
+            .add_listener(&entity.key, state.config.max_listeners)
+        {
+            Ok(x) => x,
+            Err(why) => {
+                let status = if why.starts_with("Endpoint") {
+                    404
+                } else {
+                    403
+                };
+                let d = Denial {
+                    status,
+                    description: why.into(),
+                };
+                return deny(&state, self.stream, d, Some(&entity.name)).await;
+            }
+        };
+        if http::write_switching(&mut self.stream, &self.key, None)
+            .await
+            .is_err()
+        {
+            state.registry.remove_listener(&entity.key, listener_id);
+            return;
+        }
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(state.config.max_control_message_bytes))
+            .max_frame_size(Some(state.config.max_control_message_bytes));
+        let ws = WebSocketStream::from_partially_read(
+            self.stream,
+            self.initial,
+            Role::Server,
+            Some(config),
+        )
+        .await;
+        state.emit(
+            RelayEvent::new(
+                "listen",
+                format!("listener connected to {} from {}", entity.name, self.peer),
+            )
+            .hc(&entity.name),
+        );
+        let ctx = ControlContext {
+            state: state.clone(),
+            entity_key: entity.key,
+            entity_name: entity.name,
+            listener_id,
+            host: self.req.host.clone(),
+            expires_at: grant.expires_at,
+        };
+        control::run(ws, ctx, commands).await;
+    }
+
+    /// The `accept` message for the listener: the one-time address (the sender's path suffix
+    /// and application query included), the id, the sender's headers (minus its token) and
+    /// its address.
+    fn accept_message(&self, id: &str) -> String {
+        let mut address = format!("{}/$hc/{}", self.state.origin(), self.req.raw_path);
+        address.push('?');
+        if !self.req.app_query.is_empty() {
+            address.push_str(&self.req.app_query);
+            address.push('&');
+        }
+        address.push_str("sb-hc-action=accept&sb-hc-id=");
+        address.push_str(&encode_uri_component(id));
+        let mut headers = serde_json::Map::new();
+        for (name, value) in &self.head.headers {
+            if name.eq_ignore_ascii_case("ServiceBusAuthorization") {
+                continue;
+            }
+            let entry = headers
+                .entry(name.clone())
+                .or_insert_with(|| serde_json::Value::String(String::new()));
+            if let serde_json::Value::String(s) = entry {
+                if !s.is_empty() {
+                    s.push_str(", ");
+                }
+                s.push_str(value);
+            }
+        }
+        serde_json::json!({
+            "accept": {
+                "address": address,
+                "id": id,
+                "connectHeaders": headers,
+                "remoteEndpoint": { "address": self.peer.ip().to_string(), "port": self.peer.port() }
+            }
+        })
+        .to_string()
+    }
+
+    async fn connect(mut self) {
+        let state = self.state.clone();
+        let Some((entity, suffix)) = state.registry.entity_for_sender(&self.req.path) else {
+            let d = Denial {
+                status: 404,
+                description: "Endpoint not found: no such Hybrid Connection".into(),
+            };
+            return deny(&state, self.stream, d, None).await;
+        };
+        if entity.requires_client_authorization {
+            let access = Access {
+                right: Right::Send,
+                host: &self.req.host,
+                path: &self.req.path,
+            };
+            if let Err(d) = auth::authorize(
+                &state.config.rules,
+                self.token().as_deref(),
+                &access,
+                unix_now(),
+            ) {
+                return deny(&state, self.stream, d, Some(&entity.name)).await;
+            }
+        }
+        let Some(listener) = state.registry.pick_listener(&entity.key) else {
+            let d = Denial {
+                status: 404,
+                description: "Endpoint not found: no listener is connected".into(),
+            };
+            return deny(&state, self.stream, d, Some(&entity.name)).await;
+        };
+        let wanted = self
+            .req
+            .param("sb-hc-id")
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_else(new_uuid);
+        let (id, outcome) = state.registry.insert_pending(&wanted);
+        let message = self.accept_message(&id);
+        if listener.send(ControlCommand::Accept(message)).is_err() {
+            state.registry.take_pending(&id);
+            let d = Denial {
+                status: 404,
+                description: "Endpoint not found: no listener is connected".into(),
+            };
+            return deny(&state, self.stream, d, Some(&entity.name)).await;
+        }
+        state.emit(
+            RelayEvent::new(
+                "connect",
+                format!("sender {} for {}{suffix}", self.peer, entity.name),
+            )
+            .hc(&entity.name)
+            .id(&id),
+        );
+        let answer = tokio::time::timeout(state.config.accept_timeout, outcome).await;
+        match answer {
+            Ok(Ok(AcceptOutcome::Accepted {
+                stream: listener_stream,
+                initial: listener_initial,
+                protocol,
+            })) => {
+                if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                state.emit(
+                    RelayEvent::new(
+                        "accept",
+                        format!("{} accepted sender {}", entity.name, self.peer),
+                    )
+                    .hc(&entity.name)
+                    .id(&id),
+                );
+                state.connections.fetch_add(1, Ordering::Relaxed);
+                pump::relay(
+                    self.stream,
+                    self.initial,
+                    listener_stream,
+                    listener_initial,
+                    state.config.relay_buffer_bytes,
+                    state.pump_stats.clone(),
+                )
+                .await;
+                state.connections.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(Ok(AcceptOutcome::Rejected {
+                status,
+                description,
+            })) => {
+                state.emit(
+                    RelayEvent::new(
+                        "reject",
+                        format!("{} rejected sender {}: {status}", entity.name, self.peer),
+                    )
+                    .hc(&entity.name)
+                    .id(&id)
+                    .status(status),
+                );
+                http::write_status(&mut self.stream, status, &description).await;
+            }
+            Ok(Err(_)) | Err(_) => {
+                state.registry.take_pending(&id);
+                state.emit(
+                    RelayEvent::new(
+                        "timeout",
+                        format!("no accept for sender {} in time", self.peer),
+                    )
+                    .hc(&entity.name)
+                    .id(&id)
+                    .status(504),
+                );
+                http::write_status(
+                    &mut self.stream,
+                    504,
+                    "Gateway Timeout: the listener did not accept in time",
+                )
+                .await;
+            }
+        }
+    }
+
+    async fn accept(mut self) {
+        let state = self.state.clone();
+        let id = self.req.param("sb-hc-id").unwrap_or("").to_owned();
+        let invalid = Denial {
+            status: 403,
+            description: "Forbidden: the accept URL is not valid (unknown, used or expired)".into(),
+        };
+        let reject_status = self
+            .req
+            .param("sb-hc-statusCode")
+            .map(|s| s.trim().parse::<u16>());
+        if let Some(parsed) = &reject_status {
+            if !matches!(parsed, Ok(300..=599)) || !state.registry.has_pending(&id) {
+                let d = if state.registry.has_pending(&id) {
+                    Denial {
+                        status: 400,
+                        description:
+                            "Bad Request: sb-hc-statusCode must be an HTTP status from 300 to 599"
+                                .into(),
+                    }
+                } else {
+                    invalid
+                };
+                return deny(&state, self.stream, d, None).await;
+            }
+        }
+        let Some(pending) = state.registry.take_pending(&id) else {
+            return deny(&state, self.stream, invalid, None).await;
+        };
+        if let Some(Ok(status)) = reject_status {
+            let description = self
+                .req
+                .param("sb-hc-statusDescription")
+                .map(str::to_owned)
+                .unwrap_or_else(|| "Rejected by the listener".into());
+            let _ = pending.outcome.send(AcceptOutcome::Rejected {
+                status,
+                description,
+            });
+            return http::write_status(&mut self.stream, 410, "Gone: the sender was rejected")
+                .await;
+        }
+        if pending.outcome.is_closed() {
+            return deny(&state, self.stream, invalid, None).await;
+        }
+        let protocol = self
+            .head
+            .header("Sec-WebSocket-Protocol")
+            .and_then(|p| p.split(',').next())
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty());
+        if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let _ = pending.outcome.send(AcceptOutcome::Accepted {
+            stream: self.stream,
+            initial: self.initial,
+            protocol,
+        });
+    }
+}

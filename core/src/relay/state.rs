@@ -1,0 +1,111 @@
+//! State shared by every task of one relay: configuration, registry, counters, events.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use crate::relay::config::RelayConfig;
+use crate::relay::pump::PumpStats;
+use crate::relay::registry::Registry;
+
+/// Something that happened in the relay, for logs and the CLI. Never holds a key or token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayEvent {
+    /// `listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
+    /// `renew`, `relayClosed`.
+    pub kind: &'static str,
+    /// The Hybrid Connection concerned, if any.
+    pub hybrid_connection: Option<String>,
+    /// The rendezvous id, if any.
+    pub id: Option<String>,
+    /// The HTTP status given, if any.
+    pub status: Option<u16>,
+    /// A one-line description.
+    pub message: String,
+}
+
+impl RelayEvent {
+    /// An event of `kind` with `message`.
+    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
+        RelayEvent {
+            kind,
+            hybrid_connection: None,
+            id: None,
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// Sets the Hybrid Connection.
+    pub fn hc(mut self, name: &str) -> Self {
+        self.hybrid_connection = Some(name.to_owned());
+        self
+    }
+
+    /// Sets the rendezvous id.
+    pub fn id(mut self, id: &str) -> Self {
+        self.id = Some(id.to_owned());
+        self
+    }
+
+    /// Sets the status.
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+}
+
+/// Where events go.
+pub type EventSink = Arc<dyn Fn(RelayEvent) + Send + Sync>;
+
+/// Shared by all tasks of a relay.
+pub struct RelayState {
+    /// The configuration.
+    pub config: RelayConfig,
+    /// Hybrid Connections, listeners, rendezvous.
+    pub registry: Registry,
+    /// Relayed-byte counters.
+    pub pump_stats: Arc<PumpStats>,
+    /// Relayed connections open now.
+    pub connections: AtomicUsize,
+    /// `ws://host:port` or `wss://host:port`, known once bound.
+    origin: RwLock<String>,
+    events: Option<EventSink>,
+}
+
+impl RelayState {
+    /// New state for `config`.
+    pub fn new(config: RelayConfig, events: Option<EventSink>) -> Self {
+        RelayState {
+            registry: Registry::new(&config.entities),
+            config,
+            pump_stats: Arc::new(PumpStats::default()),
+            connections: AtomicUsize::new(0),
+            origin: RwLock::new(String::new()),
+            events,
+        }
+    }
+
+    /// Logs `event` and hands it to the event sink.
+    pub fn emit(&self, event: RelayEvent) {
+        log::debug!("relay: {}: {}", event.kind, event.message);
+        if let Some(sink) = &self.events {
+            sink(event);
+        }
+    }
+
+    /// The relay's origin, `ws://127.0.0.1:PORT`.
+    pub fn origin(&self) -> String {
+        self.origin.read().map(|o| o.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn set_origin(&self, origin: String) {
+        if let Ok(mut o) = self.origin.write() {
+            *o = origin;
+        }
+    }
+
+    /// Relayed connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,331 @@
+'use strict';
+
+/**
+ * The local relay emulator: the Azure Relay service side, in Rust, for tests, benchmarks
+ * and offline development. See `startLocalRelay`.
+ */
+
+const EventEmitter = require('events');
+
+const { fromNative } = require('./errors');
+const { loadNative } = require('./native');
+const { codedError, describeType, validateString } = require('./validation');
+
+const native = loadNative();
+
+const RIGHTS = new Set(['Listen', 'Send', 'Manage']);
+
+/**
+ * Throws a `TypeError` about option `name`.
+ *
+ * @param {String} name The option's name
+ * @param {String} expected What it must be
+ * @param {*} value The value given
+ * @throws {TypeError} Always
+ * @private
+ */
+function invalidOption(name, expected, value) {
+  throw codedError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
+  );
+}
+
+/**
+ * Checks and converts `startLocalRelay` options to the native form.
+ *
+ * @param {Object} options The options
+ * @return {Object} The native options
+ * @private
+ */
+function nativeOptions(options) {
+  if (options === null || typeof options !== 'object') {
+    invalidOption('', 'an object', options);
+  }
+  const out = {};
+  const {
+    port = 0,
+    host = '127.0.0.1',
+    hybridConnections = 'any',
+    rules,
+    tls,
+    acceptTimeoutMs = 30000,
+    maxListeners = 25
+  } = options;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "options.port" is out of range. It must be an integer from 0 to 65535. Received ${String(port)}`
+    );
+  }
+  out.port = port;
+  if (typeof host !== 'string' || host === '') invalidOption('host', 'a non-empty string', host);
+  out.host = host;
+  if (hybridConnections !== 'any') {
+    if (!Array.isArray(hybridConnections)) {
+      invalidOption('hybridConnections', "an array or 'any'", hybridConnections);
+    }
+    out.hybridConnections = hybridConnections.map((hc, i) => {
+      const entry = typeof hc === 'string' ? { name: hc } : hc;
+      if (!entry || typeof entry.name !== 'string' || entry.name === '') {
+        invalidOption(`hybridConnections[${i}].name`, 'a non-empty string', entry && entry.name);
+      }
+      const auth = entry.requiresClientAuthorization;
+      if (auth !== undefined && typeof auth !== 'boolean') {
+        invalidOption(`hybridConnections[${i}].requiresClientAuthorization`, 'a boolean', auth);
+      }
+      return { name: entry.name, requiresClientAuthorization: auth };
+    });
+  }
+  if (rules !== undefined) {
+    if (!Array.isArray(rules) || rules.length === 0) {
+      invalidOption('rules', 'a non-empty array', rules);
+    }
+    out.rules = rules.map((r, i) => {
+      if (!r || typeof r.name !== 'string' || r.name === '') {
+        invalidOption(`rules[${i}].name`, 'a non-empty string', r && r.name);
+      }
+      if (typeof r.key !== 'string' || r.key === '') {
+        invalidOption(`rules[${i}].key`, 'a non-empty string', r.key);
+      }
+      if (!Array.isArray(r.rights) || r.rights.length === 0 || !r.rights.every((x) => RIGHTS.has(x))) {
+        invalidOption(`rules[${i}].rights`, "a non-empty array of 'Listen', 'Send', 'Manage'", r.rights);
+      }
+      return { name: r.name, key: r.key, rights: r.rights };
+    });
+  }
+  if (tls !== undefined) {
+    const pem = (v, name) => {
+      if (typeof v === 'string') return Buffer.from(v);
+      if (Buffer.isBuffer(v)) return v;
+      return invalidOption(`tls.${name}`, 'a PEM string or Buffer', v);
+    };
+    if (!tls || typeof tls !== 'object') invalidOption('tls', 'an object with cert and key', tls);
+    out.tlsCert = pem(tls.cert, 'cert');
+    out.tlsKey = pem(tls.key, 'key');
+  }
+  if (typeof acceptTimeoutMs !== 'number' || !Number.isFinite(acceptTimeoutMs) || acceptTimeoutMs <= 0) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "options.acceptTimeoutMs" is out of range. It must be a finite number > 0. Received ${String(acceptTimeoutMs)}`
+    );
+  }
+  out.acceptTimeoutMs = acceptTimeoutMs;
+  if (!Number.isInteger(maxListeners) || maxListeners < 1 || maxListeners > 100000) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "options.maxListeners" is out of range. It must be an integer from 1 to 100000. Received ${String(maxListeners)}`
+    );
+  }
+  out.maxListeners = maxListeners;
+  return out;
+}
+
+/**
+ * A running local relay. Create it with `startLocalRelay()`.
+ *
+ * Emits `'event'` with `{ type, hybridConnection, id, status, message }` for each thing that
+ * happens (`listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
+ * `renew`, `relayClosed`, `relayStarted`). Messages never contain a key or a token.
+ *
+ * @extends EventEmitter
+ */
+class LocalRelay extends EventEmitter {
+  /**
+   * @param {Object} nativeRelay The native relay
+   * @private
+   */
+  constructor() {
+    super();
+    this._native = null;
+    this._closed = false;
+  }
+
+  /**
+   * The relay's URL with a trailing slash, e.g. `ws://127.0.0.1:9000/`.
+   *
+   * @type {String}
+   */
+  get url() {
+    return `${this._native.origin}/`;
+  }
+
+  /**
+   * The namespace argument for the URI helpers, e.g. `ws://127.0.0.1:9000`.
+   *
+   * @type {String}
+   */
+  get namespace() {
+    return this._native.origin;
+  }
+
+  /**
+   * The bound port.
+   *
+   * @type {Number}
+   */
+  get port() {
+    return this._native.port;
+  }
+
+  /**
+   * The first rule's key name.
+   *
+   * @type {String}
+   */
+  get keyName() {
+    return this._native.keyName;
+  }
+
+  /**
+   * The first rule's key.
+   *
+   * @type {String}
+   */
+  get key() {
+    return this._native.key;
+  }
+
+  /**
+   * A connection string for this relay, as the Azure portal would show it.
+   *
+   * @param {String} [entity] The Hybrid Connection, added as `EntityPath`
+   * @return {String} The connection string
+   * @public
+   */
+  connectionString(entity) {
+    let s = `Endpoint=${this.url};SharedAccessKeyName=${this.keyName};SharedAccessKey=${this.key}`;
+    if (entity !== undefined) {
+      validateString(entity, 'entity');
+      s += `;EntityPath=${entity}`;
+    }
+    return s;
+  }
+
+  /**
+   * Current counters.
+   *
+   * @return {{hybridConnections: Number, listeners: Number, pendingAccepts: Number,
+   *     connections: Number, bufferedBytes: Number}}
+   * @public
+   */
+  stats() {
+    return this._native.stats();
+  }
+
+  /**
+   * Test hook: closes control channels with a close code, as the service does when an
+   * entity is deleted (1001), a token expires (1008) or it fails (1011).
+   *
+   * @param {Object} [options]
+   * @param {String} [options.hybridConnection] Only this one (default: all)
+   * @param {Number} [options.code=1011] The close code
+   * @param {String} [options.reason=''] The close reason
+   * @return {Promise<Number>} How many control channels were closed
+   * @public
+   */
+  async dropListeners({ hybridConnection, code = 1011, reason = '' } = {}) {
+    if (!Number.isInteger(code) || code < 1000 || code > 4999) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "code" is out of range. It must be an integer from 1000 to 4999. Received ${String(code)}`);
+    }
+    return this._native.dropListeners(hybridConnection, code, String(reason));
+  }
+
+  /**
+   * Test hook: stops reading control channels (pings go unanswered, no sender is routed to
+   * them), as a dead network path would; `frozen: false` thaws them.
+   *
+   * @param {Object} [options]
+   * @param {String} [options.hybridConnection] Only this one (default: all)
+   * @param {Boolean} [options.frozen=true] Freeze or thaw
+   * @return {Number} How many control channels were affected
+   * @public
+   */
+  freezeListeners({ hybridConnection, frozen = true } = {}) {
+    return this._native.freezeListeners(hybridConnection, Boolean(frozen));
+  }
+
+  /**
+   * Closes every connection and the port, keeping the configuration and the port number.
+   *
+   * @return {Promise<void>}
+   * @public
+   */
+  async stop() {
+    await this._native.stop();
+  }
+
+  /**
+   * Listens again on the same port after `stop()`.
+   *
+   * @return {Promise<void>}
+   * @public
+   */
+  async start() {
+    if (this._closed) throw codedError(Error, 'ERR_RELAY_CLOSED', 'The relay is closed');
+    try {
+      await this._native.resume();
+    } catch (err) {
+      throw fromNative(err);
+    }
+  }
+
+  /**
+   * `stop()` then `start()`.
+   *
+   * @return {Promise<void>}
+   * @public
+   */
+  async restart() {
+    await this.stop();
+    await this.start();
+  }
+
+  /**
+   * Closes every connection and the port for good. Idempotent. Afterwards the relay no
+   * longer keeps the process alive.
+   *
+   * @return {Promise<void>}
+   * @public
+   */
+  async close() {
+    if (this._closed) return;
+    this._closed = true;
+    await this._native.close();
+  }
+}
+
+/**
+ * Starts a local relay emulator.
+ *
+ * @param {Object} [options]
+ * @param {Number} [options.port=0] Port; 0 picks a free one
+ * @param {String} [options.host='127.0.0.1'] Address to bind
+ * @param {(Array<{name: String, requiresClientAuthorization?: Boolean}>|String)}
+ *     [options.hybridConnections='any'] The Hybrid Connections; `'any'` creates them on
+ *     first listen
+ * @param {Array<{name: String, key: String, rights: String[]}>} [options.rules] SAS rules;
+ *     default one `RootManageSharedAccessKey` rule with `Manage` and a random key
+ * @param {{cert: (String|Buffer), key: (String|Buffer)}} [options.tls] PEM certificate and
+ *     key, to serve `wss://`
+ * @param {Number} [options.acceptTimeoutMs=30000] How long a sender waits for an accept
+ * @param {Number} [options.maxListeners=25] Control channels per Hybrid Connection
+ * @return {Promise<LocalRelay>} The running relay
+ * @public
+ */
+async function startLocalRelay(options = {}) {
+  const opts = nativeOptions(options);
+  const relay = new LocalRelay();
+  try {
+    relay._native = await native.startLocalRelay(opts, (event) => relay.emit('event', event));
+  } catch (err) {
+    throw fromNative(err);
+  }
+  return relay;
+}
+
+module.exports = { LocalRelay, startLocalRelay };
