@@ -6,6 +6,7 @@
 /// <reference types="node" />
 
 import WS = require('ws');
+import { EventEmitter } from 'events';
 import { Writable } from 'stream';
 
 /** ws's `WebSocket` class, with the relay API as static members. */
@@ -153,6 +154,115 @@ declare namespace HycoWebSocket {
    *   contains a value).
    */
   function parseConnectionString(connectionString: string): RelayConnectionInfo;
+
+  // ---------------------------------------------------------------------------------------
+  // The local relay emulator
+  // ---------------------------------------------------------------------------------------
+
+  /** A SAS right of a rule. `Manage` implies `Listen` and `Send`. */
+  type RelayRight = 'Listen' | 'Send' | 'Manage';
+
+  /** Options of {@link startLocalRelay}. */
+  interface LocalRelayOptions {
+    /** Port to listen on; `0` picks a free one. Default `0`. */
+    port?: number;
+    /** Address to bind. Default `'127.0.0.1'`. */
+    host?: string;
+    /** The Hybrid Connections that exist (a name stands for `{ name }`), or `'any'` to
+     * create one on the first listen of any path. Default `'any'`. */
+    hybridConnections?: Array<string | { name: string; requiresClientAuthorization?: boolean }> | 'any';
+    /** SAS rules. Default: one `RootManageSharedAccessKey` rule with `Manage` and a random key. */
+    rules?: Array<{ name: string; key: string; rights: RelayRight[] }>;
+    /** PEM certificate chain and key: serve `wss://`. */
+    tls?: { cert: string | Buffer; key: string | Buffer };
+    /** How long a sender waits for an accept, in ms (and how long an accept address is
+     * valid). Default `30000`. */
+    acceptTimeoutMs?: number;
+    /** Control channels per Hybrid Connection. Default `25`. */
+    maxListeners?: number;
+  }
+
+  /** Something that happened in the relay. Never carries a key or a token. */
+  interface LocalRelayEvent {
+    type:
+      | 'listen'
+      | 'listenerClosed'
+      | 'connect'
+      | 'accept'
+      | 'reject'
+      | 'timeout'
+      | 'denied'
+      | 'renew'
+      | 'relayClosed'
+      | 'relayStarted';
+    /** The Hybrid Connection concerned. */
+    hybridConnection?: string;
+    /** The rendezvous id. */
+    id?: string;
+    /** The HTTP status given (`denied`, `reject`, `timeout`). */
+    status?: number;
+    /** One line, for people. */
+    message: string;
+  }
+
+  /** Counters of a running relay. */
+  interface LocalRelayStats {
+    hybridConnections: number;
+    /** Control channels open. */
+    listeners: number;
+    /** Senders waiting for an accept. */
+    pendingAccepts: number;
+    /** Relayed sender/listener pairs open. */
+    connections: number;
+    /** Bytes held inside the relay's buffers now (bounded: 64 KiB per direction). */
+    bufferedBytes: number;
+  }
+
+  /** A running local relay; see {@link startLocalRelay}. */
+  class LocalRelay extends EventEmitter {
+    private constructor();
+    /** `ws://127.0.0.1:PORT/` (`wss://` with TLS). */
+    readonly url: string;
+    /** `ws://127.0.0.1:PORT`: the namespace argument of the URI helpers. */
+    readonly namespace: string;
+    readonly port: number;
+    /** The first rule's name. */
+    readonly keyName: string;
+    /** The first rule's key. */
+    readonly key: string;
+    /** `Endpoint=…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=entity]`. */
+    connectionString(entity?: string): string;
+    stats(): LocalRelayStats;
+    /** Test hook: closes control channels with a close code (default 1011). */
+    dropListeners(options?: { hybridConnection?: string; code?: number; reason?: string }): Promise<number>;
+    /** Test hook: stops (or with `frozen: false` resumes) reading control channels: pings
+     * go unanswered and no sender is routed to them. */
+    freezeListeners(options?: { hybridConnection?: string; frozen?: boolean }): number;
+    /** Closes every connection and the port, keeping the port number. */
+    stop(): Promise<void>;
+    /** Listens again on the same port after `stop()`. */
+    start(): Promise<void>;
+    /** `stop()` then `start()`. */
+    restart(): Promise<void>;
+    /** Stops for good; the process may then exit. Idempotent. */
+    close(): Promise<void>;
+
+    on(event: 'event', listener: (event: LocalRelayEvent) => void): this;
+    once(event: 'event', listener: (event: LocalRelayEvent) => void): this;
+    off(event: 'event', listener: (event: LocalRelayEvent) => void): this;
+    addListener(event: 'event', listener: (event: LocalRelayEvent) => void): this;
+    removeListener(event: 'event', listener: (event: LocalRelayEvent) => void): this;
+  }
+
+  /**
+   * Starts a local Azure Relay emulator (the service side of Hybrid Connections) on
+   * 127.0.0.1. Resolves once it listens.
+   *
+   * @throws {TypeError|RangeError} for bad options (`ERR_INVALID_ARG_TYPE`,
+   *   `ERR_OUT_OF_RANGE`); `ERR_TLS_CONFIG` for an unusable certificate or key; `ERR_IO`
+   *   when the port cannot be bound.
+   */
+  function startLocalRelay(options?: LocalRelayOptions): Promise<LocalRelay>;
 }
 
 export = HycoWebSocket;

@@ -434,7 +434,8 @@ export async function connectPair(relay, control, path, opts = {}) {
  * everything closed again.
  *
  * @param {any} relay The relay.
- * @param {string} [path] A Hybrid Connection the relay allows.
+ * @param {string} [path] A Hybrid Connection the relay allows, with no other listener on it
+ *   (senders are spread across listeners at random).
  * @param {object} [opts] `listen`/`startSender` options (`namespace`, `wsOptions`).
  * @returns {Promise<void>}
  */

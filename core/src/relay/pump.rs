@@ -195,6 +195,34 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     f
 }
 
+/// Bytes counted in [`PumpStats::buffered_bytes`] by one direction; uncounted on drop, so
+/// that a cancelled relay leaves the counter right.
+struct Held<'a> {
+    stats: &'a PumpStats,
+    bytes: usize,
+}
+
+impl Held<'_> {
+    fn set(&mut self, bytes: usize) {
+        if bytes >= self.bytes {
+            self.stats
+                .buffered_bytes
+                .fetch_add(bytes - self.bytes, Ordering::Relaxed);
+        } else {
+            self.stats
+                .buffered_bytes
+                .fetch_sub(self.bytes - bytes, Ordering::Relaxed);
+        }
+        self.bytes = bytes;
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.set(0);
+    }
+}
+
 /// State shared by the two directions of one relayed connection.
 struct Shared {
     closes: AtomicUsize,
@@ -229,6 +257,10 @@ async fn forward<R, W>(
     input[..filled].copy_from_slice(&initial[..filled]);
     let mut out = Vec::with_capacity(input.len() + 64);
     let mut pending_initial = filled > 0;
+    let mut held = Held {
+        stats: &stats,
+        bytes: 0,
+    };
     loop {
         if !pending_initial {
             // Register for the stop signal before checking the flag, so none is missed.
@@ -248,7 +280,7 @@ async fn forward<R, W>(
             }
         }
         pending_initial = false;
-        stats.buffered_bytes.fetch_add(filled, Ordering::Relaxed);
+        held.set(filled);
         let had_close = rewriter.close_seen;
         let result = rewriter.process(&mut input[..filled], &mut out);
         let consumed = match result {
@@ -257,15 +289,14 @@ async fn forward<R, W>(
                 log::debug!("relay: protocol error from a peer ({e:?}); closing the connection");
                 out.extend_from_slice(&close_frame(1002, "Protocol error from peer"));
                 let _ = writer.write_all(&out).await;
-                stats.buffered_bytes.fetch_sub(filled, Ordering::Relaxed);
                 break;
             }
         };
         let write = writer.write_all(&out).await;
-        stats.buffered_bytes.fetch_sub(filled, Ordering::Relaxed);
         out.clear();
         input.copy_within(consumed..filled, 0);
         filled -= consumed;
+        held.set(filled);
         if write.is_err() {
             break;
         }
@@ -277,6 +308,7 @@ async fn forward<R, W>(
             break;
         }
     }
+    drop(held);
     let _ = writer.flush().await;
     let _ = writer.shutdown().await;
     shared.finish();

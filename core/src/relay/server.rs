@@ -192,6 +192,22 @@ async fn deny(state: &RelayState, mut stream: IoStream, d: Denial, hc: Option<&s
     http::write_status(&mut stream, d.status, &d.description).await;
 }
 
+/// Counts a relayed connection in the stats while it lives, even if its task is cancelled.
+struct OpenConnection<'a>(&'a RelayState);
+
+impl<'a> OpenConnection<'a> {
+    fn new(state: &'a RelayState) -> Self {
+        state.connections.fetch_add(1, Ordering::Relaxed);
+        OpenConnection(state)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct Conn {
     state: Arc<RelayState>,
     stream: IoStream,
@@ -400,7 +416,7 @@ impl Conn {
                     .hc(&entity.name)
                     .id(&id),
                 );
-                state.connections.fetch_add(1, Ordering::Relaxed);
+                let _open = OpenConnection::new(&state);
                 pump::relay(
                     self.stream,
                     self.initial,
@@ -410,7 +426,6 @@ impl Conn {
                     state.pump_stats.clone(),
                 )
                 .await;
-                state.connections.fetch_sub(1, Ordering::Relaxed);
             }
             Ok(Ok(AcceptOutcome::Rejected {
                 status,

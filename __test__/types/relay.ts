@@ -1,0 +1,37 @@
+// Types of the local relay emulator, checked by `tsc --strict --noEmit`.
+import { startLocalRelay, createRelayListenUri, LocalRelay } from 'hyco-ws-rs';
+import hyco = require('hyco-ws-rs');
+
+async function useRelay(): Promise<void> {
+  const relay: LocalRelay = await startLocalRelay({
+    port: 0,
+    hybridConnections: [{ name: 'hc' }, 'other', { name: 'open', requiresClientAuthorization: false }],
+    rules: [{ name: 'listen', key: 'k', rights: ['Listen'] }],
+    acceptTimeoutMs: 5000,
+    maxListeners: 2
+  });
+  const ns: string = relay.namespace;
+  const uri: string = createRelayListenUri(ns, 'hc');
+  const cs: string = relay.connectionString('hc');
+  relay.on('event', (e: hyco.LocalRelayEvent) => {
+    const type: string = e.type;
+    const status: number | undefined = e.status;
+    void type;
+    void status;
+  });
+  const dropped: number = await relay.dropListeners({ code: 1001 });
+  const frozen: number = relay.freezeListeners({ frozen: false });
+  const stats: hyco.LocalRelayStats = relay.stats();
+  await relay.restart();
+  await relay.close();
+  void [uri, cs, dropped, frozen, stats.bufferedBytes];
+
+  // @ts-expect-error: rights are Listen, Send or Manage
+  await startLocalRelay({ rules: [{ name: 'r', key: 'k', rights: ['Read'] }] });
+  // @ts-expect-error: the relay is made by startLocalRelay
+  new LocalRelay();
+  // @ts-expect-error: 'any' is the only string form
+  await startLocalRelay({ hybridConnections: 'all' });
+}
+
+export { useRelay };
