@@ -192,23 +192,25 @@ async fn reject_gives_410_to_the_listener_and_the_status_to_the_sender() {
 
 #[tokio::test]
 async fn handshake_statuses() {
-    let mut config = RelayConfig::default();
-    config.entities = Entities::List(vec![
-        HybridConnectionConfig {
-            name: "hc".into(),
-            requires_client_authorization: true,
-        },
-        HybridConnectionConfig {
-            name: "open".into(),
-            requires_client_authorization: false,
-        },
-    ]);
+    let mut config = RelayConfig {
+        entities: Entities::List(vec![
+            HybridConnectionConfig {
+                name: "hc".into(),
+                requires_client_authorization: true,
+            },
+            HybridConnectionConfig {
+                name: "open".into(),
+                requires_client_authorization: false,
+            },
+        ]),
+        accept_timeout: Duration::from_millis(300),
+        ..RelayConfig::default()
+    };
     config.rules.push(Rule {
         name: "send-only".into(),
         key: "k".into(),
         rights: vec![Right::Send],
     });
-    config.accept_timeout = Duration::from_millis(300);
     let relay = start(config).await;
     let origin = relay.origin();
     let lu = uri::action_uri(&origin, "hc", uri::Action::Listen, None, None).unwrap();
