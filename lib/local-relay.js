@@ -33,6 +33,23 @@ function invalidOption(name, expected, value) {
 }
 
 /**
+ * Throws a `RangeError` about option `name`.
+ *
+ * @param {String} name The option's name
+ * @param {String} expected The allowed range, in words
+ * @param {*} value The value given
+ * @throws {RangeError} Always
+ * @private
+ */
+function outOfRange(name, expected, value) {
+  throw codedError(
+    RangeError,
+    'ERR_OUT_OF_RANGE',
+    `The value of "${name}" is out of range. It must be ${expected}. Received ${String(value)}`
+  );
+}
+
+/**
  * Checks and converts `startLocalRelay` options to the native form.
  *
  * @param {Object} options The options
@@ -41,7 +58,11 @@ function invalidOption(name, expected, value) {
  */
 function nativeOptions(options) {
   if (options === null || typeof options !== 'object') {
-    invalidOption('', 'an object', options);
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "options" argument must be of type object. Received ${describeType(options)}`
+    );
   }
   const out = {};
   const {
@@ -54,11 +75,7 @@ function nativeOptions(options) {
     maxListeners = 25
   } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.port" is out of range. It must be an integer from 0 to 65535. Received ${String(port)}`
-    );
+    outOfRange('options.port', 'an integer from 0 to 65535', port);
   }
   out.port = port;
   if (typeof host !== 'string' || host === '') invalidOption('host', 'a non-empty string', host);
@@ -107,19 +124,11 @@ function nativeOptions(options) {
     out.tlsKey = pem(tls.key, 'key');
   }
   if (typeof acceptTimeoutMs !== 'number' || !Number.isFinite(acceptTimeoutMs) || acceptTimeoutMs <= 0) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.acceptTimeoutMs" is out of range. It must be a finite number > 0. Received ${String(acceptTimeoutMs)}`
-    );
+    outOfRange('options.acceptTimeoutMs', 'a finite number > 0', acceptTimeoutMs);
   }
   out.acceptTimeoutMs = acceptTimeoutMs;
   if (!Number.isInteger(maxListeners) || maxListeners < 1 || maxListeners > 100000) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.maxListeners" is out of range. It must be an integer from 1 to 100000. Received ${String(maxListeners)}`
-    );
+    outOfRange('options.maxListeners', 'an integer from 1 to 100000', maxListeners);
   }
   out.maxListeners = maxListeners;
   return out;
@@ -230,7 +239,7 @@ class LocalRelay extends EventEmitter {
    */
   async dropListeners({ hybridConnection, code = 1011, reason = '' } = {}) {
     if (!Number.isInteger(code) || code < 1000 || code > 4999) {
-      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "code" is out of range. It must be an integer from 1000 to 4999. Received ${String(code)}`);
+      outOfRange('code', 'an integer from 1000 to 4999', code);
     }
     return this._native.dropListeners(hybridConnection, code, String(reason));
   }
