@@ -15,6 +15,8 @@ const WebSocket = require('ws');
 
 const helpers = require('./lib/helpers');
 const { LocalRelay, startLocalRelay } = require('./lib/local-relay');
+const { relayedConnect } = require('./lib/connect');
+const { RelayedWebSocket } = require('./lib/websocket');
 
 /**
  * Everything the package adds to ws's exports. Assignments to the module's export land
@@ -26,6 +28,9 @@ const overlay = {
   ...helpers,
   LocalRelay,
   startLocalRelay,
+  relayedConnect,
+  createRelayedConnection: relayedConnect,
+  RelayedWebSocket,
   // ws 8's own named exports, so `const { WebSocketServer } = require('hyco-ws-rs')` works
   // exactly as with ws (these are ws's objects, unchanged).
   WebSocket,

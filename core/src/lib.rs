@@ -13,9 +13,11 @@
 pub mod connection_string;
 pub mod encode;
 pub mod error;
+pub mod io;
 pub mod legacy_url;
 pub mod relay;
 pub mod sas;
+pub mod socket;
 pub mod uri;
 
 pub use error::{Error, ErrorClass, Result};

@@ -2,3 +2,4 @@
 
 pub mod helpers;
 pub mod relay;
+pub mod socket;

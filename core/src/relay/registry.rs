@@ -6,17 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use rand::Rng;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::io::IoStream;
 use crate::relay::config::{Entities, HybridConnectionConfig};
-
-/// Any byte stream the relay serves: plain TCP or TLS.
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
-/// A boxed client connection.
-pub type IoStream = Box<dyn Io>;
 
 /// Orders from the relay to one control channel's task.
 #[derive(Debug)]

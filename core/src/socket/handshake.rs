@@ -1,0 +1,438 @@
+//! The client side of a WebSocket connection up to `101 Switching Protocols`: DNS, TCP,
+//! TLS and the HTTP upgrade, with errors that say what failed in Node.js's terms
+//! (`ECONNREFUSED`, `ENOTFOUND`, certificate codes, `Unexpected server response: 404`).
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::rustls::{CertificateError, Error as TlsError};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use crate::io::IoStream;
+use crate::socket::tls;
+
+/// What the client asks for.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// `ws://` or `wss://` URL.
+    pub url: String,
+    /// Extra request headers (e.g. `ServiceBusAuthorization`). Never logged.
+    pub headers: Vec<(String, String)>,
+    /// Offered subprotocols.
+    pub protocols: Vec<String>,
+    /// Time allowed from the start to the 101 response. Default 70 s (as .NET's client).
+    pub handshake_timeout: Duration,
+    /// Extra trusted certificates (PEM).
+    pub ca: Vec<Vec<u8>>,
+}
+
+/// A failed connection attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    /// For people; never contains a token.
+    pub message: String,
+    /// Node.js-style code (`ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+    /// `ERR_TLS_CERT_ALTNAME_INVALID`, ...), if any.
+    pub code: Option<String>,
+    /// The HTTP status, when the server answered with something other than 101.
+    pub status_code: Option<u16>,
+    /// The status line's reason phrase (the relay's description).
+    pub status_description: Option<String>,
+}
+
+fn fail(message: impl Into<String>, code: Option<&str>) -> ConnectError {
+    ConnectError {
+        message: message.into(),
+        code: code.map(str::to_owned),
+        status_code: None,
+        status_description: None,
+    }
+}
+
+/// A connection after a successful upgrade.
+pub struct Established {
+    /// The stream, TLS or not.
+    pub stream: IoStream,
+    /// Bytes received after the 101 response (the first frames).
+    pub initial: Vec<u8>,
+    /// The subprotocol the server chose, `""` if none.
+    pub protocol: String,
+}
+
+struct Target {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// `Host` header value.
+    authority: String,
+    /// Request target (path and query).
+    resource: String,
+}
+
+fn parse_target(url: &str) -> Result<Target, ConnectError> {
+    let parsed = url::Url::parse(url).map_err(|_| {
+        fail(
+            format!("Invalid URL: {}", redact(url)),
+            Some("ERR_INVALID_URL"),
+        )
+    })?;
+    let tls = match parsed.scheme() {
+        "ws" | "http" => false,
+        "wss" | "https" => true,
+        _ => {
+            return Err(fail(
+                "The URL's protocol must be one of \"ws:\", \"wss:\", \"http:\", \"https:\"",
+                Some("ERR_INVALID_URL"),
+            ))
+        }
+    };
+    let host = match parsed.host() {
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        Some(h) => h.to_string(),
+        None => {
+            return Err(fail(
+                format!("Invalid URL: {}", redact(url)),
+                Some("ERR_INVALID_URL"),
+            ))
+        }
+    };
+    let port = parsed
+        .port_or_known_default()
+        .unwrap_or(if tls { 443 } else { 80 });
+    let host_for_header = match parsed.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        _ => host.clone(),
+    };
+    let authority = match parsed.port() {
+        Some(p) => format!("{host_for_header}:{p}"),
+        None => host_for_header,
+    };
+    let mut resource = parsed.path().to_owned();
+    if let Some(q) = parsed.query() {
+        resource.push('?');
+        resource.push_str(q);
+    }
+    Ok(Target {
+        tls,
+        host,
+        port,
+        authority,
+        resource,
+    })
+}
+
+/// `url` with the values of `sb-hc-token` and `sig` replaced, for messages.
+pub fn redact(url: &str) -> String {
+    let mut out = String::with_capacity(url.len());
+    let mut rest = url;
+    while let Some(i) = rest.find(['?', '&']) {
+        out.push_str(&rest[..=i]);
+        rest = &rest[i + 1..];
+        let end = rest.find('&').unwrap_or(rest.len());
+        let pair = &rest[..end];
+        let key = pair.split('=').next().unwrap_or("");
+        if key.eq_ignore_ascii_case("sb-hc-token") || key.eq_ignore_ascii_case("sig") {
+            out.push_str(key);
+            out.push_str("=<redacted>");
+        } else {
+            out.push_str(pair);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn io_error(e: &std::io::Error, what: &str) -> ConnectError {
+    use std::io::ErrorKind::*;
+    let code = match e.kind() {
+        ConnectionRefused => "ECONNREFUSED",
+        ConnectionReset => "ECONNRESET",
+        ConnectionAborted => "ECONNABORTED",
+        TimedOut => "ETIMEDOUT",
+        AddrNotAvailable => "EADDRNOTAVAIL",
+        UnexpectedEof => "ECONNRESET",
+        _ => match e.raw_os_error() {
+            Some(113) => "EHOSTUNREACH",
+            Some(101) => "ENETUNREACH",
+            _ => "ERR_SOCKET",
+        },
+    };
+    fail(format!("{what}: {e}"), Some(code))
+}
+
+fn tls_error(e: &std::io::Error, host: &str) -> ConnectError {
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
+    let (code, text) = match inner {
+        Some(TlsError::InvalidCertificate(c)) => match c {
+            CertificateError::UnknownIssuer => (
+                "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+                "unable to verify the first certificate".to_owned(),
+            ),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                (
+                    "ERR_TLS_CERT_ALTNAME_INVALID",
+                    format!("Hostname/IP does not match certificate's altnames: Host: {host}"),
+                )
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                ("CERT_HAS_EXPIRED", "certificate has expired".to_owned())
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+                "CERT_NOT_YET_VALID",
+                "certificate is not yet valid".to_owned(),
+            ),
+            CertificateError::Revoked => ("CERT_REVOKED", "certificate revoked".to_owned()),
+            other => (
+                "ERR_TLS_CERT_INVALID",
+                format!("invalid certificate: {other:?}"),
+            ),
+        },
+        Some(other) => (
+            "ERR_TLS_HANDSHAKE",
+            format!("TLS handshake failed: {other}"),
+        ),
+        None => return io_error(e, "TLS handshake failed"),
+    };
+    fail(text, Some(code))
+}
+
+async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, ConnectError> {
+    let addrs: Vec<std::net::SocketAddr> =
+        tokio::net::lookup_host((target.host.as_str(), target.port))
+            .await
+            .map_err(|_| {
+                fail(
+                    format!("getaddrinfo ENOTFOUND {}", target.host),
+                    Some("ENOTFOUND"),
+                )
+            })?
+            .collect();
+    if addrs.is_empty() {
+        return Err(fail(
+            format!("getaddrinfo ENOTFOUND {}", target.host),
+            Some("ENOTFOUND"),
+        ));
+    }
+    let mut last = None;
+    let mut tcp = None;
+    for addr in addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => {
+                let mut err = io_error(&e, "connect");
+                // Node.js words it "connect ECONNREFUSED 127.0.0.1:9000".
+                if let Some(code) = &err.code {
+                    err.message = format!("connect {code} {addr}");
+                }
+                last = Some(err);
+            }
+        }
+    }
+    let tcp = match tcp {
+        Some(t) => t,
+        None => return Err(last.unwrap_or_else(|| fail("connection failed", Some("ERR_SOCKET")))),
+    };
+    let _ = tcp.set_nodelay(true);
+    if !target.tls {
+        return Ok(Box::new(tcp));
+    }
+    let config = tls::client_config(ca).map_err(|e| fail(e.to_string(), Some(e.code())))?;
+    let name = ServerName::try_from(target.host.clone()).map_err(|_| {
+        fail(
+            format!("Invalid host name for TLS: {}", target.host),
+            Some("ERR_INVALID_URL"),
+        )
+    })?;
+    let tls = TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| tls_error(&e, &target.host))?;
+    Ok(Box::new(tls))
+}
+
+/// Reads the response head; returns (status, reason, headers, bytes after the head).
+async fn read_response(
+    stream: &mut IoStream,
+) -> Result<(u16, String, Vec<(String, String)>, Vec<u8>), ConnectError> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| io_error(&e, "reading the handshake response"))?;
+        if n == 0 {
+            return Err(fail("socket hang up", Some("ECONNRESET")));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let status = resp.code.unwrap_or(0);
+                let reason = resp.reason.unwrap_or("").to_owned();
+                let hs = resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect();
+                return Ok((status, reason, hs, buf.split_off(len)));
+            }
+            Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => {
+                return Err(fail(
+                    "Invalid handshake response: the header is too large",
+                    Some("ERR_INVALID_HTTP_RESPONSE"),
+                ))
+            }
+            Ok(httparse::Status::Partial) => {}
+            Err(_) => {
+                return Err(fail(
+                    "Invalid handshake response",
+                    Some("ERR_INVALID_HTTP_RESPONSE"),
+                ))
+            }
+        }
+    }
+}
+
+async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
+    let target = parse_target(&opts.url)?;
+    let mut stream = open_stream(&target, &opts.ca).await?;
+    let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
+    let mut request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
+        target.resource, target.authority
+    );
+    if !opts.protocols.is_empty() {
+        request.push_str("Sec-WebSocket-Protocol: ");
+        request.push_str(&opts.protocols.join(","));
+        request.push_str("\r\n");
+    }
+    for (k, v) in &opts.headers {
+        request.push_str(k);
+        request.push_str(": ");
+        request.push_str(v);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| io_error(&e, "sending the handshake"))?;
+    stream
+        .flush()
+        .await
+        .map_err(|e| io_error(&e, "sending the handshake"))?;
+    let (status, reason, headers, initial) = read_response(&mut stream).await?;
+    if status != 101 {
+        return Err(ConnectError {
+            message: format!("Unexpected server response: {status}"),
+            code: Some("ERR_UNEXPECTED_RESPONSE".into()),
+            status_code: Some(status),
+            status_description: Some(reason),
+        });
+    }
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.trim())
+    };
+    if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Err(fail(
+            "Invalid Upgrade header",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
+        return Err(fail(
+            "Invalid Sec-WebSocket-Accept header",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    let protocol = match header("sec-websocket-protocol") {
+        Some(p) if !opts.protocols.iter().any(|o| o == p) => {
+            return Err(fail(
+                "Server sent an invalid subprotocol",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
+        Some(p) => p.to_owned(),
+        None if !opts.protocols.is_empty() => {
+            return Err(fail(
+                "Server sent no subprotocol",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
+        None => String::new(),
+    };
+    if header("sec-websocket-extensions").is_some() {
+        return Err(fail(
+            "Server sent a Sec-WebSocket-Extensions header but no extension was requested",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    Ok(Established {
+        stream,
+        initial,
+        protocol,
+    })
+}
+
+/// Connects and upgrades within `handshake_timeout`.
+pub async fn connect(opts: &ConnectOptions) -> Result<Established, ConnectError> {
+    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts)).await {
+        Ok(r) => r,
+        Err(_) => Err(fail("Opening handshake has timed out", Some("ETIMEDOUT"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens_in_urls() {
+        assert_eq!(
+            redact("ws://h/$hc/x?sb-hc-action=connect&sb-hc-token=SharedAccessSignature%20sr%3Dx&sb-hc-id=1"),
+            "ws://h/$hc/x?sb-hc-action=connect&sb-hc-token=<redacted>&sb-hc-id=1"
+        );
+        assert_eq!(redact("wss://h/p?sig=abc"), "wss://h/p?sig=<redacted>");
+    }
+
+    #[test]
+    fn targets() {
+        let t = parse_target("wss://Example.com/$hc/x?a=1")
+            .map_err(|e| e.message)
+            .unwrap();
+        assert!(t.tls);
+        assert_eq!(
+            (
+                t.host.as_str(),
+                t.port,
+                t.authority.as_str(),
+                t.resource.as_str()
+            ),
+            ("example.com", 443, "example.com", "/$hc/x?a=1")
+        );
+        let t = parse_target("ws://127.0.0.1:9000/x")
+            .map_err(|e| e.message)
+            .unwrap();
+        assert_eq!((t.port, t.authority.as_str()), (9000, "127.0.0.1:9000"));
+        assert!(parse_target("ftp://h/").is_err());
+        assert!(parse_target("not a url").is_err());
+    }
+}

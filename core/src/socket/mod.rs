@@ -1,0 +1,10 @@
+//! The client WebSocket under the ws-compatible JavaScript socket: handshake, framing,
+//! the reader and writer tasks, and TLS with verification always on.
+
+pub mod connection;
+pub mod frame;
+pub mod handshake;
+pub mod tls;
+
+pub use connection::{connect, Command, Event, EventSink, Handle, SocketError, SocketOptions};
+pub use handshake::ConnectOptions;

@@ -1,0 +1,73 @@
+//! TLS for clients: rustls with Mozilla's roots (as Node's default store), plus the
+//! certificates of `NODE_EXTRA_CA_CERTS` and of the `ca` option. Verification is always on.
+
+use std::sync::{Arc, OnceLock};
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+use crate::error::{Error, Result};
+
+/// Certificates from the file named by `NODE_EXTRA_CA_CERTS`, read once per process as
+/// Node.js does. A missing or unreadable file is logged and ignored, as Node.js does.
+fn extra_ca_certs() -> &'static [CertificateDer<'static>] {
+    static EXTRA: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+    EXTRA.get_or_init(|| {
+        let Some(path) = std::env::var_os("NODE_EXTRA_CA_CERTS") else {
+            return Vec::new();
+        };
+        match std::fs::read(&path) {
+            Ok(pem) => CertificateDer::pem_slice_iter(&pem)
+                .filter_map(|c| c.ok())
+                .collect(),
+            Err(e) => {
+                log::warn!(
+                    "NODE_EXTRA_CA_CERTS: cannot read {}: {e}",
+                    path.to_string_lossy()
+                );
+                Vec::new()
+            }
+        }
+    })
+}
+
+/// The client configuration for extra `ca` PEM blobs (none: the shared default).
+pub fn client_config(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
+    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+    if ca.is_empty() {
+        if let Some(c) = DEFAULT.get() {
+            return Ok(c.clone());
+        }
+    }
+    let mut roots = RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_ca_certs() {
+        // A certificate the store cannot use is skipped, as Node.js skips it.
+        let _ = roots.add(cert.clone());
+    }
+    for pem in ca {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::arg_type("options.ca", "must hold PEM certificates"))?;
+        if certs.is_empty() {
+            return Err(Error::arg_type("options.ca", "must hold PEM certificates"));
+        }
+        for c in certs {
+            roots.add(c).map_err(|e| {
+                Error::TlsConfig(format!("options.ca holds an unusable certificate: {e}"))
+            })?;
+        }
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::TlsConfig(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    if ca.is_empty() {
+        let _ = DEFAULT.set(config.clone());
+    }
+    Ok(config)
+}

@@ -1,0 +1,250 @@
+'use strict';
+
+/**
+ * `relayedConnect()`: the sender side of a Hybrid Connection, over the native socket.
+ */
+
+const { loadNative } = require('./native');
+const { codedError, describeType } = require('./validation');
+const { RelayedWebSocket } = require('./websocket');
+
+const native = loadNative();
+
+const DEFAULT_HANDSHAKE_TIMEOUT = 70000;
+const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
+const DEFAULT_CLOSE_TIMEOUT = 30000;
+
+const subprotocolRegex = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
+const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// eslint-disable-next-line no-control-regex
+const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * `url` with the values of `sb-hc-token` and `sig` replaced, for error messages.
+ *
+ * @param {String} url The URL
+ * @return {String} The URL without secrets
+ * @private
+ */
+function redact(url) {
+  return String(url).replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>');
+}
+
+/**
+ * Throws a `TypeError` about option `name`.
+ *
+ * @param {String} name The option
+ * @param {String} expected What it must be
+ * @param {*} value What it is
+ * @throws {TypeError} Always
+ * @private
+ */
+function badOption(name, expected, value) {
+  throw codedError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
+  );
+}
+
+/**
+ * Checks a number option: positive (or non-negative) and finite.
+ *
+ * @param {*} value The value
+ * @param {String} name The option
+ * @param {Number} dflt The default
+ * @param {Boolean} [zeroOk=false] Whether 0 is allowed
+ * @return {Number} The value
+ * @private
+ */
+function numberOption(value, name, dflt, zeroOk = false) {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number') badOption(name, 'of type number', value);
+  if (!Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "options.${name}" is out of range. It must be a finite number ${zeroOk ? '>= 0' : '> 0'}. Received ${value}`
+    );
+  }
+  return value;
+}
+
+/**
+ * Parses and checks the address as ws does (same SyntaxErrors), without echoing secrets.
+ *
+ * @param {(String|URL)} address The address
+ * @param {String} [id] A tracking id to add as `sb-hc-id`
+ * @return {URL} The parsed address
+ * @private
+ */
+function parseAddress(address, id) {
+  let url;
+  if (address instanceof URL) {
+    url = new URL(address.href);
+  } else {
+    if (typeof address !== 'string') {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_TYPE',
+        `The "address" argument must be of type string or an instance of URL. Received ${describeType(address)}`
+      );
+    }
+    try {
+      url = new URL(address);
+    } catch {
+      throw new SyntaxError(`Invalid URL: ${redact(address)}`);
+    }
+  }
+  if (url.protocol === 'http:') url.protocol = 'ws:';
+  else if (url.protocol === 'https:') url.protocol = 'wss:';
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    throw new SyntaxError(
+      'The URL\'s protocol must be one of "ws:", "wss:", "http:", "https:", or "ws+unix:"'
+    );
+  }
+  if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
+  if (id !== undefined && !url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
+  return url;
+}
+
+/**
+ * Checks the `protocols` option as ws does.
+ *
+ * @param {(String|String[])} [protocols] The subprotocols
+ * @return {String[]} The list
+ * @private
+ */
+function parseProtocols(protocols) {
+  if (protocols === undefined) return [];
+  const list = Array.isArray(protocols) ? protocols : [protocols];
+  const seen = new Set();
+  for (const p of list) {
+    if (typeof p !== 'string' || !subprotocolRegex.test(p) || seen.has(p)) {
+      throw new SyntaxError('An invalid or duplicated subprotocol was specified');
+    }
+    seen.add(p);
+  }
+  return list;
+}
+
+/**
+ * Checks the `headers` option: HTTP tokens as names, no control characters in values.
+ *
+ * @param {Object} [headers] The headers
+ * @return {Object} A plain object of strings
+ * @private
+ */
+function parseHeaders(headers) {
+  const out = {};
+  if (headers === undefined) return out;
+  if (headers === null || typeof headers !== 'object') badOption('headers', 'an object', headers);
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (!tokenRegex.test(name)) {
+      throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
+    }
+    const text = Array.isArray(value) ? value.join(', ') : String(value);
+    if (invalidHeaderChar.test(text)) {
+      throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
+    }
+    out[name] = text;
+  }
+  return out;
+}
+
+/**
+ * Checks the `ca` option: PEM strings or Buffers.
+ *
+ * @param {*} ca The option
+ * @return {(Buffer[]|undefined)} The certificates
+ * @private
+ */
+function parseCa(ca) {
+  if (ca === undefined) return undefined;
+  const list = Array.isArray(ca) ? ca : [ca];
+  return list.map((c) => {
+    if (typeof c === 'string') return Buffer.from(c);
+    if (Buffer.isBuffer(c)) return c;
+    return badOption('ca', 'a PEM string, a Buffer or an array of them', c);
+  });
+}
+
+/**
+ * Connects to a Hybrid Connection as a sender. Compatible with hyco-ws's
+ * `relayedConnect(address, token, fn)`.
+ *
+ * @param {(String|URL)} address The sender address (`createRelaySendUri()`)
+ * @param {?String} token A SAS token for the `ServiceBusAuthorization` header, or
+ *     `null` for an anonymous sender
+ * @param {Object} [options]
+ * @param {Object} [options.headers] Extra handshake headers
+ * @param {(String|String[])} [options.protocols] Subprotocols to offer
+ * @param {String} [options.id] Tracking id, sent as `sb-hc-id`
+ * @param {Number} [options.handshakeTimeout=70000] Time allowed for the handshake, ms
+ * @param {Number} [options.maxPayload=104857600] Largest message accepted, bytes
+ * @param {(String|Buffer|Array)} [options.ca] Extra trusted certificates (PEM)
+ * @param {Number} [options.closeTimeout=30000] Time allowed for the closing handshake, ms
+ * @param {Boolean} [options.autoPong=true] Answer pings automatically
+ * @param {Function} [fn] Called with the socket on 'open'
+ * @return {RelayedWebSocket} The socket, in CONNECTING
+ * @public
+ */
+function relayedConnect(address, token, options, fn) {
+  if (typeof options === 'function') {
+    fn = options;
+    options = undefined;
+  }
+  if (options === undefined || options === null) options = {};
+  else if (typeof options !== 'object') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "options" argument must be of type object. Received ${describeType(options)}`
+    );
+  }
+  if (fn !== undefined && typeof fn !== 'function') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "fn" argument must be of type function. Received ${describeType(fn)}`
+    );
+  }
+  if (token !== undefined && token !== null && (typeof token !== 'string' || token === '')) {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "token" argument must be a non-empty string or null. Received ${describeType(token)}`
+    );
+  }
+  if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) {
+    badOption('id', 'a non-empty string', options.id);
+  }
+  const url = parseAddress(address, options.id);
+  const protocols = parseProtocols(options.protocols);
+  const headers = parseHeaders(options.headers);
+  if (token) {
+    for (const name of Object.keys(headers)) {
+      if (name.toLowerCase() === 'servicebusauthorization') delete headers[name];
+    }
+    headers.ServiceBusAuthorization = token;
+  }
+  const handshakeTimeout = numberOption(options.handshakeTimeout, 'handshakeTimeout', DEFAULT_HANDSHAKE_TIMEOUT);
+  const maxPayload = numberOption(options.maxPayload, 'maxPayload', DEFAULT_MAX_PAYLOAD, true);
+  const closeTimeout = numberOption(options.closeTimeout, 'closeTimeout', DEFAULT_CLOSE_TIMEOUT);
+  const autoPong = options.autoPong === undefined ? true : options.autoPong;
+  if (typeof autoPong !== 'boolean') badOption('autoPong', 'of type boolean', autoPong);
+  const ca = parseCa(options.ca);
+
+  const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
+  if (fn) ws.once('open', () => fn(ws));
+  ws._attach(
+    native.connectSocket(
+      { url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong },
+      ws._onEvents
+    )
+  );
+  return ws;
+}
+
+module.exports = { redact, relayedConnect };
