@@ -263,6 +263,70 @@ declare namespace HycoWebSocket {
    *   when the port cannot be bound.
    */
   function startLocalRelay(options?: LocalRelayOptions): Promise<LocalRelay>;
+  // ---------------------------------------------------------------------------------------
+  // The sender
+  // ---------------------------------------------------------------------------------------
+
+  /** Options of {@link relayedConnect}. */
+  interface RelayedConnectOptions {
+    /** Extra handshake headers (the listener sees them in `connectHeaders`). */
+    headers?: Record<string, string | string[]>;
+    /** Subprotocols to offer; the listener's choice becomes `socket.protocol`. */
+    protocols?: string | string[];
+    /** Tracking id, sent as `sb-hc-id` (unless the address already has one). */
+    id?: string;
+    /** Time allowed for the whole handshake, ms. Default `70000` (as Microsoft's .NET client). */
+    handshakeTimeout?: number;
+    /** Largest message accepted, bytes; `0` for no limit. Default `104857600` (100 MiB, as ws). */
+    maxPayload?: number;
+    /** Certificates to trust on top of Mozilla's roots and `NODE_EXTRA_CA_CERTS` (PEM). */
+    ca?: string | Buffer | Array<string | Buffer>;
+    /** Time allowed for the closing handshake before the connection is dropped, ms. Default `30000`. */
+    closeTimeout?: number;
+    /** Answer pings automatically. Default `true`. */
+    autoPong?: boolean;
+  }
+
+  /** The error of a failed connection attempt. */
+  interface RelayedConnectError extends Error {
+    /** `ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+     * `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_UNEXPECTED_RESPONSE`, ... */
+    code?: string;
+    /** The HTTP status when the relay refused the handshake (404, 401, 403, the listener's reject status, ...). */
+    statusCode?: number;
+    /** The relay's reason text for that status. */
+    statusDescription?: string;
+  }
+
+  /**
+   * A ws 8 `WebSocket` whose network I/O, framing, masking and UTF-8 checks run in Rust. It
+   * is an `instanceof WebSocket` and has ws's properties, events and methods; see the README
+   * for the few differences (no permessage-deflate, no 'upgrade'/'unexpected-response'/
+   * 'redirect' events, `mask` ignored, `Blob` data not accepted by `send`).
+   */
+  class RelayedWebSocket extends WS {
+    private constructor();
+  }
+
+  /**
+   * Connects to a Hybrid Connection as a sender. Returns the socket at once, in CONNECTING;
+   * `fn(socket)` runs on 'open'. A failed handshake emits 'error' (a
+   * {@link RelayedConnectError}) then 'close' 1006.
+   *
+   * @param address The sender address, from {@link createRelaySendUri}.
+   * @param token A SAS token for the `ServiceBusAuthorization` header, or `null` for an
+   *   anonymous sender.
+   */
+  function relayedConnect(address: string | URL, token: string | null | undefined, fn?: (socket: RelayedWebSocket) => void): RelayedWebSocket;
+  function relayedConnect(
+    address: string | URL,
+    token: string | null | undefined,
+    options: RelayedConnectOptions,
+    fn?: (socket: RelayedWebSocket) => void
+  ): RelayedWebSocket;
+
+  /** hyco-ws's alias of {@link relayedConnect}. */
+  const createRelayedConnection: typeof relayedConnect;
 }
 
 export = HycoWebSocket;

@@ -1,0 +1,196 @@
+//! The client socket against the emulator, with a tokio-tungstenite listener as the peer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hyco_core::relay::{LocalRelay, RelayConfig};
+use hyco_core::socket::{self, Command, ConnectOptions, Event, EventSink, SocketOptions};
+use hyco_core::{sas, uri};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{client_async, WebSocketStream};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Collects events into a channel.
+struct Collect(Mutex<mpsc::UnboundedSender<Event>>);
+
+impl EventSink for Collect {
+    fn push(&self, event: Event) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Event>) -> Event {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("an event in time")
+        .expect("events go on")
+}
+
+fn token(relay: &LocalRelay, target: &str) -> String {
+    let rule = &relay.config().rules[0];
+    sas::create_token(target, &rule.name, &rule.key, Some(60.0), sas::now_ms()).unwrap()
+}
+
+async fn open_ws(url: &str, token: Option<&str>) -> WebSocketStream<TcpStream> {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(t) = token {
+        req.headers_mut()
+            .insert("ServiceBusAuthorization", HeaderValue::from_str(t).unwrap());
+    }
+    let tcp = TcpStream::connect(req.uri().authority().unwrap().as_str())
+        .await
+        .unwrap();
+    client_async(req, tcp).await.expect("handshake").0
+}
+
+fn start(url: String, token: Option<String>) -> (socket::Handle, mpsc::UnboundedReceiver<Event>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let opts = ConnectOptions {
+        url,
+        headers: token
+            .map(|t| vec![("ServiceBusAuthorization".to_owned(), t)])
+            .unwrap_or_default(),
+        protocols: vec![],
+        handshake_timeout: Duration::from_secs(5),
+        ca: vec![],
+    };
+    let handle = socket::connect(
+        opts,
+        SocketOptions::default(),
+        Arc::new(Collect(Mutex::new(tx))),
+    );
+    (handle, rx)
+}
+
+#[tokio::test]
+async fn talks_through_the_relay_and_closes_with_the_peer_code() {
+    let relay = LocalRelay::start(RelayConfig::default(), None)
+        .await
+        .unwrap();
+    let lu = uri::action_uri(&relay.origin(), "hc", uri::Action::Listen, None, None).unwrap();
+    let mut control = open_ws(&lu, Some(&token(&relay, &lu))).await;
+    let su = uri::action_uri(&relay.origin(), "hc", uri::Action::Connect, None, None).unwrap();
+    let (handle, mut events) = start(su.clone(), Some(token(&relay, &su)));
+    let accept = match tokio::time::timeout(WAIT, control.next()).await.unwrap() {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+        other => panic!("no accept: {other:?}"),
+    };
+    let mut peer = open_ws(accept["accept"]["address"].as_str().unwrap(), None).await;
+    assert!(matches!(next(&mut events).await, Event::Open { .. }));
+
+    handle.send(Command::Frame {
+        opcode: 1,
+        fin: false,
+        payload: b"hel".to_vec(),
+        accounted: 9,
+        ack: 7,
+    });
+    handle.send(Command::Frame {
+        opcode: 0,
+        fin: true,
+        payload: b"lo".to_vec(),
+        accounted: 8,
+        ack: 0,
+    });
+    let mut written = 0;
+    while written < 17 {
+        match next(&mut events).await {
+            Event::Written { bytes, acks, .. } => {
+                written += bytes;
+                assert!(acks.is_empty() || acks == vec![7]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(peer.next().await.unwrap().unwrap(), Message::text("hello"));
+
+    peer.send(Message::binary(vec![9u8; 200_000]))
+        .await
+        .unwrap();
+    match next(&mut events).await {
+        Event::Message {
+            binary: true,
+            frames,
+        } => assert_eq!(frames.concat(), vec![9u8; 200_000]),
+        other => panic!("unexpected {other:?}"),
+    }
+    peer.send(Message::Ping(b"hi".to_vec().into()))
+        .await
+        .unwrap();
+    assert!(matches!(next(&mut events).await, Event::Ping(p) if p == b"hi"));
+
+    peer.close(Some(CloseFrame {
+        code: CloseCode::from(4000),
+        reason: "done".into(),
+    }))
+    .await
+    .unwrap();
+    let mut saw_close_frame = false;
+    loop {
+        match next(&mut events).await {
+            Event::CloseReceived => saw_close_frame = true,
+            Event::Written { .. } => {}
+            Event::Closed {
+                code,
+                reason,
+                frame_received,
+                frame_sent,
+            } => {
+                assert!(saw_close_frame);
+                assert_eq!(
+                    (code, reason.as_slice(), frame_received, frame_sent),
+                    (4000, &b"done"[..], true, true)
+                );
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn reports_refusals_and_unreachable_hosts() {
+    let relay = LocalRelay::start(RelayConfig::default(), None)
+        .await
+        .unwrap();
+    let su = uri::action_uri(&relay.origin(), "nobody", uri::Action::Connect, None, None).unwrap();
+    let (_h, mut events) = start(su.clone(), Some(token(&relay, &su)));
+    match next(&mut events).await {
+        Event::Error(e) => {
+            assert_eq!(e.message, "Unexpected server response: 404");
+            assert_eq!(e.status_code, Some(404));
+            assert!(e
+                .status_description
+                .unwrap_or_default()
+                .contains("Endpoint not found"));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        next(&mut events).await,
+        Event::Closed { code: 1006, .. }
+    ));
+    let port = relay.port();
+    relay.stop().await;
+
+    let (_h, mut events) = start(format!("ws://127.0.0.1:{port}/$hc/x"), None);
+    match next(&mut events).await {
+        Event::Error(e) => assert_eq!(e.code.as_deref(), Some("ECONNREFUSED"), "{}", e.message),
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        next(&mut events).await,
+        Event::Closed { code: 1006, .. }
+    ));
+}
