@@ -83,13 +83,7 @@ function parseAddress(address, id) {
   if (address instanceof URL) {
     url = new URL(address.href);
   } else {
-    if (typeof address !== 'string') {
-      throw codedError(
-        TypeError,
-        'ERR_INVALID_ARG_TYPE',
-        `The "address" argument must be of type string or an instance of URL. Received ${describeType(address)}`
-      );
-    }
+    // As ws: anything `new URL()` refuses, strings or not, is a SyntaxError.
     try {
       url = new URL(address);
     } catch {

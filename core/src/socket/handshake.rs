@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::io::IoStream;
 use crate::socket::tls;
+use crate::socket::verify::SelfSigned;
 
 /// What the client asks for.
 #[derive(Debug, Clone)]
@@ -187,6 +188,10 @@ fn tls_error(e: &std::io::Error, host: &str) -> ConnectError {
                 "certificate is not yet valid".to_owned(),
             ),
             CertificateError::Revoked => ("CERT_REVOKED", "certificate revoked".to_owned()),
+            CertificateError::Other(o) if o.0.downcast_ref::<SelfSigned>().is_some() => (
+                "DEPTH_ZERO_SELF_SIGNED_CERT",
+                "self-signed certificate".to_owned(),
+            ),
             other => (
                 "ERR_TLS_CERT_INVALID",
                 format!("invalid certificate: {other:?}"),

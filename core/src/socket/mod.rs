@@ -5,6 +5,7 @@ pub mod connection;
 pub mod frame;
 pub mod handshake;
 pub mod tls;
+pub mod verify;
 
 pub use connection::{connect, Command, Event, EventSink, Handle, SocketError, SocketOptions};
 pub use handshake::ConnectOptions;

@@ -5,9 +5,11 @@ use std::sync::{Arc, OnceLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
 use crate::error::{Error, Result};
+use crate::socket::verify::Verifier;
 
 /// Certificates from the file named by `NODE_EXTRA_CA_CERTS`, read once per process as
 /// Node.js does. A missing or unreadable file is logged and ignored, as Node.js does.
@@ -42,9 +44,11 @@ pub fn client_config(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
     }
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut added: Vec<CertificateDer<'static>> = Vec::new();
     for cert in extra_ca_certs() {
         // A certificate the store cannot use is skipped, as Node.js skips it.
         let _ = roots.add(cert.clone());
+        added.push(cert.clone());
     }
     for pem in ca {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
@@ -54,16 +58,23 @@ pub fn client_config(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
             return Err(Error::arg_type("options.ca", "must hold PEM certificates"));
         }
         for c in certs {
-            roots.add(c).map_err(|e| {
+            roots.add(c.clone()).map_err(|e| {
                 Error::TlsConfig(format!("options.ca holds an unusable certificate: {e}"))
             })?;
+            added.push(c);
         }
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| Error::TlsConfig(e.to_string()))?;
+    // The verifier is WebPKI's, plus Node.js's acceptance of trusted self-signed leaves
+    // (see socket::verify); nothing is ever accepted unverified.
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::TlsConfig(e.to_string()))?
-        .with_root_certificates(roots)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki, added)))
         .with_no_client_auth();
     let config = Arc::new(config);
     if ca.is_empty() {

@@ -1,0 +1,651 @@
+// relayedConnect(address, token[, options][, fn]): arguments, options, the callback, handshake
+// failures and TLS. The relay is the package's local emulator and the listener is written by
+// hand (a plain ws 8 control channel and accept sockets); a few tests put a hand-made HTTP or
+// TCP server where the relay would be, to see exactly what the sender sends or how it fails.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+
+import { createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
+
+import {
+  STEP_MS,
+  nextAccept,
+  nextEvent,
+  nextMessage,
+  rejectRendezvous,
+  withRelay,
+  withTimeout
+} from './support/relay-steps.mjs';
+import {
+  api,
+  closeOf,
+  describeChild,
+  endSockets,
+  eventsOf,
+  handshakeFailure,
+  next,
+  nextMessageOf,
+  relayed,
+  runNode,
+  typesOf,
+  withListener
+} from './support/socket-steps.mjs';
+
+/**
+ * The first header of `headers` whose name matches `name` case-insensitively.
+ *
+ * @param {object} headers A header map.
+ * @param {string} name The header's name.
+ * @returns {[string, string] | undefined}
+ */
+function findHeader(headers, name) {
+  return Object.entries(headers).find(([k]) => k.toLowerCase() === name.toLowerCase());
+}
+
+/**
+ * Listens on 127.0.0.1, port 0.
+ *
+ * @param {net.Server} server The server.
+ * @returns {Promise<number>} The port.
+ */
+async function listenLocal(server) {
+  server.listen(0, '127.0.0.1');
+  await nextEvent(server, 'listening', STEP_MS, 'a local server to listen');
+  return server.address().port;
+}
+
+/**
+ * Closes a server and destroys the sockets it accepted.
+ *
+ * @param {net.Server} server The server.
+ * @param {Set<net.Socket>} sockets Its sockets.
+ * @returns {Promise<void>}
+ */
+async function closeServer(server, sockets) {
+  for (const s of sockets) s.destroy();
+  await withTimeout(new Promise((resolve) => server.close(() => resolve())), STEP_MS, 'a local server to close');
+}
+
+/**
+ * A TCP server that accepts connections and never says anything.
+ *
+ * @returns {Promise<{ port: number, close: () => Promise<void>, connections: () => number }>}
+ */
+async function silentServer() {
+  const sockets = new Set();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+  });
+  const port = await listenLocal(server);
+  return { port, close: () => closeServer(server, sockets), connections: () => sockets.size };
+}
+
+/**
+ * Calls `relayedConnect(...args)` for a test that expects it to throw; should it return a
+ * socket instead, that socket is ended (and its 'error' swallowed) so that the failure is
+ * the assertion's, not a stray connection's.
+ *
+ * @param {...any} args The arguments.
+ * @returns {() => void} A function for `assert.throws`.
+ */
+function connecting(...args) {
+  return () => {
+    const s = api().relayedConnect(...args);
+    if (s && typeof s.on === 'function') s.on('error', () => {});
+    if (s && typeof s.terminate === 'function') s.terminate();
+  };
+}
+
+/**
+ * The send URI of Hybrid Connection `hc` at a local address that is not a relay.
+ *
+ * @param {string} hostPort e.g. `127.0.0.1:1234`.
+ * @returns {string}
+ */
+function sendUriAt(hostPort) {
+  return createRelaySendUri(`ws://${hostPort}`, 'hc');
+}
+
+// ---------------------------------------------------------------------------------------------
+describe('relayedConnect: arguments', () => {
+  test('returns the socket at once, CONNECTING, a ws WebSocket whose url is the address', async () => {
+    await withListener({}, async ({ uri, token, accept }) => {
+      const { WebSocket } = api();
+      const S = relayed(uri, token);
+      assert.ok(S instanceof WebSocket, 'an instance of ws.WebSocket');
+      assert.equal(S.readyState, WebSocket.CONNECTING);
+      assert.equal(S.url, uri);
+      assert.equal(typeof S.url, 'string');
+      const { peer } = await accept();
+      await next(S, 'open');
+      assert.equal(S.readyState, WebSocket.OPEN);
+      assert.equal(S.url, uri);
+      S.send('hello');
+      assert.equal((await nextMessage(peer)).data.toString(), 'hello');
+    });
+  });
+
+  test('a URL object is accepted as the address', async () => {
+    await withListener({}, async ({ uri, token, accept }) => {
+      const url = new URL(uri);
+      const S = relayed(url, token);
+      assert.equal(S.url, url.href);
+      await accept();
+      await next(S, 'open');
+    });
+  });
+
+  test('an address string that is not a URL throws a SyntaxError "Invalid URL: …"', () => {
+    api();
+    for (const address of ['not a url', '', '//127.0.0.1/$hc/hc']) {
+      assert.throws(
+        connecting(address, null),
+        (err) => {
+          assert.ok(err instanceof SyntaxError, `${address}: a SyntaxError (got ${err && err.name}: ${err && err.message})`);
+          assert.equal(err.message, `Invalid URL: ${address}`);
+          return true;
+        }
+      );
+    }
+  });
+
+  test('an address that is neither a string nor a URL throws a SyntaxError "Invalid URL: …" (as ws)', () => {
+    api();
+    for (const address of [42, undefined, null, {}]) {
+      assert.throws(
+        connecting(address, null),
+        (err) => {
+          assert.ok(err instanceof SyntaxError, `${String(address)}: a SyntaxError (got ${err && err.name}: ${err && err.message})`);
+          assert.ok(err.message.startsWith('Invalid URL: '), `${String(address)}: ${err.message}`);
+          return true;
+        }
+      );
+    }
+  });
+
+  test('an address that is not ws:/wss: throws a SyntaxError naming the allowed protocols', () => {
+    api();
+    for (const address of ['ftp://127.0.0.1/$hc/hc?sb-hc-action=connect', 'sb://ns.servicebus.windows.net/hc']) {
+      assert.throws(
+        connecting(address, null),
+        (err) => {
+          assert.ok(err instanceof SyntaxError, `${address}: a SyntaxError (got ${err && err.name})`);
+          assert.equal(
+            err.message,
+            'The URL\'s protocol must be one of "ws:", "wss:", "http:", "https:", or "ws+unix:"',
+            address
+          );
+          return true;
+        }
+      );
+    }
+  });
+
+  test('a token that is not a string, null or undefined throws a TypeError ERR_INVALID_ARG_TYPE naming "token"', () => {
+    api();
+    const uri = sendUriAt('127.0.0.1:9');
+    for (const token of [42, {}, true, ['SharedAccessSignature x'], Buffer.from('x')]) {
+      assert.throws(
+        connecting(uri, token),
+        (err) => {
+          assert.ok(err instanceof TypeError, `token ${String(token)}: a TypeError (got ${err && err.name})`);
+          assert.equal(err.code, 'ERR_INVALID_ARG_TYPE');
+          assert.match(err.message, /token/);
+          return true;
+        }
+      );
+    }
+  });
+
+  test('bad option values throw a TypeError or RangeError naming the option', () => {
+    api();
+    const uri = sendUriAt('127.0.0.1:9');
+    const cases = [
+      ['handshakeTimeout', -1],
+      ['handshakeTimeout', 0],
+      ['handshakeTimeout', NaN],
+      ['handshakeTimeout', Infinity],
+      ['handshakeTimeout', '300'],
+      ['maxPayload', 'big'],
+      ['closeTimeout', 'soon'],
+      ['headers', 'X-A: b'],
+      ['headers', 42],
+      ['ca', 42],
+      ['ca', [42]]
+    ];
+    for (const [name, value] of cases) {
+      assert.throws(
+        connecting(uri, null, { [name]: value }),
+        (err) => {
+          assert.ok(
+            err instanceof TypeError || err instanceof RangeError,
+            `${name}: ${String(value)}: a TypeError or RangeError (got ${err && err.name}: ${err && err.message})`
+          );
+          assert.ok(err.message.includes(name), `${name}: ${String(value)}: the message names the option: ${err.message}`);
+          return true;
+        },
+        `${name}: ${String(value)}`
+      );
+    }
+  });
+
+  test('an invalid or duplicated subprotocol throws a SyntaxError', () => {
+    api();
+    const uri = sendUriAt('127.0.0.1:9');
+    for (const protocols of [['foo', 'foo'], 'bad protocol', [''], ['a,b'], ['ok', 'é']]) {
+      assert.throws(
+        connecting(uri, null, { protocols }),
+        (err) => {
+          assert.ok(err instanceof SyntaxError, `${JSON.stringify(protocols)}: a SyntaxError (got ${err && err.name})`);
+          assert.equal(err.message, 'An invalid or duplicated subprotocol was specified');
+          return true;
+        }
+      );
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('relayedConnect: the callback and options', () => {
+  test('fn is called once on open with the socket, readyState OPEN; options may be left out', async () => {
+    await withListener({}, async ({ uri, token, accept }) => {
+      const calls = [];
+      const S = relayed(uri, token, (socket) => calls.push({ socket, readyState: socket.readyState }));
+      assert.equal(calls.length, 0, 'not called synchronously');
+      const { peer } = await accept();
+      await next(S, 'open');
+      assert.equal(calls.length, 1);
+      assert.equal(calls[0].socket, S);
+      assert.equal(calls[0].readyState, 1);
+      S.send('x');
+      await nextMessage(peer);
+      peer.send('y');
+      await nextMessageOf(S);
+      assert.equal(calls.length, 1, 'called once');
+      assert.equal(typesOf(S).filter((t) => t === 'open').length, 1, "'open' once");
+
+      const calls2 = [];
+      const T = relayed(uri, token, { protocols: 'p1' }, (socket) => calls2.push(socket.protocol));
+      await accept({ protocol: 'p1' });
+      await next(T, 'open');
+      assert.deepEqual(calls2, ['p1'], 'with options and fn');
+    });
+  });
+
+  test('the token goes in ServiceBusAuthorization (none when null/undefined); id as sb-hc-id; headers are sent', async () => {
+    const upgrades = [];
+    const sockets = new Set();
+    const server = http.createServer((req, res) => res.end());
+    server.on('connection', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
+    server.on('upgrade', (req, socket) => {
+      upgrades.push({ url: req.url, headers: req.headers });
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
+    const port = await listenLocal(server);
+    try {
+      const uri = sendUriAt(`127.0.0.1:${port}`);
+      const token = createRelayToken(uri, 'RootManageSharedAccessKey', 'a-key');
+      const S = relayed(uri, token, { id: 'my-track-id', headers: { 'X-Custom-Header': 'v1' } });
+      const err = await handshakeFailure(S, token);
+      assert.equal(err.message, 'Unexpected server response: 404');
+      assert.equal(err.statusCode, 404);
+      assert.equal(err.statusDescription, 'Not Found');
+      assert.equal(upgrades.length, 1);
+      const [first] = upgrades;
+      assert.equal(first.headers.servicebusauthorization, token, 'the token in ServiceBusAuthorization');
+      assert.equal(first.headers['x-custom-header'], 'v1');
+      assert.equal(first.headers.upgrade.toLowerCase(), 'websocket');
+      assert.equal(first.headers['sec-websocket-version'], '13');
+      const url = new URL(first.url, `http://127.0.0.1:${port}`);
+      assert.equal(url.pathname, '/$hc/hc');
+      assert.equal(url.searchParams.get('sb-hc-action'), 'connect');
+      assert.deepEqual(url.searchParams.getAll('sb-hc-id'), ['my-track-id']);
+      assert.equal(url.searchParams.has('sb-hc-token'), false, 'the token is not put in the address');
+
+      for (const [what, args] of [['null', [uri, null]], ['undefined', [uri, undefined]], ['left out', [uri]]]) {
+        const T = relayed(...args);
+        await handshakeFailure(T, null);
+        const last = upgrades[upgrades.length - 1];
+        assert.equal(last.headers.servicebusauthorization, undefined, `token ${what}: no ServiceBusAuthorization`);
+        assert.equal(new URL(last.url, 'http://x').searchParams.has('sb-hc-id'), false, `token ${what}: no sb-hc-id`);
+      }
+      assert.equal(upgrades.length, 4);
+    } finally {
+      endSockets();
+      await closeServer(server, sockets);
+    }
+  });
+
+  test('headers reach the listener in connectHeaders; id is the accept id; protocols are offered', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, accept } = await open(
+        { headers: { 'X-Custom-Header': 'v1' }, id: 'track-7', protocols: ['p1', 'p2'] },
+        { protocol: 'p2' }
+      );
+      assert.equal(accept.id, 'track-7');
+      assert.equal(new URL(accept.address).searchParams.get('sb-hc-id'), 'track-7');
+      const custom = findHeader(accept.connectHeaders, 'X-Custom-Header');
+      assert.ok(custom, 'the custom header is passed on');
+      assert.equal(custom[1], 'v1');
+      const offered = findHeader(accept.connectHeaders, 'Sec-WebSocket-Protocol');
+      assert.ok(offered, 'Sec-WebSocket-Protocol is sent');
+      assert.deepEqual(offered[1].split(/\s*,\s*/), ['p1', 'p2']);
+      assert.equal(findHeader(accept.connectHeaders, 'Sec-WebSocket-Extensions'), undefined, 'no extension is offered');
+      assert.equal(S.protocol, 'p2');
+
+      const single = await open({ protocols: 'only' }, { protocol: 'only' });
+      assert.equal(findHeader(single.accept.connectHeaders, 'Sec-WebSocket-Protocol')[1], 'only');
+      assert.equal(single.S.protocol, 'only');
+    });
+  });
+
+  test('an anonymous sender (token null or undefined) reaches a Hybrid Connection without client authorization', async () => {
+    await withListener(
+      { relay: { hybridConnections: [{ name: 'open', requiresClientAuthorization: false }, { name: 'closed' }] }, path: 'open' },
+      async ({ uri, accept, relay }) => {
+        for (const token of [null, undefined]) {
+          const S = relayed(uri, token);
+          const { peer } = await accept();
+          await next(S, 'open');
+          S.send('anonymous');
+          assert.equal((await nextMessage(peer)).data.toString(), 'anonymous');
+        }
+        // A Hybrid Connection that requires a token refuses it with 401.
+        const closedUri = createRelaySendUri(relay.namespace, 'closed');
+        const err = await handshakeFailure(relayed(closedUri, null), null);
+        assert.equal(err.message, 'Unexpected server response: 401');
+        assert.equal(err.statusCode, 401);
+      }
+    );
+  });
+
+  test('maxPayload: a message of exactly maxPayload bytes is delivered; one byte more is an error', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open({ maxPayload: 1024 });
+      peer.send(Buffer.alloc(1024, 1));
+      const m = await nextMessageOf(S);
+      assert.equal(m.data.length, 1024);
+      peer.send(Buffer.alloc(1025, 2));
+      const c = await closeOf(S);
+      assert.deepEqual(typesOf(S), ['open', 'message', 'error', 'close']);
+      const err = eventsOf(S)[2].args[0];
+      assert.equal(err.code, 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH');
+      assert.equal(c.code, 1006);
+    });
+  });
+
+  test('the default maxPayload (100 MiB) takes a 65 MiB message in one frame', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      const big = Buffer.alloc(65 * 1024 * 1024, 0x5a);
+      big.writeUInt32BE(0xdeadbeef, big.length - 4);
+      peer.send(big);
+      const m = await nextMessageOf(S, 30_000, 'the 65 MiB message');
+      assert.equal(m.isBinary, true);
+      assert.equal(m.data.length, big.length);
+      assert.ok(m.data.equals(big), 'the same bytes');
+      assert.deepEqual(typesOf(S), ['open', 'message']);
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('relayedConnect: handshake failures', () => {
+  test('no listener: Unexpected server response: 404', async () => {
+    await withRelay(undefined, async (relay) => {
+      try {
+        const uri = createRelaySendUri(relay.namespace, 'nobody');
+        const token = createRelayToken(uri, relay.keyName, relay.key);
+        const err = await handshakeFailure(relayed(uri, token), token);
+        assert.equal(err.message, 'Unexpected server response: 404');
+        assert.equal(err.statusCode, 404);
+        assert.equal(typeof err.statusDescription, 'string');
+      } finally {
+        endSockets();
+      }
+    });
+  });
+
+  test("rejected by the listener: the listener's status and description", async () => {
+    await withListener({}, async ({ start, control, token }) => {
+      for (const [code, description] of [[403, 'go away'], [503, 'busy, try later']]) {
+        const S = start();
+        await rejectRendezvous(await nextAccept(control), code, description);
+        const err = await handshakeFailure(S, token);
+        assert.equal(err.message, `Unexpected server response: ${code}`);
+        assert.equal(err.statusCode, code);
+        assert.equal(err.statusDescription, description);
+      }
+    });
+  });
+
+  test('a token the relay refuses: 401, and the signature is not in the error', async () => {
+    await withListener({}, async ({ uri }) => {
+      const bad = createRelayToken(uri, 'RootManageSharedAccessKey', 'not-the-key');
+      const err = await handshakeFailure(relayed(uri, bad), bad);
+      assert.equal(err.message, 'Unexpected server response: 401');
+      assert.equal(err.statusCode, 401);
+      const none = await handshakeFailure(relayed(uri, null), null);
+      assert.equal(none.statusCode, 401);
+    });
+  });
+
+  test('connection refused: ECONNREFUSED', async () => {
+    const server = net.createServer();
+    const port = await listenLocal(server);
+    await closeServer(server, new Set());
+    try {
+      const uri = sendUriAt(`127.0.0.1:${port}`);
+      const token = createRelayToken(uri, 'k', 'secret-key');
+      const err = await handshakeFailure(relayed(uri, token), token);
+      assert.equal(err.code, 'ECONNREFUSED');
+    } finally {
+      endSockets();
+    }
+  });
+
+  test('a host name that does not resolve: ENOTFOUND', async () => {
+    try {
+      const uri = createRelaySendUri('ws://nonexistent.invalid', 'hc');
+      const token = createRelayToken(uri, 'k', 'secret-key');
+      const err = await handshakeFailure(relayed(uri, token), token, 15_000);
+      assert.equal(err.code, 'ENOTFOUND');
+    } finally {
+      endSockets();
+    }
+  });
+
+  test('handshakeTimeout against a server that never answers: Opening handshake has timed out (ETIMEDOUT)', async () => {
+    const silent = await silentServer();
+    try {
+      const uri = sendUriAt(`127.0.0.1:${silent.port}`);
+      const token = createRelayToken(uri, 'k', 'secret-key');
+      const started = Date.now();
+      const S = relayed(uri, token, { handshakeTimeout: 300 });
+      const err = await handshakeFailure(S, token);
+      const elapsed = eventsOf(S)[0].at - started;
+      assert.equal(err.message, 'Opening handshake has timed out');
+      assert.equal(err.code, 'ETIMEDOUT');
+      assert.ok(elapsed >= 250, `timed out after ${elapsed} ms, before handshakeTimeout (300 ms)`);
+      assert.ok(elapsed < 3000, `timed out after ${elapsed} ms, long after handshakeTimeout (300 ms)`);
+    } finally {
+      endSockets();
+      await silent.close();
+    }
+  });
+
+  test('handshakeTimeout while the listener does not accept', async () => {
+    await withListener({}, async ({ start, control, token }) => {
+      const S = start({ handshakeTimeout: 300 });
+      await nextAccept(control);
+      const err = await handshakeFailure(S, token);
+      assert.equal(err.message, 'Opening handshake has timed out');
+      assert.equal(err.code, 'ETIMEDOUT');
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+describe('relayedConnect: TLS', () => {
+  let dir;
+  let certFile;
+  let certPem;
+  let keyPem;
+  let otherCertPem;
+  let otherKeyPem;
+  let caPem;
+  let leafCertPem;
+  let leafKeyPem;
+
+  before(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connect-tls-'));
+    const make = (name, subject, san) => {
+      const keyFile = path.join(dir, `${name}.key`);
+      const crtFile = path.join(dir, `${name}.crt`);
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', subject, '-addext', `subjectAltName=${san}`,
+          '-days', '1', '-keyout', keyFile, '-out', crtFile],
+        { stdio: 'ignore' }
+      );
+      return { keyFile, crtFile };
+    };
+    const good = make('local', '/CN=127.0.0.1', 'IP:127.0.0.1');
+    const other = make('other', '/CN=other.example', 'DNS:other.example');
+    certFile = good.crtFile;
+    certPem = fs.readFileSync(good.crtFile, 'utf8');
+    keyPem = fs.readFileSync(good.keyFile, 'utf8');
+    otherCertPem = fs.readFileSync(other.crtFile, 'utf8');
+    otherKeyPem = fs.readFileSync(other.keyFile, 'utf8');
+
+    // A CA and a leaf it issued (CA:FALSE), the usual shape of a server certificate.
+    const ca = make('ca', '/CN=hyco-ws-rs test CA', 'DNS:hyco-ws-rs-test-ca');
+    const leafKey = path.join(dir, 'leaf.key');
+    const leafCsr = path.join(dir, 'leaf.csr');
+    const leafCrt = path.join(dir, 'leaf.crt');
+    const ext = path.join(dir, 'leaf.ext');
+    fs.writeFileSync(
+      ext,
+      'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n'
+    );
+    execFileSync('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', leafKey, '-out', leafCsr], {
+      stdio: 'ignore'
+    });
+    execFileSync(
+      'openssl',
+      ['x509', '-req', '-in', leafCsr, '-CA', ca.crtFile, '-CAkey', ca.keyFile, '-set_serial', '2', '-days', '1', '-extfile', ext, '-out', leafCrt],
+      { stdio: 'ignore' }
+    );
+    caPem = fs.readFileSync(ca.crtFile, 'utf8');
+    leafCertPem = fs.readFileSync(leafCrt, 'utf8');
+    leafKeyPem = fs.readFileSync(leafKey, 'utf8');
+  });
+
+  after(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const tlsListener = () => ({
+    relay: { tls: { cert: certPem, key: keyPem } },
+    listen: { wsOptions: { ca: certPem } },
+    peerOptions: { ca: certPem }
+  });
+
+  test('ca as a PEM string, a Buffer or an array of them trusts the relay', async () => {
+    await withListener(tlsListener(), async ({ open, relay, uri }) => {
+      assert.ok(uri.startsWith(`wss://127.0.0.1:${relay.port}/`), uri);
+      for (const [what, ca] of [
+        ['a string', certPem],
+        ['a Buffer', Buffer.from(certPem)],
+        ['an array', [certPem]],
+        ['an array with a Buffer', [otherCertPem, Buffer.from(certPem)]]
+      ]) {
+        const { S, peer } = await open({ ca });
+        S.send(`over TLS, ca as ${what}`);
+        assert.equal((await nextMessage(peer)).data.toString(), `over TLS, ca as ${what}`);
+        peer.send('back');
+        assert.equal((await nextMessageOf(S)).data.toString(), 'back');
+      }
+    });
+  });
+
+  // As Node.js (and so ws) reports it: an untrusted self-signed leaf is
+  // DEPTH_ZERO_SELF_SIGNED_CERT; an untrusted issuer UNABLE_TO_VERIFY_LEAF_SIGNATURE (below).
+  test('without ca, the self-signed relay certificate is refused: DEPTH_ZERO_SELF_SIGNED_CERT', async () => {
+    await withListener(tlsListener(), async ({ start, token }) => {
+      const err = await handshakeFailure(start(), token);
+      assert.equal(err.code, 'DEPTH_ZERO_SELF_SIGNED_CERT', `${err.code}: ${err.message}`);
+      assert.equal(err.message, 'self-signed certificate');
+    });
+  });
+
+  test('a certificate for another host name is refused: ERR_TLS_CERT_ALTNAME_INVALID', async () => {
+    await withRelay({ tls: { cert: otherCertPem, key: otherKeyPem } }, async (relay) => {
+      try {
+        const uri = createRelaySendUri(relay.namespace, 'hc');
+        const token = createRelayToken(uri, relay.keyName, relay.key);
+        const err = await handshakeFailure(relayed(uri, token, { ca: otherCertPem }), token);
+        assert.equal(err.code, 'ERR_TLS_CERT_ALTNAME_INVALID', `${err.code}: ${err.message}`);
+      } finally {
+        endSockets();
+      }
+    });
+  });
+
+  test('a leaf certificate issued by a CA: trusted with ca = the CA; without it UNABLE_TO_VERIFY_LEAF_SIGNATURE', async () => {
+    const opts = {
+      relay: { tls: { cert: leafCertPem, key: leafKeyPem } },
+      listen: { wsOptions: { ca: caPem } },
+      peerOptions: { ca: caPem }
+    };
+    await withListener(opts, async ({ open, start, token }) => {
+      const { S, peer } = await open({ ca: caPem });
+      S.send('via a CA');
+      assert.equal((await nextMessage(peer)).data.toString(), 'via a CA');
+      const err = await handshakeFailure(start(), token);
+      assert.equal(err.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', `${err.code}: ${err.message}`);
+    });
+  });
+
+  test('NODE_EXTRA_CA_CERTS is trusted (child process, no ca option)', async () => {
+    await withListener(tlsListener(), async ({ relay, accept }) => {
+      const script = `
+        const hyco = require(process.env.HYCO_PKG);
+        const uri = hyco.createRelaySendUri(process.env.RELAY_NS, 'hc');
+        const S = hyco.relayedConnect(uri, hyco.createRelayToken(uri, process.env.RELAY_KEY_NAME, process.env.RELAY_KEY));
+        const guard = setTimeout(() => { console.log('timeout'); process.exit(2); }, 10000);
+        S.on('open', () => { console.log('open'); process.exit(0); });
+        S.on('error', (e) => { console.log('error ' + e.code + ' ' + e.message); process.exit(1); });
+      `;
+      const env = {
+        NODE_EXTRA_CA_CERTS: certFile,
+        RELAY_NS: relay.namespace,
+        RELAY_KEY_NAME: relay.keyName,
+        RELAY_KEY: relay.key
+      };
+      const run = runNode(script, { env, ms: 15_000 });
+      const accepted = accept();
+      accepted.catch(() => {});
+      await Promise.race([
+        accepted,
+        run.done.then((r) => {
+          throw new Error(`the child ended before the listener accepted: ${describeChild(r)}`);
+        })
+      ]);
+      const r = await run.done;
+      assert.equal(r.code, 0, describeChild(r));
+      assert.match(r.stdout, /^open$/m, describeChild(r));
+    });
+  });
+});
