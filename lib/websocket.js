@@ -20,7 +20,8 @@ const OP_BINARY = 0x2;
 const OP_PING = 0x9;
 const OP_PONG = 0xa;
 
-// Native event types (see src/bindings/socket.rs).
+// Native event types and how many fields follow each in the flat event list (see `to_js`
+// in src/bindings/socket.rs).
 const EV_OPEN = 0;
 const EV_MESSAGE = 1;
 const EV_PING = 2;
@@ -29,6 +30,7 @@ const EV_WRITTEN = 4;
 const EV_CLOSE_RECEIVED = 5;
 const EV_ERROR = 6;
 const EV_CLOSED = 7;
+const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4];
 
 /**
  * Stands in for the `net.Socket` that ws's `createWebSocketStream()` inspects in `_final`:
@@ -152,52 +154,59 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Handles a batch of native events, in order. A throwing listener does not lose the rest
-   * of the batch, and its exception is rethrown outside the native call (as an uncaught
-   * exception, like any EventEmitter listener that throws).
+   * Handles a batch of native events (a flat list: a type, then its fields), in order. A
+   * throwing listener does not lose the rest of the batch, and its exception is rethrown
+   * outside the native call (as an uncaught exception, like any EventEmitter listener).
    *
-   * @param {Object[]} events The events
+   * @param {Array} list The events
    * @param {Number} start Where to resume
    * @private
    */
-  _dispatch(events, start) {
+  _dispatch(list, start) {
     let i = start;
-    try {
-      for (; i < events.length; i++) this._handle(events[i]);
-    } catch (err) {
-      process.nextTick(rethrow, err);
-      if (i + 1 < events.length) process.nextTick(() => this._dispatch(events, i + 1));
+    while (i < list.length) {
+      const t = list[i];
+      const at = i + 1;
+      i = at + FIELDS[t];
+      try {
+        this._handle(list, t, at);
+      } catch (err) {
+        process.nextTick(rethrow, err);
+        if (i < list.length) process.nextTick(() => this._dispatch(list, i));
+        return;
+      }
     }
   }
 
   /**
    * Handles one native event, holding reading-side events while paused.
    *
-   * @param {Object} ev The event
+   * @param {Array} list The event list
+   * @param {Number} t The event type
+   * @param {Number} at Index of its first field
    * @private
    */
-  _handle(ev) {
-    const t = ev.t;
+  _handle(list, t, at) {
     if (this._paused && (t === EV_MESSAGE || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED)) {
-      this._held.push(ev);
+      for (let k = at - 1; k < at + FIELDS[t]; k++) this._held.push(list[k]);
       return;
     }
     switch (t) {
       case EV_MESSAGE:
-        this._emitMessage(ev);
+        this._emitMessage(list[at], list[at + 1]);
         break;
       case EV_WRITTEN:
-        this._written(ev);
+        this._written(list[at], list[at + 1], list[at + 2]);
         break;
       case EV_PING:
-        this.emit('ping', ev.data);
+        this.emit('ping', list[at]);
         break;
       case EV_PONG:
-        this.emit('pong', ev.data);
+        this.emit('pong', list[at]);
         break;
       case EV_OPEN:
         this._readyState = WebSocket.OPEN;
-        this._protocol = ev.protocol;
+        this._protocol = list[at];
         this._socket = new TransportShim();
         this.emit('open');
         break;
@@ -206,10 +215,10 @@ class RelayedWebSocket extends WebSocket {
         if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
         break;
       case EV_ERROR:
-        this._emitError(ev);
+        this._emitError(list[at], list[at + 1], list[at + 2], list[at + 3], list[at + 4]);
         break;
       case EV_CLOSED:
-        this._closed(ev);
+        this._closed(list[at], list[at + 1], list[at + 2], list[at + 3]);
         break;
       default:
     }
@@ -218,15 +227,20 @@ class RelayedWebSocket extends WebSocket {
   /**
    * Emits 'message' with the payload shaped by `binaryType`.
    *
-   * @param {Object} ev The native message event
+   * @param {(Buffer|Buffer[])} payload The message, or the frames of a fragmented one
+   * @param {Boolean} binary Binary or text
    * @private
    */
-  _emitMessage(ev) {
-    if (!ev.binary) {
-      this.emit('message', ev.data, false);
+  _emitMessage(payload, binary) {
+    if (!binary) {
+      this.emit('message', payload, false);
       return;
     }
-    const frames = ev.frames || [ev.data];
+    if (Buffer.isBuffer(payload) && this._binaryType === 'nodebuffer') {
+      this.emit('message', payload, true);
+      return;
+    }
+    const frames = Array.isArray(payload) ? payload : [payload];
     let data;
     switch (this._binaryType) {
       case 'arraybuffer': {
@@ -249,16 +263,18 @@ class RelayedWebSocket extends WebSocket {
   /**
    * Accounts written bytes and completes send callbacks.
    *
-   * @param {Object} ev The native written event
+   * @param {Number} bytes Bytes written
+   * @param {?Number[]} acks Callbacks to complete
+   * @param {?Number[]} failed Callbacks of frames dropped while closing
    * @private
    */
-  _written(ev) {
-    this._bufferedAmount -= ev.bytes;
+  _written(bytes, acks, failed) {
+    this._bufferedAmount -= bytes;
     if (this._bufferedAmount < 0) this._bufferedAmount = 0;
-    for (const id of ev.acks) this._complete(id, null);
-    if (ev.failed.length) {
+    if (acks !== null) for (const id of acks) this._complete(id, null);
+    if (failed !== null) {
       const err = new Error('WebSocket is not open: readyState 2 (CLOSING)');
-      for (const id of ev.failed) this._complete(id, err);
+      for (const id of failed) this._complete(id, err);
     }
   }
 
@@ -279,17 +295,20 @@ class RelayedWebSocket extends WebSocket {
   /**
    * Emits 'error' (at most once per socket, as ws).
    *
-   * @param {Object} ev The native error event
+   * @param {String} message The message
+   * @param {?String} code The `code`
+   * @param {Boolean} range A `RangeError` rather than an `Error`
+   * @param {?Number} statusCode The HTTP status of a refused handshake
+   * @param {?String} statusDescription Its reason phrase
    * @private
    */
-  _emitError(ev) {
+  _emitError(message, code, range, statusCode, statusDescription) {
     if (this._errorEmitted) return;
-    const Ctor = ev.range ? RangeError : Error;
-    const err = new Ctor(ev.message);
-    if (ev.errCode) err.code = ev.errCode;
-    if (ev.statusCode !== undefined && ev.statusCode !== null) {
-      err.statusCode = ev.statusCode;
-      err.statusDescription = ev.statusDescription;
+    const err = range ? new RangeError(message) : new Error(message);
+    if (code !== null) err.code = code;
+    if (statusCode !== null) {
+      err.statusCode = statusCode;
+      err.statusDescription = statusDescription;
     }
     if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
     this._errorEmitted = true;
@@ -299,16 +318,19 @@ class RelayedWebSocket extends WebSocket {
   /**
    * The connection is gone: settle everything and emit 'close' once.
    *
-   * @param {Object} ev The native closed event
+   * @param {Number} code The close code
+   * @param {Buffer} reason The close reason
+   * @param {Boolean} frameReceived A close frame arrived
+   * @param {Boolean} frameSent A close frame was sent
    * @private
    */
-  _closed(ev) {
+  _closed(code, reason, frameReceived, frameSent) {
     this._held.length = 0;
     this._readyState = WebSocket.CLOSED;
-    this._closeFrameReceived = ev.frameReceived;
-    this._closeFrameSent = ev.frameSent;
-    this._closeCode = ev.code;
-    this._closeMessage = ev.data;
+    this._closeFrameReceived = frameReceived;
+    this._closeFrameSent = frameSent;
+    this._closeCode = code;
+    this._closeMessage = reason;
     if (this._callbacks.size) {
       const err = new Error('WebSocket is not open: readyState 3 (CLOSED)');
       for (const id of [...this._callbacks.keys()]) this._complete(id, err);
@@ -318,7 +340,7 @@ class RelayedWebSocket extends WebSocket {
       this._socket.emit('finish');
     }
     this._native = null;
-    this.emit('close', ev.code, ev.data);
+    this.emit('close', code, reason);
   }
 
   /**

@@ -2,8 +2,8 @@
 //!
 //! Events go up through one ThreadsafeFunction per socket. The tokio side pushes events into
 //! a queue and schedules at most one JS call at a time; that call drains the whole queue, so
-//! under load one JS call carries many events, in order. Message payloads reach JS as
-//! external buffers (no copy). The ThreadsafeFunction keeps the process alive while the
+//! under load one JS call carries many events, in order, as one flat array (no object per
+//! event). Large payloads reach JS as external buffers (no copy). The ThreadsafeFunction keeps the process alive while the
 //! socket exists and is released once the close event is delivered.
 
 use std::collections::HashMap;
@@ -38,71 +38,68 @@ pub struct NativeConnectOptions {
     pub auto_pong: bool,
 }
 
-/// One event, as JavaScript receives it. `t` says which fields are set:
-/// 0 open (`protocol`), 1 message (`binary`, `data` or `frames`), 2 ping (`data`),
-/// 3 pong (`data`), 4 written (`bytes`, `acks`, `failed`), 5 close frame received,
-/// 6 error (`message`, `code`, `range`, `statusCode`, `statusDescription`),
-/// 7 closed (`code`, `data` = reason, `frameReceived`, `frameSent`).
-#[napi(object)]
-pub struct SocketEventJs {
-    /// Event type.
-    pub t: u32,
-    /// Payload, reason, or a whole message.
-    pub data: Option<Buffer>,
-    /// The frames of a fragmented binary message.
-    pub frames: Option<Vec<Buffer>>,
-    /// Binary (true) or text message.
-    pub binary: Option<bool>,
-    /// Bytes written.
-    pub bytes: Option<f64>,
-    /// Completed callback ids.
-    pub acks: Option<Vec<u32>>,
-    /// Callback ids of frames dropped while closing.
-    pub failed: Option<Vec<u32>>,
-    /// Close code, or the error's `code` text in `errCode`.
-    pub code: Option<u32>,
-    /// Error code (`WS_ERR_*`, `ECONNREFUSED`, ...).
-    pub err_code: Option<String>,
-    /// Error message.
-    pub message: Option<String>,
-    /// The error is a `RangeError`.
-    pub range: Option<bool>,
-    /// HTTP status of a refused handshake.
-    pub status_code: Option<u32>,
-    /// Reason phrase of a refused handshake.
-    pub status_description: Option<String>,
-    /// Negotiated subprotocol.
-    pub protocol: Option<String>,
-    /// A close frame was received.
-    pub frame_received: Option<bool>,
-    /// A close frame was sent.
-    pub frame_sent: Option<bool>,
+/// Payloads up to this size are copied into a JS-owned Buffer; larger ones are handed over
+/// as external buffers without a copy. For small payloads the copy is cheaper than the
+/// finalizer an external buffer needs.
+const COPY_BELOW: usize = 512;
+
+/// One value of the flat event list JavaScript receives (see [`to_js`]).
+pub enum Flat {
+    /// A number.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// `null`.
+    Null,
+    /// Bytes, as a Buffer (copied when small, external when large).
+    Bytes(Vec<u8>),
+    /// A nested array.
+    List(Vec<Flat>),
 }
 
-impl SocketEventJs {
-    fn of(t: u32) -> Self {
-        SocketEventJs {
-            t,
-            data: None,
-            frames: None,
-            binary: None,
-            bytes: None,
-            acks: None,
-            failed: None,
-            code: None,
-            err_code: None,
-            message: None,
-            range: None,
-            status_code: None,
-            status_description: None,
-            protocol: None,
-            frame_received: None,
-            frame_sent: None,
+impl napi::bindgen_prelude::ToNapiValue for Flat {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        val: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
+        // SAFETY: `env` is the live environment napi-rs passes while converting the
+        // callback's arguments on the JS thread; every branch delegates to napi's own
+        // conversions or to `napi_create_buffer_copy` with a valid pointer and length.
+        unsafe {
+            match val {
+                Flat::Num(n) => f64::to_napi_value(env, n),
+                Flat::Bool(b) => bool::to_napi_value(env, b),
+                Flat::Str(s) => String::to_napi_value(env, s),
+                Flat::Null => {
+                    napi::bindgen_prelude::Null::to_napi_value(env, napi::bindgen_prelude::Null)
+                }
+                Flat::Bytes(v) if v.len() < COPY_BELOW => {
+                    let mut out = std::ptr::null_mut();
+                    let status = napi::sys::napi_create_buffer_copy(
+                        env,
+                        v.len(),
+                        v.as_ptr().cast(),
+                        std::ptr::null_mut(),
+                        &mut out,
+                    );
+                    if status != napi::sys::Status::napi_ok {
+                        return Err(napi::Error::new(
+                            Status::GenericFailure,
+                            "cannot create a Buffer",
+                        ));
+                    }
+                    Ok(out)
+                }
+                Flat::Bytes(v) => Buffer::to_napi_value(env, Buffer::from(v)),
+                Flat::List(items) => Vec::<Flat>::to_napi_value(env, items),
+            }
         }
     }
 }
 
-type EventsFn = ThreadsafeFunction<(), (), Vec<SocketEventJs>, Status, false>;
+type EventsFn = ThreadsafeFunction<(), (), Vec<Flat>, Status, false>;
 
 /// The event queue between the tokio side and the JS thread.
 struct Queue {
@@ -126,58 +123,63 @@ impl EventSink for Queue {
     }
 }
 
-/// Converts queued events for JS; returns them, the message bytes they carry, and whether
-/// the last event (close) is among them.
-fn to_js(events: Vec<Event>) -> (Vec<SocketEventJs>, usize, bool) {
-    let mut out = Vec::with_capacity(events.len());
+fn ids(v: Vec<u32>) -> Flat {
+    if v.is_empty() {
+        Flat::Null
+    } else {
+        Flat::List(v.into_iter().map(|i| Flat::Num(f64::from(i))).collect())
+    }
+}
+
+fn opt_str(s: Option<String>) -> Flat {
+    s.map_or(Flat::Null, Flat::Str)
+}
+
+/// Flattens queued events for JS: one array, each event a type number followed by its
+/// fields (`lib/websocket.js` reads them back):
+/// `0 protocol` open · `1 data|frames binary` message · `2 data` ping · `3 data` pong ·
+/// `4 bytes acks failed` written · `5` close frame received ·
+/// `6 message code range statusCode statusDescription` error ·
+/// `7 code reason frameReceived frameSent` closed.
+/// Returns it, the message bytes it carries, and whether the close is among them.
+fn to_js(events: Vec<Event>) -> (Vec<Flat>, usize, bool) {
+    let mut out = Vec::with_capacity(events.len() * 3);
     let mut bytes = 0;
     let mut done = false;
     for e in events {
-        out.push(match e {
-            Event::Open { protocol } => SocketEventJs {
-                protocol: Some(protocol),
-                ..SocketEventJs::of(0)
-            },
+        match e {
+            Event::Open { protocol } => out.extend([Flat::Num(0.0), Flat::Str(protocol)]),
             Event::Message { binary, mut frames } => {
                 bytes += frames.iter().map(Vec::len).sum::<usize>();
-                let mut ev = SocketEventJs {
-                    binary: Some(binary),
-                    ..SocketEventJs::of(1)
-                };
-                if frames.len() == 1 {
-                    ev.data = frames.pop().map(Buffer::from);
+                let data = if frames.len() == 1 {
+                    Flat::Bytes(frames.pop().unwrap_or_default())
                 } else {
-                    ev.frames = Some(frames.into_iter().map(Buffer::from).collect());
-                }
-                ev
+                    Flat::List(frames.into_iter().map(Flat::Bytes).collect())
+                };
+                out.extend([Flat::Num(1.0), data, Flat::Bool(binary)]);
             }
-            Event::Ping(d) => SocketEventJs {
-                data: Some(d.into()),
-                ..SocketEventJs::of(2)
-            },
-            Event::Pong(d) => SocketEventJs {
-                data: Some(d.into()),
-                ..SocketEventJs::of(3)
-            },
+            Event::Ping(d) => out.extend([Flat::Num(2.0), Flat::Bytes(d)]),
+            Event::Pong(d) => out.extend([Flat::Num(3.0), Flat::Bytes(d)]),
             Event::Written {
                 bytes,
                 acks,
                 failed,
-            } => SocketEventJs {
-                bytes: Some(bytes as f64),
-                acks: Some(acks),
-                failed: Some(failed),
-                ..SocketEventJs::of(4)
-            },
-            Event::CloseReceived => SocketEventJs::of(5),
-            Event::Error(e) => SocketEventJs {
-                message: Some(e.message),
-                err_code: e.code,
-                range: Some(e.range_error),
-                status_code: e.status_code.map(u32::from),
-                status_description: e.status_description,
-                ..SocketEventJs::of(6)
-            },
+            } => out.extend([
+                Flat::Num(4.0),
+                Flat::Num(bytes as f64),
+                ids(acks),
+                ids(failed),
+            ]),
+            Event::CloseReceived => out.push(Flat::Num(5.0)),
+            Event::Error(e) => out.extend([
+                Flat::Num(6.0),
+                Flat::Str(e.message),
+                opt_str(e.code),
+                Flat::Bool(e.range_error),
+                e.status_code
+                    .map_or(Flat::Null, |c| Flat::Num(f64::from(c))),
+                opt_str(e.status_description),
+            ]),
             Event::Closed {
                 code,
                 reason,
@@ -185,15 +187,15 @@ fn to_js(events: Vec<Event>) -> (Vec<SocketEventJs>, usize, bool) {
                 frame_sent,
             } => {
                 done = true;
-                SocketEventJs {
-                    code: Some(u32::from(code)),
-                    data: Some(reason.into()),
-                    frame_received: Some(frame_received),
-                    frame_sent: Some(frame_sent),
-                    ..SocketEventJs::of(7)
-                }
+                out.extend([
+                    Flat::Num(7.0),
+                    Flat::Num(f64::from(code)),
+                    Flat::Bytes(reason),
+                    Flat::Bool(frame_received),
+                    Flat::Bool(frame_sent),
+                ]);
             }
-        });
+        }
     }
     (out, bytes, done)
 }
@@ -208,7 +210,7 @@ pub struct NativeSocket {
 #[napi(js_name = "connectSocket")]
 pub fn connect_socket(
     options: NativeConnectOptions,
-    on_events: Function<Vec<SocketEventJs>, ()>,
+    on_events: Function<Vec<Flat>, ()>,
 ) -> napi::Result<NativeSocket> {
     let queue = Arc::new(Queue {
         events: Mutex::new(Vec::new()),
