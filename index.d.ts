@@ -214,7 +214,7 @@ declare namespace HycoWebSocket {
     pendingAccepts: number;
     /** Relayed sender/listener pairs open. */
     connections: number;
-    /** Bytes held inside the relay's buffers now (bounded: 64 KiB per direction). */
+    /** Bytes held inside the relay's buffers now (bounded: 256 KiB per direction). */
     bufferedBytes: number;
   }
 

@@ -32,6 +32,17 @@ const EV_ERROR = 6;
 const EV_CLOSED = 7;
 const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4];
 
+// Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
+// larger ones go on their own.
+const BATCH_BELOW = 16 * 1024;
+// The packing buffer starts at this size and doubles up to BATCH_LIMIT; it is flushed when
+// the next frame does not fit.
+const BATCH_INITIAL = 32 * 1024;
+const BATCH_LIMIT = 256 * 1024;
+// Per packed frame: flags, length (u32) and callback id (u32); see `for_each_batched` in
+// core/src/socket/connection.rs.
+const BATCH_HEADER = 9;
+
 /**
  * Stands in for the `net.Socket` that ws's `createWebSocketStream()` inspects in `_final`:
  * it reports when the writable side has finished (the connection is closed).
@@ -130,6 +141,9 @@ class RelayedWebSocket extends WebSocket {
     this._nextAck = 1;
     this._firstFragment = true;
     this._held = [];
+    this._packed = null;
+    this._packedLength = 0;
+    this._flushBatch = () => this._flush();
     this._onEvents = (events) => this._dispatch(events, 0);
   }
 
@@ -344,7 +358,10 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Queues a frame with the native socket.
+   * Queues a frame with the native socket. Small frames are copied (at once, as ws does)
+   * into a packing buffer that is handed over in one native call per tick, from a
+   * microtask: before any I/O, so no later than a write would have gone out, and in order
+   * with everything else the socket sends.
    *
    * @param {Buffer} buf The payload
    * @param {Number} opcode The opcode
@@ -353,15 +370,53 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _sendFrame(buf, opcode, fin, cb) {
-    const accounted = framedLength(buf.length);
     let ack = 0;
     if (typeof cb === 'function') {
       ack = this._nextAck++;
       if (this._nextAck > 0x7fffffff) this._nextAck = 1;
       this._callbacks.set(ack, cb);
     }
+    const length = buf.length;
+    const accounted = framedLength(length);
     this._bufferedAmount += accounted;
-    this._native.send(buf, opcode, fin, accounted, ack);
+    if (length >= BATCH_BELOW) {
+      this._flush();
+      this._native.send(buf, opcode, fin, accounted, ack);
+      return;
+    }
+    const need = BATCH_HEADER + length;
+    let packed = this._packed;
+    if (packed === null || this._packedLength + need > packed.length) {
+      if (packed !== null && packed.length < BATCH_LIMIT && this._packedLength + need <= packed.length * 2) {
+        const grown = Buffer.allocUnsafe(packed.length * 2);
+        packed.copy(grown, 0, 0, this._packedLength);
+        packed = grown;
+      } else {
+        this._flush();
+        if (packed === null) packed = Buffer.allocUnsafe(BATCH_INITIAL);
+      }
+      this._packed = packed;
+    }
+    let pos = this._packedLength;
+    if (pos === 0) queueMicrotask(this._flushBatch);
+    packed[pos] = (fin ? 0x80 : 0) | opcode;
+    packed.writeUInt32BE(length, pos + 1);
+    packed.writeUInt32BE(ack, pos + 5);
+    pos += BATCH_HEADER;
+    if (length > 0) buf.copy(packed, pos);
+    this._packedLength = pos + length;
+  }
+
+  /**
+   * Hands the packed frames to the native socket (which copies them).
+   *
+   * @private
+   */
+  _flush() {
+    const length = this._packedLength;
+    if (length === 0) return;
+    this._packedLength = 0;
+    if (this._native !== null) this._native.sendBatch(this._packed.subarray(0, length));
   }
 
   /**
@@ -485,6 +540,7 @@ class RelayedWebSocket extends WebSocket {
       }
     }
     this._readyState = WebSocket.CLOSING;
+    this._flush();
     this._native.close(code, reasonBuf);
   }
 

@@ -18,6 +18,22 @@ function median(xs) {
 }
 
 /**
+ * The `p`-th percentile of a list of numbers, by the nearest-rank method: the smallest
+ * value that at least `p` percent of the list is less than or equal to (`p = 50` of an
+ * even-length list is the lower middle value, not the mean of the two).
+ *
+ * @param {Number[]} xs The numbers (at least one)
+ * @param {Number} p The percentile, from 0 (exclusive) to 100
+ * @return {Number} The percentile
+ */
+function percentile(xs, p) {
+  if (xs.length === 0) throw new RangeError('percentile of an empty list');
+  if (!(p > 0 && p <= 100)) throw new RangeError(`percentile out of range: ${p}`);
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length, Math.ceil((p / 100) * s.length)) - 1];
+}
+
+/**
  * A byte count as `64 B`, `4 KiB`, `1 MiB`, `1.5 GiB`.
  *
  * @param {Number} bytes The byte count
@@ -46,4 +62,4 @@ function formatRate(x) {
   return x.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-module.exports = { median, formatSize, formatRate };
+module.exports = { median, percentile, formatSize, formatRate };

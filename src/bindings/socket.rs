@@ -288,10 +288,16 @@ impl NativeSocket {
         self.handle.send(Command::Frame {
             opcode: (opcode & 0x0f) as u8,
             fin,
-            payload: data.to_vec(),
+            payload: socket::pool::copy_of(data),
             accounted: accounted as usize,
             ack,
         })
+    }
+
+    /// Queues small frames packed by `lib/websocket.js` (see `hyco_core::socket::connection::BATCH_HEADER`).
+    #[napi]
+    pub fn send_batch(&self, data: &[u8]) -> bool {
+        self.handle.send(Command::Batch(data.to_vec()))
     }
 
     /// Starts the closing handshake. `code` absent: a close frame without a code.

@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+/// First size of a direction's read buffer; it doubles up to the configured maximum.
+const INITIAL_BUFFER: usize = 16 * 1024;
+
 /// How long the relay waits for the other direction to finish once one has ended.
 const LINGER: Duration = Duration::from_secs(5);
 
@@ -70,28 +73,10 @@ impl Default for FrameRewriter {
     }
 }
 
-/// XORs `data` with `mask`, starting at `offset` into the mask.
-fn unmask(data: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut m = [0u8; 8];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = mask[(offset + i) % 4];
-    }
-    let word = u64::from_ne_bytes(m);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
-    }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= m[i];
-    }
-}
-
 impl FrameRewriter {
     /// Consumes as much of `input` as possible, appending server frames to `out`. Returns
     /// how many bytes were consumed; the rest is an incomplete frame header.
-    pub fn process(&mut self, input: &mut [u8], out: &mut Vec<u8>) -> Result<usize, FrameError> {
+    pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, FrameError> {
         let mut pos = 0;
         loop {
             match self.state {
@@ -166,9 +151,8 @@ impl FrameRewriter {
                         return Ok(pos);
                     }
                     let take = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
-                    let chunk = &mut input[pos..pos + take];
-                    unmask(chunk, mask, offset);
-                    out.extend_from_slice(chunk);
+                    // Unmask while copying: one pass over the payload.
+                    crate::socket::frame::extend_masked(out, &input[pos..pos + take], mask, offset);
                     pos += take;
                     let left = remaining - take as u64;
                     self.state = if left == 0 {
@@ -252,7 +236,8 @@ async fn forward<R, W>(
     W: AsyncWrite + Unpin,
 {
     let mut rewriter = FrameRewriter::default();
-    let mut input = vec![0u8; buffer_bytes.max(256)];
+    let max = buffer_bytes.max(256);
+    let mut input = vec![0u8; INITIAL_BUFFER.min(max).max(initial.len().min(max))];
     let mut filled = initial.len().min(input.len());
     input[..filled].copy_from_slice(&initial[..filled]);
     let mut out = Vec::with_capacity(input.len() + 64);
@@ -276,13 +261,19 @@ async fn forward<R, W>(
             };
             match read {
                 Ok(0) | Err(_) => break,
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    // A full buffer means more is waiting: read more at a time.
+                    if filled == input.len() && input.len() < max {
+                        input.resize((input.len() * 2).min(max), 0);
+                    }
+                }
             }
         }
         pending_initial = false;
         held.set(filled);
         let had_close = rewriter.close_seen;
-        let result = rewriter.process(&mut input[..filled], &mut out);
+        let result = rewriter.process(&input[..filled], &mut out);
         let consumed = match result {
             Ok(c) => c,
             Err(e) => {
@@ -391,7 +382,7 @@ mod tests {
             let mut pending: Vec<u8> = Vec::new();
             for piece in wire.chunks(split) {
                 pending.extend_from_slice(piece);
-                let used = rw.process(&mut pending, &mut out).unwrap();
+                let used = rw.process(&pending, &mut out).unwrap();
                 pending.drain(..used);
             }
             assert!(pending.is_empty());
@@ -423,21 +414,18 @@ mod tests {
                 FrameError::Length,
             ),
         ];
-        for (mut wire, err) in cases {
+        for (wire, err) in cases {
             let mut out = Vec::new();
-            assert_eq!(
-                FrameRewriter::default().process(&mut wire, &mut out),
-                Err(err)
-            );
+            assert_eq!(FrameRewriter::default().process(&wire, &mut out), Err(err));
         }
     }
 
     #[test]
     fn notices_close_frames() {
-        let mut wire = masked(0x88, &[0x03, 0xe8], [5; 4]);
+        let wire = masked(0x88, &[0x03, 0xe8], [5; 4]);
         let mut rw = FrameRewriter::default();
         let mut out = Vec::new();
-        rw.process(&mut wire, &mut out).unwrap();
+        rw.process(&wire, &mut out).unwrap();
         assert!(rw.close_seen);
         assert_eq!(out, vec![0x88, 2, 0x03, 0xe8]);
         assert_eq!(close_frame(1002, "x"), vec![0x88, 3, 0x03, 0xea, b'x']);

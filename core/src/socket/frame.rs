@@ -375,9 +375,27 @@ pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: [u
         out.extend_from_slice(&(len as u64).to_be_bytes());
     }
     out.extend_from_slice(&mask);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], mask);
+    extend_masked(out, payload, mask, 0);
+}
+
+/// Appends `data` XORed with `mask` (starting `offset` bytes into the mask) to `out`, in one
+/// pass: copying and masking separately would read the payload twice.
+pub fn extend_masked(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4], offset: usize) {
+    let mut m = [0u8; 8];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = mask[(offset + i) % 4];
+    }
+    let word = u64::from_ne_bytes(m);
+    out.reserve(data.len());
+    let mut chunks = data.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        out.extend_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+    }
+    for (i, b) in chunks.remainder().iter().enumerate() {
+        out.push(b ^ m[i]);
+    }
 }
 
 #[cfg(test)]
@@ -545,6 +563,11 @@ mod tests {
             vec![0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58]
         );
         assert_eq!(framed_len(5), out.len());
+        let mut masked = Vec::new();
+        extend_masked(&mut masked, b"Hello", [0x37, 0xfa, 0x21, 0x3d], 0);
+        let mut shifted = Vec::new();
+        extend_masked(&mut shifted, b"llo", [0x37, 0xfa, 0x21, 0x3d], 2);
+        assert_eq!(&masked[2..], &shifted[..]);
         let mut big = Vec::new();
         encode(&mut big, false, OP_BINARY, &vec![1u8; 70_000], [1, 2, 3, 4]);
         assert_eq!(big.len(), framed_len(70_000));

@@ -4,6 +4,7 @@
 pub mod connection;
 pub mod frame;
 pub mod handshake;
+pub mod pool;
 pub mod tls;
 pub mod verify;
 

@@ -1,0 +1,74 @@
+//! A small pool of payload buffers for large sends.
+//!
+//! A send copies the caller's bytes into a `Vec` (the caller may reuse its buffer at once,
+//! as ws allows). Above glibc's mmap threshold (128 KiB) every fresh allocation is a new
+//! mapping whose pages fault in on first write and are unmapped on free: for 1 MiB
+//! messages that costs more than the copy itself. Buffers written out come back here and
+//! are reused instead.
+
+use std::sync::Mutex;
+
+/// Buffers smaller than this are not pooled (the allocator handles them well).
+const MIN_POOLED: usize = 64 * 1024;
+/// Largest buffer kept.
+const MAX_POOLED: usize = 8 * 1024 * 1024;
+/// Most bytes kept in the pool.
+const MAX_TOTAL: usize = 32 * 1024 * 1024;
+
+struct Pool {
+    buffers: Vec<Vec<u8>>,
+    total: usize,
+}
+
+static POOL: Mutex<Pool> = Mutex::new(Pool {
+    buffers: Vec::new(),
+    total: 0,
+});
+
+/// A copy of `data`, in a pooled buffer when it is large.
+pub fn copy_of(data: &[u8]) -> Vec<u8> {
+    if data.len() >= MIN_POOLED {
+        if let Ok(mut pool) = POOL.lock() {
+            if let Some(i) = pool.buffers.iter().position(|b| b.capacity() >= data.len()) {
+                let mut buf = pool.buffers.swap_remove(i);
+                pool.total -= buf.capacity();
+                drop(pool);
+                buf.clear();
+                buf.extend_from_slice(data);
+                return buf;
+            }
+        }
+    }
+    data.to_vec()
+}
+
+/// Gives a buffer back for reuse (dropped if small, huge, or the pool is full).
+pub fn recycle(buf: Vec<u8>) {
+    let cap = buf.capacity();
+    if !(MIN_POOLED..=MAX_POOLED).contains(&cap) {
+        return;
+    }
+    if let Ok(mut pool) = POOL.lock() {
+        if pool.total + cap <= MAX_TOTAL {
+            pool.total += cap;
+            pool.buffers.push(buf);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuses_large_buffers() {
+        let data = vec![7u8; 200_000];
+        let a = copy_of(&data);
+        let ptr = a.as_ptr();
+        recycle(a);
+        let b = copy_of(&data[..150_000]);
+        assert_eq!(b.as_ptr(), ptr);
+        assert_eq!(b, data[..150_000]);
+        assert_eq!(copy_of(b"small"), b"small");
+    }
+}
