@@ -205,6 +205,19 @@ class RelayedWebSocket extends WebSocket {
       for (let k = at - 1; k < at + FIELDS[t]; k++) this._held.push(list[k]);
       return;
     }
+    if ((t === EV_ERROR || t === EV_CLOSED) && this._held.length) {
+      // As ws: what was already read is delivered before the error and the close, paused
+      // or not.
+      const held = this._held;
+      this._held = [];
+      const paused = this._paused;
+      this._paused = false;
+      try {
+        this._dispatch(held, 0);
+      } finally {
+        this._paused = paused;
+      }
+    }
     switch (t) {
       case EV_MESSAGE:
         this._emitMessage(list[at], list[at + 1]);
@@ -219,6 +232,13 @@ class RelayedWebSocket extends WebSocket {
         this.emit('pong', list[at]);
         break;
       case EV_OPEN:
+        if (this._readyState !== WebSocket.CONNECTING) {
+          // close() or terminate() was called while the handshake was completing: abort,
+          // as ws does, with its error and a 1006 close.
+          this._native.terminate();
+          this._emitError('WebSocket was closed before the connection was established', null, false, null, null);
+          break;
+        }
         this._readyState = WebSocket.OPEN;
         this._protocol = list[at];
         this._socket = new TransportShim();
@@ -303,7 +323,9 @@ class RelayedWebSocket extends WebSocket {
     const cb = this._callbacks.get(id);
     if (cb === undefined) return;
     this._callbacks.delete(id);
-    cb(err);
+    // On the next tick, as a socket's write callbacks run: a callback that throws cannot
+    // stop the other callbacks or the events that follow.
+    process.nextTick(cb, err);
   }
 
   /**
@@ -324,7 +346,9 @@ class RelayedWebSocket extends WebSocket {
       err.statusCode = statusCode;
       err.statusDescription = statusDescription;
     }
-    if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
+    if (this._readyState === WebSocket.OPEN || this._readyState === WebSocket.CONNECTING) {
+      this._readyState = WebSocket.CLOSING;
+    }
     this._errorEmitted = true;
     this.emit('error', err);
   }

@@ -15,6 +15,7 @@ pub mod encode;
 pub mod error;
 pub mod io;
 pub mod legacy_url;
+pub mod listener;
 pub mod relay;
 pub mod sas;
 pub mod socket;

@@ -194,3 +194,47 @@ async fn reports_refusals_and_unreachable_hosts() {
         Event::Closed { code: 1006, .. }
     ));
 }
+
+/// A server that floods pings and never reads: the client must drop it (ws's
+/// `maxPendingAutoPongs` rule), not queue pongs without bound.
+#[tokio::test]
+async fn a_ping_flood_from_a_peer_that_never_reads_ends_the_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = server.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = server.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut b).await.unwrap();
+            head.extend_from_slice(&b[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap()
+            .trim()
+            .to_owned();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let response = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        let pings = [0x89u8, 0x00].repeat(64 * 1024);
+        // Never read; write pings until the client goes away.
+        while tcp.write_all(&pings).await.is_ok() {}
+    });
+    let (_handle, mut events) = start(format!("ws://127.0.0.1:{port}/"), None);
+    let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Some(Event::Closed { code, .. }) => return code,
+                Some(_) => continue,
+                None => panic!("no close"),
+            }
+        }
+    })
+    .await
+    .expect("the client gives up on the flooding peer");
+    assert_eq!(outcome, 1006);
+}

@@ -158,8 +158,14 @@ fn to_js(events: Vec<Event>) -> (Vec<Flat>, usize, bool) {
                 };
                 out.extend([Flat::Num(1.0), data, Flat::Bool(binary)]);
             }
-            Event::Ping(d) => out.extend([Flat::Num(2.0), Flat::Bytes(d)]),
-            Event::Pong(d) => out.extend([Flat::Num(3.0), Flat::Bytes(d)]),
+            Event::Ping(d) => {
+                bytes += d.len() + socket::connection::CONTROL_EVENT_COST;
+                out.extend([Flat::Num(2.0), Flat::Bytes(d)]);
+            }
+            Event::Pong(d) => {
+                bytes += d.len() + socket::connection::CONTROL_EVENT_COST;
+                out.extend([Flat::Num(3.0), Flat::Bytes(d)]);
+            }
             Event::Written {
                 bytes,
                 acks,

@@ -82,9 +82,23 @@ pub enum Command {
         /// Close reason, at most 123 bytes.
         reason: Vec<u8>,
     },
+    /// Answer a ping (queued by the reader; counted so that a ping flood cannot queue pongs
+    /// without bound).
+    AutoPong(Vec<u8>),
     /// Drop the connection now.
     Terminate,
 }
+
+/// Most auto-pongs waiting to be written before the connection is dropped (ws 8's
+/// `maxPendingAutoPongs` default).
+pub const MAX_PENDING_AUTO_PONGS: usize = 60;
+
+/// What a control event counts against the consumer's backlog: its payload plus a fixed
+/// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
+pub const CONTROL_EVENT_COST: usize = 64;
+
+/// The writer's buffer is replaced by a small one after a write larger than this.
+const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
 /// Bytes before each payload in a [`Command::Batch`]: flags (`0x80` FIN | opcode), payload
 /// length (u32, big-endian), callback id (u32, big-endian, 0 for none).
@@ -200,7 +214,6 @@ pub trait EventSink: Send + Sync + 'static {
 }
 
 /// State shared between the owner and the connection's tasks.
-#[derive(Default)]
 pub struct Shared {
     paused: AtomicBool,
     resumed: Notify,
@@ -211,9 +224,39 @@ pub struct Shared {
     close_received: AtomicBool,
     close_deadline: Mutex<Option<Instant>>,
     deadline_set: Notify,
+    close_timeout: Mutex<Duration>,
+    pending_pongs: AtomicUsize,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            paused: AtomicBool::new(false),
+            resumed: Notify::new(),
+            inflight: AtomicUsize::new(0),
+            drained: Notify::new(),
+            cancel: CancellationToken::new(),
+            close_sent: AtomicBool::new(false),
+            close_received: AtomicBool::new(false),
+            close_deadline: Mutex::new(None),
+            deadline_set: Notify::new(),
+            close_timeout: Mutex::new(Duration::from_secs(30)),
+            pending_pongs: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Shared {
+    /// Starts the closing-handshake timer (once) with the connection's close timeout.
+    fn start_configured_close_timer(&self) {
+        let timeout = self
+            .close_timeout
+            .lock()
+            .map(|t| *t)
+            .unwrap_or(Duration::from_secs(30));
+        self.start_close_timer(timeout);
+    }
+
     /// Stops reading from the socket.
     pub fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
@@ -261,8 +304,12 @@ pub struct Handle {
 impl Handle {
     /// Queues a command; false when the connection is gone.
     pub fn send(&self, c: Command) -> bool {
-        if matches!(c, Command::Terminate) {
-            self.shared.cancel.cancel();
+        match c {
+            Command::Terminate => self.shared.cancel.cancel(),
+            // As ws: the closing handshake's time starts with close(), not when the close
+            // frame gets past data a stalled peer is not reading.
+            Command::Close { .. } => self.shared.start_configured_close_timer(),
+            _ => {}
         }
         self.commands.send(c).is_ok()
     }
@@ -273,6 +320,9 @@ impl Handle {
 pub fn connect(options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) -> Handle {
     let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared::default());
+    if let Ok(mut t) = shared.close_timeout.lock() {
+        *t = socket.close_timeout;
+    }
     let handle = Handle {
         commands: tx.clone(),
         shared: shared.clone(),
@@ -361,7 +411,15 @@ pub async fn run_open(
     let write_task = tokio::spawn(write_loop(writer, rx, socket, shared.clone(), sink.clone()));
     let (code, reason) = read_loop(reader, initial, socket, &tx, &shared, &*sink).await;
     shared.cancel.cancel();
-    let _ = write_task.await;
+    // The writer stops at the cancel; should it still be stuck (a TLS flush to a peer that
+    // reads nothing), it is aborted so that the close is never held up.
+    let abort = write_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(1), write_task)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
     closed(&*sink, code, reason, &shared);
 }
 
@@ -421,6 +479,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
     let mut close: Option<(u16, Vec<u8>)> = None;
     let mut failed = false;
     loop {
+        if close.is_some() {
+            // Nothing after a close frame is parsed (as ws).
+            buf.clear();
+        }
         if !buf.is_empty() && !failed {
             let used = match decoder.decode(&buf, &mut items) {
                 Ok(n) => n,
@@ -436,6 +498,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
                             reason: Vec::new(),
                         });
                     }
+                    shared.start_close_timer(socket.close_timeout);
                     failed = true;
                     buf.clear();
                     continue;
@@ -455,7 +518,7 @@ async fn read_loop<R: AsyncRead + Unpin>(
             _ = shared.cancel.cancelled() => break,
             _ = close_timer(shared) => break,
         };
-        if !failed {
+        if !failed && close.is_none() {
             buf.extend_from_slice(&chunk[..n]);
         }
     }
@@ -490,17 +553,26 @@ fn deliver(
                 let open = !shared.close_sent.load(Ordering::SeqCst)
                     && !shared.close_received.load(Ordering::SeqCst);
                 if socket.auto_pong && open {
-                    let _ = tx.send(Command::Frame {
-                        opcode: frame::OP_PONG,
-                        fin: true,
-                        payload: data.clone(),
-                        accounted: 0,
-                        ack: 0,
-                    });
+                    if shared.pending_pongs.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_AUTO_PONGS
+                    {
+                        // The peer pings faster than it reads our pongs: drop it, as ws does.
+                        log::debug!("socket: too many pongs pending; terminating");
+                        shared.cancel.cancel();
+                        break;
+                    }
+                    let _ = tx.send(Command::AutoPong(data.clone()));
                 }
+                shared
+                    .inflight
+                    .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
                 sink.push(Event::Ping(data));
             }
-            Incoming::Pong(data) => sink.push(Event::Pong(data)),
+            Incoming::Pong(data) => {
+                shared
+                    .inflight
+                    .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
+                sink.push(Event::Pong(data));
+            }
             Incoming::Close(code, reason) => {
                 shared.close_received.store(true, Ordering::SeqCst);
                 sink.push(Event::CloseReceived);
@@ -589,6 +661,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         log::warn!("socket: dropped the rest of a malformed send batch");
                     }
                 }
+                Command::AutoPong(payload) => {
+                    shared.pending_pongs.fetch_sub(1, Ordering::SeqCst);
+                    if !shared.close_sent.load(Ordering::SeqCst) {
+                        frame::encode(&mut out, true, frame::OP_PONG, &payload, rand::random());
+                    }
+                }
                 Command::Close { code, reason } => {
                     if !shared.close_sent.swap(true, Ordering::SeqCst) {
                         let mut payload = Vec::with_capacity(2 + reason.len());
@@ -611,7 +689,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 _ = shared.cancel.cancelled() => false,
             };
             out.clear();
+            if out.capacity() > SHRINK_ABOVE {
+                // One huge message must not pin its buffer for the connection's life.
+                out = Vec::with_capacity(64 * 1024);
+            }
             if !written {
+                // The reader may be paused and never see the failure: end the connection.
+                shared.cancel.cancel();
                 break;
             }
         }
@@ -627,8 +711,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             && shared.close_received.load(Ordering::SeqCst)
         {
             // Both close frames are out: half-close, and let the server end the connection.
-            let _ = writer.flush().await;
-            let _ = writer.shutdown().await;
+            tokio::select! {
+                _ = async {
+                    let _ = writer.flush().await;
+                    let _ = writer.shutdown().await;
+                } => {}
+                _ = shared.cancel.cancelled() => break,
+            }
             shut = true;
         }
     }

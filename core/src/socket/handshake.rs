@@ -17,7 +17,7 @@ use crate::socket::tls;
 use crate::socket::verify::SelfSigned;
 
 /// What the client asks for.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConnectOptions {
     /// `ws://` or `wss://` URL.
     pub url: String,
@@ -30,6 +30,32 @@ pub struct ConnectOptions {
     /// Extra trusted certificates (PEM).
     pub ca: Vec<Vec<u8>>,
 }
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry `sb-hc-token` and the headers `ServiceBusAuthorization`.
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ConnectOptions")
+            .field("url", &redact(&self.url))
+            .field("header_names", &names)
+            .field("protocols", &self.protocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("ca", &self.ca.len())
+            .finish()
+    }
+}
+
+/// Request headers the handshake sets itself; a caller's copy is dropped (as ws's own
+/// values win over user headers).
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+];
 
 /// A failed connection attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,7 +304,7 @@ async fn read_response(
             return Err(fail("socket hang up", Some("ECONNRESET")));
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf) {
             Ok(httparse::Status::Complete(len)) => {
@@ -327,6 +353,9 @@ async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
         request.push_str("\r\n");
     }
     for (k, v) in &opts.headers {
+        if RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)) {
+            continue;
+        }
         request.push_str(k);
         request.push_str(": ");
         request.push_str(v);
@@ -369,6 +398,12 @@ async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
         ));
     }
     let protocol = match header("sec-websocket-protocol") {
+        Some(_) if opts.protocols.is_empty() => {
+            return Err(fail(
+                "Server sent a subprotocol but none was requested",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
         Some(p) if !opts.protocols.iter().any(|o| o == p) => {
             return Err(fail(
                 "Server sent an invalid subprotocol",

@@ -1,7 +1,7 @@
 //! TLS for clients: rustls with Mozilla's roots (as Node's default store), plus the
 //! certificates of `NODE_EXTRA_CA_CERTS` and of the `ca` option. Verification is always on.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -34,14 +34,35 @@ fn extra_ca_certs() -> &'static [CertificateDer<'static>] {
     })
 }
 
-/// The client configuration for extra `ca` PEM blobs (none: the shared default).
+/// Configurations built so far, by `ca` contents: building one parses every root, and
+/// sharing one lets connections resume TLS sessions.
+static CONFIGS: Mutex<Vec<CachedConfig>> = Mutex::new(Vec::new());
+
+/// A configuration and the `ca` PEM blobs it was built for.
+type CachedConfig = (Vec<Vec<u8>>, Arc<ClientConfig>);
+
+/// How many distinct `ca` sets are remembered.
+const CACHED_CONFIGS: usize = 16;
+
+/// The client configuration for extra `ca` PEM blobs (none: Mozilla's roots and
+/// `NODE_EXTRA_CA_CERTS` alone).
 pub fn client_config(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
-    static DEFAULT: OnceLock<Arc<ClientConfig>> = OnceLock::new();
-    if ca.is_empty() {
-        if let Some(c) = DEFAULT.get() {
+    if let Ok(cache) = CONFIGS.lock() {
+        if let Some((_, c)) = cache.iter().find(|(k, _)| k.as_slice() == ca) {
             return Ok(c.clone());
         }
     }
+    let config = build(ca)?;
+    if let Ok(mut cache) = CONFIGS.lock() {
+        if cache.len() >= CACHED_CONFIGS {
+            cache.remove(0);
+        }
+        cache.push((ca.to_vec(), config.clone()));
+    }
+    Ok(config)
+}
+
+fn build(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     let mut added: Vec<CertificateDer<'static>> = Vec::new();
@@ -76,9 +97,5 @@ pub fn client_config(ca: &[Vec<u8>]) -> Result<Arc<ClientConfig>> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(Verifier::new(webpki, added)))
         .with_no_client_auth();
-    let config = Arc::new(config);
-    if ca.is_empty() {
-        let _ = DEFAULT.set(config.clone());
-    }
-    Ok(config)
+    Ok(Arc::new(config))
 }

@@ -130,17 +130,31 @@ fn parse_time(tag: u8, text: &[u8]) -> Option<u64> {
     Some(days * 86_400 + hour * 3600 + min * 60 + sec)
 }
 
-/// True when `now` lies within the certificate's validity period.
-fn is_current(cert: &[u8], now: UnixTime) -> bool {
-    let check = || -> Option<bool> {
+/// Where `now` lies against the certificate's validity period.
+#[derive(Debug, PartialEq, Eq)]
+enum Validity {
+    Current,
+    NotYetValid,
+    /// Expired, or the dates cannot be read (refused either way).
+    Expired,
+}
+
+fn validity(cert: &[u8], now: UnixTime) -> Validity {
+    let check = || -> Option<Validity> {
         let (_, validity, _) = tbs_fields(cert)?;
         let (t1, _, not_before, rest) = tlv(validity)?;
         let (t2, _, not_after, _) = tlv(rest)?;
         let (from, to) = (parse_time(t1, not_before)?, parse_time(t2, not_after)?);
         let now = now.as_secs();
-        Some(from <= now && now <= to)
+        Some(if now < from {
+            Validity::NotYetValid
+        } else if now > to {
+            Validity::Expired
+        } else {
+            Validity::Current
+        })
     };
-    check().unwrap_or(false)
+    check().unwrap_or(Validity::Expired)
 }
 
 impl ServerCertVerifier for Verifier {
@@ -167,8 +181,14 @@ impl ServerCertVerifier for Verifier {
             .iter()
             .any(|c| c.as_ref() == end_entity.as_ref())
         {
-            if !is_current(end_entity, now) {
-                return Err(Error::InvalidCertificate(CertificateError::Expired));
+            match validity(end_entity, now) {
+                Validity::Current => {}
+                Validity::NotYetValid => {
+                    return Err(Error::InvalidCertificate(CertificateError::NotValidYet))
+                }
+                Validity::Expired => {
+                    return Err(Error::InvalidCertificate(CertificateError::Expired))
+                }
             }
             let cert = webpki::EndEntityCert::try_from(end_entity)
                 .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;

@@ -1,0 +1,460 @@
+//! The listener's main loop: connect, serve the control channel, reconnect.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::listener::{
+    AcceptRequest, Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
+};
+use crate::sas;
+use crate::socket::{
+    self, frame, Command, ConnectOptions, Event, EventSink, Handle, SocketError, SocketOptions,
+};
+
+/// Time allowed for the closing handshake of the control channel.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// Largest control message accepted.
+const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
+
+/// Forwards the control channel's socket events into the loop.
+struct ChannelSink(Mutex<mpsc::UnboundedSender<Event>>);
+
+impl EventSink for ChannelSink {
+    fn push(&self, event: Event) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+fn error(message: impl Into<String>, code: &str) -> SocketError {
+    SocketError {
+        message: message.into(),
+        code: Some(code.to_owned()),
+        range_error: false,
+        status_code: None,
+        status_description: None,
+    }
+}
+
+/// Errors after which reconnecting cannot help: the entity is gone, or a fixed token is
+/// refused.
+fn is_final(e: &SocketError, static_token: bool) -> bool {
+    match e.status_code {
+        Some(404) => true,
+        Some(401) | Some(403) => static_token,
+        _ => false,
+    }
+}
+
+enum TokenOutcome {
+    Token(String),
+    Failed(String),
+    Close,
+}
+
+/// Asks the owner for a token and waits for it.
+async fn request_token(
+    opts: &ListenerOptions,
+    sink: &dyn ListenerSink,
+    commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
+    next_request: &mut u64,
+) -> TokenOutcome {
+    *next_request += 1;
+    let request = *next_request;
+    sink.push(ListenerEvent::NeedToken {
+        request,
+        renewal: false,
+    });
+    let wait = async {
+        loop {
+            match commands.recv().await {
+                None | Some(ListenerCommand::Close) => return TokenOutcome::Close,
+                Some(ListenerCommand::Token { request: r, result }) if r == request => {
+                    return match result {
+                        Ok(t) if !t.is_empty() => TokenOutcome::Token(t),
+                        Ok(_) => TokenOutcome::Failed(
+                            "the token provider returned an empty token".into(),
+                        ),
+                        Err(m) => TokenOutcome::Failed(m),
+                    }
+                }
+                Some(_) => continue,
+            }
+        }
+    };
+    match tokio::time::timeout(opts.token_timeout, wait).await {
+        Ok(o) => o,
+        Err(_) => TokenOutcome::Failed(format!(
+            "the token provider did not answer within {} ms",
+            opts.token_timeout.as_millis()
+        )),
+    }
+}
+
+/// Waits out `delay` unless a close is requested; true when it was.
+async fn pause_or_close(
+    delay: Duration,
+    commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
+) -> bool {
+    if delay.is_zero() {
+        return false;
+    }
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return false,
+            c = commands.recv() => match c {
+                None | Some(ListenerCommand::Close) => return true,
+                Some(_) => continue,
+            },
+        }
+    }
+}
+
+enum Opening {
+    Open,
+    Failed(SocketError),
+    Close,
+}
+
+/// Waits for the control channel's handshake.
+async fn wait_open(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
+    handle: &Handle,
+) -> Opening {
+    let mut failure = None;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(Event::Open { .. }) => return Opening::Open,
+                Some(Event::Error(e)) => failure = Some(e),
+                Some(Event::Closed { .. }) | None => {
+                    return Opening::Failed(failure.unwrap_or_else(|| error("the control channel closed during its handshake", "ECONNRESET")))
+                }
+                Some(_) => {}
+            },
+            c = commands.recv() => match c {
+                None | Some(ListenerCommand::Close) => {
+                    handle.send(Command::Terminate);
+                    return Opening::Close;
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Completes at `at`, or never.
+async fn at_or_never(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When to renew a token expiring at `expires_at` (Unix seconds).
+fn renewal_time(opts: &ListenerOptions, expires_at: u64) -> Instant {
+    let left_ms = (expires_at as f64 * 1000.0 - sas::now_ms()).max(0.0);
+    Instant::now() + Duration::from_millis((left_ms * opts.renew_at.clamp(0.0, 1.0)) as u64)
+}
+
+/// When to try a failed renewal again: soon, but well before the token expires.
+fn retry_time(expires_at: Option<u64>) -> Instant {
+    let left_ms = expires_at.map_or(0.0, |e| (e as f64 * 1000.0 - sas::now_ms()).max(0.0));
+    Instant::now() + Duration::from_millis((left_ms / 4.0).clamp(250.0, 5000.0) as u64)
+}
+
+enum End {
+    Lost(SocketError),
+    Closed,
+}
+
+/// Runs the open control channel until it is lost or closed.
+async fn serve(
+    opts: &ListenerOptions,
+    sink: &dyn ListenerSink,
+    handle: &Handle,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
+    token: &str,
+    next_request: &mut u64,
+) -> End {
+    let mut expires = sas::parse_token(token).ok().map(|p| p.expires_at);
+    let mut renew_at = expires.map(|e| renewal_time(opts, e));
+    let mut next_ping = opts.keep_alive.map(|k| Instant::now() + k);
+    let mut pong_deadline: Option<Instant> = None;
+    let mut pending_renewal: Option<u64> = None;
+    let mut last_error: Option<SocketError> = None;
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                None => return End::Lost(error("the control channel ended", "ECONNRESET")),
+                Some(Event::Message { binary: false, frames }) => {
+                    if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok()) {
+                        on_text(text, sink, handle);
+                    }
+                }
+                Some(Event::Message { binary: true, .. }) => {
+                    log::debug!("listener: ignoring a binary frame on the control channel");
+                }
+                Some(Event::Pong(_)) => pong_deadline = None,
+                Some(Event::Error(e)) => last_error = Some(e),
+                Some(Event::Closed { code, reason, .. }) => {
+                    let reason = String::from_utf8_lossy(&reason).into_owned();
+                    let e = last_error.take().unwrap_or_else(|| {
+                        error(
+                            format!("the service closed the control channel: {code}{}{reason}", if reason.is_empty() { "" } else { " " }),
+                            "ERR_CONTROL_CHANNEL_CLOSED",
+                        )
+                    });
+                    return End::Lost(e);
+                }
+                Some(_) => {}
+            },
+            _ = at_or_never(next_ping) => {
+                handle.send(Command::Frame { opcode: frame::OP_PING, fin: true, payload: Vec::new(), accounted: 0, ack: 0 });
+                if pong_deadline.is_none() {
+                    pong_deadline = Some(Instant::now() + opts.pong_timeout);
+                }
+                next_ping = opts.keep_alive.map(|k| Instant::now() + k);
+            }
+            _ = at_or_never(pong_deadline) => {
+                handle.send(Command::Terminate);
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    while let Some(ev) = events.recv().await {
+                        if matches!(ev, Event::Closed { .. }) { break; }
+                    }
+                }).await;
+                return End::Lost(error(
+                    format!("the control channel did not answer a ping within {} ms", opts.pong_timeout.as_millis()),
+                    "ETIMEDOUT",
+                ));
+            }
+            _ = at_or_never(renew_at) => {
+                renew_at = None;
+                if opts.static_token {
+                    if let Some(e) = expires {
+                        sink.push(ListenerEvent::TokenExpiring { expires_at: e });
+                    }
+                } else {
+                    *next_request += 1;
+                    pending_renewal = Some(*next_request);
+                    sink.push(ListenerEvent::NeedToken { request: *next_request, renewal: true });
+                }
+            }
+            c = commands.recv() => match c {
+                None | Some(ListenerCommand::Close) => {
+                    handle.send(Command::Close { code: Some(1000), reason: Vec::new() });
+                    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                        while let Some(ev) = events.recv().await {
+                            if matches!(ev, Event::Closed { .. }) { break; }
+                        }
+                    }).await;
+                    handle.send(Command::Terminate);
+                    return End::Closed;
+                }
+                Some(ListenerCommand::Token { request, result }) if Some(request) == pending_renewal => {
+                    pending_renewal = None;
+                    let parsed = result.and_then(|t| {
+                        sas::parse_token(&t).map(|p| (t, p.expires_at)).map_err(|e| format!("the token provider returned a malformed token: {e}"))
+                    });
+                    match parsed {
+                        Ok((t, e)) => {
+                            let message = serde_json::json!({ "renewToken": { "token": t } }).to_string();
+                            handle.send(Command::Frame { opcode: frame::OP_TEXT, fin: true, payload: message.into_bytes(), accounted: 0, ack: 0 });
+                            expires = Some(e);
+                            renew_at = Some(renewal_time(opts, e));
+                            sink.push(ListenerEvent::Renewed);
+                        }
+                        Err(message) => {
+                            sink.push(ListenerEvent::TokenError { message });
+                            renew_at = Some(retry_time(expires));
+                        }
+                    }
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Handles a text message from the service: `accept` goes to the owner, `request` gets a
+/// 501 answer (HTTP relaying is not supported), anything else is ignored.
+fn on_text(text: &str, sink: &dyn ListenerSink, handle: &Handle) {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        log::debug!("listener: ignoring a control message that is not JSON");
+        return;
+    };
+    if let Some(a) = value.get("accept") {
+        let (Some(id), Some(address)) = (
+            a.get("id").and_then(|v| v.as_str()),
+            a.get("address").and_then(|v| v.as_str()),
+        ) else {
+            log::debug!("listener: ignoring an accept without id or address");
+            return;
+        };
+        let headers = a
+            .get("connectHeaders")
+            .and_then(|h| h.as_object())
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let remote = a.get("remoteEndpoint");
+        sink.push(ListenerEvent::Accept(AcceptRequest {
+            id: id.to_owned(),
+            address: address.to_owned(),
+            headers,
+            remote_address: remote
+                .and_then(|r| r.get("address"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            remote_port: remote
+                .and_then(|r| r.get("port"))
+                .and_then(|v| v.as_u64())
+                .and_then(|p| u16::try_from(p).ok()),
+        }));
+    } else if let Some(r) = value.get("request") {
+        match r.get("id").and_then(|v| v.as_str()) {
+            Some(id) => {
+                log::debug!("listener: answering an HTTP request with 501");
+                let response = serde_json::json!({
+                    "response": {
+                        "requestId": id,
+                        "statusCode": 501,
+                        "statusDescription": "Not Implemented",
+                        "responseHeaders": {},
+                        "body": false
+                    }
+                })
+                .to_string();
+                handle.send(Command::Frame {
+                    opcode: frame::OP_TEXT,
+                    fin: true,
+                    payload: response.into_bytes(),
+                    accounted: 0,
+                    ack: 0,
+                });
+            }
+            None => log::debug!("listener: ignoring a request without id"),
+        }
+    } else {
+        log::debug!("listener: ignoring an unknown control message");
+    }
+}
+
+/// The listener's life: connect, serve, reconnect, until closed or a final error.
+pub(super) async fn run(
+    opts: ListenerOptions,
+    sink: Arc<dyn ListenerSink>,
+    mut commands: mpsc::UnboundedReceiver<ListenerCommand>,
+) {
+    let mut backoff = Backoff::new(opts.reconnect_delays.clone(), opts.jitter);
+    let mut next_request = 0u64;
+    let mut cause: Option<SocketError> = None;
+    let final_error = loop {
+        let delay = if cause.is_none() {
+            Duration::ZERO
+        } else {
+            backoff.next_delay()
+        };
+        sink.push(ListenerEvent::Connecting {
+            error: cause.clone(),
+            delay_ms: delay.as_millis() as u64,
+        });
+        if pause_or_close(delay, &mut commands).await {
+            break None;
+        }
+        let token = match request_token(&opts, &*sink, &mut commands, &mut next_request).await {
+            TokenOutcome::Token(t) => t,
+            TokenOutcome::Failed(message) => {
+                sink.push(ListenerEvent::TokenError {
+                    message: message.clone(),
+                });
+                cause = Some(error(format!("no token: {message}"), "ERR_TOKEN_PROVIDER"));
+                continue;
+            }
+            TokenOutcome::Close => break None,
+        };
+        let (tx, mut events) = mpsc::unbounded_channel();
+        let mut socket_options = SocketOptions::default();
+        socket_options.limits.max_payload = MAX_CONTROL_MESSAGE;
+        socket_options.close_timeout = CLOSE_WAIT;
+        let handle = socket::connect(
+            ConnectOptions {
+                url: opts.url.clone(),
+                headers: vec![("ServiceBusAuthorization".to_owned(), token.clone())],
+                protocols: Vec::new(),
+                handshake_timeout: opts.handshake_timeout,
+                ca: opts.ca.clone(),
+            },
+            socket_options,
+            Arc::new(ChannelSink(Mutex::new(tx))),
+        );
+        match wait_open(&mut events, &mut commands, &handle).await {
+            Opening::Open => {}
+            Opening::Failed(e) => {
+                if is_final(&e, opts.static_token) {
+                    break Some(e);
+                }
+                cause = Some(e);
+                continue;
+            }
+            Opening::Close => break None,
+        }
+        backoff.reset();
+        sink.push(ListenerEvent::Online);
+        match serve(
+            &opts,
+            &*sink,
+            &handle,
+            &mut events,
+            &mut commands,
+            &token,
+            &mut next_request,
+        )
+        .await
+        {
+            End::Lost(e) => {
+                sink.push(ListenerEvent::Offline { error: e.clone() });
+                cause = Some(e);
+            }
+            End::Closed => break None,
+        }
+    };
+    sink.push(ListenerEvent::Closed { error: final_error });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn final_errors() {
+        let status = |s| SocketError {
+            status_code: Some(s),
+            ..error("x", "ERR_UNEXPECTED_RESPONSE")
+        };
+        assert!(is_final(&status(404), false));
+        assert!(!is_final(&status(401), false));
+        assert!(is_final(&status(401), true));
+        assert!(is_final(&status(403), true));
+        assert!(!is_final(&status(500), true));
+        assert!(!is_final(&error("refused", "ECONNREFUSED"), true));
+    }
+}

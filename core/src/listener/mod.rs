@@ -1,0 +1,189 @@
+//! The listener's control channel: one WebSocket to the service at a time, kept alive with
+//! pings, its token renewed before it expires, reconnected after every loss with backoff.
+//!
+//! The owner (the JavaScript `RelayedServer`) supplies tokens on request
+//! ([`ListenerEvent::NeedToken`] / [`ListenerCommand::Token`]), decides what to do with each
+//! `accept`, and asks for the close. Everything else happens here.
+
+pub mod backoff;
+mod channel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::socket::SocketError;
+
+pub use backoff::Backoff;
+
+/// How the control channel behaves, with its defaults.
+#[derive(Debug, Clone)]
+pub struct ListenerOptions {
+    /// The listen address (`...?sb-hc-action=listen[&sb-hc-id=...]`), without a token.
+    pub url: String,
+    /// The token is a fixed string: it cannot be renewed, 401/403 are final, and its coming
+    /// expiry is reported instead of renewed.
+    pub static_token: bool,
+    /// Ping interval of the control channel; `None` disables keep-alive. Default 30 s.
+    pub keep_alive: Option<Duration>,
+    /// How long a ping may go unanswered before the channel counts as dead. Default 10 s.
+    pub pong_timeout: Duration,
+    /// Delays before successive reconnect attempts; the last repeats. Default 0, 1, 2, 5,
+    /// 10, 30 s.
+    pub reconnect_delays: Vec<Duration>,
+    /// Random spread applied to each non-zero delay, as a fraction (0.2 = ±20 %). Default 0.2.
+    pub jitter: f64,
+    /// Time allowed to open the control channel. Default 30 s.
+    pub handshake_timeout: Duration,
+    /// Time the owner has to supply a token. Default 30 s.
+    pub token_timeout: Duration,
+    /// When to renew, as a fraction of the token's remaining life. Default 0.8.
+    pub renew_at: f64,
+    /// Extra trusted certificates (PEM).
+    pub ca: Vec<Vec<u8>>,
+}
+
+impl ListenerOptions {
+    /// Options with the defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        ListenerOptions {
+            url: url.into(),
+            static_token: false,
+            keep_alive: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            reconnect_delays: [0, 1, 2, 5, 10, 30]
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            jitter: 0.2,
+            handshake_timeout: Duration::from_secs(30),
+            token_timeout: Duration::from_secs(30),
+            renew_at: 0.8,
+            ca: Vec::new(),
+        }
+    }
+}
+
+/// A rendezvous request from the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptRequest {
+    /// The rendezvous id.
+    pub id: String,
+    /// The one-time accept address.
+    pub address: String,
+    /// The sender's handshake headers, as the service passed them.
+    pub headers: Vec<(String, String)>,
+    /// The sender's address.
+    pub remote_address: Option<String>,
+    /// The sender's port.
+    pub remote_port: Option<u16>,
+}
+
+/// What the listener tells its owner.
+#[derive(Debug)]
+pub enum ListenerEvent {
+    /// Supply a token with [`ListenerCommand::Token`] and this request number.
+    NeedToken {
+        /// Request number.
+        request: u64,
+        /// For a renewal (true) or a (re)connect (false).
+        renewal: bool,
+    },
+    /// Connecting, after `error` (none for the first attempt), in `delay_ms`.
+    Connecting {
+        /// What caused this attempt.
+        error: Option<SocketError>,
+        /// Wait before the attempt.
+        delay_ms: u64,
+    },
+    /// The control channel is open.
+    Online,
+    /// The control channel was lost.
+    Offline {
+        /// Why.
+        error: SocketError,
+    },
+    /// A sender wants in.
+    Accept(AcceptRequest),
+    /// The token was renewed on the open channel.
+    Renewed,
+    /// A static token will expire soon and cannot be renewed.
+    TokenExpiring {
+        /// Its expiry, Unix seconds.
+        expires_at: u64,
+    },
+    /// The token provider failed (it is retried).
+    TokenError {
+        /// The provider's message.
+        message: String,
+    },
+    /// The listener stopped: after a close request (`error` none) or a final error.
+    Closed {
+        /// The final error, if any.
+        error: Option<SocketError>,
+    },
+}
+
+/// Receives a listener's events. Must not block.
+pub trait ListenerSink: Send + Sync + 'static {
+    /// Takes one event.
+    fn push(&self, event: ListenerEvent);
+}
+
+/// What the owner tells the listener.
+#[derive(Debug)]
+pub enum ListenerCommand {
+    /// The answer to [`ListenerEvent::NeedToken`].
+    Token {
+        /// The request number.
+        request: u64,
+        /// The token, or the provider's error message.
+        result: Result<String, String>,
+    },
+    /// Close the control channel (1000) and stop.
+    Close,
+}
+
+/// The owner's handle.
+#[derive(Clone)]
+pub struct ListenerHandle {
+    commands: mpsc::UnboundedSender<ListenerCommand>,
+}
+
+impl ListenerHandle {
+    /// Sends a command; false when the listener has stopped.
+    pub fn send(&self, c: ListenerCommand) -> bool {
+        self.commands.send(c).is_ok()
+    }
+}
+
+/// Starts a listener on the current tokio runtime.
+pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerHandle {
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(channel::run(options, sink, rx));
+    ListenerHandle { commands: tx }
+}
+
+/// Rejects a rendezvous: opens `address` (the accept address with `sb-hc-statusCode` and
+/// `sb-hc-statusDescription` added), which the service answers with 410 Gone on success.
+pub async fn reject(address: &str, timeout: Duration, ca: &[Vec<u8>]) -> Result<(), SocketError> {
+    let opts = crate::socket::ConnectOptions {
+        url: address.to_owned(),
+        headers: Vec::new(),
+        protocols: Vec::new(),
+        handshake_timeout: timeout,
+        ca: ca.to_vec(),
+    };
+    match crate::socket::handshake::connect(&opts).await {
+        Err(e) if e.status_code == Some(410) => Ok(()),
+        Err(e) => Err(e.into()),
+        Ok(_) => Err(SocketError {
+            message: "the service accepted a reject handshake".into(),
+            code: Some("ERR_UNEXPECTED_RESPONSE".into()),
+            range_error: false,
+            status_code: Some(101),
+            status_description: None,
+        }),
+    }
+}
