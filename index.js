@@ -17,6 +17,7 @@ const helpers = require('./lib/helpers');
 const { LocalRelay, startLocalRelay } = require('./lib/local-relay');
 const { relayedConnect } = require('./lib/connect');
 const { RelayedWebSocket } = require('./lib/websocket');
+const { RelayedServer, createRelayedServer } = require('./lib/relayed-server');
 
 /**
  * Everything the package adds to ws's exports. Assignments to the module's export land
@@ -31,6 +32,8 @@ const overlay = {
   relayedConnect,
   createRelayedConnection: relayedConnect,
   RelayedWebSocket,
+  RelayedServer,
+  createRelayedServer,
   // ws 8's own named exports, so `const { WebSocketServer } = require('hyco-ws-rs')` works
   // exactly as with ws (these are ws's objects, unchanged).
   WebSocket,

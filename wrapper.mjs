@@ -14,6 +14,8 @@ export const {
   relayedConnect,
   createRelayedConnection,
   RelayedWebSocket,
+  RelayedServer,
+  createRelayedServer,
   WebSocket,
   WebSocketServer,
   Server,

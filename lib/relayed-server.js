@@ -1,0 +1,631 @@
+'use strict';
+
+/**
+ * `RelayedServer`: the listener side of a Hybrid Connection, hyco-ws's API over a Rust
+ * control channel (`core/src/listener`) that renews its token before expiry, pings to stay
+ * alive, and reconnects with backoff, one channel at a time. Accepted connections are
+ * `RelayedWebSocket`s, emitted once open.
+ */
+
+const EventEmitter = require('events');
+const { STATUS_CODES } = require('http');
+const WebSocket = require('ws');
+
+const { redact } = require('./connect');
+const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
+const { loadNative } = require('./native');
+const { codedError, describeType } = require('./validation');
+const { RelayedWebSocket } = require('./websocket');
+
+const native = loadNative();
+
+const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
+const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * The offered subprotocols, usable as ws 8's `Set` (`has`, `size`, iteration) and as
+ * hyco-ws's array (`indexOf`, `[0]`, `length`).
+ *
+ * @extends Array
+ * @private
+ */
+class ProtocolList extends Array {
+  /**
+   * @param {String} p A protocol
+   * @return {Boolean} Whether it was offered
+   */
+  has(p) {
+    return this.includes(p);
+  }
+
+  /**
+   * @type {Number}
+   */
+  get size() {
+    return this.length;
+  }
+}
+
+/**
+ * Throws a `TypeError` about option `name`.
+ *
+ * @param {String} name The option
+ * @param {String} expected What it must be
+ * @param {*} value What it is
+ * @throws {TypeError} Always
+ * @private
+ */
+function badOption(name, expected, value) {
+  throw codedError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
+  );
+}
+
+/**
+ * Checks a duration option in milliseconds.
+ *
+ * @param {*} value The value
+ * @param {String} name The option
+ * @param {Number} dflt The default
+ * @param {Boolean} zeroOk Whether 0 is allowed
+ * @return {Number} The value
+ * @private
+ */
+function duration(value, name, dflt, zeroOk) {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number') badOption(name, 'of type number', value);
+  if (!Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
+    throw codedError(
+      RangeError,
+      'ERR_OUT_OF_RANGE',
+      `The value of "options.${name}" is out of range. It must be a finite number ${zeroOk ? '>= 0' : '> 0'}. Received ${value}`
+    );
+  }
+  return value;
+}
+
+/**
+ * An error from a native error description.
+ *
+ * @param {Object} e `{ message, code, statusCode, statusDescription }`
+ * @return {Error} The error
+ * @private
+ */
+function toError(e) {
+  const err = new Error(e.message);
+  if (e.code) err.code = e.code;
+  if (e.statusCode !== undefined && e.statusCode !== null) {
+    err.statusCode = e.statusCode;
+    err.statusDescription = e.statusDescription;
+  }
+  return err;
+}
+
+/**
+ * Rethrows `err` (from a listener) outside the native callback.
+ *
+ * @param {Error} err The error
+ * @private
+ */
+function rethrow(err) {
+  throw err;
+}
+
+/**
+ * Reads and checks the options.
+ *
+ * @param {Object} options The constructor's options
+ * @return {Object} The normalised options
+ * @private
+ */
+function normalize(options) {
+  if (options === null || typeof options !== 'object') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "options" argument must be of type object. Received ${describeType(options)}`
+    );
+  }
+  let url = options.server;
+  let token = options.token;
+  if (options.connectionString !== undefined) {
+    const c = parseConnectionString(options.connectionString);
+    const path = c.entityPath || options.path;
+    if (typeof path !== 'string' || path === '') {
+      badOption('path', 'a non-empty string when the connection string has no EntityPath', path);
+    }
+    url = createRelayListenUri(c.namespace, path);
+    if (c.sharedAccessSignature) {
+      token = c.sharedAccessSignature;
+    } else if (c.sharedAccessKeyName) {
+      const listenUri = url;
+      token = () => createRelayToken(listenUri, c.sharedAccessKeyName, c.sharedAccessKey);
+    } else {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_CONNECTION_STRING',
+        'The "connectionString" argument is invalid: a listener needs SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature'
+      );
+    }
+  }
+  if (typeof url !== 'string' || url === '') {
+    badOption('server', 'a listen address string (or give options.connectionString)', url);
+  }
+  let parsed;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new SyntaxError(`Invalid URL: ${redact(url)}`);
+  }
+  if (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:') {
+    throw new SyntaxError('The URL\'s protocol must be one of "ws:" or "wss:"');
+  }
+  if (!parsed.pathname.startsWith('/$hc/')) {
+    throw new SyntaxError('The "options.server" address must have a /$hc/{path} path');
+  }
+  if (options.id !== undefined) {
+    if (typeof options.id !== 'string' || options.id === '') badOption('id', 'a non-empty string', options.id);
+    if (!parsed.searchParams.has('sb-hc-id')) parsed.searchParams.append('sb-hc-id', options.id);
+  }
+  let provider;
+  const staticToken = typeof token === 'string';
+  if (staticToken) {
+    if (token === '') badOption('token', 'a non-empty string or a function', token);
+    const fixed = token;
+    provider = () => fixed;
+  } else if (typeof token === 'function') {
+    provider = token;
+  } else {
+    badOption('token', 'a string, a function returning a string, or a function returning a Promise of a string', token);
+  }
+  for (const name of ['handleProtocols', 'verifyClient']) {
+    if (options[name] !== undefined && options[name] !== null && typeof options[name] !== 'function') {
+      badOption(name, 'a function', options[name]);
+    }
+  }
+  if (options.clientTracking !== undefined && typeof options.clientTracking !== 'boolean') {
+    badOption('clientTracking', 'of type boolean', options.clientTracking);
+  }
+  const reconnectDelays = options.reconnectDelays === undefined ? DEFAULT_RECONNECT_DELAYS : options.reconnectDelays;
+  if (!Array.isArray(reconnectDelays) || reconnectDelays.length === 0) {
+    badOption('reconnectDelays', 'a non-empty array of numbers', reconnectDelays);
+  }
+  reconnectDelays.forEach((d, i) => duration(d, `reconnectDelays[${i}]`, 0, true));
+  let ca;
+  if (options.ca !== undefined) {
+    ca = (Array.isArray(options.ca) ? options.ca : [options.ca]).map((c) => {
+      if (typeof c === 'string') return Buffer.from(c);
+      if (Buffer.isBuffer(c)) return c;
+      return badOption('ca', 'a PEM string, a Buffer or an array of them', c);
+    });
+  }
+  const entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
+  return {
+    url: parsed.href,
+    entity,
+    provider,
+    staticToken,
+    clientTracking: options.clientTracking !== false,
+    handleProtocols: options.handleProtocols || null,
+    verifyClient: options.verifyClient || null,
+    maxPayload: duration(options.maxPayload, 'maxPayload', 104857600, true),
+    keepAliveInterval: duration(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
+    acceptTimeout: duration(options.acceptTimeout, 'acceptTimeout', 20000, false),
+    reconnectDelays,
+    ca
+  };
+}
+
+/**
+ * The `req.url` of an accepted connection: the sender's path below the Hybrid Connection
+ * and its query, without `sb-hc-*` parameters.
+ *
+ * @param {String} address The accept address
+ * @param {String} entity The Hybrid Connection's path
+ * @return {String} e.g. `/sub/dir?x=1`, or `/`
+ * @private
+ */
+function requestUrl(address, entity) {
+  let parsed;
+  try {
+    parsed = new URL(address);
+  } catch {
+    return '/';
+  }
+  let path = parsed.pathname.startsWith('/$hc/') ? parsed.pathname.slice(5) : parsed.pathname;
+  let decoded;
+  try {
+    decoded = decodeURIComponent(path);
+  } catch {
+    decoded = path;
+  }
+  if (decoded.toLowerCase().startsWith(entity.toLowerCase())) {
+    const rest = decoded.slice(entity.length);
+    path = rest.startsWith('/') ? rest : `/${rest}`;
+  } else {
+    path = '/';
+  }
+  const query = [];
+  for (const pair of parsed.search.slice(1).split('&')) {
+    if (pair && !pair.startsWith('sb-hc-')) query.push(pair);
+  }
+  return query.length ? `${path}?${query.join('&')}` : path;
+}
+
+/**
+ * A Hybrid Connection listener, with hyco-ws's API.
+ *
+ * @extends EventEmitter
+ */
+class RelayedServer extends EventEmitter {
+  /**
+   * Starts listening.
+   *
+   * @param {Object} options See README
+   * @param {Function} [callback] A 'listening' listener (as ws's WebSocketServer)
+   */
+  constructor(options, callback) {
+    super();
+    this.options = normalize(options);
+    this.clients = this.options.clientTracking ? new Set() : undefined;
+    this.status = 'connecting';
+    this.lastError = null;
+    this._sockets = new Set();
+    this._listened = false;
+    this._state = 'running';
+    if (typeof callback === 'function') this.on('listening', callback);
+    this._native = native.listen(
+      {
+        url: this.options.url,
+        staticToken: this.options.staticToken,
+        keepAliveMs: this.options.keepAliveInterval,
+        reconnectDelaysMs: this.options.reconnectDelays,
+        ca: this.options.ca
+      },
+      (events) => this._dispatch(events, 0)
+    );
+  }
+
+  /**
+   * Handles native events in order; a throwing listener is rethrown outside the native
+   * call and does not lose the following events.
+   *
+   * @param {Object[]} events The events
+   * @param {Number} start Where to resume
+   * @private
+   */
+  _dispatch(events, start) {
+    for (let i = start; i < events.length; i++) {
+      try {
+        this._handle(events[i]);
+      } catch (err) {
+        process.nextTick(rethrow, err);
+        if (i + 1 < events.length) process.nextTick(() => this._dispatch(events, i + 1));
+        return;
+      }
+    }
+  }
+
+  /**
+   * Handles one native event.
+   *
+   * @param {Object} ev The event
+   * @private
+   */
+  _handle(ev) {
+    switch (ev.t) {
+      case 'needToken':
+        this._supplyToken(ev.request);
+        break;
+      case 'connecting':
+        this.status = 'connecting';
+        if (ev.error) this.lastError = toError(ev.error);
+        this.emit('connecting', ev.error ? this.lastError : null);
+        break;
+      case 'online':
+        this.status = 'online';
+        if (!this._listened) {
+          this._listened = true;
+          this.emit('listening');
+        }
+        this.emit('online');
+        break;
+      case 'offline':
+        this.status = 'offline';
+        this.lastError = toError(ev.error);
+        this.emit('offline', this.lastError);
+        break;
+      case 'accept':
+        if (this._state === 'running') this._accept(ev);
+        break;
+      case 'tokenError':
+        this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${ev.message}`), false);
+        break;
+      case 'tokenExpiring':
+        this._warn(
+          codedError(
+            Error,
+            'ERR_TOKEN_EXPIRING',
+            `The listener's token expires at ${new Date(ev.expiresAt * 1000).toISOString()} and cannot be renewed: pass a token provider function instead of a string`
+          ),
+          true
+        );
+        break;
+      case 'closed':
+        this._onClosed(ev.error ? toError(ev.error) : null);
+        break;
+      default:
+    }
+  }
+
+  /**
+   * Emits 'warning'; without a listener, important ones become process warnings.
+   *
+   * @param {Error} err The warning
+   * @param {Boolean} important Report it even without a listener
+   * @private
+   */
+  _warn(err, important) {
+    if (this.listenerCount('warning') > 0) this.emit('warning', err);
+    else if (important) process.emitWarning(err.message, { code: err.code });
+  }
+
+  /**
+   * Asks the token provider and hands the result (or its failure) to the native side.
+   *
+   * @param {Number} request The native request number
+   * @private
+   */
+  _supplyToken(request) {
+    let result;
+    try {
+      result = Promise.resolve(this.options.provider());
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    result
+      .then((token) => {
+        if (typeof token !== 'string' || token === '') {
+          throw new TypeError(`the provider returned ${describeType(token)} instead of a token string`);
+        }
+        this._native.provideToken(request, token, undefined);
+      })
+      .catch((err) => {
+        const message = err && typeof err.message === 'string' ? err.message : String(err);
+        this._native.provideToken(request, undefined, message);
+      });
+  }
+
+  /**
+   * Runs the accept decision for a sender: verifyClient, handleProtocols, 'headers', then
+   * the accept (or reject) handshake. Each sender runs on its own; a slow verifyClient
+   * holds up no other.
+   *
+   * @param {Object} ev The native accept event
+   * @private
+   */
+  _accept(ev) {
+    const headers = {};
+    for (const [name, value] of ev.headers) {
+      const key = name.toLowerCase();
+      headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
+    }
+    const socket = { remoteAddress: ev.remoteAddress, remotePort: ev.remotePort };
+    const req = {
+      headers,
+      url: requestUrl(ev.address, this.options.entity),
+      method: 'GET',
+      socket,
+      connection: socket,
+      id: ev.id
+    };
+    const verify = this.options.verifyClient;
+    if (!verify) {
+      this._choose(ev, req);
+      return;
+    }
+    const info = { origin: headers.origin, req, secure: ev.address.startsWith('wss:') };
+    if (verify.length >= 2) {
+      let settled = false;
+      verify(info, (result, code, message) => {
+        if (settled) return;
+        settled = true;
+        if (result) this._choose(ev, req);
+        else this._reject(ev, code || 401, message);
+      });
+      return;
+    }
+    if (verify(info)) this._choose(ev, req);
+    else this._reject(ev, 401);
+  }
+
+  /**
+   * Chooses the subprotocol, then continues the accept.
+   *
+   * @param {Object} ev The native accept event
+   * @param {Object} req The request
+   * @private
+   */
+  _choose(ev, req) {
+    if (this._state !== 'running') return this._reject(ev, 503, 'Server shutting down');
+    const offered = new ProtocolList();
+    const header = req.headers['sec-websocket-protocol'];
+    if (header) {
+      try {
+        for (const p of WebSocket.subprotocol.parse(header)) offered.push(p);
+      } catch {
+        return this._reject(ev, 400, 'Invalid Sec-WebSocket-Protocol header');
+      }
+    }
+    const handle = this.options.handleProtocols;
+    let protocol = offered.length ? offered[0] : undefined;
+    if (handle && offered.length) {
+      // ws 8's form returns the protocol (or false); hyco-ws's form calls back.
+      let called = false;
+      let callback;
+      const done = (result, chosen) => {
+        if (called) return;
+        called = true;
+        callback = { result, chosen };
+      };
+      Object.assign(done, req);
+      const returned = handle(offered, done);
+      if (callback) {
+        if (!callback.result) return this._reject(ev, 401);
+        protocol = callback.chosen;
+      } else if (returned === false) {
+        return this._reject(ev, 401);
+      } else {
+        protocol = returned || undefined;
+      }
+    }
+    return this._open(ev, req, protocol);
+  }
+
+  /**
+   * Emits 'headers', then opens the accept socket; emits 'connection' once it is open.
+   *
+   * @param {Object} ev The native accept event
+   * @param {Object} req The request
+   * @param {String} [protocol] The chosen subprotocol
+   * @private
+   */
+  _open(ev, req, protocol) {
+    const lines = [];
+    this.emit('headers', lines, req);
+    const extra = {};
+    for (const line of lines) {
+      const i = typeof line === 'string' ? line.indexOf(':') : -1;
+      if (i <= 0) continue;
+      const name = line.slice(0, i).trim();
+      if (tokenRegex.test(name)) extra[name] = line.slice(i + 1).trim();
+    }
+    const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
+    this._sockets.add(ws);
+    ws.once('close', () => {
+      this._sockets.delete(ws);
+      if (this.clients) this.clients.delete(ws);
+      if (this._state === 'closing') this._maybeFinish();
+    });
+    ws.once('open', () => {
+      if (this._state !== 'running') {
+        ws.close(1001, 'Server shutting down');
+        return;
+      }
+      if (this.clients) this.clients.add(ws);
+      this.emit('connection', ws, req);
+    });
+    // A failed accept (the sender left, the address expired) is the sender's loss; the
+    // error must not crash an application that cannot see this socket yet.
+    ws.on('error', () => {});
+    ws._attach(
+      native.connectSocket(
+        {
+          url: ev.address,
+          headers: extra,
+          protocols: protocol ? [protocol] : [],
+          handshakeTimeout: this.options.acceptTimeout,
+          maxPayload: this.options.maxPayload,
+          ca: this.options.ca,
+          closeTimeout: 30000,
+          autoPong: true
+        },
+        ws._onEvents
+      )
+    );
+  }
+
+  /**
+   * Refuses a sender: its handshake fails with `status` and `description`.
+   *
+   * @param {Object} ev The native accept event
+   * @param {Number} status HTTP status
+   * @param {String} [description] Reason text
+   * @private
+   */
+  _reject(ev, status, description) {
+    const code = Number.isInteger(status) && status >= 300 && status <= 599 ? status : 401;
+    const text = description || STATUS_CODES[code] || 'Rejected';
+    const address =
+      `${ev.address}&sb-hc-statusCode=${code}` + `&sb-hc-statusDescription=${encodeURIComponent(text)}`;
+    native.rejectRendezvous(address, this.options.acceptTimeout, this.options.ca).catch(() => {
+      // The sender gets its answer from the relay's timeout instead.
+    });
+  }
+
+  /**
+   * The native listener stopped: after close(), or on a terminal error.
+   *
+   * @param {?Error} err The terminal error
+   * @private
+   */
+  _onClosed(err) {
+    this.status = 'closed';
+    this._native = null;
+    if (err) {
+      this.lastError = err;
+      if (this._state === 'running') {
+        this._state = 'closed';
+        this.emit('error', err);
+        this.emit('close');
+        return;
+      }
+    }
+    this._listenerClosed = true;
+    this._maybeFinish();
+  }
+
+  /**
+   * Emits 'close' once the control channel and every accepted socket are closed.
+   *
+   * @private
+   */
+  _maybeFinish() {
+    if (this._state !== 'closing' || !this._listenerClosed || this._sockets.size > 0) return;
+    this._state = 'closed';
+    this.emit('close');
+  }
+
+  /**
+   * Stops listening: closes the control channel (1000) and every accepted connection
+   * (1001), then emits 'close'. Unlike ws 8's server, accepted connections are closed too,
+   * as hyco-ws did.
+   *
+   * @param {Function} [cb] Called once everything is closed
+   * @public
+   */
+  close(cb) {
+    if (this._state === 'closed') {
+      if (typeof cb === 'function') process.nextTick(cb, new Error('The server is not running'));
+      return;
+    }
+    if (typeof cb === 'function') this.once('close', () => cb());
+    if (this._state === 'closing') return;
+    this._state = 'closing';
+    if (this._native) this._native.close();
+    else this._listenerClosed = true;
+    for (const ws of this._sockets) {
+      if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
+      else ws.terminate();
+    }
+    this._maybeFinish();
+  }
+}
+
+/**
+ * hyco-ws's factory: a `RelayedServer` with `fn` as its 'connection' listener.
+ *
+ * @param {Object} options See RelayedServer
+ * @param {Function} [fn] Called with (socket, req) for each connection
+ * @return {RelayedServer} The server
+ * @public
+ */
+function createRelayedServer(options, fn) {
+  const server = new RelayedServer(options);
+  if (typeof fn === 'function') server.on('connection', fn);
+  return server;
+}
+
+module.exports = { RelayedServer, createRelayedServer, requestUrl };
