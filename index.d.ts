@@ -327,6 +327,117 @@ declare namespace HycoWebSocket {
 
   /** hyco-ws's alias of {@link relayedConnect}. */
   const createRelayedConnection: typeof relayedConnect;
+  // ---------------------------------------------------------------------------------------
+  // The listener
+  // ---------------------------------------------------------------------------------------
+
+  /** A SAS token, or a function that gives one (at start, at each reconnect and renewal). */
+  type TokenProvider = string | (() => string) | (() => Promise<string>);
+
+  /** What a listener knows of a sender. */
+  interface RelayedRequest {
+    /** The sender's handshake headers, names lowercased. */
+    headers: Record<string, string>;
+    /** The sender's path below the Hybrid Connection and its query, `sb-hc-*` removed:
+     * `/sub?x=1`, or `/`. */
+    url: string;
+    method: 'GET';
+    /** The sender's address, as the service reports it. */
+    socket: { remoteAddress?: string; remotePort?: number };
+    /** Alias of `socket`. */
+    connection: { remoteAddress?: string; remotePort?: number };
+    /** The rendezvous id: the sender's `sb-hc-id` when it gave one. */
+    id: string;
+  }
+
+  /** The offered subprotocols: a `Set` for ws 8 code, an array for hyco-ws code. */
+  interface OfferedProtocols extends Array<string> {
+    has(protocol: string): boolean;
+    readonly size: number;
+  }
+
+  /** `verifyClient`'s first argument. */
+  interface RelayedVerifyInfo {
+    origin?: string;
+    req: RelayedRequest;
+    /** The rendezvous runs over `wss://`. */
+    secure: boolean;
+  }
+
+  /** Options of {@link RelayedServer}. */
+  interface RelayedServerOptions {
+    /** The listen address, from {@link createRelayListenUri}. */
+    server?: string;
+    /** The token, or a provider called for each connect and renewal. */
+    token?: TokenProvider;
+    /** Instead of `server` and `token`: a portal connection string (a key gives renewed
+     * tokens; `SharedAccessSignature` a fixed one). */
+    connectionString?: string;
+    /** The Hybrid Connection, when the connection string has no `EntityPath`. */
+    path?: string;
+    /** Tracking id, sent as `sb-hc-id`. */
+    id?: string;
+    /** Keep open sockets in `clients`. Default `true`. */
+    clientTracking?: boolean;
+    /** Chooses the subprotocol (ws 8 form: return it, or `false` to refuse with 401); the
+     * hyco-ws form `(list, cb)` calls `cb(result, protocol)` synchronously. */
+    handleProtocols?: (
+      protocols: OfferedProtocols,
+      /** The request (ws 8 form), which is also hyco-ws's callback `(result, protocol)`. */
+      req: RelayedRequest & ((result: boolean, protocol?: string) => void)
+    ) => string | false | undefined | void;
+    /** Accepts or refuses a sender (sync: return a boolean; async: call back). A refused
+     * sender's handshake fails with `code` (default 401) and `message`. */
+    verifyClient?: (
+      info: RelayedVerifyInfo,
+      /** Given to functions that declare two parameters (the async form). */
+      cb: (result: boolean, code?: number, message?: string) => void
+    ) => boolean | void;
+    /** Largest message an accepted socket takes, bytes. Default `104857600`. */
+    maxPayload?: number;
+    /** Ping interval of the control channel, ms; `0` disables. Default `30000`. A ping
+     * unanswered for 10 s replaces the channel. */
+    keepAliveInterval?: number;
+    /** Time allowed for each accept handshake, ms. Default `20000`. */
+    acceptTimeout?: number;
+    /** Delays before reconnect attempts, ms; the last repeats; ±20 % jitter. Default
+     * `[0, 1000, 2000, 5000, 10000, 30000]`. */
+    reconnectDelays?: number[];
+    /** Certificates to trust on top of the default roots (PEM). */
+    ca?: string | Buffer | Array<string | Buffer>;
+  }
+
+  /** A Hybrid Connection listener (hyco-ws's `RelayedServer`), its control channel in Rust. */
+  class RelayedServer extends EventEmitter {
+    /** @param callback Added as a 'listening' listener. */
+    constructor(options: RelayedServerOptions, callback?: () => void);
+    /** Open accepted sockets (`undefined` without `clientTracking`). */
+    clients: Set<RelayedWebSocket> | undefined;
+    /** The control channel's state. */
+    status: 'connecting' | 'online' | 'offline' | 'closed';
+    /** The last error seen (a failed connect, a lost channel, a final error). */
+    lastError: Error | null;
+    /** Closes the control channel (1000) and every accepted socket (1001), then emits
+     * 'close' and calls `cb`; a second call gets `Error('The server is not running')`. */
+    close(cb?: (err?: Error) => void): void;
+
+    on(event: 'connection', listener: (socket: RelayedWebSocket, req: RelayedRequest) => void): this;
+    on(event: 'listening' | 'online' | 'close', listener: () => void): this;
+    on(event: 'connecting', listener: (err: RelayedConnectError | null) => void): this;
+    on(event: 'offline' | 'warning' | 'error', listener: (err: RelayedConnectError) => void): this;
+    on(event: 'headers', listener: (headers: string[], req: RelayedRequest) => void): this;
+    once(event: 'connection', listener: (socket: RelayedWebSocket, req: RelayedRequest) => void): this;
+    once(event: 'listening' | 'online' | 'close', listener: () => void): this;
+    once(event: 'connecting', listener: (err: RelayedConnectError | null) => void): this;
+    once(event: 'offline' | 'warning' | 'error', listener: (err: RelayedConnectError) => void): this;
+    once(event: 'headers', listener: (headers: string[], req: RelayedRequest) => void): this;
+  }
+
+  /** hyco-ws's factory: a {@link RelayedServer} with `fn` as its 'connection' listener. */
+  function createRelayedServer(
+    options: RelayedServerOptions,
+    fn?: (socket: RelayedWebSocket, req: RelayedRequest) => void
+  ): RelayedServer;
 }
 
 export = HycoWebSocket;
