@@ -97,6 +97,9 @@ pub const MAX_PENDING_AUTO_PONGS: usize = 60;
 /// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
 pub const CONTROL_EVENT_COST: usize = 64;
 
+/// First size of the read buffer.
+const INITIAL_READ_BUFFER: usize = 4 * 1024;
+
 /// The writer's buffer is replaced by a small one after a write larger than this.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
@@ -474,7 +477,10 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) -> (u16, Vec<u8>) {
     let mut decoder = Decoder::new(socket.limits);
     let mut buf = initial;
-    let mut chunk = vec![0u8; socket.read_buffer.max(1024)];
+    // Idle connections keep a small buffer; it doubles while reads fill it, up to
+    // `read_buffer`, so bulk transfers take few system calls.
+    let max_chunk = socket.read_buffer.max(INITIAL_READ_BUFFER);
+    let mut chunk = vec![0u8; INITIAL_READ_BUFFER];
     let mut items = Vec::new();
     let mut close: Option<(u16, Vec<u8>)> = None;
     let mut failed = false;
@@ -520,6 +526,9 @@ async fn read_loop<R: AsyncRead + Unpin>(
         };
         if !failed && close.is_none() {
             buf.extend_from_slice(&chunk[..n]);
+        }
+        if n == chunk.len() && chunk.len() < max_chunk {
+            chunk.resize((chunk.len() * 2).min(max_chunk), 0);
         }
     }
     if failed {
@@ -601,7 +610,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
     shared: Arc<Shared>,
     sink: Arc<dyn EventSink>,
 ) {
-    let mut out = Vec::with_capacity(64 * 1024);
+    let mut out = Vec::new();
     let mut shut = false;
     loop {
         let first = tokio::select! {
