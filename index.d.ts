@@ -396,7 +396,7 @@ declare namespace HycoWebSocket {
     /** Largest message an accepted socket takes, bytes. Default `104857600`. */
     maxPayload?: number;
     /** Ping interval of the control channel, ms; `0` disables. Default `30000`. A ping
-     * unanswered for 10 s replaces the channel. */
+     * unanswered for 10 s (or one interval, when shorter) replaces the channel. */
     keepAliveInterval?: number;
     /** Time allowed for each accept handshake, ms. Default `20000`. */
     acceptTimeout?: number;

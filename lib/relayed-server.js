@@ -281,6 +281,8 @@ class RelayedServer extends EventEmitter {
         url: this.options.url,
         staticToken: this.options.staticToken,
         keepAliveMs: this.options.keepAliveInterval,
+        // A pong is awaited 10 s, or one interval when pings are more frequent than that.
+        pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
         reconnectDelaysMs: this.options.reconnectDelays,
         ca: this.options.ca
       },
@@ -385,16 +387,19 @@ class RelayedServer extends EventEmitter {
     } catch (err) {
       result = Promise.reject(err);
     }
+    // The server may have closed while the provider worked: the answer is then dropped.
+    const answer = (token, message) => {
+      if (this._native !== null) this._native.provideToken(request, token, message);
+    };
     result
       .then((token) => {
         if (typeof token !== 'string' || token === '') {
           throw new TypeError(`the provider returned ${describeType(token)} instead of a token string`);
         }
-        this._native.provideToken(request, token, undefined);
+        answer(token, undefined);
       })
       .catch((err) => {
-        const message = err && typeof err.message === 'string' ? err.message : String(err);
-        this._native.provideToken(request, undefined, message);
+        answer(undefined, err && typeof err.message === 'string' ? err.message : String(err));
       });
   }
 
@@ -568,8 +573,13 @@ class RelayedServer extends EventEmitter {
       this.lastError = err;
       if (this._state === 'running') {
         this._state = 'closed';
-        this.emit('error', err);
-        this.emit('close');
+        try {
+          this.emit('error', err);
+        } finally {
+          // Without an 'error' listener the error is thrown (Node's convention); 'close'
+          // still follows.
+          process.nextTick(() => this.emit('close'));
+        }
         return;
       }
     }

@@ -24,6 +24,8 @@ pub struct NativeListenOptions {
     pub static_token: bool,
     /// Keep-alive ping interval, ms; 0 disables.
     pub keep_alive_ms: f64,
+    /// How long a ping may go unanswered, ms.
+    pub pong_timeout_ms: f64,
     /// Reconnect delays, ms.
     pub reconnect_delays_ms: Vec<f64>,
     /// Extra trusted certificates, PEM.
