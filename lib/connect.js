@@ -5,7 +5,7 @@
  */
 
 const { loadNative } = require('./native');
-const { codedError, describeType } = require('./validation');
+const { codedError, describeType, invalidOption, numberOption } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -28,46 +28,6 @@ const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
  */
 function redact(url) {
   return String(url).replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>');
-}
-
-/**
- * Throws a `TypeError` about option `name`.
- *
- * @param {String} name The option
- * @param {String} expected What it must be
- * @param {*} value What it is
- * @throws {TypeError} Always
- * @private
- */
-function badOption(name, expected, value) {
-  throw codedError(
-    TypeError,
-    'ERR_INVALID_ARG_TYPE',
-    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
-  );
-}
-
-/**
- * Checks a number option: positive (or non-negative) and finite.
- *
- * @param {*} value The value
- * @param {String} name The option
- * @param {Number} dflt The default
- * @param {Boolean} [zeroOk=false] Whether 0 is allowed
- * @return {Number} The value
- * @private
- */
-function numberOption(value, name, dflt, zeroOk = false) {
-  if (value === undefined) return dflt;
-  if (typeof value !== 'number') badOption(name, 'of type number', value);
-  if (!Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.${name}" is out of range. It must be a finite number ${zeroOk ? '>= 0' : '> 0'}. Received ${value}`
-    );
-  }
-  return value;
 }
 
 /**
@@ -132,7 +92,7 @@ function parseProtocols(protocols) {
 function parseHeaders(headers) {
   const out = {};
   if (headers === undefined) return out;
-  if (headers === null || typeof headers !== 'object') badOption('headers', 'an object', headers);
+  if (headers === null || typeof headers !== 'object') invalidOption('headers', 'an object', headers);
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     if (!tokenRegex.test(name)) {
@@ -160,7 +120,7 @@ function parseCa(ca) {
   return list.map((c) => {
     if (typeof c === 'string') return Buffer.from(c);
     if (Buffer.isBuffer(c)) return c;
-    return badOption('ca', 'a PEM string, a Buffer or an array of them', c);
+    return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
   });
 }
 
@@ -212,7 +172,7 @@ function relayedConnect(address, token, options, fn) {
     );
   }
   if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) {
-    badOption('id', 'a non-empty string', options.id);
+    invalidOption('id', 'a non-empty string', options.id);
   }
   const url = parseAddress(address, options.id);
   const protocols = parseProtocols(options.protocols);
@@ -227,7 +187,7 @@ function relayedConnect(address, token, options, fn) {
   const maxPayload = numberOption(options.maxPayload, 'maxPayload', DEFAULT_MAX_PAYLOAD, true);
   const closeTimeout = numberOption(options.closeTimeout, 'closeTimeout', DEFAULT_CLOSE_TIMEOUT);
   const autoPong = options.autoPong === undefined ? true : options.autoPong;
-  if (typeof autoPong !== 'boolean') badOption('autoPong', 'of type boolean', autoPong);
+  if (typeof autoPong !== 'boolean') invalidOption('autoPong', 'of type boolean', autoPong);
   const ca = parseCa(options.ca);
 
   const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });

@@ -9,45 +9,11 @@ const EventEmitter = require('events');
 
 const { fromNative } = require('./errors');
 const { loadNative } = require('./native');
-const { codedError, describeType, validateString } = require('./validation');
+const { codedError, describeType, invalidOption, outOfRange, validateString } = require('./validation');
 
 const native = loadNative();
 
 const RIGHTS = new Set(['Listen', 'Send', 'Manage']);
-
-/**
- * Throws a `TypeError` about option `name`.
- *
- * @param {String} name The option's name
- * @param {String} expected What it must be
- * @param {*} value The value given
- * @throws {TypeError} Always
- * @private
- */
-function invalidOption(name, expected, value) {
-  throw codedError(
-    TypeError,
-    'ERR_INVALID_ARG_TYPE',
-    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
-  );
-}
-
-/**
- * Throws a `RangeError` about option `name`.
- *
- * @param {String} name The option's name
- * @param {String} expected The allowed range, in words
- * @param {*} value The value given
- * @throws {RangeError} Always
- * @private
- */
-function outOfRange(name, expected, value) {
-  throw codedError(
-    RangeError,
-    'ERR_OUT_OF_RANGE',
-    `The value of "${name}" is out of range. It must be ${expected}. Received ${String(value)}`
-  );
-}
 
 /**
  * Checks and converts `startLocalRelay` options to the native form.

@@ -14,7 +14,7 @@ const WebSocket = require('ws');
 const { redact } = require('./connect');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { loadNative } = require('./native');
-const { codedError, describeType } = require('./validation');
+const { codedError, describeType, invalidOption, numberOption } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -44,46 +44,6 @@ class ProtocolList extends Array {
   get size() {
     return this.length;
   }
-}
-
-/**
- * Throws a `TypeError` about option `name`.
- *
- * @param {String} name The option
- * @param {String} expected What it must be
- * @param {*} value What it is
- * @throws {TypeError} Always
- * @private
- */
-function badOption(name, expected, value) {
-  throw codedError(
-    TypeError,
-    'ERR_INVALID_ARG_TYPE',
-    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
-  );
-}
-
-/**
- * Checks a duration option in milliseconds.
- *
- * @param {*} value The value
- * @param {String} name The option
- * @param {Number} dflt The default
- * @param {Boolean} zeroOk Whether 0 is allowed
- * @return {Number} The value
- * @private
- */
-function duration(value, name, dflt, zeroOk) {
-  if (value === undefined) return dflt;
-  if (typeof value !== 'number') badOption(name, 'of type number', value);
-  if (!Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.${name}" is out of range. It must be a finite number ${zeroOk ? '>= 0' : '> 0'}. Received ${value}`
-    );
-  }
-  return value;
 }
 
 /**
@@ -134,7 +94,7 @@ function normalize(options) {
     const c = parseConnectionString(options.connectionString);
     const path = c.entityPath || options.path;
     if (typeof path !== 'string' || path === '') {
-      badOption('path', 'a non-empty string when the connection string has no EntityPath', path);
+      invalidOption('path', 'a non-empty string when the connection string has no EntityPath', path);
     }
     url = createRelayListenUri(c.namespace, path);
     if (c.sharedAccessSignature) {
@@ -151,7 +111,7 @@ function normalize(options) {
     }
   }
   if (typeof url !== 'string' || url === '') {
-    badOption('server', 'a listen address string (or give options.connectionString)', url);
+    invalidOption('server', 'a listen address string (or give options.connectionString)', url);
   }
   let parsed;
   try {
@@ -166,39 +126,39 @@ function normalize(options) {
     throw new SyntaxError('The "options.server" address must have a /$hc/{path} path');
   }
   if (options.id !== undefined) {
-    if (typeof options.id !== 'string' || options.id === '') badOption('id', 'a non-empty string', options.id);
+    if (typeof options.id !== 'string' || options.id === '') invalidOption('id', 'a non-empty string', options.id);
     if (!parsed.searchParams.has('sb-hc-id')) parsed.searchParams.append('sb-hc-id', options.id);
   }
   let provider;
   const staticToken = typeof token === 'string';
   if (staticToken) {
-    if (token === '') badOption('token', 'a non-empty string or a function', token);
+    if (token === '') invalidOption('token', 'a non-empty string or a function', token);
     const fixed = token;
     provider = () => fixed;
   } else if (typeof token === 'function') {
     provider = token;
   } else {
-    badOption('token', 'a string, a function returning a string, or a function returning a Promise of a string', token);
+    invalidOption('token', 'a string, a function returning a string, or a function returning a Promise of a string', token);
   }
   for (const name of ['handleProtocols', 'verifyClient']) {
     if (options[name] !== undefined && options[name] !== null && typeof options[name] !== 'function') {
-      badOption(name, 'a function', options[name]);
+      invalidOption(name, 'a function', options[name]);
     }
   }
   if (options.clientTracking !== undefined && typeof options.clientTracking !== 'boolean') {
-    badOption('clientTracking', 'of type boolean', options.clientTracking);
+    invalidOption('clientTracking', 'of type boolean', options.clientTracking);
   }
   const reconnectDelays = options.reconnectDelays === undefined ? DEFAULT_RECONNECT_DELAYS : options.reconnectDelays;
   if (!Array.isArray(reconnectDelays) || reconnectDelays.length === 0) {
-    badOption('reconnectDelays', 'a non-empty array of numbers', reconnectDelays);
+    invalidOption('reconnectDelays', 'a non-empty array of numbers', reconnectDelays);
   }
-  reconnectDelays.forEach((d, i) => duration(d, `reconnectDelays[${i}]`, 0, true));
+  reconnectDelays.forEach((d, i) => numberOption(d, `reconnectDelays[${i}]`, 0, true));
   let ca;
   if (options.ca !== undefined) {
     ca = (Array.isArray(options.ca) ? options.ca : [options.ca]).map((c) => {
       if (typeof c === 'string') return Buffer.from(c);
       if (Buffer.isBuffer(c)) return c;
-      return badOption('ca', 'a PEM string, a Buffer or an array of them', c);
+      return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
     });
   }
   const entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
@@ -210,9 +170,9 @@ function normalize(options) {
     clientTracking: options.clientTracking !== false,
     handleProtocols: options.handleProtocols || null,
     verifyClient: options.verifyClient || null,
-    maxPayload: duration(options.maxPayload, 'maxPayload', 104857600, true),
-    keepAliveInterval: duration(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
-    acceptTimeout: duration(options.acceptTimeout, 'acceptTimeout', 20000, false),
+    maxPayload: numberOption(options.maxPayload, 'maxPayload', 104857600, true),
+    keepAliveInterval: numberOption(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
+    acceptTimeout: numberOption(options.acceptTimeout, 'acceptTimeout', 20000, false),
     reconnectDelays,
     ca
   };

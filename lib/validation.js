@@ -108,10 +108,67 @@ function validateExpiration(value) {
   return value;
 }
 
+/**
+ * Throws a `TypeError` about option `name`.
+ *
+ * @param {String} name The option, as `options.<name>`
+ * @param {String} expected What it must be, e.g. `of type number`
+ * @param {*} value What it is (only its type is shown)
+ * @throws {TypeError} Always, with code `ERR_INVALID_ARG_TYPE`
+ * @private
+ */
+function invalidOption(name, expected, value) {
+  throw codedError(
+    TypeError,
+    'ERR_INVALID_ARG_TYPE',
+    `The "options.${name}" property must be ${expected}. Received ${describeType(value)}`
+  );
+}
+
+/**
+ * Throws a `RangeError` about `name`.
+ *
+ * @param {String} name The option or argument, as shown in the message
+ * @param {String} expected The allowed range, in words
+ * @param {*} value The value given
+ * @throws {RangeError} Always, with code `ERR_OUT_OF_RANGE`
+ * @private
+ */
+function outOfRange(name, expected, value) {
+  throw codedError(
+    RangeError,
+    'ERR_OUT_OF_RANGE',
+    `The value of "${name}" is out of range. It must be ${expected}. Received ${String(value)}`
+  );
+}
+
+/**
+ * Checks a numeric option (a duration or a size): finite, not negative, and not 0 unless
+ * `zeroOk`.
+ *
+ * @param {*} value The value, `undefined` for the default
+ * @param {String} name The option, as `options.<name>`
+ * @param {Number} dflt The default
+ * @param {Boolean} [zeroOk=false] Whether 0 is allowed
+ * @return {Number} The value
+ * @private
+ */
+function numberOption(value, name, dflt, zeroOk = false) {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'number') invalidOption(name, 'of type number', value);
+  if (!Number.isFinite(value) || value < 0 || (!zeroOk && value === 0)) {
+    outOfRange(`options.${name}`, `a finite number ${zeroOk ? '>= 0' : '> 0'}`, value);
+  }
+  return value;
+}
+
 module.exports = {
   codedError,
   describeType,
+  invalidOption,
+  numberOption,
   optionalString,
+  outOfRange,
   validateExpiration,
   validateString
 };

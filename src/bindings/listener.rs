@@ -2,8 +2,7 @@
 //! ThreadsafeFunction, batched like the socket's; it keeps the process alive until the
 //! listener's final `closed` event is delivered.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyco_core::listener::{
@@ -11,9 +10,10 @@ use hyco_core::listener::{
 };
 use hyco_core::socket::SocketError;
 use napi::bindgen_prelude::{Buffer, Function};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
+
+use crate::bindings::event_queue::{Batch, EventQueue};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -145,26 +145,12 @@ fn to_js(e: ListenerEvent) -> ListenerEventJs {
     }
 }
 
-type EventsFn = ThreadsafeFunction<(), (), Vec<ListenerEventJs>, Status, false>;
-
-struct Queue {
-    events: Mutex<Vec<ListenerEvent>>,
-    scheduled: AtomicBool,
-    tsfn: Mutex<Option<EventsFn>>,
-}
+/// The listener's event queue (see `event_queue`).
+struct Queue(Arc<EventQueue<ListenerEvent, ListenerEventJs>>);
 
 impl ListenerSink for Queue {
     fn push(&self, event: ListenerEvent) {
-        if let Ok(mut q) = self.events.lock() {
-            q.push(event);
-        }
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Ok(t) = self.tsfn.lock() {
-                if let Some(tsfn) = t.as_ref() {
-                    tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
-                }
-            }
-        }
+        self.0.push(event);
     }
 }
 
@@ -187,35 +173,15 @@ pub fn listen(
     options: NativeListenOptions,
     on_events: Function<Vec<ListenerEventJs>, ()>,
 ) -> napi::Result<NativeListener> {
-    let queue = Arc::new(Queue {
-        events: Mutex::new(Vec::new()),
-        scheduled: AtomicBool::new(false),
-        tsfn: Mutex::new(None),
-    });
-    let q = queue.clone();
-    let tsfn: EventsFn = on_events
-        .build_threadsafe_function::<()>()
-        .callee_handled::<false>()
-        .build_callback(move |_ctx| {
-            q.scheduled.store(false, Ordering::Release);
-            let drained = q
-                .events
-                .lock()
-                .map(|mut e| std::mem::take(&mut *e))
-                .unwrap_or_default();
-            let done = drained
-                .iter()
-                .any(|e| matches!(e, ListenerEvent::Closed { .. }));
-            if done {
-                if let Ok(mut t) = q.tsfn.lock() {
-                    t.take();
-                }
-            }
-            Ok(drained.into_iter().map(to_js).collect())
-        })?;
-    if let Ok(mut t) = queue.tsfn.lock() {
-        *t = Some(tsfn);
-    }
+    let queue = EventQueue::new(on_events, |drained: Vec<ListenerEvent>| {
+        let last = drained
+            .iter()
+            .any(|e| matches!(e, ListenerEvent::Closed { .. }));
+        Batch {
+            items: drained.into_iter().map(to_js).collect(),
+            last,
+        }
+    })?;
     let mut opts = ListenerOptions::new(options.url);
     opts.static_token = options.static_token;
     opts.keep_alive =
@@ -226,7 +192,7 @@ pub fn listen(
         .map(|ms| Duration::from_millis(ms.max(0.0) as u64))
         .collect();
     opts.ca = buffers(options.ca);
-    let sink: Arc<dyn ListenerSink> = queue;
+    let sink: Arc<dyn ListenerSink> = Arc::new(Queue(queue));
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
     Ok(NativeListener { handle })
 }

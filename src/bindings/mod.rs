@@ -1,5 +1,6 @@
 //! napi binding types, one file per area. Thin: conversions only, no protocol logic.
 
+pub mod event_queue;
 pub mod helpers;
 pub mod listener;
 pub mod relay;

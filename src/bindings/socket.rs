@@ -7,15 +7,15 @@
 //! socket exists and is released once the close event is delivered.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyco_core::socket::{self, Command, ConnectOptions, Event, EventSink, Handle, SocketOptions};
 use napi::bindgen_prelude::{Buffer, Function};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
+
+use crate::bindings::event_queue::{Batch, EventQueue};
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -99,27 +99,12 @@ impl napi::bindgen_prelude::ToNapiValue for Flat {
     }
 }
 
-type EventsFn = ThreadsafeFunction<(), (), Vec<Flat>, Status, false>;
-
-/// The event queue between the tokio side and the JS thread.
-struct Queue {
-    events: Mutex<Vec<Event>>,
-    scheduled: AtomicBool,
-    tsfn: Mutex<Option<EventsFn>>,
-}
+/// The socket's event queue (see `event_queue`).
+struct Queue(Arc<EventQueue<Event, Flat>>);
 
 impl EventSink for Queue {
     fn push(&self, event: Event) {
-        if let Ok(mut q) = self.events.lock() {
-            q.push(event);
-        }
-        if !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Ok(t) = self.tsfn.lock() {
-                if let Some(tsfn) = t.as_ref() {
-                    tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
-                }
-            }
-        }
+        self.0.push(event);
     }
 }
 
@@ -218,43 +203,20 @@ pub fn connect_socket(
     options: NativeConnectOptions,
     on_events: Function<Vec<Flat>, ()>,
 ) -> napi::Result<NativeSocket> {
-    let queue = Arc::new(Queue {
-        events: Mutex::new(Vec::new()),
-        scheduled: AtomicBool::new(false),
-        tsfn: Mutex::new(None),
-    });
     let shared_slot: Arc<Mutex<Option<Arc<socket::connection::Shared>>>> =
         Arc::new(Mutex::new(None));
-    let (q, slot) = (queue.clone(), shared_slot.clone());
-    let tsfn: EventsFn = on_events
-        .build_threadsafe_function::<()>()
-        .callee_handled::<false>()
-        .build_callback(move |_ctx| {
-            q.scheduled.store(false, Ordering::Release);
-            let drained = q
-                .events
-                .lock()
-                .map(|mut e| std::mem::take(&mut *e))
-                .unwrap_or_default();
-            let (events, bytes, done) = to_js(drained);
-            if bytes > 0 {
-                if let Ok(s) = slot.lock() {
-                    if let Some(shared) = s.as_ref() {
-                        shared.consumed(bytes);
-                    }
+    let slot = shared_slot.clone();
+    let queue = EventQueue::new(on_events, move |drained| {
+        let (items, bytes, last) = to_js(drained);
+        if bytes > 0 {
+            if let Ok(s) = slot.lock() {
+                if let Some(shared) = s.as_ref() {
+                    shared.consumed(bytes);
                 }
             }
-            if done {
-                // The close is the last event: let the process exit once it is handled.
-                if let Ok(mut t) = q.tsfn.lock() {
-                    t.take();
-                }
-            }
-            Ok(events)
-        })?;
-    if let Ok(mut t) = queue.tsfn.lock() {
-        *t = Some(tsfn);
-    }
+        }
+        Batch { items, last }
+    })?;
     let connect = ConnectOptions {
         url: options.url,
         headers: options
@@ -274,7 +236,7 @@ pub fn connect_socket(
     socket_options.limits.max_payload = options.max_payload.max(0.0) as u64;
     socket_options.auto_pong = options.auto_pong;
     socket_options.close_timeout = Duration::from_millis(options.close_timeout.max(1.0) as u64);
-    let sink: Arc<dyn EventSink> = queue;
+    let sink: Arc<dyn EventSink> = Arc::new(Queue(queue));
     // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime.
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| {
         socket::connect(connect, socket_options, sink)
