@@ -194,7 +194,8 @@ declare namespace HycoWebSocket {
       | 'denied'
       | 'renew'
       | 'relayClosed'
-      | 'relayStarted';
+      | 'relayStarted'
+      | 'acceptFailed';
     /** The Hybrid Connection concerned. */
     hybridConnection?: string;
     /** The rendezvous id. */

@@ -78,9 +78,8 @@ function relayEvents(relay, type) {
 }
 
 describe('token renewal', () => {
-  // The issue asks for 30 s of listening with short-lived tokens; 10 s (more than three token
-  // lifetimes) keeps the suite fast and proves the same thing.
-  test('3-second tokens from a provider are renewed for ~10 s: no offline, one control channel, senders served', async () => {
+  // As the issue asks: 30 s of listening on 3-second tokens (ten lifetimes).
+  test('3-second tokens from a provider are renewed for 30 s: no offline, one control channel, senders served', async () => {
     await withServerRelay(RELAY, async (relay) => {
       const uri = createRelayListenUri(relay.namespace, 'hc');
       let calls = 0;
@@ -99,9 +98,9 @@ describe('token renewal', () => {
       const t0 = Date.now();
       try {
         await waitUntil(
-          () => calls >= 4 && Date.now() - t0 >= 9000,
-          20_000,
-          () => `the provider to be called 4 times over ~10 s (${calls} calls; events: ${history(server)})`
+          () => calls >= 10 && Date.now() - t0 >= 30_000,
+          45_000,
+          () => `the provider to be called 10 times over 30 s (${calls} calls; events: ${history(server)})`
         );
       } finally {
         sampler.stop();
@@ -113,7 +112,7 @@ describe('token renewal', () => {
       assert.ok(sampler.samples.length > 50, 'the listener count was sampled');
       assert.deepEqual([...new Set(sampler.samples)], [1], 'relay.stats().listeners stays 1');
       assert.equal(server.status, 'online');
-      await echoRoundTrip(relay, 'a sender after 10 s of renewals');
+      await echoRoundTrip(relay, 'a sender after 30 s of renewals');
     });
   });
 

@@ -105,7 +105,8 @@ function nativeOptions(options) {
  *
  * Emits `'event'` with `{ type, hybridConnection, id, status, message }` for each thing that
  * happens (`listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
- * `renew`, `relayClosed`, `relayStarted`). Messages never contain a key or a token.
+ * `renew`, `relayClosed`, `relayStarted`, `acceptFailed`). Messages never contain a key or a
+ * token.
  *
  * @extends EventEmitter
  */

@@ -110,8 +110,13 @@ impl LocalRelay {
                         });
                     }
                     Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
+                        // Out of file descriptors and the like: say so, and back off instead
+                        // of spinning.
                         log::warn!("relay: accept failed: {e}");
+                        state.emit(RelayEvent::new(
+                            "acceptFailed",
+                            format!("cannot accept a connection: {e}"),
+                        ));
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     }
                 }

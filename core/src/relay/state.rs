@@ -11,7 +11,7 @@ use crate::relay::registry::Registry;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayEvent {
     /// `listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
-    /// `renew`, `relayClosed`.
+    /// `renew`, `relayClosed`, `relayStarted`, `acceptFailed`.
     pub kind: &'static str,
     /// The Hybrid Connection concerned, if any.
     pub hybrid_connection: Option<String>,

@@ -476,11 +476,12 @@ async fn read_loop<R: AsyncRead + Unpin>(
     sink: &dyn EventSink,
 ) -> (u16, Vec<u8>) {
     let mut decoder = Decoder::new(socket.limits);
+    // One buffer per connection: reads append to it and the decoder consumes from its front.
+    // Reads start at 4 KiB and double while they fill up, to `read_buffer`, so idle
+    // connections stay small and bulk transfers take few system calls.
     let mut buf = initial;
-    // Idle connections keep a small buffer; it doubles while reads fill it, up to
-    // `read_buffer`, so bulk transfers take few system calls.
-    let max_chunk = socket.read_buffer.max(INITIAL_READ_BUFFER);
-    let mut chunk = vec![0u8; INITIAL_READ_BUFFER];
+    let max_read = socket.read_buffer.max(INITIAL_READ_BUFFER);
+    let mut want = INITIAL_READ_BUFFER;
     let mut items = Vec::new();
     let mut close: Option<(u16, Vec<u8>)> = None;
     let mut failed = false;
@@ -516,19 +517,24 @@ async fn read_loop<R: AsyncRead + Unpin>(
         if let Wake::Stop = wait_until_readable(shared, socket.inbound_high_water).await {
             break;
         }
+        if buf.is_empty() && buf.capacity() > 2 * max_read {
+            // A large message is done: do not keep its buffer for the connection's life.
+            buf = Vec::new();
+        }
+        buf.reserve(want);
         let n = tokio::select! {
-            r = reader.read(&mut chunk) => match r {
+            r = reader.read_buf(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
             _ = shared.cancel.cancelled() => break,
             _ = close_timer(shared) => break,
         };
-        if !failed && close.is_none() {
-            buf.extend_from_slice(&chunk[..n]);
+        if failed || close.is_some() {
+            buf.clear();
         }
-        if n == chunk.len() && chunk.len() < max_chunk {
-            chunk.resize((chunk.len() * 2).min(max_chunk), 0);
+        if n >= want && want < max_read {
+            want = (want * 2).min(max_read);
         }
     }
     if failed {
