@@ -7,3 +7,4 @@
 
 pub mod bindings;
 pub mod error;
+pub mod logging;

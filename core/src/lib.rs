@@ -16,6 +16,8 @@ pub mod error;
 pub mod io;
 pub mod legacy_url;
 pub mod listener;
+pub mod log_format;
+pub mod redact;
 pub mod relay;
 pub mod sas;
 pub mod socket;

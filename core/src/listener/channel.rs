@@ -270,9 +270,11 @@ async fn serve(
                             handle.send(Command::Frame { opcode: frame::OP_TEXT, fin: true, payload: message.into_bytes(), accounted: 0, ack: 0 });
                             expires = Some(e);
                             renew_at = Some(renewal_time(opts, e));
+                            log::info!("listener: token renewed (expires at {e})");
                             sink.push(ListenerEvent::Renewed);
                         }
                         Err(message) => {
+                            log::warn!("listener: token renewal failed: {message}");
                             sink.push(ListenerEvent::TokenError { message });
                             renew_at = Some(retry_time(expires));
                         }
@@ -316,6 +318,7 @@ fn on_text(text: &str, sink: &dyn ListenerSink, handle: &Handle) {
             })
             .unwrap_or_default();
         let remote = a.get("remoteEndpoint");
+        log::debug!("listener: accept request {id}");
         sink.push(ListenerEvent::Accept(AcceptRequest {
             id: id.to_owned(),
             address: address.to_owned(),
@@ -373,6 +376,17 @@ pub(super) async fn run(
         } else {
             backoff.next_delay()
         };
+        match &cause {
+            None => log::info!(
+                "listener: connecting to {}",
+                crate::redact::redact_secrets(&opts.url)
+            ),
+            Some(e) => log::info!(
+                "listener: reconnecting in {} ms after: {}",
+                delay.as_millis(),
+                e.message
+            ),
+        }
         sink.push(ListenerEvent::Connecting {
             error: cause.clone(),
             delay_ms: delay.as_millis() as u64,
@@ -418,6 +432,7 @@ pub(super) async fn run(
             Opening::Close => break None,
         }
         backoff.reset();
+        log::info!("listener: online");
         sink.push(ListenerEvent::Online);
         match serve(
             &opts,
@@ -431,12 +446,17 @@ pub(super) async fn run(
         .await
         {
             End::Lost(e) => {
+                log::warn!("listener: offline: {}", e.message);
                 sink.push(ListenerEvent::Offline { error: e.clone() });
                 cause = Some(e);
             }
             End::Closed => break None,
         }
     };
+    match &final_error {
+        Some(e) => log::error!("listener: stopped: {}", e.message),
+        None => log::info!("listener: closed"),
+    }
     sink.push(ListenerEvent::Closed { error: final_error });
 }
 

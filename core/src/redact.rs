@@ -1,0 +1,71 @@
+//! Keeps secrets out of messages and logs: SAS tokens, signatures and `sb-hc-token` values
+//! are replaced with `<redacted>`.
+
+/// `text` with every `sb-hc-token=…` and `sig=…` value, and every
+/// `SharedAccessSignature …` token, replaced by `<redacted>`.
+pub fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let lower = rest.to_ascii_lowercase();
+        // `sig=` counts only as a whole parameter name: at the start, or after `?`, `&`, a
+        // space or a quote (so `design=` is left alone).
+        let at_boundary = |i: usize| {
+            i == 0 || matches!(rest.as_bytes()[i - 1], b'?' | b'&' | b' ' | b'"' | b'\'')
+        };
+        let next = [
+            ("sb-hc-token=", true),
+            ("sig=", true),
+            ("sharedaccesssignature ", false),
+        ]
+        .iter()
+        .filter_map(|(pat, is_param)| {
+            lower
+                .match_indices(pat)
+                .map(|(i, _)| i)
+                .find(|&i| *pat != "sig=" || at_boundary(i))
+                .map(|i| (i, *pat, *is_param))
+        })
+        .min_by_key(|(i, _, _)| *i);
+        let Some((i, pat, is_param)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        let value_start = i + pat.len();
+        out.push_str(&rest[..value_start]);
+        let tail = &rest[value_start..];
+        // A token runs to the end of its field: `&` ends a parameter, white space or a
+        // quote ends a header value or a token.
+        let end = tail
+            .find(|c: char| {
+                (is_param && c == '&') || c.is_whitespace() || c == '"' || c == '\'' || c == '#'
+            })
+            .unwrap_or(tail.len());
+        out.push_str("<redacted>");
+        rest = &tail[end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_tokens_signatures_and_query_values() {
+        assert_eq!(
+            redact_secrets("ws://h/$hc/x?sb-hc-action=connect&sb-hc-token=SharedAccessSignature%20sr%3Dx&sb-hc-id=1"),
+            "ws://h/$hc/x?sb-hc-action=connect&sb-hc-token=<redacted>&sb-hc-id=1"
+        );
+        assert_eq!(
+            redact_secrets("token SharedAccessSignature sr=a&sig=b&se=1&skn=r was refused"),
+            "token SharedAccessSignature <redacted> was refused"
+        );
+        assert_eq!(
+            redact_secrets("https://h/p?sig=abc&x=1"),
+            "https://h/p?sig=<redacted>&x=1"
+        );
+        assert_eq!(redact_secrets("nothing secret"), "nothing secret");
+        assert_eq!(redact_secrets("design=1"), "design=1");
+        assert_eq!(redact_secrets("xsig=1&sig=secret"), "xsig=1&sig=<redacted>");
+    }
+}
