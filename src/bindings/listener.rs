@@ -186,6 +186,7 @@ pub fn listen(
     opts.static_token = options.static_token;
     opts.keep_alive =
         (options.keep_alive_ms > 0.0).then(|| Duration::from_millis(options.keep_alive_ms as u64));
+    opts.pong_timeout = Duration::from_millis(options.pong_timeout_ms.max(1.0) as u64);
     opts.reconnect_delays = options
         .reconnect_delays_ms
         .iter()
