@@ -253,14 +253,16 @@ describe('reconnect', () => {
 });
 
 describe('keep-alive', () => {
-  test("keepAliveInterval 500 against a frozen control channel: 'offline' within the interval + 10 s, then online on a fresh channel", async (t) => {
+  // The issue's bound is the interval + 10 s; with an interval under 10 s the pong deadline
+  // is one interval (README), so a frozen channel is replaced within two intervals plus slack.
+  test("keepAliveInterval 500 against a frozen control channel: 'offline' within two intervals (+ slack), then online on a fresh channel", async (t) => {
     await withServerRelay(RELAY, async (relay) => {
       const server = echo(newServer(listenOptions(relay, 'hc', { keepAliveInterval: 500, reconnectDelays: [0, 200, 400] })));
       await whenListening(server);
       const t0 = markSeen(server);
       assert.equal(relay.freezeListeners(), 1, 'one control channel frozen');
       const offline = await nextOf(server, 'offline', 11_000, "'offline' for the frozen channel");
-      assert.ok(offline.at - t0 < 11_000, `'offline' after ${offline.at - t0} ms`);
+      assert.ok(offline.at - t0 < 4_000, `'offline' after ${offline.at - t0} ms`);
       t.diagnostic(`'offline' ${offline.at - t0} ms after the freeze (keepAliveInterval 500)`);
       await nextOf(server, 'online', 10_000, "'online' on a fresh channel");
       // The frozen channel gets no senders: a sender reaching the listener used the new one.
