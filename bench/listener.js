@@ -62,7 +62,6 @@
  * says so plainly when connections fail with EMFILE.
  */
 
-const os = require('os');
 const fs = require('fs');
 const path = require('path');
 const crypto = require('crypto');
@@ -72,6 +71,7 @@ const { performance } = require('perf_hooks');
 
 const { createRelaySendUri, createRelayToken, WebSocket } = require('..');
 const { median, percentile } = require('./support/stats');
+const { addonStamp, machine, markdownTable, table } = require('./support/report');
 const { KINDS, startListener, isFdExhaustion, withTimeout } = require('./support/listeners');
 
 const USAGE = 'Usage: node bench/listener.js [rounds=3] [connections=1000]';
@@ -726,74 +726,9 @@ async function memoryRound(relay, kind, connections) {
   }
 }
 
-/**
- * What ran where, for the header and the markdown section.
- *
- * @return {Object} `{ cpuModel, cores, memGiB, node, ws, bufferutil, platform, addon, date, fds }`
- */
-function machine() {
-  const cpus = os.cpus();
-  let bufferutil = 'no';
-  try {
-    require.resolve('bufferutil');
-    bufferutil = process.env.WS_NO_BUFFER_UTIL ? 'installed, disabled' : 'yes';
-  } catch {
-    // Not installed.
-  }
-  return {
-    cpuModel: cpus.length ? cpus[0].model.replace(/\s+/g, ' ').trim() : 'unknown CPU',
-    cores: cpus.length,
-    memGiB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    ws: require('ws/package.json').version,
-    bufferutil,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    addon: addonStamp(),
-    date: new Date().toISOString(),
-    fds: fdLimit()
-  };
-}
 
-/**
- * The addon file's modification time and a hash prefix, so that a rebuild during the run
- * can be noticed.
- *
- * @return {String} The stamp, or `missing`
- */
-function addonStamp() {
-  try {
-    const stat = fs.statSync(ADDON);
-    const hash = crypto.createHash('sha256').update(fs.readFileSync(ADDON)).digest('hex').slice(0, 12);
-    return `${path.basename(ADDON)} ${stat.size} bytes, sha256 ${hash}…, mtime ${stat.mtime.toISOString()}`;
-  } catch {
-    return 'missing';
-  }
-}
 
-/**
- * Lays out rows as a table with right-aligned columns (the first and the target left-aligned).
- *
- * @param {String[][]} rows The rows, the first being the heading
- * @return {String[]} Lines
- */
-function table(rows) {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] || '').length)));
-  return rows.map((r) =>
-    r.map((cell, c) => (c === 0 || c === 4 ? (cell || '').padEnd(widths[c]) : (cell || '').padStart(widths[c]))).join('  ').trimEnd()
-  );
-}
 
-/**
- * The same rows as a markdown table.
- *
- * @param {String[][]} rows The rows, the first being the heading
- * @return {String[]} Lines
- */
-function markdownTable(rows) {
-  const line = (r) => `| ${r.map((c) => c || '').join(' | ')} |`;
-  const align = rows[0].map((_, c) => (c === 0 || c === 4 ? '---' : '---:'));
-  return [line(rows[0]), line(align), ...rows.slice(1).map(line)];
-}
 
 /**
  * A verdict against an at-most target.
@@ -866,7 +801,7 @@ async function main() {
   }
   const { rounds, connections } = args;
   const begun = performance.now();
-  const m = machine();
+  const m = { ...machine(ADDON), fds: fdLimit() };
   console.log('Listener: hyco-ws-rs RelayedServer vs a hand-written ws 8 listener, ws 8 senders -> local relay (child process) -> listener');
   console.log(`  node ${m.node}, ${m.platform}, ${m.cores} CPUs (${m.cpuModel}), ${m.memGiB} GiB, ${m.date}`);
   console.log(`  ws ${m.ws}, bufferutil: ${m.bufferutil}, permessage-deflate off; addon ${m.addon}`);
@@ -949,7 +884,7 @@ async function main() {
     console.log('');
     console.log(notes.join('\n'));
     console.log(`total run ${((performance.now() - begun) / 1000).toFixed(1)} s`);
-    const stampAfter = addonStamp();
+    const stampAfter = addonStamp(ADDON);
     if (stampAfter !== m.addon) console.log(`WARNING: the addon changed during the run (now ${stampAfter}); re-run.`);
 
     const md = [

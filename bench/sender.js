@@ -45,8 +45,6 @@
  * Progress and per-round figures go to stderr. Exits 1 if anything fails a check.
  */
 
-const os = require('os');
-const fs = require('fs');
 const path = require('path');
 const crypto = require('crypto');
 const { fork } = require('child_process');
@@ -55,6 +53,7 @@ const { performance } = require('perf_hooks');
 
 const { createRelaySendUri, createRelayToken, relayedConnect, WebSocket } = require('..');
 const { median, percentile, formatSize, formatRate } = require('./support/stats');
+const { addonStamp, machine, markdownTable, table } = require('./support/report');
 
 const USAGE = 'Usage: node bench/sender.js [rounds=5] [scale=1]';
 const PEER_SCRIPT = path.join(__dirname, 'support', 'sender-peer.js');
@@ -631,73 +630,9 @@ async function idleCpu(ms) {
   return ((cpu.user + cpu.system) * 1000) / (performance.now() - t0);
 }
 
-/**
- * What ran where, for the header and the markdown section.
- *
- * @return {Object} `{ cpuModel, cores, memGiB, node, ws, bufferutil, platform, addon, date }`
- */
-function machine() {
-  const cpus = os.cpus();
-  let bufferutil = 'no';
-  try {
-    require.resolve('bufferutil');
-    bufferutil = process.env.WS_NO_BUFFER_UTIL ? 'installed, disabled' : 'yes';
-  } catch {
-    // Not installed.
-  }
-  return {
-    cpuModel: cpus.length ? cpus[0].model.replace(/\s+/g, ' ').trim() : 'unknown CPU',
-    cores: cpus.length,
-    memGiB: Math.round(os.totalmem() / 2 ** 30),
-    node: process.version,
-    ws: require('ws/package.json').version,
-    bufferutil,
-    platform: `${os.platform()} ${os.release()} ${os.arch()}`,
-    addon: addonStamp(),
-    date: new Date().toISOString()
-  };
-}
 
-/**
- * The addon file's modification time and a hash prefix, so that a rebuild during the run
- * can be noticed.
- *
- * @return {String} The stamp, or `missing`
- */
-function addonStamp() {
-  try {
-    const stat = fs.statSync(ADDON);
-    const hash = crypto.createHash('sha256').update(fs.readFileSync(ADDON)).digest('hex').slice(0, 12);
-    return `${path.basename(ADDON)} ${stat.size} bytes, sha256 ${hash}…, mtime ${stat.mtime.toISOString()}`;
-  } catch {
-    return 'missing';
-  }
-}
 
-/**
- * Lays out rows as a table with right-aligned columns (the first left-aligned).
- *
- * @param {String[][]} rows The rows, the first being the heading
- * @return {String[]} Lines
- */
-function table(rows) {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => (r[c] || '').length)));
-  return rows.map((r) =>
-    r.map((cell, c) => (c === 0 || c === 4 ? (cell || '').padEnd(widths[c]) : (cell || '').padStart(widths[c]))).join('  ').trimEnd()
-  );
-}
 
-/**
- * The same rows as a markdown table.
- *
- * @param {String[][]} rows The rows, the first being the heading
- * @return {String[]} Lines
- */
-function markdownTable(rows) {
-  const line = (r) => `| ${r.map((c) => c || '').join(' | ')} |`;
-  const align = rows[0].map((_, c) => (c === 0 || c === 4 ? '---' : '---:'));
-  return [line(rows[0]), line(align), ...rows.slice(1).map(line)];
-}
 
 /**
  * A verdict against a target.
@@ -774,7 +709,7 @@ async function main() {
   }
   const { rounds, scale } = args;
   const begun = performance.now();
-  const m = machine();
+  const m = machine(ADDON);
   console.log('Sender: hyco-ws-rs relayedConnect vs ws 8 WebSocket, sender -> local relay -> ws 8 listener (child process)');
   console.log(`  node ${m.node}, ${m.platform}, ${m.cores} CPUs (${m.cpuModel}), ${m.memGiB} GiB, ${m.date}`);
   console.log(`  ws ${m.ws}, bufferutil: ${m.bufferutil}, permessage-deflate off; addon ${m.addon}`);
@@ -855,7 +790,7 @@ async function main() {
     const rows = resultRows(res);
     const idle = `idle CPU of this process: ${(res.idle.before / 1000).toFixed(1)} ms/s with only ws sockets open, ` +
       `${(res.idle.after / 1000).toFixed(1)} ms/s with 2 hyco-ws-rs sockets open too`;
-    const stampAfter = addonStamp();
+    const stampAfter = addonStamp(ADDON);
     const rebuilt = stampAfter !== m.addon;
     const notes = [
       'hyco/ws = hyco-ws-rs / ws 8 on the relayed path (above 1 is better for rates, below 1 for times, CPU and utilisation).',
