@@ -339,8 +339,8 @@ declare namespace HycoWebSocket {
   interface RelayedRequest {
     /** The sender's handshake headers, names lowercased. */
     headers: Record<string, string>;
-    /** The sender's path below the Hybrid Connection and its query, `sb-hc-*` removed:
-     * `/sub?x=1`, or `/`. */
+    /** The sender's path below the Hybrid Connection and its query, percent-encoded as sent,
+     * `sb-hc-*` removed: `/sub?x=1`, or `/`. */
     url: string;
     method: 'GET';
     /** The sender's address, as the service reports it. */

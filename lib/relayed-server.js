@@ -194,22 +194,29 @@ function requestUrl(address, entity) {
   } catch {
     return '/';
   }
-  let path = parsed.pathname.startsWith('/$hc/') ? parsed.pathname.slice(5) : parsed.pathname;
-  let decoded;
-  try {
-    decoded = decodeURIComponent(path);
-  } catch {
-    decoded = path;
+  const raw = parsed.pathname.startsWith('/$hc/') ? parsed.pathname.slice(5) : parsed.pathname.slice(1);
+  // Find where the entity ends in the raw (still encoded) path, comparing decoded text,
+  // and keep the rest encoded, as Node keeps req.url.
+  let cut = -1;
+  const want = entity.toLowerCase();
+  for (let i = 0; i <= raw.length; i++) {
+    if (i < raw.length && raw[i] !== '/') continue;
+    let head;
+    try {
+      head = decodeURIComponent(raw.slice(0, i));
+    } catch {
+      continue;
+    }
+    if (head.toLowerCase() === want) {
+      cut = i;
+      break;
+    }
   }
-  if (decoded.toLowerCase().startsWith(entity.toLowerCase())) {
-    const rest = decoded.slice(entity.length);
-    path = rest.startsWith('/') ? rest : `/${rest}`;
-  } else {
-    path = '/';
-  }
+  const rest = cut < 0 ? '' : raw.slice(cut);
+  const path = rest.startsWith('/') ? rest : `/${rest}`;
   const query = [];
   for (const pair of parsed.search.slice(1).split('&')) {
-    if (pair && !pair.startsWith('sb-hc-')) query.push(pair);
+    if (pair && !pair.toLowerCase().startsWith('sb-hc-')) query.push(pair);
   }
   return query.length ? `${path}?${query.join('&')}` : path;
 }
@@ -240,7 +247,8 @@ class RelayedServer extends EventEmitter {
       {
         url: this.options.url,
         staticToken: this.options.staticToken,
-        keepAliveMs: this.options.keepAliveInterval,
+        // A ping every few microseconds helps nobody: 100 ms is the floor.
+        keepAliveMs: this.options.keepAliveInterval > 0 ? Math.max(100, this.options.keepAliveInterval) : 0,
         // A pong is awaited 10 s, or one interval when pings are more frequent than that.
         pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
         reconnectDelaysMs: this.options.reconnectDelays,
@@ -279,7 +287,7 @@ class RelayedServer extends EventEmitter {
   _handle(ev) {
     switch (ev.t) {
       case 'needToken':
-        this._supplyToken(ev.request);
+        if (this._state === 'running') this._supplyToken(ev.request);
         break;
       case 'connecting':
         this.status = 'connecting';
@@ -301,6 +309,7 @@ class RelayedServer extends EventEmitter {
         break;
       case 'accept':
         if (this._state === 'running') this._accept(ev);
+        else this._reject(ev, 503, 'Server shutting down');
         break;
       case 'tokenError':
         this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${ev.message}`), false);
@@ -375,7 +384,7 @@ class RelayedServer extends EventEmitter {
     const headers = {};
     for (const [name, value] of ev.headers) {
       const key = name.toLowerCase();
-      headers[key] = key in headers ? `${headers[key]}, ${value}` : value;
+      headers[key] = Object.prototype.hasOwnProperty.call(headers, key) ? `${headers[key]}, ${value}` : value;
     }
     const socket = { remoteAddress: ev.remoteAddress, remotePort: ev.remotePort };
     const req = {
@@ -388,22 +397,41 @@ class RelayedServer extends EventEmitter {
     };
     const verify = this.options.verifyClient;
     if (!verify) {
-      this._choose(ev, req);
+      this._guard(ev, () => this._choose(ev, req));
       return;
     }
     const info = { origin: headers.origin, req, secure: ev.address.startsWith('wss:') };
-    if (verify.length >= 2) {
-      let settled = false;
-      verify(info, (result, code, message) => {
-        if (settled) return;
-        settled = true;
-        if (result) this._choose(ev, req);
-        else this._reject(ev, code || 401, message);
-      });
-      return;
+    this._guard(ev, () => {
+      if (verify.length >= 2) {
+        let settled = false;
+        verify(info, (result, code, message) => {
+          if (settled) return;
+          settled = true;
+          if (result) this._guard(ev, () => this._choose(ev, req));
+          else this._reject(ev, code || 401, message);
+        });
+        return;
+      }
+      if (verify(info)) this._choose(ev, req);
+      else this._reject(ev, 401);
+    });
+  }
+
+  /**
+   * Runs user code for a sender; if it throws, the sender is refused (500) and the error is
+   * rethrown outside, as any listener's error.
+   *
+   * @param {Object} ev The native accept event
+   * @param {Function} fn The code
+   * @private
+   */
+  _guard(ev, fn) {
+    try {
+      fn();
+    } catch (err) {
+      this._reject(ev, 500, 'Internal Server Error');
+      throw err;
     }
-    if (verify(info)) this._choose(ev, req);
-    else this._reject(ev, 401);
   }
 
   /**
@@ -445,6 +473,10 @@ class RelayedServer extends EventEmitter {
       } else {
         protocol = returned || undefined;
       }
+      if (protocol !== undefined && (typeof protocol !== 'string' || !offered.includes(protocol))) {
+        // Only an offered protocol can be echoed; anything else would fail the sender.
+        return this._reject(ev, 500, 'handleProtocols chose a protocol the sender did not offer');
+      }
     }
     return this._open(ev, req, protocol);
   }
@@ -465,10 +497,12 @@ class RelayedServer extends EventEmitter {
       const i = typeof line === 'string' ? line.indexOf(':') : -1;
       if (i <= 0) continue;
       const name = line.slice(0, i).trim();
-      if (tokenRegex.test(name)) extra[name] = line.slice(i + 1).trim();
+      const value = line.slice(i + 1).trim();
+      // A header that is not a token, or a value with control characters, is dropped: it
+      // would corrupt the handshake.
+      if (tokenRegex.test(name) && !/[\r\n\0]/.test(value)) extra[name] = value;
     }
     const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
-    this._sockets.add(ws);
     ws.once('close', () => {
       this._sockets.delete(ws);
       if (this.clients) this.clients.delete(ws);
@@ -485,8 +519,9 @@ class RelayedServer extends EventEmitter {
     // A failed accept (the sender left, the address expired) is the sender's loss; the
     // error must not crash an application that cannot see this socket yet.
     ws.on('error', () => {});
-    ws._attach(
-      native.connectSocket(
+    let attached;
+    try {
+      attached = native.connectSocket(
         {
           url: ev.address,
           headers: extra,
@@ -498,8 +533,13 @@ class RelayedServer extends EventEmitter {
           autoPong: true
         },
         ws._onEvents
-      )
-    );
+      );
+    } catch (err) {
+      this._reject(ev, 500, 'Internal Server Error');
+      throw err;
+    }
+    ws._attach(attached);
+    this._sockets.add(ws);
   }
 
   /**
@@ -533,6 +573,11 @@ class RelayedServer extends EventEmitter {
       this.lastError = err;
       if (this._state === 'running') {
         this._state = 'closed';
+        // The listener is gone for good: so are its connections, as with close().
+        for (const ws of this._sockets) {
+          if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
+          else ws.terminate();
+        }
         try {
           this.emit('error', err);
         } finally {

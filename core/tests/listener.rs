@@ -245,3 +245,147 @@ async fn stops_on_a_final_error() {
     }
     relay.stop().await;
 }
+
+/// A fake service: accepts control channels on 127.0.0.1 and runs `script` on each.
+async fn fake_service<F, Fut>(script: F) -> (String, Arc<std::sync::atomic::AtomicUsize>)
+where
+    F: Fn(tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "ws://{}/$hc/hc?sb-hc-action=listen",
+        server.local_addr().unwrap()
+    );
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    let script = Arc::new(script);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = server.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let script = script.clone();
+            tokio::spawn(async move {
+                if let Ok(ws) = tokio_tungstenite::accept_async(tcp).await {
+                    script(ws).await;
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+fn fake_token(url: &str) -> String {
+    sas::create_token(url, "r", "k", Some(3600.0), sas::now_ms()).unwrap()
+}
+
+#[tokio::test]
+async fn keeps_reading_the_control_channel_past_many_megabytes() {
+    use futures_util::SinkExt;
+    let (url, _) = fake_service(|mut ws| async move {
+        let filler = format!("{{\"unknown\":\"{}\"}}", "x".repeat(64 * 1024));
+        for _ in 0..400 {
+            if ws.send(tokio_tungstenite::tungstenite::Message::text(filler.clone())).await.is_err() {
+                return;
+            }
+        }
+        let accept = r#"{"accept":{"address":"ws://127.0.0.1:9/$hc/hc?sb-hc-action=accept&sb-hc-id=late","id":"late","connectHeaders":{}}}"#;
+        let _ = ws.send(tokio_tungstenite::tungstenite::Message::text(accept)).await;
+        // Stay open until the listener goes.
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws).await {}
+    })
+    .await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut opts = ListenerOptions::new(url.clone());
+    opts.keep_alive = None;
+    let handle = listener::start(opts, Arc::new(Collect(Mutex::new(tx))));
+    let found = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                ListenerEvent::NeedToken { request, .. } => {
+                    handle.send(ListenerCommand::Token {
+                        request,
+                        result: Ok(fake_token(&url)),
+                    });
+                }
+                ListenerEvent::Accept(a) => return a.id,
+                ListenerEvent::Offline { error } => panic!("went offline: {}", error.message),
+                _ => {}
+            }
+        }
+        panic!("the listener stopped");
+    })
+    .await
+    .expect("the accept after 25 MiB of control messages arrives");
+    assert_eq!(found, "late");
+    handle.send(ListenerCommand::Close);
+}
+
+#[tokio::test]
+async fn a_service_that_drops_at_once_is_not_hammered() {
+    let (url, accepted) = fake_service(|ws| async move { drop(ws) }).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let mut opts = ListenerOptions::new(url.clone());
+    opts.reconnect_delays = vec![
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Duration::from_millis(400),
+        Duration::from_secs(1),
+    ];
+    opts.jitter = 0.0;
+    let handle = listener::start(opts, Arc::new(Collect(Mutex::new(tx))));
+    let watch = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(ev) = events.recv().await {
+            if let ListenerEvent::NeedToken { request, .. } = ev {
+                handle.send(ListenerCommand::Token {
+                    request,
+                    result: Ok(fake_token(&url)),
+                });
+            }
+        }
+    });
+    let _ = watch.await;
+    let n = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    // 0 + 0.2 + 0.4 + 1 + 1 s of delays fit in 3 s: about 5 attempts, not thousands.
+    assert!((2..=8).contains(&n), "{n} control channels in 3 s");
+    handle.send(ListenerCommand::Close);
+}
+
+#[tokio::test]
+async fn an_expired_renewal_token_is_refused_without_a_renewal_loop() {
+    let relay = relay().await;
+    let url = uri::action_uri(&relay.origin(), "hc", uri::Action::Listen, None, None).unwrap();
+    let rule = relay.config().rules[0].clone();
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let handle = listener::start(
+        ListenerOptions::new(url.clone()),
+        Arc::new(Collect(Mutex::new(tx))),
+    );
+    let mut requests = 0;
+    let mut errors = 0;
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while let Ok(Some(ev)) = tokio::time::timeout_at(until, events.recv()).await {
+        match ev {
+            ListenerEvent::NeedToken { request, renewal } => {
+                requests += 1;
+                // The first token lives 2 s; every renewal offers one that expired already.
+                let (life, now) = if renewal {
+                    (1.0, sas::now_ms() - 60_000.0)
+                } else {
+                    (2.0, sas::now_ms())
+                };
+                let token =
+                    sas::create_token(&url, &rule.name, &rule.key, Some(life), now).unwrap();
+                handle.send(ListenerCommand::Token {
+                    request,
+                    result: Ok(token),
+                });
+            }
+            ListenerEvent::TokenError { .. } => errors += 1,
+            _ => {}
+        }
+    }
+    assert!(errors >= 1, "the stale token was refused");
+    assert!(requests <= 8, "{requests} token requests in 4 s");
+    handle.send(ListenerCommand::Close);
+    relay.stop().await;
+}

@@ -10,6 +10,7 @@ use crate::listener::{
     AcceptRequest, Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
 };
 use crate::sas;
+use crate::socket::connection::CONTROL_EVENT_COST;
 use crate::socket::{
     self, frame, Command, ConnectOptions, Event, EventSink, Handle, SocketError, SocketOptions,
 };
@@ -158,16 +159,26 @@ async fn at_or_never(at: Option<Instant>) {
     }
 }
 
+/// The shortest wait before a renewal or a renewal retry: a token that already looks expired
+/// (a cached one, or clock skew) must not make the listener renew in a loop.
+const MIN_RENEW_DELAY: Duration = Duration::from_secs(1);
+
+/// How long the channel must have been up for its loss to start the reconnect schedule over
+/// (first retry at once); a channel that drops sooner keeps backing off.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
 /// When to renew a token expiring at `expires_at` (Unix seconds).
 fn renewal_time(opts: &ListenerOptions, expires_at: u64) -> Instant {
     let left_ms = (expires_at as f64 * 1000.0 - sas::now_ms()).max(0.0);
-    Instant::now() + Duration::from_millis((left_ms * opts.renew_at.clamp(0.0, 1.0)) as u64)
+    let wait = Duration::from_millis((left_ms * opts.renew_at.clamp(0.0, 1.0)) as u64);
+    Instant::now() + wait.max(MIN_RENEW_DELAY)
 }
 
 /// When to try a failed renewal again: soon, but well before the token expires.
 fn retry_time(expires_at: Option<u64>) -> Instant {
     let left_ms = expires_at.map_or(0.0, |e| (e as f64 * 1000.0 - sas::now_ms()).max(0.0));
-    Instant::now() + Duration::from_millis((left_ms / 4.0).clamp(250.0, 5000.0) as u64)
+    let wait = Duration::from_millis((left_ms / 4.0).clamp(0.0, 5000.0) as u64);
+    Instant::now() + wait.max(MIN_RENEW_DELAY)
 }
 
 enum End {
@@ -190,20 +201,29 @@ async fn serve(
     let mut next_ping = opts.keep_alive.map(|k| Instant::now() + k);
     let mut pong_deadline: Option<Instant> = None;
     let mut pending_renewal: Option<u64> = None;
+    let mut renewal_deadline: Option<Instant> = None;
     let mut last_error: Option<SocketError> = None;
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
                 None => return End::Lost(error("the control channel ended", "ECONNRESET")),
+                // The loop handles what it reads at once: count it as consumed, or the socket
+                // would stop reading once 16 MiB had passed.
                 Some(Event::Message { binary: false, frames }) => {
+                    handle.shared.consumed(frames.iter().map(Vec::len).sum());
                     if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok()) {
                         on_text(text, sink, handle);
                     }
                 }
-                Some(Event::Message { binary: true, .. }) => {
+                Some(Event::Message { binary: true, frames }) => {
+                    handle.shared.consumed(frames.iter().map(Vec::len).sum());
                     log::debug!("listener: ignoring a binary frame on the control channel");
                 }
-                Some(Event::Pong(_)) => pong_deadline = None,
+                Some(Event::Pong(p)) => {
+                    handle.shared.consumed(p.len() + CONTROL_EVENT_COST);
+                    pong_deadline = None;
+                }
+                Some(Event::Ping(p)) => handle.shared.consumed(p.len() + CONTROL_EVENT_COST),
                 Some(Event::Error(e)) => last_error = Some(e),
                 Some(Event::Closed { code, reason, .. }) => {
                     let reason = String::from_utf8_lossy(&reason).into_owned();
@@ -245,8 +265,18 @@ async fn serve(
                 } else {
                     *next_request += 1;
                     pending_renewal = Some(*next_request);
+                    renewal_deadline = Some(Instant::now() + opts.token_timeout);
                     sink.push(ListenerEvent::NeedToken { request: *next_request, renewal: true });
                 }
+            }
+            _ = at_or_never(renewal_deadline) => {
+                // The provider never answered: give up on this request and try again.
+                renewal_deadline = None;
+                pending_renewal = None;
+                let message = format!("the token provider did not answer within {} ms", opts.token_timeout.as_millis());
+                log::warn!("listener: token renewal failed: {message}");
+                sink.push(ListenerEvent::TokenError { message });
+                renew_at = Some(retry_time(expires));
             }
             c = commands.recv() => match c {
                 None | Some(ListenerCommand::Close) => {
@@ -261,9 +291,19 @@ async fn serve(
                 }
                 Some(ListenerCommand::Token { request, result }) if Some(request) == pending_renewal => {
                     pending_renewal = None;
-                    let parsed = result.and_then(|t| {
-                        sas::parse_token(&t).map(|p| (t, p.expires_at)).map_err(|e| format!("the token provider returned a malformed token: {e}"))
-                    });
+                    renewal_deadline = None;
+                    let current = expires;
+                    let parsed = result
+                        .and_then(|t| {
+                            sas::parse_token(&t).map(|p| (t, p.expires_at)).map_err(|e| format!("the token provider returned a malformed token: {e}"))
+                        })
+                        .and_then(|(t, e)| {
+                            if current.is_some_and(|c| e <= c) {
+                                Err("the token provider returned a token that does not expire later than the current one".to_owned())
+                            } else {
+                                Ok((t, e))
+                            }
+                        });
                     match parsed {
                         Ok((t, e)) => {
                             let message = serde_json::json!({ "renewToken": { "token": t } }).to_string();
@@ -431,7 +471,7 @@ pub(super) async fn run(
             }
             Opening::Close => break None,
         }
-        backoff.reset();
+        let online_at = Instant::now();
         log::info!("listener: online");
         sink.push(ListenerEvent::Online);
         match serve(
@@ -446,6 +486,11 @@ pub(super) async fn run(
         .await
         {
             End::Lost(e) => {
+                if online_at.elapsed() >= STABLE_AFTER {
+                    // It was up long enough: start the schedule over, first retry at once. A
+                    // channel the service drops right away keeps backing off instead.
+                    backoff.reset();
+                }
                 log::warn!("listener: offline: {}", e.message);
                 sink.push(ListenerEvent::Offline { error: e.clone() });
                 cause = Some(e);

@@ -161,7 +161,24 @@ impl ListenerHandle {
 /// Starts a listener on the current tokio runtime.
 pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(channel::run(options, sink, rx));
+    tokio::spawn(async move {
+        use futures_util::FutureExt;
+        // The owner waits for `Closed` to release its resources: make sure it comes even if
+        // the loop panicked (no panic is known; this is the last line of defence).
+        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx));
+        if run.catch_unwind().await.is_err() {
+            log::error!("listener: internal error; the listener stopped");
+            sink.push(ListenerEvent::Closed {
+                error: Some(SocketError {
+                    message: "internal error in the listener".into(),
+                    code: Some("ERR_INTERNAL".into()),
+                    range_error: false,
+                    status_code: None,
+                    status_description: None,
+                }),
+            });
+        }
+    });
     ListenerHandle { commands: tx }
 }
 

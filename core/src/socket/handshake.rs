@@ -347,6 +347,16 @@ async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
         target.resource, target.authority
     );
+    if opts
+        .protocols
+        .iter()
+        .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+    {
+        return Err(fail(
+            "An invalid or duplicated subprotocol was specified",
+            Some("ERR_INVALID_ARG_VALUE"),
+        ));
+    }
     if !opts.protocols.is_empty() {
         request.push_str("Sec-WebSocket-Protocol: ");
         request.push_str(&opts.protocols.join(","));
@@ -355,6 +365,19 @@ async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
     for (k, v) in &opts.headers {
         if RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)) {
             continue;
+        }
+        if [k, v]
+            .iter()
+            .any(|t| t.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0))
+        {
+            // A line break would let a header value start a header of its own.
+            return Err(fail(
+                format!(
+                    "Invalid character in header content [\"{}\"]",
+                    k.replace(['\r', '\n'], "")
+                ),
+                Some("ERR_INVALID_CHAR"),
+            ));
         }
         request.push_str(k);
         request.push_str(": ");

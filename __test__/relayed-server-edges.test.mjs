@@ -1,0 +1,77 @@
+// RelayedServer edge cases found in review: a handleProtocols that returns something the
+// sender did not offer, and req.url for encoded paths and odd query names.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { startLocalRelay, createRelayListenUri, createRelaySendUri, createRelayToken, RelayedServer, WebSocket } from 'hyco-ws-rs';
+
+const WAIT = 10000;
+
+/**
+ * Resolves with an event's arguments, or rejects after WAIT ms.
+ *
+ * @param {Object} emitter The emitter
+ * @param {String} event The event
+ * @param {String} what For the failure message
+ * @return {Promise<Array>} The arguments
+ */
+function next(emitter, event, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
+    emitter.once(event, (...args) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+/**
+ * A relay, a server with `options`, and a function to open plain ws senders to `path`.
+ *
+ * @param {Object} options Extra server options
+ * @param {Function} body The test
+ * @return {Promise<void>}
+ */
+async function withServer(options, body) {
+  const relay = await startLocalRelay();
+  const lu = createRelayListenUri(relay.namespace, 'hc');
+  const server = new RelayedServer({ server: lu, token: () => createRelayToken(lu, relay.keyName, relay.key), ...options });
+  const sender = (path, protocols) => {
+    const su = createRelaySendUri(relay.namespace, path);
+    return new WebSocket(su, protocols, {
+      headers: { ServiceBusAuthorization: createRelayToken(su, relay.keyName, relay.key) },
+      perMessageDeflate: false
+    });
+  };
+  try {
+    await next(server, 'listening', 'the server');
+    await body(server, sender);
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+    await relay.close();
+  }
+}
+
+test('handleProtocols returning a protocol the sender did not offer refuses the sender (500); close() still completes', async () => {
+  for (const choice of [true, 'zzz']) {
+    await withServer({ handleProtocols: () => choice }, async (server, sender) => {
+      const ws = sender('hc', ['a', 'b']);
+      const [, res] = await next(ws, 'unexpected-response', `the refusal for ${choice}`);
+      assert.equal(res.statusCode, 500);
+      res.resume();
+      ws.on('error', () => {});
+      assert.equal(server.clients.size, 0);
+    });
+  }
+});
+
+test('req.url keeps the sender path encoded, and drops sb-hc-* parameters whatever their case', async () => {
+  await withServer({}, async (server, sender) => {
+    const got = next(server, 'connection', 'the connection');
+    const ws = sender('hc/a%2F..%2Fadmin?SB-HC-Extra=1&y=2');
+    const [socket, req] = await got;
+    assert.equal(req.url, '/a%2F..%2Fadmin?y=2');
+    socket.close();
+    await next(ws, 'close', 'the sender close');
+  });
+});
