@@ -13,28 +13,13 @@ import {
   RelayedServer
 } from 'hyco-ws-rs';
 
+import { nextEvent } from './support/relay-steps.mjs';
+
 const require = createRequire(import.meta.url);
 const hycoWs = require('hyco-ws');
 
 const WAIT = 10000;
 
-/**
- * Resolves with the first emission of `event`, or rejects after WAIT ms.
- *
- * @param {Object} emitter An EventEmitter
- * @param {String} event The event
- * @param {String} what For the failure message
- * @return {Promise<Array>} The event's arguments
- */
-function next(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
-    emitter.once(event, (...args) => {
-      clearTimeout(timer);
-      resolve(args);
-    });
-  });
-}
 
 test('hyco-ws relayedConnect talks to our RelayedServer', async () => {
   const relay = await startLocalRelay();
@@ -42,7 +27,7 @@ test('hyco-ws relayedConnect talks to our RelayedServer', async () => {
   const server = new RelayedServer({ server: lu, token: () => createRelayToken(lu, relay.keyName, relay.key) });
   try {
     server.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
-    await next(server, 'listening', 'our listener');
+    await nextEvent(server, 'listening', WAIT, 'our listener');
     // hyco-ws's own helpers build the address and token (a bare namespace would mean
     // wss://ns:443, so the local relay's address is given in full).
     const su = createRelaySendUri(relay.namespace, 'hc');
@@ -55,12 +40,12 @@ test('hyco-ws relayedConnect talks to our RelayedServer', async () => {
       });
       s.on('error', reject);
     });
-    const reply = next(sender, 'message', 'the echo');
+    const reply = nextEvent(sender, 'message', WAIT, 'the echo');
     sender.send('from hyco-ws');
     const [data] = await reply;
     // ws 1.1 delivers text as a string.
     assert.equal(String(data), 'from hyco-ws');
-    const closed = next(sender, 'close', 'the close');
+    const closed = nextEvent(sender, 'close', WAIT, 'the close');
     sender.close(1000);
     const [code] = await closed;
     assert.equal(code, 1000);
@@ -83,21 +68,21 @@ test('our relayedConnect talks to a hyco-ws RelayedServer', async () => {
       ws.on('message', (data, flags) => ws.send(data, { binary: Boolean(flags && flags.binary) }));
     });
     theirs.on('error', () => {});
-    await next(theirs, 'listening', 'the hyco-ws listener');
+    await nextEvent(theirs, 'listening', WAIT, 'the hyco-ws listener');
     const su = createRelaySendUri(relay.namespace, 'hc');
     const sender = relayedConnect(su, createRelayToken(su, relay.keyName, relay.key));
-    await next(sender, 'open', 'our sender');
-    const reply = next(sender, 'message', 'the echo');
+    await nextEvent(sender, 'open', WAIT, 'our sender');
+    const reply = nextEvent(sender, 'message', WAIT, 'the echo');
     sender.send('from hyco-ws-rs');
     const [data, isBinary] = await reply;
     assert.equal(isBinary, false);
     assert.equal(data.toString(), 'from hyco-ws-rs');
-    const binReply = next(sender, 'message', 'the binary echo');
+    const binReply = nextEvent(sender, 'message', WAIT, 'the binary echo');
     sender.send(Buffer.from([1, 2, 3]));
     const [bin, binFlag] = await binReply;
     assert.equal(binFlag, true);
     assert.deepEqual([...bin], [1, 2, 3]);
-    const closed = next(sender, 'close', 'the close');
+    const closed = nextEvent(sender, 'close', WAIT, 'the close');
     sender.close(4000, 'bye');
     assert.equal((await closed)[0], 4000);
   } finally {

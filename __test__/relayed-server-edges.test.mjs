@@ -5,25 +5,10 @@ import assert from 'node:assert/strict';
 
 import { startLocalRelay, createRelayListenUri, createRelaySendUri, createRelayToken, RelayedServer, WebSocket } from 'hyco-ws-rs';
 
+import { nextEvent } from './support/relay-steps.mjs';
+
 const WAIT = 10000;
 
-/**
- * Resolves with an event's arguments, or rejects after WAIT ms.
- *
- * @param {Object} emitter The emitter
- * @param {String} event The event
- * @param {String} what For the failure message
- * @return {Promise<Array>} The arguments
- */
-function next(emitter, event, what) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), WAIT);
-    emitter.once(event, (...args) => {
-      clearTimeout(timer);
-      resolve(args);
-    });
-  });
-}
 
 /**
  * A relay, a server with `options`, and a function to open plain ws senders to `path`.
@@ -44,7 +29,7 @@ async function withServer(options, body) {
     });
   };
   try {
-    await next(server, 'listening', 'the server');
+    await nextEvent(server, 'listening', WAIT, 'the server');
     await body(server, sender);
   } finally {
     await new Promise((resolve) => server.close(resolve));
@@ -56,7 +41,7 @@ test('handleProtocols returning a protocol the sender did not offer refuses the 
   for (const choice of [true, 'zzz']) {
     await withServer({ handleProtocols: () => choice }, async (server, sender) => {
       const ws = sender('hc', ['a', 'b']);
-      const [, res] = await next(ws, 'unexpected-response', `the refusal for ${choice}`);
+      const [, res] = await nextEvent(ws, 'unexpected-response', WAIT, `the refusal for ${choice}`);
       assert.equal(res.statusCode, 500);
       res.resume();
       ws.on('error', () => {});
@@ -67,11 +52,11 @@ test('handleProtocols returning a protocol the sender did not offer refuses the 
 
 test('req.url keeps the sender path encoded, and drops sb-hc-* parameters whatever their case', async () => {
   await withServer({}, async (server, sender) => {
-    const got = next(server, 'connection', 'the connection');
+    const got = nextEvent(server, 'connection', WAIT, 'the connection');
     const ws = sender('hc/a%2F..%2Fadmin?SB-HC-Extra=1&y=2');
     const [socket, req] = await got;
     assert.equal(req.url, '/a%2F..%2Fadmin?y=2');
     socket.close();
-    await next(ws, 'close', 'the sender close');
+    await nextEvent(ws, 'close', WAIT, 'the sender close');
   });
 });
