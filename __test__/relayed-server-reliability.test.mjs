@@ -28,28 +28,12 @@ import {
   typesOf,
   whenListening,
   withServerRelay,
-  wsSender
+  wsSender,
+  echoRoundTrip
 } from './support/server-steps.mjs';
 
 const RELAY = { hybridConnections: ['hc'] };
 
-/**
- * A text round trip through an echoing server, with a plain ws sender.
- *
- * @param {any} relay The relay.
- * @param {string} [what] For failure messages.
- * @returns {Promise<void>}
- */
-async function echoRoundTrip(relay, what = 'a sender') {
-  const { outcome } = wsSender(relay, 'hc');
-  const ws = await expectOpen(outcome, what);
-  const nonce = `n-${Math.random().toString(36).slice(2)}`;
-  ws.send(nonce);
-  const m = await nextMessage(ws, STEP_MS, `the echo at ${what}`);
-  assert.equal(m.data.toString(), nonce);
-  ws.close(1000);
-  await whenClosed(ws, STEP_MS, `${what} to close`);
-}
 
 /**
  * Samples `relay.stats().listeners` every 50 ms until stopped.

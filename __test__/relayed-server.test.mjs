@@ -49,29 +49,13 @@ import {
   typesOf,
   whenListening,
   withServerRelay,
-  wsSender
+  wsSender,
+  echoRoundTrip
 } from './support/server-steps.mjs';
 
 /** One Hybrid Connection, 'hc', so that sender suffixes (hc/sub/dir) resolve to it. */
 const RELAY = { hybridConnections: ['hc'] };
 
-/**
- * A text round trip through an echoing server, with a plain ws sender.
- *
- * @param {any} relay The relay.
- * @param {string} [what] For failure messages.
- * @returns {Promise<void>}
- */
-async function echoRoundTrip(relay, what = 'a sender') {
-  const { outcome } = wsSender(relay, 'hc');
-  const ws = await expectOpen(outcome, what);
-  const nonce = `n-${Math.random().toString(36).slice(2)}`;
-  ws.send(nonce);
-  const m = await nextMessage(ws, STEP_MS, `the echo at ${what}`);
-  assert.equal(m.data.toString(), nonce);
-  ws.close(1000);
-  await whenClosed(ws, STEP_MS, `${what} to close`);
-}
 
 /**
  * A callback that resolves a promise with its arguments.

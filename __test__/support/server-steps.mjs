@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import hyco, { createRelayListenUri, createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
 import { WebSocketServer } from 'ws';
 
-import { STEP_MS, endClients, nextEvent, startSender, withRelay, withTimeout } from './relay-steps.mjs';
+import { STEP_MS, endClients, expectOpen, nextEvent, nextMessage, startSender, whenClosed, withRelay, withTimeout } from './relay-steps.mjs';
 import { endSockets } from './socket-steps.mjs';
 
 /**
@@ -511,4 +511,22 @@ export function parseControl(m) {
   } catch {
     return assert.fail(`the control message is not JSON: ${m.data.toString().slice(0, 200)}`);
   }
+}
+
+/**
+ * A text round trip through an echoing server, with a plain ws sender.
+ *
+ * @param {any} relay The relay.
+ * @param {string} [what] For failure messages.
+ * @returns {Promise<void>}
+ */
+export async function echoRoundTrip(relay, what = 'a sender') {
+  const { outcome } = wsSender(relay, 'hc');
+  const ws = await expectOpen(outcome, what);
+  const nonce = `n-${Math.random().toString(36).slice(2)}`;
+  ws.send(nonce);
+  const m = await nextMessage(ws, STEP_MS, `the echo at ${what}`);
+  assert.equal(m.data.toString(), nonce);
+  ws.close(1000);
+  await whenClosed(ws, STEP_MS, `${what} to close`);
 }
