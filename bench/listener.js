@@ -73,6 +73,7 @@ const { createRelaySendUri, createRelayToken, WebSocket } = require('..');
 const { median, percentile } = require('./support/stats');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 const { KINDS, startListener, isFdExhaustion, withTimeout } = require('./support/listeners');
+const { runMain } = require('./support/run');
 
 const USAGE = 'Usage: node bench/listener.js [rounds=3] [connections=1000]';
 const RELAY_SCRIPT = path.join(__dirname, 'support', 'relay-peer.js');
@@ -915,16 +916,4 @@ async function main() {
   }
 }
 
-main()
-  .catch((err) => {
-    console.error(`bench/listener.js failed: ${err.stack || err.message}`);
-    process.exitCode = 1;
-  })
-  .finally(() => {
-    // Everything is closed by now and the process should exit at once; if some handle
-    // still holds it (the connect measure's listeners ran here), say so instead of hanging.
-    setTimeout(() => {
-      console.error('bench/listener.js: a handle is still open after cleanup; exiting');
-      process.exit(process.exitCode || 1);
-    }, 10000).unref();
-  });
+runMain('bench/listener.js', main);

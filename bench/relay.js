@@ -43,6 +43,7 @@ const {
   WebSocketServer
 } = require('..');
 const { median, formatSize, formatRate } = require('./support/stats');
+const { parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
 
 const USAGE = 'Usage: node bench/relay.js [rounds=5] [scale=1]';
 
@@ -74,35 +75,7 @@ const CLIENT_OPTIONS = { perMessageDeflate: false };
 /** Every socket this script opens, so that all of them are closed whatever happens. */
 const sockets = [];
 
-/**
- * Reads `[rounds] [scale]` from argv.
- *
- * @return {({rounds: Number, scale: Number}|null)} The arguments, or `null` when invalid
- */
-function parseArgs() {
-  const [r, s] = process.argv.slice(2);
-  const rounds = r === undefined ? 5 : Number(r);
-  const scale = s === undefined ? 1 : Number(s);
-  if (!Number.isInteger(rounds) || rounds < 1) return null;
-  if (!Number.isFinite(scale) || scale <= 0) return null;
-  return { rounds, scale };
-}
 
-/**
- * Rejects with an error naming `what` if `promise` does not settle within `ms`.
- *
- * @param {Promise} promise The promise
- * @param {Number} ms Milliseconds
- * @param {String} what What is being waited for
- * @return {Promise} The promise's outcome
- */
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Creates a ws client, remembers it for the final cleanup and records its errors (a
@@ -415,7 +388,7 @@ function table(rows) {
  * @return {Promise<void>}
  */
 async function main() {
-  const args = parseArgs();
+  const args = parseRoundsAndScale();
   if (!args) {
     console.error(USAGE);
     process.exitCode = 2;
@@ -488,16 +461,4 @@ async function main() {
   }
 }
 
-main()
-  .catch((err) => {
-    console.error(`bench/relay.js failed: ${err.stack || err.message}`);
-    process.exitCode = 1;
-  })
-  .finally(() => {
-    // Everything is closed by now and the process should exit at once; if some handle
-    // still holds it, say so instead of hanging.
-    setTimeout(() => {
-      console.error('bench/relay.js: a handle is still open after cleanup; exiting');
-      process.exit(process.exitCode || 1);
-    }, 10000).unref();
-  });
+runMain('bench/relay.js', main);

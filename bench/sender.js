@@ -53,6 +53,7 @@ const { performance } = require('perf_hooks');
 
 const { createRelaySendUri, createRelayToken, relayedConnect, WebSocket } = require('..');
 const { median, percentile, formatSize, formatRate } = require('./support/stats');
+const { parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 
 const USAGE = 'Usage: node bench/sender.js [rounds=5] [scale=1]';
@@ -104,35 +105,7 @@ const CLIENTS = [
 /** Every socket this process opens, so that all of them are closed whatever happens. */
 const sockets = new Set();
 
-/**
- * Reads `[rounds] [scale]` from argv.
- *
- * @return {({rounds: Number, scale: Number}|null)} The arguments, or `null` when invalid
- */
-function parseArgs() {
-  const [r, s] = process.argv.slice(2);
-  const rounds = r === undefined ? 5 : Number(r);
-  const scale = s === undefined ? 1 : Number(s);
-  if (!Number.isInteger(rounds) || rounds < 1) return null;
-  if (!Number.isFinite(scale) || scale <= 0) return null;
-  return { rounds, scale };
-}
 
-/**
- * Rejects with an error naming `what` if `promise` does not settle within `ms`.
- *
- * @param {Promise} promise The promise
- * @param {Number} ms Milliseconds
- * @param {String} what What is being waited for
- * @return {Promise} The promise's outcome
- */
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Resolves after `ms` milliseconds.
@@ -701,7 +674,7 @@ function resultRows(res) {
  * @return {Promise<void>}
  */
 async function main() {
-  const args = parseArgs();
+  const args = parseRoundsAndScale();
   if (!args) {
     console.error(USAGE);
     process.exitCode = 2;
@@ -829,16 +802,4 @@ async function main() {
   }
 }
 
-main()
-  .catch((err) => {
-    console.error(`bench/sender.js failed: ${err.stack || err.message}`);
-    process.exitCode = 1;
-  })
-  .finally(() => {
-    // Everything is closed by now and the process should exit at once; if some handle
-    // still holds it, say so instead of hanging.
-    setTimeout(() => {
-      console.error('bench/sender.js: a handle is still open after cleanup; exiting');
-      process.exit(process.exitCode || 1);
-    }, 10000).unref();
-  });
+runMain('bench/sender.js', main);

@@ -30,6 +30,7 @@
 const { performance } = require('perf_hooks');
 
 const { createRelayListenUri, createRelayToken, RelayedServer, WebSocket } = require('../..');
+const { withTimeout } = require('./run');
 
 /** The listener kinds, their labels and their Hybrid Connections. */
 const KINDS = {
@@ -160,21 +161,6 @@ function baseListener(kind, hooks) {
   return l;
 }
 
-/**
- * Waits for `promise`, or rejects after `ms` with a message naming `what`.
- *
- * @param {Promise} promise The promise
- * @param {Number} ms Milliseconds
- * @param {String} what What is being waited for
- * @return {Promise} The promise's outcome
- */
-function withTimeout(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 /**
  * Starts hyco-ws-rs's RelayedServer on the kind's Hybrid Connection.

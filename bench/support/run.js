@@ -1,0 +1,61 @@
+'use strict';
+
+/**
+ * What every benchmark script needs to run: bounded waits, the `[rounds] [scale]`
+ * arguments, and a `main()` runner that reports failures and never hangs at exit.
+ */
+
+/**
+ * Rejects with an error naming `what` if `promise` does not settle within `ms`.
+ *
+ * @param {Promise} promise The promise
+ * @param {Number} ms Milliseconds
+ * @param {String} what What is being waited for
+ * @return {Promise} The promise's outcome
+ */
+function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Reads `[rounds=5] [scale=1]` from the command line.
+ *
+ * @return {?{rounds: Number, scale: Number}} The arguments, or `null` when invalid
+ */
+function parseRoundsAndScale() {
+  const [r, s] = process.argv.slice(2);
+  const rounds = r === undefined ? 5 : Number(r);
+  const scale = s === undefined ? 1 : Number(s);
+  if (!Number.isInteger(rounds) || rounds < 1) return null;
+  if (!Number.isFinite(scale) || scale <= 0) return null;
+  return { rounds, scale };
+}
+
+/**
+ * Runs a benchmark's `main`: a failure sets exit status 1, and a handle left open after
+ * cleanup is reported and the process ended instead of hanging.
+ *
+ * @param {String} name The script, for messages (`bench/relay.js`)
+ * @param {Function} main The async main function
+ */
+function runMain(name, main) {
+  main()
+    .catch((err) => {
+      console.error(`${name} failed: ${err.stack || err.message}`);
+      process.exitCode = 1;
+    })
+    .finally(() => {
+      // Everything is closed by now and the process should exit at once; if some handle
+      // still holds it, say so instead of hanging.
+      setTimeout(() => {
+        console.error(`${name}: a handle is still open after cleanup; exiting`);
+        process.exit(process.exitCode || 1);
+      }, 10000).unref();
+    });
+}
+
+module.exports = { parseRoundsAndScale, runMain, withTimeout };
