@@ -193,10 +193,7 @@ function relayedConnect(address, token, options, fn) {
   const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
   if (fn) ws.once('open', () => fn(ws));
   ws._attach(
-    native.connectSocket(
-      { url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong },
-      ws._onEvents
-    )
+    native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong })
   );
   return ws;
 }

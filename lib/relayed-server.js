@@ -13,11 +13,9 @@ const WebSocket = require('ws');
 
 const { redact } = require('./connect');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
-const { loadNative } = require('./native');
+const { native, register, unregister } = require('./native-events');
 const { codedError, describeType, invalidOption, numberOption } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
-
-const native = loadNative();
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
 const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -47,6 +45,42 @@ class ProtocolList extends Array {
 }
 
 /**
+ * 'close' of an accepted socket (`this`): the server forgets it, and may be done closing.
+ * One function for all sockets, so that none holds a closure (a listener may hold
+ * thousands of sockets); `on` rather than `once`, which would wrap it per socket ('close'
+ * comes once anyway).
+ *
+ * @private
+ */
+function onAcceptedClose() {
+  const server = this._server;
+  server._sockets.delete(this);
+  if (server.clients) server.clients.delete(this);
+  if (server._state === 'closing') server._maybeFinish();
+}
+
+/**
+ * 'newListener' of the server: a 'headers' listener needs the accept decision in JS.
+ *
+ * @param {String} event The event name
+ * @private
+ */
+function onNewListener(event) {
+  if (event === 'headers') this._setAutoAccept(false);
+}
+
+/**
+ * 'removeListener' of the server: without 'headers' listeners, the native side may accept
+ * by itself again.
+ *
+ * @param {String} event The event name
+ * @private
+ */
+function onRemoveListener(event) {
+  if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+}
+
+/**
  * An error from a native error description.
  *
  * @param {Object} e `{ message, code, statusCode, statusDescription }`
@@ -61,16 +95,6 @@ function toError(e) {
     err.statusDescription = e.statusDescription;
   }
   return err;
-}
-
-/**
- * Rethrows `err` (from a listener) outside the native callback.
- *
- * @param {Error} err The error
- * @private
- */
-function rethrow(err) {
-  throw err;
 }
 
 /**
@@ -242,9 +266,9 @@ class RelayedServer extends EventEmitter {
     this._sockets = new Set();
     this._listened = false;
     this._state = 'running';
+    this._autoAccept = false;
     if (typeof callback === 'function') this.on('listening', callback);
-    this._native = native.listen(
-      {
+    this._id = native.listen({
         url: this.options.url,
         staticToken: this.options.staticToken,
         // A ping every few microseconds helps nobody: 100 ms is the floor.
@@ -252,34 +276,48 @@ class RelayedServer extends EventEmitter {
         // A pong is awaited 10 s, or one interval when pings are more frequent than that.
         pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
         reconnectDelaysMs: this.options.reconnectDelays,
-        ca: this.options.ca
-      },
-      (events) => this._dispatch(events, 0)
+        ca: this.options.ca,
+        maxPayload: this.options.maxPayload,
+        acceptTimeoutMs: this.options.acceptTimeout
+    });
+    register(this._id, this);
+    // Without hooks to run, the native side accepts senders by itself (one round trip to
+    // JavaScript less per connection); a 'headers' listener turns that off while it exists.
+    this.on('newListener', onNewListener);
+    this.on('removeListener', onRemoveListener);
+    this._setAutoAccept(this._canAutoAccept());
+  }
+
+  /**
+   * Whether the native side may accept senders without asking: nothing in JavaScript has
+   * a say in the accept.
+   *
+   * @return {Boolean} Whether it may
+   * @private
+   */
+  _canAutoAccept() {
+    return (
+      this._state === 'running' &&
+      this.options.verifyClient === null &&
+      this.options.handleProtocols === null &&
+      this.listenerCount('headers') === 0
     );
   }
 
   /**
-   * Handles native events in order; a throwing listener is rethrown outside the native
-   * call and does not lose the following events.
+   * Turns the native side's auto-accept on or off.
    *
-   * @param {Object[]} events The events
-   * @param {Number} start Where to resume
+   * @param {Boolean} on Whether it accepts by itself
    * @private
    */
-  _dispatch(events, start) {
-    for (let i = start; i < events.length; i++) {
-      try {
-        this._handle(events[i]);
-      } catch (err) {
-        process.nextTick(rethrow, err);
-        if (i + 1 < events.length) process.nextTick(() => this._dispatch(events, i + 1));
-        return;
-      }
-    }
+  _setAutoAccept(on) {
+    if (on === this._autoAccept || this._id === 0) return;
+    this._autoAccept = on;
+    native.listenerSetAutoAccept(this._id, on);
   }
 
   /**
-   * Handles one native event.
+   * Handles one native event (in order; see lib/native-events.js).
    *
    * @param {Object} ev The event
    * @private
@@ -358,7 +396,7 @@ class RelayedServer extends EventEmitter {
     }
     // The server may have closed while the provider worked: the answer is then dropped.
     const answer = (token, message) => {
-      if (this._native !== null) this._native.provideToken(request, token, message);
+      if (this._id !== 0) native.listenerProvideToken(this._id, request, token, message);
     };
     result
       .then((token) => {
@@ -381,20 +419,8 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _accept(ev) {
-    const headers = {};
-    for (const [name, value] of ev.headers) {
-      const key = name.toLowerCase();
-      headers[key] = Object.prototype.hasOwnProperty.call(headers, key) ? `${headers[key]}, ${value}` : value;
-    }
-    const socket = { remoteAddress: ev.remoteAddress, remotePort: ev.remotePort };
-    const req = {
-      headers,
-      url: requestUrl(ev.address, this.options.entity),
-      method: 'GET',
-      socket,
-      connection: socket,
-      id: ev.id
-    };
+    const req = this._request(ev);
+    const headers = req.headers;
     const verify = this.options.verifyClient;
     if (!verify) {
       this._guard(ev, () => this._choose(ev, req));
@@ -415,6 +441,75 @@ class RelayedServer extends EventEmitter {
       if (verify(info)) this._choose(ev, req);
       else this._reject(ev, 401);
     });
+  }
+
+  /**
+   * The `req` of 'connection' and of the hooks, from a native accept request.
+   *
+   * @param {Object} ev The native accept request
+   * @return {Object} `{ headers, url, method, socket, connection, id }`
+   * @private
+   */
+  _request(ev) {
+    const headers = {};
+    for (const [name, value] of ev.headers) {
+      const key = name.toLowerCase();
+      headers[key] = Object.prototype.hasOwnProperty.call(headers, key) ? `${headers[key]}, ${value}` : value;
+    }
+    const socket = { remoteAddress: ev.remoteAddress, remotePort: ev.remotePort };
+    return {
+      headers,
+      url: requestUrl(ev.address, this.options.entity),
+      method: 'GET',
+      socket,
+      connection: socket,
+      id: ev.id
+    };
+  }
+
+  /**
+   * A sender the native side accepted by itself: its socket is already open.
+   *
+   * @param {Number} id The native socket's id
+   * @param {String} protocol The subprotocol (always `''`: senders offering one are asked about)
+   * @param {Object} ev The native accept request
+   * @private
+   */
+  _accepted(id, protocol, ev) {
+    const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
+    ws._adoptOpen(id, protocol);
+    this._connected(ws, this._request(ev));
+  }
+
+  /**
+   * Takes an accepted socket into the server's care until it closes.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @return {RelayedWebSocket} `ws`
+   * @private
+   */
+  _track(ws) {
+    // Its 'error' without a listener is not thrown (see RelayedWebSocket's `_emitError`).
+    ws._server = this;
+    ws.on('close', onAcceptedClose);
+    this._sockets.add(ws);
+    return ws;
+  }
+
+  /**
+   * An accepted socket is open: 'connection', or a close if the server is closing.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @param {Object} req The request
+   * @private
+   */
+  _connected(ws, req) {
+    if (this._state !== 'running') {
+      ws.close(1001, 'Server shutting down');
+      return;
+    }
+    if (this.clients) this.clients.add(ws);
+    this.emit('connection', ws, req);
   }
 
   /**
@@ -502,44 +597,25 @@ class RelayedServer extends EventEmitter {
       // would corrupt the handshake.
       if (tokenRegex.test(name) && !/[\r\n\0]/.test(value)) extra[name] = value;
     }
-    const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
-    ws.once('close', () => {
-      this._sockets.delete(ws);
-      if (this.clients) this.clients.delete(ws);
-      if (this._state === 'closing') this._maybeFinish();
-    });
-    ws.once('open', () => {
-      if (this._state !== 'running') {
-        ws.close(1001, 'Server shutting down');
-        return;
-      }
-      if (this.clients) this.clients.add(ws);
-      this.emit('connection', ws, req);
-    });
-    // A failed accept (the sender left, the address expired) is the sender's loss; the
-    // error must not crash an application that cannot see this socket yet.
-    ws.on('error', () => {});
-    let attached;
+    let id;
     try {
-      attached = native.connectSocket(
-        {
-          url: ev.address,
-          headers: extra,
-          protocols: protocol ? [protocol] : [],
-          handshakeTimeout: this.options.acceptTimeout,
-          maxPayload: this.options.maxPayload,
-          ca: this.options.ca,
-          closeTimeout: 30000,
-          autoPong: true
-        },
-        ws._onEvents
-      );
+      id = native.connectSocket({
+        url: ev.address,
+        headers: extra,
+        protocols: protocol ? [protocol] : [],
+        handshakeTimeout: this.options.acceptTimeout,
+        maxPayload: this.options.maxPayload,
+        ca: this.options.ca,
+        closeTimeout: 30000,
+        autoPong: true
+      });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
       throw err;
     }
-    ws._attach(attached);
-    this._sockets.add(ws);
+    const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
+    ws.once('open', () => this._connected(ws, req));
+    ws._attach(id);
   }
 
   /**
@@ -568,7 +644,8 @@ class RelayedServer extends EventEmitter {
    */
   _onClosed(err) {
     this.status = 'closed';
-    this._native = null;
+    unregister(this._id);
+    this._id = 0;
     if (err) {
       this.lastError = err;
       if (this._state === 'running') {
@@ -619,7 +696,7 @@ class RelayedServer extends EventEmitter {
     if (typeof cb === 'function') this.once('close', () => cb());
     if (this._state === 'closing') return;
     this._state = 'closing';
-    if (this._native) this._native.close();
+    if (this._id !== 0) native.listenerClose(this._id);
     else this._listenerClosed = true;
     for (const ws of this._sockets) {
       if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');

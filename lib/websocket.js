@@ -11,6 +11,8 @@
 const EventEmitter = require('events');
 const WebSocket = require('ws');
 
+const { native, register, unregister } = require('./native-events');
+
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
 
@@ -20,8 +22,8 @@ const OP_BINARY = 0x2;
 const OP_PING = 0x9;
 const OP_PONG = 0xa;
 
-// Native event types and how many fields follow each in the flat event list (see `to_js`
-// in src/bindings/socket.rs).
+// Native event types and how many fields follow each (see `flatten` in
+// src/bindings/socket.rs).
 const EV_OPEN = 0;
 const EV_MESSAGE = 1;
 const EV_PING = 2;
@@ -35,9 +37,11 @@ const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4];
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.
 const BATCH_BELOW = 16 * 1024;
-// The packing buffer starts at this size and doubles up to BATCH_LIMIT; it is flushed when
-// the next frame does not fit.
-const BATCH_INITIAL = 32 * 1024;
+// The packing buffer starts at this size (a slice of Node's shared Buffer pool), doubles up
+// to BATCH_LIMIT while a tick's frames need it, and is flushed when the next frame does not
+// fit. A buffer that a flush used less than a quarter of is let go: an idle socket keeps
+// none (thousands of idle sockets would otherwise each pin a batch-sized buffer).
+const BATCH_INITIAL = 1024;
 const BATCH_LIMIT = 256 * 1024;
 // Per packed frame: flags, length (u32) and callback id (u32); see `for_each_batched` in
 // core/src/socket/connection.rs.
@@ -45,16 +49,37 @@ const BATCH_HEADER = 9;
 
 /**
  * Stands in for the `net.Socket` that ws's `createWebSocketStream()` inspects in `_final`:
- * it reports when the writable side has finished (the connection is closed).
+ * it reports when the writable side has finished (the connection is closed). Made only
+ * when something asks for `_socket`.
  *
  * @extends EventEmitter
  * @private
  */
 class TransportShim extends EventEmitter {
-  constructor() {
+  /**
+   * @param {Boolean} finished The connection is already closed
+   */
+  constructor(finished) {
     super();
-    this._writableState = { finished: false, length: 0 };
+    this._writableState = { finished, length: 0 };
   }
+}
+
+/** Sockets with packed frames to hand over at the end of this tick (see `_sendFrame`). */
+let toFlush = [];
+
+/** The last send-callback id given out (ids only need to be unique per socket). */
+let lastAck = 0;
+
+/**
+ * Hands every socket's packed frames to the native side (one microtask for all of them).
+ *
+ * @private
+ */
+function flushPacked() {
+  const sockets = toFlush;
+  toFlush = [];
+  for (const ws of sockets) ws._flush();
 }
 
 /**
@@ -131,21 +156,44 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   constructor(url, options) {
-    // ws's constructor without an address sets up an unconnected socket.
-    super(null, undefined, { autoPong: options.autoPong, closeTimeout: options.closeTimeout });
+    // ws's constructor without an address sets up an unconnected socket. Pings are answered
+    // natively, so ws's own auto-pong state (a closure per socket) is not needed.
+    super(null, undefined, { autoPong: false, closeTimeout: options.closeTimeout });
+    // Few fields, most of them made on first use: a listener may hold thousands of these.
     this._isServer = false;
     this._url = url;
     this._bufferedAmount = 0;
-    this._native = null;
-    this._callbacks = new Map();
-    this._nextAck = 1;
+    this._id = 0;
+    this._callbacks = null;
     this._firstFragment = true;
-    this._held = [];
+    this._held = null;
     this._packed = null;
     this._packedLength = 0;
-    this._flushBatch = () => this._flush();
-    this._onEvents = (events) => this._dispatch(events, 0);
+    // false until open; then true, or the TransportShim once something asked for it.
+    this._shim = false;
+    // Set by RelayedServer for the sockets it accepts.
+    this._server = null;
   }
+
+  /**
+   * The transport stand-in ws's `createWebSocketStream()` looks at: `null` until open, then
+   * a `TransportShim` (made on first use).
+   *
+   * @type {?TransportShim}
+   * @private
+   */
+  get _socket() {
+    if (this._shim === false) return null;
+    if (this._shim === true) this._shim = new TransportShim(this._readyState === WebSocket.CLOSED);
+    return this._shim;
+  }
+
+  /**
+   * ws's constructor sets `_socket` to `null`; the getter above decides instead.
+   *
+   * @private
+   */
+  set _socket(value) {}
 
   /**
    * Bytes queued by `send()`, `ping()` and `pong()` and not yet written to the network,
@@ -158,19 +206,34 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Attaches the native socket.
+   * Attaches the native socket: its events come here from now on.
    *
-   * @param {Object} native The native socket
+   * @param {Number} id The native socket's id
    * @private
    */
-  _attach(native) {
-    this._native = native;
+  _attach(id) {
+    this._id = id;
+    register(id, this);
   }
 
   /**
-   * Handles a batch of native events (a flat list: a type, then its fields), in order. A
-   * throwing listener does not lose the rest of the batch, and its exception is rethrown
-   * outside the native call (as an uncaught exception, like any EventEmitter listener).
+   * Attaches a native socket that is already open (a listener accepted it by itself).
+   *
+   * @param {Number} id The native socket's id
+   * @param {String} protocol The subprotocol
+   * @private
+   */
+  _adoptOpen(id, protocol) {
+    this._attach(id);
+    this._readyState = WebSocket.OPEN;
+    this._protocol = protocol;
+    this._shim = true;
+  }
+
+  /**
+   * Handles events held while paused (a flat list: a type, then its fields), in order. A
+   * throwing listener does not lose the rest, and its exception is rethrown outside (as
+   * an uncaught exception, like any EventEmitter listener).
    *
    * @param {Array} list The events
    * @param {Number} start Where to resume
@@ -202,14 +265,16 @@ class RelayedWebSocket extends WebSocket {
    */
   _handle(list, t, at) {
     if (this._paused && (t === EV_MESSAGE || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED)) {
-      for (let k = at - 1; k < at + FIELDS[t]; k++) this._held.push(list[k]);
+      if (this._held === null) this._held = [];
+      this._held.push(t);
+      for (let k = at; k < at + FIELDS[t]; k++) this._held.push(list[k]);
       return;
     }
-    if ((t === EV_ERROR || t === EV_CLOSED) && this._held.length) {
+    if ((t === EV_ERROR || t === EV_CLOSED) && this._held !== null && this._held.length) {
       // As ws: what was already read is delivered before the error and the close, paused
       // or not.
       const held = this._held;
-      this._held = [];
+      this._held = null;
       const paused = this._paused;
       this._paused = false;
       try {
@@ -235,13 +300,13 @@ class RelayedWebSocket extends WebSocket {
         if (this._readyState !== WebSocket.CONNECTING) {
           // close() or terminate() was called while the handshake was completing: abort,
           // as ws does, with its error and a 1006 close.
-          this._native.terminate();
+          native.socketTerminate(this._id);
           this._emitError('WebSocket was closed before the connection was established', null, false, null, null);
           break;
         }
         this._readyState = WebSocket.OPEN;
         this._protocol = list[at];
-        this._socket = new TransportShim();
+        this._shim = true;
         this.emit('open');
         break;
       case EV_CLOSE_RECEIVED:
@@ -320,6 +385,7 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _complete(id, err) {
+    if (this._callbacks === null) return;
     const cb = this._callbacks.get(id);
     if (cb === undefined) return;
     this._callbacks.delete(id);
@@ -350,6 +416,10 @@ class RelayedWebSocket extends WebSocket {
       this._readyState = WebSocket.CLOSING;
     }
     this._errorEmitted = true;
+    // A socket a RelayedServer accepted does not throw an unhandled 'error' (as with
+    // hyco-ws): a failed accept (the sender left, the address expired) must not crash an
+    // application that has not even seen the socket yet.
+    if (this._server !== null && this.listenerCount('error') === 0) return;
     this.emit('error', err);
   }
 
@@ -363,21 +433,24 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _closed(code, reason, frameReceived, frameSent) {
-    this._held.length = 0;
+    this._held = null;
+    this._packed = null;
+    this._packedLength = 0;
     this._readyState = WebSocket.CLOSED;
     this._closeFrameReceived = frameReceived;
     this._closeFrameSent = frameSent;
     this._closeCode = code;
     this._closeMessage = reason;
-    if (this._callbacks.size) {
+    if (this._callbacks !== null && this._callbacks.size) {
       const err = new Error('WebSocket is not open: readyState 3 (CLOSED)');
       for (const id of [...this._callbacks.keys()]) this._complete(id, err);
     }
-    if (this._socket) {
-      this._socket._writableState.finished = true;
-      this._socket.emit('finish');
+    if (typeof this._shim === 'object') {
+      this._shim._writableState.finished = true;
+      this._shim.emit('finish');
     }
-    this._native = null;
+    unregister(this._id);
+    this._id = 0;
     this.emit('close', code, reason);
   }
 
@@ -396,8 +469,9 @@ class RelayedWebSocket extends WebSocket {
   _sendFrame(buf, opcode, fin, cb) {
     let ack = 0;
     if (typeof cb === 'function') {
-      ack = this._nextAck++;
-      if (this._nextAck > 0x7fffffff) this._nextAck = 1;
+      lastAck = lastAck >= 0x7fffffff ? 1 : lastAck + 1;
+      ack = lastAck;
+      if (this._callbacks === null) this._callbacks = new Map();
       this._callbacks.set(ack, cb);
     }
     const length = buf.length;
@@ -405,24 +479,35 @@ class RelayedWebSocket extends WebSocket {
     this._bufferedAmount += accounted;
     if (length >= BATCH_BELOW) {
       this._flush();
-      this._native.send(buf, opcode, fin, accounted, ack);
+      native.socketSend(this._id, buf, opcode, fin, accounted, ack);
       return;
     }
     const need = BATCH_HEADER + length;
     let packed = this._packed;
     if (packed === null || this._packedLength + need > packed.length) {
-      if (packed !== null && packed.length < BATCH_LIMIT && this._packedLength + need <= packed.length * 2) {
-        const grown = Buffer.allocUnsafe(packed.length * 2);
-        packed.copy(grown, 0, 0, this._packedLength);
+      const used = this._packedLength;
+      if (packed !== null && used > 0 && used + need <= BATCH_LIMIT) {
+        let size = packed.length * 2;
+        while (size < used + need) size *= 2;
+        const grown = Buffer.allocUnsafe(Math.min(size, BATCH_LIMIT));
+        packed.copy(grown, 0, 0, used);
         packed = grown;
       } else {
         this._flush();
-        if (packed === null) packed = Buffer.allocUnsafe(BATCH_INITIAL);
+        packed = this._packed;
+        if (packed === null || need > packed.length) {
+          let size = BATCH_INITIAL;
+          while (size < need) size *= 2;
+          packed = Buffer.allocUnsafe(size);
+        }
       }
       this._packed = packed;
     }
     let pos = this._packedLength;
-    if (pos === 0) queueMicrotask(this._flushBatch);
+    if (pos === 0) {
+      if (toFlush.length === 0) queueMicrotask(flushPacked);
+      toFlush.push(this);
+    }
     packed[pos] = (fin ? 0x80 : 0) | opcode;
     packed.writeUInt32BE(length, pos + 1);
     packed.writeUInt32BE(ack, pos + 5);
@@ -440,7 +525,11 @@ class RelayedWebSocket extends WebSocket {
     const length = this._packedLength;
     if (length === 0) return;
     this._packedLength = 0;
-    if (this._native !== null) this._native.sendBatch(this._packed.subarray(0, length));
+    const packed = this._packed;
+    if (this._id !== 0) native.socketSendBatch(this._id, packed.subarray(0, length));
+    // The native side copied the frames. Keep the buffer for the next tick only if this one
+    // needed a good part of it.
+    if (length < packed.length >>> 2) this._packed = null;
   }
 
   /**
@@ -538,7 +627,7 @@ class RelayedWebSocket extends WebSocket {
     if (this.readyState === WebSocket.CLOSED) return;
     if (this.readyState === WebSocket.CONNECTING) {
       this._readyState = WebSocket.CLOSING;
-      if (this._native) this._native.close();
+      if (this._id !== 0) native.socketClose(this._id);
       return;
     }
     if (this.readyState === WebSocket.CLOSING) return;
@@ -565,7 +654,7 @@ class RelayedWebSocket extends WebSocket {
     }
     this._readyState = WebSocket.CLOSING;
     this._flush();
-    this._native.close(code, reasonBuf);
+    native.socketClose(this._id, code, reasonBuf);
   }
 
   /**
@@ -576,7 +665,7 @@ class RelayedWebSocket extends WebSocket {
   terminate() {
     if (this.readyState === WebSocket.CLOSED) return;
     this._readyState = WebSocket.CLOSING;
-    if (this._native) this._native.terminate();
+    if (this._id !== 0) native.socketTerminate(this._id);
   }
 
   /**
@@ -587,7 +676,7 @@ class RelayedWebSocket extends WebSocket {
   pause() {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this._paused = true;
-    if (this._native) this._native.pause();
+    if (this._id !== 0) native.socketPause(this._id);
   }
 
   /**
@@ -598,10 +687,10 @@ class RelayedWebSocket extends WebSocket {
   resume() {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this._paused = false;
-    if (this._native) this._native.resume();
-    if (this._held.length) {
+    if (this._id !== 0) native.socketResume(this._id);
+    if (this._held !== null && this._held.length) {
       const held = this._held;
-      this._held = [];
+      this._held = null;
       process.nextTick(() => this._dispatch(held, 0));
     }
   }

@@ -1,19 +1,21 @@
-//! Bindings for the listener's control channel (`RelayedServer`). Events go up through one
-//! ThreadsafeFunction, batched like the socket's; it keeps the process alive until the
-//! listener's final `closed` event is delivered.
+//! Bindings for the listener's control channel (`RelayedServer`). JavaScript addresses a
+//! listener by the id `listen` returns; its events go up through the environment's hub
+//! (`hub.rs`), which keeps the process alive until the listener's final `closed` event is
+//! delivered.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyco_core::listener::{
-    self, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions, ListenerSink,
+    self, AcceptRequest, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
 };
-use hyco_core::socket::SocketError;
-use napi::bindgen_prelude::{Buffer, Function};
-use napi::Status;
+use hyco_core::socket::{EventSink, Handle, SocketError};
+use napi::bindgen_prelude::Buffer;
+use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::bindings::event_queue::{Batch, EventQueue};
+use crate::bindings::hub::{self, Hub, Target, Up};
+use crate::bindings::socket::SocketSink;
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -30,6 +32,10 @@ pub struct NativeListenOptions {
     pub reconnect_delays_ms: Vec<f64>,
     /// Extra trusted certificates, PEM.
     pub ca: Option<Vec<Buffer>>,
+    /// Largest message on an accepted connection, bytes (0: none).
+    pub max_payload: f64,
+    /// Time allowed for an accept handshake, ms.
+    pub accept_timeout_ms: f64,
 }
 
 /// An error, as JavaScript receives it.
@@ -104,7 +110,20 @@ pub fn error_js(e: SocketError) -> ListenerErrorJs {
     }
 }
 
-fn to_js(e: ListenerEvent) -> ListenerEventJs {
+/// An accept request, as JavaScript receives it.
+pub fn accept_js(a: AcceptRequest) -> ListenerEventJs {
+    ListenerEventJs {
+        id: Some(a.id),
+        address: Some(a.address),
+        headers: Some(a.headers.into_iter().map(|(k, v)| vec![k, v]).collect()),
+        remote_address: a.remote_address,
+        remote_port: a.remote_port.map(u32::from),
+        ..ListenerEventJs::of("accept")
+    }
+}
+
+/// A listener event, as JavaScript receives it.
+pub fn to_js(e: ListenerEvent) -> ListenerEventJs {
     match e {
         ListenerEvent::NeedToken { request, renewal } => ListenerEventJs {
             request: Some(request as f64),
@@ -121,14 +140,7 @@ fn to_js(e: ListenerEvent) -> ListenerEventJs {
             error: Some(error_js(error)),
             ..ListenerEventJs::of("offline")
         },
-        ListenerEvent::Accept(a) => ListenerEventJs {
-            id: Some(a.id),
-            address: Some(a.address),
-            headers: Some(a.headers.into_iter().map(|(k, v)| vec![k, v]).collect()),
-            remote_address: a.remote_address,
-            remote_port: a.remote_port.map(u32::from),
-            ..ListenerEventJs::of("accept")
-        },
+        ListenerEvent::Accept(a) => accept_js(a),
         ListenerEvent::Renewed => ListenerEventJs::of("renewed"),
         ListenerEvent::TokenExpiring { expires_at } => ListenerEventJs {
             expires_at: Some(expires_at as f64),
@@ -145,12 +157,29 @@ fn to_js(e: ListenerEvent) -> ListenerEventJs {
     }
 }
 
-/// The listener's event queue (see `event_queue`).
-struct Queue(Arc<EventQueue<ListenerEvent, ListenerEventJs>>);
+/// Where a listener's events go: the hub, tagged with its id. Connections it accepts by
+/// itself get ids of their own.
+struct HubListenerSink {
+    id: u32,
+    hub: Arc<Hub>,
+}
 
-impl ListenerSink for Queue {
+impl ListenerSink for HubListenerSink {
     fn push(&self, event: ListenerEvent) {
-        self.0.push(event);
+        self.hub.push(self.id, Up::Listener(event), None);
+    }
+
+    fn accepted(&self, request: &AcceptRequest, handle: &Handle) -> Option<Arc<dyn EventSink>> {
+        let id = self.hub.next_id();
+        // Registered before this listener can report its close (it is still running), so
+        // the hub keeps the process alive for the new socket too.
+        self.hub.insert(id, Target::Socket(handle.clone()));
+        Some(Arc::new(SocketSink::new(
+            id,
+            self.hub.clone(),
+            handle,
+            Some((self.id, request.clone())),
+        )))
     }
 }
 
@@ -161,27 +190,11 @@ fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A listener.
-#[napi]
-pub struct NativeListener {
-    handle: ListenerHandle,
-}
-
-/// Starts a listener; `onEvents(events)` receives batches of events, the last being `closed`.
+/// Starts a listener; returns its id. Its events reach `initEvents`' callback, the last
+/// being `closed`.
 #[napi(js_name = "listen")]
-pub fn listen(
-    options: NativeListenOptions,
-    on_events: Function<Vec<ListenerEventJs>, ()>,
-) -> napi::Result<NativeListener> {
-    let queue = EventQueue::new(on_events, |drained: Vec<ListenerEvent>| {
-        let last = drained
-            .iter()
-            .any(|e| matches!(e, ListenerEvent::Closed { .. }));
-        Batch {
-            items: drained.into_iter().map(to_js).collect(),
-            last,
-        }
-    })?;
+pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<u32> {
+    let hub = hub::current()?;
     let mut opts = ListenerOptions::new(options.url);
     opts.static_token = options.static_token;
     opts.keep_alive =
@@ -193,36 +206,59 @@ pub fn listen(
         .map(|ms| Duration::from_millis(ms.max(0.0) as u64))
         .collect();
     opts.ca = buffers(options.ca);
-    let sink: Arc<dyn ListenerSink> = Arc::new(Queue(queue));
+    opts.accept_socket.limits.max_payload = options.max_payload.max(0.0) as u64;
+    opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
+    let id = hub.next_id();
+    let sink: Arc<dyn ListenerSink> = Arc::new(HubListenerSink {
+        id,
+        hub: hub.clone(),
+    });
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
-    Ok(NativeListener { handle })
+    hub.insert(id, Target::Listener(handle));
+    hub.sync_ref(&env);
+    Ok(id)
 }
 
-#[napi]
-impl NativeListener {
-    /// Answers a `needToken` event with a token or the provider's error.
-    #[napi]
-    pub fn provide_token(
-        &self,
-        request: f64,
-        token: Option<String>,
-        error: Option<String>,
-    ) -> bool {
-        let result = match token {
-            Some(t) => Ok(t),
-            None => Err(error.unwrap_or_else(|| "the token provider failed".into())),
-        };
-        self.handle.send(ListenerCommand::Token {
-            request: request as u64,
-            result,
-        })
-    }
+/// Answers a `needToken` event with a token or the provider's error.
+#[napi(js_name = "listenerProvideToken")]
+pub fn listener_provide_token(
+    id: u32,
+    request: f64,
+    token: Option<String>,
+    error: Option<String>,
+) -> bool {
+    let result = match token {
+        Some(t) => Ok(t),
+        None => Err(error.unwrap_or_else(|| "the token provider failed".into())),
+    };
+    let command = ListenerCommand::Token {
+        request: request as u64,
+        result,
+    };
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with_listener(id, |h| h.send(command)))
+        .unwrap_or(false)
+}
 
-    /// Closes the control channel (1000) and stops.
-    #[napi]
-    pub fn close(&self) -> bool {
-        self.handle.send(ListenerCommand::Close)
-    }
+/// Closes the control channel (1000) and stops.
+#[napi(js_name = "listenerClose")]
+pub fn listener_close(id: u32) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with_listener(id, |h| h.send(ListenerCommand::Close)))
+        .unwrap_or(false)
+}
+
+/// Turns auto-accept on or off: with it on, the listener accepts senders that offer no
+/// subprotocol by itself (`RelayedServer` turns it on while it has no `verifyClient`,
+/// `handleProtocols` or 'headers' listener to run).
+#[napi(js_name = "listenerSetAutoAccept")]
+pub fn listener_set_auto_accept(id: u32, on: bool) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with_listener(id, |h| h.set_auto_accept(on)))
+        .is_some()
 }
 
 /// Rejects a rendezvous; resolves when the service answered 410.

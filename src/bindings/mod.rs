@@ -1,7 +1,8 @@
 //! napi binding types, one file per area. Thin: conversions only, no protocol logic.
 
-pub mod event_queue;
+pub mod flat;
 pub mod helpers;
+pub mod hub;
 pub mod listener;
 pub mod relay;
 pub mod socket;

@@ -1,5 +1,6 @@
 //! The listener's main loop: connect, serve the control channel, reconnect.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -186,16 +187,23 @@ enum End {
     Closed,
 }
 
+/// The owner's side of the loop: where events go, and whether accepts may be made here.
+struct Owner<'a> {
+    sink: &'a dyn ListenerSink,
+    auto_accept: &'a AtomicBool,
+}
+
 /// Runs the open control channel until it is lost or closed.
 async fn serve(
     opts: &ListenerOptions,
-    sink: &dyn ListenerSink,
+    owner: &Owner<'_>,
     handle: &Handle,
     events: &mut mpsc::UnboundedReceiver<Event>,
     commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
     token: &str,
     next_request: &mut u64,
 ) -> End {
+    let sink = owner.sink;
     let mut expires = sas::parse_token(token).ok().map(|p| p.expires_at);
     let mut renew_at = expires.map(|e| renewal_time(opts, e));
     let mut next_ping = opts.keep_alive.map(|k| Instant::now() + k);
@@ -212,7 +220,7 @@ async fn serve(
                 Some(Event::Message { binary: false, frames }) => {
                     handle.shared.consumed(frames.iter().map(Vec::len).sum());
                     if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok()) {
-                        on_text(text, sink, handle);
+                        on_text(text, opts, sink, handle, owner.auto_accept.load(Ordering::SeqCst));
                     }
                 }
                 Some(Event::Message { binary: true, frames }) => {
@@ -326,9 +334,44 @@ async fn serve(
     }
 }
 
-/// Handles a text message from the service: `accept` goes to the owner, `request` gets a
-/// 501 answer (HTTP relaying is not supported), anything else is ignored.
-fn on_text(text: &str, sink: &dyn ListenerSink, handle: &Handle) {
+/// Whether the sender offered subprotocols (then the owner chooses, as ws's server does).
+fn offers_protocol(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
+}
+
+/// Accepts a sender here, without the owner's round trip, if the owner takes it.
+fn accept_here(opts: &ListenerOptions, sink: &dyn ListenerSink, request: &AcceptRequest) -> bool {
+    let socket = Handle::new(&opts.accept_socket);
+    let Some(socket_sink) = sink.accepted(request, &socket) else {
+        return false;
+    };
+    log::debug!("listener: accepting {} here", request.id);
+    socket.start(
+        ConnectOptions {
+            url: request.address.clone(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            handshake_timeout: opts.accept_timeout,
+            ca: opts.ca.clone(),
+        },
+        opts.accept_socket,
+        socket_sink,
+    );
+    true
+}
+
+/// Handles a text message from the service: `accept` is accepted here (auto-accept) or goes
+/// to the owner, `request` gets a 501 answer (HTTP relaying is not supported), anything else
+/// is ignored.
+fn on_text(
+    text: &str,
+    opts: &ListenerOptions,
+    sink: &dyn ListenerSink,
+    handle: &Handle,
+    auto_accept: bool,
+) {
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         log::debug!("listener: ignoring a control message that is not JSON");
         return;
@@ -359,7 +402,7 @@ fn on_text(text: &str, sink: &dyn ListenerSink, handle: &Handle) {
             .unwrap_or_default();
         let remote = a.get("remoteEndpoint");
         log::debug!("listener: accept request {id}");
-        sink.push(ListenerEvent::Accept(AcceptRequest {
+        let request = AcceptRequest {
             id: id.to_owned(),
             address: address.to_owned(),
             headers,
@@ -371,7 +414,11 @@ fn on_text(text: &str, sink: &dyn ListenerSink, handle: &Handle) {
                 .and_then(|r| r.get("port"))
                 .and_then(|v| v.as_u64())
                 .and_then(|p| u16::try_from(p).ok()),
-        }));
+        };
+        if auto_accept && !offers_protocol(&request.headers) && accept_here(opts, sink, &request) {
+            return;
+        }
+        sink.push(ListenerEvent::Accept(request));
     } else if let Some(r) = value.get("request") {
         match r.get("id").and_then(|v| v.as_str()) {
             Some(id) => {
@@ -406,6 +453,7 @@ pub(super) async fn run(
     opts: ListenerOptions,
     sink: Arc<dyn ListenerSink>,
     mut commands: mpsc::UnboundedReceiver<ListenerCommand>,
+    auto_accept: Arc<AtomicBool>,
 ) {
     let mut backoff = Backoff::new(opts.reconnect_delays.clone(), opts.jitter);
     let mut next_request = 0u64;
@@ -474,9 +522,13 @@ pub(super) async fn run(
         let online_at = Instant::now();
         log::info!("listener: online");
         sink.push(ListenerEvent::Online);
+        let owner = Owner {
+            sink: &*sink,
+            auto_accept: &auto_accept,
+        };
         match serve(
             &opts,
-            &*sink,
+            &owner,
             &handle,
             &mut events,
             &mut commands,

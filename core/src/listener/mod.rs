@@ -8,12 +8,13 @@
 pub mod backoff;
 mod channel;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::socket::SocketError;
+use crate::socket::{EventSink, Handle, SocketError, SocketOptions};
 
 pub use backoff::Backoff;
 
@@ -42,6 +43,11 @@ pub struct ListenerOptions {
     pub renew_at: f64,
     /// Extra trusted certificates (PEM).
     pub ca: Vec<Vec<u8>>,
+    /// How connections the listener accepts by itself behave (see
+    /// [`ListenerHandle::set_auto_accept`]). Default: [`SocketOptions::default`].
+    pub accept_socket: SocketOptions,
+    /// Time allowed for an accept handshake the listener makes by itself. Default 20 s.
+    pub accept_timeout: Duration,
 }
 
 impl ListenerOptions {
@@ -58,6 +64,8 @@ impl ListenerOptions {
                 .collect(),
             jitter: 0.2,
             handshake_timeout: Duration::from_secs(30),
+            accept_socket: SocketOptions::default(),
+            accept_timeout: Duration::from_secs(20),
             token_timeout: Duration::from_secs(30),
             renew_at: 0.8,
             ca: Vec::new(),
@@ -129,6 +137,15 @@ pub enum ListenerEvent {
 pub trait ListenerSink: Send + Sync + 'static {
     /// Takes one event.
     fn push(&self, event: ListenerEvent);
+
+    /// Takes a connection the listener accepts by itself (auto-accept is on and the sender
+    /// offered no subprotocol), before it starts: returns the sink for its events, whose
+    /// [`crate::socket::Event::Open`] stands for the new connection. `None` (the default)
+    /// declines, and the request goes to the owner as [`ListenerEvent::Accept`].
+    fn accepted(&self, request: &AcceptRequest, handle: &Handle) -> Option<Arc<dyn EventSink>> {
+        let _ = (request, handle);
+        None
+    }
 }
 
 /// What the owner tells the listener.
@@ -149,6 +166,7 @@ pub enum ListenerCommand {
 #[derive(Clone)]
 pub struct ListenerHandle {
     commands: mpsc::UnboundedSender<ListenerCommand>,
+    auto_accept: Arc<AtomicBool>,
 }
 
 impl ListenerHandle {
@@ -156,16 +174,26 @@ impl ListenerHandle {
     pub fn send(&self, c: ListenerCommand) -> bool {
         self.commands.send(c).is_ok()
     }
+
+    /// With auto-accept on, the listener accepts senders that offer no subprotocol by
+    /// itself and hands them to [`ListenerSink::accepted`], saving the owner's round trip;
+    /// an owner that decides per sender (verifies clients, picks subprotocols, adds
+    /// headers) leaves it off (the default).
+    pub fn set_auto_accept(&self, on: bool) {
+        self.auto_accept.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Starts a listener on the current tokio runtime.
 pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerHandle {
     let (tx, rx) = mpsc::unbounded_channel();
+    let auto_accept = Arc::new(AtomicBool::new(false));
+    let auto = auto_accept.clone();
     tokio::spawn(async move {
         use futures_util::FutureExt;
         // The owner waits for `Closed` to release its resources: make sure it comes even if
         // the loop panicked (no panic is known; this is the last line of defence).
-        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx));
+        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx, auto));
         if run.catch_unwind().await.is_err() {
             log::error!("listener: internal error; the listener stopped");
             sink.push(ListenerEvent::Closed {
@@ -179,7 +207,10 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
             });
         }
     });
-    ListenerHandle { commands: tx }
+    ListenerHandle {
+        commands: tx,
+        auto_accept,
+    }
 }
 
 /// Rejects a rendezvous: opens `address` (the accept address with `sb-hc-statusCode` and

@@ -1,23 +1,32 @@
-//! One client WebSocket connection: the handshake, then a reader task and a writer task.
+//! One client WebSocket connection: the handshake, then one task that reads and writes.
 //!
-//! - The reader parses frames (on a tokio thread), answers pings, echoes close frames, and
+//! - Reading parses frames (on a tokio thread), answers pings, echoes close frames, and
 //!   pushes events to an [`EventSink`]. It stops reading the socket while the connection is
 //!   paused or while more than `inbound_high_water` bytes of messages wait to be consumed,
-//!   so a slow consumer holds back the peer through TCP.
-//! - The writer takes commands in order, frames and masks them, and coalesces everything
-//!   queued into one write. Each write reports the bytes it covered and the callbacks it
-//!   completes, so `bufferedAmount` and send callbacks follow bytes actually written.
+//!   so a slow consumer holds back the peer through TCP. Reads go into a buffer per tokio
+//!   thread; between reads a connection keeps at most an incomplete frame header.
+//! - Writing takes the owner's commands in order, frames and masks them, and coalesces
+//!   everything queued into one write. Each write reports the bytes it covered and the
+//!   callbacks it completes, so `bufferedAmount` and send callbacks follow bytes actually
+//!   written.
 //! - Events of one connection go through one sink, in order: a message can never overtake
 //!   the close.
+//!
+//! An idle open connection costs one task (the [`Pump`] below, a few hundred bytes), its
+//! [`Shared`] state and the socket: no read buffer, no channel, no second task. That is
+//! what lets a listener hold thousands of them cheaply.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, Notify};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
 
 use crate::io::IoStream;
 use crate::socket::frame::{self, Decoder, FrameError, Incoming, Limits};
@@ -36,7 +45,8 @@ pub struct SocketOptions {
     /// Message bytes handed to the sink and not yet consumed, above which reading stops.
     /// Default 16 MiB.
     pub inbound_high_water: usize,
-    /// Read buffer size. Default 64 KiB.
+    /// Largest single read. Reads go into a buffer per tokio thread of this size, so an idle
+    /// connection holds none. Default 64 KiB.
     pub read_buffer: usize,
     /// Most bytes coalesced into one write. Default 1 MiB.
     pub write_batch: usize,
@@ -82,9 +92,6 @@ pub enum Command {
         /// Close reason, at most 123 bytes.
         reason: Vec<u8>,
     },
-    /// Answer a ping (queued by the reader; counted so that a ping flood cannot queue pongs
-    /// without bound).
-    AutoPong(Vec<u8>),
     /// Drop the connection now.
     Terminate,
 }
@@ -97,10 +104,7 @@ pub const MAX_PENDING_AUTO_PONGS: usize = 60;
 /// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
 pub const CONTROL_EVENT_COST: usize = 64;
 
-/// First size of the read buffer.
-const INITIAL_READ_BUFFER: usize = 4 * 1024;
-
-/// The writer's buffer is replaced by a small one after a write larger than this.
+/// The write buffer is dropped after a write larger than this.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
 /// Bytes before each payload in a [`Command::Batch`]: flags (`0x80` FIN | opcode), payload
@@ -216,48 +220,37 @@ pub trait EventSink: Send + Sync + 'static {
     fn push(&self, event: Event);
 }
 
-/// State shared between the owner and the connection's tasks.
+/// State shared between the owner and the connection's task.
 pub struct Shared {
+    /// Commands from the owner, in order; the task takes them all at once.
+    queue: Mutex<VecDeque<Command>>,
+    /// The task's waker: every change the task must see wakes it.
+    waker: Mutex<Option<Waker>>,
     paused: AtomicBool,
-    resumed: Notify,
     inflight: AtomicUsize,
-    drained: Notify,
-    cancel: CancellationToken,
+    cancel: AtomicBool,
+    /// The task has ended; commands are refused.
+    finished: AtomicBool,
     close_sent: AtomicBool,
     close_received: AtomicBool,
     close_deadline: Mutex<Option<Instant>>,
-    deadline_set: Notify,
-    close_timeout: Mutex<Duration>,
-    pending_pongs: AtomicUsize,
-}
-
-impl Default for Shared {
-    fn default() -> Self {
-        Shared {
-            paused: AtomicBool::new(false),
-            resumed: Notify::new(),
-            inflight: AtomicUsize::new(0),
-            drained: Notify::new(),
-            cancel: CancellationToken::new(),
-            close_sent: AtomicBool::new(false),
-            close_received: AtomicBool::new(false),
-            close_deadline: Mutex::new(None),
-            deadline_set: Notify::new(),
-            close_timeout: Mutex::new(Duration::from_secs(30)),
-            pending_pongs: AtomicUsize::new(0),
-        }
-    }
+    close_timeout: Duration,
 }
 
 impl Shared {
-    /// Starts the closing-handshake timer (once) with the connection's close timeout.
-    fn start_configured_close_timer(&self) {
-        let timeout = self
-            .close_timeout
-            .lock()
-            .map(|t| *t)
-            .unwrap_or(Duration::from_secs(30));
-        self.start_close_timer(timeout);
+    fn new(close_timeout: Duration) -> Self {
+        Shared {
+            queue: Mutex::new(VecDeque::new()),
+            waker: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            cancel: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            close_sent: AtomicBool::new(false),
+            close_received: AtomicBool::new(false),
+            close_deadline: Mutex::new(None),
+            close_timeout,
+        }
     }
 
     /// Stops reading from the socket.
@@ -268,7 +261,7 @@ impl Shared {
     /// Reads again.
     pub fn resume(&self) {
         self.paused.store(false, Ordering::SeqCst);
-        self.resumed.notify_waiters();
+        self.wake();
     }
 
     /// The owner consumed `bytes` of message data.
@@ -278,17 +271,58 @@ impl Shared {
             Ordering::SeqCst,
         );
         if before > 0 {
-            self.drained.notify_waiters();
+            self.wake();
         }
     }
 
-    fn start_close_timer(&self, timeout: Duration) {
-        if let Ok(mut d) = self.close_deadline.lock() {
-            if d.is_none() {
-                *d = Some(Instant::now() + timeout);
-                self.deadline_set.notify_waiters();
+    fn register(&self, waker: &Waker) {
+        if let Ok(mut w) = self.waker.lock() {
+            match w.as_ref() {
+                Some(current) if current.will_wake(waker) => {}
+                _ => *w = Some(waker.clone()),
             }
         }
+    }
+
+    fn wake(&self) {
+        if let Ok(w) = self.waker.lock() {
+            if let Some(w) = w.as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    fn push(&self, c: Command) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(c);
+        }
+        self.wake();
+    }
+
+    fn take_commands(&self) -> VecDeque<Command> {
+        self.queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn terminate(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Starts the closing-handshake timer, once.
+    fn start_close_timer(&self) {
+        if let Ok(mut d) = self.close_deadline.lock() {
+            if d.is_none() {
+                *d = Some(Instant::now() + self.close_timeout);
+            }
+        }
+        self.wake();
     }
 
     fn close_deadline(&self) -> Option<Instant> {
@@ -299,7 +333,6 @@ impl Shared {
 /// The owner's handle: sends commands, pauses and resumes.
 #[derive(Clone)]
 pub struct Handle {
-    commands: mpsc::UnboundedSender<Command>,
     /// Shared state.
     pub shared: Arc<Shared>,
 }
@@ -307,47 +340,66 @@ pub struct Handle {
 impl Handle {
     /// Queues a command; false when the connection is gone.
     pub fn send(&self, c: Command) -> bool {
-        match c {
-            Command::Terminate => self.shared.cancel.cancel(),
-            // As ws: the closing handshake's time starts with close(), not when the close
-            // frame gets past data a stalled peer is not reading.
-            Command::Close { .. } => self.shared.start_configured_close_timer(),
-            _ => {}
+        if self.shared.finished.load(Ordering::SeqCst) {
+            return false;
         }
-        self.commands.send(c).is_ok()
+        match c {
+            Command::Terminate => self.shared.terminate(),
+            Command::Close { .. } => {
+                // As ws: the closing handshake's time starts with close(), not when the close
+                // frame gets past data a stalled peer is not reading.
+                self.shared.start_close_timer();
+                self.shared.push(c);
+            }
+            _ => self.shared.push(c),
+        }
+        true
+    }
+}
+
+impl Handle {
+    /// A handle for a connection that [`Handle::start`] starts later: whoever receives the
+    /// connection's events can know its handle before the first event.
+    pub fn new(socket: &SocketOptions) -> Handle {
+        Handle {
+            shared: Arc::new(Shared::new(socket.close_timeout)),
+        }
+    }
+
+    /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is
+    /// always [`Event::Closed`]. Call it once.
+    pub fn start(&self, options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) {
+        tokio::spawn(run(options, socket, sink, self.shared.clone()));
     }
 }
 
 /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is always
 /// [`Event::Closed`].
 pub fn connect(options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) -> Handle {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let shared = Arc::new(Shared::default());
-    if let Ok(mut t) = shared.close_timeout.lock() {
-        *t = socket.close_timeout;
-    }
-    let handle = Handle {
-        commands: tx.clone(),
-        shared: shared.clone(),
-    };
-    tokio::spawn(run(options, socket, sink, tx, rx, shared));
+    let handle = Handle::new(&socket);
+    handle.start(options, socket, sink);
     handle
 }
 
-/// Waits for a command that aborts a connection still in its handshake.
-async fn abort_requested(rx: &mut mpsc::UnboundedReceiver<Command>) {
-    loop {
-        match rx.recv().await {
-            Some(Command::Close { .. }) | Some(Command::Terminate) => return,
-            // The owner cannot send frames before 'open'; anything else is ignored.
-            Some(_) => continue,
-            // The owner is gone: keep connecting would only waste; treat as an abort.
-            None => return,
+/// Completes when the owner closes or terminates a connection still in its handshake.
+fn abort_requested(shared: &Shared) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        shared.register(cx.waker());
+        let closing = shared
+            .queue
+            .lock()
+            .map(|q| q.iter().any(|c| matches!(c, Command::Close { .. })))
+            .unwrap_or(false);
+        if closing || shared.cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
-    }
+    })
 }
 
 fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &Shared) {
+    shared.finished.store(true, Ordering::SeqCst);
     sink.push(Event::Closed {
         code,
         reason,
@@ -356,17 +408,17 @@ fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &Shared) {
     });
 }
 
+/// The handshake; once open, the connection runs as a task of its own, so that the
+/// handshake's state is not kept for the connection's life.
 async fn run(
     options: ConnectOptions,
     socket: SocketOptions,
     sink: Arc<dyn EventSink>,
-    tx: mpsc::UnboundedSender<Command>,
-    mut rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
 ) {
     let established = tokio::select! {
         r = handshake::connect(&options) => r,
-        _ = abort_requested(&mut rx) => {
+        _ = abort_requested(&shared) => {
             sink.push(Event::Error(SocketError {
                 message: "WebSocket was closed before the connection was established".into(),
                 code: None,
@@ -388,254 +440,262 @@ async fn run(
     sink.push(Event::Open {
         protocol: established.protocol,
     });
-    run_open(
-        established.stream,
-        established.initial,
-        socket,
-        sink,
-        tx,
-        rx,
-        shared,
-    )
-    .await;
+    let mut pump = Pump::new(established.stream, socket, sink, shared);
+    pump.on_bytes(&established.initial);
+    tokio::spawn(pump);
 }
 
-/// Runs an established connection to its end. Public for the listener's accepted sockets.
-pub async fn run_open(
+thread_local! {
+    /// Each tokio thread reads into this one buffer; a connection keeps only an incomplete
+    /// frame header between reads, so idle connections hold no read buffer.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Polls in one wake-up before the task yields to others.
+const ROUNDS_PER_POLL: usize = 32;
+
+/// What a read attempt did.
+enum ReadStep {
+    /// Bytes were read and handled.
+    Progress,
+    /// Nothing to read now (or reading is held back).
+    Idle,
+    /// The peer closed the connection or it failed.
+    Ended,
+}
+
+/// An open connection: reading, writing, the closing handshake and its timer, in one task.
+struct Pump {
     stream: IoStream,
-    initial: Vec<u8>,
-    socket: SocketOptions,
+    opts: SocketOptions,
     sink: Arc<dyn EventSink>,
-    tx: mpsc::UnboundedSender<Command>,
-    rx: mpsc::UnboundedReceiver<Command>,
     shared: Arc<Shared>,
-) {
-    let (reader, writer) = tokio::io::split(stream);
-    let write_task = tokio::spawn(write_loop(writer, rx, socket, shared.clone(), sink.clone()));
-    let (code, reason) = read_loop(reader, initial, socket, &tx, &shared, &*sink).await;
-    shared.cancel.cancel();
-    // The writer stops at the cancel; should it still be stuck (a TLS flush to a peer that
-    // reads nothing), it is aborted so that the close is never held up.
-    let abort = write_task.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(1), write_task)
-        .await
-        .is_err()
-    {
-        abort.abort();
-    }
-    closed(&*sink, code, reason, &shared);
+    decoder: Decoder,
+    /// An incomplete frame header left from the last read.
+    partial: Vec<u8>,
+    /// The peer's close frame, once received.
+    close: Option<(u16, Vec<u8>)>,
+    /// The peer broke the protocol: everything it sends is discarded.
+    failed: bool,
+    /// Commands taken from the queue and not yet framed (more than one write's worth).
+    backlog: VecDeque<Command>,
+    /// Frames being written, and how far.
+    out: Vec<u8>,
+    written: usize,
+    /// Bytes written since the last flush.
+    unflushed: bool,
+    /// What the frames in `out` account for, reported once they are written.
+    bytes: usize,
+    acks: Vec<u32>,
+    failed_acks: Vec<u32>,
+    /// Automatic pongs in `out` not yet written.
+    pongs: usize,
+    /// The write half is shut down (both close frames are out).
+    shut: bool,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
-/// Why reading stopped waiting.
-enum Wake {
-    Go,
-    Stop,
-}
-
-/// Waits while paused or while the consumer is behind; `Stop` on cancel or close timeout.
-async fn wait_until_readable(shared: &Shared, high_water: usize) -> Wake {
-    loop {
-        let resumed = shared.resumed.notified();
-        let drained = shared.drained.notified();
-        tokio::pin!(resumed, drained);
-        resumed.as_mut().enable();
-        drained.as_mut().enable();
-        let paused = shared.paused.load(Ordering::SeqCst);
-        let behind = shared.inflight.load(Ordering::SeqCst) > high_water;
-        if !paused && !behind {
-            return Wake::Go;
-        }
-        tokio::select! {
-            _ = &mut resumed, if paused => {}
-            _ = &mut drained, if behind => {}
-            _ = shared.cancel.cancelled() => return Wake::Stop,
-            _ = close_timer(shared) => return Wake::Stop,
-        }
-    }
-}
-
-/// Completes when the closing handshake has run out of time (never if no close started).
-async fn close_timer(shared: &Shared) {
-    loop {
-        let set = shared.deadline_set.notified();
-        tokio::pin!(set);
-        set.as_mut().enable();
-        match shared.close_deadline() {
-            Some(at) => return tokio::time::sleep_until(at).await,
-            None => set.await,
+impl Pump {
+    fn new(
+        stream: IoStream,
+        opts: SocketOptions,
+        sink: Arc<dyn EventSink>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Pump {
+            stream,
+            decoder: Decoder::new(opts.limits),
+            opts,
+            sink,
+            shared,
+            partial: Vec::new(),
+            close: None,
+            failed: false,
+            backlog: VecDeque::new(),
+            out: Vec::new(),
+            written: 0,
+            unflushed: false,
+            bytes: 0,
+            acks: Vec::new(),
+            failed_acks: Vec::new(),
+            pongs: 0,
+            shut: false,
+            timer: None,
         }
     }
-}
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut reader: R,
-    initial: Vec<u8>,
-    socket: SocketOptions,
-    tx: &mpsc::UnboundedSender<Command>,
-    shared: &Shared,
-    sink: &dyn EventSink,
-) -> (u16, Vec<u8>) {
-    let mut decoder = Decoder::new(socket.limits);
-    // One buffer per connection: reads append to it and the decoder consumes from its front.
-    // Reads start at 4 KiB and double while they fill up, to `read_buffer`, so idle
-    // connections stay small and bulk transfers take few system calls.
-    let mut buf = initial;
-    let max_read = socket.read_buffer.max(INITIAL_READ_BUFFER);
-    let mut want = INITIAL_READ_BUFFER;
-    let mut items = Vec::new();
-    let mut close: Option<(u16, Vec<u8>)> = None;
-    let mut failed = false;
-    loop {
-        if close.is_some() {
-            // Nothing after a close frame is parsed (as ws).
-            buf.clear();
-        }
-        if !buf.is_empty() && !failed {
-            let used = match decoder.decode(&buf, &mut items) {
-                Ok(n) => n,
-                Err(e) => {
-                    // As ws: report it, send the close code it calls for, discard the rest.
-                    log::debug!("socket: protocol error from the peer: {}", e.message);
-                    let code = e.close_code;
-                    deliver(&mut items, socket, tx, shared, sink, &mut close);
-                    sink.push(Event::Error(e.into()));
-                    if !shared.close_received.load(Ordering::SeqCst) {
-                        let _ = tx.send(Command::Close {
-                            code: Some(code),
-                            reason: Vec::new(),
-                        });
-                    }
-                    shared.start_close_timer(socket.close_timeout);
-                    failed = true;
-                    buf.clear();
-                    continue;
-                }
-            };
-            buf.drain(..used);
-            deliver(&mut items, socket, tx, shared, sink, &mut close);
-        }
-        if let Wake::Stop = wait_until_readable(shared, socket.inbound_high_water).await {
-            break;
-        }
-        if buf.is_empty() && buf.capacity() > 2 * max_read {
-            // A large message is done: do not keep its buffer for the connection's life.
-            buf = Vec::new();
-        }
-        buf.reserve(want);
-        let n = tokio::select! {
-            r = reader.read_buf(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = shared.cancel.cancelled() => break,
-            _ = close_timer(shared) => break,
-        };
-        if failed || close.is_some() {
-            buf.clear();
-        }
-        if n >= want && want < max_read {
-            want = (want * 2).min(max_read);
-        }
-    }
-    if failed {
+    /// Ends the connection: the close code and reason ws reports, then the close event.
+    fn finish(&mut self) -> Poll<()> {
         // ws reports 1006 locally after a protocol error, whatever it sent.
-        return (1006, Vec::new());
-    }
-    close.unwrap_or((1006, Vec::new()))
-}
-
-/// Hands decoded items to the sink, answering pings and echoing a close.
-fn deliver(
-    items: &mut Vec<Incoming>,
-    socket: SocketOptions,
-    tx: &mpsc::UnboundedSender<Command>,
-    shared: &Shared,
-    sink: &dyn EventSink,
-    close: &mut Option<(u16, Vec<u8>)>,
-) {
-    for item in items.drain(..) {
-        if close.is_some() {
-            // Nothing may follow a close frame.
-            break;
-        }
-        match item {
-            Incoming::Message { binary, frames } => {
-                let bytes: usize = frames.iter().map(Vec::len).sum();
-                shared.inflight.fetch_add(bytes, Ordering::SeqCst);
-                sink.push(Event::Message { binary, frames });
-            }
-            Incoming::Ping(data) => {
-                let open = !shared.close_sent.load(Ordering::SeqCst)
-                    && !shared.close_received.load(Ordering::SeqCst);
-                if socket.auto_pong && open {
-                    if shared.pending_pongs.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING_AUTO_PONGS
-                    {
-                        // The peer pings faster than it reads our pongs: drop it, as ws does.
-                        log::debug!("socket: too many pongs pending; terminating");
-                        shared.cancel.cancel();
-                        break;
-                    }
-                    let _ = tx.send(Command::AutoPong(data.clone()));
-                }
-                shared
-                    .inflight
-                    .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
-                sink.push(Event::Ping(data));
-            }
-            Incoming::Pong(data) => {
-                shared
-                    .inflight
-                    .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
-                sink.push(Event::Pong(data));
-            }
-            Incoming::Close(code, reason) => {
-                shared.close_received.store(true, Ordering::SeqCst);
-                sink.push(Event::CloseReceived);
-                // Echo it (the same code and reason, or an empty frame for "no code"). If our
-                // close went first, the writer only notes that the handshake is complete.
-                let _ = tx.send(Command::Close {
-                    code,
-                    reason: if code.is_some() {
-                        reason.clone()
-                    } else {
-                        Vec::new()
-                    },
-                });
-                shared.start_close_timer(socket.close_timeout);
-                *close = Some((code.unwrap_or(1005), reason));
-            }
-        }
-    }
-    items.clear();
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(
-    mut writer: W,
-    mut rx: mpsc::UnboundedReceiver<Command>,
-    socket: SocketOptions,
-    shared: Arc<Shared>,
-    sink: Arc<dyn EventSink>,
-) {
-    let mut out = Vec::new();
-    let mut shut = false;
-    loop {
-        let first = tokio::select! {
-            c = rx.recv() => match c {
-                Some(c) => c,
-                None => break,
-            },
-            _ = shared.cancel.cancelled() => break,
+        let (code, reason) = if self.failed {
+            (1006, Vec::new())
+        } else {
+            self.close.take().unwrap_or((1006, Vec::new()))
         };
-        let mut bytes = 0;
-        let mut acks = Vec::new();
-        let mut failed = Vec::new();
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Terminate => {
-                    shared.cancel.cancel();
-                    return;
+        closed(&*self.sink, code, reason, &self.shared);
+        Poll::Ready(())
+    }
+
+    /// Ready when the closing handshake has run out of time.
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.timer.is_none() {
+            match self.shared.close_deadline() {
+                Some(at) => self.timer = Some(Box::pin(tokio::time::sleep_until(at))),
+                None => return Poll::Pending,
+            }
+        }
+        match self.timer.as_mut() {
+            Some(t) => t.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Handles received bytes (an incomplete header at their end is kept for the next read).
+    fn on_bytes(&mut self, data: &[u8]) {
+        if data.is_empty() || self.failed || self.close.is_some() {
+            // Nothing after a close frame or a protocol error is parsed (as ws).
+            return;
+        }
+        let mut items = Vec::new();
+        match self.decoder.decode(data, &mut items) {
+            Ok(used) => {
+                self.partial.extend_from_slice(&data[used..]);
+                self.deliver(items);
+            }
+            Err(e) => {
+                // As ws: report it, send the close code it calls for, discard the rest.
+                log::debug!("socket: protocol error from the peer: {}", e.message);
+                let code = e.close_code;
+                self.deliver(items);
+                self.sink.push(Event::Error(e.into()));
+                if !self.shared.close_received.load(Ordering::SeqCst) {
+                    self.shared.push(Command::Close {
+                        code: Some(code),
+                        reason: Vec::new(),
+                    });
                 }
+                self.shared.start_close_timer();
+                self.failed = true;
+            }
+        }
+    }
+
+    /// Hands decoded items to the sink, answering pings and echoing a close.
+    fn deliver(&mut self, items: Vec<Incoming>) {
+        let shared = &*self.shared;
+        for item in items {
+            if self.close.is_some() {
+                // Nothing may follow a close frame.
+                break;
+            }
+            match item {
+                Incoming::Message { binary, frames } => {
+                    let bytes: usize = frames.iter().map(Vec::len).sum();
+                    shared.inflight.fetch_add(bytes, Ordering::SeqCst);
+                    self.sink.push(Event::Message { binary, frames });
+                }
+                Incoming::Ping(data) => {
+                    let open = !shared.close_sent.load(Ordering::SeqCst)
+                        && !shared.close_received.load(Ordering::SeqCst);
+                    if self.opts.auto_pong && open {
+                        if self.pongs >= MAX_PENDING_AUTO_PONGS {
+                            // The peer pings faster than it reads our pongs: drop it, as ws does.
+                            log::debug!("socket: too many pongs pending; terminating");
+                            shared.terminate();
+                            break;
+                        }
+                        self.pongs += 1;
+                        frame::encode(&mut self.out, true, frame::OP_PONG, &data, rand::random());
+                    }
+                    shared
+                        .inflight
+                        .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
+                    self.sink.push(Event::Ping(data));
+                }
+                Incoming::Pong(data) => {
+                    shared
+                        .inflight
+                        .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
+                    self.sink.push(Event::Pong(data));
+                }
+                Incoming::Close(code, reason) => {
+                    shared.close_received.store(true, Ordering::SeqCst);
+                    self.sink.push(Event::CloseReceived);
+                    // Echo it after what the owner already queued (the same code and reason,
+                    // or an empty frame for "no code"). If our close went first, this only
+                    // completes the handshake.
+                    shared.push(Command::Close {
+                        code,
+                        reason: if code.is_some() {
+                            reason.clone()
+                        } else {
+                            Vec::new()
+                        },
+                    });
+                    shared.start_close_timer();
+                    self.close = Some((code.unwrap_or(1005), reason));
+                }
+            }
+        }
+    }
+
+    /// Reads once into this thread's buffer and handles what came.
+    fn poll_read(&mut self, cx: &mut Context<'_>) -> ReadStep {
+        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.opts.inbound_high_water;
+        if self.shared.paused.load(Ordering::SeqCst) || behind {
+            // `resume()` and `consumed()` wake the task.
+            return ReadStep::Idle;
+        }
+        let max = self.opts.read_buffer.max(4096);
+        SCRATCH.with(|cell| {
+            let Ok(mut scratch) = cell.try_borrow_mut() else {
+                // Not reachable (nothing polls a connection from inside another's read);
+                // a fresh buffer keeps it correct if it ever happens.
+                let mut own = vec![0; max + self.partial.len()];
+                return self.read_into(cx, &mut own);
+            };
+            let need = max + self.partial.len();
+            if scratch.len() < need {
+                scratch.resize(need, 0);
+            }
+            self.read_into(cx, &mut scratch[..need])
+        })
+    }
+
+    fn read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> ReadStep {
+        let keep = self.partial.len();
+        buf[..keep].copy_from_slice(&self.partial);
+        let mut rb = ReadBuf::new(&mut buf[keep..]);
+        match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
+            Poll::Pending => ReadStep::Idle,
+            Poll::Ready(Err(_)) => ReadStep::Ended,
+            Poll::Ready(Ok(())) => {
+                let n = rb.filled().len();
+                if n == 0 {
+                    return ReadStep::Ended;
+                }
+                self.partial.clear();
+                self.on_bytes(&buf[..keep + n]);
+                ReadStep::Progress
+            }
+        }
+    }
+
+    /// Frames queued commands into `out` (up to `write_batch` bytes); false if none.
+    fn fill(&mut self) -> bool {
+        if self.backlog.is_empty() {
+            self.backlog = self.shared.take_commands();
+            if self.backlog.is_empty() {
+                return false;
+            }
+        }
+        let shared = &*self.shared;
+        while self.out.len() < self.opts.write_batch {
+            let Some(cmd) = self.backlog.pop_front() else {
+                break;
+            };
+            let closing = shared.close_sent.load(Ordering::SeqCst);
+            match cmd {
                 Command::Frame {
                     opcode,
                     fin,
@@ -643,27 +703,28 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                     accounted,
                     ack,
                 } => {
-                    if shared.close_sent.load(Ordering::SeqCst) {
-                        bytes += accounted;
-                        if ack != 0 {
-                            failed.push(ack);
-                        }
-                    } else {
-                        frame::encode(&mut out, fin, opcode, &payload, rand::random());
-                        bytes += accounted;
-                        if ack != 0 {
-                            acks.push(ack);
+                    if !closing {
+                        frame::encode(&mut self.out, fin, opcode, &payload, rand::random());
+                    }
+                    self.bytes += accounted;
+                    if ack != 0 {
+                        if closing {
+                            self.failed_acks.push(ack);
+                        } else {
+                            self.acks.push(ack);
                         }
                     }
                     pool::recycle(payload);
                 }
                 Command::Batch(data) => {
-                    let closing = shared.close_sent.load(Ordering::SeqCst);
+                    let out = &mut self.out;
+                    let (bytes, acks, failed) =
+                        (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
                     let whole = for_each_batched(&data, |opcode, fin, payload, ack| {
                         if !closing {
-                            frame::encode(&mut out, fin, opcode, payload, rand::random());
+                            frame::encode(out, fin, opcode, payload, rand::random());
                         }
-                        bytes += frame::framed_len(payload.len());
+                        *bytes += frame::framed_len(payload.len());
                         if ack != 0 {
                             if closing {
                                 failed.push(ack)
@@ -676,12 +737,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                         log::warn!("socket: dropped the rest of a malformed send batch");
                     }
                 }
-                Command::AutoPong(payload) => {
-                    shared.pending_pongs.fetch_sub(1, Ordering::SeqCst);
-                    if !shared.close_sent.load(Ordering::SeqCst) {
-                        frame::encode(&mut out, true, frame::OP_PONG, &payload, rand::random());
-                    }
-                }
                 Command::Close { code, reason } => {
                     if !shared.close_sent.swap(true, Ordering::SeqCst) {
                         let mut payload = Vec::with_capacity(2 + reason.len());
@@ -689,52 +744,122 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                             payload.extend_from_slice(&c.to_be_bytes());
                             payload.extend_from_slice(&reason);
                         }
-                        frame::encode(&mut out, true, frame::OP_CLOSE, &payload, rand::random());
-                        shared.start_close_timer(socket.close_timeout);
+                        frame::encode(
+                            &mut self.out,
+                            true,
+                            frame::OP_CLOSE,
+                            &payload,
+                            rand::random(),
+                        );
+                        shared.start_close_timer();
                     }
                 }
-            }
-            if out.len() < socket.write_batch {
-                next = rx.try_recv().ok();
+                Command::Terminate => shared.terminate(),
             }
         }
-        if !out.is_empty() {
-            let written = tokio::select! {
-                r = writer.write_all(&out) => r.is_ok(),
-                _ = shared.cancel.cancelled() => false,
-            };
-            out.clear();
-            if out.capacity() > SHRINK_ABOVE {
-                // One huge message must not pin its buffer for the connection's life.
-                out = Vec::with_capacity(64 * 1024);
-            }
-            if !written {
-                // The reader may be paused and never see the failure: end the connection.
-                shared.cancel.cancel();
-                break;
-            }
+        if self.backlog.is_empty() {
+            // Do not keep a burst's queue for the connection's life.
+            self.backlog = VecDeque::new();
         }
-        if bytes > 0 || !acks.is_empty() || !failed.is_empty() {
-            sink.push(Event::Written {
-                bytes,
-                acks,
-                failed,
+        true
+    }
+
+    /// Everything in `out` is written: report it and start over.
+    fn batch_done(&mut self) {
+        if self.bytes > 0 || !self.acks.is_empty() || !self.failed_acks.is_empty() {
+            self.sink.push(Event::Written {
+                bytes: std::mem::take(&mut self.bytes),
+                acks: std::mem::take(&mut self.acks),
+                failed: std::mem::take(&mut self.failed_acks),
             });
         }
-        if !shut
-            && shared.close_sent.load(Ordering::SeqCst)
-            && shared.close_received.load(Ordering::SeqCst)
+        self.pongs = 0;
+        self.written = 0;
+        if self.out.capacity() > SHRINK_ABOVE {
+            // One huge message must not pin its buffer for the connection's life.
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+    }
+
+    /// Writes what is queued; `Err` when the connection cannot be written to any more.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+        let mut progress = false;
+        loop {
+            if self.written == self.out.len() {
+                if self.unflushed {
+                    match Pin::new(&mut self.stream).poll_flush(cx) {
+                        Poll::Pending => return Ok(progress),
+                        Poll::Ready(Err(_)) => return Err(()),
+                        Poll::Ready(Ok(())) => self.unflushed = false,
+                    }
+                }
+                self.batch_done();
+                if !self.fill() {
+                    break;
+                }
+                progress = true;
+                continue;
+            }
+            match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+                Poll::Ready(Ok(n)) => {
+                    self.written += n;
+                    self.unflushed = true;
+                    progress = true;
+                }
+            }
+        }
+        if !self.shut
+            && self.shared.close_sent.load(Ordering::SeqCst)
+            && self.shared.close_received.load(Ordering::SeqCst)
         {
             // Both close frames are out: half-close, and let the server end the connection.
-            tokio::select! {
-                _ = async {
-                    let _ = writer.flush().await;
-                    let _ = writer.shutdown().await;
-                } => {}
-                _ = shared.cancel.cancelled() => break,
+            match Pin::new(&mut self.stream).poll_shutdown(cx) {
+                Poll::Pending => return Ok(progress),
+                Poll::Ready(_) => {
+                    self.shut = true;
+                    progress = true;
+                }
             }
-            shut = true;
         }
+        Ok(progress)
+    }
+}
+
+impl Future for Pump {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        // Registered first: whatever changes from here on wakes this task again.
+        this.shared.register(cx.waker());
+        for _ in 0..ROUNDS_PER_POLL {
+            if this.shared.cancelled() || this.poll_timer(cx).is_ready() {
+                return this.finish();
+            }
+            let wrote = match this.poll_write(cx) {
+                Ok(p) => p,
+                Err(()) => {
+                    // The reader may be paused and never see the failure: end here.
+                    this.shared.cancel.store(true, Ordering::SeqCst);
+                    return this.finish();
+                }
+            };
+            let read = match this.poll_read(cx) {
+                ReadStep::Progress => true,
+                ReadStep::Idle => false,
+                ReadStep::Ended => return this.finish(),
+            };
+            if !wrote && !read {
+                return Poll::Pending;
+            }
+        }
+        // A busy connection gives the other tasks of this thread a turn.
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 

@@ -272,17 +272,20 @@ async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, Connec
 async fn read_response(
     stream: &mut IoStream,
 ) -> Result<(u16, String, Vec<(String, String)>, Vec<u8>), ConnectError> {
+    // Read straight into the growing head buffer: no fixed chunk in the handshake's state,
+    // which thousands of concurrent accepts would each hold.
     let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
     loop {
+        if buf.capacity() - buf.len() < 512 {
+            buf.reserve(buf.capacity());
+        }
         let n = stream
-            .read(&mut chunk)
+            .read_buf(&mut buf)
             .await
             .map_err(|e| io_error(&e, "reading the handshake response"))?;
         if n == 0 {
             return Err(fail("socket hang up", Some("ECONNRESET")));
         }
-        buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; 128];
         let mut resp = httparse::Response::new(&mut headers);
         match resp.parse(&buf) {

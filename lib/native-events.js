@@ -1,0 +1,107 @@
+'use strict';
+
+/**
+ * The receiving end of the native event hub (`src/bindings/hub.rs`): one callback per
+ * process (per worker thread) gets every socket's and listener's events as one flat list,
+ * `id type fields...` repeated, and hands each event to the object registered under its id.
+ * Objects unregister themselves on their last event.
+ */
+
+const { loadNative } = require('./native');
+
+const native = loadNative();
+
+/** Event type of a listener event (see `hub.rs`). */
+const EV_LISTENER = 8;
+/** Event type of a connection a listener accepted by itself. */
+const EV_ACCEPTED = 9;
+/**
+ * How many fields follow each event type: socket events 0-7 (see `flatten` in
+ * src/bindings/socket.rs), then a listener event and an accepted connection.
+ */
+const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 3];
+
+/** The objects events go to, by native id. */
+const targets = new Map();
+
+/**
+ * Rethrows `err` (from a listener) outside the native callback.
+ *
+ * @param {Error} err The error
+ * @private
+ */
+function rethrow(err) {
+  throw err;
+}
+
+/**
+ * Hands one event to its object. Sockets take `(list, type, at)`; listeners take their
+ * event object; an accepted connection goes to its listener, which adopts the new socket.
+ *
+ * @param {Array} list The event list
+ * @param {Number} id The object's id
+ * @param {Number} t The event type
+ * @param {Number} at Index of the event's first field
+ * @private
+ */
+function deliver(list, id, t, at) {
+  if (t === EV_ACCEPTED) {
+    const server = targets.get(list[at]);
+    if (server === undefined) native.socketTerminate(id);
+    else server._accepted(id, list[at + 1], list[at + 2]);
+    return;
+  }
+  const target = targets.get(id);
+  if (target === undefined) return;
+  if (t === EV_LISTENER) target._handle(list[at]);
+  else target._handle(list, t, at);
+}
+
+/**
+ * Handles a batch of native events in order. A throwing listener does not lose the rest
+ * of the batch: its exception is rethrown outside the native call (as an uncaught
+ * exception, like any EventEmitter listener's) and the rest follows on the next tick.
+ *
+ * @param {Array} list The events
+ * @param {Number} start Where to resume
+ * @private
+ */
+function dispatch(list, start) {
+  let i = start;
+  while (i < list.length) {
+    const id = list[i];
+    const t = list[i + 1];
+    const at = i + 2;
+    i = at + FIELDS[t];
+    try {
+      deliver(list, id, t, at);
+    } catch (err) {
+      process.nextTick(rethrow, err);
+      if (i < list.length) process.nextTick(dispatch, list, i);
+      return;
+    }
+  }
+}
+
+native.initEvents((list) => dispatch(list, 0));
+
+/**
+ * Sends the events of native object `id` to `target` from now on.
+ *
+ * @param {Number} id The native id
+ * @param {Object} target The socket or server
+ */
+function register(id, target) {
+  targets.set(id, target);
+}
+
+/**
+ * Stops sending events to object `id` (after its last one).
+ *
+ * @param {Number} id The native id
+ */
+function unregister(id) {
+  targets.delete(id);
+}
+
+module.exports = { native, register, unregister };

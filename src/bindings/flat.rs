@@ -1,0 +1,85 @@
+//! The values of the flat event list JavaScript receives (see `hub`): numbers, strings,
+//! buffers and the odd object, without an object per event.
+
+use napi::bindgen_prelude::{Buffer, Null, ToNapiValue};
+use napi::Status;
+
+use crate::bindings::listener::ListenerEventJs;
+
+/// Payloads up to this size are copied into a JS-owned Buffer; larger ones are handed over
+/// as external buffers without a copy. For small payloads the copy is cheaper than the
+/// finalizer an external buffer needs.
+const COPY_BELOW: usize = 512;
+
+/// One value of the flat event list.
+pub enum Flat {
+    /// A number.
+    Num(f64),
+    /// A boolean.
+    Bool(bool),
+    /// A string.
+    Str(String),
+    /// `null`.
+    Null,
+    /// Bytes, as a Buffer (copied when small, external when large).
+    Bytes(Vec<u8>),
+    /// A nested array.
+    List(Vec<Flat>),
+    /// A listener event, as an object.
+    Listener(Box<ListenerEventJs>),
+}
+
+impl Flat {
+    /// A list of numbers, or `null` when empty.
+    pub fn ids(v: Vec<u32>) -> Flat {
+        if v.is_empty() {
+            Flat::Null
+        } else {
+            Flat::List(v.into_iter().map(|i| Flat::Num(f64::from(i))).collect())
+        }
+    }
+
+    /// A string, or `null`.
+    pub fn opt_str(s: Option<String>) -> Flat {
+        s.map_or(Flat::Null, Flat::Str)
+    }
+}
+
+impl ToNapiValue for Flat {
+    unsafe fn to_napi_value(
+        env: napi::sys::napi_env,
+        val: Self,
+    ) -> napi::Result<napi::sys::napi_value> {
+        // SAFETY: `env` is the live environment napi-rs passes while converting the
+        // callback's arguments on the JS thread; every branch delegates to napi's own
+        // conversions or to `napi_create_buffer_copy` with a valid pointer and length.
+        unsafe {
+            match val {
+                Flat::Num(n) => f64::to_napi_value(env, n),
+                Flat::Bool(b) => bool::to_napi_value(env, b),
+                Flat::Str(s) => String::to_napi_value(env, s),
+                Flat::Null => Null::to_napi_value(env, Null),
+                Flat::Bytes(v) if v.len() < COPY_BELOW => {
+                    let mut out = std::ptr::null_mut();
+                    let status = napi::sys::napi_create_buffer_copy(
+                        env,
+                        v.len(),
+                        v.as_ptr().cast(),
+                        std::ptr::null_mut(),
+                        &mut out,
+                    );
+                    if status != napi::sys::Status::napi_ok {
+                        return Err(napi::Error::new(
+                            Status::GenericFailure,
+                            "cannot create a Buffer",
+                        ));
+                    }
+                    Ok(out)
+                }
+                Flat::Bytes(v) => Buffer::to_napi_value(env, Buffer::from(v)),
+                Flat::List(items) => Vec::<Flat>::to_napi_value(env, items),
+                Flat::Listener(e) => ListenerEventJs::to_napi_value(env, *e),
+            }
+        }
+    }
+}
