@@ -401,6 +401,9 @@ declare namespace HycoWebSocket {
     keepAliveInterval?: number;
     /** Time allowed for each accept handshake, ms. Default `20000`. */
     acceptTimeout?: number;
+    /** After an accept, keep one spare connection to the same relay endpoint (at most 10 s)
+     * for the next accept, which then skips the connect. Default `true`. */
+    prewarm?: boolean;
     /** Delays before reconnect attempts, ms; the last repeats; ±20 % jitter. Default
      * `[0, 1000, 2000, 5000, 10000, 30000]`. */
     reconnectDelays?: number[];

@@ -9,6 +9,7 @@
  * `bench/support/listeners.js`. One run, interleaved rounds, medians.
  *
  * Usage: node bench/listener.js [rounds=3] [connections=1000]
+ *        HYCO_BENCH_PREWARM=0 node bench/listener.js ...   (RelayedServer with prewarm: false)
  *
  *   rounds       rounds per listener kind and measure (default 3; the kind order rotates)
  *   connections  idle relayed connections held open for the memory measure (default
@@ -893,7 +894,7 @@ async function main() {
       '',
       `${m.date.slice(0, 10)}. Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memGiB} GiB, ${m.platform}; Node.js ${m.node}, ` +
         `ws ${m.ws} (bufferutil: ${m.bufferutil}); open-files limit ${m.fds}. Addon: ${m.addon}.`,
-      "hyco-ws-rs's `RelayedServer` against a hand-written plain ws 8 listener (control channel + one `WebSocket` per",
+      `hyco-ws-rs's \`RelayedServer\` (prewarm: ${process.env.HYCO_BENCH_PREWARM !== '0'}) against a hand-written plain ws 8 listener (control channel + one \`WebSocket\` per`,
       '`accept`), plain ws 8 senders, the local relay emulator in a child process. ' +
         `${rounds} interleaved round(s) per kind and measure, ${connections} idle connections.` +
         (complete ? '' : ' INCOMPLETE RUN: see the failed checks.'),

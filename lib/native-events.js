@@ -19,7 +19,7 @@ const EV_ACCEPTED = 9;
  * How many fields follow each event type: socket events 0-7 (see `flatten` in
  * src/bindings/socket.rs), then a listener event and an accepted connection.
  */
-const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 3];
+const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 7];
 
 /** The objects events go to, by native id. */
 const targets = new Map();
@@ -36,7 +36,9 @@ function rethrow(err) {
 
 /**
  * Hands one event to its object. Sockets take `(list, type, at)`; listeners take their
- * event object; an accepted connection goes to its listener, which adopts the new socket.
+ * event object; an accepted connection (fields: listener id, subprotocol, then the request:
+ * headers, rendezvous id, url, remote address and port) goes to its listener, which adopts
+ * the new socket.
  *
  * @param {Array} list The event list
  * @param {Number} id The object's id
@@ -48,7 +50,7 @@ function deliver(list, id, t, at) {
   if (t === EV_ACCEPTED) {
     const server = targets.get(list[at]);
     if (server === undefined) native.socketTerminate(id);
-    else server._accepted(id, list[at + 1], list[at + 2]);
+    else server._accepted(id, list, at + 1);
     return;
   }
   const target = targets.get(id);
@@ -58,16 +60,16 @@ function deliver(list, id, t, at) {
 }
 
 /**
- * Handles a batch of native events in order. A throwing listener does not lose the rest
- * of the batch: its exception is rethrown outside the native call (as an uncaught
- * exception, like any EventEmitter listener's) and the rest follows on the next tick.
+ * Handles a batch of native events in order. A throwing listener does not stop the rest
+ * of the batch (which may carry other sockets' events, and a new socket's first): its
+ * exception is rethrown on the next tick, outside the native call, as an uncaught
+ * exception like any EventEmitter listener's.
  *
  * @param {Array} list The events
- * @param {Number} start Where to resume
  * @private
  */
-function dispatch(list, start) {
-  let i = start;
+function dispatch(list) {
+  let i = 0;
   while (i < list.length) {
     const id = list[i];
     const t = list[i + 1];
@@ -77,13 +79,11 @@ function dispatch(list, start) {
       deliver(list, id, t, at);
     } catch (err) {
       process.nextTick(rethrow, err);
-      if (i < list.length) process.nextTick(dispatch, list, i);
-      return;
     }
   }
 }
 
-native.initEvents((list) => dispatch(list, 0));
+native.initEvents(dispatch);
 
 /**
  * Sends the events of native object `id` to `target` from now on.

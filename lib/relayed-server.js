@@ -18,6 +18,9 @@ const { codedError, describeType, invalidOption, numberOption } = require('./val
 const { RelayedWebSocket } = require('./websocket');
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
+// How long a spare connection (option `prewarm`) is kept unused: below the 15 s a relay
+// (the local one; Azure's front ends wait longer) gives a connection to send its request.
+const SPARE_MAX_AGE_MS = 10000;
 const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
@@ -57,27 +60,6 @@ function onAcceptedClose() {
   server._sockets.delete(this);
   if (server.clients) server.clients.delete(this);
   if (server._state === 'closing') server._maybeFinish();
-}
-
-/**
- * 'newListener' of the server: a 'headers' listener needs the accept decision in JS.
- *
- * @param {String} event The event name
- * @private
- */
-function onNewListener(event) {
-  if (event === 'headers') this._setAutoAccept(false);
-}
-
-/**
- * 'removeListener' of the server: without 'headers' listeners, the native side may accept
- * by itself again.
- *
- * @param {String} event The event name
- * @private
- */
-function onRemoveListener(event) {
-  if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
 }
 
 /**
@@ -172,6 +154,9 @@ function normalize(options) {
   if (options.clientTracking !== undefined && typeof options.clientTracking !== 'boolean') {
     invalidOption('clientTracking', 'of type boolean', options.clientTracking);
   }
+  if (options.prewarm !== undefined && typeof options.prewarm !== 'boolean') {
+    invalidOption('prewarm', 'of type boolean', options.prewarm);
+  }
   const reconnectDelays = options.reconnectDelays === undefined ? DEFAULT_RECONNECT_DELAYS : options.reconnectDelays;
   if (!Array.isArray(reconnectDelays) || reconnectDelays.length === 0) {
     invalidOption('reconnectDelays', 'a non-empty array of numbers', reconnectDelays);
@@ -197,52 +182,10 @@ function normalize(options) {
     maxPayload: numberOption(options.maxPayload, 'maxPayload', 104857600, true),
     keepAliveInterval: numberOption(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
     acceptTimeout: numberOption(options.acceptTimeout, 'acceptTimeout', 20000, false),
+    prewarm: options.prewarm !== false,
     reconnectDelays,
     ca
   };
-}
-
-/**
- * The `req.url` of an accepted connection: the sender's path below the Hybrid Connection
- * and its query, without `sb-hc-*` parameters.
- *
- * @param {String} address The accept address
- * @param {String} entity The Hybrid Connection's path
- * @return {String} e.g. `/sub/dir?x=1`, or `/`
- * @private
- */
-function requestUrl(address, entity) {
-  let parsed;
-  try {
-    parsed = new URL(address);
-  } catch {
-    return '/';
-  }
-  const raw = parsed.pathname.startsWith('/$hc/') ? parsed.pathname.slice(5) : parsed.pathname.slice(1);
-  // Find where the entity ends in the raw (still encoded) path, comparing decoded text,
-  // and keep the rest encoded, as Node keeps req.url.
-  let cut = -1;
-  const want = entity.toLowerCase();
-  for (let i = 0; i <= raw.length; i++) {
-    if (i < raw.length && raw[i] !== '/') continue;
-    let head;
-    try {
-      head = decodeURIComponent(raw.slice(0, i));
-    } catch {
-      continue;
-    }
-    if (head.toLowerCase() === want) {
-      cut = i;
-      break;
-    }
-  }
-  const rest = cut < 0 ? '' : raw.slice(cut);
-  const path = rest.startsWith('/') ? rest : `/${rest}`;
-  const query = [];
-  for (const pair of parsed.search.slice(1).split('&')) {
-    if (pair && !pair.toLowerCase().startsWith('sb-hc-')) query.push(pair);
-  }
-  return query.length ? `${path}?${query.join('&')}` : path;
 }
 
 /**
@@ -267,25 +210,84 @@ class RelayedServer extends EventEmitter {
     this._listened = false;
     this._state = 'running';
     this._autoAccept = false;
+    this._id = 0;
     if (typeof callback === 'function') this.on('listening', callback);
     this._id = native.listen({
-        url: this.options.url,
-        staticToken: this.options.staticToken,
-        // A ping every few microseconds helps nobody: 100 ms is the floor.
-        keepAliveMs: this.options.keepAliveInterval > 0 ? Math.max(100, this.options.keepAliveInterval) : 0,
-        // A pong is awaited 10 s, or one interval when pings are more frequent than that.
-        pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
-        reconnectDelaysMs: this.options.reconnectDelays,
-        ca: this.options.ca,
-        maxPayload: this.options.maxPayload,
-        acceptTimeoutMs: this.options.acceptTimeout
+      url: this.options.url,
+      staticToken: this.options.staticToken,
+      // A ping every few microseconds helps nobody: 100 ms is the floor.
+      keepAliveMs: this.options.keepAliveInterval > 0 ? Math.max(100, this.options.keepAliveInterval) : 0,
+      // A pong is awaited 10 s, or one interval when pings are more frequent than that.
+      pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
+      reconnectDelaysMs: this.options.reconnectDelays,
+      ca: this.options.ca,
+      maxPayload: this.options.maxPayload,
+      acceptTimeoutMs: this.options.acceptTimeout,
+      spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
-    // JavaScript less per connection); a 'headers' listener turns that off while it exists.
-    this.on('newListener', onNewListener);
-    this.on('removeListener', onRemoveListener);
+    // JavaScript less per connection); a 'headers' listener turns that off while it exists
+    // (see the listener methods below).
     this._setAutoAccept(this._canAutoAccept());
+  }
+
+  /**
+   * EventEmitter's, noting whether a 'headers' listener now exists (`on`, `once`,
+   * `prependListener` and `prependOnceListener` all come through here or
+   * `prependListener`).
+   *
+   * @param {(String|Symbol)} event The event
+   * @param {Function} listener The listener
+   * @return {RelayedServer} This server
+   * @public
+   */
+  addListener(event, listener) {
+    super.addListener(event, listener);
+    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    return this;
+  }
+
+  /**
+   * EventEmitter's, noting whether a 'headers' listener now exists.
+   *
+   * @param {(String|Symbol)} event The event
+   * @param {Function} listener The listener
+   * @return {RelayedServer} This server
+   * @public
+   */
+  prependListener(event, listener) {
+    super.prependListener(event, listener);
+    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    return this;
+  }
+
+  /**
+   * EventEmitter's, noting whether a 'headers' listener is left.
+   *
+   * @param {(String|Symbol)} event The event
+   * @param {Function} listener The listener
+   * @return {RelayedServer} This server
+   * @public
+   */
+  removeListener(event, listener) {
+    super.removeListener(event, listener);
+    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    return this;
+  }
+
+  /**
+   * EventEmitter's, noting whether a 'headers' listener is left.
+   *
+   * @param {(String|Symbol)} [event] The event (all when left out)
+   * @return {RelayedServer} This server
+   * @public
+   */
+  removeAllListeners(event) {
+    if (arguments.length === 0) super.removeAllListeners();
+    else super.removeAllListeners(event);
+    this._setAutoAccept(this._canAutoAccept());
+    return this;
   }
 
   /**
@@ -419,7 +421,7 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _accept(ev) {
-    const req = this._request(ev);
+    const req = this._request(ev.headers, ev.id, ev.url, ev.remoteAddress, ev.remotePort);
     const headers = req.headers;
     const verify = this.options.verifyClient;
     if (!verify) {
@@ -444,41 +446,37 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * The `req` of 'connection' and of the hooks, from a native accept request.
+   * The `req` of 'connection' and of the hooks. The native side has lowercased and joined
+   * the headers and worked out the URL.
    *
-   * @param {Object} ev The native accept request
+   * @param {String[]} flatHeaders Header names and values, alternating
+   * @param {String} id The rendezvous (tracking) id
+   * @param {String} url `req.url`
+   * @param {?String} remoteAddress The sender's address
+   * @param {?Number} remotePort The sender's port
    * @return {Object} `{ headers, url, method, socket, connection, id }`
    * @private
    */
-  _request(ev) {
+  _request(flatHeaders, id, url, remoteAddress, remotePort) {
     const headers = {};
-    for (const [name, value] of ev.headers) {
-      const key = name.toLowerCase();
-      headers[key] = Object.prototype.hasOwnProperty.call(headers, key) ? `${headers[key]}, ${value}` : value;
-    }
-    const socket = { remoteAddress: ev.remoteAddress, remotePort: ev.remotePort };
-    return {
-      headers,
-      url: requestUrl(ev.address, this.options.entity),
-      method: 'GET',
-      socket,
-      connection: socket,
-      id: ev.id
-    };
+    for (let i = 0; i < flatHeaders.length; i += 2) headers[flatHeaders[i]] = flatHeaders[i + 1];
+    const socket = { remoteAddress, remotePort };
+    return { headers, url, method: 'GET', socket, connection: socket, id };
   }
 
   /**
    * A sender the native side accepted by itself: its socket is already open.
    *
    * @param {Number} id The native socket's id
-   * @param {String} protocol The subprotocol (always `''`: senders offering one are asked about)
-   * @param {Object} ev The native accept request
+   * @param {Array} list The native event list
+   * @param {Number} at Where the event's subprotocol is, followed by the request's fields
+   *     (see `_request`)
    * @private
    */
-  _accepted(id, protocol, ev) {
+  _accepted(id, list, at) {
     const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
-    ws._adoptOpen(id, protocol);
-    this._connected(ws, this._request(ev));
+    ws._adoptOpen(id, list[at]);
+    this._connected(ws, this._request(list[at + 1], list[at + 2], list[at + 3], list[at + 4], list[at + 5]));
   }
 
   /**
@@ -706,6 +704,11 @@ class RelayedServer extends EventEmitter {
   }
 }
 
+// EventEmitter's `on` and `off` are its own `addListener` and `removeListener`, not calls to
+// them: point them at the overrides above.
+RelayedServer.prototype.on = RelayedServer.prototype.addListener;
+RelayedServer.prototype.off = RelayedServer.prototype.removeListener;
+
 /**
  * hyco-ws's factory: a `RelayedServer` with `fn` as its 'connection' listener.
  *
@@ -720,4 +723,4 @@ function createRelayedServer(options, fn) {
   return server;
 }
 
-module.exports = { RelayedServer, createRelayedServer, requestUrl };
+module.exports = { RelayedServer, createRelayedServer };

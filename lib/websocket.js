@@ -39,8 +39,9 @@ const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4];
 const BATCH_BELOW = 16 * 1024;
 // The packing buffer starts at this size (a slice of Node's shared Buffer pool), doubles up
 // to BATCH_LIMIT while a tick's frames need it, and is flushed when the next frame does not
-// fit. A buffer that a flush used less than a quarter of is let go: an idle socket keeps
-// none (thousands of idle sockets would otherwise each pin a batch-sized buffer).
+// fit. A grown buffer that a flush used less than a quarter of is let go: an idle socket
+// keeps at most the first, small one (thousands of idle sockets would otherwise each pin a
+// batch-sized buffer).
 const BATCH_INITIAL = 1024;
 const BATCH_LIMIT = 256 * 1024;
 // Per packed frame: flags, length (u32) and callback id (u32); see `for_each_batched` in
@@ -68,8 +69,6 @@ class TransportShim extends EventEmitter {
 /** Sockets with packed frames to hand over at the end of this tick (see `_sendFrame`). */
 let toFlush = [];
 
-/** The last send-callback id given out (ids only need to be unique per socket). */
-let lastAck = 0;
 
 /**
  * Hands every socket's packed frames to the native side (one microtask for all of them).
@@ -165,6 +164,7 @@ class RelayedWebSocket extends WebSocket {
     this._bufferedAmount = 0;
     this._id = 0;
     this._callbacks = null;
+    this._nextAck = 1;
     this._firstFragment = true;
     this._held = null;
     this._packed = null;
@@ -249,8 +249,6 @@ class RelayedWebSocket extends WebSocket {
         this._handle(list, t, at);
       } catch (err) {
         process.nextTick(rethrow, err);
-        if (i < list.length) process.nextTick(() => this._dispatch(list, i));
-        return;
       }
     }
   }
@@ -469,8 +467,8 @@ class RelayedWebSocket extends WebSocket {
   _sendFrame(buf, opcode, fin, cb) {
     let ack = 0;
     if (typeof cb === 'function') {
-      lastAck = lastAck >= 0x7fffffff ? 1 : lastAck + 1;
-      ack = lastAck;
+      ack = this._nextAck;
+      this._nextAck = ack >= 0x7fffffff ? 1 : ack + 1;
       if (this._callbacks === null) this._callbacks = new Map();
       this._callbacks.set(ack, cb);
     }
@@ -527,9 +525,10 @@ class RelayedWebSocket extends WebSocket {
     this._packedLength = 0;
     const packed = this._packed;
     if (this._id !== 0) native.socketSendBatch(this._id, packed.subarray(0, length));
-    // The native side copied the frames. Keep the buffer for the next tick only if this one
-    // needed a good part of it.
-    if (length < packed.length >>> 2) this._packed = null;
+    // The native side copied the frames. A grown buffer is kept for the next tick only if
+    // this one needed a good part of it; the first, small one is kept (making one per
+    // message costs more, in latency, than the copy saves).
+    if (packed.length > BATCH_INITIAL && length < packed.length >>> 2) this._packed = null;
   }
 
   /**

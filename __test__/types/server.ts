@@ -10,7 +10,8 @@ const server = new RelayedServer(
     handleProtocols: (protocols, req) => (protocols.has('chat') && req.url === '/' ? 'chat' : false),
     verifyClient: (info, cb) => cb(info.req.headers['x-app'] === 'ok', 403, 'Forbidden'),
     keepAliveInterval: 10000,
-    reconnectDelays: [0, 500]
+    reconnectDelays: [0, 500],
+    prewarm: false
   },
   () => console.log('listening')
 );
@@ -32,5 +33,7 @@ void [status, legacy, fromConnectionString];
 
 // @ts-expect-error: the token is a string or a provider
 new RelayedServer({ server: uri, token: 42 });
+// @ts-expect-error: prewarm is a boolean
+new RelayedServer({ server: uri, token: 't', prewarm: 'yes' });
 // @ts-expect-error: reconnectDelays are numbers
 new RelayedServer({ server: uri, token: 't', reconnectDelays: ['1s'] });

@@ -8,7 +8,9 @@
  *
  *   - `rs`: hyco-ws-rs's `new RelayedServer({ server, token })`; its control channel and
  *     accepted sockets run in Rust; `'connection' (socket, req)` fires once the socket is
- *     open.
+ *     open. With the environment variable `HYCO_BENCH_PREWARM=0` (inherited by the child
+ *     processes) it is `new RelayedServer({ server, token, prewarm: false })`: no spare
+ *     connection for the next accept.
  *   - `ws`: a hand-written plain ws 8 listener: a control channel
  *     `new WebSocket(createRelayListenUri(ns, entity), { headers: { ServiceBusAuthorization },
  *     perMessageDeflate: false })`; on each control message `{accept}` it opens
@@ -173,7 +175,11 @@ function baseListener(kind, hooks) {
 async function startRelayedServer(relay, kind, hooks) {
   const l = baseListener(kind, hooks);
   const uri = createRelayListenUri(relay.namespace, kind.entity);
-  const server = new RelayedServer({ server: uri, token: createRelayToken(uri, relay.keyName, relay.key) });
+  const server = new RelayedServer({
+    server: uri,
+    token: createRelayToken(uri, relay.keyName, relay.key),
+    prewarm: process.env.HYCO_BENCH_PREWARM !== '0'
+  });
   l.server = server;
   server.on('connection', (ws, req) => {
     const t = performance.now();

@@ -238,3 +238,122 @@ async fn a_ping_flood_from_a_peer_that_never_reads_ends_the_connection() {
     .expect("the client gives up on the flooding peer");
     assert_eq!(outcome, 1006);
 }
+
+/// A raw WebSocket server for one client: answers the handshake, then hands the TCP
+/// stream to `script`.
+async fn raw_server<F, Fut>(script: F) -> u16
+where
+    F: FnOnce(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let port = server.local_addr().expect("its address").port();
+    tokio::spawn(async move {
+        let (mut tcp, _) = server.accept().await.expect("the client");
+        let mut head = Vec::new();
+        let mut b = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut b).await.expect("the request");
+            assert!(n > 0, "the client hung up during its handshake");
+            head.extend_from_slice(&b[..n]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .expect("a key")
+            .trim()
+            .to_owned();
+        let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let response = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+        tcp.write_all(response.as_bytes())
+            .await
+            .expect("the response");
+        script(tcp).await;
+    });
+    port
+}
+
+async fn closed_event(
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    within: Duration,
+) -> (u16, bool) {
+    tokio::time::timeout(within, async {
+        loop {
+            match events.recv().await {
+                Some(Event::Closed {
+                    code, frame_sent, ..
+                }) => return (code, frame_sent),
+                Some(_) => continue,
+                None => panic!("the events ended without a close"),
+            }
+        }
+    })
+    .await
+    .expect("the close in time")
+}
+
+/// A peer that sends its close frame and at once shuts its sending side (but still reads)
+/// gets the client's close echo: the client writes out what it queued before it ends.
+#[tokio::test]
+async fn the_close_echo_is_written_after_the_peer_stopped_sending() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (echo_tx, echo_rx) = tokio::sync::oneshot::channel::<Vec<u8>>();
+    let port = raw_server(|mut tcp| async move {
+        // Close 1000 "bye", then FIN.
+        tcp.write_all(&[0x88, 0x05, 0x03, 0xe8, b'b', b'y', b'e'])
+            .await
+            .expect("the close frame");
+        tcp.shutdown().await.expect("the half-close");
+        let mut got = Vec::new();
+        let _ = tcp.read_to_end(&mut got).await;
+        let _ = echo_tx.send(got);
+    })
+    .await;
+    let (_handle, mut events) = start(format!("ws://127.0.0.1:{port}/"), None);
+    let (code, frame_sent) = closed_event(&mut events, WAIT).await;
+    assert_eq!(code, 1000);
+    assert!(frame_sent, "the echo was sent");
+    let got = tokio::time::timeout(WAIT, echo_rx)
+        .await
+        .expect("the server's read in time")
+        .expect("the server's read");
+    // A masked close frame: 0x88, 0x80 | 5, a 4-byte mask, then the masked payload.
+    assert!(got.len() >= 11, "no close echo reached the peer: {got:?}");
+    assert_eq!(got[0], 0x88);
+    assert_eq!(got[1], 0x85);
+    let mask = [got[2], got[3], got[4], got[5]];
+    let payload: Vec<u8> = got[6..11]
+        .iter()
+        .enumerate()
+        .map(|(i, b)| b ^ mask[i % 4])
+        .collect();
+    assert_eq!(payload, [0x03, 0xe8, b'b', b'y', b'e']);
+}
+
+/// A client paused after the peer's close frame arrived still notices the peer hanging up:
+/// nothing after a close frame is delivered anyway, so the close comes at once, not after
+/// the closing-handshake timeout (30 s here).
+#[tokio::test]
+async fn a_client_paused_after_the_close_frame_sees_the_peer_hang_up() {
+    use tokio::io::AsyncWriteExt;
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    let port = raw_server(|mut tcp| async move {
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8])
+            .await
+            .expect("the close frame");
+        let _ = go_rx.await;
+        drop(tcp);
+    })
+    .await;
+    let (handle, mut events) = start(format!("ws://127.0.0.1:{port}/"), None);
+    assert!(matches!(next(&mut events).await, Event::Open { .. }));
+    assert!(matches!(next(&mut events).await, Event::CloseReceived));
+    handle.shared.pause();
+    let _ = go_tx.send(());
+    let (code, _) = closed_event(&mut events, Duration::from_secs(5)).await;
+    assert_eq!(code, 1000);
+}

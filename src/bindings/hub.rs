@@ -17,12 +17,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hyco_core::listener::{AcceptRequest, ListenerEvent, ListenerHandle};
+use hyco_core::listener::{AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle};
 use hyco_core::socket::connection::Shared;
-use hyco_core::socket::{Event, Handle};
+use hyco_core::socket::{Command, Event, Handle};
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
@@ -34,8 +34,21 @@ use crate::bindings::{listener, socket};
 /// Event type of a listener event in the flat list (one field: the event object).
 const EV_LISTENER: f64 = 8.0;
 /// Event type of a connection a listener accepted by itself (fields: the listener's id,
-/// the chosen subprotocol, the accept request object).
+/// the chosen subprotocol, `req.headers` flat, the rendezvous id, `req.url`, the sender's
+/// address and port).
 const EV_ACCEPTED: f64 = 9.0;
+
+/// A native object's id, as JavaScript holds it (a number below 2^53).
+pub type Id = u64;
+
+/// The id JavaScript passed (ids are whole numbers below 2^53; anything else matches none).
+pub fn id_of(n: f64) -> Id {
+    if n.is_finite() && n >= 1.0 && n.fract() == 0.0 {
+        n as Id
+    } else {
+        0
+    }
+}
 
 /// What an object sends up.
 pub enum Up {
@@ -44,7 +57,7 @@ pub enum Up {
     /// A socket a listener accepted by itself is open.
     Accepted {
         /// The listener's id.
-        listener: u32,
+        listener: Id,
         /// The chosen subprotocol.
         protocol: String,
         /// The sender's request.
@@ -55,7 +68,7 @@ pub enum Up {
 }
 
 struct Queued {
-    id: u32,
+    id: Id,
     up: Up,
     /// The socket's state, for message events: their bytes count as consumed once they
     /// reach JavaScript.
@@ -76,9 +89,11 @@ type EventsFn = ThreadsafeFunction<(), (), Vec<Flat>, Status, false, true>;
 pub struct Hub {
     queue: Mutex<Vec<Queued>>,
     scheduled: AtomicBool,
+    /// The environment is gone: events are dropped.
+    closed: AtomicBool,
     tsfn: Mutex<Option<EventsFn>>,
-    targets: Mutex<HashMap<u32, Target>>,
-    next_id: AtomicU32,
+    targets: Mutex<HashMap<Id, Target>>,
+    next_id: AtomicU64,
 }
 
 thread_local! {
@@ -89,32 +104,41 @@ thread_local! {
 /// This environment's hub (on its JS thread).
 pub fn current() -> napi::Result<Arc<Hub>> {
     // lib/native-events.js calls initEvents() when it loads, before anything else can run.
-    HUB.with(|h| h.borrow().clone()).ok_or_else(|| {
-        napi::Error::new(
-            Status::GenericFailure,
-            "hyco-ws-rs: initEvents() was not called",
-        )
-    })
+    HUB.try_with(|h| h.borrow().clone())
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            napi::Error::new(
+                Status::GenericFailure,
+                "hyco-ws-rs: initEvents() was not called",
+            )
+        })
 }
 
 /// Registers this environment's event callback: `onEvents(list)` receives every socket's
-/// and listener's events as one flat list (`id type fields...` repeated). Called once, by
-/// `lib/native-events.js`.
+/// and listener's events as one flat list (`id type fields...` repeated). Called by
+/// `lib/native-events.js` when it loads. A second call (the module loaded again with a fresh
+/// `require` cache, as test runners do) hands the events to the new callback from then on.
 #[napi(js_name = "initEvents")]
-pub fn init_events(on_events: Function<Vec<Flat>, ()>) -> napi::Result<()> {
-    if HUB.with(|h| h.borrow().is_some()) {
-        return Err(napi::Error::new(
-            Status::GenericFailure,
-            "hyco-ws-rs: initEvents() was already called",
-        ));
-    }
-    let hub = Arc::new(Hub {
-        queue: Mutex::new(Vec::new()),
-        scheduled: AtomicBool::new(false),
-        tsfn: Mutex::new(None),
-        targets: Mutex::new(HashMap::new()),
-        next_id: AtomicU32::new(1),
-    });
+pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result<()> {
+    let hub = match HUB.try_with(|h| h.borrow().clone()).ok().flatten() {
+        Some(hub) => hub,
+        None => {
+            let hub = Arc::new(Hub {
+                queue: Mutex::new(Vec::new()),
+                scheduled: AtomicBool::new(false),
+                closed: AtomicBool::new(false),
+                tsfn: Mutex::new(None),
+                targets: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            });
+            // When the environment goes (a worker thread ends), so do its objects: nothing
+            // else would stop a listener whose JavaScript side is gone.
+            env.add_env_cleanup_hook(hub.clone(), |hub| hub.shutdown())?;
+            let _ = HUB.try_with(|h| *h.borrow_mut() = Some(hub.clone()));
+            hub
+        }
+    };
     let h = hub.clone();
     let tsfn: EventsFn = on_events
         .build_threadsafe_function::<()>()
@@ -133,33 +157,33 @@ pub fn init_events(on_events: Function<Vec<Flat>, ()>) -> napi::Result<()> {
             Ok(list)
         })?;
     if let Ok(mut t) = hub.tsfn.lock() {
+        // A previous function is released here; a call it still had pending may not run,
+        // so whatever is queued is scheduled again on the new one.
         *t = Some(tsfn);
     }
-    HUB.with(|h| *h.borrow_mut() = Some(hub));
+    hub.scheduled.store(false, Ordering::Release);
+    hub.schedule_if_queued();
+    hub.sync_ref(&env);
     Ok(())
 }
 
 impl Hub {
-    /// A fresh id.
-    pub fn next_id(&self) -> u32 {
-        loop {
-            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            // 0 is never an id; after 2^32 objects the count wraps around.
-            if id != 0 {
-                return id;
-            }
-        }
+    /// A fresh id, never used before in this environment (a 2^53 count does not run out:
+    /// at a million objects a second it would take 285 years), so that an event can never
+    /// reach another object than its own.
+    pub fn next_id(&self) -> Id {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
     /// Adds an object; its events may be pushed from now on.
-    pub fn insert(&self, id: u32, target: Target) {
+    pub fn insert(&self, id: Id, target: Target) {
         if let Ok(mut t) = self.targets.lock() {
             t.insert(id, target);
         }
     }
 
     /// Runs `f` on a socket's handle; `None` when it is gone (or not a socket).
-    pub fn with_socket<R>(&self, id: u32, f: impl FnOnce(&Handle) -> R) -> Option<R> {
+    pub fn with_socket<R>(&self, id: Id, f: impl FnOnce(&Handle) -> R) -> Option<R> {
         let targets = self.targets.lock().ok()?;
         match targets.get(&id) {
             Some(Target::Socket(h)) => Some(f(h)),
@@ -168,7 +192,7 @@ impl Hub {
     }
 
     /// Runs `f` on a listener's handle; `None` when it is gone.
-    pub fn with_listener<R>(&self, id: u32, f: impl FnOnce(&ListenerHandle) -> R) -> Option<R> {
+    pub fn with_listener<R>(&self, id: Id, f: impl FnOnce(&ListenerHandle) -> R) -> Option<R> {
         let targets = self.targets.lock().ok()?;
         match targets.get(&id) {
             Some(Target::Listener(h)) => Some(f(h)),
@@ -193,10 +217,17 @@ impl Hub {
     }
 
     /// Queues an event and schedules a JS call if none is pending. Never blocks on JS.
-    pub fn push(&self, id: u32, up: Up, shared: Option<Arc<Shared>>) {
+    pub fn push(&self, id: Id, up: Up, shared: Option<Arc<Shared>>) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
         if let Ok(mut q) = self.queue.lock() {
             q.push(Queued { id, up, shared });
         }
+        self.schedule();
+    }
+
+    fn schedule(&self) {
         if !self.scheduled.swap(true, Ordering::AcqRel) {
             if let Ok(t) = self.tsfn.lock() {
                 if let Some(tsfn) = t.as_ref() {
@@ -206,13 +237,52 @@ impl Hub {
         }
     }
 
+    fn schedule_if_queued(&self) {
+        if self.queue.lock().map(|q| !q.is_empty()).unwrap_or(false) {
+            self.schedule();
+        }
+    }
+
+    /// The environment is being torn down: stops every socket and listener, drops their
+    /// events and releases the function.
+    fn shutdown(&self) {
+        self.closed.store(true, Ordering::Release);
+        let targets = self
+            .targets
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for (_, target) in targets {
+            match target {
+                Target::Socket(h) => {
+                    h.send(Command::Terminate);
+                }
+                Target::Listener(l) => {
+                    l.send(ListenerCommand::Close);
+                }
+            }
+        }
+        if let Ok(mut q) = self.queue.lock() {
+            q.clear();
+        }
+        if let Ok(mut t) = self.tsfn.lock() {
+            t.take();
+        }
+        // try_with: at thread exit the slot may already be gone.
+        let _ = HUB.try_with(|h| {
+            if let Ok(mut h) = h.try_borrow_mut() {
+                h.take();
+            }
+        });
+    }
+
     /// Flattens drained events for JS and forgets the objects whose last event is among
     /// them. On the JS thread.
     fn convert(&self, drained: Vec<Queued>) -> Vec<Flat> {
         let mut out = Vec::with_capacity(drained.len() * 4);
         let mut gone = Vec::new();
         for q in drained {
-            out.push(Flat::Num(f64::from(q.id)));
+            out.push(Flat::Num(q.id as f64));
             match q.up {
                 Up::Socket(e) => {
                     let (bytes, last) = socket::flatten(e, &mut out);
@@ -231,9 +301,20 @@ impl Hub {
                     request,
                 } => out.extend([
                     Flat::Num(EV_ACCEPTED),
-                    Flat::Num(f64::from(listener)),
+                    Flat::Num(listener as f64),
                     Flat::Str(protocol),
-                    Flat::Listener(Box::new(listener::accept_js(request))),
+                    Flat::List(
+                        listener::flat_headers(&request.headers)
+                            .into_iter()
+                            .map(Flat::Str)
+                            .collect(),
+                    ),
+                    Flat::Str(request.id),
+                    Flat::Str(request.url),
+                    Flat::opt_str(request.remote_address),
+                    request
+                        .remote_port
+                        .map_or(Flat::Null, |p| Flat::Num(f64::from(p))),
                 ]),
                 Up::Listener(e) => {
                     if matches!(e, ListenerEvent::Closed { .. }) {

@@ -14,7 +14,7 @@ use napi::bindgen_prelude::Buffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::bindings::hub::{self, Hub, Target, Up};
+use crate::bindings::hub::{self, id_of, Hub, Id, Target, Up};
 use crate::bindings::socket::SocketSink;
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
@@ -36,6 +36,8 @@ pub struct NativeListenOptions {
     pub max_payload: f64,
     /// Time allowed for an accept handshake, ms.
     pub accept_timeout_ms: f64,
+    /// How long a spare connection for the next accept is kept, ms; 0: none.
+    pub spare_max_age_ms: f64,
 }
 
 /// An error, as JavaScript receives it.
@@ -69,8 +71,10 @@ pub struct ListenerEventJs {
     pub id: Option<String>,
     /// accept: the accept address.
     pub address: Option<String>,
-    /// accept: the sender's headers, as [name, value] pairs.
-    pub headers: Option<Vec<Vec<String>>>,
+    /// accept: the sender's headers as `req.headers` has them, flat: name, value, ...
+    pub headers: Option<Vec<String>>,
+    /// accept: `req.url`.
+    pub url: Option<String>,
     /// accept: the sender's address.
     pub remote_address: Option<String>,
     /// accept: the sender's port.
@@ -92,6 +96,7 @@ impl ListenerEventJs {
             id: None,
             address: None,
             headers: None,
+            url: None,
             remote_address: None,
             remote_port: None,
             expires_at: None,
@@ -110,12 +115,21 @@ pub fn error_js(e: SocketError) -> ListenerErrorJs {
     }
 }
 
+/// A sender's headers as `req.headers` has them (lowercased, repeats joined), flat.
+pub fn flat_headers(headers: &[(String, String)]) -> Vec<String> {
+    listener::request::request_headers(headers)
+        .into_iter()
+        .flat_map(|(k, v)| [k, v])
+        .collect()
+}
+
 /// An accept request, as JavaScript receives it.
-pub fn accept_js(a: AcceptRequest) -> ListenerEventJs {
+fn accept_js(a: AcceptRequest) -> ListenerEventJs {
     ListenerEventJs {
         id: Some(a.id),
         address: Some(a.address),
-        headers: Some(a.headers.into_iter().map(|(k, v)| vec![k, v]).collect()),
+        headers: Some(flat_headers(&a.headers)),
+        url: Some(a.url),
         remote_address: a.remote_address,
         remote_port: a.remote_port.map(u32::from),
         ..ListenerEventJs::of("accept")
@@ -160,7 +174,7 @@ pub fn to_js(e: ListenerEvent) -> ListenerEventJs {
 /// Where a listener's events go: the hub, tagged with its id. Connections it accepts by
 /// itself get ids of their own.
 struct HubListenerSink {
-    id: u32,
+    id: Id,
     hub: Arc<Hub>,
 }
 
@@ -193,7 +207,7 @@ fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
 /// Starts a listener; returns its id. Its events reach `initEvents`' callback, the last
 /// being `closed`.
 #[napi(js_name = "listen")]
-pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<u32> {
+pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let mut opts = ListenerOptions::new(options.url);
     opts.static_token = options.static_token;
@@ -208,6 +222,8 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<u32> {
     opts.ca = buffers(options.ca);
     opts.accept_socket.limits.max_payload = options.max_payload.max(0.0) as u64;
     opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
+    opts.spare_max_age = (options.spare_max_age_ms > 0.0)
+        .then(|| Duration::from_millis(options.spare_max_age_ms as u64));
     let id = hub.next_id();
     let sink: Arc<dyn ListenerSink> = Arc::new(HubListenerSink {
         id,
@@ -216,13 +232,13 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<u32> {
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
     hub.insert(id, Target::Listener(handle));
     hub.sync_ref(&env);
-    Ok(id)
+    Ok(id as f64)
 }
 
 /// Answers a `needToken` event with a token or the provider's error.
 #[napi(js_name = "listenerProvideToken")]
 pub fn listener_provide_token(
-    id: u32,
+    id: f64,
     request: f64,
     token: Option<String>,
     error: Option<String>,
@@ -237,16 +253,16 @@ pub fn listener_provide_token(
     };
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id, |h| h.send(command)))
+        .and_then(|hub| hub.with_listener(id_of(id), |h| h.send(command)))
         .unwrap_or(false)
 }
 
 /// Closes the control channel (1000) and stops.
 #[napi(js_name = "listenerClose")]
-pub fn listener_close(id: u32) -> bool {
+pub fn listener_close(id: f64) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id, |h| h.send(ListenerCommand::Close)))
+        .and_then(|hub| hub.with_listener(id_of(id), |h| h.send(ListenerCommand::Close)))
         .unwrap_or(false)
 }
 
@@ -254,10 +270,10 @@ pub fn listener_close(id: u32) -> bool {
 /// subprotocol by itself (`RelayedServer` turns it on while it has no `verifyClient`,
 /// `handleProtocols` or 'headers' listener to run).
 #[napi(js_name = "listenerSetAutoAccept")]
-pub fn listener_set_auto_accept(id: u32, on: bool) -> bool {
+pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id, |h| h.set_auto_accept(on)))
+        .and_then(|hub| hub.with_listener(id_of(id), |h| h.set_auto_accept(on)))
         .is_some()
 }
 

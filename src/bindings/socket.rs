@@ -15,7 +15,7 @@ use napi::Env;
 use napi_derive::napi;
 
 use crate::bindings::flat::Flat;
-use crate::bindings::hub::{self, Hub, Target, Up};
+use crate::bindings::hub::{self, id_of, Hub, Id, Target, Up};
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -40,21 +40,21 @@ pub struct NativeConnectOptions {
 
 /// Where a socket's events go: the hub, tagged with its id.
 pub struct SocketSink {
-    id: u32,
+    id: Id,
     hub: Arc<Hub>,
     shared: Arc<Shared>,
     /// For a connection a listener accepted by itself: the listener's id and the request,
     /// sent up with the open event (boxed: most sockets carry none, or none any more).
-    accept: Mutex<Option<Box<(u32, AcceptRequest)>>>,
+    accept: Mutex<Option<Box<(Id, AcceptRequest)>>>,
 }
 
 impl SocketSink {
     /// A sink for socket `id`; `accept` for one a listener accepted by itself.
     pub fn new(
-        id: u32,
+        id: Id,
         hub: Arc<Hub>,
         handle: &Handle,
-        accept: Option<(u32, AcceptRequest)>,
+        accept: Option<(Id, AcceptRequest)>,
     ) -> Self {
         SocketSink {
             id,
@@ -168,7 +168,7 @@ pub fn flatten(e: Event, out: &mut Vec<Flat>) -> (usize, bool) {
 /// Starts connecting; returns the socket's id. Its events reach `initEvents`' callback,
 /// the last being the close.
 #[napi(js_name = "connectSocket")]
-pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<u32> {
+pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let connect = ConnectOptions {
         url: options.url,
@@ -198,21 +198,21 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<u
     napi::bindgen_prelude::within_runtime_if_available(|| {
         handle.start(connect, socket_options, sink)
     });
-    Ok(id)
+    Ok(id as f64)
 }
 
 /// Sends a command to socket `id`; false when it is gone.
-fn command(id: u32, c: Command) -> bool {
+fn command(id: f64, c: Command) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_socket(id, |h| h.send(c)))
+        .and_then(|hub| hub.with_socket(id_of(id), |h| h.send(c)))
         .unwrap_or(false)
 }
 
 /// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `accounted` and `ack` come
 /// back in the written event.
 #[napi(js_name = "socketSend")]
-pub fn socket_send(id: u32, data: &[u8], opcode: u32, fin: bool, accounted: f64, ack: u32) -> bool {
+pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64, ack: u32) -> bool {
     command(
         id,
         Command::Frame {
@@ -228,13 +228,13 @@ pub fn socket_send(id: u32, data: &[u8], opcode: u32, fin: bool, accounted: f64,
 /// Queues small frames packed by `lib/websocket.js` (see
 /// `hyco_core::socket::connection::BATCH_HEADER`).
 #[napi(js_name = "socketSendBatch")]
-pub fn socket_send_batch(id: u32, data: &[u8]) -> bool {
+pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
     command(id, Command::Batch(data.to_vec()))
 }
 
 /// Starts the closing handshake. `code` absent: a close frame without a code.
 #[napi(js_name = "socketClose")]
-pub fn socket_close(id: u32, code: Option<u32>, reason: Option<&[u8]>) -> bool {
+pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
     command(
         id,
         Command::Close {
@@ -246,22 +246,22 @@ pub fn socket_close(id: u32, code: Option<u32>, reason: Option<&[u8]>) -> bool {
 
 /// Drops the connection now.
 #[napi(js_name = "socketTerminate")]
-pub fn socket_terminate(id: u32) -> bool {
+pub fn socket_terminate(id: f64) -> bool {
     command(id, Command::Terminate)
 }
 
 /// Stops reading from the socket.
 #[napi(js_name = "socketPause")]
-pub fn socket_pause(id: u32) {
+pub fn socket_pause(id: f64) {
     if let Ok(hub) = hub::current() {
-        hub.with_socket(id, |h| h.shared.pause());
+        hub.with_socket(id_of(id), |h| h.shared.pause());
     }
 }
 
 /// Reads again.
 #[napi(js_name = "socketResume")]
-pub fn socket_resume(id: u32) {
+pub fn socket_resume(id: f64) {
     if let Ok(hub) = hub::current() {
-        hub.with_socket(id, |h| h.shared.resume());
+        hub.with_socket(id_of(id), |h| h.shared.resume());
     }
 }

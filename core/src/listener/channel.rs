@@ -1,17 +1,19 @@
 //! The listener's main loop: connect, serve the control channel, reconnect.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
+use crate::listener::spare::SparePool;
 use crate::listener::{
-    AcceptRequest, Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
+    request, AcceptRequest, Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
 };
 use crate::sas;
 use crate::socket::connection::CONTROL_EVENT_COST;
+use crate::socket::handshake::Endpoint;
 use crate::socket::{
     self, frame, Command, ConnectOptions, Event, EventSink, Handle, SocketError, SocketOptions,
 };
@@ -187,10 +189,50 @@ enum End {
     Closed,
 }
 
-/// The owner's side of the loop: where events go, and whether accepts may be made here.
+/// The owner's side of the loop: where events go, whether accepts may be made here, the
+/// spare connection for them, and those still in their handshake.
 struct Owner<'a> {
     sink: &'a dyn ListenerSink,
     auto_accept: &'a AtomicBool,
+    spares: Option<&'a Arc<SparePool>>,
+    accepting: &'a Arc<InFlight>,
+}
+
+/// Accept handshakes the listener started by itself and that are not over yet: the
+/// listener's close waits for them, so that the owner hears of every connection it
+/// accepted before it hears that the listener is closed.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until none is left, at most `limit`.
+    async fn settled(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
 }
 
 /// Runs the open control channel until it is lost or closed.
@@ -220,7 +262,7 @@ async fn serve(
                 Some(Event::Message { binary: false, frames }) => {
                     handle.shared.consumed(frames.iter().map(Vec::len).sum());
                     if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok()) {
-                        on_text(text, opts, sink, handle, owner.auto_accept.load(Ordering::SeqCst));
+                        on_text(text, opts, owner, handle);
                     }
                 }
                 Some(Event::Message { binary: true, frames }) => {
@@ -341,14 +383,40 @@ fn offers_protocol(headers: &[(String, String)]) -> bool {
         .any(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
 }
 
-/// Accepts a sender here, without the owner's round trip, if the owner takes it.
-fn accept_here(opts: &ListenerOptions, sink: &dyn ListenerSink, request: &AcceptRequest) -> bool {
+/// Accepts a sender here, without the owner's round trip, if the owner takes it; over the
+/// spare connection if there is one for this endpoint, and then makes the next spare.
+fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptRequest) -> bool {
     let socket = Handle::new(&opts.accept_socket);
-    let Some(socket_sink) = sink.accepted(request, &socket) else {
+    let Some(socket_sink) = owner.sink.accepted(request, &socket) else {
         return false;
     };
-    log::debug!("listener: accepting {} here", request.id);
-    socket.start(
+    let spare = owner
+        .spares
+        .and_then(|pool| Endpoint::of(&request.address).and_then(|e| pool.take(&e)));
+    // Once this handshake is over: if it worked, the next spare is opened (then, not
+    // competing with it; and not towards an endpoint that just failed), and the listener's
+    // close need not wait for it any more.
+    owner.accepting.start();
+    let accepting = owner.accepting.clone();
+    let refill = owner
+        .spares
+        .map(|pool| (pool.clone(), request.address.clone(), opts.ca.clone()));
+    let then: Box<dyn FnOnce(bool) + Send> = Box::new(move |opened| {
+        if let (true, Some((pool, address, ca))) = (opened, refill) {
+            pool.refill(&address, &ca);
+        }
+        accepting.done();
+    });
+    log::debug!(
+        "listener: accepting {} here{}",
+        request.id,
+        if spare.is_some() {
+            " over the spare connection"
+        } else {
+            ""
+        }
+    );
+    socket.start_then(
         ConnectOptions {
             url: request.address.clone(),
             headers: Vec::new(),
@@ -358,6 +426,8 @@ fn accept_here(opts: &ListenerOptions, sink: &dyn ListenerSink, request: &Accept
         },
         opts.accept_socket,
         socket_sink,
+        spare,
+        Some(then),
     );
     true
 }
@@ -365,13 +435,8 @@ fn accept_here(opts: &ListenerOptions, sink: &dyn ListenerSink, request: &Accept
 /// Handles a text message from the service: `accept` is accepted here (auto-accept) or goes
 /// to the owner, `request` gets a 501 answer (HTTP relaying is not supported), anything else
 /// is ignored.
-fn on_text(
-    text: &str,
-    opts: &ListenerOptions,
-    sink: &dyn ListenerSink,
-    handle: &Handle,
-    auto_accept: bool,
-) {
+fn on_text(text: &str, opts: &ListenerOptions, owner: &Owner<'_>, handle: &Handle) {
+    let sink = owner.sink;
     let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
         log::debug!("listener: ignoring a control message that is not JSON");
         return;
@@ -404,6 +469,7 @@ fn on_text(
         log::debug!("listener: accept request {id}");
         let request = AcceptRequest {
             id: id.to_owned(),
+            url: request::request_url(address, &opts.entity),
             address: address.to_owned(),
             headers,
             remote_address: remote
@@ -415,7 +481,10 @@ fn on_text(
                 .and_then(|v| v.as_u64())
                 .and_then(|p| u16::try_from(p).ok()),
         };
-        if auto_accept && !offers_protocol(&request.headers) && accept_here(opts, sink, &request) {
+        if owner.auto_accept.load(Ordering::SeqCst)
+            && !offers_protocol(&request.headers)
+            && accept_here(opts, owner, &request)
+        {
             return;
         }
         sink.push(ListenerEvent::Accept(request));
@@ -455,6 +524,10 @@ pub(super) async fn run(
     mut commands: mpsc::UnboundedReceiver<ListenerCommand>,
     auto_accept: Arc<AtomicBool>,
 ) {
+    let spares = opts
+        .spare_max_age
+        .map(|age| SparePool::new(age, opts.accept_timeout));
+    let accepting = Arc::new(InFlight::default());
     let mut backoff = Backoff::new(opts.reconnect_delays.clone(), opts.jitter);
     let mut next_request = 0u64;
     let mut cause: Option<SocketError> = None;
@@ -525,6 +598,8 @@ pub(super) async fn run(
         let owner = Owner {
             sink: &*sink,
             auto_accept: &auto_accept,
+            spares: spares.as_ref(),
+            accepting: &accepting,
         };
         match serve(
             &opts,
@@ -550,6 +625,10 @@ pub(super) async fn run(
             End::Closed => break None,
         }
     };
+    if let Some(pool) = &spares {
+        pool.close();
+    }
+    accepting.settled(opts.accept_timeout).await;
     match &final_error {
         Some(e) => log::error!("listener: stopped: {}", e.message),
         None => log::info!("listener: closed"),

@@ -7,6 +7,8 @@
 
 pub mod backoff;
 mod channel;
+pub mod request;
+mod spare;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,13 +50,21 @@ pub struct ListenerOptions {
     pub accept_socket: SocketOptions,
     /// Time allowed for an accept handshake the listener makes by itself. Default 20 s.
     pub accept_timeout: Duration,
+    /// The Hybrid Connection's path, for [`AcceptRequest::url`]. Default: from `url`.
+    pub entity: String,
+    /// After an accept it makes by itself, the listener opens a spare connection to the
+    /// same relay endpoint for the next one and keeps it this long at most; `None`: no spare
+    /// connections. Default 10 s (the local relay waits 15 s for a request on a connection).
+    pub spare_max_age: Option<Duration>,
 }
 
 impl ListenerOptions {
     /// Options with the defaults for `url`.
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
         ListenerOptions {
-            url: url.into(),
+            entity: request::entity_of(&url),
+            url,
             static_token: false,
             keep_alive: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
@@ -66,6 +76,7 @@ impl ListenerOptions {
             handshake_timeout: Duration::from_secs(30),
             accept_socket: SocketOptions::default(),
             accept_timeout: Duration::from_secs(20),
+            spare_max_age: Some(Duration::from_secs(10)),
             token_timeout: Duration::from_secs(30),
             renew_at: 0.8,
             ca: Vec::new(),
@@ -86,6 +97,9 @@ pub struct AcceptRequest {
     pub remote_address: Option<String>,
     /// The sender's port.
     pub remote_port: Option<u16>,
+    /// What the sender asked for below the Hybrid Connection: `req.url` (see
+    /// [`request::request_url`]).
+    pub url: String,
 }
 
 /// What the listener tells its owner.

@@ -30,7 +30,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::io::IoStream;
 use crate::socket::frame::{self, Decoder, FrameError, Incoming, Limits};
-use crate::socket::handshake::{self, ConnectError, ConnectOptions};
+use crate::socket::handshake::{self, ConnectError, ConnectOptions, Spare};
 use crate::socket::pool;
 
 /// Behaviour of an open connection.
@@ -235,10 +235,13 @@ pub struct Shared {
     close_received: AtomicBool,
     close_deadline: Mutex<Option<Instant>>,
     close_timeout: Duration,
+    /// `SocketOptions::inbound_high_water`: `consumed` wakes the task only when the backlog
+    /// falls back below it.
+    high_water: usize,
 }
 
 impl Shared {
-    fn new(close_timeout: Duration) -> Self {
+    fn new(close_timeout: Duration, high_water: usize) -> Self {
         Shared {
             queue: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
@@ -250,6 +253,7 @@ impl Shared {
             close_received: AtomicBool::new(false),
             close_deadline: Mutex::new(None),
             close_timeout,
+            high_water,
         }
     }
 
@@ -266,11 +270,11 @@ impl Shared {
 
     /// The owner consumed `bytes` of message data.
     pub fn consumed(&self, bytes: usize) {
-        let before = self.inflight.fetch_sub(
-            bytes.min(self.inflight.load(Ordering::SeqCst)),
-            Ordering::SeqCst,
-        );
-        if before > 0 {
+        let taken = bytes.min(self.inflight.load(Ordering::SeqCst));
+        let before = self.inflight.fetch_sub(taken, Ordering::SeqCst);
+        // Only a reader held back needs waking: a wake for every message would cost the JS
+        // thread a system call, and the message's delivery the time of a thread switch.
+        if before > self.high_water && before - taken <= self.high_water {
             self.wake();
         }
     }
@@ -362,14 +366,39 @@ impl Handle {
     /// connection's events can know its handle before the first event.
     pub fn new(socket: &SocketOptions) -> Handle {
         Handle {
-            shared: Arc::new(Shared::new(socket.close_timeout)),
+            shared: Arc::new(Shared::new(socket.close_timeout, socket.inbound_high_water)),
         }
     }
 
     /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is
     /// always [`Event::Closed`]. Call it once.
     pub fn start(&self, options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) {
-        tokio::spawn(run(options, socket, sink, self.shared.clone()));
+        self.start_with(options, socket, sink, None);
+    }
+
+    /// [`Handle::start`], over a connection opened ahead of time if it fits (see
+    /// [`Spare`]).
+    pub fn start_with(
+        &self,
+        options: ConnectOptions,
+        socket: SocketOptions,
+        sink: Arc<dyn EventSink>,
+        spare: Option<Spare>,
+    ) {
+        self.start_then(options, socket, sink, spare, None);
+    }
+
+    /// [`Handle::start_with`], calling `then(opened)` once the handshake is over, whatever
+    /// its outcome: after the open event, or after the close event of a failed handshake.
+    pub fn start_then(
+        &self,
+        options: ConnectOptions,
+        socket: SocketOptions,
+        sink: Arc<dyn EventSink>,
+        spare: Option<Spare>,
+        then: Option<Box<dyn FnOnce(bool) + Send>>,
+    ) {
+        tokio::spawn(run(options, socket, sink, self.shared.clone(), spare, then));
     }
 }
 
@@ -415,31 +444,36 @@ async fn run(
     socket: SocketOptions,
     sink: Arc<dyn EventSink>,
     shared: Arc<Shared>,
+    spare: Option<Spare>,
+    then: Option<Box<dyn FnOnce(bool) + Send>>,
 ) {
     let established = tokio::select! {
-        r = handshake::connect(&options) => r,
-        _ = abort_requested(&shared) => {
-            sink.push(Event::Error(SocketError {
-                message: "WebSocket was closed before the connection was established".into(),
-                code: None,
-                range_error: false,
-                status_code: None,
-                status_description: None,
-            }));
-            return closed(&*sink, 1006, Vec::new(), &shared);
-        }
+        r = handshake::connect_with(&options, spare) => r,
+        _ = abort_requested(&shared) => Err(ConnectError {
+            message: "WebSocket was closed before the connection was established".into(),
+            code: None,
+            status_code: None,
+            status_description: None,
+        }),
     };
     let established = match established {
         Ok(e) => e,
         Err(e) => {
             log::debug!("socket: connect failed: {}", e.message);
             sink.push(Event::Error(e.into()));
-            return closed(&*sink, 1006, Vec::new(), &shared);
+            closed(&*sink, 1006, Vec::new(), &shared);
+            if let Some(then) = then {
+                then(false);
+            }
+            return;
         }
     };
     sink.push(Event::Open {
         protocol: established.protocol,
     });
+    if let Some(then) = then {
+        then(true);
+    }
     let mut pump = Pump::new(established.stream, socket, sink, shared);
     pump.on_bytes(&established.initial);
     tokio::spawn(pump);
@@ -492,6 +526,8 @@ struct Pump {
     pongs: usize,
     /// The write half is shut down (both close frames are out).
     shut: bool,
+    /// The peer has finished sending; what is still queued is written before the end.
+    eof: bool,
     timer: Option<Pin<Box<Sleep>>>,
 }
 
@@ -520,6 +556,7 @@ impl Pump {
             failed_acks: Vec::new(),
             pongs: 0,
             shut: false,
+            eof: false,
             timer: None,
         }
     }
@@ -639,11 +676,30 @@ impl Pump {
         }
     }
 
+    /// Nothing is left to write.
+    fn written_out(&self) -> bool {
+        self.written == self.out.len()
+            && !self.unflushed
+            && self.backlog.is_empty()
+            && self
+                .shared
+                .queue
+                .lock()
+                .map(|q| q.is_empty())
+                .unwrap_or(true)
+    }
+
     /// Reads once into this thread's buffer and handles what came.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> ReadStep {
+        if self.eof {
+            return ReadStep::Idle;
+        }
         let behind = self.shared.inflight.load(Ordering::SeqCst) > self.opts.inbound_high_water;
-        if self.shared.paused.load(Ordering::SeqCst) || behind {
-            // `resume()` and `consumed()` wake the task.
+        let discarding = self.close.is_some() || self.failed;
+        if (self.shared.paused.load(Ordering::SeqCst) || behind) && !discarding {
+            // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
+            // error) is in, nothing more is delivered, so reading goes on regardless: the
+            // peer's end of the connection must not wait for a `resume()`.
             return ReadStep::Idle;
         }
         let max = self.opts.read_buffer.max(4096);
@@ -672,7 +728,14 @@ impl Pump {
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
                 if n == 0 {
-                    return ReadStep::Ended;
+                    if self.written_out() {
+                        return ReadStep::Ended;
+                    }
+                    // The peer is done sending but may still read: write out what is queued
+                    // (a close echo, say) first, within the closing-handshake time.
+                    self.eof = true;
+                    self.shared.start_close_timer();
+                    return ReadStep::Progress;
                 }
                 self.partial.clear();
                 self.on_bytes(&buf[..keep + n]);
@@ -848,6 +911,9 @@ impl Future for Pump {
                     return this.finish();
                 }
             };
+            if this.eof && this.written_out() {
+                return this.finish();
+            }
             let read = match this.poll_read(cx) {
                 ReadStep::Progress => true,
                 ReadStep::Idle => false,

@@ -2,10 +2,12 @@
 //! TLS and the HTTP upgrade, with errors that say what failed in Node.js's terms
 //! (`ECONNREFUSED`, `ENOTFOUND`, certificate codes, `Unexpected server response: 404`).
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{CertificateError, Error as TlsError};
@@ -261,8 +263,9 @@ async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, Connec
             Some("ERR_INVALID_URL"),
         )
     })?;
-    let tls = TlsConnector::from(config)
-        .connect(name, tcp)
+    // Boxed: the TLS handshake's state is large, and without the box every plain (`ws:`)
+    // handshake future would reserve room for it too.
+    let tls = Box::pin(TlsConnector::from(config).connect(name, tcp))
         .await
         .map_err(|e| tls_error(&e, &target.host))?;
     Ok(Box::new(tls))
@@ -321,9 +324,101 @@ async fn read_response(
     }
 }
 
-async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
+/// Where a connection goes: what a [`Spare`] must match to serve a handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    tls: bool,
+    host: String,
+    port: u16,
+}
+
+impl Endpoint {
+    /// The endpoint of a `ws:`/`wss:` URL; `None` if it is not one.
+    pub fn of(url: &str) -> Option<Endpoint> {
+        parse_target(url).ok().map(|t| t.endpoint())
+    }
+}
+
+impl Target {
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            tls: self.tls,
+            host: self.host.clone(),
+            port: self.port,
+        }
+    }
+}
+
+/// A connection opened before it is needed (TCP, and TLS for `wss:`), for the next
+/// handshake to the same endpoint: that handshake then skips the connect (and the TLS
+/// handshake), which is most of an accept's own time.
+pub struct Spare {
+    endpoint: Endpoint,
+    stream: IoStream,
+}
+
+impl Spare {
+    /// Opens a spare connection to `url`'s endpoint.
+    pub async fn open(url: &str, ca: &[Vec<u8>], timeout: Duration) -> Result<Spare, ConnectError> {
+        let target = parse_target(url)?;
+        let stream = tokio::time::timeout(timeout, open_stream(&target, ca))
+            .await
+            .map_err(|_| fail("Opening handshake has timed out", Some("ETIMEDOUT")))??;
+        Ok(Spare {
+            endpoint: target.endpoint(),
+            stream,
+        })
+    }
+
+    /// The endpoint it is connected to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Still open, with nothing received (the server has not given up on it).
+    fn alive(&mut self) -> bool {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        matches!(
+            Pin::new(&mut self.stream).poll_read(&mut cx, &mut buf),
+            Poll::Pending
+        )
+    }
+}
+
+/// Errors after which a handshake over a spare connection is tried again on a fresh one:
+/// the server had closed the spare without a word.
+fn spare_was_dead(e: &ConnectError) -> bool {
+    e.status_code.is_none()
+        && matches!(
+            e.code.as_deref(),
+            Some("ECONNRESET" | "EPIPE" | "ECONNABORTED")
+        )
+}
+
+async fn upgrade(opts: &ConnectOptions, spare: Option<Spare>) -> Result<Established, ConnectError> {
     let target = parse_target(&opts.url)?;
-    let mut stream = open_stream(&target, &opts.ca).await?;
+    if let Some(mut spare) = spare {
+        if spare.endpoint == target.endpoint() && spare.alive() {
+            match upgrade_over(opts, &target, spare.stream).await {
+                Err(e) if spare_was_dead(&e) => {
+                    log::debug!("socket: the spare connection was closed; connecting afresh")
+                }
+                done => return done,
+            }
+        }
+    }
+    let stream = open_stream(&target, &opts.ca).await?;
+    upgrade_over(opts, &target, stream).await
+}
+
+/// The opening handshake over an open connection.
+async fn upgrade_over(
+    opts: &ConnectOptions,
+    target: &Target,
+    mut stream: IoStream,
+) -> Result<Established, ConnectError> {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
@@ -439,7 +534,16 @@ async fn upgrade(opts: &ConnectOptions) -> Result<Established, ConnectError> {
 
 /// Connects and upgrades within `handshake_timeout`.
 pub async fn connect(opts: &ConnectOptions) -> Result<Established, ConnectError> {
-    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts)).await {
+    connect_with(opts, None).await
+}
+
+/// [`connect`], over `spare` if it goes to the same endpoint and is still open (a fresh
+/// connection otherwise, or if the server turns out to have closed it).
+pub async fn connect_with(
+    opts: &ConnectOptions,
+    spare: Option<Spare>,
+) -> Result<Established, ConnectError> {
+    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts, spare)).await {
         Ok(r) => r,
         Err(_) => Err(fail("Opening handshake has timed out", Some("ETIMEDOUT"))),
     }

@@ -1,0 +1,305 @@
+// RelayedServer's native accept path and the event hub behind it: with no verifyClient,
+// handleProtocols or 'headers' listener, the Rust listener accepts senders by itself; a
+// 'headers' listener (however added or removed) moves the decision back to JavaScript;
+// close() settles accepts still in their handshake; a throwing 'connection' listener loses
+// no other sender's events; worker threads and a second copy of the module each get their
+// events, and a worker's listener stops with the worker.
+import { describe, test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { WebSocketServer } from 'ws';
+
+import { createRelayToken } from 'hyco-ws-rs';
+
+import { STEP_MS, expectOpen, nextEvent, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import {
+  cleanup,
+  echo,
+  echoRoundTrip,
+  history,
+  newServer,
+  nextConnection,
+  startFakeService,
+  startServer,
+  typesOf,
+  whenListening,
+  withServerRelay,
+  wsSender
+} from './support/server-steps.mjs';
+import { describeChild, runNode } from './support/socket-steps.mjs';
+
+const RELAY = { hybridConnections: ['hc'] };
+
+afterEach(cleanup);
+
+/**
+ * Connects a plain ws sender and waits for the server's 'connection'.
+ *
+ * @param {any} relay The relay.
+ * @param {any} server The recorded server.
+ * @param {string} what For failure messages.
+ * @returns {Promise<{ sender: any, socket: any }>}
+ */
+async function connectOne(relay, server, what) {
+  const got = nextConnection(server, STEP_MS, `'connection' for ${what}`);
+  const { outcome } = wsSender(relay, 'hc');
+  const sender = await expectOpen(outcome, what);
+  const { socket } = await got;
+  return { sender, socket };
+}
+
+describe("native accept and 'headers'", () => {
+  test("a 'headers' listener, however added and removed, runs for exactly the senders that come while it exists", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const server = await startServer(relay);
+      echo(server);
+      const seen = [];
+      const onHeaders = (headers, req) => seen.push(req.url);
+
+      await connectOne(relay, server, 'sender 1 (no hook: accepted natively)');
+      assert.deepEqual(seen, []);
+
+      server.on('headers', onHeaders);
+      await connectOne(relay, server, 'sender 2 (on)');
+      assert.deepEqual(seen, ['/']);
+
+      server.off('headers', onHeaders);
+      await connectOne(relay, server, 'sender 3 (off)');
+      assert.equal(seen.length, 1, "'headers' ran after off()");
+
+      server.once('headers', onHeaders);
+      await connectOne(relay, server, 'sender 4 (once)');
+      await connectOne(relay, server, 'sender 5 (after once)');
+      assert.equal(seen.length, 2, "a once('headers') listener ran once");
+
+      server.prependListener('headers', onHeaders);
+      server.prependOnceListener('headers', onHeaders);
+      await connectOne(relay, server, 'sender 6 (prepend + prependOnce)');
+      assert.equal(seen.length, 4);
+      server.removeAllListeners('headers');
+      await connectOne(relay, server, 'sender 7 (removeAllListeners)');
+      assert.equal(seen.length, 4);
+
+      // removeAllListeners() with no argument must not lose the tracking either.
+      server.removeAllListeners();
+      echo(server);
+      server.on('error', () => {});
+      server.addListener('headers', onHeaders);
+      await connectOne(relay, server, 'sender 8 (after removeAllListeners())');
+      assert.equal(seen.length, 5, history(server));
+    });
+  });
+
+  test("a 'headers' listener's header reaches the relay's accept handshake", async () => {
+    const fake = await startFakeService();
+    const server = newServer({ server: fake.listenUri, token: createRelayToken(fake.listenUri, 'k', 'a2V5', 3600) });
+    const control = await fake.nextControl();
+    await whenListening(server);
+    server.on('headers', (headers) => headers.push('X-Hook: yes'));
+    control.send(JSON.stringify({ accept: { address: fake.acceptAddress('h1'), id: 'h1', connectHeaders: {}, remoteEndpoint: { address: '127.0.0.1', port: 1 } } }));
+    const accepted = await fake.nextAcceptSocket();
+    assert.equal(accepted.req.headers['x-hook'], 'yes');
+    await nextConnection(server);
+  });
+
+  test('prewarm must be a boolean; prewarm: false still accepts', async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      for (const bad of [1, 'yes', null]) {
+        assert.throws(
+          () => newServer({ server: 'wss://ns.servicebus.windows.net/$hc/hc', token: 't', prewarm: bad }),
+          (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG_TYPE' && /options\.prewarm/.test(err.message)
+        );
+      }
+      const server = await startServer(relay, { prewarm: false });
+      echo(server);
+      await echoRoundTrip(relay, 'sender 1');
+      await echoRoundTrip(relay, 'sender 2');
+    });
+  });
+});
+
+describe('close() and accepts in their handshake', () => {
+  test('a sender accepted natively while the server closes gets 1001, no connection event, and close waits for it', async () => {
+    const fake = await startFakeService();
+    // A rendezvous that answers only when told: the accept stays in its handshake.
+    let release;
+    const released = new Promise((resolve) => {
+      release = resolve;
+    });
+    const arrived = [];
+    const http = createServer();
+    const rendezvous = new WebSocketServer({
+      server: http,
+      perMessageDeflate: false,
+      verifyClient: (info, cb) => {
+        arrived.push(info.req.url);
+        released.then(() => cb(true));
+      }
+    });
+    try {
+      http.listen(0, '127.0.0.1');
+      await nextEvent(http, 'listening', STEP_MS, 'the held rendezvous server');
+      const closes = [];
+      rendezvous.on('connection', (ws) => ws.on('close', (code) => closes.push(code)));
+      const server = newServer({ server: fake.listenUri, token: createRelayToken(fake.listenUri, 'k', 'a2V5', 3600) });
+      const control = await fake.nextControl();
+      await whenListening(server);
+      const address = `ws://127.0.0.1:${http.address().port}/$hc/hc?sb-hc-action=accept&sb-hc-id=held`;
+      control.send(JSON.stringify({ accept: { address, id: 'held', connectHeaders: {}, remoteEndpoint: { address: '127.0.0.1', port: 1 } } }));
+      await waitUntil(() => arrived.length === 1, STEP_MS, 'the accept handshake to reach the held rendezvous');
+      let closedAt = 0;
+      const closed = new Promise((resolve) => server.close(() => { closedAt = Date.now(); resolve(); }));
+      // The server cannot be done while the accept is still in its handshake.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(closedAt, 0, `'close' came before the accept in its handshake was settled: ${history(server)}`);
+      const releasedAt = Date.now();
+      release();
+      await withTimeout(closed, STEP_MS, "the server's close callback");
+      assert.ok(closedAt >= releasedAt);
+      await waitUntil(() => closes.length === 1, STEP_MS, 'the accepted socket to be closed');
+      assert.deepEqual(closes, [1001]);
+      assert.deepEqual(typesOf(server).filter((t) => t === 'connection'), [], history(server));
+    } finally {
+      release();
+      rendezvous.close();
+      http.closeAllConnections();
+      await withTimeout(new Promise((resolve) => http.close(() => resolve())), STEP_MS, 'the rendezvous server to close');
+    }
+  });
+});
+
+describe('event delivery', () => {
+  test("a 'connection' listener that throws loses no other sender's events (child process)", async () => {
+    const script = `
+      const h = require(process.env.HYCO_PKG);
+      const errors = [];
+      process.on('uncaughtException', (e) => errors.push(e.message));
+      (async () => {
+        const relay = await h.startLocalRelay();
+        const lu = h.createRelayListenUri(relay.namespace, 'hc');
+        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key) });
+        let n = 0;
+        server.on('connection', (ws) => {
+          ws.on('message', (d) => ws.send(d));
+          if (n++ % 2 === 0) throw new Error('boom ' + n);
+        });
+        await new Promise((r) => server.once('listening', r));
+        const su = h.createRelaySendUri(relay.namespace, 'hc');
+        const token = h.createRelayToken(su, relay.keyName, relay.key);
+        // Ten senders at once, so that several connections share one batch of events.
+        const echoes = await Promise.all(Array.from({ length: 10 }, (_, i) => new Promise((resolve, reject) => {
+          const s = new h.WebSocket(su, { headers: { ServiceBusAuthorization: token } });
+          s.on('error', reject);
+          s.on('open', () => s.send('m' + i));
+          s.on('message', (d) => { resolve(String(d)); s.close(); });
+        })));
+        await new Promise((r) => server.close(r));
+        await relay.close();
+        console.log(JSON.stringify({ echoes, errors }));
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script).done;
+    assert.equal(r.code, 0, describeChild(r));
+    const { echoes, errors } = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.deepEqual(echoes, Array.from({ length: 10 }, (_, i) => `m${i}`));
+    assert.equal(errors.length, 5, describeChild(r));
+    assert.ok(errors.every((m) => /^boom \d+$/.test(m)), describeChild(r));
+  });
+
+  test('a second copy of the module (a fresh require cache) gets its events; the process still exits by itself', async () => {
+    const script = `
+      const path = require('path');
+      const round = async (h) => {
+        const relay = await h.startLocalRelay();
+        const lu = h.createRelayListenUri(relay.namespace, 'hc');
+        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key) });
+        server.on('connection', (ws) => ws.on('message', (d) => ws.send(d)));
+        await new Promise((r) => server.once('listening', r));
+        const su = h.createRelaySendUri(relay.namespace, 'hc');
+        const s = h.relayedConnect(su, h.createRelayToken(su, relay.keyName, relay.key));
+        const got = await new Promise((resolve, reject) => {
+          s.on('error', reject);
+          s.on('open', () => s.send('hi'));
+          s.on('message', (d) => resolve(String(d)));
+        });
+        s.close();
+        await new Promise((r) => s.on('close', r));
+        await new Promise((r) => server.close(r));
+        await relay.close();
+        return got;
+      };
+      (async () => {
+        const first = await round(require(process.env.HYCO_PKG));
+        for (const k of Object.keys(require.cache)) {
+          if (k.startsWith(process.env.HYCO_PKG) && !k.includes(path.sep + 'node_modules' + path.sep)) delete require.cache[k];
+        }
+        const second = await round(require(process.env.HYCO_PKG));
+        console.log(first + ' ' + second);
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script).done;
+    assert.equal(r.code, 0, describeChild(r));
+    assert.equal(r.stdout.trim(), 'hi hi', describeChild(r));
+  });
+});
+
+describe('worker threads', () => {
+  const WORKER = `
+    const { parentPort, workerData } = require('worker_threads');
+    const h = require(workerData.pkg);
+    const lu = h.createRelayListenUri(workerData.namespace, 'hc');
+    const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, workerData.keyName, workerData.key) });
+    server.on('connection', (ws) => ws.on('message', (d) => ws.send(d)));
+    server.once('listening', async () => {
+      if (workerData.stayOnline) return parentPort.postMessage('online');
+      const su = h.createRelaySendUri(workerData.namespace, 'hc');
+      const s = h.relayedConnect(su, h.createRelayToken(su, workerData.keyName, workerData.key));
+      s.on('open', () => s.send('from the worker'));
+      s.on('message', (d) => {
+        parentPort.postMessage(String(d));
+        s.close();
+        s.on('close', () => server.close());
+      });
+    });
+  `;
+
+  /**
+   * Starts the worker above against `relay`.
+   *
+   * @param {any} relay The relay.
+   * @param {boolean} stayOnline Only go online (else: a round trip, then close everything).
+   * @returns {Promise<import('node:worker_threads').Worker>}
+   */
+  async function startWorker(relay, stayOnline) {
+    const { Worker } = await import('node:worker_threads');
+    const { PACKAGE_DIR } = await import('./support/socket-steps.mjs');
+    return new Worker(WORKER, {
+      eval: true,
+      workerData: { pkg: PACKAGE_DIR, namespace: relay.namespace, keyName: relay.keyName, key: relay.key, stayOnline }
+    });
+  }
+
+  test('a worker thread accepts and connects, and ends by itself once everything is closed', async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const worker = await startWorker(relay, false);
+      const [message] = await nextEvent(worker, 'message', STEP_MS, "the worker's echo");
+      assert.equal(message, 'from the worker');
+      const [code] = await nextEvent(worker, 'exit', STEP_MS, 'the worker to end by itself');
+      assert.equal(code, 0);
+    });
+  });
+
+  test("a terminated worker's listener goes offline (its control channel is closed)", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const worker = await startWorker(relay, true);
+      await nextEvent(worker, 'message', STEP_MS, 'the worker to be online');
+      assert.equal(relay.stats().listeners, 1);
+      await withTimeout(worker.terminate(), STEP_MS, 'the worker to terminate');
+      await waitUntil(() => relay.stats().listeners === 0, STEP_MS, () => `the control channel to close: ${JSON.stringify(relay.stats())}`);
+      // The main thread's own listeners are unaffected.
+      const server = await startServer(relay);
+      echo(server);
+      await echoRoundTrip(relay, 'a sender after the worker');
+    });
+  });
+});
