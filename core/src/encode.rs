@@ -126,6 +126,11 @@ mod tests {
         assert_eq!(decode_uri_component("%"), None);
         assert_eq!(decode_uri_component("%zz"), None);
         assert_eq!(decode_uri_component("%C3"), None);
+        assert_eq!(decode_uri_component("%e2%82%ac").as_deref(), Some("€"));
+        assert_eq!(decode_uri_component("%4"), None);
+        assert_eq!(decode_uri_component("%ff"), None);
+        assert_eq!(decode_uri_component("%+f"), None);
+        assert_eq!(decode_uri_component("").as_deref(), Some(""));
     }
 
     #[test]

@@ -2,25 +2,7 @@
 //! here (on a tokio thread) so that the accept costs the JavaScript thread as little as
 //! possible.
 
-/// `decodeURIComponent`: `None` where JavaScript would throw (a malformed `%` escape or
-/// bytes that are not UTF-8).
-fn decode_component(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
+use crate::encode::decode_uri_component;
 
 /// The `req.url` of an accepted connection: the sender's path below the Hybrid Connection
 /// `entity` and its query, without `sb-hc-*` parameters; e.g. `/sub/dir?x=1`, or `/`.
@@ -40,7 +22,7 @@ pub fn request_url(address: &str, entity: &str) -> String {
         if c != '/' {
             continue;
         }
-        if decode_component(&raw[..i]).is_some_and(|head| head.to_lowercase() == want) {
+        if decode_uri_component(&raw[..i]).is_some_and(|head| head.to_lowercase() == want) {
             cut = Some(i);
             break;
         }
@@ -76,7 +58,7 @@ pub fn entity_of(listen_url: &str) -> String {
         return String::new();
     };
     let raw = parsed.path().get(5..).unwrap_or("");
-    let decoded = decode_component(raw).unwrap_or_else(|| raw.to_owned());
+    let decoded = decode_uri_component(raw).unwrap_or_else(|| raw.to_owned());
     decoded.trim_end_matches('/').to_owned()
 }
 
@@ -127,16 +109,6 @@ mod tests {
         assert_eq!(request_url(&format!("{BASE}%C3%A9t%C3%A9/x"), "ÉTÉ"), "/x");
         assert_eq!(request_url("not a url", "hc"), "/");
         assert_eq!(request_url("ws://h/other/x?a", "hc"), "/?a");
-    }
-
-    #[test]
-    fn decode_component_follows_javascript() {
-        assert_eq!(decode_component("a%20b").as_deref(), Some("a b"));
-        assert_eq!(decode_component("%e2%82%ac").as_deref(), Some("€"));
-        assert_eq!(decode_component("%"), None);
-        assert_eq!(decode_component("%4"), None);
-        assert_eq!(decode_component("%ff"), None);
-        assert_eq!(decode_component(""), Some(String::new()));
     }
 
     #[test]
