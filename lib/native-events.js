@@ -17,7 +17,8 @@ const EV_LISTENER = 8;
 const EV_ACCEPTED = 9;
 /**
  * How many fields follow each event type: socket events 0-7 (see `flatten` in
- * src/bindings/socket.rs), then a listener event and an accepted connection.
+ * src/bindings/socket.rs; lib/websocket.js names them), then a listener event and an
+ * accepted connection.
  */
 const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 7];
 
@@ -104,4 +105,4 @@ function unregister(id) {
   targets.delete(id);
 }
 
-module.exports = { native, register, unregister };
+module.exports = { FIELDS, native, register, unregister };

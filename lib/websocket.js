@@ -11,7 +11,7 @@
 const EventEmitter = require('events');
 const WebSocket = require('ws');
 
-const { native, register, unregister } = require('./native-events');
+const { FIELDS, native, register, unregister } = require('./native-events');
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
@@ -22,8 +22,8 @@ const OP_BINARY = 0x2;
 const OP_PING = 0x9;
 const OP_PONG = 0xa;
 
-// Native event types and how many fields follow each (see `flatten` in
-// src/bindings/socket.rs).
+// Native socket event types (see `flatten` in src/bindings/socket.rs); how many fields
+// follow each is in native-events.js's FIELDS.
 const EV_OPEN = 0;
 const EV_MESSAGE = 1;
 const EV_PING = 2;
@@ -32,7 +32,6 @@ const EV_WRITTEN = 4;
 const EV_CLOSE_RECEIVED = 5;
 const EV_ERROR = 6;
 const EV_CLOSED = 7;
-const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4];
 
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.

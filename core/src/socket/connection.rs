@@ -373,23 +373,12 @@ impl Handle {
     /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is
     /// always [`Event::Closed`]. Call it once.
     pub fn start(&self, options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) {
-        self.start_with(options, socket, sink, None);
+        self.start_then(options, socket, sink, None, None);
     }
 
-    /// [`Handle::start`], over a connection opened ahead of time if it fits (see
-    /// [`Spare`]).
-    pub fn start_with(
-        &self,
-        options: ConnectOptions,
-        socket: SocketOptions,
-        sink: Arc<dyn EventSink>,
-        spare: Option<Spare>,
-    ) {
-        self.start_then(options, socket, sink, spare, None);
-    }
-
-    /// [`Handle::start_with`], calling `then(opened)` once the handshake is over, whatever
-    /// its outcome: after the open event, or after the close event of a failed handshake.
+    /// [`Handle::start`], over `spare` (a connection opened ahead of time) if it fits, and
+    /// calling `then(opened)` once the handshake is over, whatever its outcome: after the
+    /// open event, or after the close event of a failed handshake.
     pub fn start_then(
         &self,
         options: ConnectOptions,
