@@ -5,7 +5,7 @@
  */
 
 const { loadNative } = require('./native');
-const { codedError, describeType, invalidOption, numberOption } = require('./validation');
+const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -150,13 +150,7 @@ function relayedConnect(address, token, options, fn) {
     options = undefined;
   }
   if (options === undefined || options === null) options = {};
-  else if (typeof options !== 'object') {
-    throw codedError(
-      TypeError,
-      'ERR_INVALID_ARG_TYPE',
-      `The "options" argument must be of type object. Received ${describeType(options)}`
-    );
-  }
+  else validateOptionsObject(options);
   if (fn !== undefined && typeof fn !== 'function') {
     throw codedError(
       TypeError,

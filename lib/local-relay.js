@@ -9,7 +9,7 @@ const EventEmitter = require('events');
 
 const { fromNative } = require('./errors');
 const { loadNative } = require('./native');
-const { codedError, describeType, invalidOption, outOfRange, validateString } = require('./validation');
+const { codedError, invalidOption, outOfRange, validateOptionsObject, validateString } = require('./validation');
 
 const native = loadNative();
 
@@ -23,13 +23,7 @@ const RIGHTS = new Set(['Listen', 'Send', 'Manage']);
  * @private
  */
 function nativeOptions(options) {
-  if (options === null || typeof options !== 'object') {
-    throw codedError(
-      TypeError,
-      'ERR_INVALID_ARG_TYPE',
-      `The "options" argument must be of type object. Received ${describeType(options)}`
-    );
-  }
+  validateOptionsObject(options);
   const out = {};
   const {
     port = 0,

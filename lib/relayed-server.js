@@ -14,7 +14,7 @@ const WebSocket = require('ws');
 const { redact } = require('./connect');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { native, register, unregister } = require('./native-events');
-const { codedError, describeType, invalidOption, numberOption } = require('./validation');
+const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
@@ -87,13 +87,7 @@ function toError(e) {
  * @private
  */
 function normalize(options) {
-  if (options === null || typeof options !== 'object') {
-    throw codedError(
-      TypeError,
-      'ERR_INVALID_ARG_TYPE',
-      `The "options" argument must be of type object. Received ${describeType(options)}`
-    );
-  }
+  validateOptionsObject(options);
   let url = options.server;
   let token = options.token;
   if (options.connectionString !== undefined) {

@@ -126,6 +126,23 @@ function invalidOption(name, expected, value) {
 }
 
 /**
+ * Checks that the `options` argument is an object (not `null`).
+ *
+ * @param {*} options The argument
+ * @throws {TypeError} With code `ERR_INVALID_ARG_TYPE` when it is not
+ * @private
+ */
+function validateOptionsObject(options) {
+  if (options === null || typeof options !== 'object') {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "options" argument must be of type object. Received ${describeType(options)}`
+    );
+  }
+}
+
+/**
  * Throws a `RangeError` about `name`.
  *
  * @param {String} name The option or argument, as shown in the message
@@ -170,5 +187,6 @@ module.exports = {
   optionalString,
   outOfRange,
   validateExpiration,
+  validateOptionsObject,
   validateString
 };
