@@ -43,7 +43,7 @@ const {
   WebSocketServer
 } = require('..');
 const { median, formatSize, formatRate } = require('./support/stats');
-const { parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
+const { opened, parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
 
 const USAGE = 'Usage: node bench/relay.js [rounds=5] [scale=1]';
 
@@ -107,23 +107,6 @@ function track(ws) {
 }
 
 /**
- * Resolves when `ws` is open; rejects on an error or a close before that.
- *
- * @param {WebSocket} ws The socket
- * @param {String} what The socket's role, for messages
- * @return {Promise<void>}
- */
-function opened(ws, what) {
-  if (ws.readyState === WebSocket.OPEN) return Promise.resolve();
-  const p = new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', (err) => reject(new Error(`${what}: ${err.message}`)));
-    ws.once('close', (code) => reject(new Error(`${what}: closed (${code}) before opening`)));
-  });
-  return withTimeout(p, SETUP_TIMEOUT_MS, `${what} to open`);
-}
-
-/**
  * Wraps a sender/receiver socket pair; one permanent `'message'` listener dispatches to the
  * current round, so that a stray message between rounds is noticed.
  *
@@ -152,7 +135,7 @@ async function openRelayedPair(relay) {
   const ns = relay.namespace;
   const lu = createRelayListenUri(ns, ENTITY);
   const control = connect(lu, { ServiceBusAuthorization: createRelayToken(lu, relay.keyName, relay.key) });
-  await opened(control, 'relay control channel');
+  await opened(control, 'relay control channel', SETUP_TIMEOUT_MS);
 
   const accepted = new Promise((resolve, reject) => {
     let rx = null;
@@ -177,7 +160,7 @@ async function openRelayedPair(relay) {
   const su = createRelaySendUri(ns, ENTITY);
   const tx = connect(su, { ServiceBusAuthorization: createRelayToken(su, relay.keyName, relay.key) });
   const rx = await withTimeout(accepted, SETUP_TIMEOUT_MS, 'the relay to send an accept');
-  await Promise.all([opened(tx, 'relayed sender'), opened(rx, 'relayed accept socket')]);
+  await Promise.all([opened(tx, 'relayed sender', SETUP_TIMEOUT_MS), opened(rx, 'relayed accept socket', SETUP_TIMEOUT_MS)]);
   return Object.assign(makePair('relayed', tx, rx), { control });
 }
 
@@ -193,7 +176,7 @@ async function openDirectPair() {
   await withTimeout(once(server, 'listening'), SETUP_TIMEOUT_MS, 'the direct server to listen');
   const connection = withTimeout(once(server, 'connection'), SETUP_TIMEOUT_MS, 'the direct server to accept');
   const tx = connect(`ws://127.0.0.1:${server.address().port}/`);
-  const [[rx]] = await Promise.all([connection, opened(tx, 'direct client')]);
+  const [[rx]] = await Promise.all([connection, opened(tx, 'direct client', SETUP_TIMEOUT_MS)]);
   return Object.assign(makePair('direct', tx, rx), { server });
 }
 

@@ -53,7 +53,7 @@ const { performance } = require('perf_hooks');
 
 const { createRelaySendUri, createRelayToken, relayedConnect, WebSocket } = require('..');
 const { median, percentile, formatSize, formatRate } = require('./support/stats');
-const { parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
+const { opened, parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 
 const USAGE = 'Usage: node bench/sender.js [rounds=5] [scale=1]';
@@ -213,23 +213,6 @@ function openSocket(peer, client, mode) {
 }
 
 /**
- * Resolves when `ws` is open; rejects on an error or a close before that.
- *
- * @param {WebSocket} ws The socket
- * @param {String} what The socket's role, for messages
- * @return {Promise<void>}
- */
-function opened(ws, what) {
-  if (ws.readyState === WebSocket.OPEN) return Promise.resolve();
-  const p = new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', (err) => reject(new Error(`${what}: ${err.message}`)));
-    ws.once('close', (code) => reject(new Error(`${what}: closed (${code}) before opening`)));
-  });
-  return withTimeout(p, STEP_TIMEOUT_MS, `${what} to open`);
-}
-
-/**
  * Closes a socket cleanly, or terminates it if that does not finish in time.
  *
  * @param {WebSocket} ws The socket
@@ -262,7 +245,7 @@ async function closeSocket(ws) {
  */
 async function openConn(peer, client, mode) {
   const ws = openSocket(peer, client.key, mode);
-  await opened(ws, `${client.label} ${mode} connection`);
+  await opened(ws, `${client.label} ${mode} connection`, STEP_TIMEOUT_MS);
   const conn = { client, ws, handler: null, stray: 0 };
   ws.on('message', (data, isBinary) => {
     if (conn.handler) conn.handler(data, isBinary);
@@ -513,7 +496,7 @@ async function connectOnce(peer, client) {
   const t0 = performance.now();
   const ws = openSocket(peer, client.key, 'echo');
   try {
-    await opened(ws, `${client.label} connect`);
+    await opened(ws, `${client.label} connect`, STEP_TIMEOUT_MS);
     const us = (performance.now() - t0) * 1000;
     const probe = crypto.randomBytes(16);
     const echoed = new Promise((resolve, reject) => {

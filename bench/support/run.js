@@ -22,6 +22,25 @@ function withTimeout(promise, ms, what) {
 }
 
 /**
+ * Resolves when `ws` (a ws 8 or hyco-ws-rs socket) is open; rejects on an error or a close
+ * before that, or after `ms`.
+ *
+ * @param {WebSocket} ws The socket
+ * @param {String} what The socket's role, for messages
+ * @param {Number} ms Milliseconds
+ * @return {Promise<void>}
+ */
+function opened(ws, what, ms) {
+  if (ws.readyState === ws.OPEN) return Promise.resolve();
+  const p = new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', (err) => reject(new Error(`${what}: ${err.message}`)));
+    ws.once('close', (code) => reject(new Error(`${what}: closed (${code}) before opening`)));
+  });
+  return withTimeout(p, ms, `${what} to open`);
+}
+
+/**
  * Reads `[rounds=5] [scale=1]` from the command line.
  *
  * @return {?{rounds: Number, scale: Number}} The arguments, or `null` when invalid
@@ -58,4 +77,4 @@ function runMain(name, main) {
     });
 }
 
-module.exports = { parseRoundsAndScale, runMain, withTimeout };
+module.exports = { opened, parseRoundsAndScale, runMain, withTimeout };
