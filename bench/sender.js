@@ -55,6 +55,7 @@ const { createRelaySendUri, createRelayToken, relayedConnect, WebSocket } = requ
 const { median, percentile, formatSize, formatRate } = require('./support/stats');
 const { opened, parseRoundsAndScale, runMain, withTimeout } = require('./support/run');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
+const { closeAll, closeSocket, track } = require('./support/senders');
 
 const USAGE = 'Usage: node bench/sender.js [rounds=5] [scale=1]';
 const PEER_SCRIPT = path.join(__dirname, 'support', 'sender-peer.js');
@@ -102,8 +103,6 @@ const CLIENTS = [
   { key: 'direct', label: 'ws 8 direct' }
 ];
 
-/** Every socket this process opens, so that all of them are closed whatever happens. */
-const sockets = new Set();
 
 
 
@@ -203,34 +202,7 @@ function openSocket(peer, client, mode) {
   } else {
     ws = new WebSocket(`ws://127.0.0.1:${peer.directPort}/?mode=${mode}`, { perMessageDeflate: false });
   }
-  ws.lastError = null;
-  ws.on('error', (err) => {
-    ws.lastError = err;
-  });
-  sockets.add(ws);
-  ws.once('close', () => sockets.delete(ws));
-  return ws;
-}
-
-/**
- * Closes a socket cleanly, or terminates it if that does not finish in time.
- *
- * @param {WebSocket} ws The socket
- * @return {Promise<void>}
- */
-async function closeSocket(ws) {
-  if (ws.readyState === WebSocket.CLOSED) return;
-  if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-  else if (ws.readyState === WebSocket.CONNECTING) ws.terminate();
-  try {
-    await withTimeout(
-      new Promise((resolve) => ws.once('close', resolve)),
-      CLOSE_TIMEOUT_MS,
-      'a socket to close'
-    );
-  } catch {
-    ws.terminate();
-  }
+  return track(ws);
 }
 
 /**
@@ -510,7 +482,7 @@ async function connectOnce(peer, client) {
     await withTimeout(echoed, STEP_TIMEOUT_MS, `${client.label} connect's echo`);
     return us;
   } finally {
-    await closeSocket(ws);
+    await closeSocket(ws, CLOSE_TIMEOUT_MS);
   }
 }
 
@@ -780,7 +752,7 @@ async function main() {
     console.log(md.join('\n'));
     console.log('----- END markdown for bench/RESULTS.md -----');
   } finally {
-    await Promise.all([...sockets].map(closeSocket));
+    await closeAll(CLOSE_TIMEOUT_MS);
     if (peer) await stopPeer(peer);
   }
 }

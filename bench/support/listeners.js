@@ -32,7 +32,7 @@
 const { performance } = require('perf_hooks');
 
 const { createRelayListenUri, createRelayToken, RelayedServer, WebSocket } = require('../..');
-const { withTimeout } = require('./run');
+const { monoMs, withTimeout } = require('./run');
 
 /** The listener kinds, their labels and their Hybrid Connections. */
 const KINDS = {
@@ -74,7 +74,7 @@ function isFdExhaustion(err) {
  *
  * @param {Object} kind An entry of `KINDS`
  * @param {Object} hooks `{ connection(ws, n, t), closed(ws, n, code), problem(message) }`,
- *     all optional: a connection opened at `performance.now()` = `t`; a listener-side
+ *     all optional: a connection opened at `monoMs()` = `t`; a listener-side
  *     socket closed with `code`; something went wrong that is not a socket's own error
  * @return {Object} The listener (see `startListener`), without its `close`
  */
@@ -128,7 +128,7 @@ function baseListener(kind, hooks) {
    *
    * @param {WebSocket} ws The open socket
    * @param {Number} n The sender's number
-   * @param {Number} t `performance.now()` when it opened
+   * @param {Number} t `monoMs()` when it opened
    */
   l.adopt = (ws, n, t) => {
     l.open.add(ws);
@@ -182,7 +182,7 @@ async function startRelayedServer(relay, kind, hooks) {
   });
   l.server = server;
   server.on('connection', (ws, req) => {
-    const t = performance.now();
+    const t = monoMs();
     ws.on('error', (err) => l.recordError('accepted socket', err));
     l.adopt(ws, senderNumber(req.url), t);
   });
@@ -265,7 +265,7 @@ async function startWsListener(relay, kind, hooks) {
     pending.add(ws);
     let opened = false;
     ws.once('open', () => {
-      const t = performance.now();
+      const t = monoMs();
       opened = true;
       pending.delete(ws);
       l.adopt(ws, senderNumber(address), t);

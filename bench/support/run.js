@@ -41,6 +41,17 @@ function opened(ws, what, ms) {
 }
 
 /**
+ * Milliseconds on the system's monotonic clock (`process.hrtime`, CLOCK_MONOTONIC on
+ * Linux): unlike `performance.now()`, whose origin is the process's start, it can compare
+ * moments taken in different processes of one machine.
+ *
+ * @return {Number} Milliseconds
+ */
+function monoMs() {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/**
  * Reads `[rounds=5] [scale=1]` from the command line.
  *
  * @return {?{rounds: Number, scale: Number}} The arguments, or `null` when invalid
@@ -77,4 +88,4 @@ function runMain(name, main) {
     });
 }
 
-module.exports = { opened, parseRoundsAndScale, runMain, withTimeout };
+module.exports = { monoMs, opened, parseRoundsAndScale, runMain, withTimeout };
