@@ -11,7 +11,7 @@ import { WebSocketServer } from 'ws';
 
 import { createRelayToken } from 'hyco-ws-rs';
 
-import { STEP_MS, expectOpen, nextEvent, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import { STEP_MS, expectOpen, nextEvent, nextMessage, waitUntil, withTimeout } from './support/relay-steps.mjs';
 import {
   cleanup,
   echo,
@@ -164,6 +164,52 @@ describe('close() and accepts in their handshake', () => {
       rendezvous.close();
       http.closeAllConnections();
       await withTimeout(new Promise((resolve) => http.close(() => resolve())), STEP_MS, 'the rendezvous server to close');
+    }
+  });
+});
+
+describe('native accepts whose handshake fails', () => {
+  test("are dropped unseen: no 'connection', no 'error', nothing tracked, and the next sender is accepted", async () => {
+    const fake = await startFakeService();
+    // A port nothing listens on (the connect is refused) and a server that answers the
+    // upgrade with 404 (the handshake reaches it and fails).
+    const probe = createServer();
+    probe.listen(0, '127.0.0.1');
+    await nextEvent(probe, 'listening', STEP_MS, 'a server to find a free port');
+    const refusedPort = probe.address().port;
+    await new Promise((resolve) => probe.close(() => resolve()));
+    const upgrades = [];
+    const http = createServer();
+    http.on('upgrade', (req, socket) => {
+      upgrades.push(req.url);
+      socket.end('HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    });
+    try {
+      http.listen(0, '127.0.0.1');
+      await nextEvent(http, 'listening', STEP_MS, 'the 404 server');
+      const server = newServer({ server: fake.listenUri, token: createRelayToken(fake.listenUri, 'k', 'a2V5', 3600) });
+      const control = await fake.nextControl();
+      await whenListening(server);
+      const accept = (address, id) =>
+        control.send(JSON.stringify({ accept: { address, id, connectHeaders: { 'X-Who': id }, remoteEndpoint: { address: '127.0.0.1', port: 1 } } }));
+      accept(`ws://127.0.0.1:${refusedPort}/$hc/hc?sb-hc-action=accept&sb-hc-id=refused`, 'refused');
+      accept(`ws://127.0.0.1:${http.address().port}/$hc/hc?sb-hc-action=accept&sb-hc-id=notfound`, 'notfound');
+      await waitUntil(() => upgrades.length === 1, STEP_MS, 'the accept handshake to reach the 404 server');
+      accept(fake.acceptAddress('good'), 'good');
+      const sender = await fake.nextAcceptSocket();
+      const { socket, req } = await nextConnection(server);
+      assert.equal(req.id, 'good');
+      assert.equal(req.headers['x-who'], 'good');
+      assert.equal(socket.readyState, socket.OPEN);
+      const echoed = nextMessage(sender, STEP_MS, 'the echo');
+      socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary }));
+      sender.send('ping me');
+      assert.equal(String((await echoed).data), 'ping me');
+      assert.deepEqual([...server.clients], [socket]);
+      assert.deepEqual(typesOf(server).filter((t) => t === 'connection' || t === 'error'), ['connection'], history(server));
+    } finally {
+      http.closeAllConnections();
+      await withTimeout(new Promise((resolve) => http.close(() => resolve())), STEP_MS, 'the 404 server to close');
     }
   });
 });

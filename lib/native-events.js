@@ -13,14 +13,16 @@ const native = loadNative();
 
 /** Event type of a listener event (see `hub.rs`). */
 const EV_LISTENER = 8;
-/** Event type of a connection a listener accepted by itself. */
+/** Event type of a socket a listener accepted by itself, now open. */
 const EV_ACCEPTED = 9;
+/** Event type of a listener starting to accept a sender by itself. */
+const EV_ACCEPTING = 10;
 /**
  * How many fields follow each event type: socket events 0-7 (see `flatten` in
- * src/bindings/socket.rs; lib/websocket.js names them), then a listener event and an
- * accepted connection.
+ * src/bindings/socket.rs; lib/websocket.js names them), then a listener event, an
+ * accepted socket's open and a listener's accept (see `convert` in src/bindings/hub.rs).
  */
-const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 7];
+const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 1, 6];
 
 /** The objects events go to, by native id. */
 const targets = new Map();
@@ -37,9 +39,10 @@ function rethrow(err) {
 
 /**
  * Hands one event to its object. Sockets take `(list, type, at)`; listeners take their
- * event object; an accepted connection (fields: listener id, subprotocol, then the request:
- * headers, rendezvous id, url, remote address and port) goes to its listener, which adopts
- * the new socket.
+ * event object. A listener's accept (fields: the new socket's id, then the request:
+ * headers, rendezvous id, url, remote address and port) goes to its listener, which makes
+ * and registers the socket object; that socket's open (field: the subprotocol) goes to the
+ * listener again with the socket.
  *
  * @param {Array} list The event list
  * @param {Number} id The object's id
@@ -48,15 +51,15 @@ function rethrow(err) {
  * @private
  */
 function deliver(list, id, t, at) {
-  if (t === EV_ACCEPTED) {
-    const server = targets.get(list[at]);
-    if (server === undefined) native.socketTerminate(id);
-    else server._accepted(id, list, at + 1);
+  const target = targets.get(id);
+  if (t === EV_ACCEPTING) {
+    if (target === undefined) native.socketTerminate(list[at]);
+    else target._accepting(list[at], list, at + 1);
     return;
   }
-  const target = targets.get(id);
   if (target === undefined) return;
   if (t === EV_LISTENER) target._handle(list[at]);
+  else if (t === EV_ACCEPTED) target._server._accepted(target, list[at]);
   else target._handle(list, t, at);
 }
 

@@ -459,18 +459,37 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * A sender the native side accepted by itself: its socket is already open.
+   * The native side accepts a sender by itself and its handshake has started: the socket
+   * object and `req` are made now, while the handshake is on the network, so that
+   * 'connection' costs little once it is open (`_accepted`).
    *
    * @param {Number} id The native socket's id
    * @param {Array} list The native event list
-   * @param {Number} at Where the event's subprotocol is, followed by the request's fields
-   *     (see `_request`)
+   * @param {Number} at Where the request's fields are (see `_request`)
    * @private
    */
-  _accepted(id, list, at) {
-    const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
-    ws._adoptOpen(id, list[at]);
-    this._connected(ws, this._request(list[at + 1], list[at + 2], list[at + 3], list[at + 4], list[at + 5]));
+  _accepting(id, list, at) {
+    const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
+    // Not tracked until open: if the handshake fails, the socket just closes unseen (its
+    // 'error' is not thrown, as it belongs to a server).
+    ws._server = this;
+    ws._acceptRequest = this._request(list[at], list[at + 1], list[at + 2], list[at + 3], list[at + 4]);
+    ws._attach(id);
+  }
+
+  /**
+   * A socket the native side accepted by itself is open: 'connection'.
+   *
+   * @param {RelayedWebSocket} ws The socket (see `_accepting`)
+   * @param {String} protocol The subprotocol
+   * @private
+   */
+  _accepted(ws, protocol) {
+    const req = ws._acceptRequest;
+    ws._acceptRequest = null;
+    this._track(ws);
+    ws._adoptOpen(protocol);
+    this._connected(ws, req);
   }
 
   /**

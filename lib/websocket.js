@@ -172,6 +172,8 @@ class RelayedWebSocket extends WebSocket {
     this._shim = false;
     // Set by RelayedServer for the sockets it accepts.
     this._server = null;
+    // The `req` of a socket a RelayedServer accepts natively, until its 'connection'.
+    this._acceptRequest = null;
   }
 
   /**
@@ -216,14 +218,13 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Attaches a native socket that is already open (a listener accepted it by itself).
+   * The attached native socket, which a listener accepted by itself, is open. No 'open'
+   * event: a server's socket is open when the application first sees it.
    *
-   * @param {Number} id The native socket's id
    * @param {String} protocol The subprotocol
    * @private
    */
-  _adoptOpen(id, protocol) {
-    this._attach(id);
+  _adoptOpen(protocol) {
     this._readyState = WebSocket.OPEN;
     this._protocol = protocol;
     this._shim = true;

@@ -33,10 +33,13 @@ use crate::bindings::{listener, socket};
 
 /// Event type of a listener event in the flat list (one field: the event object).
 const EV_LISTENER: f64 = 8.0;
-/// Event type of a connection a listener accepted by itself (fields: the listener's id,
-/// the chosen subprotocol, `req.headers` flat, the rendezvous id, `req.url`, the sender's
-/// address and port).
+/// Event type of a socket a listener accepted by itself, now open (one field: the chosen
+/// subprotocol).
 const EV_ACCEPTED: f64 = 9.0;
+/// Event type of a listener starting to accept a sender by itself (fields: the new
+/// socket's id, `req.headers` flat, the rendezvous id, `req.url`, the sender's address and
+/// port).
+const EV_ACCEPTING: f64 = 10.0;
 
 /// A native object's id, as JavaScript holds it (a number below 2^53).
 pub type Id = u64;
@@ -54,14 +57,19 @@ pub fn id_of(n: f64) -> Id {
 pub enum Up {
     /// A socket's event.
     Socket(Event),
-    /// A socket a listener accepted by itself is open.
-    Accepted {
-        /// The listener's id.
-        listener: Id,
-        /// The chosen subprotocol.
-        protocol: String,
+    /// A listener accepts a sender by itself: sent (under the listener's id) as the
+    /// handshake starts, so that JavaScript makes the socket object and `req` while the
+    /// handshake is on the network rather than after it.
+    Accepting {
+        /// The new socket's id.
+        socket: Id,
         /// The sender's request.
         request: AcceptRequest,
+    },
+    /// That socket is open (sent under its own id).
+    Accepted {
+        /// The chosen subprotocol.
+        protocol: String,
     },
     /// A listener's event.
     Listener(ListenerEvent),
@@ -295,14 +303,12 @@ impl Hub {
                         gone.push(q.id);
                     }
                 }
-                Up::Accepted {
-                    listener,
-                    protocol,
-                    request,
-                } => out.extend([
-                    Flat::Num(EV_ACCEPTED),
-                    Flat::Num(listener as f64),
-                    Flat::Str(protocol),
+                Up::Accepted { protocol } => {
+                    out.extend([Flat::Num(EV_ACCEPTED), Flat::Str(protocol)])
+                }
+                Up::Accepting { socket, request } => out.extend([
+                    Flat::Num(EV_ACCEPTING),
+                    Flat::Num(socket as f64),
                     Flat::List(
                         listener::flat_headers(&request.headers)
                             .into_iter()

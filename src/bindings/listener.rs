@@ -188,11 +188,21 @@ impl ListenerSink for HubListenerSink {
         // Registered before this listener can report its close (it is still running), so
         // the hub keeps the process alive for the new socket too.
         self.hub.insert(id, Target::Socket(handle.clone()));
+        // JavaScript hears of the sender now, before this listener's own later events, and
+        // prepares the socket object and `req` while the handshake runs.
+        self.hub.push(
+            self.id,
+            Up::Accepting {
+                socket: id,
+                request: request.clone(),
+            },
+            None,
+        );
         Some(Arc::new(SocketSink::new(
             id,
             self.hub.clone(),
             handle,
-            Some((self.id, request.clone())),
+            true,
         )))
     }
 }

@@ -4,10 +4,10 @@
 //! payloads reach JS as external buffers (no copy).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use hyco_core::listener::AcceptRequest;
 use hyco_core::socket::connection::{Shared, CONTROL_EVENT_COST};
 use hyco_core::socket::{Command, ConnectOptions, Event, EventSink, Handle, SocketOptions};
 use napi::bindgen_prelude::Buffer;
@@ -43,24 +43,19 @@ pub struct SocketSink {
     id: Id,
     hub: Arc<Hub>,
     shared: Arc<Shared>,
-    /// For a connection a listener accepted by itself: the listener's id and the request,
-    /// sent up with the open event (boxed: most sockets carry none, or none any more).
-    accept: Mutex<Option<Box<(Id, AcceptRequest)>>>,
+    /// A connection a listener accepts by itself, not open yet: its open event goes up as
+    /// `Up::Accepted`.
+    accepting: AtomicBool,
 }
 
 impl SocketSink {
-    /// A sink for socket `id`; `accept` for one a listener accepted by itself.
-    pub fn new(
-        id: Id,
-        hub: Arc<Hub>,
-        handle: &Handle,
-        accept: Option<(Id, AcceptRequest)>,
-    ) -> Self {
+    /// A sink for socket `id`; `accepting` for one a listener accepts by itself.
+    pub fn new(id: Id, hub: Arc<Hub>, handle: &Handle, accepting: bool) -> Self {
         SocketSink {
             id,
             hub,
             shared: handle.shared.clone(),
-            accept: Mutex::new(accept.map(Box::new)),
+            accepting: AtomicBool::new(accepting),
         }
     }
 }
@@ -69,19 +64,10 @@ impl EventSink for SocketSink {
     fn push(&self, event: Event) {
         let up = match event {
             Event::Open { protocol } => {
-                match self
-                    .accept
-                    .lock()
-                    .ok()
-                    .and_then(|mut a| a.take())
-                    .map(|a| *a)
-                {
-                    Some((listener, request)) => Up::Accepted {
-                        listener,
-                        protocol,
-                        request,
-                    },
-                    None => Up::Socket(Event::Open { protocol }),
+                if self.accepting.swap(false, Ordering::AcqRel) {
+                    Up::Accepted { protocol }
+                } else {
+                    Up::Socket(Event::Open { protocol })
                 }
             }
             e => Up::Socket(e),
@@ -191,7 +177,7 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
     socket_options.close_timeout = Duration::from_millis(options.close_timeout.max(1.0) as u64);
     let id = hub.next_id();
     let handle = Handle::new(&socket_options);
-    let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, None));
+    let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, false));
     hub.insert(id, Target::Socket(handle.clone()));
     hub.sync_ref(&env);
     // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime.
