@@ -98,7 +98,7 @@ pub enum Command {
 
 /// Most auto-pongs waiting to be written before the connection is dropped (ws 8's
 /// `maxPendingAutoPongs` default).
-pub const MAX_PENDING_AUTO_PONGS: usize = 60;
+pub const MAX_PENDING_AUTO_PONGS: u16 = 60;
 
 /// What a control event counts against the consumer's backlog: its payload plus a fixed
 /// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
@@ -488,16 +488,24 @@ enum ReadStep {
 }
 
 /// An open connection: reading, writing, the closing handshake and its timer, in one task.
+///
+/// Kept small on purpose: a listener holds one per idle connection, and tokio allocates a
+/// task in steps of 128 bytes (at most 280 bytes of future fit 384, up to 408 take 512),
+/// so what an idle connection never uses is boxed or left out (the options it needs are
+/// copied; the inbound limit is `shared.high_water`).
 struct Pump {
     stream: IoStream,
-    opts: SocketOptions,
+    /// `SocketOptions::auto_pong`, `read_buffer` and `write_batch`.
+    auto_pong: bool,
+    read_buffer: usize,
+    write_batch: usize,
     sink: Arc<dyn EventSink>,
     shared: Arc<Shared>,
     decoder: Decoder,
     /// An incomplete frame header left from the last read.
     partial: Vec<u8>,
     /// The peer's close frame, once received.
-    close: Option<(u16, Vec<u8>)>,
+    close: Option<Box<(u16, Vec<u8>)>>,
     /// The peer broke the protocol: everything it sends is discarded.
     failed: bool,
     /// Commands taken from the queue and not yet framed (more than one write's worth).
@@ -510,15 +518,22 @@ struct Pump {
     /// What the frames in `out` account for, reported once they are written.
     bytes: usize,
     acks: Vec<u32>,
-    failed_acks: Vec<u32>,
-    /// Automatic pongs in `out` not yet written.
-    pongs: usize,
+    /// Callbacks of frames dropped while closing. Rare, so boxed: the box keeps the empty
+    /// case at one word where a bare `Vec` takes three.
+    #[allow(clippy::box_collection)]
+    failed_acks: Option<Box<Vec<u32>>>,
+    /// Automatic pongs in `out` not yet written (at most `MAX_PENDING_AUTO_PONGS`).
+    pongs: u16,
     /// The write half is shut down (both close frames are out).
     shut: bool,
     /// The peer has finished sending; what is still queued is written before the end.
     eof: bool,
     timer: Option<Pin<Box<Sleep>>>,
 }
+
+// The budget above, checked when compiling: a field that pushes an idle connection's task
+// into tokio's next allocation step must be boxed or found room for.
+const _: () = assert!(std::mem::size_of::<Pump>() <= 280);
 
 impl Pump {
     fn new(
@@ -530,7 +545,9 @@ impl Pump {
         Pump {
             stream,
             decoder: Decoder::new(opts.limits),
-            opts,
+            auto_pong: opts.auto_pong,
+            read_buffer: opts.read_buffer,
+            write_batch: opts.write_batch,
             sink,
             shared,
             partial: Vec::new(),
@@ -542,7 +559,7 @@ impl Pump {
             unflushed: false,
             bytes: 0,
             acks: Vec::new(),
-            failed_acks: Vec::new(),
+            failed_acks: None,
             pongs: 0,
             shut: false,
             eof: false,
@@ -556,7 +573,7 @@ impl Pump {
         let (code, reason) = if self.failed {
             (1006, Vec::new())
         } else {
-            self.close.take().unwrap_or((1006, Vec::new()))
+            self.close.take().map_or((1006, Vec::new()), |c| *c)
         };
         closed(&*self.sink, code, reason, &self.shared);
         Poll::Ready(())
@@ -623,7 +640,7 @@ impl Pump {
                 Incoming::Ping(data) => {
                     let open = !shared.close_sent.load(Ordering::SeqCst)
                         && !shared.close_received.load(Ordering::SeqCst);
-                    if self.opts.auto_pong && open {
+                    if self.auto_pong && open {
                         if self.pongs >= MAX_PENDING_AUTO_PONGS {
                             // The peer pings faster than it reads our pongs: drop it, as ws does.
                             log::debug!("socket: too many pongs pending; terminating");
@@ -659,7 +676,7 @@ impl Pump {
                         },
                     });
                     shared.start_close_timer();
-                    self.close = Some((code.unwrap_or(1005), reason));
+                    self.close = Some(Box::new((code.unwrap_or(1005), reason)));
                 }
             }
         }
@@ -683,7 +700,7 @@ impl Pump {
         if self.eof {
             return ReadStep::Idle;
         }
-        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.opts.inbound_high_water;
+        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.shared.high_water;
         let discarding = self.close.is_some() || self.failed;
         if (self.shared.paused.load(Ordering::SeqCst) || behind) && !discarding {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
@@ -691,7 +708,7 @@ impl Pump {
             // peer's end of the connection must not wait for a `resume()`.
             return ReadStep::Idle;
         }
-        let max = self.opts.read_buffer.max(4096);
+        let max = self.read_buffer.max(4096);
         SCRATCH.with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
                 // Not reachable (nothing polls a connection from inside another's read);
@@ -742,7 +759,7 @@ impl Pump {
             }
         }
         let shared = &*self.shared;
-        while self.out.len() < self.opts.write_batch {
+        while self.out.len() < self.write_batch {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
@@ -761,7 +778,7 @@ impl Pump {
                     self.bytes += accounted;
                     if ack != 0 {
                         if closing {
-                            self.failed_acks.push(ack);
+                            self.failed_acks.get_or_insert_with(Box::default).push(ack);
                         } else {
                             self.acks.push(ack);
                         }
@@ -779,7 +796,7 @@ impl Pump {
                         *bytes += frame::framed_len(payload.len());
                         if ack != 0 {
                             if closing {
-                                failed.push(ack)
+                                failed.get_or_insert_with(Box::default).push(ack)
                             } else {
                                 acks.push(ack)
                             }
@@ -818,11 +835,11 @@ impl Pump {
 
     /// Everything in `out` is written: report it and start over.
     fn batch_done(&mut self) {
-        if self.bytes > 0 || !self.acks.is_empty() || !self.failed_acks.is_empty() {
+        if self.bytes > 0 || !self.acks.is_empty() || self.failed_acks.is_some() {
             self.sink.push(Event::Written {
                 bytes: std::mem::take(&mut self.bytes),
                 acks: std::mem::take(&mut self.acks),
-                failed: std::mem::take(&mut self.failed_acks),
+                failed: self.failed_acks.take().map_or_else(Vec::new, |f| *f),
             });
         }
         self.pongs = 0;

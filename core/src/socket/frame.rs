@@ -94,8 +94,18 @@ pub struct Decoder {
     limits: Limits,
     header: Option<Header>,
     payload: Vec<u8>,
-    /// The data message being assembled: its opcode, frames and total length.
-    message: Option<(u8, Vec<Vec<u8>>, u64)>,
+    /// The data message being assembled (only a fragmented one, between its frames: boxed,
+    /// so that a connection's decoder stays small).
+    message: Option<Box<Assembly>>,
+}
+
+/// A fragmented data message between its frames.
+#[derive(Debug, Default)]
+struct Assembly {
+    opcode: u8,
+    frames: Vec<Vec<u8>>,
+    /// Payload bytes so far.
+    total: u64,
 }
 
 impl Decoder {
@@ -201,7 +211,7 @@ impl Decoder {
             });
         }
         if opcode < OP_CLOSE {
-            let total = self.message.as_ref().map_or(0, |m| m.2) + len;
+            let total = self.message.as_ref().map_or(0, |m| m.total) + len;
             if self.limits.max_payload > 0 && total > self.limits.max_payload {
                 return Err(FrameError {
                     code: "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
@@ -250,8 +260,13 @@ impl Decoder {
                 }
             }
             _ => {
-                let (opcode, mut frames, total) =
-                    self.message.take().unwrap_or((h.opcode, Vec::new(), 0));
+                // A fragment goes into the message's box (made at its first frame); a whole
+                // message in one frame needs no box.
+                let mut boxed = self.message.take();
+                let (opcode, mut frames, total) = match boxed.as_deref_mut() {
+                    Some(m) => (m.opcode, std::mem::take(&mut m.frames), m.total),
+                    None => (h.opcode, Vec::new(), 0),
+                };
                 frames.push(payload);
                 let total = total + h.len;
                 if self.limits.max_fragments > 0 && frames.len() > self.limits.max_fragments {
@@ -263,7 +278,13 @@ impl Decoder {
                     });
                 }
                 if !h.fin {
-                    self.message = Some((opcode, frames, total));
+                    let mut m = boxed.unwrap_or_default();
+                    *m = Assembly {
+                        opcode,
+                        frames,
+                        total,
+                    };
+                    self.message = Some(m);
                     return Ok(());
                 }
                 if opcode == OP_TEXT {
@@ -423,8 +444,31 @@ mod tests {
         wire.extend(server_frame(false, OP_BINARY, &[1, 2]));
         wire.extend(server_frame(true, OP_CONTINUATION, &[3]));
         wire.extend(server_frame(true, OP_BINARY, &vec![7u8; 70_000]));
+        // More than two frames: the message's box carries over from frame to frame.
+        wire.extend(server_frame(false, OP_TEXT, b"a"));
+        wire.extend(server_frame(false, OP_CONTINUATION, b"b"));
+        wire.extend(server_frame(true, OP_PONG, b""));
+        wire.extend(server_frame(false, OP_CONTINUATION, b"c"));
+        wire.extend(server_frame(true, OP_CONTINUATION, b"d"));
+        wire.extend(server_frame(false, OP_BINARY, &[4]));
+        wire.extend(server_frame(false, OP_CONTINUATION, &[5]));
+        wire.extend(server_frame(true, OP_CONTINUATION, &[6]));
         wire.extend(server_frame(true, OP_CLOSE, &[0x03, 0xe8, b'o', b'k']));
         let out = decode_all(&wire, Limits::default()).unwrap();
+        assert_eq!(
+            out[4..7],
+            [
+                Incoming::Pong(Vec::new()),
+                Incoming::Message {
+                    binary: false,
+                    frames: vec![b"abcd".to_vec()]
+                },
+                Incoming::Message {
+                    binary: true,
+                    frames: vec![vec![4], vec![5], vec![6]]
+                },
+            ]
+        );
         assert_eq!(
             out[..4],
             [
@@ -443,7 +487,8 @@ mod tests {
                 },
             ]
         );
-        assert_eq!(out[4], Incoming::Close(Some(1000), b"ok".to_vec()));
+        assert_eq!(out[7], Incoming::Close(Some(1000), b"ok".to_vec()));
+        assert_eq!(out.len(), 8);
     }
 
     #[test]
