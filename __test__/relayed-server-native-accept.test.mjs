@@ -11,7 +11,7 @@ import { WebSocketServer } from 'ws';
 
 import { createRelayToken } from 'hyco-ws-rs';
 
-import { STEP_MS, expectOpen, nextEvent, nextMessage, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import { STEP_MS, expectOpen, nextEvent, nextMessage, waitUntil, whenClosed, withTimeout } from './support/relay-steps.mjs';
 import {
   cleanup,
   echo,
@@ -215,6 +215,25 @@ describe('native accepts whose handshake fails', () => {
 });
 
 describe('event delivery', () => {
+  test("an accepted socket stripped of every listener is still forgotten when it closes, and close(cb) completes", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const server = await startServer(relay);
+      const first = await connectOne(relay, server, 'sender 1');
+      first.socket.removeAllListeners();
+      const senderClosed = whenClosed(first.sender, STEP_MS, 'sender 1 to close');
+      first.sender.close(1000);
+      await senderClosed;
+      await waitUntil(() => server.clients.size === 0, STEP_MS, 'the server to forget sender 1');
+      // Closed by the server this time: close(cb) must not wait for it forever.
+      const second = await connectOne(relay, server, 'sender 2');
+      second.socket.removeAllListeners();
+      assert.equal(server.clients.size, 1);
+      await withTimeout(new Promise((resolve) => server.close(resolve)), STEP_MS, "the server's close callback");
+      assert.equal(server.clients.size, 0);
+      assert.equal((await whenClosed(second.sender, STEP_MS, 'sender 2 to close')).code, 1001);
+    });
+  });
+
   test("a 'connection' listener that throws loses no other sender's events (child process)", async () => {
     const script = `
       const h = require(process.env.HYCO_PKG);

@@ -48,21 +48,6 @@ class ProtocolList extends Array {
 }
 
 /**
- * 'close' of an accepted socket (`this`): the server forgets it, and may be done closing.
- * One function for all sockets, so that none holds a closure (a listener may hold
- * thousands of sockets); `on` rather than `once`, which would wrap it per socket ('close'
- * comes once anyway).
- *
- * @private
- */
-function onAcceptedClose() {
-  const server = this._server;
-  server._sockets.delete(this);
-  if (server.clients) server.clients.delete(this);
-  if (server._state === 'closing') server._maybeFinish();
-}
-
-/**
  * An error from a native error description.
  *
  * @param {Object} e `{ message, code, statusCode, statusDescription }`
@@ -493,7 +478,7 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * Takes an accepted socket into the server's care until it closes.
+   * Takes an accepted socket into the server's care until it closes (see `_forget`).
    *
    * @param {RelayedWebSocket} ws The socket
    * @return {RelayedWebSocket} `ws`
@@ -502,9 +487,23 @@ class RelayedServer extends EventEmitter {
   _track(ws) {
     // Its 'error' without a listener is not thrown (see RelayedWebSocket's `_emitError`).
     ws._server = this;
-    ws.on('close', onAcceptedClose);
     this._sockets.add(ws);
     return ws;
+  }
+
+  /**
+   * A socket of this server has closed: the server forgets it, and may be done closing.
+   * The socket calls this itself, just before its 'close' event, rather than through a
+   * 'close' listener: no listener per socket (a listener may hold thousands), and no way
+   * for the application's `removeAllListeners()` to keep the server waiting for it.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _forget(ws) {
+    this._sockets.delete(ws);
+    if (this.clients) this.clients.delete(ws);
+    if (this._state === 'closing') this._maybeFinish();
   }
 
   /**

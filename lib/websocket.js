@@ -15,6 +15,8 @@ const { FIELDS, native, register, unregister } = require('./native-events');
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
+/** `_extensions` of every socket: none are negotiated, so one frozen object serves all. */
+const NO_EXTENSIONS = Object.freeze({});
 
 const OP_CONTINUATION = 0x0;
 const OP_TEXT = 0x1;
@@ -158,6 +160,7 @@ class RelayedWebSocket extends WebSocket {
     // natively, so ws's own auto-pong state (a closure per socket) is not needed.
     super(null, undefined, { autoPong: false, closeTimeout: options.closeTimeout });
     // Few fields, most of them made on first use: a listener may hold thousands of these.
+    this._extensions = NO_EXTENSIONS;
     this._isServer = false;
     this._url = url;
     this._bufferedAmount = 0;
@@ -449,6 +452,7 @@ class RelayedWebSocket extends WebSocket {
     }
     unregister(this._id);
     this._id = 0;
+    if (this._server !== null) this._server._forget(this);
     this.emit('close', code, reason);
   }
 
