@@ -183,11 +183,19 @@ impl Hub {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Adds an object; its events may be pushed from now on.
-    pub fn insert(&self, id: Id, target: Target) {
-        if let Ok(mut t) = self.targets.lock() {
-            t.insert(id, target);
+    /// Adds an object; its events may be pushed from now on. False (and nothing added)
+    /// once the environment is being torn down: `shutdown` sets `closed` before it takes
+    /// the table, and this checks it under the table's lock, so an object is either
+    /// stopped by `shutdown` or refused here, never left running unseen.
+    pub fn insert(&self, id: Id, target: Target) -> bool {
+        let Ok(mut t) = self.targets.lock() else {
+            return false;
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return false;
         }
+        t.insert(id, target);
+        true
     }
 
     /// Runs `f` on a socket's handle; `None` when it is gone (or not a socket).

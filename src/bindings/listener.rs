@@ -186,8 +186,11 @@ impl ListenerSink for HubListenerSink {
     fn accepted(&self, request: &AcceptRequest, handle: &Handle) -> Option<Arc<dyn EventSink>> {
         let id = self.hub.next_id();
         // Registered before this listener can report its close (it is still running), so
-        // the hub keeps the process alive for the new socket too.
-        self.hub.insert(id, Target::Socket(handle.clone()));
+        // the hub keeps the process alive for the new socket too. Refused while a worker
+        // ends (its listener is being stopped): the sender is not accepted.
+        if !self.hub.insert(id, Target::Socket(handle.clone())) {
+            return None;
+        }
         // JavaScript hears of the sender now, before this listener's own later events, and
         // prepares the socket object and `req` while the handshake runs.
         self.hub.push(
@@ -240,6 +243,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
         hub: hub.clone(),
     });
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
+    // On the JavaScript thread, so the environment is live and the hub open.
     hub.insert(id, Target::Listener(handle));
     hub.sync_ref(&env);
     Ok(id as f64)

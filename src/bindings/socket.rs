@@ -178,6 +178,7 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
     let id = hub.next_id();
     let handle = Handle::new(&socket_options);
     let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, false));
+    // On the JavaScript thread, so the environment is live and the hub open.
     hub.insert(id, Target::Socket(handle.clone()));
     hub.sync_ref(&env);
     // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime.
