@@ -357,3 +357,63 @@ async fn a_client_paused_after_the_close_frame_sees_the_peer_hang_up() {
     let (code, _) = closed_event(&mut events, Duration::from_secs(5)).await;
     assert_eq!(code, 1000);
 }
+
+/// Counts `request_sent` calls and sends each event with the count at that moment.
+struct CountSent {
+    sent: std::sync::atomic::AtomicUsize,
+    events: Mutex<mpsc::UnboundedSender<(usize, Event)>>,
+}
+
+impl EventSink for CountSent {
+    fn push(&self, event: Event) {
+        let sent = self.sent.load(std::sync::atomic::Ordering::SeqCst);
+        if let Ok(tx) = self.events.lock() {
+            let _ = tx.send((sent, event));
+        }
+    }
+
+    fn request_sent(&self) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The sink hears that the handshake's request is out exactly once, before the open event
+/// (a listener wakes JavaScript for a prepared accept at that moment).
+#[tokio::test]
+async fn the_sink_hears_once_that_the_request_is_out_before_the_open() {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let port = raw_server(|tcp| async move {
+        let _ = done_rx.await;
+        drop(tcp);
+    })
+    .await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let sink = Arc::new(CountSent {
+        sent: std::sync::atomic::AtomicUsize::new(0),
+        events: Mutex::new(tx),
+    });
+    let opts = ConnectOptions {
+        url: format!("ws://127.0.0.1:{port}/"),
+        headers: vec![],
+        protocols: vec![],
+        handshake_timeout: Duration::from_secs(5),
+        ca: vec![],
+    };
+    let _handle = socket::connect(opts, SocketOptions::default(), sink.clone());
+    let (sent_at_open, open) = tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("an event in time")
+        .expect("events go on");
+    assert!(matches!(open, Event::Open { .. }), "{open:?}");
+    assert_eq!(sent_at_open, 1);
+    let _ = done_tx.send(());
+    let mut closed = false;
+    while let Ok(Some((sent, e))) = tokio::time::timeout(WAIT, rx.recv()).await {
+        assert_eq!(sent, 1, "request_sent again after the open: {e:?}");
+        if matches!(e, Event::Closed { .. }) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "the close event in time");
+}

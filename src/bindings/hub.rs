@@ -234,13 +234,26 @@ impl Hub {
 
     /// Queues an event and schedules a JS call if none is pending. Never blocks on JS.
     pub fn push(&self, id: Id, up: Up, shared: Option<Arc<Shared>>) {
+        self.push_quiet(id, up, shared);
+        self.schedule();
+    }
+
+    /// Queues an event without waking JavaScript: it goes with the next call (in order),
+    /// or with the one [`Hub::wake`] schedules. Waking the JS thread costs the waking
+    /// thread a few tens of microseconds on a busy machine, which a caller may want to
+    /// pay later.
+    pub fn push_quiet(&self, id: Id, up: Up, shared: Option<Arc<Shared>>) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         if let Ok(mut q) = self.queue.lock() {
             q.push(Queued { id, up, shared });
         }
-        self.schedule();
+    }
+
+    /// Schedules a JS call for whatever is queued (see [`Hub::push_quiet`]).
+    pub fn wake(&self) {
+        self.schedule_if_queued();
     }
 
     fn schedule(&self) {

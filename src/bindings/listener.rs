@@ -191,9 +191,11 @@ impl ListenerSink for HubListenerSink {
         if !self.hub.insert(id, Target::Socket(handle.clone())) {
             return None;
         }
-        // JavaScript hears of the sender now, before this listener's own later events, and
-        // prepares the socket object and `req` while the handshake runs.
-        self.hub.push(
+        // Queued now, ahead of the socket's own events; JavaScript is woken for it once the
+        // handshake's request is out (`SocketSink::request_sent`), not before: waking it
+        // here would delay the request by the wake-up's cost. It then makes the socket
+        // object and `req` while the response is on its way.
+        self.hub.push_quiet(
             self.id,
             Up::Accepting {
                 socket: id,

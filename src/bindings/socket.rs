@@ -80,6 +80,15 @@ impl EventSink for SocketSink {
         };
         self.hub.push(self.id, up, shared);
     }
+
+    /// For a listener's accept: its accepting event was queued without waking JavaScript
+    /// (see `HubListenerSink::accepted`); now that the request is out, JavaScript prepares
+    /// the socket while the response travels.
+    fn request_sent(&self) {
+        if self.accepting.load(Ordering::Acquire) {
+            self.hub.wake();
+        }
+    }
 }
 
 /// Appends one socket event to the flat list: a type number followed by its fields

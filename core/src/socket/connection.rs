@@ -218,6 +218,10 @@ pub enum Event {
 pub trait EventSink: Send + Sync + 'static {
     /// Takes one event.
     fn push(&self, event: Event);
+
+    /// The opening handshake's request is on the wire and its response awaited: a moment
+    /// when the connection has nothing to do (no event). Default: nothing.
+    fn request_sent(&self) {}
 }
 
 /// State shared between the owner and the connection's task.
@@ -436,8 +440,9 @@ async fn run(
     spare: Option<Spare>,
     then: Option<Box<dyn FnOnce(bool) + Send>>,
 ) {
+    let sent = || sink.request_sent();
     let established = tokio::select! {
-        r = handshake::connect_with(&options, spare) => r,
+        r = handshake::connect_with(&options, spare, &sent) => r,
         _ = abort_requested(&shared) => Err(ConnectError {
             message: "WebSocket was closed before the connection was established".into(),
             code: None,

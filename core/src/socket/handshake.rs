@@ -397,11 +397,18 @@ fn spare_was_dead(e: &ConnectError) -> bool {
         )
 }
 
-async fn upgrade(opts: &ConnectOptions, spare: Option<Spare>) -> Result<Established, ConnectError> {
+/// What a handshake calls once its request is on the wire (see [`connect_with`]).
+type Sent<'a> = &'a (dyn Fn() + Sync);
+
+async fn upgrade(
+    opts: &ConnectOptions,
+    spare: Option<Spare>,
+    sent: Sent<'_>,
+) -> Result<Established, ConnectError> {
     let target = parse_target(&opts.url)?;
     if let Some(mut spare) = spare {
         if spare.endpoint == target.endpoint() && spare.alive() {
-            match upgrade_over(opts, &target, spare.stream).await {
+            match upgrade_over(opts, &target, spare.stream, sent).await {
                 Err(e) if spare_was_dead(&e) => {
                     log::debug!("socket: the spare connection was closed; connecting afresh")
                 }
@@ -410,7 +417,7 @@ async fn upgrade(opts: &ConnectOptions, spare: Option<Spare>) -> Result<Establis
         }
     }
     let stream = open_stream(&target, &opts.ca).await?;
-    upgrade_over(opts, &target, stream).await
+    upgrade_over(opts, &target, stream, sent).await
 }
 
 /// The opening handshake over an open connection.
@@ -418,6 +425,7 @@ async fn upgrade_over(
     opts: &ConnectOptions,
     target: &Target,
     mut stream: IoStream,
+    sent: Sent<'_>,
 ) -> Result<Established, ConnectError> {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut request = format!(
@@ -470,6 +478,7 @@ async fn upgrade_over(
         .flush()
         .await
         .map_err(|e| io_error(&e, "sending the handshake"))?;
+    sent();
     let (status, reason, headers, initial) = read_response(&mut stream).await?;
     if status != 101 {
         return Err(ConnectError {
@@ -534,16 +543,18 @@ async fn upgrade_over(
 
 /// Connects and upgrades within `handshake_timeout`.
 pub async fn connect(opts: &ConnectOptions) -> Result<Established, ConnectError> {
-    connect_with(opts, None).await
+    connect_with(opts, None, &|| {}).await
 }
 
 /// [`connect`], over `spare` if it goes to the same endpoint and is still open (a fresh
-/// connection otherwise, or if the server turns out to have closed it).
+/// connection otherwise, or if the server turns out to have closed it). `sent` is called
+/// each time the request is on the wire (twice if a dead spare made it start over).
 pub async fn connect_with(
     opts: &ConnectOptions,
     spare: Option<Spare>,
+    sent: Sent<'_>,
 ) -> Result<Established, ConnectError> {
-    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts, spare)).await {
+    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts, spare, sent)).await {
         Ok(r) => r,
         Err(_) => Err(fail("Opening handshake has timed out", Some("ETIMEDOUT"))),
     }
