@@ -57,9 +57,10 @@ pub fn id_of(n: f64) -> Id {
 pub enum Up {
     /// A socket's event.
     Socket(Event),
-    /// A listener accepts a sender by itself: sent (under the listener's id) as the
-    /// handshake starts, so that JavaScript makes the socket object and `req` while the
-    /// handshake is on the network rather than after it.
+    /// A listener accepts a sender by itself: queued (under the listener's id) as the
+    /// handshake starts, ahead of the socket's events, and delivered once the handshake's
+    /// request is out, so that JavaScript makes the socket object and `req` while the
+    /// response travels rather than after it.
     Accepting {
         /// The new socket's id.
         socket: Id,
