@@ -41,6 +41,13 @@ const EV_ACCEPTED: f64 = 9.0;
 /// port).
 const EV_ACCEPTING: f64 = 10.0;
 
+/// Empties a locked collection, returning what it held (nothing if the lock is poisoned).
+fn take_all<T: Default>(m: &Mutex<T>) -> T {
+    m.lock()
+        .map(|mut v| std::mem::take(&mut *v))
+        .unwrap_or_default()
+}
+
 /// A native object's id, as JavaScript holds it (a number below 2^53).
 pub type Id = u64;
 
@@ -156,11 +163,7 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
         .build_callback(move |ctx| {
             // Cleared before draining, so that an event pushed meanwhile schedules a call.
             h.scheduled.store(false, Ordering::Release);
-            let drained = h
-                .queue
-                .lock()
-                .map(|mut q| std::mem::take(&mut *q))
-                .unwrap_or_default();
+            let drained = take_all(&h.queue);
             let list = h.convert(drained);
             h.sync_ref(&ctx.env);
             Ok(list)
@@ -171,7 +174,7 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
         *t = Some(tsfn);
     }
     hub.scheduled.store(false, Ordering::Release);
-    hub.schedule_if_queued();
+    hub.wake();
     hub.sync_ref(&env);
     Ok(())
 }
@@ -252,9 +255,11 @@ impl Hub {
         }
     }
 
-    /// Schedules a JS call for whatever is queued (see [`Hub::push_quiet`]).
+    /// Schedules a JS call if anything is queued (see [`Hub::push_quiet`]).
     pub fn wake(&self) {
-        self.schedule_if_queued();
+        if self.queue.lock().map(|q| !q.is_empty()).unwrap_or(false) {
+            self.schedule();
+        }
     }
 
     fn schedule(&self) {
@@ -267,21 +272,11 @@ impl Hub {
         }
     }
 
-    fn schedule_if_queued(&self) {
-        if self.queue.lock().map(|q| !q.is_empty()).unwrap_or(false) {
-            self.schedule();
-        }
-    }
-
     /// The environment is being torn down: stops every socket and listener, drops their
     /// events and releases the function.
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
-        let targets = self
-            .targets
-            .lock()
-            .map(|mut t| std::mem::take(&mut *t))
-            .unwrap_or_default();
+        let targets = take_all(&self.targets);
         for (_, target) in targets {
             match target {
                 Target::Socket(h) => {
