@@ -46,7 +46,7 @@ const BATCH_BELOW = 16 * 1024;
 const BATCH_INITIAL = 1024;
 const BATCH_LIMIT = 256 * 1024;
 // Per packed frame: flags, length (u32) and callback id (u32); see `for_each_batched` in
-// core/src/socket/connection.rs.
+// core/src/socket/batch.rs.
 const BATCH_HEADER = 9;
 
 /**

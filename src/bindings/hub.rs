@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use hyco_core::listener::{AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle};
-use hyco_core::socket::connection::Shared;
+use hyco_core::socket::Shared;
 use hyco_core::socket::{Command, Event, Handle};
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyco_core::socket::connection::{Shared, CONTROL_EVENT_COST};
 use hyco_core::socket::{Command, ConnectOptions, Event, EventSink, Handle, SocketOptions};
+use hyco_core::socket::{Shared, CONTROL_EVENT_COST};
 use napi::bindgen_prelude::Buffer;
 use napi::Env;
 use napi_derive::napi;
@@ -222,7 +222,7 @@ pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64,
 }
 
 /// Queues small frames packed by `lib/websocket.js` (see
-/// `hyco_core::socket::connection::BATCH_HEADER`).
+/// `hyco_core::socket::batch::BATCH_HEADER`).
 #[napi(js_name = "socketSendBatch")]
 pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
     command(id, Command::Batch(data.to_vec()))

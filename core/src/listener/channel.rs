@@ -12,8 +12,8 @@ use crate::listener::{
     request, AcceptRequest, Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
 };
 use crate::sas;
-use crate::socket::connection::CONTROL_EVENT_COST;
 use crate::socket::handshake::Endpoint;
+use crate::socket::CONTROL_EVENT_COST;
 use crate::socket::{
     self, frame, Command, ConnectOptions, Event, EventSink, Handle, SocketError, SocketOptions,
 };

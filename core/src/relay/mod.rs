@@ -8,8 +8,8 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod forward;
 pub mod http;
-pub mod pump;
 pub mod registry;
 pub mod server;
 pub mod state;
@@ -182,7 +182,11 @@ impl LocalRelay {
             listeners: c.listeners,
             pending_accepts: c.pending_accepts,
             connections: self.state.open_connections(),
-            buffered_bytes: self.state.pump_stats.buffered_bytes.load(Ordering::Relaxed),
+            buffered_bytes: self
+                .state
+                .forward_stats
+                .buffered_bytes
+                .load(Ordering::Relaxed),
         }
     }
 

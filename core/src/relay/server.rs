@@ -14,8 +14,8 @@ use crate::encode::{decode_query_component, decode_uri_component, encode_uri_com
 use crate::relay::auth::{self, Access, Denial};
 use crate::relay::config::Right;
 use crate::relay::control::{self, unix_now, ControlContext};
+use crate::relay::forward;
 use crate::relay::http::{self, HeadError, RequestHead};
-use crate::relay::pump;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
 
@@ -417,13 +417,13 @@ impl Conn {
                     .id(&id),
                 );
                 let _open = OpenConnection::new(&state);
-                pump::relay(
+                forward::relay(
                     self.stream,
                     self.initial,
                     listener_stream,
                     listener_initial,
                     state.config.relay_buffer_bytes,
-                    state.pump_stats.clone(),
+                    state.forward_stats.clone(),
                 )
                 .await;
             }

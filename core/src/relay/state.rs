@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::relay::config::RelayConfig;
-use crate::relay::pump::PumpStats;
+use crate::relay::forward::ForwardStats;
 use crate::relay::registry::Registry;
 
 /// Something that happened in the relay, for logs and the CLI. Never holds a key or token.
@@ -64,7 +64,7 @@ pub struct RelayState {
     /// Hybrid Connections, listeners, rendezvous.
     pub registry: Registry,
     /// Relayed-byte counters.
-    pub pump_stats: Arc<PumpStats>,
+    pub forward_stats: Arc<ForwardStats>,
     /// Relayed connections open now.
     pub connections: AtomicUsize,
     /// `ws://host:port` or `wss://host:port`, known once bound.
@@ -78,7 +78,7 @@ impl RelayState {
         RelayState {
             registry: Registry::new(&config.entities),
             config,
-            pump_stats: Arc::new(PumpStats::default()),
+            forward_stats: Arc::new(ForwardStats::default()),
             connections: AtomicUsize::new(0),
             origin: RwLock::new(String::new()),
             events,

@@ -1,12 +1,27 @@
-//! The client WebSocket under the ws-compatible JavaScript socket: handshake, framing,
-//! the reader and writer tasks, and TLS with verification always on.
+//! The client WebSocket under the ws-compatible JavaScript socket: the handshake, framing,
+//! one task per open connection, and TLS with verification always on.
+//!
+//! - [`api`]: the public types (options, commands, events, the event sink);
+//! - [`shared`]: the state an owner and its connection share, and the owner's [`Handle`];
+//! - [`open`]: the handshake driver, which hands an open connection to its task;
+//! - [`task`]: the open connection's one task (reading, writing, closing);
+//! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: DNS,
+//!   TCP, TLS and the HTTP upgrade; [`error`]: the errors reported to the owner.
 
-pub mod connection;
+pub mod api;
+pub mod batch;
+pub mod error;
 pub mod frame;
 pub mod handshake;
+pub mod open;
 pub mod pool;
+pub mod shared;
+pub mod task;
 pub mod tls;
 pub mod verify;
 
-pub use connection::{connect, Command, Event, EventSink, Handle, SocketError, SocketOptions};
+pub use api::{Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST};
+pub use error::SocketError;
 pub use handshake::ConnectOptions;
+pub use open::connect;
+pub use shared::{Handle, Shared};

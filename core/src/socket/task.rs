@@ -1,4 +1,4 @@
-//! One client WebSocket connection: the handshake, then one task that reads and writes.
+//! An open connection's one task: reading, writing, the closing handshake and its timer.
 //!
 //! - Reading parses frames (on a tokio thread), answers pings, echoes close frames, and
 //!   pushes events to an [`EventSink`]. It stops reading the socket while the connection is
@@ -12,466 +12,33 @@
 //! - Events of one connection go through one sink, in order: a message can never overtake
 //!   the close.
 //!
-//! An idle open connection costs one task (the [`Pump`] below, a few hundred bytes), its
-//! [`Shared`] state and the socket: no read buffer, no channel, no second task. That is
-//! what lets a listener hold thousands of them cheaply.
+//! An idle open connection costs this task (a few hundred bytes), its [`Shared`] state and
+//! the socket: no read buffer, no channel, no second task. That is what lets a listener
+//! hold thousands of them cheaply.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Sleep;
 
 use crate::io::IoStream;
-use crate::socket::frame::{self, Decoder, FrameError, Incoming, Limits};
-use crate::socket::handshake::{self, ConnectError, ConnectOptions, Spare};
+use crate::socket::api::{
+    Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST, MAX_PENDING_AUTO_PONGS,
+};
+use crate::socket::batch::for_each_batched;
+use crate::socket::frame::{self, Decoder, Incoming};
+use crate::socket::open::closed;
 use crate::socket::pool;
-
-/// Behaviour of an open connection.
-#[derive(Debug, Clone, Copy)]
-pub struct SocketOptions {
-    /// Message size and fragment limits.
-    pub limits: Limits,
-    /// Answer pings automatically. Default true.
-    pub auto_pong: bool,
-    /// How long to wait for the closing handshake before dropping the connection. Default 30 s.
-    pub close_timeout: Duration,
-    /// Message bytes handed to the sink and not yet consumed, above which reading stops.
-    /// Default 16 MiB.
-    pub inbound_high_water: usize,
-    /// Largest single read. Reads go into a buffer per tokio thread of this size, so an idle
-    /// connection holds none. Default 64 KiB.
-    pub read_buffer: usize,
-    /// Most bytes coalesced into one write. Default 1 MiB.
-    pub write_batch: usize,
-}
-
-impl Default for SocketOptions {
-    fn default() -> Self {
-        SocketOptions {
-            limits: Limits::default(),
-            auto_pong: true,
-            close_timeout: Duration::from_secs(30),
-            inbound_high_water: 16 * 1024 * 1024,
-            read_buffer: 64 * 1024,
-            write_batch: 1024 * 1024,
-        }
-    }
-}
-
-/// What the owner asks of the connection.
-#[derive(Debug)]
-pub enum Command {
-    /// Send a frame. `accounted` is what the owner added to its `bufferedAmount`; `ack` is a
-    /// callback id (0 for none). Both come back in [`Event::Written`].
-    Frame {
-        /// Opcode.
-        opcode: u8,
-        /// Final fragment.
-        fin: bool,
-        /// Payload, unmasked.
-        payload: Vec<u8>,
-        /// Bytes to report as written.
-        accounted: usize,
-        /// Callback id, 0 for none.
-        ack: u32,
-    },
-    /// Several small frames packed by the owner in one buffer (see [`BATCH_HEADER`]): saves
-    /// a call and an allocation per message. Each reports `framed_len(len)` bytes written.
-    Batch(Vec<u8>),
-    /// Start the closing handshake (`None`: a close frame without a code).
-    Close {
-        /// Close code.
-        code: Option<u16>,
-        /// Close reason, at most 123 bytes.
-        reason: Vec<u8>,
-    },
-    /// Drop the connection now.
-    Terminate,
-}
-
-/// Most auto-pongs waiting to be written before the connection is dropped (ws 8's
-/// `maxPendingAutoPongs` default).
-pub const MAX_PENDING_AUTO_PONGS: u16 = 60;
-
-/// What a control event counts against the consumer's backlog: its payload plus a fixed
-/// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
-pub const CONTROL_EVENT_COST: usize = 64;
+use crate::socket::shared::Shared;
 
 /// The write buffer is dropped after a write larger than this.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
-
-/// Bytes before each payload in a [`Command::Batch`]: flags (`0x80` FIN | opcode), payload
-/// length (u32, big-endian), callback id (u32, big-endian, 0 for none).
-pub const BATCH_HEADER: usize = 9;
-
-/// Calls `f(opcode, fin, payload, ack)` for each frame of a batch; false if it is malformed
-/// (the frames before the fault are still passed).
-pub fn for_each_batched(data: &[u8], mut f: impl FnMut(u8, bool, &[u8], u32)) -> bool {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let Some(h) = rest.get(..BATCH_HEADER) else {
-            return false;
-        };
-        let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
-        let ack = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
-        let Some(payload) = rest.get(BATCH_HEADER..BATCH_HEADER + len) else {
-            return false;
-        };
-        f(h[0] & 0x0f, h[0] & 0x80 != 0, payload, ack);
-        rest = &rest[BATCH_HEADER + len..];
-    }
-    true
-}
-
-/// A failure reported to the owner before the close.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SocketError {
-    /// Message, as ws words it.
-    pub message: String,
-    /// `WS_ERR_*`, `ECONNREFUSED`, ...
-    pub code: Option<String>,
-    /// `RangeError` rather than `Error`.
-    pub range_error: bool,
-    /// HTTP status of a refused handshake.
-    pub status_code: Option<u16>,
-    /// Reason phrase of a refused handshake.
-    pub status_description: Option<String>,
-}
-
-impl From<ConnectError> for SocketError {
-    fn from(e: ConnectError) -> Self {
-        SocketError {
-            message: e.message,
-            code: e.code,
-            range_error: false,
-            status_code: e.status_code,
-            status_description: e.status_description,
-        }
-    }
-}
-
-impl From<FrameError> for SocketError {
-    fn from(e: FrameError) -> Self {
-        SocketError {
-            message: e.message,
-            code: Some(e.code.to_owned()),
-            range_error: e.range_error,
-            status_code: None,
-            status_description: None,
-        }
-    }
-}
-
-/// What the connection tells its owner, in order.
-#[derive(Debug)]
-pub enum Event {
-    /// The handshake succeeded.
-    Open {
-        /// The chosen subprotocol, `""` if none.
-        protocol: String,
-    },
-    /// A whole message.
-    Message {
-        /// Binary or text.
-        binary: bool,
-        /// Frame payloads (one for text and unfragmented binary messages).
-        frames: Vec<Vec<u8>>,
-    },
-    /// A ping (already answered when auto-pong is on).
-    Ping(Vec<u8>),
-    /// A pong.
-    Pong(Vec<u8>),
-    /// Bytes written to the socket, and the callbacks now complete.
-    Written {
-        /// Sum of the `accounted` of the frames written.
-        bytes: usize,
-        /// Callback ids completed successfully.
-        acks: Vec<u32>,
-        /// Callback ids of frames dropped because the connection was closing.
-        failed: Vec<u32>,
-    },
-    /// The peer's close frame arrived: the socket is closing.
-    CloseReceived,
-    /// An error; the close follows.
-    Error(SocketError),
-    /// The connection is gone. Always the last event, exactly once.
-    Closed {
-        /// 1006 when no close frame arrived, 1005 for one without a code.
-        code: u16,
-        /// The close reason.
-        reason: Vec<u8>,
-        /// A close frame arrived.
-        frame_received: bool,
-        /// A close frame was sent.
-        frame_sent: bool,
-    },
-}
-
-/// Receives a connection's events. Implementations must not block.
-pub trait EventSink: Send + Sync + 'static {
-    /// Takes one event.
-    fn push(&self, event: Event);
-
-    /// The opening handshake's request is on the wire and its response awaited: a moment
-    /// when the connection has nothing to do (no event). Default: nothing.
-    fn request_sent(&self) {}
-}
-
-/// State shared between the owner and the connection's task.
-pub struct Shared {
-    /// Commands from the owner, in order; the task takes them all at once.
-    queue: Mutex<VecDeque<Command>>,
-    /// The task's waker: every change the task must see wakes it.
-    waker: Mutex<Option<Waker>>,
-    paused: AtomicBool,
-    inflight: AtomicUsize,
-    cancel: AtomicBool,
-    /// The task has ended; commands are refused.
-    finished: AtomicBool,
-    close_sent: AtomicBool,
-    close_received: AtomicBool,
-    close_deadline: Mutex<Option<Instant>>,
-    close_timeout: Duration,
-    /// `SocketOptions::inbound_high_water`: `consumed` wakes the task only when the backlog
-    /// falls back below it.
-    high_water: usize,
-}
-
-impl Shared {
-    fn new(close_timeout: Duration, high_water: usize) -> Self {
-        Shared {
-            queue: Mutex::new(VecDeque::new()),
-            waker: Mutex::new(None),
-            paused: AtomicBool::new(false),
-            inflight: AtomicUsize::new(0),
-            cancel: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            close_sent: AtomicBool::new(false),
-            close_received: AtomicBool::new(false),
-            close_deadline: Mutex::new(None),
-            close_timeout,
-            high_water,
-        }
-    }
-
-    /// Stops reading from the socket.
-    pub fn pause(&self) {
-        self.paused.store(true, Ordering::SeqCst);
-    }
-
-    /// Reads again.
-    pub fn resume(&self) {
-        self.paused.store(false, Ordering::SeqCst);
-        self.wake();
-    }
-
-    /// The owner consumed `bytes` of message data.
-    pub fn consumed(&self, bytes: usize) {
-        let taken = bytes.min(self.inflight.load(Ordering::SeqCst));
-        let before = self.inflight.fetch_sub(taken, Ordering::SeqCst);
-        // Only a reader held back needs waking: a wake for every message would cost the JS
-        // thread a system call, and the message's delivery the time of a thread switch.
-        if before > self.high_water && before - taken <= self.high_water {
-            self.wake();
-        }
-    }
-
-    fn register(&self, waker: &Waker) {
-        if let Ok(mut w) = self.waker.lock() {
-            match w.as_ref() {
-                Some(current) if current.will_wake(waker) => {}
-                _ => *w = Some(waker.clone()),
-            }
-        }
-    }
-
-    fn wake(&self) {
-        if let Ok(w) = self.waker.lock() {
-            if let Some(w) = w.as_ref() {
-                w.wake_by_ref();
-            }
-        }
-    }
-
-    fn push(&self, c: Command) {
-        if let Ok(mut q) = self.queue.lock() {
-            q.push_back(c);
-        }
-        self.wake();
-    }
-
-    fn take_commands(&self) -> VecDeque<Command> {
-        self.queue
-            .lock()
-            .map(|mut q| std::mem::take(&mut *q))
-            .unwrap_or_default()
-    }
-
-    fn cancelled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-
-    fn terminate(&self) {
-        self.cancel.store(true, Ordering::SeqCst);
-        self.wake();
-    }
-
-    /// Starts the closing-handshake timer, once.
-    fn start_close_timer(&self) {
-        if let Ok(mut d) = self.close_deadline.lock() {
-            if d.is_none() {
-                *d = Some(Instant::now() + self.close_timeout);
-            }
-        }
-        self.wake();
-    }
-
-    fn close_deadline(&self) -> Option<Instant> {
-        self.close_deadline.lock().ok().and_then(|d| *d)
-    }
-}
-
-/// The owner's handle: sends commands, pauses and resumes.
-#[derive(Clone)]
-pub struct Handle {
-    /// Shared state.
-    pub shared: Arc<Shared>,
-}
-
-impl Handle {
-    /// Queues a command; false when the connection is gone.
-    pub fn send(&self, c: Command) -> bool {
-        if self.shared.finished.load(Ordering::SeqCst) {
-            return false;
-        }
-        match c {
-            Command::Terminate => self.shared.terminate(),
-            Command::Close { .. } => {
-                // As ws: the closing handshake's time starts with close(), not when the close
-                // frame gets past data a stalled peer is not reading.
-                self.shared.start_close_timer();
-                self.shared.push(c);
-            }
-            _ => self.shared.push(c),
-        }
-        true
-    }
-}
-
-impl Handle {
-    /// A handle for a connection that [`Handle::start`] starts later: whoever receives the
-    /// connection's events can know its handle before the first event.
-    pub fn new(socket: &SocketOptions) -> Handle {
-        Handle {
-            shared: Arc::new(Shared::new(socket.close_timeout, socket.inbound_high_water)),
-        }
-    }
-
-    /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is
-    /// always [`Event::Closed`]. Call it once.
-    pub fn start(&self, options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) {
-        self.start_then(options, socket, sink, None, None);
-    }
-
-    /// [`Handle::start`], over `spare` (a connection opened ahead of time) if it fits, and
-    /// calling `then(opened)` once the handshake is over, whatever its outcome: after the
-    /// open event, or after the close event of a failed handshake.
-    pub fn start_then(
-        &self,
-        options: ConnectOptions,
-        socket: SocketOptions,
-        sink: Arc<dyn EventSink>,
-        spare: Option<Spare>,
-        then: Option<Box<dyn FnOnce(bool) + Send>>,
-    ) {
-        tokio::spawn(run(options, socket, sink, self.shared.clone(), spare, then));
-    }
-}
-
-/// Starts connecting on the current tokio runtime. Events go to `sink`; the last is always
-/// [`Event::Closed`].
-pub fn connect(options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) -> Handle {
-    let handle = Handle::new(&socket);
-    handle.start(options, socket, sink);
-    handle
-}
-
-/// Completes when the owner closes or terminates a connection still in its handshake.
-fn abort_requested(shared: &Shared) -> impl Future<Output = ()> + '_ {
-    std::future::poll_fn(move |cx| {
-        shared.register(cx.waker());
-        let closing = shared
-            .queue
-            .lock()
-            .map(|q| q.iter().any(|c| matches!(c, Command::Close { .. })))
-            .unwrap_or(false);
-        if closing || shared.cancelled() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-}
-
-fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &Shared) {
-    shared.finished.store(true, Ordering::SeqCst);
-    sink.push(Event::Closed {
-        code,
-        reason,
-        frame_received: shared.close_received.load(Ordering::SeqCst),
-        frame_sent: shared.close_sent.load(Ordering::SeqCst),
-    });
-}
-
-/// The handshake; once open, the connection runs as a task of its own, so that the
-/// handshake's state is not kept for the connection's life.
-async fn run(
-    options: ConnectOptions,
-    socket: SocketOptions,
-    sink: Arc<dyn EventSink>,
-    shared: Arc<Shared>,
-    spare: Option<Spare>,
-    then: Option<Box<dyn FnOnce(bool) + Send>>,
-) {
-    let sent = || sink.request_sent();
-    let established = tokio::select! {
-        r = handshake::connect_with(&options, spare, &sent) => r,
-        _ = abort_requested(&shared) => Err(ConnectError {
-            message: "WebSocket was closed before the connection was established".into(),
-            code: None,
-            status_code: None,
-            status_description: None,
-        }),
-    };
-    let established = match established {
-        Ok(e) => e,
-        Err(e) => {
-            log::debug!("socket: connect failed: {}", e.message);
-            sink.push(Event::Error(e.into()));
-            closed(&*sink, 1006, Vec::new(), &shared);
-            if let Some(then) = then {
-                then(false);
-            }
-            return;
-        }
-    };
-    sink.push(Event::Open {
-        protocol: established.protocol,
-    });
-    if let Some(then) = then {
-        then(true);
-    }
-    let mut pump = Pump::new(established.stream, socket, sink, shared);
-    pump.on_bytes(&established.initial);
-    tokio::spawn(pump);
-}
 
 thread_local! {
     /// Each tokio thread reads into this one buffer; a connection keeps only an incomplete
@@ -498,7 +65,7 @@ enum ReadStep {
 /// task in steps of 128 bytes (at most 280 bytes of future fit 384, up to 408 take 512),
 /// so what an idle connection never uses is boxed or left out (the options it needs are
 /// copied; the inbound limit is `shared.high_water`).
-struct Pump {
+pub(super) struct ConnectionTask {
     stream: IoStream,
     /// `SocketOptions::auto_pong`, `read_buffer` and `write_batch`.
     auto_pong: bool,
@@ -538,16 +105,16 @@ struct Pump {
 
 // The budget above, checked when compiling: a field that pushes an idle connection's task
 // into tokio's next allocation step must be boxed or found room for.
-const _: () = assert!(std::mem::size_of::<Pump>() <= 280);
+const _: () = assert!(std::mem::size_of::<ConnectionTask>() <= 280);
 
-impl Pump {
-    fn new(
+impl ConnectionTask {
+    pub(super) fn new(
         stream: IoStream,
         opts: SocketOptions,
         sink: Arc<dyn EventSink>,
         shared: Arc<Shared>,
     ) -> Self {
-        Pump {
+        ConnectionTask {
             stream,
             decoder: Decoder::new(opts.limits),
             auto_pong: opts.auto_pong,
@@ -599,7 +166,7 @@ impl Pump {
     }
 
     /// Handles received bytes (an incomplete header at their end is kept for the next read).
-    fn on_bytes(&mut self, data: &[u8]) {
+    pub(super) fn on_bytes(&mut self, data: &[u8]) {
         if data.is_empty() || self.failed || self.close.is_some() {
             // Nothing after a close frame or a protocol error is parsed (as ws).
             return;
@@ -903,7 +470,7 @@ impl Pump {
     }
 }
 
-impl Future for Pump {
+impl Future for ConnectionTask {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
@@ -937,43 +504,5 @@ impl Future for Pump {
         // A busy connection gives the other tasks of this thread a turn.
         cx.waker().wake_by_ref();
         Poll::Pending
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn item(out: &mut Vec<u8>, flags: u8, payload: &[u8], ack: u32) {
-        out.push(flags);
-        out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-        out.extend_from_slice(&ack.to_be_bytes());
-        out.extend_from_slice(payload);
-    }
-
-    #[test]
-    fn batches_unpack_and_refuse_truncation() {
-        let mut b = Vec::new();
-        item(&mut b, 0x81, b"hi", 3);
-        item(&mut b, 0x02, b"", 0);
-        let mut seen = Vec::new();
-        assert!(for_each_batched(&b, |op, fin, p, ack| seen.push((
-            op,
-            fin,
-            p.to_vec(),
-            ack
-        ))));
-        assert_eq!(
-            seen,
-            vec![(1, true, b"hi".to_vec(), 3), (2, false, vec![], 0)]
-        );
-        b.truncate(b.len() - 1);
-        let mut n = 0;
-        assert!(!for_each_batched(&b, |_, _, _, _| n += 1));
-        assert_eq!(n, 1);
-        assert!(!for_each_batched(
-            &[0x81, 0, 0, 0, 9, 0, 0, 0, 0, 1],
-            |_, _, _, _| {}
-        ));
     }
 }

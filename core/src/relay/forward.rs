@@ -25,7 +25,7 @@ const LINGER: Duration = Duration::from_secs(5);
 
 /// Counters shared with the relay's statistics.
 #[derive(Debug, Default)]
-pub struct PumpStats {
+pub struct ForwardStats {
     /// Bytes read from one peer and not yet written to the other.
     pub buffered_bytes: AtomicUsize,
 }
@@ -179,10 +179,10 @@ pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     f
 }
 
-/// Bytes counted in [`PumpStats::buffered_bytes`] by one direction; uncounted on drop, so
+/// Bytes counted in [`ForwardStats::buffered_bytes`] by one direction; uncounted on drop, so
 /// that a cancelled relay leaves the counter right.
 struct Held<'a> {
-    stats: &'a PumpStats,
+    stats: &'a ForwardStats,
     bytes: usize,
 }
 
@@ -230,7 +230,7 @@ async fn forward<R, W>(
     mut writer: W,
     buffer_bytes: usize,
     shared: Arc<Shared>,
-    stats: Arc<PumpStats>,
+    stats: Arc<ForwardStats>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -313,7 +313,7 @@ pub async fn relay<A, B>(
     b: B,
     b_initial: Vec<u8>,
     buffer_bytes: usize,
-    stats: Arc<PumpStats>,
+    stats: Arc<ForwardStats>,
 ) where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,

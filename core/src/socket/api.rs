@@ -1,0 +1,133 @@
+//! A connection's public types: how it behaves ([`SocketOptions`]), what its owner asks of
+//! it ([`Command`]), what it reports ([`Event`]) and where that goes ([`EventSink`]).
+
+use std::time::Duration;
+
+use crate::socket::error::SocketError;
+use crate::socket::frame::Limits;
+
+/// Behaviour of an open connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SocketOptions {
+    /// Message size and fragment limits.
+    pub limits: Limits,
+    /// Answer pings automatically. Default true.
+    pub auto_pong: bool,
+    /// How long to wait for the closing handshake before dropping the connection. Default 30 s.
+    pub close_timeout: Duration,
+    /// Message bytes handed to the sink and not yet consumed, above which reading stops.
+    /// Default 16 MiB.
+    pub inbound_high_water: usize,
+    /// Largest single read. Reads go into a buffer per tokio thread of this size, so an idle
+    /// connection holds none. Default 64 KiB.
+    pub read_buffer: usize,
+    /// Most bytes coalesced into one write. Default 1 MiB.
+    pub write_batch: usize,
+}
+
+impl Default for SocketOptions {
+    fn default() -> Self {
+        SocketOptions {
+            limits: Limits::default(),
+            auto_pong: true,
+            close_timeout: Duration::from_secs(30),
+            inbound_high_water: 16 * 1024 * 1024,
+            read_buffer: 64 * 1024,
+            write_batch: 1024 * 1024,
+        }
+    }
+}
+
+/// What the owner asks of the connection.
+#[derive(Debug)]
+pub enum Command {
+    /// Send a frame. `accounted` is what the owner added to its `bufferedAmount`; `ack` is a
+    /// callback id (0 for none). Both come back in [`Event::Written`].
+    Frame {
+        /// Opcode.
+        opcode: u8,
+        /// Final fragment.
+        fin: bool,
+        /// Payload, unmasked.
+        payload: Vec<u8>,
+        /// Bytes to report as written.
+        accounted: usize,
+        /// Callback id, 0 for none.
+        ack: u32,
+    },
+    /// Several small frames packed by the owner in one buffer (see [`crate::socket::batch::BATCH_HEADER`]): saves
+    /// a call and an allocation per message. Each reports `framed_len(len)` bytes written.
+    Batch(Vec<u8>),
+    /// Start the closing handshake (`None`: a close frame without a code).
+    Close {
+        /// Close code.
+        code: Option<u16>,
+        /// Close reason, at most 123 bytes.
+        reason: Vec<u8>,
+    },
+    /// Drop the connection now.
+    Terminate,
+}
+
+/// Most auto-pongs waiting to be written before the connection is dropped (ws 8's
+/// `maxPendingAutoPongs` default).
+pub const MAX_PENDING_AUTO_PONGS: u16 = 60;
+
+/// What a control event counts against the consumer's backlog: its payload plus a fixed
+/// cost, so a flood of pings or pongs stops the reader like a flood of messages does.
+pub const CONTROL_EVENT_COST: usize = 64;
+
+/// What the connection tells its owner, in order.
+#[derive(Debug)]
+pub enum Event {
+    /// The handshake succeeded.
+    Open {
+        /// The chosen subprotocol, `""` if none.
+        protocol: String,
+    },
+    /// A whole message.
+    Message {
+        /// Binary or text.
+        binary: bool,
+        /// Frame payloads (one for text and unfragmented binary messages).
+        frames: Vec<Vec<u8>>,
+    },
+    /// A ping (already answered when auto-pong is on).
+    Ping(Vec<u8>),
+    /// A pong.
+    Pong(Vec<u8>),
+    /// Bytes written to the socket, and the callbacks now complete.
+    Written {
+        /// Sum of the `accounted` of the frames written.
+        bytes: usize,
+        /// Callback ids completed successfully.
+        acks: Vec<u32>,
+        /// Callback ids of frames dropped because the connection was closing.
+        failed: Vec<u32>,
+    },
+    /// The peer's close frame arrived: the socket is closing.
+    CloseReceived,
+    /// An error; the close follows.
+    Error(SocketError),
+    /// The connection is gone. Always the last event, exactly once.
+    Closed {
+        /// 1006 when no close frame arrived, 1005 for one without a code.
+        code: u16,
+        /// The close reason.
+        reason: Vec<u8>,
+        /// A close frame arrived.
+        frame_received: bool,
+        /// A close frame was sent.
+        frame_sent: bool,
+    },
+}
+
+/// Receives a connection's events. Implementations must not block.
+pub trait EventSink: Send + Sync + 'static {
+    /// Takes one event.
+    fn push(&self, event: Event);
+
+    /// The opening handshake's request is on the wire and its response awaited: a moment
+    /// when the connection has nothing to do (no event). Default: nothing.
+    fn request_sent(&self) {}
+}

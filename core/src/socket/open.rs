@@ -1,0 +1,90 @@
+//! Opening a connection: the handshake, then the hand-over to the connection's own task,
+//! so that the handshake's state is not kept for the connection's life.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::Poll;
+
+use crate::socket::api::{Command, Event, EventSink, SocketOptions};
+use crate::socket::handshake::{self, ConnectError, ConnectOptions, Spare};
+use crate::socket::shared::{Handle, Shared};
+use crate::socket::task::ConnectionTask;
+
+/// Starts connecting on the current tokio runtime. Events go to `sink`; the last is always
+/// [`Event::Closed`].
+pub fn connect(options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) -> Handle {
+    let handle = Handle::new(&socket);
+    handle.start(options, socket, sink);
+    handle
+}
+
+/// Completes when the owner closes or terminates a connection still in its handshake.
+fn abort_requested(shared: &Shared) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| {
+        shared.register(cx.waker());
+        let closing = shared
+            .queue
+            .lock()
+            .map(|q| q.iter().any(|c| matches!(c, Command::Close { .. })))
+            .unwrap_or(false);
+        if closing || shared.cancelled() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+}
+
+pub(super) fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &Shared) {
+    shared.finished.store(true, Ordering::SeqCst);
+    sink.push(Event::Closed {
+        code,
+        reason,
+        frame_received: shared.close_received.load(Ordering::SeqCst),
+        frame_sent: shared.close_sent.load(Ordering::SeqCst),
+    });
+}
+
+/// The handshake; once open, the connection runs as a task of its own, so that the
+/// handshake's state is not kept for the connection's life.
+pub(super) async fn run(
+    options: ConnectOptions,
+    socket: SocketOptions,
+    sink: Arc<dyn EventSink>,
+    shared: Arc<Shared>,
+    spare: Option<Spare>,
+    then: Option<Box<dyn FnOnce(bool) + Send>>,
+) {
+    let sent = || sink.request_sent();
+    let established = tokio::select! {
+        r = handshake::connect_with(&options, spare, &sent) => r,
+        _ = abort_requested(&shared) => Err(ConnectError {
+            message: "WebSocket was closed before the connection was established".into(),
+            code: None,
+            status_code: None,
+            status_description: None,
+        }),
+    };
+    let established = match established {
+        Ok(e) => e,
+        Err(e) => {
+            log::debug!("socket: connect failed: {}", e.message);
+            sink.push(Event::Error(e.into()));
+            closed(&*sink, 1006, Vec::new(), &shared);
+            if let Some(then) = then {
+                then(false);
+            }
+            return;
+        }
+    };
+    sink.push(Event::Open {
+        protocol: established.protocol,
+    });
+    if let Some(then) = then {
+        then(true);
+    }
+    let mut task = ConnectionTask::new(established.stream, socket, sink, shared);
+    task.on_bytes(&established.initial);
+    tokio::spawn(task);
+}

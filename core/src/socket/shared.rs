@@ -1,0 +1,194 @@
+//! The state a connection's owner and its task share, and the owner's [`Handle`] to it.
+//!
+//! The owner queues commands and flips flags from any thread; every change the task must
+//! see wakes it through the one waker kept here.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::socket::api::{Command, EventSink, SocketOptions};
+use crate::socket::handshake::{ConnectOptions, Spare};
+use crate::socket::open;
+
+/// State shared between the owner and the connection's task.
+pub struct Shared {
+    /// Commands from the owner, in order; the task takes them all at once.
+    pub(super) queue: Mutex<VecDeque<Command>>,
+    /// The task's waker: every change the task must see wakes it.
+    pub(super) waker: Mutex<Option<Waker>>,
+    pub(super) paused: AtomicBool,
+    pub(super) inflight: AtomicUsize,
+    pub(super) cancel: AtomicBool,
+    /// The task has ended; commands are refused.
+    pub(super) finished: AtomicBool,
+    pub(super) close_sent: AtomicBool,
+    pub(super) close_received: AtomicBool,
+    pub(super) close_deadline: Mutex<Option<Instant>>,
+    pub(super) close_timeout: Duration,
+    /// `SocketOptions::inbound_high_water`: `consumed` wakes the task only when the backlog
+    /// falls back below it.
+    pub(super) high_water: usize,
+}
+
+impl Shared {
+    pub(super) fn new(close_timeout: Duration, high_water: usize) -> Self {
+        Shared {
+            queue: Mutex::new(VecDeque::new()),
+            waker: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            cancel: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            close_sent: AtomicBool::new(false),
+            close_received: AtomicBool::new(false),
+            close_deadline: Mutex::new(None),
+            close_timeout,
+            high_water,
+        }
+    }
+
+    /// Stops reading from the socket.
+    pub fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    /// Reads again.
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// The owner consumed `bytes` of message data.
+    pub fn consumed(&self, bytes: usize) {
+        let taken = bytes.min(self.inflight.load(Ordering::SeqCst));
+        let before = self.inflight.fetch_sub(taken, Ordering::SeqCst);
+        // Only a reader held back needs waking: a wake for every message would cost the JS
+        // thread a system call, and the message's delivery the time of a thread switch.
+        if before > self.high_water && before - taken <= self.high_water {
+            self.wake();
+        }
+    }
+
+    pub(super) fn register(&self, waker: &Waker) {
+        if let Ok(mut w) = self.waker.lock() {
+            match w.as_ref() {
+                Some(current) if current.will_wake(waker) => {}
+                _ => *w = Some(waker.clone()),
+            }
+        }
+    }
+
+    pub(super) fn wake(&self) {
+        if let Ok(w) = self.waker.lock() {
+            if let Some(w) = w.as_ref() {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    pub(super) fn push(&self, c: Command) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.push_back(c);
+        }
+        self.wake();
+    }
+
+    pub(super) fn take_commands(&self) -> VecDeque<Command> {
+        self.queue
+            .lock()
+            .map(|mut q| std::mem::take(&mut *q))
+            .unwrap_or_default()
+    }
+
+    pub(super) fn cancelled(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    pub(super) fn terminate(&self) {
+        self.cancel.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Starts the closing-handshake timer, once.
+    pub(super) fn start_close_timer(&self) {
+        if let Ok(mut d) = self.close_deadline.lock() {
+            if d.is_none() {
+                *d = Some(Instant::now() + self.close_timeout);
+            }
+        }
+        self.wake();
+    }
+
+    pub(super) fn close_deadline(&self) -> Option<Instant> {
+        self.close_deadline.lock().ok().and_then(|d| *d)
+    }
+}
+
+/// The owner's handle: sends commands, pauses and resumes.
+#[derive(Clone)]
+pub struct Handle {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+}
+
+impl Handle {
+    /// Queues a command; false when the connection is gone.
+    pub fn send(&self, c: Command) -> bool {
+        if self.shared.finished.load(Ordering::SeqCst) {
+            return false;
+        }
+        match c {
+            Command::Terminate => self.shared.terminate(),
+            Command::Close { .. } => {
+                // As ws: the closing handshake's time starts with close(), not when the close
+                // frame gets past data a stalled peer is not reading.
+                self.shared.start_close_timer();
+                self.shared.push(c);
+            }
+            _ => self.shared.push(c),
+        }
+        true
+    }
+}
+
+impl Handle {
+    /// A handle for a connection that [`Handle::start`] starts later: whoever receives the
+    /// connection's events can know its handle before the first event.
+    pub fn new(socket: &SocketOptions) -> Handle {
+        Handle {
+            shared: Arc::new(Shared::new(socket.close_timeout, socket.inbound_high_water)),
+        }
+    }
+
+    /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is
+    /// always [`Event::Closed`]. Call it once.
+    pub fn start(&self, options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn EventSink>) {
+        self.start_then(options, socket, sink, None, None);
+    }
+
+    /// [`Handle::start`], over `spare` (a connection opened ahead of time) if it fits, and
+    /// calling `then(opened)` once the handshake is over, whatever its outcome: after the
+    /// open event, or after the close event of a failed handshake.
+    pub fn start_then(
+        &self,
+        options: ConnectOptions,
+        socket: SocketOptions,
+        sink: Arc<dyn EventSink>,
+        spare: Option<Spare>,
+        then: Option<Box<dyn FnOnce(bool) + Send>>,
+    ) {
+        tokio::spawn(open::run(
+            options,
+            socket,
+            sink,
+            self.shared.clone(),
+            spare,
+            then,
+        ));
+    }
+}
