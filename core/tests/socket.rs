@@ -186,7 +186,7 @@ async fn reports_refusals_and_unreachable_hosts() {
 
     let (_h, mut events) = start(format!("ws://127.0.0.1:{port}/$hc/x"), None);
     match next(&mut events).await {
-        Event::Error(e) => assert_eq!(e.code.as_deref(), Some("ECONNREFUSED"), "{}", e.message),
+        Event::Error(e) => assert_eq!(e.code, Some("ECONNREFUSED"), "{}", e.message),
         other => panic!("unexpected {other:?}"),
     }
     assert!(matches!(

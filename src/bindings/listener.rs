@@ -109,7 +109,7 @@ impl ListenerEventJs {
 pub fn error_js(e: SocketError) -> ListenerErrorJs {
     ListenerErrorJs {
         message: e.message,
-        code: e.code,
+        code: e.code.map(str::to_owned),
         status_code: e.status_code.map(u32::from),
         status_description: e.status_description,
     }

@@ -135,7 +135,7 @@ pub fn flatten(e: Event, out: &mut Vec<Flat>) -> (usize, bool) {
         Event::Error(e) => out.extend([
             Flat::Num(6.0),
             Flat::Str(e.message),
-            Flat::opt_str(e.code),
+            Flat::opt_str(e.code.map(str::to_owned)),
             Flat::Bool(e.range_error),
             e.status_code
                 .map_or(Flat::Null, |c| Flat::Num(f64::from(c))),

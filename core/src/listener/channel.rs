@@ -34,14 +34,8 @@ impl EventSink for ChannelSink {
     }
 }
 
-fn error(message: impl Into<String>, code: &str) -> SocketError {
-    SocketError {
-        message: message.into(),
-        code: Some(code.to_owned()),
-        range_error: false,
-        status_code: None,
-        status_description: None,
-    }
+fn error(message: impl Into<String>, code: &'static str) -> SocketError {
+    SocketError::coded(message, code)
 }
 
 /// Errors after which reconnecting cannot help: the entity is gone, or a fixed token is

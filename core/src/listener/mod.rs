@@ -211,13 +211,10 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
         if run.catch_unwind().await.is_err() {
             log::error!("listener: internal error; the listener stopped");
             sink.push(ListenerEvent::Closed {
-                error: Some(SocketError {
-                    message: "internal error in the listener".into(),
-                    code: Some("ERR_INTERNAL".into()),
-                    range_error: false,
-                    status_code: None,
-                    status_description: None,
-                }),
+                error: Some(SocketError::coded(
+                    "internal error in the listener",
+                    "ERR_INTERNAL",
+                )),
             });
         }
     });
@@ -239,13 +236,13 @@ pub async fn reject(address: &str, timeout: Duration, ca: &[Vec<u8>]) -> Result<
     };
     match crate::socket::handshake::connect(&opts).await {
         Err(e) if e.status_code == Some(410) => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
         Ok(_) => Err(SocketError {
-            message: "the service accepted a reject handshake".into(),
-            code: Some("ERR_UNEXPECTED_RESPONSE".into()),
-            range_error: false,
             status_code: Some(101),
-            status_description: None,
+            ..SocketError::coded(
+                "the service accepted a reject handshake",
+                "ERR_UNEXPECTED_RESPONSE",
+            )
         }),
     }
 }

@@ -4,21 +4,12 @@
 use crate::encode::decode_uri_component;
 use crate::relay::config::{Right, Rule};
 use crate::sas;
+use crate::socket::error::SocketError;
 
-/// A refused request: the HTTP status and the description sent as its reason phrase.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
-    /// 401 or 403.
-    pub status: u16,
-    /// Why, without any part of the token.
-    pub description: String,
-}
-
-fn deny(status: u16, description: impl Into<String>) -> Denial {
-    Denial {
-        status,
-        description: description.into(),
-    }
+/// A refused request: the HTTP status, and the description sent as its reason phrase
+/// (without any part of the token).
+fn deny(status: u16, description: impl Into<String>) -> SocketError {
+    SocketError::status(status, description)
 }
 
 /// A token that passed every check.
@@ -79,7 +70,7 @@ pub fn authorize(
     token: Option<&str>,
     access: &Access<'_>,
     now_secs: u64,
-) -> Result<Grant, Denial> {
+) -> Result<Grant, SocketError> {
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
         deny(
             401,
@@ -146,7 +137,7 @@ mod tests {
         sas::create_token(resource, name, key, Some(secs), NOW_MS).unwrap()
     }
 
-    fn check(t: &str, right: Right, path: &str) -> Result<Grant, Denial> {
+    fn check(t: &str, right: Right, path: &str) -> Result<Grant, SocketError> {
         authorize(
             &rules(),
             Some(t),
@@ -193,12 +184,14 @@ mod tests {
                 NOW
             )
             .unwrap_err()
-            .status,
-            401
+            .status_code,
+            Some(401)
         );
         assert_eq!(
-            check("garbage", Right::Listen, "hyco").unwrap_err().status,
-            401
+            check("garbage", Right::Listen, "hyco")
+                .unwrap_err()
+                .status_code,
+            Some(401)
         );
         assert_eq!(
             check(
@@ -207,8 +200,8 @@ mod tests {
                 "hyco"
             )
             .unwrap_err()
-            .status,
-            401
+            .status_code,
+            Some(401)
         );
         assert_eq!(
             check(
@@ -217,8 +210,8 @@ mod tests {
                 "hyco"
             )
             .unwrap_err()
-            .status,
-            401
+            .status_code,
+            Some(401)
         );
         assert_eq!(
             authorize(
@@ -232,8 +225,8 @@ mod tests {
                 NOW + 61
             )
             .unwrap_err()
-            .status,
-            401
+            .status_code,
+            Some(401)
         );
         assert_eq!(
             check(
@@ -242,16 +235,20 @@ mod tests {
                 "hyco"
             )
             .unwrap_err()
-            .status,
-            403
+            .status_code,
+            Some(403)
         );
         assert_eq!(
-            check(&good, Right::Listen, "other").unwrap_err().status,
-            403
+            check(&good, Right::Listen, "other")
+                .unwrap_err()
+                .status_code,
+            Some(403)
         );
         assert_eq!(
-            check(&good, Right::Listen, "hycox").unwrap_err().status,
-            403
+            check(&good, Right::Listen, "hycox")
+                .unwrap_err()
+                .status_code,
+            Some(403)
         );
         assert_eq!(
             check(
@@ -260,8 +257,8 @@ mod tests {
                 "hyco"
             )
             .unwrap_err()
-            .status,
-            403
+            .status_code,
+            Some(403)
         );
         assert!(check(
             &token("http://ns.example/hyco", "send", "k2", 60.0),
@@ -276,6 +273,7 @@ mod tests {
         let t = token("http://ns.example/hyco", "root", "wrong", 60.0);
         let d = check(&t, Right::Listen, "hyco").unwrap_err();
         let sig = t.split("sig=").nth(1).unwrap().split('&').next().unwrap();
-        assert!(!d.description.contains(sig));
+        assert!(!d.message.contains(sig));
+        assert!(!d.status_description.unwrap_or_default().contains(sig));
     }
 }

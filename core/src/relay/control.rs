@@ -123,7 +123,7 @@ pub async fn run(
                                 state.emit(RelayEvent::new("renew", format!("listener on {} renewed its token", ctx.entity_name)).hc(&ctx.entity_name));
                             }
                             Err(denial) => {
-                                close(&mut ws, 1008, &format!("Token renewal failed: {}", denial.description)).await;
+                                close(&mut ws, 1008, &format!("Token renewal failed: {}", denial.message)).await;
                                 break "renewal failed".to_owned();
                             }
                         }

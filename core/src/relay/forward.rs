@@ -17,6 +17,18 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+use crate::socket::error::SocketError;
+use crate::socket::frame::{self, Expect};
+
+/// What the relay requires of every frame: both peers are clients, so frames come masked; no
+/// extension is negotiated through the relay, so RSV bits are clear; messages are not
+/// followed (fragments pass as they come).
+const CLIENT_FRAMES: Expect = Expect {
+    masked: true,
+    rsv1: false,
+    fragmented: None,
+};
+
 /// First size of a direction's read buffer; it doubles up to the configured maximum.
 const INITIAL_BUFFER: usize = 16 * 1024;
 
@@ -28,21 +40,6 @@ const LINGER: Duration = Duration::from_secs(5);
 pub struct ForwardStats {
     /// Bytes read from one peer and not yet written to the other.
     pub buffered_bytes: AtomicUsize,
-}
-
-/// A frame that breaks RFC 6455 for a client-to-server frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
-    /// RSV bits set without a negotiated extension.
-    Reserved,
-    /// An opcode RFC 6455 does not define.
-    Opcode,
-    /// A control frame that is fragmented or longer than 125 bytes.
-    Control,
-    /// A client frame without a mask.
-    Unmasked,
-    /// A 64-bit length with its top bit set.
-    Length,
 }
 
 /// Parser state of one direction.
@@ -76,69 +73,39 @@ impl Default for FrameRewriter {
 impl FrameRewriter {
     /// Consumes as much of `input` as possible, appending server frames to `out`. Returns
     /// how many bytes were consumed; the rest is an incomplete frame header.
-    pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, FrameError> {
+    pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, SocketError> {
         let mut pos = 0;
         loop {
             match self.state {
                 State::Header => {
                     let avail = &input[pos..];
-                    if avail.len() < 2 {
+                    let Some(h) = frame::parse_header(avail, CLIENT_FRAMES)? else {
                         return Ok(pos);
-                    }
-                    let (b0, b1) = (avail[0], avail[1]);
-                    let len7 = b1 & 0x7f;
-                    let ext = match len7 {
-                        126 => 2,
-                        127 => 8,
-                        _ => 0,
                     };
-                    let masked = b1 & 0x80 != 0;
-                    let header_len = 2 + ext + if masked { 4 } else { 0 };
-                    if avail.len() < header_len {
-                        return Ok(pos);
+                    if h.len >> 63 != 0 {
+                        // RFC 6455 5.2: the most significant bit must be 0.
+                        return Err(SocketError::protocol(
+                            "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH",
+                            "Unsupported WebSocket frame: payload length > 2^63 - 1",
+                            1002,
+                            true,
+                        ));
                     }
-                    if b0 & 0x70 != 0 {
-                        return Err(FrameError::Reserved);
-                    }
-                    let opcode = b0 & 0x0f;
-                    if !matches!(opcode, 0x0 | 0x1 | 0x2 | 0x8 | 0x9 | 0xa) {
-                        return Err(FrameError::Opcode);
-                    }
-                    if !masked {
-                        return Err(FrameError::Unmasked);
-                    }
-                    let len = match ext {
-                        0 => u64::from(len7),
-                        2 => u64::from(u16::from_be_bytes([avail[2], avail[3]])),
-                        _ => {
-                            let mut b = [0u8; 8];
-                            b.copy_from_slice(&avail[2..10]);
-                            u64::from_be_bytes(b)
-                        }
-                    };
-                    if len >> 63 != 0 {
-                        return Err(FrameError::Length);
-                    }
-                    if opcode >= 0x8 && (b0 & 0x80 == 0 || len > 125) {
-                        return Err(FrameError::Control);
-                    }
-                    if opcode == 0x8 {
+                    if h.opcode == frame::OP_CLOSE {
                         self.close_seen = true;
                     }
-                    out.push(b0);
-                    out.push(len7);
-                    out.extend_from_slice(&avail[2..2 + ext]);
-                    let mut mask = [0u8; 4];
-                    mask.copy_from_slice(&avail[2 + ext..header_len]);
-                    pos += header_len;
-                    self.state = if len == 0 {
-                        State::Header
-                    } else {
-                        State::Payload {
-                            remaining: len,
+                    // The same header without the mask: the frame goes on as a server's.
+                    out.push(avail[0]);
+                    out.push(avail[1] & 0x7f);
+                    out.extend_from_slice(&avail[2..h.size - 4]);
+                    pos += h.size;
+                    self.state = match h.mask {
+                        Some(mask) if h.len > 0 => State::Payload {
+                            remaining: h.len,
                             mask,
                             offset: 0,
-                        }
+                        },
+                        _ => State::Header,
                     };
                 }
                 State::Payload {
@@ -152,7 +119,7 @@ impl FrameRewriter {
                     }
                     let take = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
                     // Unmask while copying: one pass over the payload.
-                    crate::socket::frame::extend_masked(out, &input[pos..pos + take], mask, offset);
+                    frame::extend_masked(out, &input[pos..pos + take], mask, offset);
                     pos += take;
                     let left = remaining - take as u64;
                     self.state = if left == 0 {
@@ -277,7 +244,10 @@ async fn forward<R, W>(
         let consumed = match result {
             Ok(c) => c,
             Err(e) => {
-                log::debug!("relay: protocol error from a peer ({e:?}); closing the connection");
+                log::debug!(
+                    "relay: protocol error from a peer ({}); closing the connection",
+                    e.message
+                );
                 out.extend_from_slice(&close_frame(1002, "Protocol error from peer"));
                 let _ = writer.write_all(&out).await;
                 break;
@@ -398,12 +368,15 @@ mod tests {
 
     #[test]
     fn refuses_what_rfc_6455_forbids() {
-        let cases: Vec<(Vec<u8>, FrameError)> = vec![
-            (masked(0xc2, b"x", [1; 4]), FrameError::Reserved),
-            (masked(0x83, b"x", [1; 4]), FrameError::Opcode),
-            (vec![0x82, 0x01, b'x'], FrameError::Unmasked),
-            (masked(0x09, b"x", [1; 4]), FrameError::Control),
-            (masked(0x89, &[0u8; 126], [1; 4]), FrameError::Control),
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (masked(0xc2, b"x", [1; 4]), "WS_ERR_UNEXPECTED_RSV_1"),
+            (masked(0x83, b"x", [1; 4]), "WS_ERR_INVALID_OPCODE"),
+            (vec![0x82, 0x01, b'x'], "WS_ERR_EXPECTED_MASK"),
+            (masked(0x09, b"x", [1; 4]), "WS_ERR_EXPECTED_FIN"),
+            (
+                masked(0x89, &[0u8; 126], [1; 4]),
+                "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+            ),
             (
                 {
                     let mut f = vec![0x82, 0x80 | 127];
@@ -411,12 +384,15 @@ mod tests {
                     f.extend_from_slice(&[1, 2, 3, 4]);
                     f
                 },
-                FrameError::Length,
+                "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH",
             ),
         ];
-        for (wire, err) in cases {
+        for (wire, code) in cases {
             let mut out = Vec::new();
-            assert_eq!(FrameRewriter::default().process(&wire, &mut out), Err(err));
+            let err = FrameRewriter::default()
+                .process(&wire, &mut out)
+                .unwrap_err();
+            assert_eq!((err.code, err.close_code), (Some(code), Some(1002)));
         }
     }
 

@@ -4,6 +4,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::socket::error::SocketError;
+
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 100;
 
@@ -54,31 +56,33 @@ impl RequestHead {
     }
 }
 
-/// Why a request head could not be read.
-#[derive(Debug, PartialEq, Eq)]
-pub enum HeadError {
-    /// The peer closed (or failed) before a whole head arrived.
-    Closed,
-    /// Not HTTP/1.x.
-    Malformed,
-    /// Larger than allowed.
-    TooLarge,
+/// The peer closed (or failed) before a whole head arrived: nobody to answer.
+fn closed() -> SocketError {
+    SocketError::coded("socket hang up", "ECONNRESET")
 }
 
-/// Reads one request head. Returns it with any bytes that followed it.
+/// Not HTTP/1.x: answered 400.
+fn malformed() -> SocketError {
+    SocketError::status(400, "Bad Request")
+}
+
+/// Larger than allowed: answered 431.
+fn too_large() -> SocketError {
+    SocketError::status(431, "Request Header Fields Too Large")
+}
+
+/// Reads one request head. Returns it with any bytes that followed it; an error with a
+/// status to answer (400, 431), or none when the peer is gone.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     max_bytes: usize,
-) -> Result<(RequestHead, Vec<u8>), HeadError> {
+) -> Result<(RequestHead, Vec<u8>), SocketError> {
     let mut buf = Vec::with_capacity(2048);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = stream
-            .read(&mut chunk)
-            .await
-            .map_err(|_| HeadError::Closed)?;
+        let n = stream.read(&mut chunk).await.map_err(|_| closed())?;
         if n == 0 {
-            return Err(HeadError::Closed);
+            return Err(closed());
         }
         buf.extend_from_slice(&chunk[..n]);
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -103,11 +107,11 @@ pub async fn read_head<S: AsyncRead + Unpin>(
             }
             Ok(httparse::Status::Partial) => {
                 if buf.len() > max_bytes {
-                    return Err(HeadError::TooLarge);
+                    return Err(too_large());
                 }
             }
-            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
-            Err(_) => return Err(HeadError::Malformed),
+            Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
+            Err(_) => return Err(malformed()),
         }
     }
 }
@@ -184,19 +188,19 @@ mod tests {
     async fn refuses_garbage_and_oversize_heads() {
         let mut r = &b"\x00\x01\x02garbage\r\n\r\n"[..];
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err(),
-            HeadError::Malformed
+            read_head(&mut r, 1024).await.unwrap_err().status_code,
+            Some(400)
         );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(5000));
         let mut r = big.as_bytes();
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err(),
-            HeadError::TooLarge
+            read_head(&mut r, 1024).await.unwrap_err().status_code,
+            Some(431)
         );
         let mut r = &b"GET / HTTP/1.1\r\nHost"[..];
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err(),
-            HeadError::Closed
+            read_head(&mut r, 1024).await.unwrap_err().code,
+            Some("ECONNRESET")
         );
     }
 

@@ -11,13 +11,14 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::encode::{decode_query_component, decode_uri_component, encode_uri_component};
-use crate::relay::auth::{self, Access, Denial};
+use crate::relay::auth::{self, Access};
 use crate::relay::config::Right;
 use crate::relay::control::{self, unix_now, ControlContext};
 use crate::relay::forward;
-use crate::relay::http::{self, HeadError, RequestHead};
+use crate::relay::http::{self, RequestHead};
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
+use crate::socket::error::SocketError;
 
 /// A request to a Hybrid Connection address, taken apart.
 struct RelayRequest {
@@ -56,11 +57,8 @@ fn host_name(host: &str) -> String {
     name.to_ascii_lowercase()
 }
 
-fn parse_target(head: &RequestHead, default_host: &str) -> Result<RelayRequest, Denial> {
-    let bad = |d: &str| Denial {
-        status: 400,
-        description: format!("Bad Request: {d}"),
-    };
+fn parse_target(head: &RequestHead, default_host: &str) -> Result<RelayRequest, SocketError> {
+    let bad = |d: &str| SocketError::status(400, format!("Bad Request: {d}"));
     let (path, query) = head.target.split_once('?').unwrap_or((&head.target, ""));
     let raw_path = path
         .strip_prefix("/$hc/")
@@ -122,13 +120,14 @@ pub async fn serve(
     .await;
     let (head, initial) = match read {
         Ok(Ok(x)) => x,
-        Ok(Err(HeadError::TooLarge)) => {
-            return http::write_status(&mut stream, 431, "Request Header Fields Too Large").await;
+        Ok(Err(e)) => {
+            // Answered with its status (400, 431); a peer that left gets nothing.
+            if let Some(status) = e.status_code {
+                http::write_status(&mut stream, status, &e.message).await;
+            }
+            return;
         }
-        Ok(Err(HeadError::Malformed)) => {
-            return http::write_status(&mut stream, 400, "Bad Request").await
-        }
-        Ok(Err(HeadError::Closed)) | Err(_) => return,
+        Err(_) => return,
     };
     if !head.is_websocket_upgrade() {
         return http::write_status(
@@ -173,23 +172,24 @@ pub async fn serve(
             .await
         }
         _ => {
-            let d = Denial {
-                status: 400,
-                description: "Bad Request: sb-hc-action must be listen, connect or accept".into(),
-            };
+            let d = SocketError::status(
+                400,
+                "Bad Request: sb-hc-action must be listen, connect or accept",
+            );
             deny(&conn.state, conn.stream, d, None).await
         }
     }
 }
 
-async fn deny(state: &RelayState, mut stream: IoStream, d: Denial, hc: Option<&str>) {
-    let mut event =
-        RelayEvent::new("denied", format!("{} {}", d.status, d.description)).status(d.status);
+/// Refuses a request with `d`'s status (500 if it has none) and reports it.
+async fn deny(state: &RelayState, mut stream: IoStream, d: SocketError, hc: Option<&str>) {
+    let status = d.status_code.unwrap_or(500);
+    let mut event = RelayEvent::new("denied", format!("{} {}", status, d.message)).status(status);
     if let Some(name) = hc {
         event = event.hc(name);
     }
     state.emit(event);
-    http::write_status(&mut stream, d.status, &d.description).await;
+    http::write_status(&mut stream, status, &d.message).await;
 }
 
 /// Counts a relayed connection in the stats while it lives, even if its task is cancelled.
@@ -229,10 +229,7 @@ impl Conn {
     async fn listen(mut self) {
         let state = self.state.clone();
         let Some(entity) = state.registry.entity_for_listener(&self.req.path) else {
-            let d = Denial {
-                status: 404,
-                description: "Endpoint not found: no such Hybrid Connection".into(),
-            };
+            let d = SocketError::status(404, "Endpoint not found: no such Hybrid Connection");
             return deny(&state, self.stream, d, None).await;
         };
         let access = Access {
@@ -260,10 +257,7 @@ impl Conn {
                 } else {
                     403
                 };
-                let d = Denial {
-                    status,
-                    description: why.into(),
-                };
+                let d = SocketError::status(status, why);
                 return deny(&state, self.stream, d, Some(&entity.name)).await;
             }
         };
@@ -343,10 +337,7 @@ impl Conn {
     async fn connect(mut self) {
         let state = self.state.clone();
         let Some((entity, suffix)) = state.registry.entity_for_sender(&self.req.path) else {
-            let d = Denial {
-                status: 404,
-                description: "Endpoint not found: no such Hybrid Connection".into(),
-            };
+            let d = SocketError::status(404, "Endpoint not found: no such Hybrid Connection");
             return deny(&state, self.stream, d, None).await;
         };
         if entity.requires_client_authorization {
@@ -365,10 +356,7 @@ impl Conn {
             }
         }
         let Some(listener) = state.registry.pick_listener(&entity.key) else {
-            let d = Denial {
-                status: 404,
-                description: "Endpoint not found: no listener is connected".into(),
-            };
+            let d = SocketError::status(404, "Endpoint not found: no listener is connected");
             return deny(&state, self.stream, d, Some(&entity.name)).await;
         };
         let wanted = self
@@ -381,10 +369,7 @@ impl Conn {
         let message = self.accept_message(&id);
         if listener.send(ControlCommand::Accept(message)).is_err() {
             state.registry.take_pending(&id);
-            let d = Denial {
-                status: 404,
-                description: "Endpoint not found: no listener is connected".into(),
-            };
+            let d = SocketError::status(404, "Endpoint not found: no listener is connected");
             return deny(&state, self.stream, d, Some(&entity.name)).await;
         }
         state.emit(
@@ -466,10 +451,10 @@ impl Conn {
     async fn accept(mut self) {
         let state = self.state.clone();
         let id = self.req.param("sb-hc-id").unwrap_or("").to_owned();
-        let invalid = Denial {
-            status: 403,
-            description: "Forbidden: the accept URL is not valid (unknown, used or expired)".into(),
-        };
+        let invalid = SocketError::status(
+            403,
+            "Forbidden: the accept URL is not valid (unknown, used or expired)",
+        );
         let reject_status = self
             .req
             .param("sb-hc-statusCode")
@@ -477,12 +462,10 @@ impl Conn {
         if let Some(parsed) = &reject_status {
             if !matches!(parsed, Ok(300..=599)) || !state.registry.has_pending(&id) {
                 let d = if state.registry.has_pending(&id) {
-                    Denial {
-                        status: 400,
-                        description:
-                            "Bad Request: sb-hc-statusCode must be an HTTP status from 300 to 599"
-                                .into(),
-                    }
+                    SocketError::status(
+                        400,
+                        "Bad Request: sb-hc-statusCode must be an HTTP status from 300 to 599",
+                    )
                 } else {
                     invalid
                 };

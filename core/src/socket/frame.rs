@@ -1,6 +1,9 @@
 //! WebSocket framing for the client role (RFC 6455), with ws 8's validation rules and error
 //! catalogue: the decoder reassembles messages and reports violations with ws's `WS_ERR_*`
-//! codes, messages and close codes; the encoder masks every frame.
+//! codes, messages and close codes; the encoder masks every frame. [`parse_header`] is the
+//! one frame-header parser of the project: the relay emulator's frame forwarding uses it too.
+
+use crate::socket::error::SocketError;
 
 /// Continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
@@ -18,26 +21,15 @@ pub const OP_PONG: u8 = 0xa;
 /// The largest payload length JavaScript can represent exactly (2^53 - 1).
 const MAX_SAFE_LENGTH: u64 = (1 << 53) - 1;
 
-/// A protocol violation by the peer, as ws reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FrameError {
-    /// `WS_ERR_*`.
-    pub code: &'static str,
-    /// The message, e.g. `Invalid WebSocket frame: invalid opcode 5`.
-    pub message: String,
-    /// The close code the local side sends (1002, 1007, 1008, 1009).
-    pub close_code: u16,
-    /// `RangeError` (true) or `Error` (false), as ws throws it.
-    pub range_error: bool,
-}
-
-fn frame_error(code: &'static str, message: impl Into<String>, close_code: u16) -> FrameError {
-    FrameError {
+/// A protocol violation by the peer, as ws reports it: ws's code and message, and the close
+/// code it calls for.
+fn frame_error(code: &'static str, message: impl Into<String>, close_code: u16) -> SocketError {
+    SocketError::protocol(
         code,
-        message: format!("Invalid WebSocket frame: {}", message.into()),
+        format!("Invalid WebSocket frame: {}", message.into()),
         close_code,
-        range_error: true,
-    }
+        true,
+    )
 }
 
 /// True for the close codes ws accepts on the wire and in `close()`.
@@ -63,11 +55,142 @@ pub enum Incoming {
     Close(Option<u16>, Vec<u8>),
 }
 
+/// What a frame's receiver expects of its header (see [`parse_header`]).
 #[derive(Debug, Clone, Copy)]
-struct Header {
-    fin: bool,
-    opcode: u8,
-    len: u64,
+pub struct Expect {
+    /// The frames come from a client, so they must be masked (a server's must not be).
+    pub masked: bool,
+    /// RSV1 may be set on the first frame of a data message (permessage-deflate is agreed).
+    pub rsv1: bool,
+    /// Whether a fragmented data message is in progress; `None` when the receiver does not
+    /// follow messages (a relay), and continuation frames are not checked against it.
+    pub fragmented: Option<bool>,
+}
+
+/// A frame header as it is on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// Final fragment.
+    pub fin: bool,
+    /// RSV1 (the frame is compressed, under permessage-deflate).
+    pub rsv1: bool,
+    /// The opcode.
+    pub opcode: u8,
+    /// The masking key of a masked frame.
+    pub mask: Option<[u8; 4]>,
+    /// The payload length, as sent (callers apply their own limits).
+    pub len: u64,
+    /// The header's size in bytes.
+    pub size: usize,
+}
+
+/// Parses the frame header at the start of `buf`, for both ends of the project: the client's
+/// decoder and the relay's frame forwarding. `Ok(None)` when more bytes are needed.
+///
+/// Checks what RFC 6455 requires of every frame, in the order ws 8 checks it and with its
+/// codes and messages, as soon as the first two bytes are in: RSV2/RSV3 clear, RSV1 only on
+/// the first frame of a data message and only when agreed, a defined opcode (and, where the
+/// receiver follows messages, a continuation only inside a fragmented message and a new data
+/// frame only outside one), control frames final and at most 125 bytes (a close frame not 1),
+/// and masking as the sender's role requires. The length is returned as sent: the limits on
+/// it differ between a client and a relay.
+pub fn parse_header(buf: &[u8], expect: Expect) -> Result<Option<FrameHeader>, SocketError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    if b0 & 0x30 != 0 {
+        return Err(frame_error(
+            "WS_ERR_UNEXPECTED_RSV_2_3",
+            "RSV2 and RSV3 must be clear",
+            1002,
+        ));
+    }
+    let rsv1 = b0 & 0x40 != 0;
+    let rsv1_error = || frame_error("WS_ERR_UNEXPECTED_RSV_1", "RSV1 must be clear", 1002);
+    if rsv1 && !expect.rsv1 {
+        return Err(rsv1_error());
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0f;
+    let len7 = b1 & 0x7f;
+    let invalid_opcode = || {
+        frame_error(
+            "WS_ERR_INVALID_OPCODE",
+            format!("invalid opcode {opcode}"),
+            1002,
+        )
+    };
+    match opcode {
+        OP_CONTINUATION => {
+            if rsv1 {
+                return Err(rsv1_error());
+            }
+            if expect.fragmented == Some(false) {
+                return Err(invalid_opcode());
+            }
+        }
+        OP_TEXT | OP_BINARY => {
+            if expect.fragmented == Some(true) {
+                return Err(invalid_opcode());
+            }
+        }
+        OP_CLOSE | OP_PING | OP_PONG => {
+            if !fin {
+                return Err(frame_error("WS_ERR_EXPECTED_FIN", "FIN must be set", 1002));
+            }
+            if rsv1 {
+                return Err(rsv1_error());
+            }
+            if len7 > 125 || (opcode == OP_CLOSE && len7 == 1) {
+                return Err(frame_error(
+                    "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
+                    format!("invalid payload length {len7}"),
+                    1002,
+                ));
+            }
+        }
+        _ => return Err(invalid_opcode()),
+    }
+    let masked = b1 & 0x80 != 0;
+    if masked != expect.masked {
+        return Err(if expect.masked {
+            frame_error("WS_ERR_EXPECTED_MASK", "MASK must be set", 1002)
+        } else {
+            frame_error("WS_ERR_UNEXPECTED_MASK", "MASK must be clear", 1002)
+        });
+    }
+    let ext = match len7 {
+        126 => 2,
+        127 => 8,
+        _ => 0,
+    };
+    let size = 2 + ext + if masked { 4 } else { 0 };
+    if buf.len() < size {
+        return Ok(None);
+    }
+    let len = match ext {
+        0 => u64::from(len7),
+        2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
+        _ => {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&buf[2..10]);
+            u64::from_be_bytes(b)
+        }
+    };
+    let mask = masked.then(|| {
+        let mut m = [0u8; 4];
+        m.copy_from_slice(&buf[2 + ext..size]);
+        m
+    });
+    Ok(Some(FrameHeader {
+        fin,
+        rsv1,
+        opcode,
+        mask,
+        len,
+        size,
+    }))
 }
 
 /// Limits of the decoder.
@@ -86,6 +209,15 @@ impl Default for Limits {
             max_fragments: 16384,
         }
     }
+}
+
+/// The frame whose payload the decoder is reading: what it keeps of the header (small, as
+/// every idle connection holds a decoder).
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    len: u64,
 }
 
 /// Incremental decoder of server-to-client frames.
@@ -119,109 +251,37 @@ impl Decoder {
         }
     }
 
-    /// Parses a frame header at the start of `buf`; `Ok(None)` when more bytes are needed.
-    fn parse_header(&self, buf: &[u8]) -> Result<Option<(Header, usize)>, FrameError> {
-        if buf.len() < 2 {
-            return Ok(None);
-        }
-        let (b0, b1) = (buf[0], buf[1]);
-        let len7 = b1 & 0x7f;
-        let ext = match len7 {
-            126 => 2,
-            127 => 8,
-            _ => 0,
+    /// Parses the next frame's header (see [`parse_header`]) and applies this client's
+    /// limits; `Ok(None)` when more bytes are needed.
+    fn next_header(&self, buf: &[u8]) -> Result<Option<FrameHeader>, SocketError> {
+        let expect = Expect {
+            masked: false,
+            rsv1: false,
+            fragmented: Some(self.message.is_some()),
         };
-        if buf.len() < 2 + ext {
+        let Some(h) = parse_header(buf, expect)? else {
             return Ok(None);
-        }
-        if b0 & 0x30 != 0 {
-            return Err(frame_error(
-                "WS_ERR_UNEXPECTED_RSV_2_3",
-                "RSV2 and RSV3 must be clear",
-                1002,
-            ));
-        }
-        if b0 & 0x40 != 0 {
-            return Err(frame_error(
-                "WS_ERR_UNEXPECTED_RSV_1",
-                "RSV1 must be clear",
-                1002,
-            ));
-        }
-        let fin = b0 & 0x80 != 0;
-        let opcode = b0 & 0x0f;
-        match opcode {
-            OP_CONTINUATION if self.message.is_none() => {
-                return Err(frame_error(
-                    "WS_ERR_INVALID_OPCODE",
-                    "invalid opcode 0",
-                    1002,
-                ))
-            }
-            OP_TEXT | OP_BINARY if self.message.is_some() => {
-                return Err(frame_error(
-                    "WS_ERR_INVALID_OPCODE",
-                    format!("invalid opcode {opcode}"),
-                    1002,
-                ))
-            }
-            OP_CONTINUATION | OP_TEXT | OP_BINARY => {}
-            OP_CLOSE | OP_PING | OP_PONG => {
-                if !fin {
-                    return Err(frame_error("WS_ERR_EXPECTED_FIN", "FIN must be set", 1002));
-                }
-                if len7 > 125 {
-                    return Err(frame_error(
-                        "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
-                        format!("invalid payload length {len7}"),
-                        1002,
-                    ));
-                }
-            }
-            _ => {
-                return Err(frame_error(
-                    "WS_ERR_INVALID_OPCODE",
-                    format!("invalid opcode {opcode}"),
-                    1002,
-                ))
-            }
-        }
-        if b1 & 0x80 != 0 {
-            return Err(frame_error(
-                "WS_ERR_UNEXPECTED_MASK",
-                "MASK must be clear",
-                1002,
-            ));
-        }
-        let len = match ext {
-            0 => u64::from(len7),
-            2 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
-            _ => {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&buf[2..10]);
-                u64::from_be_bytes(b)
-            }
         };
-        if len > MAX_SAFE_LENGTH {
-            return Err(FrameError {
-                code: "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH",
-                message: "Unsupported WebSocket frame: payload length > 2^53 - 1".into(),
-                close_code: 1009,
-                range_error: true,
-            });
+        if h.len > MAX_SAFE_LENGTH {
+            return Err(SocketError::protocol(
+                "WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH",
+                "Unsupported WebSocket frame: payload length > 2^53 - 1",
+                1009,
+                true,
+            ));
         }
-        if opcode < OP_CLOSE {
-            let total = self.message.as_ref().map_or(0, |m| m.total) + len;
+        if h.opcode < OP_CLOSE {
+            let total = self.message.as_ref().map_or(0, |m| m.total) + h.len;
             if self.limits.max_payload > 0 && total > self.limits.max_payload {
-                return Err(FrameError {
-                    code: "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
-                    message: "Max payload size exceeded".into(),
-                    close_code: 1009,
-                    range_error: true,
-                });
+                return Err(SocketError::protocol(
+                    "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
+                    "Max payload size exceeded",
+                    1009,
+                    true,
+                ));
             }
         }
-        Ok(Some((Header { fin, opcode, len }, 2 + ext)))
+        Ok(Some(h))
     }
 
     /// Handles a complete frame.
@@ -230,19 +290,14 @@ impl Decoder {
         h: Header,
         payload: Vec<u8>,
         out: &mut Vec<Incoming>,
-    ) -> Result<(), FrameError> {
+    ) -> Result<(), SocketError> {
         match h.opcode {
             OP_PING => out.push(Incoming::Ping(payload)),
             OP_PONG => out.push(Incoming::Pong(payload)),
             OP_CLOSE => {
-                if payload.is_empty() {
+                // A payload of 1 byte was refused with the header.
+                if payload.len() < 2 {
                     out.push(Incoming::Close(None, Vec::new()));
-                } else if payload.len() == 1 {
-                    return Err(frame_error(
-                        "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH",
-                        "invalid payload length 1",
-                        1002,
-                    ));
                 } else {
                     let code = u16::from_be_bytes([payload[0], payload[1]]);
                     if !is_valid_close_code(code) {
@@ -270,12 +325,12 @@ impl Decoder {
                 frames.push(payload);
                 let total = total + h.len;
                 if self.limits.max_fragments > 0 && frames.len() > self.limits.max_fragments {
-                    return Err(FrameError {
-                        code: "WS_ERR_TOO_MANY_BUFFERED_PARTS",
-                        message: "Too many message fragments".into(),
-                        close_code: 1008,
-                        range_error: true,
-                    });
+                    return Err(SocketError::protocol(
+                        "WS_ERR_TOO_MANY_BUFFERED_PARTS",
+                        "Too many message fragments",
+                        1008,
+                        true,
+                    ));
                 }
                 if !h.fin {
                     let mut m = boxed.unwrap_or_default();
@@ -314,15 +369,20 @@ impl Decoder {
 
     /// Consumes `buf`, appending what it completes to `out`. Returns the bytes consumed;
     /// the rest (an incomplete header) must be passed again with more data.
-    pub fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, FrameError> {
+    pub fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, SocketError> {
         let mut pos = 0;
         loop {
             let h = match self.header {
                 Some(h) => h,
-                None => match self.parse_header(&buf[pos..])? {
+                None => match self.next_header(&buf[pos..])? {
                     None => return Ok(pos),
-                    Some((h, n)) => {
-                        pos += n;
+                    Some(f) => {
+                        pos += f.size;
+                        let h = Header {
+                            fin: f.fin,
+                            opcode: f.opcode,
+                            len: f.len,
+                        };
                         self.header = Some(h);
                         self.payload =
                             Vec::with_capacity(usize::try_from(h.len.min(1 << 20)).unwrap_or(0));
@@ -344,13 +404,13 @@ impl Decoder {
     }
 }
 
-fn utf8_error() -> FrameError {
-    FrameError {
-        code: "WS_ERR_INVALID_UTF8",
-        message: "Invalid WebSocket frame: invalid UTF-8 sequence".into(),
-        close_code: 1007,
-        range_error: false,
-    }
+fn utf8_error() -> SocketError {
+    SocketError::protocol(
+        "WS_ERR_INVALID_UTF8",
+        "Invalid WebSocket frame: invalid UTF-8 sequence",
+        1007,
+        false,
+    )
 }
 
 /// The size of a masked client frame carrying `len` payload bytes.
@@ -424,7 +484,7 @@ mod tests {
         f
     }
 
-    fn decode_all(wire: &[u8], limits: Limits) -> Result<Vec<Incoming>, FrameError> {
+    fn decode_all(wire: &[u8], limits: Limits) -> Result<Vec<Incoming>, SocketError> {
         let mut d = Decoder::new(limits);
         let mut out = Vec::new();
         let mut pending = Vec::new();
@@ -493,7 +553,23 @@ mod tests {
 
     #[test]
     fn reports_violations_like_ws() {
-        let case = |wire: Vec<u8>, limits: Limits| decode_all(&wire, limits).unwrap_err();
+        /// The error's fields as ws reports them (every protocol error has a code and a
+        /// close code).
+        struct Reported {
+            code: &'static str,
+            message: String,
+            close_code: u16,
+            range_error: bool,
+        }
+        let case = |wire: Vec<u8>, limits: Limits| {
+            let e = decode_all(&wire, limits).unwrap_err();
+            Reported {
+                code: e.code.unwrap(),
+                message: e.message,
+                close_code: e.close_code.unwrap(),
+                range_error: e.range_error,
+            }
+        };
         let l = Limits::default();
         let e = case(vec![0x85, 0x00], l);
         assert_eq!(
@@ -569,6 +645,44 @@ mod tests {
             )
             .code,
             "WS_ERR_TOO_MANY_BUFFERED_PARTS"
+        );
+    }
+
+    #[test]
+    fn one_header_parser_for_both_roles() {
+        let relay = Expect {
+            masked: true,
+            rsv1: false,
+            fragmented: None,
+        };
+        let code = |buf: &[u8], e: Expect| parse_header(buf, e).unwrap_err().code.unwrap();
+        // A masked header needs its key before it is complete.
+        assert_eq!(parse_header(&[0x82, 0x81, 1, 2, 3], relay).unwrap(), None);
+        let h = parse_header(&[0x82, 0xfe, 0x01, 0x00, 1, 2, 3, 4], relay)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.len, h.size, h.mask), (256, 8, Some([1, 2, 3, 4])));
+        // A relay does not follow messages: a stray continuation passes.
+        assert!(parse_header(&[0x80, 0x80, 0, 0, 0, 0], relay).is_ok());
+        assert_eq!(code(&[0x82, 0x00], relay), "WS_ERR_EXPECTED_MASK");
+        // Flags are checked on the first two bytes, as ws does.
+        assert_eq!(code(&[0x8b, 0x80], relay), "WS_ERR_INVALID_OPCODE");
+        let deflate = Expect {
+            masked: false,
+            rsv1: true,
+            fragmented: Some(false),
+        };
+        assert!(parse_header(&[0xc1, 0x00], deflate).unwrap().unwrap().rsv1);
+        assert_eq!(code(&[0xc9, 0x00], deflate), "WS_ERR_UNEXPECTED_RSV_1");
+        let inside = Expect {
+            fragmented: Some(true),
+            ..deflate
+        };
+        assert_eq!(code(&[0x40, 0x00], inside), "WS_ERR_UNEXPECTED_RSV_1");
+        assert_eq!(code(&[0x81, 0x00], inside), "WS_ERR_INVALID_OPCODE");
+        assert_eq!(
+            code(&[0x88, 0x01], deflate),
+            "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH"
         );
     }
 

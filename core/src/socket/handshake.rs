@@ -16,6 +16,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::io::IoStream;
 use crate::redact::redact_secrets;
+use crate::socket::error::SocketError;
 use crate::socket::tls;
 use crate::socket::verify::SelfSigned;
 
@@ -60,27 +61,8 @@ const RESERVED_HEADERS: &[&str] = &[
     "sec-websocket-extensions",
 ];
 
-/// A failed connection attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectError {
-    /// For people; never contains a token.
-    pub message: String,
-    /// Node.js-style code (`ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
-    /// `ERR_TLS_CERT_ALTNAME_INVALID`, ...), if any.
-    pub code: Option<String>,
-    /// The HTTP status, when the server answered with something other than 101.
-    pub status_code: Option<u16>,
-    /// The status line's reason phrase (the relay's description).
-    pub status_description: Option<String>,
-}
-
-fn fail(message: impl Into<String>, code: Option<&str>) -> ConnectError {
-    ConnectError {
-        message: message.into(),
-        code: code.map(str::to_owned),
-        status_code: None,
-        status_description: None,
-    }
+fn fail(message: impl Into<String>, code: Option<&'static str>) -> SocketError {
+    SocketError::new(message, code)
 }
 
 /// A connection after a successful upgrade.
@@ -103,7 +85,7 @@ struct Target {
     resource: String,
 }
 
-fn parse_target(url: &str) -> Result<Target, ConnectError> {
+fn parse_target(url: &str) -> Result<Target, SocketError> {
     let parsed = url::Url::parse(url).map_err(|_| {
         fail(
             format!("Invalid URL: {}", redact_secrets(url)),
@@ -155,7 +137,7 @@ fn parse_target(url: &str) -> Result<Target, ConnectError> {
     })
 }
 
-fn io_error(e: &std::io::Error, what: &str) -> ConnectError {
+fn io_error(e: &std::io::Error, what: &str) -> SocketError {
     use std::io::ErrorKind::*;
     let code = match e.kind() {
         ConnectionRefused => "ECONNREFUSED",
@@ -173,7 +155,7 @@ fn io_error(e: &std::io::Error, what: &str) -> ConnectError {
     fail(format!("{what}: {e}"), Some(code))
 }
 
-fn tls_error(e: &std::io::Error, host: &str) -> ConnectError {
+fn tls_error(e: &std::io::Error, host: &str) -> SocketError {
     let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
     let (code, text) = match inner {
         Some(TlsError::InvalidCertificate(c)) => match c {
@@ -213,7 +195,7 @@ fn tls_error(e: &std::io::Error, host: &str) -> ConnectError {
     fail(text, Some(code))
 }
 
-async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, ConnectError> {
+async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, SocketError> {
     let addrs: Vec<std::net::SocketAddr> =
         tokio::net::lookup_host((target.host.as_str(), target.port))
             .await
@@ -274,7 +256,7 @@ async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, Connec
 /// Reads the response head; returns (status, reason, headers, bytes after the head).
 async fn read_response(
     stream: &mut IoStream,
-) -> Result<(u16, String, Vec<(String, String)>, Vec<u8>), ConnectError> {
+) -> Result<(u16, String, Vec<(String, String)>, Vec<u8>), SocketError> {
     // Read straight into the growing head buffer: no fixed chunk in the handshake's state,
     // which thousands of concurrent accepts would each hold.
     let mut buf = Vec::with_capacity(1024);
@@ -359,7 +341,7 @@ pub struct Spare {
 
 impl Spare {
     /// Opens a spare connection to `url`'s endpoint.
-    pub async fn open(url: &str, ca: &[Vec<u8>], timeout: Duration) -> Result<Spare, ConnectError> {
+    pub async fn open(url: &str, ca: &[Vec<u8>], timeout: Duration) -> Result<Spare, SocketError> {
         let target = parse_target(url)?;
         let stream = tokio::time::timeout(timeout, open_stream(&target, ca))
             .await
@@ -389,12 +371,8 @@ impl Spare {
 
 /// Errors after which a handshake over a spare connection is tried again on a fresh one:
 /// the server had closed the spare without a word.
-fn spare_was_dead(e: &ConnectError) -> bool {
-    e.status_code.is_none()
-        && matches!(
-            e.code.as_deref(),
-            Some("ECONNRESET" | "EPIPE" | "ECONNABORTED")
-        )
+fn spare_was_dead(e: &SocketError) -> bool {
+    e.status_code.is_none() && matches!(e.code, Some("ECONNRESET" | "EPIPE" | "ECONNABORTED"))
 }
 
 /// What a handshake calls once its request is on the wire (see [`connect_with`]).
@@ -404,7 +382,7 @@ async fn upgrade(
     opts: &ConnectOptions,
     spare: Option<Spare>,
     sent: Sent<'_>,
-) -> Result<Established, ConnectError> {
+) -> Result<Established, SocketError> {
     let target = parse_target(&opts.url)?;
     if let Some(mut spare) = spare {
         if spare.endpoint == target.endpoint() && spare.alive() {
@@ -426,7 +404,7 @@ async fn upgrade_over(
     target: &Target,
     mut stream: IoStream,
     sent: Sent<'_>,
-) -> Result<Established, ConnectError> {
+) -> Result<Established, SocketError> {
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
@@ -481,12 +459,7 @@ async fn upgrade_over(
     sent();
     let (status, reason, headers, initial) = read_response(&mut stream).await?;
     if status != 101 {
-        return Err(ConnectError {
-            message: format!("Unexpected server response: {status}"),
-            code: Some("ERR_UNEXPECTED_RESPONSE".into()),
-            status_code: Some(status),
-            status_description: Some(reason),
-        });
+        return Err(SocketError::unexpected_response(status, reason));
     }
     let header = |name: &str| {
         headers
@@ -542,7 +515,7 @@ async fn upgrade_over(
 }
 
 /// Connects and upgrades within `handshake_timeout`.
-pub async fn connect(opts: &ConnectOptions) -> Result<Established, ConnectError> {
+pub async fn connect(opts: &ConnectOptions) -> Result<Established, SocketError> {
     connect_with(opts, None, &|| {}).await
 }
 
@@ -553,7 +526,7 @@ pub async fn connect_with(
     opts: &ConnectOptions,
     spare: Option<Spare>,
     sent: Sent<'_>,
-) -> Result<Established, ConnectError> {
+) -> Result<Established, SocketError> {
     match tokio::time::timeout(opts.handshake_timeout, upgrade(opts, spare, sent)).await {
         Ok(r) => r,
         Err(_) => Err(fail("Opening handshake has timed out", Some("ETIMEDOUT"))),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use crate::socket::api::{Command, Event, EventSink, SocketOptions};
-use crate::socket::handshake::{self, ConnectError, ConnectOptions, Spare};
+use crate::socket::error::SocketError;
+use crate::socket::handshake::{self, ConnectOptions, Spare};
 use crate::socket::shared::{Handle, Shared};
 use crate::socket::task::ConnectionTask;
 
@@ -59,18 +60,16 @@ pub(super) async fn run(
     let sent = || sink.request_sent();
     let established = tokio::select! {
         r = handshake::connect_with(&options, spare, &sent) => r,
-        _ = abort_requested(&shared) => Err(ConnectError {
-            message: "WebSocket was closed before the connection was established".into(),
-            code: None,
-            status_code: None,
-            status_description: None,
-        }),
+        _ = abort_requested(&shared) => Err(SocketError::new(
+            "WebSocket was closed before the connection was established",
+            None,
+        )),
     };
     let established = match established {
         Ok(e) => e,
         Err(e) => {
             log::debug!("socket: connect failed: {}", e.message);
-            sink.push(Event::Error(e.into()));
+            sink.push(Event::Error(e));
             closed(&*sink, 1006, Vec::new(), &shared);
             if let Some(then) = then {
                 then(false);

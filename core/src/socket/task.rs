@@ -180,9 +180,9 @@ impl ConnectionTask {
             Err(e) => {
                 // As ws: report it, send the close code it calls for, discard the rest.
                 log::debug!("socket: protocol error from the peer: {}", e.message);
-                let code = e.close_code;
+                let code = e.close_code.unwrap_or(1002);
                 self.deliver(items);
-                self.sink.push(Event::Error(e.into()));
+                self.sink.push(Event::Error(e));
                 if !self.shared.close_received.load(Ordering::SeqCst) {
                     self.shared.push(Command::Close {
                         code: Some(code),
