@@ -5,24 +5,76 @@
  * process (per worker thread) gets every socket's and listener's events as one flat list,
  * `id type fields...` repeated, and hands each event to the object registered under its id.
  * Objects unregister themselves on their last event.
+ *
+ * The events, their numbers and their fields are declared once, in Rust
+ * (`src/bindings/events.rs`); this module reads that table when it loads. Each handler
+ * names the events it reads and their fields (`eventType`), and a name or a field list that
+ * does not match the table stops the module from loading, so the two sides cannot drift
+ * apart unnoticed.
  */
 
 const { loadNative } = require('./native');
 
 const native = loadNative();
 
-/** Event type of a listener event (see `hub.rs`). */
-const EV_LISTENER = 8;
-/** Event type of a socket a listener accepted by itself, now open. */
-const EV_ACCEPTED = 9;
-/** Event type of a listener starting to accept a sender by itself. */
-const EV_ACCEPTING = 10;
 /**
- * How many fields follow each event type: socket events 0-7 (see `flatten` in
- * src/bindings/socket.rs; lib/websocket.js names them), then a listener event, an
- * accepted socket's open and a listener's accept (see `convert` in src/bindings/hub.rs).
+ * Builds the event numbers and field counts from the native table.
+ *
+ * @param {Array<{name: String, fields: String[]}>} table The native event table
+ * @return {{byName: Map, fields: Number[]}} Each event's number by name, and each number's
+ *     field count
+ * @private
  */
-const FIELDS = [1, 2, 1, 1, 3, 0, 5, 4, 1, 1, 6];
+function readTable(table) {
+  const byName = new Map();
+  const fields = [];
+  table.forEach((entry, type) => {
+    byName.set(entry.name, { type, fields: entry.fields });
+    fields.push(entry.fields.length);
+  });
+  return { byName, fields };
+}
+
+const { byName, fields: FIELDS } = readTable(native.eventTable());
+
+/** Names of the events some handler has claimed (see `eventType`). */
+const claimed = new Set();
+
+/**
+ * The number of native event `name`, checking that its fields are `expected`, in order: the
+ * fields a handler reads, by position.
+ *
+ * @param {String} name The event's name
+ * @param {String[]} expected Its fields, as the handler reads them
+ * @return {Number} The event's number
+ * @throws {Error} When the native table has no such event, or other fields
+ */
+function eventType(name, expected) {
+  const entry = byName.get(name);
+  const actual = entry ? entry.fields.join(', ') : null;
+  if (actual !== expected.join(', ')) {
+    const err = new Error(
+      `hyco-ws-rs: the native addon and lib/ disagree on the "${name}" event: the addon sends ` +
+        `${actual === null ? 'no such event' : `(${actual})`}, lib/ reads (${expected.join(', ')}). ` +
+        'Rebuild the addon ("npm run build") for this version of the package.'
+    );
+    err.code = 'ERR_HYCO_NATIVE_MISMATCH';
+    throw err;
+  }
+  claimed.add(name);
+  return entry.type;
+}
+
+/**
+ * The native events no handler has claimed: an event the addon sends that nothing reads.
+ *
+ * @return {String[]} Their names
+ */
+function unclaimedEvents() {
+  return [...byName.keys()].filter((name) => !claimed.has(name));
+}
+
+const EV_ACCEPTING = eventType('accepting', ['socket', 'headers', 'id', 'url', 'remoteAddress', 'remotePort']);
 
 /** The objects events go to, by native id. */
 const targets = new Map();
@@ -38,11 +90,10 @@ function rethrow(err) {
 }
 
 /**
- * Hands one event to its object. Sockets take `(list, type, at)`; listeners take their
- * event object. A listener's accept (fields: the new socket's id, then the request:
- * headers, rendezvous id, url, remote address and port) goes to its listener, which makes
- * and registers the socket object; that socket's open (field: the subprotocol) goes to the
- * listener again with the socket.
+ * Hands one event to its object, as `target._handle(list, type, at)`. A listener's
+ * `accepting` event (a socket it accepts by itself; fields: the new socket's id, then the
+ * request) goes to the listener's `_accepting`, which makes and registers the socket
+ * object; without a listener (it is gone) the socket is dropped.
  *
  * @param {Array} list The event list
  * @param {Number} id The object's id
@@ -57,10 +108,7 @@ function deliver(list, id, t, at) {
     else target._accepting(list[at], list, at + 1);
     return;
   }
-  if (target === undefined) return;
-  if (t === EV_LISTENER) target._handle(list[at]);
-  else if (t === EV_ACCEPTED) target._server._accepted(target, list[at]);
-  else target._handle(list, t, at);
+  if (target !== undefined) target._handle(list, t, at);
 }
 
 /**
@@ -108,4 +156,4 @@ function unregister(id) {
   targets.delete(id);
 }
 
-module.exports = { FIELDS, native, register, unregister };
+module.exports = { FIELDS, eventType, native, register, unclaimedEvents, unregister };

@@ -13,7 +13,7 @@ const WebSocket = require('ws');
 
 const { redact } = require('./connect');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
-const { native, register, unregister } = require('./native-events');
+const { eventType, native, register, unregister } = require('./native-events');
 const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
@@ -22,6 +22,19 @@ const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
 // (the local one; Azure's front ends wait longer) gives a connection to send its request.
 const SPARE_MAX_AGE_MS = 10000;
 const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+// The native listener events this class reads, with their fields (declared in
+// src/bindings/events.rs; see native-events.js). An error field is null or
+// [message, code, statusCode, statusDescription].
+const EV_NEED_TOKEN = eventType('needToken', ['request', 'renewal']);
+const EV_CONNECTING = eventType('connecting', ['delayMs', 'error']);
+const EV_ONLINE = eventType('online', []);
+const EV_OFFLINE = eventType('offline', ['error']);
+const EV_ACCEPT = eventType('accept', ['id', 'address', 'headers', 'url', 'remoteAddress', 'remotePort']);
+const EV_RENEWED = eventType('renewed', []);
+const EV_TOKEN_EXPIRING = eventType('tokenExpiring', ['expiresAt']);
+const EV_TOKEN_ERROR = eventType('tokenError', ['message']);
+const EV_CLOSED = eventType('listenerClosed', ['error']);
 
 /**
  * The offered subprotocols, usable as ws 8's `Set` (`has`, `size`, iteration) and as
@@ -50,16 +63,16 @@ class ProtocolList extends Array {
 /**
  * An error from a native error description.
  *
- * @param {Object} e `{ message, code, statusCode, statusDescription }`
+ * @param {Array} e `[message, code, statusCode, statusDescription]`
  * @return {Error} The error
  * @private
  */
-function toError(e) {
-  const err = new Error(e.message);
-  if (e.code) err.code = e.code;
-  if (e.statusCode !== undefined && e.statusCode !== null) {
-    err.statusCode = e.statusCode;
-    err.statusDescription = e.statusDescription;
+function toError([message, code, statusCode, statusDescription]) {
+  const err = new Error(message);
+  if (code) err.code = code;
+  if (statusCode !== null) {
+    err.statusCode = statusCode;
+    err.statusDescription = statusDescription;
   }
   return err;
 }
@@ -300,20 +313,24 @@ class RelayedServer extends EventEmitter {
   /**
    * Handles one native event (in order; see lib/native-events.js).
    *
-   * @param {Object} ev The event
+   * @param {Array} list The event list
+   * @param {Number} t The event type
+   * @param {Number} at Index of its first field
    * @private
    */
-  _handle(ev) {
-    switch (ev.t) {
-      case 'needToken':
-        if (this._state === 'running') this._supplyToken(ev.request);
+  _handle(list, t, at) {
+    switch (t) {
+      case EV_NEED_TOKEN:
+        if (this._state === 'running') this._supplyToken(list[at]);
         break;
-      case 'connecting':
+      case EV_CONNECTING: {
+        const error = list[at + 1];
         this.status = 'connecting';
-        if (ev.error) this.lastError = toError(ev.error);
-        this.emit('connecting', ev.error ? this.lastError : null);
+        if (error !== null) this.lastError = toError(error);
+        this.emit('connecting', error !== null ? this.lastError : null);
         break;
-      case 'online':
+      }
+      case EV_ONLINE:
         this.status = 'online';
         if (!this._listened) {
           this._listened = true;
@@ -321,30 +338,41 @@ class RelayedServer extends EventEmitter {
         }
         this.emit('online');
         break;
-      case 'offline':
+      case EV_OFFLINE:
         this.status = 'offline';
-        this.lastError = toError(ev.error);
+        this.lastError = toError(list[at]);
         this.emit('offline', this.lastError);
         break;
-      case 'accept':
+      case EV_ACCEPT: {
+        const ev = {
+          id: list[at],
+          address: list[at + 1],
+          headers: list[at + 2],
+          url: list[at + 3],
+          remoteAddress: list[at + 4],
+          remotePort: list[at + 5]
+        };
         if (this._state === 'running') this._accept(ev);
         else this._reject(ev, 503, 'Server shutting down');
         break;
-      case 'tokenError':
-        this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${ev.message}`), false);
+      }
+      case EV_RENEWED:
         break;
-      case 'tokenExpiring':
+      case EV_TOKEN_ERROR:
+        this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${list[at]}`), false);
+        break;
+      case EV_TOKEN_EXPIRING:
         this._warn(
           codedError(
             Error,
             'ERR_TOKEN_EXPIRING',
-            `The listener's token expires at ${new Date(ev.expiresAt * 1000).toISOString()} and cannot be renewed: pass a token provider function instead of a string`
+            `The listener's token expires at ${new Date(list[at] * 1000).toISOString()} and cannot be renewed: pass a token provider function instead of a string`
           ),
           true
         );
         break;
-      case 'closed':
-        this._onClosed(ev.error ? toError(ev.error) : null);
+      case EV_CLOSED:
+        this._onClosed(list[at] !== null ? toError(list[at]) : null);
         break;
       default:
     }
@@ -439,7 +467,11 @@ class RelayedServer extends EventEmitter {
   _request(flatHeaders, id, url, remoteAddress, remotePort) {
     const headers = {};
     for (let i = 0; i < flatHeaders.length; i += 2) headers[flatHeaders[i]] = flatHeaders[i + 1];
-    const socket = { remoteAddress, remotePort };
+    // Unknown (the service did not say) is `undefined`, as on Node's own sockets.
+    const socket = {
+      remoteAddress: remoteAddress === null ? undefined : remoteAddress,
+      remotePort: remotePort === null ? undefined : remotePort
+    };
     return { headers, url, method: 'GET', socket, connection: socket, id };
   }
 

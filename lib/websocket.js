@@ -11,7 +11,7 @@
 const EventEmitter = require('events');
 const WebSocket = require('ws');
 
-const { FIELDS, native, register, unregister } = require('./native-events');
+const { FIELDS, eventType, native, register, unregister } = require('./native-events');
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
@@ -24,16 +24,17 @@ const OP_BINARY = 0x2;
 const OP_PING = 0x9;
 const OP_PONG = 0xa;
 
-// Native socket event types (see `flatten` in src/bindings/socket.rs); how many fields
-// follow each is in native-events.js's FIELDS.
-const EV_OPEN = 0;
-const EV_MESSAGE = 1;
-const EV_PING = 2;
-const EV_PONG = 3;
-const EV_WRITTEN = 4;
-const EV_CLOSE_RECEIVED = 5;
-const EV_ERROR = 6;
-const EV_CLOSED = 7;
+// The native socket events this class reads, with their fields (declared in
+// src/bindings/events.rs; see native-events.js).
+const EV_OPEN = eventType('open', ['protocol']);
+const EV_MESSAGE = eventType('message', ['data', 'binary']);
+const EV_PING = eventType('ping', ['data']);
+const EV_PONG = eventType('pong', ['data']);
+const EV_WRITTEN = eventType('written', ['bytes', 'acks', 'failed']);
+const EV_CLOSE_RECEIVED = eventType('closeReceived', []);
+const EV_ERROR = eventType('error', ['message', 'code', 'rangeError', 'statusCode', 'statusDescription']);
+const EV_CLOSED = eventType('closed', ['code', 'reason', 'frameReceived', 'frameSent']);
+const EV_ACCEPTED = eventType('accepted', ['protocol']);
 
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.
@@ -319,6 +320,10 @@ class RelayedWebSocket extends WebSocket {
         break;
       case EV_CLOSED:
         this._closed(list[at], list[at + 1], list[at + 2], list[at + 3]);
+        break;
+      case EV_ACCEPTED:
+        // A socket its server accepted natively is open (see RelayedServer#_accepting).
+        this._server._accepted(this, list[at]);
         break;
       default:
     }

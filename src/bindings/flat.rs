@@ -1,10 +1,9 @@
 //! The values of the flat event list JavaScript receives (see `hub`): numbers, strings,
-//! buffers and the odd object, without an object per event.
+//! buffers and nested lists, without an object per event. Events are made of these on the
+//! tokio threads (see `events`); they become JavaScript values on the JS thread.
 
 use napi::bindgen_prelude::{Buffer, Null, ToNapiValue};
 use napi::Status;
-
-use crate::bindings::listener::ListenerEventJs;
 
 /// Payloads up to this size are copied into a JS-owned Buffer; larger ones are handed over
 /// as external buffers without a copy. For small payloads the copy is cheaper than the
@@ -25,8 +24,6 @@ pub enum Flat {
     Bytes(Vec<u8>),
     /// A nested array.
     List(Vec<Flat>),
-    /// A listener event, as an object.
-    Listener(Box<ListenerEventJs>),
 }
 
 impl Flat {
@@ -42,6 +39,16 @@ impl Flat {
     /// A string, or `null`.
     pub fn opt_str(s: Option<String>) -> Flat {
         s.map_or(Flat::Null, Flat::Str)
+    }
+
+    /// A number, or `null`.
+    pub fn opt_num(n: Option<impl Into<f64>>) -> Flat {
+        n.map_or(Flat::Null, |n| Flat::Num(n.into()))
+    }
+
+    /// A list of strings.
+    pub fn strs(v: Vec<String>) -> Flat {
+        Flat::List(v.into_iter().map(Flat::Str).collect())
     }
 }
 
@@ -78,7 +85,6 @@ impl ToNapiValue for Flat {
                 }
                 Flat::Bytes(v) => Buffer::to_napi_value(env, Buffer::from(v)),
                 Flat::List(items) => Vec::<Flat>::to_napi_value(env, items),
-                Flat::Listener(e) => ListenerEventJs::to_napi_value(env, *e),
             }
         }
     }

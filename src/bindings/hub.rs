@@ -15,31 +15,18 @@
 //! Objects are addressed from JavaScript by id (see `socket.rs`, `listener.rs`): the
 //! targets table holds their handles until their last event is delivered.
 
+use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use hyco_core::listener::{AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle};
-use hyco_core::socket::Shared;
-use hyco_core::socket::{Command, Event, Handle};
 use napi::bindgen_prelude::Function;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::bindings::flat::Flat;
-use crate::bindings::{listener, socket};
-
-/// Event type of a listener event in the flat list (one field: the event object).
-const EV_LISTENER: f64 = 8.0;
-/// Event type of a socket a listener accepted by itself, now open (one field: the chosen
-/// subprotocol).
-const EV_ACCEPTED: f64 = 9.0;
-/// Event type of a listener starting to accept a sender by itself (fields: the new
-/// socket's id, `req.headers` flat, the rendezvous id, `req.url`, the sender's address and
-/// port).
-const EV_ACCEPTING: f64 = 10.0;
 
 /// Empties a locked collection, returning what it held (nothing if the lock is poisoned).
 fn take_all<T: Default>(m: &Mutex<T>) -> T {
@@ -60,55 +47,51 @@ pub fn id_of(n: f64) -> Id {
     }
 }
 
-/// What an object sends up.
-pub enum Up {
-    /// A socket's event.
-    Socket(Event),
-    /// A listener accepts a sender by itself: queued (under the listener's id) as the
-    /// handshake starts, ahead of the socket's events, and delivered once the handshake's
-    /// request is out, so that JavaScript makes the socket object and `req` while the
-    /// response travels rather than after it.
-    Accepting {
-        /// The new socket's id.
-        socket: Id,
-        /// The sender's request.
-        request: AcceptRequest,
-    },
-    /// That socket is open (sent under its own id).
-    Accepted {
-        /// The chosen subprotocol.
-        protocol: String,
-    },
-    /// A listener's event.
-    Listener(ListenerEvent),
+/// A native object JavaScript addresses by id: a socket's or a listener's handle.
+pub trait Target: Send + Sync + 'static {
+    /// Stops it: its environment is going away.
+    fn stop(&self);
+
+    /// For [`Hub::with`]'s downcast.
+    fn as_any(&self) -> &dyn Any;
 }
 
-struct Queued {
-    id: Id,
-    up: Up,
-    /// The socket's state, for message events: their bytes count as consumed once they
-    /// reach JavaScript.
-    shared: Option<Arc<Shared>>,
+/// Told how many of its bytes JavaScript has taken, once an event carrying them is
+/// delivered (a socket's message backlog, which holds back its reading).
+pub trait Consumer: Send + Sync {
+    /// `bytes` reached JavaScript.
+    fn consumed(&self, bytes: usize);
 }
 
-/// A native object JavaScript addresses by id.
-pub enum Target {
-    /// A WebSocket.
-    Socket(Handle),
-    /// A listener.
-    Listener(ListenerHandle),
+/// What the hub does once an event reaches JavaScript.
+pub enum Then {
+    /// Nothing.
+    Nothing,
+    /// Tell `consumer` that `bytes` were taken.
+    Consumed(Arc<dyn Consumer>, usize),
+    /// It was the object's last event: forget the object.
+    Last,
+}
+
+/// Events waiting for the next JS call: their flat values, and what to do once they are
+/// delivered.
+#[derive(Default)]
+struct Queue {
+    values: Vec<Flat>,
+    consumed: Vec<(Arc<dyn Consumer>, usize)>,
+    finished: Vec<Id>,
 }
 
 type EventsFn = ThreadsafeFunction<(), (), Vec<Flat>, Status, false, true>;
 
 /// The queue between tokio and one environment's JS thread.
 pub struct Hub {
-    queue: Mutex<Vec<Queued>>,
+    queue: Mutex<Queue>,
     scheduled: AtomicBool,
     /// The environment is gone: events are dropped.
     closed: AtomicBool,
     tsfn: Mutex<Option<EventsFn>>,
-    targets: Mutex<HashMap<Id, Target>>,
+    targets: Mutex<HashMap<Id, Arc<dyn Target>>>,
     next_id: AtomicU64,
 }
 
@@ -141,7 +124,7 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
         Some(hub) => hub,
         None => {
             let hub = Arc::new(Hub {
-                queue: Mutex::new(Vec::new()),
+                queue: Mutex::new(Queue::default()),
                 scheduled: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 tsfn: Mutex::new(None),
@@ -163,8 +146,7 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
         .build_callback(move |ctx| {
             // Cleared before draining, so that an event pushed meanwhile schedules a call.
             h.scheduled.store(false, Ordering::Release);
-            let drained = take_all(&h.queue);
-            let list = h.convert(drained);
+            let list = h.drain();
             h.sync_ref(&ctx.env);
             Ok(list)
         })?;
@@ -191,7 +173,7 @@ impl Hub {
     /// once the environment is being torn down: `shutdown` sets `closed` before it takes
     /// the table, and this checks it under the table's lock, so an object is either
     /// stopped by `shutdown` or refused here, never left running unseen.
-    pub fn insert(&self, id: Id, target: Target) -> bool {
+    pub fn insert(&self, id: Id, target: Arc<dyn Target>) -> bool {
         let Ok(mut t) = self.targets.lock() else {
             return false;
         };
@@ -202,22 +184,11 @@ impl Hub {
         true
     }
 
-    /// Runs `f` on a socket's handle; `None` when it is gone (or not a socket).
-    pub fn with_socket<R>(&self, id: Id, f: impl FnOnce(&Handle) -> R) -> Option<R> {
-        let targets = self.targets.lock().ok()?;
-        match targets.get(&id) {
-            Some(Target::Socket(h)) => Some(f(h)),
-            _ => None,
-        }
-    }
-
-    /// Runs `f` on a listener's handle; `None` when it is gone.
-    pub fn with_listener<R>(&self, id: Id, f: impl FnOnce(&ListenerHandle) -> R) -> Option<R> {
-        let targets = self.targets.lock().ok()?;
-        match targets.get(&id) {
-            Some(Target::Listener(h)) => Some(f(h)),
-            _ => None,
-        }
+    /// Runs `f` on object `id` if it is a `T` (a socket's or a listener's handle); `None`
+    /// when it is gone or of another kind.
+    pub fn with<T: 'static, R>(&self, id: Id, f: impl FnOnce(&T) -> R) -> Option<R> {
+        let target = self.targets.lock().ok()?.get(&id)?.clone();
+        target.as_any().downcast_ref::<T>().map(f)
     }
 
     /// Keeps the event loop alive while any object has events still to deliver. On the JS
@@ -236,9 +207,10 @@ impl Hub {
         }
     }
 
-    /// Queues an event and schedules a JS call if none is pending. Never blocks on JS.
-    pub fn push(&self, id: Id, up: Up, shared: Option<Arc<Shared>>) {
-        self.push_quiet(id, up, shared);
+    /// Queues object `id`'s event (its number and fields, see `events.rs`) and schedules a
+    /// JS call if none is pending. Never blocks on JS.
+    pub fn push<const N: usize>(&self, id: Id, event: [Flat; N], then: Then) {
+        self.push_quiet(id, event, then);
         self.schedule();
     }
 
@@ -246,18 +218,29 @@ impl Hub {
     /// or with the one [`Hub::wake`] schedules. Waking the JS thread costs the waking
     /// thread a few tens of microseconds on a busy machine, which a caller may want to
     /// pay later.
-    pub fn push_quiet(&self, id: Id, up: Up, shared: Option<Arc<Shared>>) {
+    pub fn push_quiet<const N: usize>(&self, id: Id, event: [Flat; N], then: Then) {
         if self.closed.load(Ordering::Acquire) {
             return;
         }
         if let Ok(mut q) = self.queue.lock() {
-            q.push(Queued { id, up, shared });
+            q.values.push(Flat::Num(id as f64));
+            q.values.extend(event);
+            match then {
+                Then::Nothing => {}
+                Then::Consumed(c, bytes) => q.consumed.push((c, bytes)),
+                Then::Last => q.finished.push(id),
+            }
         }
     }
 
     /// Schedules a JS call if anything is queued (see [`Hub::push_quiet`]).
     pub fn wake(&self) {
-        if self.queue.lock().map(|q| !q.is_empty()).unwrap_or(false) {
+        if self
+            .queue
+            .lock()
+            .map(|q| !q.values.is_empty())
+            .unwrap_or(false)
+        {
             self.schedule();
         }
     }
@@ -277,19 +260,10 @@ impl Hub {
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
         let targets = take_all(&self.targets);
-        for (_, target) in targets {
-            match target {
-                Target::Socket(h) => {
-                    h.send(Command::Terminate);
-                }
-                Target::Listener(l) => {
-                    l.send(ListenerCommand::Close);
-                }
-            }
+        for target in targets.values() {
+            target.stop();
         }
-        if let Ok(mut q) = self.queue.lock() {
-            q.clear();
-        }
+        drop(take_all(&self.queue));
         if let Ok(mut t) = self.tsfn.lock() {
             t.take();
         }
@@ -301,62 +275,24 @@ impl Hub {
         });
     }
 
-    /// Flattens drained events for JS and forgets the objects whose last event is among
-    /// them. On the JS thread.
-    fn convert(&self, drained: Vec<Queued>) -> Vec<Flat> {
-        let mut out = Vec::with_capacity(drained.len() * 4);
-        let mut gone = Vec::new();
-        for q in drained {
-            out.push(Flat::Num(q.id as f64));
-            match q.up {
-                Up::Socket(e) => {
-                    let (bytes, last) = socket::flatten(e, &mut out);
-                    if bytes > 0 {
-                        if let Some(s) = &q.shared {
-                            s.consumed(bytes);
-                        }
-                    }
-                    if last {
-                        gone.push(q.id);
-                    }
-                }
-                Up::Accepted { protocol } => {
-                    out.extend([Flat::Num(EV_ACCEPTED), Flat::Str(protocol)])
-                }
-                Up::Accepting { socket, request } => out.extend([
-                    Flat::Num(EV_ACCEPTING),
-                    Flat::Num(socket as f64),
-                    Flat::List(
-                        listener::flat_headers(&request.headers)
-                            .into_iter()
-                            .map(Flat::Str)
-                            .collect(),
-                    ),
-                    Flat::Str(request.id),
-                    Flat::Str(request.url),
-                    Flat::opt_str(request.remote_address),
-                    request
-                        .remote_port
-                        .map_or(Flat::Null, |p| Flat::Num(f64::from(p))),
-                ]),
-                Up::Listener(e) => {
-                    if matches!(e, ListenerEvent::Closed { .. }) {
-                        gone.push(q.id);
-                    }
-                    out.extend([
-                        Flat::Num(EV_LISTENER),
-                        Flat::Listener(Box::new(listener::to_js(e))),
-                    ]);
-                }
-            }
+    /// Takes everything queued for JavaScript: tells consumers their bytes are taken and
+    /// forgets the objects whose last event is among them. On the JS thread.
+    fn drain(&self) -> Vec<Flat> {
+        let Queue {
+            values,
+            consumed,
+            finished,
+        } = take_all(&self.queue);
+        for (consumer, bytes) in consumed {
+            consumer.consumed(bytes);
         }
-        if !gone.is_empty() {
+        if !finished.is_empty() {
             if let Ok(mut t) = self.targets.lock() {
-                for id in gone {
+                for id in finished {
                     t.remove(&id);
                 }
             }
         }
-        out
+        values
     }
 }

@@ -3,19 +3,23 @@
 //! (`hub.rs`), which keeps the process alive until the listener's final `closed` event is
 //! delivered.
 
+use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyco_core::listener::{
-    self, AcceptRequest, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
+    self, AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions,
+    ListenerSink,
 };
 use hyco_core::socket::{EventSink, Handle, SocketError};
 use napi::bindgen_prelude::Buffer;
 use napi::{Env, Status};
 use napi_derive::napi;
 
-use crate::bindings::hub::{self, id_of, Hub, Id, Target, Up};
-use crate::bindings::socket::SocketSink;
+use crate::bindings::events::up;
+use crate::bindings::flat::Flat;
+use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
+use crate::bindings::socket::{error_fields, SocketSink};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -40,134 +44,42 @@ pub struct NativeListenOptions {
     pub spare_max_age_ms: f64,
 }
 
-/// An error, as JavaScript receives it.
-#[napi(object)]
-pub struct ListenerErrorJs {
-    /// Message.
-    pub message: String,
-    /// Code.
-    pub code: Option<String>,
-    /// HTTP status of a refused handshake.
-    pub status_code: Option<u32>,
-    /// Its reason phrase.
-    pub status_description: Option<String>,
+/// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
+/// `null`.
+fn error_list(e: Option<SocketError>) -> Flat {
+    e.map_or(Flat::Null, |e| Flat::List(error_fields(e).into()))
 }
 
-/// A listener event: `t` names it; the other fields are set as the kind needs.
-#[napi(object)]
-pub struct ListenerEventJs {
-    /// `needToken`, `connecting`, `online`, `offline`, `accept`, `renewed`,
-    /// `tokenExpiring`, `tokenError`, `closed`.
-    pub t: String,
-    /// needToken: the request number.
-    pub request: Option<f64>,
-    /// needToken: for a renewal.
-    pub renewal: Option<bool>,
-    /// connecting: the wait before the attempt, ms.
-    pub delay_ms: Option<f64>,
-    /// connecting, offline, closed: the error.
-    pub error: Option<ListenerErrorJs>,
-    /// accept: the rendezvous id.
-    pub id: Option<String>,
-    /// accept: the accept address.
-    pub address: Option<String>,
-    /// accept: the sender's headers as `req.headers` has them, flat: name, value, ...
-    pub headers: Option<Vec<String>>,
-    /// accept: `req.url`.
-    pub url: Option<String>,
-    /// accept: the sender's address.
-    pub remote_address: Option<String>,
-    /// accept: the sender's port.
-    pub remote_port: Option<u32>,
-    /// tokenExpiring: the expiry, Unix seconds.
-    pub expires_at: Option<f64>,
-    /// tokenError: the provider's message.
-    pub message: Option<String>,
+/// A sender's headers as `req.headers` has them (lowercased, repeats joined), flat: name,
+/// value, name, value...
+fn flat_headers(headers: &[(String, String)]) -> Flat {
+    Flat::strs(
+        listener::request::request_headers(headers)
+            .into_iter()
+            .flat_map(|(k, v)| [k, v])
+            .collect(),
+    )
 }
 
-impl ListenerEventJs {
-    fn of(t: &str) -> Self {
-        ListenerEventJs {
-            t: t.to_owned(),
-            request: None,
-            renewal: None,
-            delay_ms: None,
-            error: None,
-            id: None,
-            address: None,
-            headers: None,
-            url: None,
-            remote_address: None,
-            remote_port: None,
-            expires_at: None,
-            message: None,
-        }
+/// The fields of a sender's request that `req` shows: its headers, the rendezvous id,
+/// `req.url`, the sender's address and port.
+fn request_fields(a: &AcceptRequest) -> [Flat; 5] {
+    [
+        flat_headers(&a.headers),
+        Flat::Str(a.id.clone()),
+        Flat::Str(a.url.clone()),
+        Flat::opt_str(a.remote_address.clone()),
+        Flat::opt_num(a.remote_port),
+    ]
+}
+
+impl Target for ListenerHandle {
+    fn stop(&self) {
+        self.send(ListenerCommand::Close);
     }
-}
 
-/// A core error for JavaScript.
-pub fn error_js(e: SocketError) -> ListenerErrorJs {
-    ListenerErrorJs {
-        message: e.message,
-        code: e.code.map(str::to_owned),
-        status_code: e.status_code.map(u32::from),
-        status_description: e.status_description,
-    }
-}
-
-/// A sender's headers as `req.headers` has them (lowercased, repeats joined), flat.
-pub fn flat_headers(headers: &[(String, String)]) -> Vec<String> {
-    listener::request::request_headers(headers)
-        .into_iter()
-        .flat_map(|(k, v)| [k, v])
-        .collect()
-}
-
-/// An accept request, as JavaScript receives it.
-fn accept_js(a: AcceptRequest) -> ListenerEventJs {
-    ListenerEventJs {
-        id: Some(a.id),
-        address: Some(a.address),
-        headers: Some(flat_headers(&a.headers)),
-        url: Some(a.url),
-        remote_address: a.remote_address,
-        remote_port: a.remote_port.map(u32::from),
-        ..ListenerEventJs::of("accept")
-    }
-}
-
-/// A listener event, as JavaScript receives it.
-pub fn to_js(e: ListenerEvent) -> ListenerEventJs {
-    match e {
-        ListenerEvent::NeedToken { request, renewal } => ListenerEventJs {
-            request: Some(request as f64),
-            renewal: Some(renewal),
-            ..ListenerEventJs::of("needToken")
-        },
-        ListenerEvent::Connecting { error, delay_ms } => ListenerEventJs {
-            error: error.map(error_js),
-            delay_ms: Some(delay_ms as f64),
-            ..ListenerEventJs::of("connecting")
-        },
-        ListenerEvent::Online => ListenerEventJs::of("online"),
-        ListenerEvent::Offline { error } => ListenerEventJs {
-            error: Some(error_js(error)),
-            ..ListenerEventJs::of("offline")
-        },
-        ListenerEvent::Accept(a) => accept_js(a),
-        ListenerEvent::Renewed => ListenerEventJs::of("renewed"),
-        ListenerEvent::TokenExpiring { expires_at } => ListenerEventJs {
-            expires_at: Some(expires_at as f64),
-            ..ListenerEventJs::of("tokenExpiring")
-        },
-        ListenerEvent::TokenError { message } => ListenerEventJs {
-            message: Some(message),
-            ..ListenerEventJs::of("tokenError")
-        },
-        ListenerEvent::Closed { error } => ListenerEventJs {
-            error: error.map(error_js),
-            ..ListenerEventJs::of("closed")
-        },
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 
@@ -180,7 +92,43 @@ struct HubListenerSink {
 
 impl ListenerSink for HubListenerSink {
     fn push(&self, event: ListenerEvent) {
-        self.hub.push(self.id, Up::Listener(event), None);
+        let (id, hub) = (self.id, &*self.hub);
+        match event {
+            ListenerEvent::NeedToken { request, renewal } => hub.push(
+                id,
+                up::NeedToken(Flat::Num(request as f64), Flat::Bool(renewal)),
+                Then::Nothing,
+            ),
+            ListenerEvent::Connecting { error, delay_ms } => hub.push(
+                id,
+                up::Connecting(Flat::Num(delay_ms as f64), error_list(error)),
+                Then::Nothing,
+            ),
+            ListenerEvent::Online => hub.push(id, up::Online(), Then::Nothing),
+            ListenerEvent::Offline { error } => {
+                hub.push(id, up::Offline(error_list(Some(error))), Then::Nothing)
+            }
+            ListenerEvent::Accept(a) => {
+                let [headers, rid, url, address, port] = request_fields(&a);
+                hub.push(
+                    id,
+                    up::Accept(rid, Flat::Str(a.address), headers, url, address, port),
+                    Then::Nothing,
+                );
+            }
+            ListenerEvent::Renewed => hub.push(id, up::Renewed(), Then::Nothing),
+            ListenerEvent::TokenExpiring { expires_at } => hub.push(
+                id,
+                up::TokenExpiring(Flat::Num(expires_at as f64)),
+                Then::Nothing,
+            ),
+            ListenerEvent::TokenError { message } => {
+                hub.push(id, up::TokenError(Flat::Str(message)), Then::Nothing)
+            }
+            ListenerEvent::Closed { error } => {
+                hub.push(id, up::ListenerClosed(error_list(error)), Then::Last)
+            }
+        }
     }
 
     fn accepted(&self, request: &AcceptRequest, handle: &Handle) -> Option<Arc<dyn EventSink>> {
@@ -188,20 +136,18 @@ impl ListenerSink for HubListenerSink {
         // Registered before this listener can report its close (it is still running), so
         // the hub keeps the process alive for the new socket too. Refused while a worker
         // ends (its listener is being stopped): the sender is not accepted.
-        if !self.hub.insert(id, Target::Socket(handle.clone())) {
+        if !self.hub.insert(id, Arc::new(handle.clone())) {
             return None;
         }
         // Queued now, ahead of the socket's own events; JavaScript is woken for it once the
         // handshake's request is out (`SocketSink::request_sent`), not before: waking it
         // here would delay the request by the wake-up's cost. It then makes the socket
         // object and `req` while the response is on its way.
+        let [headers, rid, url, address, port] = request_fields(request);
         self.hub.push_quiet(
             self.id,
-            Up::Accepting {
-                socket: id,
-                request: request.clone(),
-            },
-            None,
+            up::Accepting(Flat::Num(id as f64), headers, rid, url, address, port),
+            Then::Nothing,
         );
         Some(Arc::new(SocketSink::new(
             id,
@@ -246,7 +192,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     });
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
     // On the JavaScript thread, so the environment is live and the hub open.
-    hub.insert(id, Target::Listener(handle));
+    hub.insert(id, Arc::new(handle));
     hub.sync_ref(&env);
     Ok(id as f64)
 }
@@ -269,7 +215,7 @@ pub fn listener_provide_token(
     };
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id_of(id), |h| h.send(command)))
+        .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.send(command)))
         .unwrap_or(false)
 }
 
@@ -278,7 +224,11 @@ pub fn listener_provide_token(
 pub fn listener_close(id: f64) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id_of(id), |h| h.send(ListenerCommand::Close)))
+        .and_then(|hub| {
+            hub.with(id_of(id), |h: &ListenerHandle| {
+                h.send(ListenerCommand::Close)
+            })
+        })
         .unwrap_or(false)
 }
 
@@ -289,7 +239,7 @@ pub fn listener_close(id: f64) -> bool {
 pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_listener(id_of(id), |h| h.set_auto_accept(on)))
+        .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.set_auto_accept(on)))
         .is_some()
 }
 

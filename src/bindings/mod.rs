@@ -1,5 +1,6 @@
 //! napi binding types, one file per area. Thin: conversions only, no protocol logic.
 
+pub mod events;
 pub mod flat;
 pub mod helpers;
 pub mod hub;

@@ -3,19 +3,23 @@
 //! through the environment's hub (`hub.rs`), in order, as part of one flat list. Large
 //! payloads reach JS as external buffers (no copy).
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyco_core::socket::{Command, ConnectOptions, Event, EventSink, Handle, SocketOptions};
-use hyco_core::socket::{Shared, CONTROL_EVENT_COST};
+use hyco_core::socket::{
+    Command, ConnectOptions, Event, EventSink, Handle, Shared, SocketError, SocketOptions,
+    CONTROL_EVENT_COST,
+};
 use napi::bindgen_prelude::Buffer;
 use napi::Env;
 use napi_derive::napi;
 
+use crate::bindings::events::up;
 use crate::bindings::flat::Flat;
-use crate::bindings::hub::{self, id_of, Hub, Id, Target, Up};
+use crate::bindings::hub::{self, id_of, Consumer, Hub, Id, Target, Then};
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -44,7 +48,7 @@ pub struct SocketSink {
     hub: Arc<Hub>,
     shared: Arc<Shared>,
     /// A connection a listener accepts by itself, not open yet: its open event goes up as
-    /// `Up::Accepted`.
+    /// `accepted`.
     accepting: AtomicBool,
 }
 
@@ -62,23 +66,69 @@ impl SocketSink {
 
 impl EventSink for SocketSink {
     fn push(&self, event: Event) {
-        let up = match event {
+        let id = self.id;
+        let hub = &*self.hub;
+        let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
+        match event {
             Event::Open { protocol } => {
                 if self.accepting.swap(false, Ordering::AcqRel) {
-                    Up::Accepted { protocol }
+                    hub.push(id, up::Accepted(Flat::Str(protocol)), Then::Nothing);
                 } else {
-                    Up::Socket(Event::Open { protocol })
+                    hub.push(id, up::Open(Flat::Str(protocol)), Then::Nothing);
                 }
             }
-            e => Up::Socket(e),
-        };
-        let shared = match &up {
-            Up::Socket(Event::Message { .. } | Event::Ping(_) | Event::Pong(_)) => {
-                Some(self.shared.clone())
+            Event::Message { binary, mut frames } => {
+                let bytes = frames.iter().map(Vec::len).sum::<usize>();
+                let data = if frames.len() == 1 {
+                    Flat::Bytes(frames.pop().unwrap_or_default())
+                } else {
+                    Flat::List(frames.into_iter().map(Flat::Bytes).collect())
+                };
+                hub.push(id, up::Message(data, Flat::Bool(binary)), consumed(bytes));
             }
-            _ => None,
-        };
-        self.hub.push(self.id, up, shared);
+            Event::Ping(d) => {
+                let bytes = d.len() + CONTROL_EVENT_COST;
+                hub.push(id, up::Ping(Flat::Bytes(d)), consumed(bytes));
+            }
+            Event::Pong(d) => {
+                let bytes = d.len() + CONTROL_EVENT_COST;
+                hub.push(id, up::Pong(Flat::Bytes(d)), consumed(bytes));
+            }
+            Event::Written {
+                bytes,
+                acks,
+                failed,
+            } => hub.push(
+                id,
+                up::Written(Flat::Num(bytes as f64), Flat::ids(acks), Flat::ids(failed)),
+                Then::Nothing,
+            ),
+            Event::CloseReceived => hub.push(id, up::CloseReceived(), Then::Nothing),
+            Event::Error(e) => {
+                let range_error = Flat::Bool(e.range_error);
+                let [message, code, status_code, status_description] = error_fields(e);
+                hub.push(
+                    id,
+                    up::Error(message, code, range_error, status_code, status_description),
+                    Then::Nothing,
+                );
+            }
+            Event::Closed {
+                code,
+                reason,
+                frame_received,
+                frame_sent,
+            } => hub.push(
+                id,
+                up::Closed(
+                    Flat::Num(f64::from(code)),
+                    Flat::Bytes(reason),
+                    Flat::Bool(frame_received),
+                    Flat::Bool(frame_sent),
+                ),
+                Then::Last,
+            ),
+        }
     }
 
     /// For a listener's accept: its accepting event was queued without waking JavaScript
@@ -91,73 +141,30 @@ impl EventSink for SocketSink {
     }
 }
 
-/// Appends one socket event to the flat list: a type number followed by its fields
-/// (`lib/websocket.js` reads them back):
-/// `0 protocol` open · `1 data|frames binary` message · `2 data` ping · `3 data` pong ·
-/// `4 bytes acks failed` written · `5` close frame received ·
-/// `6 message code range statusCode statusDescription` error ·
-/// `7 code reason frameReceived frameSent` closed.
-/// Returns the message bytes it carries and whether it is the close.
-pub fn flatten(e: Event, out: &mut Vec<Flat>) -> (usize, bool) {
-    match e {
-        Event::Open { protocol } => out.extend([Flat::Num(0.0), Flat::Str(protocol)]),
-        Event::Message { binary, mut frames } => {
-            let bytes = frames.iter().map(Vec::len).sum::<usize>();
-            let data = if frames.len() == 1 {
-                Flat::Bytes(frames.pop().unwrap_or_default())
-            } else {
-                Flat::List(frames.into_iter().map(Flat::Bytes).collect())
-            };
-            out.extend([Flat::Num(1.0), data, Flat::Bool(binary)]);
-            return (bytes, false);
-        }
-        Event::Ping(d) => {
-            let bytes = d.len() + CONTROL_EVENT_COST;
-            out.extend([Flat::Num(2.0), Flat::Bytes(d)]);
-            return (bytes, false);
-        }
-        Event::Pong(d) => {
-            let bytes = d.len() + CONTROL_EVENT_COST;
-            out.extend([Flat::Num(3.0), Flat::Bytes(d)]);
-            return (bytes, false);
-        }
-        Event::Written {
-            bytes,
-            acks,
-            failed,
-        } => out.extend([
-            Flat::Num(4.0),
-            Flat::Num(bytes as f64),
-            Flat::ids(acks),
-            Flat::ids(failed),
-        ]),
-        Event::CloseReceived => out.push(Flat::Num(5.0)),
-        Event::Error(e) => out.extend([
-            Flat::Num(6.0),
-            Flat::Str(e.message),
-            Flat::opt_str(e.code.map(str::to_owned)),
-            Flat::Bool(e.range_error),
-            e.status_code
-                .map_or(Flat::Null, |c| Flat::Num(f64::from(c))),
-            Flat::opt_str(e.status_description),
-        ]),
-        Event::Closed {
-            code,
-            reason,
-            frame_received,
-            frame_sent,
-        } => {
-            out.extend([
-                Flat::Num(7.0),
-                Flat::Num(f64::from(code)),
-                Flat::Bytes(reason),
-                Flat::Bool(frame_received),
-                Flat::Bool(frame_sent),
-            ]);
-            return (0, true);
-        }
+/// An error's message, code, HTTP status and its description, as flat values.
+pub fn error_fields(e: SocketError) -> [Flat; 4] {
+    [
+        Flat::Str(e.message),
+        Flat::opt_str(e.code.map(str::to_owned)),
+        Flat::opt_num(e.status_code),
+        Flat::opt_str(e.status_description),
+    ]
+}
+
+impl Consumer for Shared {
+    fn consumed(&self, bytes: usize) {
+        Shared::consumed(self, bytes);
     }
-    (0, false)
+}
+
+impl Target for Handle {
+    fn stop(&self) {
+        self.send(Command::Terminate);
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// Starts connecting; returns the socket's id. Its events reach `initEvents`' callback,
@@ -188,7 +195,7 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
     let handle = Handle::new(&socket_options);
     let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, false));
     // On the JavaScript thread, so the environment is live and the hub open.
-    hub.insert(id, Target::Socket(handle.clone()));
+    hub.insert(id, Arc::new(handle.clone()));
     hub.sync_ref(&env);
     // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime.
     napi::bindgen_prelude::within_runtime_if_available(|| {
@@ -201,7 +208,7 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
 fn command(id: f64, c: Command) -> bool {
     hub::current()
         .ok()
-        .and_then(|hub| hub.with_socket(id_of(id), |h| h.send(c)))
+        .and_then(|hub| hub.with(id_of(id), |h: &Handle| h.send(c)))
         .unwrap_or(false)
 }
 
@@ -250,7 +257,7 @@ pub fn socket_terminate(id: f64) -> bool {
 #[napi(js_name = "socketPause")]
 pub fn socket_pause(id: f64) {
     if let Ok(hub) = hub::current() {
-        hub.with_socket(id_of(id), |h| h.shared.pause());
+        hub.with(id_of(id), |h: &Handle| h.shared.pause());
     }
 }
 
@@ -258,6 +265,6 @@ pub fn socket_pause(id: f64) {
 #[napi(js_name = "socketResume")]
 pub fn socket_resume(id: f64) {
     if let Ok(hub) = hub::current() {
-        hub.with_socket(id_of(id), |h| h.shared.resume());
+        hub.with(id_of(id), |h: &Handle| h.shared.resume());
     }
 }

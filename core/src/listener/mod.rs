@@ -5,9 +5,11 @@
 //! ([`ListenerEvent::NeedToken`] / [`ListenerCommand::Token`]), decides what to do with each
 //! `accept`, and asks for the close. Everything else happens here.
 
+mod accept;
 pub mod backoff;
 mod channel;
 pub mod request;
+mod session;
 mod spare;
 
 use std::sync::atomic::{AtomicBool, Ordering};

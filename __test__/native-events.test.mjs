@@ -1,0 +1,38 @@
+// The event format between the addon and lib/ has one source (src/bindings/events.rs): the
+// handlers name the events and fields they read, and a mismatch stops the package loading.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+// The package first, so that every handler module has claimed its events.
+require('hyco-ws-rs');
+const { FIELDS, eventType, native, unclaimedEvents } = require('../lib/native-events.js');
+
+test('every event the addon sends has a handler in lib/', () => {
+  assert.deepEqual(unclaimedEvents(), []);
+});
+
+test('the table is what the dispatcher skips by', () => {
+  const table = native.eventTable();
+  assert.ok(table.length >= 19, `only ${table.length} events`);
+  assert.deepEqual(
+    FIELDS,
+    table.map((e) => e.fields.length)
+  );
+  const names = table.map((e) => e.name);
+  assert.equal(new Set(names).size, names.length, 'event names are unique');
+  assert.equal(eventType('message', ['data', 'binary']), names.indexOf('message'));
+});
+
+test('a handler that reads other fields than the addon sends refuses to load', () => {
+  assert.throws(() => eventType('message', ['data']), {
+    code: 'ERR_HYCO_NATIVE_MISMATCH',
+    message: /"message" event: the addon sends \(data, binary\), lib\/ reads \(data\)/
+  });
+  assert.throws(() => eventType('message', ['binary', 'data']), { code: 'ERR_HYCO_NATIVE_MISMATCH' });
+  assert.throws(() => eventType('noSuchEvent', []), {
+    code: 'ERR_HYCO_NATIVE_MISMATCH',
+    message: /no such event/
+  });
+});

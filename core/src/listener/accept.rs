@@ -1,0 +1,200 @@
+//! What the service's control messages ask of the listener: senders to accept (here, or by
+//! the owner), and HTTP requests (answered 501 until HTTP is served).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::listener::session::send_text;
+use crate::listener::spare::SparePool;
+use crate::listener::{request, AcceptRequest, ListenerEvent, ListenerOptions, ListenerSink};
+use crate::socket::handshake::Endpoint;
+use crate::socket::{ConnectOptions, Handle};
+
+/// The owner's side of the loop: where events go, whether accepts may be made here, the
+/// spare connection for them, and those still in their handshake.
+pub(super) struct Owner<'a> {
+    pub(super) sink: &'a dyn ListenerSink,
+    pub(super) auto_accept: &'a AtomicBool,
+    pub(super) spares: Option<&'a Arc<SparePool>>,
+    pub(super) accepting: &'a Arc<InFlight>,
+}
+
+/// Accept handshakes the listener started by itself and that are not over yet: the
+/// listener's close waits for them, so that the owner hears of every connection it
+/// accepted before it hears that the listener is closed.
+#[derive(Default)]
+pub(super) struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn start(&self) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn done(&self) {
+        if self.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until none is left, at most `limit`.
+    pub(super) async fn settled(&self, limit: Duration) {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, wait).await;
+    }
+}
+
+/// Whether the sender offered subprotocols (then the owner chooses, as ws's server does).
+fn offers_protocol(headers: &[(String, String)]) -> bool {
+    headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
+}
+
+/// Accepts a sender here, without the owner's round trip, if the owner takes it; over the
+/// spare connection if there is one for this endpoint, and then makes the next spare.
+fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptRequest) -> bool {
+    let socket = Handle::new(&opts.accept_socket);
+    let Some(socket_sink) = owner.sink.accepted(request, &socket) else {
+        return false;
+    };
+    let spare = owner
+        .spares
+        .and_then(|pool| Endpoint::of(&request.address).and_then(|e| pool.take(&e)));
+    // Once this handshake is over: if it worked, the next spare is opened (then, not
+    // competing with it; and not towards an endpoint that just failed), and the listener's
+    // close need not wait for it any more.
+    owner.accepting.start();
+    let accepting = owner.accepting.clone();
+    let refill = owner
+        .spares
+        .map(|pool| (pool.clone(), request.address.clone(), opts.ca.clone()));
+    let then: Box<dyn FnOnce(bool) + Send> = Box::new(move |opened| {
+        if let (true, Some((pool, address, ca))) = (opened, refill) {
+            pool.refill(&address, &ca);
+        }
+        accepting.done();
+    });
+    log::debug!(
+        "listener: accepting {} here{}",
+        request.id,
+        if spare.is_some() {
+            " over the spare connection"
+        } else {
+            ""
+        }
+    );
+    socket.start_then(
+        ConnectOptions {
+            url: request.address.clone(),
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            handshake_timeout: opts.accept_timeout,
+            ca: opts.ca.clone(),
+        },
+        opts.accept_socket,
+        socket_sink,
+        spare,
+        Some(then),
+    );
+    true
+}
+
+/// Handles a text message from the service: `accept` is accepted here (auto-accept) or goes
+/// to the owner, `request` gets a 501 answer (HTTP relaying is not supported), anything else
+/// is ignored.
+pub(super) fn on_control_message(
+    text: &str,
+    opts: &ListenerOptions,
+    owner: &Owner<'_>,
+    handle: &Handle,
+) {
+    let sink = owner.sink;
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+        log::debug!("listener: ignoring a control message that is not JSON");
+        return;
+    };
+    if let Some(a) = value.get("accept") {
+        let (Some(id), Some(address)) = (
+            a.get("id").and_then(|v| v.as_str()),
+            a.get("address").and_then(|v| v.as_str()),
+        ) else {
+            log::debug!("listener: ignoring an accept without id or address");
+            return;
+        };
+        let headers = a
+            .get("connectHeaders")
+            .and_then(|h| h.as_object())
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| {
+                        (
+                            k.clone(),
+                            v.as_str()
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| v.to_string()),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let remote = a.get("remoteEndpoint");
+        log::debug!("listener: accept request {id}");
+        let request = AcceptRequest {
+            id: id.to_owned(),
+            url: request::request_url(address, &opts.entity),
+            address: address.to_owned(),
+            headers,
+            remote_address: remote
+                .and_then(|r| r.get("address"))
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            remote_port: remote
+                .and_then(|r| r.get("port"))
+                .and_then(|v| v.as_u64())
+                .and_then(|p| u16::try_from(p).ok()),
+        };
+        if owner.auto_accept.load(Ordering::SeqCst)
+            && !offers_protocol(&request.headers)
+            && accept_here(opts, owner, &request)
+        {
+            return;
+        }
+        sink.push(ListenerEvent::Accept(request));
+    } else if let Some(r) = value.get("request") {
+        match r.get("id").and_then(|v| v.as_str()) {
+            Some(id) => {
+                log::debug!("listener: answering an HTTP request with 501");
+                let response = serde_json::json!({
+                    "response": {
+                        "requestId": id,
+                        "statusCode": 501,
+                        "statusDescription": "Not Implemented",
+                        "responseHeaders": {},
+                        "body": false
+                    }
+                })
+                .to_string();
+                send_text(handle, response);
+            }
+            None => log::debug!("listener: ignoring a request without id"),
+        }
+    } else {
+        log::debug!("listener: ignoring an unknown control message");
+    }
+}

@@ -1,0 +1,301 @@
+//! One open control channel, from its open to its loss or close: what the service sends,
+//! the keep-alive pings, the token's renewal, and the owner's commands, each a named step of
+//! [`Session`].
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::listener::accept::{self, Owner};
+use crate::listener::{ListenerCommand, ListenerEvent, ListenerOptions};
+use crate::sas;
+use crate::socket::{frame, Command, Event, Handle, SocketError, CONTROL_EVENT_COST};
+
+/// Time allowed for the closing handshake of the control channel.
+pub(super) const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The shortest wait before a renewal or a renewal retry: a token that already looks expired
+/// (a cached one, or clock skew) must not make the listener renew in a loop.
+const MIN_RENEW_DELAY: Duration = Duration::from_secs(1);
+
+/// How a session ended.
+pub(super) enum End {
+    /// The channel was lost: reconnect.
+    Lost(SocketError),
+    /// The owner closed the listener.
+    Closed,
+}
+
+/// A failure with a message and a code.
+pub(super) fn error(message: impl Into<String>, code: &'static str) -> SocketError {
+    SocketError::coded(message, code)
+}
+
+/// Completes at `at`, or never.
+pub(super) async fn at_or_never(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// When to renew a token expiring at `expires_at` (Unix seconds).
+fn renewal_time(opts: &ListenerOptions, expires_at: u64) -> Instant {
+    let left_ms = (expires_at as f64 * 1000.0 - sas::now_ms()).max(0.0);
+    let wait = Duration::from_millis((left_ms * opts.renew_at.clamp(0.0, 1.0)) as u64);
+    Instant::now() + wait.max(MIN_RENEW_DELAY)
+}
+
+/// When to try a failed renewal again: soon, but well before the token expires.
+fn retry_time(expires_at: Option<u64>) -> Instant {
+    let left_ms = expires_at.map_or(0.0, |e| (e as f64 * 1000.0 - sas::now_ms()).max(0.0));
+    let wait = Duration::from_millis((left_ms / 4.0).clamp(0.0, 5000.0) as u64);
+    Instant::now() + wait.max(MIN_RENEW_DELAY)
+}
+
+/// Sends a text message on the control channel.
+pub(super) fn send_text(handle: &Handle, text: String) {
+    handle.send(Command::Frame {
+        opcode: frame::OP_TEXT,
+        fin: true,
+        payload: text.into_bytes(),
+        accounted: 0,
+        ack: 0,
+    });
+}
+
+/// The open channel's state between its steps.
+struct Session<'a> {
+    opts: &'a ListenerOptions,
+    owner: &'a Owner<'a>,
+    handle: &'a Handle,
+    /// The current token's expiry, Unix seconds (unknown for a token that is not SAS).
+    expires: Option<u64>,
+    /// When to renew (or, for a fixed token, to warn of its expiry).
+    renew_at: Option<Instant>,
+    next_ping: Option<Instant>,
+    pong_deadline: Option<Instant>,
+    /// The request number of the renewal token asked for, and how long the owner has.
+    pending_renewal: Option<u64>,
+    renewal_deadline: Option<Instant>,
+    next_request: &'a mut u64,
+    /// The socket's error, reported with its close.
+    last_error: Option<SocketError>,
+}
+
+impl<'a> Session<'a> {
+    fn new(
+        opts: &'a ListenerOptions,
+        owner: &'a Owner<'a>,
+        handle: &'a Handle,
+        token: &str,
+        next_request: &'a mut u64,
+    ) -> Self {
+        let expires = sas::parse_token(token).ok().map(|p| p.expires_at);
+        Session {
+            opts,
+            owner,
+            handle,
+            expires,
+            renew_at: expires.map(|e| renewal_time(opts, e)),
+            next_ping: opts.keep_alive.map(|k| Instant::now() + k),
+            pong_deadline: None,
+            pending_renewal: None,
+            renewal_deadline: None,
+            next_request,
+            last_error: None,
+        }
+    }
+
+    /// An event of the control channel's socket. The session handles what it reads at once,
+    /// so it counts it as consumed (or the socket would stop reading after 16 MiB).
+    fn on_socket_event(&mut self, ev: Option<Event>) -> Option<End> {
+        let shared = &self.handle.shared;
+        match ev {
+            None => return Some(End::Lost(error("the control channel ended", "ECONNRESET"))),
+            Some(Event::Message { binary, frames }) => {
+                shared.consumed(frames.iter().map(Vec::len).sum());
+                if binary {
+                    log::debug!("listener: ignoring a binary frame on the control channel");
+                } else if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok())
+                {
+                    accept::on_control_message(text, self.opts, self.owner, self.handle);
+                }
+            }
+            Some(Event::Pong(p)) => {
+                shared.consumed(p.len() + CONTROL_EVENT_COST);
+                self.pong_deadline = None;
+            }
+            Some(Event::Ping(p)) => shared.consumed(p.len() + CONTROL_EVENT_COST),
+            Some(Event::Error(e)) => self.last_error = Some(e),
+            Some(Event::Closed { code, reason, .. }) => {
+                let reason = String::from_utf8_lossy(&reason).into_owned();
+                let e = self.last_error.take().unwrap_or_else(|| {
+                    let sep = if reason.is_empty() { "" } else { " " };
+                    error(
+                        format!("the service closed the control channel: {code}{sep}{reason}"),
+                        "ERR_CONTROL_CHANNEL_CLOSED",
+                    )
+                });
+                return Some(End::Lost(e));
+            }
+            Some(_) => {}
+        }
+        None
+    }
+
+    /// Time for a keep-alive ping; its pong is due within `pong_timeout`.
+    fn ping(&mut self) {
+        self.handle.send(Command::Frame {
+            opcode: frame::OP_PING,
+            fin: true,
+            payload: Vec::new(),
+            accounted: 0,
+            ack: 0,
+        });
+        if self.pong_deadline.is_none() {
+            self.pong_deadline = Some(Instant::now() + self.opts.pong_timeout);
+        }
+        self.next_ping = self.opts.keep_alive.map(|k| Instant::now() + k);
+    }
+
+    /// A ping went unanswered: the path is dead, drop the channel.
+    async fn pong_overdue(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.handle.send(Command::Terminate);
+        wait_closed(events).await;
+        End::Lost(error(
+            format!(
+                "the control channel did not answer a ping within {} ms",
+                self.opts.pong_timeout.as_millis()
+            ),
+            "ETIMEDOUT",
+        ))
+    }
+
+    /// Time to renew: ask the owner for a token (or warn that a fixed one will expire).
+    fn renewal_due(&mut self) {
+        self.renew_at = None;
+        let sink = self.owner.sink;
+        if self.opts.static_token {
+            if let Some(e) = self.expires {
+                sink.push(ListenerEvent::TokenExpiring { expires_at: e });
+            }
+            return;
+        }
+        *self.next_request += 1;
+        self.pending_renewal = Some(*self.next_request);
+        self.renewal_deadline = Some(Instant::now() + self.opts.token_timeout);
+        sink.push(ListenerEvent::NeedToken {
+            request: *self.next_request,
+            renewal: true,
+        });
+    }
+
+    /// The provider never answered: give up on this request and try again.
+    fn renewal_overdue(&mut self) {
+        self.renewal_deadline = None;
+        self.pending_renewal = None;
+        let message = format!(
+            "the token provider did not answer within {} ms",
+            self.opts.token_timeout.as_millis()
+        );
+        self.renewal_failed(message);
+    }
+
+    fn renewal_failed(&mut self, message: String) {
+        log::warn!("listener: token renewal failed: {message}");
+        self.owner.sink.push(ListenerEvent::TokenError { message });
+        self.renew_at = Some(retry_time(self.expires));
+    }
+
+    /// The owner's answer to a renewal: send it to the service if it is a token that
+    /// expires later than the current one.
+    fn renewal_answered(&mut self, result: Result<String, String>) {
+        self.pending_renewal = None;
+        self.renewal_deadline = None;
+        let current = self.expires;
+        let parsed = result
+            .and_then(|t| {
+                sas::parse_token(&t)
+                    .map(|p| (t, p.expires_at))
+                    .map_err(|e| format!("the token provider returned a malformed token: {e}"))
+            })
+            .and_then(|(t, e)| {
+                if current.is_some_and(|c| e <= c) {
+                    Err("the token provider returned a token that does not expire later than the current one".to_owned())
+                } else {
+                    Ok((t, e))
+                }
+            });
+        match parsed {
+            Ok((t, e)) => {
+                send_text(
+                    self.handle,
+                    serde_json::json!({ "renewToken": { "token": t } }).to_string(),
+                );
+                self.expires = Some(e);
+                self.renew_at = Some(renewal_time(self.opts, e));
+                log::info!("listener: token renewed (expires at {e})");
+                self.owner.sink.push(ListenerEvent::Renewed);
+            }
+            Err(message) => self.renewal_failed(message),
+        }
+    }
+
+    /// The owner closes the listener: close the channel (1000) and wait for its end.
+    async fn close(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.handle.send(Command::Close {
+            code: Some(1000),
+            reason: Vec::new(),
+        });
+        wait_closed(events).await;
+        self.handle.send(Command::Terminate);
+        End::Closed
+    }
+}
+
+/// Waits (at most [`CLOSE_WAIT`]) for the channel's socket to report its close.
+async fn wait_closed(events: &mut mpsc::UnboundedReceiver<Event>) {
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        while let Some(ev) = events.recv().await {
+            if matches!(ev, Event::Closed { .. }) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Runs the open control channel until it is lost or closed.
+pub(super) async fn serve(
+    opts: &ListenerOptions,
+    owner: &Owner<'_>,
+    handle: &Handle,
+    events: &mut mpsc::UnboundedReceiver<Event>,
+    commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
+    token: &str,
+    next_request: &mut u64,
+) -> End {
+    let mut s = Session::new(opts, owner, handle, token, next_request);
+    loop {
+        tokio::select! {
+            ev = events.recv() => {
+                if let Some(end) = s.on_socket_event(ev) {
+                    return end;
+                }
+            }
+            _ = at_or_never(s.next_ping) => s.ping(),
+            _ = at_or_never(s.pong_deadline) => return s.pong_overdue(events).await,
+            _ = at_or_never(s.renew_at) => s.renewal_due(),
+            _ = at_or_never(s.renewal_deadline) => s.renewal_overdue(),
+            c = commands.recv() => match c {
+                None | Some(ListenerCommand::Close) => return s.close(events).await,
+                Some(ListenerCommand::Token { request, result }) if Some(request) == s.pending_renewal => {
+                    s.renewal_answered(result);
+                }
+                Some(_) => {}
+            },
+        }
+    }
+}
