@@ -12,6 +12,7 @@ const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
 const { redact } = require('./connect');
+const { failResponse, relayedRequest } = require('./http/serve');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
 const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
@@ -35,6 +36,17 @@ const EV_RENEWED = eventType('renewed', []);
 const EV_TOKEN_EXPIRING = eventType('tokenExpiring', ['expiresAt']);
 const EV_TOKEN_ERROR = eventType('tokenError', ['message']);
 const EV_CLOSED = eventType('listenerClosed', ['error']);
+const EV_REQUEST = eventType('request', [
+  'exchange',
+  'method',
+  'url',
+  'headers',
+  'id',
+  'remoteAddress',
+  'remotePort',
+  'body',
+  'streamed'
+]);
 
 /**
  * The offered subprotocols, usable as ws 8's `Set` (`has`, `size`, iteration) and as
@@ -199,9 +211,12 @@ class RelayedServer extends EventEmitter {
     this.status = 'connecting';
     this.lastError = null;
     this._sockets = new Set();
+    // Sockets of HTTP requests in progress (see _onRequest).
+    this._exchanges = new Set();
     this._listened = false;
     this._state = 'running';
     this._autoAccept = false;
+    this._http = false;
     this._id = 0;
     if (typeof callback === 'function') this.on('listening', callback);
     this._id = native.listen({
@@ -219,9 +234,34 @@ class RelayedServer extends EventEmitter {
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
-    // JavaScript less per connection); a 'headers' listener turns that off while it exists
-    // (see the listener methods below).
-    this._setAutoAccept(this._canAutoAccept());
+    // JavaScript less per connection); a 'headers' listener turns that off while it exists,
+    // and a 'request' listener turns HTTP on (see the listener methods below).
+    this._listenersChanged();
+  }
+
+  /**
+   * Notes which of the events that the native side must know about have listeners:
+   * 'headers' (accepts then run in JavaScript) and 'request' (HTTP requests then come
+   * here; without one they are answered 501).
+   *
+   * @param {(String|Symbol)} event The event whose listeners changed (all when left out)
+   * @private
+   */
+  _listenersChanged(event) {
+    if (event === undefined || event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    if (event === undefined || event === 'request') this._setHttp(this.listenerCount('request') > 0);
+  }
+
+  /**
+   * Turns the native side's HTTP on or off.
+   *
+   * @param {Boolean} on Whether requests come to JavaScript
+   * @private
+   */
+  _setHttp(on) {
+    if (on === this._http || this._id === 0) return;
+    this._http = on;
+    native.listenerSetHttp(this._id, on);
   }
 
   /**
@@ -236,7 +276,7 @@ class RelayedServer extends EventEmitter {
    */
   addListener(event, listener) {
     super.addListener(event, listener);
-    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    this._listenersChanged(event);
     return this;
   }
 
@@ -250,7 +290,7 @@ class RelayedServer extends EventEmitter {
    */
   prependListener(event, listener) {
     super.prependListener(event, listener);
-    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    this._listenersChanged(event);
     return this;
   }
 
@@ -264,7 +304,7 @@ class RelayedServer extends EventEmitter {
    */
   removeListener(event, listener) {
     super.removeListener(event, listener);
-    if (event === 'headers') this._setAutoAccept(this._canAutoAccept());
+    this._listenersChanged(event);
     return this;
   }
 
@@ -278,7 +318,7 @@ class RelayedServer extends EventEmitter {
   removeAllListeners(event) {
     if (arguments.length === 0) super.removeAllListeners();
     else super.removeAllListeners(event);
-    this._setAutoAccept(this._canAutoAccept());
+    this._listenersChanged(arguments.length === 0 ? undefined : event);
     return this;
   }
 
@@ -374,8 +414,63 @@ class RelayedServer extends EventEmitter {
       case EV_CLOSED:
         this._onClosed(list[at] !== null ? toError(list[at]) : null);
         break;
+      case EV_REQUEST:
+        this._onRequest(list, at);
+        break;
       default:
     }
+  }
+
+  /**
+   * An HTTP request: 'request' (req, res) with Node's own request and response classes. A
+   * handler that throws gets its request answered 500 (or cut short, if the response had
+   * begun), as Microsoft's .NET listener does, and the error as a 'warning'; other requests
+   * carry on.
+   *
+   * @param {Array} list The event list
+   * @param {Number} at Index of the request's fields (see EV_REQUEST)
+   * @private
+   */
+  _onRequest(list, at) {
+    const { req, res } = relayedRequest(
+      {
+        exchange: list[at],
+        method: list[at + 1],
+        url: list[at + 2],
+        headers: list[at + 3],
+        id: list[at + 4],
+        remoteAddress: list[at + 5],
+        remotePort: list[at + 6],
+        body: list[at + 7],
+        streamed: list[at + 8]
+      },
+      (socket) => this._exchangeOver(socket)
+    );
+    this._exchanges.add(req.socket);
+    if (this._state !== 'running') {
+      res.statusCode = 503;
+      res.end();
+      return;
+    }
+    try {
+      this.emit('request', req, res);
+    } catch (err) {
+      failResponse(res);
+      const warning = codedError(Error, 'ERR_REQUEST_HANDLER', `The 'request' listener threw: ${err && err.message}`);
+      warning.cause = err;
+      this._warn(warning, true);
+    }
+  }
+
+  /**
+   * An HTTP request's exchange is over.
+   *
+   * @param {RelayHttpSocket} socket Its socket
+   * @private
+   */
+  _exchangeOver(socket) {
+    this._exchanges.delete(socket);
+    if (this._state === 'closing') this._maybeFinish();
   }
 
   /**
@@ -717,7 +812,9 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _maybeFinish() {
-    if (this._state !== 'closing' || !this._listenerClosed || this._sockets.size > 0) return;
+    if (this._state !== 'closing' || !this._listenerClosed || this._sockets.size > 0 || this._exchanges.size > 0) {
+      return;
+    }
     this._state = 'closed';
     this.emit('close');
   }

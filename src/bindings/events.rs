@@ -87,6 +87,22 @@ events! {
     TokenError = "tokenError" (message);
     /// A listener stopped: always its last event. `error` is null after a close request.
     ListenerClosed = "listenerClosed" (error);
+    /// An HTTP request (under the listener's id): the new exchange's id, the request's
+    /// method, `req.url`, headers (flat: name, value, ...), tracking id, the sender's
+    /// address and port, its whole body (a Buffer, or null), and whether the body follows
+    /// in pieces instead.
+    Request = "request" (exchange, method, url, headers, id, remoteAddress, remotePort, body, streamed);
+    /// A piece of an exchange's streamed request body.
+    HttpBody = "httpBody" (data);
+    /// The exchange's streamed request body is complete.
+    HttpBodyEnd = "httpBodyEnd" ();
+    /// The exchange may take more of its response.
+    HttpDrained = "httpDrained" ();
+    /// The exchange's response went out: its last event.
+    HttpFinished = "httpFinished" ();
+    /// The exchange failed (`error`: message, code, statusCode, statusDescription): its
+    /// last event.
+    HttpAborted = "httpAborted" (error);
 }
 
 /// One entry of the table JavaScript checks when it loads.

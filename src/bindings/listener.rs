@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyco_core::listener::{
-    self, AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions,
-    ListenerSink,
+    self, AcceptRequest, Exchange, ExchangeSink, HttpRequest, ListenerCommand, ListenerEvent,
+    ListenerHandle, ListenerOptions, ListenerSink,
 };
 use hyco_core::socket::{EventSink, Handle, SocketError};
 use napi::bindgen_prelude::Buffer;
@@ -18,6 +18,7 @@ use napi_derive::napi;
 
 use crate::bindings::events::up;
 use crate::bindings::flat::Flat;
+use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
 use crate::bindings::socket::{error_fields, SocketSink};
 
@@ -46,7 +47,7 @@ pub struct NativeListenOptions {
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
 /// `null`.
-fn error_list(e: Option<SocketError>) -> Flat {
+pub fn error_list(e: Option<SocketError>) -> Flat {
     e.map_or(Flat::Null, |e| Flat::List(error_fields(e).into()))
 }
 
@@ -156,6 +157,14 @@ impl ListenerSink for HubListenerSink {
             true,
         )))
     }
+
+    fn http_request(
+        &self,
+        request: HttpRequest,
+        exchange: &Exchange,
+    ) -> Option<Arc<dyn ExchangeSink>> {
+        http::take_request(&self.hub, self.id, request, exchange)
+    }
 }
 
 fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
@@ -240,6 +249,17 @@ pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
         .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.set_auto_accept(on)))
+        .is_some()
+}
+
+/// Turns HTTP on or off: with it on, requests go to JavaScript as `request` events;
+/// off, the listener answers them 501 itself (`RelayedServer` turns it on while it has a
+/// `'request'` listener).
+#[napi(js_name = "listenerSetHttp")]
+pub fn listener_set_http(id: f64, on: bool) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.set_http(on)))
         .is_some()
 }
 

@@ -3,6 +3,7 @@
 pub mod events;
 pub mod flat;
 pub mod helpers;
+pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod relay;

@@ -86,6 +86,11 @@ impl EventSink for SocketSink {
                 };
                 hub.push(id, up::Message(data, Flat::Bool(binary)), consumed(bytes));
             }
+            Event::Chunk { data, .. } => {
+                // JavaScript's sockets take whole messages: their decoders never stream.
+                log::error!("socket {id}: a streamed message piece has no JavaScript reader");
+                self.shared.consumed(data.len());
+            }
             Event::Ping(d) => {
                 let bytes = d.len() + CONTROL_EVENT_COST;
                 hub.push(id, up::Ping(Flat::Bytes(d)), consumed(bytes));

@@ -1,5 +1,5 @@
-//! What the service's control messages ask of the listener: senders to accept (here, or by
-//! the owner), and HTTP requests (answered 501 until HTTP is served).
+//! Senders the service asks the listener to accept: accepted here (auto-accept, over the
+//! spare connection when there is one) or by the owner.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::listener::session::send_text;
+use crate::listener::http::HttpContext;
 use crate::listener::spare::SparePool;
 use crate::listener::{request, AcceptRequest, ListenerEvent, ListenerOptions, ListenerSink};
 use crate::socket::handshake::Endpoint;
@@ -20,6 +20,8 @@ pub(super) struct Owner<'a> {
     pub(super) auto_accept: &'a AtomicBool,
     pub(super) spares: Option<&'a Arc<SparePool>>,
     pub(super) accepting: &'a Arc<InFlight>,
+    /// What HTTP requests need.
+    pub(super) http: &'a Arc<HttpContext>,
 }
 
 /// Accept handshakes the listener started by itself and that are not over yet: the
@@ -115,86 +117,53 @@ fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptReques
     true
 }
 
-/// Handles a text message from the service: `accept` is accepted here (auto-accept) or goes
-/// to the owner, `request` gets a 501 answer (HTTP relaying is not supported), anything else
-/// is ignored.
-pub(super) fn on_control_message(
-    text: &str,
-    opts: &ListenerOptions,
-    owner: &Owner<'_>,
-    handle: &Handle,
-) {
-    let sink = owner.sink;
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
-        log::debug!("listener: ignoring a control message that is not JSON");
+/// Handles the service's `accept` message (the value of its `accept` key): the sender is
+/// accepted here (auto-accept) or goes to the owner.
+pub(super) fn on_accept(a: &serde_json::Value, opts: &ListenerOptions, owner: &Owner<'_>) {
+    let (Some(id), Some(address)) = (
+        a.get("id").and_then(|v| v.as_str()),
+        a.get("address").and_then(|v| v.as_str()),
+    ) else {
+        log::debug!("listener: ignoring an accept without id or address");
         return;
     };
-    if let Some(a) = value.get("accept") {
-        let (Some(id), Some(address)) = (
-            a.get("id").and_then(|v| v.as_str()),
-            a.get("address").and_then(|v| v.as_str()),
-        ) else {
-            log::debug!("listener: ignoring an accept without id or address");
-            return;
-        };
-        let headers = a
-            .get("connectHeaders")
-            .and_then(|h| h.as_object())
-            .map(|h| {
-                h.iter()
-                    .map(|(k, v)| {
-                        (
-                            k.clone(),
-                            v.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| v.to_string()),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let remote = a.get("remoteEndpoint");
-        log::debug!("listener: accept request {id}");
-        let request = AcceptRequest {
-            id: id.to_owned(),
-            url: request::request_url(address, &opts.entity),
-            address: address.to_owned(),
-            headers,
-            remote_address: remote
-                .and_then(|r| r.get("address"))
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            remote_port: remote
-                .and_then(|r| r.get("port"))
-                .and_then(|v| v.as_u64())
-                .and_then(|p| u16::try_from(p).ok()),
-        };
-        if owner.auto_accept.load(Ordering::SeqCst)
-            && !offers_protocol(&request.headers)
-            && accept_here(opts, owner, &request)
-        {
-            return;
-        }
-        sink.push(ListenerEvent::Accept(request));
-    } else if let Some(r) = value.get("request") {
-        match r.get("id").and_then(|v| v.as_str()) {
-            Some(id) => {
-                log::debug!("listener: answering an HTTP request with 501");
-                let response = serde_json::json!({
-                    "response": {
-                        "requestId": id,
-                        "statusCode": 501,
-                        "statusDescription": "Not Implemented",
-                        "responseHeaders": {},
-                        "body": false
-                    }
+    let headers = a
+        .get("connectHeaders")
+        .and_then(|h| h.as_object())
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
                 })
-                .to_string();
-                send_text(handle, response);
-            }
-            None => log::debug!("listener: ignoring a request without id"),
-        }
-    } else {
-        log::debug!("listener: ignoring an unknown control message");
+                .collect()
+        })
+        .unwrap_or_default();
+    let remote = a.get("remoteEndpoint");
+    log::debug!("listener: accept request {id}");
+    let request = AcceptRequest {
+        id: id.to_owned(),
+        url: request::request_url(address, &opts.entity),
+        address: address.to_owned(),
+        headers,
+        remote_address: remote
+            .and_then(|r| r.get("address"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        remote_port: remote
+            .and_then(|r| r.get("port"))
+            .and_then(|v| v.as_u64())
+            .and_then(|p| u16::try_from(p).ok()),
+    };
+    if owner.auto_accept.load(Ordering::SeqCst)
+        && !offers_protocol(&request.headers)
+        && accept_here(opts, owner, &request)
+    {
+        return;
     }
+    owner.sink.push(ListenerEvent::Accept(request));
 }

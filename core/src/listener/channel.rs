@@ -1,6 +1,7 @@
 //! The listener's main loop: connect, serve the control channel (`session.rs`), reconnect
 //! with backoff, until closed or a final error.
 
+use std::collections::HashSet;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,26 +10,16 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::listener::accept::{InFlight, Owner};
+use crate::listener::http::HttpContext;
 use crate::listener::session::{self, error, End, CLOSE_WAIT};
 use crate::listener::spare::SparePool;
-use crate::listener::{Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink};
-use crate::socket::{
-    self, Command, ConnectOptions, Event, EventSink, Handle, SocketError, SocketOptions,
+use crate::listener::{
+    Backoff, ChannelSink, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
 };
+use crate::socket::{self, Command, ConnectOptions, Event, Handle, SocketError, SocketOptions};
 
 /// Largest control message accepted.
 const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
-
-/// Forwards the control channel's socket events into the loop.
-struct ChannelSink(Mutex<mpsc::UnboundedSender<Event>>);
-
-impl EventSink for ChannelSink {
-    fn push(&self, event: Event) {
-        if let Ok(tx) = self.0.lock() {
-            let _ = tx.send(event);
-        }
-    }
-}
 
 /// Errors after which reconnecting cannot help: the entity is gone, or a fixed token is
 /// refused.
@@ -144,13 +135,33 @@ async fn wait_open(
 /// (first retry at once); a channel that drops sooner keeps backing off.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
+/// What the owner turns on and off while the listener runs (see [`super::ListenerHandle`]).
+pub(super) struct Switches {
+    /// Accept senders here.
+    pub auto_accept: Arc<AtomicBool>,
+    /// Hand HTTP requests to the owner.
+    pub http: Arc<AtomicBool>,
+}
+
 /// The listener's life: connect, serve, reconnect, until closed or a final error.
 pub(super) async fn run(
     opts: ListenerOptions,
     sink: Arc<dyn ListenerSink>,
     mut commands: mpsc::UnboundedReceiver<ListenerCommand>,
-    auto_accept: Arc<AtomicBool>,
+    switches: Switches,
 ) {
+    let auto_accept = switches.auto_accept;
+    let http = Arc::new(HttpContext {
+        sink: sink.clone(),
+        entity: opts.entity.clone(),
+        ca: opts.ca.clone(),
+        connect_timeout: opts.accept_timeout,
+        request_timeout: opts.request_timeout,
+        idle_timeout: opts.rendezvous_idle,
+        enabled: switches.http,
+        cancel: tokio_util::sync::CancellationToken::new(),
+        in_flight: Mutex::new(HashSet::new()),
+    });
     let spares = opts
         .spare_max_age
         .map(|age| SparePool::new(age, opts.accept_timeout));
@@ -206,7 +217,7 @@ pub(super) async fn run(
                 ca: opts.ca.clone(),
             },
             socket_options,
-            Arc::new(ChannelSink(Mutex::new(tx))),
+            Arc::new(ChannelSink::new(tx)),
         );
         match wait_open(&mut events, &mut commands, &handle).await {
             Opening::Open => {}
@@ -227,6 +238,7 @@ pub(super) async fn run(
             auto_accept: &auto_accept,
             spares: spares.as_ref(),
             accepting: &accepting,
+            http: &http,
         };
         match session::serve(
             &opts,
@@ -255,6 +267,8 @@ pub(super) async fn run(
     if let Some(pool) = &spares {
         pool.close();
     }
+    // Requests in progress cannot be answered once the listener is gone.
+    http.cancel.cancel();
     accepting.settled(opts.accept_timeout).await;
     match &final_error {
         Some(e) => log::error!("listener: stopped: {}", e.message),

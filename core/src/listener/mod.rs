@@ -8,17 +8,20 @@
 mod accept;
 pub mod backoff;
 mod channel;
+pub mod http;
 pub mod request;
 mod session;
 mod spare;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::socket::{EventSink, Handle, SocketError, SocketOptions};
+use crate::socket::{Event, EventSink, Handle, SocketError, SocketOptions};
+
+pub use http::{Exchange, ExchangeEvent, ExchangeSink, HttpRequest, RequestBody};
 
 pub use backoff::Backoff;
 
@@ -58,6 +61,13 @@ pub struct ListenerOptions {
     /// same relay endpoint for the next one and keeps it this long at most; `None`: no spare
     /// connections. Default 10 s (the local relay waits 15 s for a request on a connection).
     pub spare_max_age: Option<Duration>,
+    /// How long an HTTP request may go unanswered: the service gives up after 60 s (and
+    /// answers the sender 504), so this is when the listener gives up on a response too.
+    /// Default 60 s.
+    pub request_timeout: Duration,
+    /// How long a rendezvous socket that carries no request is kept for the sender's next
+    /// request. Default 60 s.
+    pub rendezvous_idle: Duration,
 }
 
 impl ListenerOptions {
@@ -80,6 +90,8 @@ impl ListenerOptions {
             accept_timeout: Duration::from_secs(20),
             spare_max_age: Some(Duration::from_secs(10)),
             token_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            rendezvous_idle: Duration::from_secs(60),
             renew_at: 0.8,
             ca: Vec::new(),
         }
@@ -162,6 +174,35 @@ pub trait ListenerSink: Send + Sync + 'static {
         let _ = (request, handle);
         None
     }
+
+    /// Takes an HTTP request and the exchange to answer it with (see [`http`]), when HTTP
+    /// is on ([`ListenerHandle::set_http`]): returns the sink for the exchange's events.
+    /// `None` (the default) declines, and the listener answers 501.
+    fn http_request(
+        &self,
+        request: HttpRequest,
+        exchange: &Exchange,
+    ) -> Option<Arc<dyn ExchangeSink>> {
+        let _ = (request, exchange);
+        None
+    }
+}
+
+/// Forwards a socket's events to a task that reads them in order.
+pub(crate) struct ChannelSink(Mutex<mpsc::UnboundedSender<Event>>);
+
+impl ChannelSink {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<Event>) -> Self {
+        ChannelSink(Mutex::new(tx))
+    }
+}
+
+impl EventSink for ChannelSink {
+    fn push(&self, event: Event) {
+        if let Ok(tx) = self.0.lock() {
+            let _ = tx.send(event);
+        }
+    }
 }
 
 /// What the owner tells the listener.
@@ -183,6 +224,7 @@ pub enum ListenerCommand {
 pub struct ListenerHandle {
     commands: mpsc::UnboundedSender<ListenerCommand>,
     auto_accept: Arc<AtomicBool>,
+    http: Arc<AtomicBool>,
 }
 
 impl ListenerHandle {
@@ -198,6 +240,12 @@ impl ListenerHandle {
     pub fn set_auto_accept(&self, on: bool) {
         self.auto_accept.store(on, Ordering::SeqCst);
     }
+
+    /// With HTTP on, requests go to [`ListenerSink::http_request`]; off (the default), the
+    /// listener answers them 501 itself.
+    pub fn set_http(&self, on: bool) {
+        self.http.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Starts a listener on the current tokio runtime.
@@ -205,11 +253,16 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
     let (tx, rx) = mpsc::unbounded_channel();
     let auto_accept = Arc::new(AtomicBool::new(false));
     let auto = auto_accept.clone();
+    let http = Arc::new(AtomicBool::new(false));
+    let switches = channel::Switches {
+        auto_accept: auto,
+        http: http.clone(),
+    };
     tokio::spawn(async move {
         use futures_util::FutureExt;
         // The owner waits for `Closed` to release its resources: make sure it comes even if
         // the loop panicked (no panic is known; this is the last line of defence).
-        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx, auto));
+        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx, switches));
         if run.catch_unwind().await.is_err() {
             log::error!("listener: internal error; the listener stopped");
             sink.push(ListenerEvent::Closed {
@@ -223,6 +276,7 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
     ListenerHandle {
         commands: tx,
         auto_accept,
+        http,
     }
 }
 

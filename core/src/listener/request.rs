@@ -15,7 +15,21 @@ pub fn request_url(address: &str, entity: &str) -> String {
     let raw = pathname
         .strip_prefix("/$hc/")
         .unwrap_or_else(|| pathname.get(1..).unwrap_or(""));
-    // Where the entity ends in the raw path, comparing decoded text case-insensitively.
+    below_entity(raw, parsed.query().unwrap_or(""), entity)
+}
+
+/// The `req.url` of an HTTP request from its request target (`/{entity}/sub?x=1`, as the
+/// service passes it): as [`request_url`] makes it for WebSocket senders.
+pub fn target_url(target: &str, entity: &str) -> String {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let path = path.split('#').next().unwrap_or("");
+    below_entity(path.strip_prefix('/').unwrap_or(path), query, entity)
+}
+
+/// `raw` (a path after its first `/`, still encoded) below the Hybrid Connection `entity`
+/// (compared decoded and case-insensitively, at a `/` boundary), with `query` less its
+/// `sb-hc-*` parameters.
+fn below_entity(raw: &str, query: &str, entity: &str) -> String {
     let want = entity.to_lowercase();
     let mut cut = None;
     for (i, c) in raw.char_indices().chain(std::iter::once((raw.len(), '/'))) {
@@ -33,9 +47,7 @@ pub fn request_url(address: &str, entity: &str) -> String {
     } else {
         format!("/{rest}")
     };
-    let query: Vec<&str> = parsed
-        .query()
-        .unwrap_or("")
+    let query: Vec<&str> = query
         .split('&')
         .filter(|pair| {
             !pair.is_empty()
@@ -95,6 +107,19 @@ mod tests {
         assert_eq!(u("hc/a%20b/c%2Fd?x"), "/a%20b/c%2Fd?x");
         assert_eq!(u("hcx/a?x=1"), "/?x=1");
         assert_eq!(u("hc?&&x=1&"), "/?x=1");
+    }
+
+    #[test]
+    fn http_urls_come_from_the_request_target() {
+        assert_eq!(target_url("/hc", "hc"), "/");
+        assert_eq!(
+            target_url("/HC/orders/7?x=1&sb-hc-id=2", "hc"),
+            "/orders/7?x=1"
+        );
+        assert_eq!(target_url("/my%20hc/a%20b?q", "my hc"), "/a%20b?q");
+        assert_eq!(target_url("/a/b/c", "a/b"), "/c");
+        assert_eq!(target_url("", "hc"), "/");
+        assert_eq!(target_url("*", "hc"), "/");
     }
 
     #[test]

@@ -8,6 +8,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::listener::accept::{self, Owner};
+use crate::listener::http::message::{parse_request, RequestHead, RequestMessage, Unusable};
+use crate::listener::http::{self, RequestBody, Route};
 use crate::listener::{ListenerCommand, ListenerEvent, ListenerOptions};
 use crate::sas;
 use crate::socket::{frame, Command, Event, Handle, SocketError, CONTROL_EVENT_COST};
@@ -82,6 +84,9 @@ struct Session<'a> {
     next_request: &'a mut u64,
     /// The socket's error, reported with its close.
     last_error: Option<SocketError>,
+    /// An HTTP request whose body is the next binary message on the channel (`None` in
+    /// the request: the body of a refused request, to be dropped).
+    awaiting_body: Option<Option<RequestHead>>,
 }
 
 impl<'a> Session<'a> {
@@ -105,6 +110,7 @@ impl<'a> Session<'a> {
             renewal_deadline: None,
             next_request,
             last_error: None,
+            awaiting_body: None,
         }
     }
 
@@ -116,11 +122,16 @@ impl<'a> Session<'a> {
             None => return Some(End::Lost(error("the control channel ended", "ECONNRESET"))),
             Some(Event::Message { binary, frames }) => {
                 shared.consumed(frames.iter().map(Vec::len).sum());
+                // A fragmented binary message comes as its frames.
+                let data = if frames.len() == 1 {
+                    frames.into_iter().next().unwrap_or_default()
+                } else {
+                    frames.concat()
+                };
                 if binary {
-                    log::debug!("listener: ignoring a binary frame on the control channel");
-                } else if let Some(text) = frames.first().and_then(|f| std::str::from_utf8(f).ok())
-                {
-                    accept::on_control_message(text, self.opts, self.owner, self.handle);
+                    self.on_body(data);
+                } else {
+                    self.on_text(&data);
                 }
             }
             Some(Event::Pong(p)) => {
@@ -143,6 +154,98 @@ impl<'a> Session<'a> {
             Some(_) => {}
         }
         None
+    }
+
+    /// A text message from the service: an `accept`, or a `request`.
+    fn on_text(&mut self, text: &[u8]) {
+        if let Some(Some(head)) = self.awaiting_body.take() {
+            // The protocol puts a request's body right after it: this request is broken.
+            log::debug!("listener: request {} lost its body; dropped", head.id);
+            self.forget(&head.id);
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(text) else {
+            log::debug!("listener: ignoring a control message that is not JSON");
+            return;
+        };
+        if let Some(a) = value.get("accept") {
+            accept::on_accept(a, self.opts, self.owner);
+        } else if let Some(r) = value.get("request") {
+            self.on_request(r);
+        } else {
+            log::debug!("listener: ignoring an unknown control message");
+        }
+    }
+
+    /// An HTTP request: served now, once its body follows, or fetched from its rendezvous.
+    fn on_request(&mut self, r: &serde_json::Value) {
+        let ctx = self.owner.http;
+        let route = |head: &RequestHead| Route::Control {
+            channel: self.handle.clone(),
+            address: head.address.clone(),
+        };
+        match parse_request(r) {
+            Err(Unusable::Ignore(why)) => log::debug!("listener: ignoring {why}"),
+            Err(Unusable::HeadersTooLarge(head)) => {
+                http::answer(
+                    &route(&head),
+                    &head.id,
+                    431,
+                    "Request Header Fields Too Large",
+                );
+                if head.body {
+                    self.awaiting_body = Some(None);
+                }
+            }
+            Ok(RequestMessage::Rendezvous { address }) => {
+                tokio::spawn(http::fetch(ctx.clone(), address));
+            }
+            Ok(RequestMessage::Inline(head)) => {
+                let fresh = ctx
+                    .in_flight
+                    .lock()
+                    .map(|mut ids| ids.insert(head.id.clone()))
+                    .unwrap_or(true);
+                if !fresh {
+                    // Its response will answer that id: a second one would confuse the
+                    // service.
+                    log::debug!("listener: ignoring a second request with id {}", head.id);
+                    if head.body {
+                        self.awaiting_body = Some(None);
+                    }
+                } else if head.body {
+                    self.awaiting_body = Some(Some(head));
+                } else {
+                    self.serve_request(head, RequestBody::Empty);
+                }
+            }
+        }
+    }
+
+    /// A binary message: the body of the request before it.
+    fn on_body(&mut self, data: Vec<u8>) {
+        match self.awaiting_body.take() {
+            Some(Some(head)) => self.serve_request(head, RequestBody::Complete(data)),
+            Some(None) => {}
+            None => log::debug!("listener: ignoring a binary message for no request"),
+        }
+    }
+
+    /// Hands a request from the control channel to the owner.
+    fn serve_request(&mut self, head: RequestHead, body: RequestBody) {
+        let route = Route::Control {
+            channel: self.handle.clone(),
+            address: head.address.clone(),
+        };
+        if http::start(self.owner.http, &head, body, route).is_none() {
+            self.forget(&head.id);
+        }
+    }
+
+    /// A request from the control channel is over: its id may come again.
+    fn forget(&self, id: &str) {
+        if let Ok(mut ids) = self.owner.http.in_flight.lock() {
+            ids.remove(id);
+        }
     }
 
     /// Time for a keep-alive ping; its pong is due within `pong_timeout`.

@@ -92,6 +92,17 @@ pub enum Event {
         /// Frame payloads (one for text and unfragmented binary messages).
         frames: Vec<Vec<u8>>,
     },
+    /// A piece of a binary message, when binary messages are streamed
+    /// ([`crate::socket::frame::Limits::stream_binary`]). Its bytes count as a message's do
+    /// until consumed.
+    Chunk {
+        /// The bytes.
+        data: Vec<u8>,
+        /// The message's first piece.
+        first: bool,
+        /// The message's last piece (may be empty).
+        last: bool,
+    },
     /// A ping (already answered when auto-pong is on).
     Ping(Vec<u8>),
     /// A pong.

@@ -47,6 +47,16 @@ pub enum Incoming {
         /// Frame payloads in order; a single entry for an unfragmented message.
         frames: Vec<Vec<u8>>,
     },
+    /// A piece of a binary message, in stream mode ([`Limits::stream_binary`]): `first` on
+    /// the message's first piece, `last` on its final one (which may be empty).
+    Chunk {
+        /// The bytes.
+        data: Vec<u8>,
+        /// The message's first piece.
+        first: bool,
+        /// The message's last piece.
+        last: bool,
+    },
     /// A ping and its payload.
     Ping(Vec<u8>),
     /// A pong and its payload.
@@ -193,13 +203,17 @@ pub fn parse_header(buf: &[u8], expect: Expect) -> Result<Option<FrameHeader>, S
     }))
 }
 
-/// Limits of the decoder.
+/// Limits of the decoder, and how it hands over binary messages.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest message (sum of its frames), 0 for none. ws default: 100 MiB.
     pub max_payload: u64,
     /// Most frames in one message, 0 for none. ws default: 16384.
-    pub max_fragments: usize,
+    pub max_fragments: u32,
+    /// Hand over binary messages in chunks as their bytes arrive ([`Incoming::Chunk`]),
+    /// rather than whole: for bodies of any size, held back by the reader's backpressure
+    /// rather than in memory. Text messages are still delivered whole. Default false.
+    pub stream_binary: bool,
 }
 
 impl Default for Limits {
@@ -207,6 +221,7 @@ impl Default for Limits {
         Limits {
             max_payload: 100 * 1024 * 1024,
             max_fragments: 16384,
+            stream_binary: false,
         }
     }
 }
@@ -217,6 +232,10 @@ impl Default for Limits {
 struct Header {
     fin: bool,
     opcode: u8,
+    /// A streamed frame: `len` counts what is still to come, and `started` says whether a
+    /// piece of it was handed over.
+    streamed: bool,
+    started: bool,
     len: u64,
 }
 
@@ -238,6 +257,8 @@ struct Assembly {
     frames: Vec<Vec<u8>>,
     /// Payload bytes so far.
     total: u64,
+    /// A streamed message (its frames are handed over, not kept): a piece of it went out.
+    emitted: bool,
 }
 
 impl Decoder {
@@ -324,7 +345,9 @@ impl Decoder {
                 };
                 frames.push(payload);
                 let total = total + h.len;
-                if self.limits.max_fragments > 0 && frames.len() > self.limits.max_fragments {
+                if self.limits.max_fragments > 0
+                    && frames.len() > self.limits.max_fragments as usize
+                {
                     return Err(SocketError::protocol(
                         "WS_ERR_TOO_MANY_BUFFERED_PARTS",
                         "Too many message fragments",
@@ -338,6 +361,7 @@ impl Decoder {
                         opcode,
                         frames,
                         total,
+                        emitted: false,
                     };
                     self.message = Some(m);
                     return Ok(());
@@ -378,18 +402,40 @@ impl Decoder {
                     None => return Ok(pos),
                     Some(f) => {
                         pos += f.size;
+                        let binary = f.opcode == OP_BINARY
+                            || (f.opcode == OP_CONTINUATION
+                                && self.message.as_ref().is_some_and(|m| m.opcode == OP_BINARY));
                         let h = Header {
                             fin: f.fin,
                             opcode: f.opcode,
+                            streamed: self.limits.stream_binary && binary,
+                            started: false,
                             len: f.len,
                         };
                         self.header = Some(h);
-                        self.payload =
-                            Vec::with_capacity(usize::try_from(h.len.min(1 << 20)).unwrap_or(0));
+                        if h.streamed && !(h.fin && self.message.is_none()) {
+                            // A fragmented streamed message: its box says so between frames
+                            // and counts its size for `max_payload`.
+                            let m = self.message.get_or_insert_with(Box::default);
+                            m.opcode = OP_BINARY;
+                            m.total += h.len;
+                        }
+                        if !h.streamed {
+                            self.payload = Vec::with_capacity(
+                                usize::try_from(h.len.min(1 << 20)).unwrap_or(0),
+                            );
+                        }
                         h
                     }
                 },
             };
+            if h.streamed {
+                pos += self.stream(h, &buf[pos..], out);
+                if self.header.is_some() {
+                    return Ok(pos);
+                }
+                continue;
+            }
             let want = usize::try_from(h.len).unwrap_or(usize::MAX) - self.payload.len();
             let take = want.min(buf.len() - pos);
             self.payload.extend_from_slice(&buf[pos..pos + take]);
@@ -401,6 +447,37 @@ impl Decoder {
             let payload = std::mem::take(&mut self.payload);
             self.complete(h, payload, out)?;
         }
+    }
+}
+
+impl Decoder {
+    /// Hands over what `buf` holds of the streamed frame `h`; returns the bytes used. Once
+    /// the frame is complete the decoder is ready for the next header.
+    fn stream(&mut self, mut h: Header, buf: &[u8], out: &mut Vec<Incoming>) -> usize {
+        let take = usize::try_from(h.len).map_or(buf.len(), |r| r.min(buf.len()));
+        h.len -= take as u64;
+        let frame_done = h.len == 0;
+        let last = frame_done && h.fin;
+        if take > 0 || last {
+            let first = !h.started && !self.message.as_ref().is_some_and(|m| m.emitted);
+            h.started = true;
+            out.push(Incoming::Chunk {
+                data: buf[..take].to_vec(),
+                first,
+                last,
+            });
+        }
+        if !frame_done {
+            self.header = Some(h);
+            return take;
+        }
+        self.header = None;
+        if h.fin {
+            self.message = None;
+        } else if let Some(m) = self.message.as_mut() {
+            m.emitted |= h.started;
+        }
+        take
     }
 }
 
@@ -616,6 +693,7 @@ mod tests {
             Limits {
                 max_payload: 1024,
                 max_fragments: 0,
+                stream_binary: false,
             },
         );
         assert_eq!(
@@ -640,7 +718,8 @@ mod tests {
                 frags,
                 Limits {
                     max_payload: 0,
-                    max_fragments: 2
+                    max_fragments: 2,
+                    stream_binary: false,
                 }
             )
             .code,
@@ -684,6 +763,77 @@ mod tests {
             code(&[0x88, 0x01], deflate),
             "WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH"
         );
+    }
+
+    #[test]
+    fn streams_binary_messages_piece_by_piece() {
+        let limits = Limits {
+            stream_binary: true,
+            ..Limits::default()
+        };
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut wire = server_frame(false, OP_BINARY, &body[..70_000]);
+        wire.extend(server_frame(true, OP_PING, b"p"));
+        wire.extend(server_frame(false, OP_CONTINUATION, &body[70_000..70_000]));
+        wire.extend(server_frame(false, OP_CONTINUATION, &body[70_000..150_000]));
+        wire.extend(server_frame(true, OP_CONTINUATION, &body[150_000..]));
+        wire.extend(server_frame(true, OP_TEXT, b"whole text"));
+        wire.extend(server_frame(true, OP_BINARY, b""));
+        for split in [1usize, 7, 1000, 65_536, wire.len()] {
+            let mut d = Decoder::new(limits);
+            let mut out = Vec::new();
+            let mut pending = Vec::new();
+            for piece in wire.chunks(split) {
+                pending.extend_from_slice(piece);
+                let used = d.decode(&pending, &mut out).unwrap();
+                pending.drain(..used);
+            }
+            let mut got = Vec::new();
+            let mut firsts = 0;
+            let mut between = Vec::new();
+            let mut rest = Vec::new();
+            let mut in_body = true;
+            for item in out {
+                match item {
+                    Incoming::Chunk { data, first, last } if in_body => {
+                        firsts += usize::from(first);
+                        got.extend_from_slice(&data);
+                        in_body = !last;
+                    }
+                    other if in_body => between.push(other),
+                    other => rest.push(other),
+                }
+            }
+            assert_eq!(got, body, "split {split}");
+            assert_eq!(firsts, 1, "split {split}");
+            assert_eq!(between, vec![Incoming::Ping(b"p".to_vec())]);
+            assert_eq!(
+                rest,
+                vec![
+                    Incoming::Message {
+                        binary: false,
+                        frames: vec![b"whole text".to_vec()]
+                    },
+                    Incoming::Chunk {
+                        data: Vec::new(),
+                        first: true,
+                        last: true
+                    },
+                ],
+                "split {split}"
+            );
+        }
+        // The ping between the fragments still comes out between them, and the size limit
+        // counts the whole message.
+        let small = Limits {
+            max_payload: 100_000,
+            ..limits
+        };
+        let mut d = Decoder::new(small);
+        let mut out = Vec::new();
+        let err = d.decode(&wire, &mut out).unwrap_err();
+        assert_eq!(err.code, Some("WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"));
+        assert!(out.contains(&Incoming::Ping(b"p".to_vec())));
     }
 
     #[test]

@@ -227,6 +227,10 @@ impl ConnectionTask {
                         .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
                     self.sink.push(Event::Ping(data));
                 }
+                Incoming::Chunk { data, first, last } => {
+                    shared.inflight.fetch_add(data.len(), Ordering::SeqCst);
+                    self.sink.push(Event::Chunk { data, first, last });
+                }
                 Incoming::Pong(data) => {
                     shared
                         .inflight

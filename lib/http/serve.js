@@ -1,0 +1,167 @@
+'use strict';
+
+/**
+ * Turns a relayed HTTP request into what Node's `http.Server` hands its `'request'`
+ * listeners: a real `http.IncomingMessage` and a real `http.ServerResponse`, over a
+ * `RelayHttpSocket`. Real ones, because frameworks (Express first) replace their prototypes
+ * with subclasses of Node's: objects of any other class lose their methods there.
+ */
+
+const { IncomingMessage, ServerResponse, STATUS_CODES } = require('http');
+
+const { native } = require('../native-events');
+const { RelayHttpSocket } = require('./socket');
+
+/**
+ * Headers of which Node's `req.headers` keeps the first when repeated (`matchKnownFields`
+ * in Node's `_http_incoming.js`).
+ */
+const SINGLE = new Set([
+  'content-type',
+  'content-length',
+  'user-agent',
+  'referer',
+  'host',
+  'authorization',
+  'proxy-authorization',
+  'if-modified-since',
+  'if-unmodified-since',
+  'from',
+  'location',
+  'max-forwards',
+  'retry-after',
+  'etag',
+  'last-modified',
+  'server',
+  'age',
+  'expires'
+]);
+
+/**
+ * `req.headers` from raw headers, as Node makes it: names lowercased; `set-cookie` an
+ * array; the headers in `SINGLE` first-wins; `cookie` joined with `'; '`; others with
+ * `', '`.
+ *
+ * @param {String[]} raw Names and values, alternating
+ * @return {Object} The headers
+ * @private
+ */
+function nodeHeaders(raw) {
+  const headers = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    const value = raw[i + 1];
+    const seen = headers[name];
+    if (name === 'set-cookie') {
+      if (seen === undefined) headers[name] = [value];
+      else seen.push(value);
+    } else if (seen === undefined) {
+      headers[name] = value;
+    } else if (!SINGLE.has(name)) {
+      headers[name] = `${seen}${name === 'cookie' ? '; ' : ', '}${value}`;
+    }
+  }
+  return headers;
+}
+
+/**
+ * Whether a header of that name is among `raw`.
+ *
+ * @param {String[]} raw Names and values, alternating
+ * @param {String} name A lowercase name
+ * @return {Boolean} Whether it is there
+ * @private
+ */
+function hasHeader(raw, name) {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) return true;
+  return false;
+}
+
+/**
+ * Makes `req` and `res` for a relayed request and hands them to `handler`. A body that came
+ * whole is in `req` at once; one that streams follows as the socket receives it.
+ *
+ * The relay drops the sender's `Content-Length` and `Transfer-Encoding` (they describe its
+ * connection, not the request); `req` gets the one Node's server would show for the body
+ * the relay delivers (`content-length` for a whole body, `transfer-encoding: chunked` for
+ * a streamed one), so that body parsers know there is a body.
+ *
+ * @param {Object} request The native request's fields
+ * @param {Number} request.exchange The native exchange's id
+ * @param {String} request.method The method
+ * @param {String} request.url `req.url`
+ * @param {String[]} request.headers Names and values, alternating
+ * @param {String} request.id The request's tracking id
+ * @param {?String} request.remoteAddress The sender's address
+ * @param {?Number} request.remotePort The sender's port
+ * @param {?Buffer} request.body The whole body, if it came whole
+ * @param {Boolean} request.streamed The body follows in pieces
+ * @param {Function} onOver Called with the socket once the native exchange is over
+ * @return {{req: IncomingMessage, res: ServerResponse}} The request and the response
+ */
+function relayedRequest(request, onOver) {
+  const socket = new RelayHttpSocket(request.exchange, request.remoteAddress, request.remotePort);
+  socket._onOver = onOver;
+  const raw = request.headers.slice();
+  if (request.body !== null && !hasHeader(raw, 'content-length')) {
+    raw.push('Content-Length', String(request.body.length));
+  } else if (request.streamed && !hasHeader(raw, 'transfer-encoding')) {
+    raw.push('Transfer-Encoding', 'chunked');
+  }
+  const req = new IncomingMessage(socket);
+  req.method = request.method;
+  req.url = request.url;
+  req.httpVersionMajor = 1;
+  req.httpVersionMinor = 1;
+  req.httpVersion = '1.1';
+  req.rawHeaders = raw;
+  req.headers = nodeHeaders(raw);
+  req.id = request.id;
+  socket._req = req;
+  if (!request.streamed) {
+    if (request.body !== null && request.body.length > 0) req.push(request.body);
+    req.complete = true;
+    req.push(null);
+  }
+
+  const res = new ServerResponse(req);
+  // Node would frame a body of unknown length as chunked; the relay frames bodies itself,
+  // so the response is written plainly and read to its end.
+  res.useChunkedEncodingByDefault = false;
+  res.assignSocket(socket);
+  res.once('finish', () => {
+    // As Node's server: a body nobody read is read and dropped (the sender's next request
+    // follows it on the same connection), the socket is the response's no more, and
+    // 'close' follows 'finish'.
+    if (req.readableFlowing !== true && !req.readableEnded && !req.destroyed) req.resume();
+    res.detachSocket(socket);
+    native.httpEnd(request.exchange);
+    process.nextTick(() => {
+      if (!res._closed) {
+        res.destroyed = true;
+        res._closed = true;
+        res.emit('close');
+      }
+    });
+  });
+  return { req, res };
+}
+
+/**
+ * Answers a request whose handler threw: 500 if nothing was sent yet, else the response is
+ * cut short (the sender sees its connection drop).
+ *
+ * @param {ServerResponse} res The response
+ */
+function failResponse(res) {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.statusCode = 500;
+  res.statusMessage = STATUS_CODES[500];
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  res.end();
+}
+
+module.exports = { failResponse, nodeHeaders, relayedRequest };

@@ -1,0 +1,224 @@
+'use strict';
+
+/**
+ * The socket under one relayed HTTP request: what Node's own `http.IncomingMessage` and
+ * `http.ServerResponse` are given as `req.socket`/`res.socket`. The response's bytes, as
+ * Node serializes them, go to the native exchange (`src/bindings/http.rs`), which relays
+ * them inline on the control channel or over a rendezvous; the request's body comes from it,
+ * held back when `req` is not read. The native exchange's events come here.
+ */
+
+const { Duplex } = require('stream');
+
+const { eventType, native, register, unregister } = require('../native-events');
+
+// The native exchange events this class reads (declared in src/bindings/events.rs).
+const EV_BODY = eventType('httpBody', ['data']);
+const EV_BODY_END = eventType('httpBodyEnd', []);
+const EV_DRAINED = eventType('httpDrained', []);
+const EV_FINISHED = eventType('httpFinished', []);
+const EV_ABORTED = eventType('httpAborted', ['error']);
+
+/**
+ * Node's error for a request whose sender went away (`connResetException('aborted')`).
+ *
+ * @param {String} [detail] Why, when known
+ * @return {Error} The error
+ * @private
+ */
+function abortedError(detail) {
+  const err = new Error('aborted');
+  err.code = 'ECONNRESET';
+  if (detail) err.reason = detail;
+  return err;
+}
+
+/**
+ * A relayed HTTP request's socket.
+ *
+ * @extends Duplex
+ */
+class RelayHttpSocket extends Duplex {
+  /**
+   * @param {Number} id The native exchange's id
+   * @param {?String} remoteAddress The sender's address, where the service says
+   * @param {?Number} remotePort The sender's port
+   * @private
+   */
+  constructor(id, remoteAddress, remotePort) {
+    super({ allowHalfOpen: true });
+    this._exchange = id;
+    this.remoteAddress = remoteAddress === null ? undefined : remoteAddress;
+    this.remotePort = remotePort === null ? undefined : remotePort;
+    this.remoteFamily =
+      this.remoteAddress === undefined ? undefined : this.remoteAddress.includes(':') ? 'IPv6' : 'IPv4';
+    // The sender spoke HTTPS to the relay (Express's `req.protocol` reads this).
+    this.encrypted = true;
+    // The request whose body comes here, and the write callback held while the native
+    // side asked to wait.
+    this._req = null;
+    this._held = null;
+    this._over = false;
+    register(id, this);
+  }
+
+  /**
+   * Reads on: Node's `IncomingMessage` calls this when its reader wants more of the body
+   * (through `_read`), so the native side reads the relay again.
+   *
+   * @return {RelayHttpSocket} This socket
+   * @public
+   */
+  resume() {
+    if (!this._over) native.httpResume(this._exchange);
+    return super.resume();
+  }
+
+  /**
+   * The readable side carries nothing: the body goes to `req` directly.
+   *
+   * @private
+   */
+  _read() {}
+
+  /**
+   * Hands bytes of the response to the native exchange; holds the callback (and so the
+   * response's further writes) while it asks to wait.
+   *
+   * @param {Buffer} chunk The bytes
+   * @param {String} encoding Unused (Buffers only)
+   * @param {Function} callback Called once taken
+   * @private
+   */
+  _write(chunk, encoding, callback) {
+    if (this._over) {
+      callback(abortedError());
+      return;
+    }
+    if (native.httpWrite(this._exchange, chunk)) callback();
+    else this._held = callback;
+  }
+
+  /**
+   * Gives up on the exchange when the socket is destroyed before its response went out
+   * (`res.destroy()`, `req.destroy()`).
+   *
+   * @param {?Error} err The error
+   * @param {Function} callback Called when done
+   * @private
+   */
+  _destroy(err, callback) {
+    if (!this._over) native.httpAbort(this._exchange);
+    this._releaseHeld(err || abortedError());
+    callback(err);
+  }
+
+  /**
+   * Node's sockets have these; a relayed request's timeouts are the relay's (60 s).
+   *
+   * @param {Number} msecs Ignored
+   * @param {Function} [callback] Added as a 'timeout' listener, as Node does
+   * @return {RelayHttpSocket} This socket
+   * @public
+   */
+  setTimeout(msecs, callback) {
+    if (typeof callback === 'function') this.once('timeout', callback);
+    return this;
+  }
+
+  /**
+   * @return {RelayHttpSocket} This socket
+   * @public
+   */
+  setNoDelay() {
+    return this;
+  }
+
+  /**
+   * @return {RelayHttpSocket} This socket
+   * @public
+   */
+  setKeepAlive() {
+    return this;
+  }
+
+  /**
+   * Calls a held write callback.
+   *
+   * @param {?Error} err The error, if the write will never be taken
+   * @private
+   */
+  _releaseHeld(err) {
+    const held = this._held;
+    if (held === null) return;
+    this._held = null;
+    held(err);
+  }
+
+  /**
+   * Handles one native event of the exchange (see lib/native-events.js).
+   *
+   * @param {Array} list The event list
+   * @param {Number} t The event type
+   * @param {Number} at Index of its first field
+   * @private
+   */
+  _handle(list, t, at) {
+    const req = this._req;
+    switch (t) {
+      case EV_BODY:
+        if (req !== null && !req.destroyed && !req.push(list[at])) native.httpPause(this._exchange);
+        break;
+      case EV_BODY_END:
+        if (req !== null && !req.destroyed) {
+          req.complete = true;
+          req.push(null);
+        }
+        break;
+      case EV_DRAINED:
+        this._releaseHeld(null);
+        break;
+      case EV_FINISHED:
+        this._finished();
+        break;
+      case EV_ABORTED: {
+        const [message, code] = list[at];
+        this._ended();
+        const err = abortedError(message);
+        if (code) err.cause = code;
+        // As Node's server when a connection drops: the request is aborted (if its body
+        // was not all read), and the socket's close ends the response ('close' without
+        // 'finish' if it had not finished).
+        if (req !== null && !req.destroyed) req.destroy(err);
+        if (!this.destroyed) this.destroy();
+        break;
+      }
+      default:
+    }
+  }
+
+  /**
+   * The native exchange is over: nothing more comes from it.
+   *
+   * @private
+   */
+  _ended() {
+    this._over = true;
+    unregister(this._exchange);
+    this._releaseHeld(abortedError());
+    if (this._onOver) this._onOver(this);
+  }
+
+  /**
+   * The response went out: the socket has served its request.
+   *
+   * @private
+   */
+  _finished() {
+    this._ended();
+    // The rest of a body the response did not wait for is dropped by the native side.
+    this.destroy();
+  }
+}
+
+module.exports = { RelayHttpSocket, abortedError };
