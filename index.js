@@ -14,6 +14,8 @@
 const WebSocket = require('ws');
 
 const helpers = require('./lib/helpers');
+const { relayedFetch } = require('./lib/http/fetch');
+const { overlayOn } = require('./lib/overlay');
 const { LocalRelay, startLocalRelay } = require('./lib/local-relay');
 const { relayedConnect } = require('./lib/connect');
 const { RelayedWebSocket } = require('./lib/websocket');
@@ -31,6 +33,7 @@ const overlay = {
   startLocalRelay,
   relayedConnect,
   createRelayedConnection: relayedConnect,
+  relayedFetch,
   RelayedWebSocket,
   RelayedServer,
   createRelayedServer,
@@ -47,32 +50,5 @@ const overlay = {
   subprotocol: WebSocket.subprotocol
 };
 
-const has = (obj, key) => Object.prototype.hasOwnProperty.call(obj, key);
+module.exports = overlayOn(WebSocket, overlay);
 
-module.exports = new Proxy(WebSocket, {
-  get(target, key, receiver) {
-    return has(overlay, key) ? overlay[key] : Reflect.get(target, key, receiver);
-  },
-  has(target, key) {
-    return has(overlay, key) || Reflect.has(target, key);
-  },
-  set(target, key, value) {
-    overlay[key] = value;
-    return true;
-  },
-  defineProperty(target, key, descriptor) {
-    return Reflect.defineProperty(overlay, key, { ...descriptor, configurable: true });
-  },
-  deleteProperty(target, key) {
-    return delete overlay[key];
-  },
-  ownKeys(target) {
-    return [...new Set([...Reflect.ownKeys(target), ...Reflect.ownKeys(overlay)])];
-  },
-  getOwnPropertyDescriptor(target, key) {
-    if (has(overlay, key)) {
-      return { ...Reflect.getOwnPropertyDescriptor(overlay, key), configurable: true };
-    }
-    return Reflect.getOwnPropertyDescriptor(target, key);
-  }
-});

@@ -4,6 +4,7 @@ import hyco from './index.js';
 export const {
   appendRelayToken,
   createRelayBaseUri,
+  createRelayHttpsUri,
   createRelayListenUri,
   createRelaySendUri,
   createRelayToken,
@@ -13,6 +14,7 @@ export const {
   startLocalRelay,
   relayedConnect,
   createRelayedConnection,
+  relayedFetch,
   RelayedWebSocket,
   RelayedServer,
   createRelayedServer,

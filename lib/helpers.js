@@ -79,6 +79,25 @@ function createRelaySendUri(namespace, path, token, id) {
 }
 
 /**
+ * The address HTTP requests to a Hybrid Connection are sent to: hyco-https's
+ * `https://{namespace}/{path}` (no `$hc/`), then `sb-hc-token` and `sb-hc-id` when given. A
+ * namespace with a scheme keeps its host and port (`ws://127.0.0.1:9000` gives
+ * `http://127.0.0.1:9000/{path}`).
+ *
+ * @param {String} namespace The namespace or its URL
+ * @param {String} path The Hybrid Connection's name, optionally with a suffix and query
+ * @param {String} [token] A SAS token to send as `sb-hc-token`
+ * @param {String} [id] A tracking id to send as `sb-hc-id`
+ * @return {String} The address
+ * @public
+ */
+function createRelayHttpsUri(namespace, path, token, id) {
+  validateString(namespace, 'namespace');
+  validateString(path, 'path');
+  return native.createRelayHttpsUri(namespace, path, optionalString(token, 'token'), optionalString(id, 'id'));
+}
+
+/**
  * A SAS token for `uri`, byte-identical to hyco-ws's.
  *
  * @param {String} uri The address the token is for
@@ -158,6 +177,7 @@ function parseConnectionString(connectionString) {
 module.exports = {
   appendRelayToken,
   createRelayBaseUri,
+  createRelayHttpsUri,
   createRelayListenUri,
   createRelaySendUri,
   createRelayToken,

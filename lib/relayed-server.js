@@ -186,6 +186,7 @@ function normalize(options) {
     maxPayload: numberOption(options.maxPayload, 'maxPayload', 104857600, true),
     keepAliveInterval: numberOption(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
     acceptTimeout: numberOption(options.acceptTimeout, 'acceptTimeout', 20000, false),
+    requestTimeout: numberOption(options.requestTimeout, 'requestTimeout', 60000, false),
     prewarm: options.prewarm !== false,
     reconnectDelays,
     ca
@@ -230,7 +231,8 @@ class RelayedServer extends EventEmitter {
       ca: this.options.ca,
       maxPayload: this.options.maxPayload,
       acceptTimeoutMs: this.options.acceptTimeout,
-      spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0
+      spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0,
+      requestTimeoutMs: this.options.requestTimeout
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to

@@ -129,15 +129,16 @@ function invalidOption(name, expected, value) {
  * Checks that the `options` argument is an object (not `null`).
  *
  * @param {*} options The argument
+ * @param {String} [name='options'] Its name in the message
  * @throws {TypeError} With code `ERR_INVALID_ARG_TYPE` when it is not
  * @private
  */
-function validateOptionsObject(options) {
+function validateOptionsObject(options, name = 'options') {
   if (options === null || typeof options !== 'object') {
     throw codedError(
       TypeError,
       'ERR_INVALID_ARG_TYPE',
-      `The "options" argument must be of type object. Received ${describeType(options)}`
+      `The "${name}" argument must be of type object. Received ${describeType(options)}`
     );
   }
 }

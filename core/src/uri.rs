@@ -1,5 +1,6 @@
 //! Relay addresses: `createRelayBaseUri`, `createRelayListenUri`, `createRelaySendUri` and
-//! `appendRelayToken`, as hyco-ws builds them, plus namespaces that carry a scheme.
+//! `appendRelayToken`, as hyco-ws builds them, hyco-https's `createRelayHttpsUri`, plus
+//! namespaces that carry a scheme.
 //!
 //! A bare namespace (`contoso.servicebus.windows.net`) gives exactly hyco-ws's
 //! `wss://{ns}:443/$hc/{path}`: no validation, no encoding of the path, case kept. A namespace
@@ -82,6 +83,45 @@ pub fn base_uri(namespace: &str, path: &str) -> Result<String> {
     out.push_str("/$hc/");
     out.push_str(path);
     Ok(out)
+}
+
+/// hyco-https's `createRelayHttpsUri(namespace, path, token, id)`: the address HTTP requests
+/// are sent to, `https://{namespace}/{path}` (no `$hc/` infix), then `sb-hc-token` and
+/// `sb-hc-id` when given, each `encodeURIComponent`ed. A namespace with a scheme keeps its
+/// host and port, as `http` for `ws`/`http` and `https` otherwise.
+pub fn https_uri(
+    namespace: &str,
+    path: &str,
+    token: Option<&str>,
+    id: Option<&str>,
+) -> Result<String> {
+    require(namespace, "namespace")?;
+    require(path, "path")?;
+    let mut uri = match namespace_origin(namespace)? {
+        Some(origin) => {
+            let origin = origin
+                .replacen("wss://", "https://", 1)
+                .replacen("ws://", "http://", 1);
+            // `sb://` namespaces come with hyco-ws's explicit :443, the default here.
+            match origin.strip_suffix(":443") {
+                Some(o) if o.starts_with("https://") => o.to_owned(),
+                _ => origin,
+            }
+        }
+        None => format!("https://{namespace}"),
+    };
+    uri.push('/');
+    uri.push_str(path);
+    for (name, value) in [("sb-hc-token", token), ("sb-hc-id", id)] {
+        if let Some(v) = value {
+            require(v, if name == "sb-hc-token" { "token" } else { "id" })?;
+            uri.push(if uri.contains('?') { '&' } else { '?' });
+            uri.push_str(name);
+            uri.push('=');
+            encode_uri_component_into(v, &mut uri);
+        }
+    }
+    Ok(uri)
 }
 
 /// hyco-ws's `createRelayListenUri` / `createRelaySendUri`: the base URI plus
@@ -185,6 +225,40 @@ mod tests {
         assert!(action_uri("ns", "hc", Action::Connect, Some(""), None).is_err());
         assert!(action_uri("", "hc", Action::Connect, None, None).is_err());
         assert!(action_uri("ns", "", Action::Connect, None, None).is_err());
+    }
+
+    #[test]
+    fn https_uris_are_hyco_https_s() {
+        assert_eq!(
+            https_uri("contoso.servicebus.windows.net", "hyco", None, None).unwrap(),
+            "https://contoso.servicebus.windows.net/hyco"
+        );
+        assert_eq!(
+            https_uri("ns", "hc/sub?x=1", Some("a b"), Some("i&d")).unwrap(),
+            "https://ns/hc/sub?x=1&sb-hc-token=a%20b&sb-hc-id=i%26d"
+        );
+        assert_eq!(
+            https_uri("ns", "hc", None, Some("7")).unwrap(),
+            "https://ns/hc?sb-hc-id=7"
+        );
+        assert_eq!(
+            https_uri("ws://127.0.0.1:9000", "hc", None, None).unwrap(),
+            "http://127.0.0.1:9000/hc"
+        );
+        assert_eq!(
+            https_uri("sb://ns.servicebus.windows.net/", "hc", None, None).unwrap(),
+            "https://ns.servicebus.windows.net/hc"
+        );
+        assert_eq!(
+            https_uri("wss://host:8443", "hc", None, None).unwrap(),
+            "https://host:8443/hc"
+        );
+        assert_eq!(
+            https_uri("wss://h:4430", "hc", None, None).unwrap(),
+            "https://h:4430/hc"
+        );
+        assert!(https_uri("ns", "", None, None).is_err());
+        assert!(https_uri("ns", "hc", Some(""), None).is_err());
     }
 
     #[test]

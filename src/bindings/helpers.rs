@@ -33,6 +33,18 @@ pub fn create_relay_action_uri(
     uri::action_uri(&namespace, &path, action, token.as_deref(), id.as_deref()).or_throw(&env)
 }
 
+/// `createRelayHttpsUri(namespace, path, [token, [id]])`.
+#[napi(js_name = "createRelayHttpsUri")]
+pub fn create_relay_https_uri(
+    env: Env,
+    namespace: String,
+    path: String,
+    token: Option<String>,
+    id: Option<String>,
+) -> napi::Result<String> {
+    uri::https_uri(&namespace, &path, token.as_deref(), id.as_deref()).or_throw(&env)
+}
+
 /// `createRelayToken(uri, keyName, key, [expirationSeconds])`. `nowMs` is the test hook that
 /// pins the clock; the public façade never passes it.
 #[napi(js_name = "createRelayToken")]

@@ -43,6 +43,8 @@ pub struct NativeListenOptions {
     pub accept_timeout_ms: f64,
     /// How long a spare connection for the next accept is kept, ms; 0: none.
     pub spare_max_age_ms: f64,
+    /// How long an HTTP request may go unanswered, ms.
+    pub request_timeout_ms: f64,
 }
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
@@ -194,6 +196,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
     opts.spare_max_age = (options.spare_max_age_ms > 0.0)
         .then(|| Duration::from_millis(options.spare_max_age_ms as u64));
+    opts.request_timeout = Duration::from_millis(options.request_timeout_ms.max(1.0) as u64);
     let id = hub.next_id();
     let sink: Arc<dyn ListenerSink> = Arc::new(HubListenerSink {
         id,

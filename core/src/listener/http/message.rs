@@ -104,9 +104,19 @@ pub fn parse_request(r: &Value) -> Result<RequestMessage, Unusable> {
     Ok(RequestMessage::Inline(head))
 }
 
-/// The `response` message for request `id`: the status, the reason and the headers of
-/// `head` (a repeated header joined with `", "`: the message holds one string per name),
-/// and whether a body follows.
+/// The status the listener sends for `status`: 502 and 504 mean "the relay failed" to a
+/// sender, and the protocol article forbids a listener to send them, so a handler's 502 or
+/// 504 goes out as 500 (with the handler's reason phrase, e.g. `Bad Gateway`).
+pub fn relayed_status(status: u16) -> u16 {
+    match status {
+        502 | 504 => 500,
+        s => s,
+    }
+}
+
+/// The `response` message for request `id`: the status (see [`relayed_status`]), the
+/// reason and the headers of `head` (a repeated header joined with `", "`: the message
+/// holds one string per name), and whether a body follows.
 pub fn response_message(id: &str, head: &Head, body: bool) -> String {
     let mut headers = Map::new();
     let mut names: Vec<String> = Vec::new();
@@ -131,7 +141,7 @@ pub fn response_message(id: &str, head: &Head, body: bool) -> String {
     json!({
         "response": {
             "requestId": id,
-            "statusCode": head.status,
+            "statusCode": relayed_status(head.status),
             "statusDescription": head.reason,
             "responseHeaders": headers,
             "body": body,
@@ -225,6 +235,18 @@ mod tests {
             json!({"response": {"requestId": "r1", "statusCode": 200, "statusDescription": "OK",
                 "responseHeaders": {"Set-Cookie": "a=1, b=2", "Content-Type": "text/plain"}, "body": true}})
         );
+        let gateway = Head {
+            status: 502,
+            reason: "Bad Gateway".into(),
+            headers: Vec::new(),
+        };
+        let v: Value = serde_json::from_str(&response_message("r3", &gateway, false)).unwrap();
+        assert_eq!(
+            (v["response"]["statusCode"].clone(), v["response"]["statusDescription"].clone()),
+            (json!(500), json!("Bad Gateway"))
+        );
+        assert_eq!(relayed_status(504), 500);
+        assert_eq!(relayed_status(503), 503);
         let v: Value = serde_json::from_str(&status_message("r2", 501, "Not Implemented")).unwrap();
         assert_eq!(v["response"]["body"], json!(false));
         assert_eq!(v["response"]["statusCode"], json!(501));

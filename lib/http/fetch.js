@@ -1,0 +1,88 @@
+'use strict';
+
+/**
+ * `relayedFetch`: an HTTP request through the relay with Node's own `fetch`, plus what the
+ * relay needs: the token in `ServiceBusAuthorization`, a tracking id, and the service's own
+ * refusals turned into errors.
+ */
+
+const { redact } = require('../connect');
+const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
+
+/**
+ * The token to send: a string, `null`/`undefined` for none, or what a token function
+ * returns (a string, or a Promise of one).
+ *
+ * @param {*} token The `token` option
+ * @return {Promise<?String>} The token
+ * @private
+ */
+async function resolveToken(token) {
+  const value = typeof token === 'function' ? await token() : token;
+  if (value === null || value === undefined) return null;
+  if (typeof value !== 'string' || value === '') {
+    invalidOption('token', 'a non-empty string, or a function that returns one', value);
+  }
+  return value;
+}
+
+/**
+ * Sends a request to a Hybrid Connection through the relay, with Node's `fetch`.
+ *
+ * The relay's own answers (no listener, a bad token, no response in time) come without the
+ * `Via` header that marks a listener's response: those with an error status reject with an
+ * `Error` whose `code` is `ERR_RELAY_REFUSED`, with `statusCode` and `statusDescription`.
+ * A listener's responses, whatever their status, resolve as fetch's `Response`.
+ *
+ * @param {(String|URL)} address The address, from `createRelayHttpsUri()`
+ * @param {Object} [init] fetch's options, plus:
+ * @param {(String|Function|null)} [init.token] A SAS token (or Entra ID token), or a
+ *     function returning one or a Promise of one; sent as `ServiceBusAuthorization`
+ * @param {String} [init.id] A tracking id, sent as `sb-hc-id` (unless the address has one)
+ * @return {Promise<Response>} The listener's response
+ * @public
+ */
+async function relayedFetch(address, init = {}) {
+  validateOptionsObject(init, 'init');
+  let url;
+  if (typeof address === 'string' || address instanceof URL) {
+    try {
+      url = new URL(address);
+    } catch {
+      throw new SyntaxError(`Invalid URL: ${redact(String(address))}`);
+    }
+  } else {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `The "address" argument must be of type string or an instance of URL. Received ${describeType(address)}`
+    );
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    throw new SyntaxError('The URL\'s protocol must be one of "http:" or "https:"');
+  }
+  const { token, id, ...rest } = init;
+  if (id !== undefined) {
+    if (typeof id !== 'string' || id === '') invalidOption('id', 'a non-empty string', id);
+    if (!url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
+  }
+  const headers = new Headers(rest.headers);
+  const value = await resolveToken(token);
+  if (value !== null) headers.set('ServiceBusAuthorization', value);
+  const res = await fetch(url, { ...rest, headers });
+  if (res.status >= 400 && !res.headers.has('via')) {
+    // The relay answered, not the listener. The body says the same as the status line.
+    await res.arrayBuffer().catch(() => {});
+    const err = codedError(
+      Error,
+      'ERR_RELAY_REFUSED',
+      `The relay refused the request: ${res.status} ${res.statusText}`.trim()
+    );
+    err.statusCode = res.status;
+    err.statusDescription = res.statusText;
+    throw err;
+  }
+  return res;
+}
+
+module.exports = { relayedFetch };
