@@ -618,6 +618,20 @@ describe('relayedConnect: TLS', () => {
     });
   });
 
+  test('a leaf issued by a CA is not trusted by being listed in ca itself: UNABLE_TO_VERIFY_LEAF_SIGNATURE', async () => {
+    const opts = {
+      relay: { tls: { cert: leafCertPem, key: leafKeyPem } },
+      listen: { wsOptions: { ca: caPem } },
+      peerOptions: { ca: caPem }
+    };
+    await withListener(opts, async ({ start, token }) => {
+      // As OpenSSL (and so Node.js) without a partial-chain flag: only self-signed
+      // certificates are trusted as they are.
+      const err = await handshakeFailure(start({ ca: leafCertPem }), token);
+      assert.equal(err.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', `${err.code}: ${err.message}`);
+    });
+  });
+
   test('NODE_EXTRA_CA_CERTS is trusted (child process, no ca option)', async () => {
     await withListener(tlsListener(), async ({ relay, accept }) => {
       const script = `

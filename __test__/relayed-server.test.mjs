@@ -122,6 +122,12 @@ describe('exports and options', () => {
       // The same rule, for the other options.
       assert.throws(make(undefined), TypeError, 'no options at all');
       assert.throws(make({ server: 42, token }), typeOrRange(/server/), 'a number as server');
+      assert.throws(
+        make({ server: 'ws://127.0.0.1:9/$hc/bad%zz?sb-hc-token=secret', token }),
+        (err) => err instanceof SyntaxError && /^Invalid URL: /.test(err.message) && !err.message.includes('secret'),
+        'a malformed %-escape in the path: a SyntaxError (not a URIError), the token redacted'
+      );
+      assert.throws(make({ ...ok, requestTimeout: 0 }), typeOrRange(/requestTimeout/), 'requestTimeout 0');
       assert.throws(make({ ...ok, keepAliveInterval: 'often' }), typeOrRange(/keepAliveInterval/), 'keepAliveInterval a string');
       assert.throws(make({ ...ok, acceptTimeout: -5 }), typeOrRange(/acceptTimeout/), 'acceptTimeout -5');
       assert.throws(make({ ...ok, maxPayload: -1 }), typeOrRange(/maxPayload/), 'maxPayload -1');

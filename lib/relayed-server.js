@@ -174,7 +174,13 @@ function normalize(options) {
       return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
     });
   }
-  const entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
+  let entity;
+  try {
+    entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
+  } catch {
+    // A malformed %-escape: the same error as any other unusable address.
+    throw new SyntaxError(`Invalid URL: ${redact(url)}`);
+  }
   return {
     url: parsed.href,
     entity,

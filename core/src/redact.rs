@@ -1,7 +1,7 @@
-//! Keeps secrets out of messages and logs: SAS tokens, signatures and `sb-hc-token` values
-//! are replaced with `<redacted>`.
+//! Keeps secrets out of messages and logs: SAS tokens, signatures, `sb-hc-token` values and
+//! connection strings' `SharedAccessKey` values are replaced with `<redacted>`.
 
-/// `text` with every `sb-hc-token=…` and `sig=…` value, and every
+/// `text` with every `sb-hc-token=…`, `sig=…` and `SharedAccessKey=…` value, and every
 /// `SharedAccessSignature …` token, replaced by `<redacted>`.
 pub fn redact_secrets(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -16,6 +16,7 @@ pub fn redact_secrets(text: &str) -> String {
         let next = [
             ("sb-hc-token=", true),
             ("sig=", true),
+            ("sharedaccesskey=", true),
             ("sharedaccesssignature ", false),
         ]
         .iter()
@@ -34,11 +35,15 @@ pub fn redact_secrets(text: &str) -> String {
         let value_start = i + pat.len();
         out.push_str(&rest[..value_start]);
         let tail = &rest[value_start..];
-        // A token runs to the end of its field: `&` ends a parameter, white space or a
-        // quote ends a header value or a token.
+        // A token runs to the end of its field: `&` ends a parameter (`;` a connection
+        // string's), white space or a quote ends a header value or a token.
         let end = tail
             .find(|c: char| {
-                (is_param && c == '&') || c.is_whitespace() || c == '"' || c == '\'' || c == '#'
+                (is_param && (c == '&' || c == ';'))
+                    || c.is_whitespace()
+                    || c == '"'
+                    || c == '\''
+                    || c == '#'
             })
             .unwrap_or(tail.len());
         out.push_str("<redacted>");
@@ -67,5 +72,11 @@ mod tests {
         assert_eq!(redact_secrets("nothing secret"), "nothing secret");
         assert_eq!(redact_secrets("design=1"), "design=1");
         assert_eq!(redact_secrets("xsig=1&sig=secret"), "xsig=1&sig=<redacted>");
+        assert_eq!(
+            redact_secrets(
+                "Endpoint=sb://ns/;SharedAccessKeyName=Root;SharedAccessKey=abc+/=;EntityPath=hc"
+            ),
+            "Endpoint=sb://ns/;SharedAccessKeyName=Root;SharedAccessKey=<redacted>;EntityPath=hc"
+        );
     }
 }

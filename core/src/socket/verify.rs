@@ -3,8 +3,10 @@
 //! WebPKI refuses a self-signed certificate marked as a CA (`CaUsedAsEndEntity`) even when
 //! the application trusts exactly that certificate; OpenSSL, and so Node.js, accept it when
 //! it is in the trusted set (the `ca` option or `NODE_EXTRA_CA_CERTS`). Tests and private
-//! relays use such certificates, so: a chain WebPKI accepts is accepted; otherwise a leaf
-//! that is itself one of the trusted certificates is accepted once its names match the host.
+//! relays use such certificates, so: a chain WebPKI accepts is accepted; otherwise a
+//! self-signed leaf that is itself one of the trusted certificates is accepted once its names
+//! match the host. A leaf issued by a CA is not trusted by being listed itself (OpenSSL
+//! wants its chain, as without `X509_V_FLAG_PARTIAL_CHAIN`).
 //! Everything else fails as WebPKI says, except an untrusted self-signed leaf, reported as
 //! Node.js does (`DEPTH_ZERO_SELF_SIGNED_CERT`).
 
@@ -176,10 +178,11 @@ impl ServerCertVerifier for Verifier {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
-        if self
-            .trusted_leaves
-            .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
+        if is_self_signed(end_entity)
+            && self
+                .trusted_leaves
+                .iter()
+                .any(|c| c.as_ref() == end_entity.as_ref())
         {
             match validity(end_entity, now) {
                 Validity::Current => {}
