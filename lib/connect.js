@@ -6,6 +6,7 @@
 
 const { loadNative } = require('./native');
 const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const { credentialOption, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -129,8 +130,9 @@ function parseCa(ca) {
  * `relayedConnect(address, token, fn)`.
  *
  * @param {(String|URL)} address The sender address (`createRelaySendUri()`)
- * @param {?String} token A SAS token for the `ServiceBusAuthorization` header, or
- *     `null` for an anonymous sender
+ * @param {?(String|Function)} token A SAS (or Entra ID) token for the
+ *     `ServiceBusAuthorization` header, a function returning one (or a Promise of one, or
+ *     `{ token }`), or `null` for an anonymous sender (or one with `options.credential`)
  * @param {Object} [options]
  * @param {Object} [options.headers] Extra handshake headers
  * @param {(String|String[])} [options.protocols] Subprotocols to offer
@@ -140,6 +142,8 @@ function parseCa(ca) {
  * @param {(String|Buffer|Array)} [options.ca] Extra trusted certificates (PEM)
  * @param {Number} [options.closeTimeout=30000] Time allowed for the closing handshake, ms
  * @param {Boolean} [options.autoPong=true] Answer pings automatically
+ * @param {Object} [options.credential] An Entra ID `TokenCredential`, instead of `token`
+ * @param {String} [options.scope='https://relay.azure.net//.default'] Its scope
  * @param {Function} [fn] Called with the socket on 'open'
  * @return {RelayedWebSocket} The socket, in CONNECTING
  * @public
@@ -158,24 +162,29 @@ function relayedConnect(address, token, options, fn) {
       `The "fn" argument must be of type function. Received ${describeType(fn)}`
     );
   }
-  if (token !== undefined && token !== null && (typeof token !== 'string' || token === '')) {
+  if (
+    token !== undefined &&
+    token !== null &&
+    typeof token !== 'function' &&
+    (typeof token !== 'string' || token === '')
+  ) {
     throw codedError(
       TypeError,
       'ERR_INVALID_ARG_TYPE',
-      `The "token" argument must be a non-empty string or null. Received ${describeType(token)}`
+      `The "token" argument must be a non-empty string, a function or null. Received ${describeType(token)}`
     );
   }
+  const source = tokenSource(token, credentialOption(options));
   if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) {
     invalidOption('id', 'a non-empty string', options.id);
   }
   const url = parseAddress(address, options.id);
   const protocols = parseProtocols(options.protocols);
   const headers = parseHeaders(options.headers);
-  if (token) {
+  if (source !== null) {
     for (const name of Object.keys(headers)) {
       if (name.toLowerCase() === 'servicebusauthorization') delete headers[name];
     }
-    headers.ServiceBusAuthorization = token;
   }
   const handshakeTimeout = numberOption(options.handshakeTimeout, 'handshakeTimeout', DEFAULT_HANDSHAKE_TIMEOUT);
   const maxPayload = numberOption(options.maxPayload, 'maxPayload', DEFAULT_MAX_PAYLOAD, true);
@@ -186,9 +195,40 @@ function relayedConnect(address, token, options, fn) {
 
   const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
   if (fn) ws.once('open', () => fn(ws));
-  ws._attach(
-    native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong })
-  );
+  const connect = () =>
+    ws._attach(
+      native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong })
+    );
+  if (typeof token === 'string' || source === null) {
+    // A fixed token (or none): connect at once, as ws does.
+    if (token) headers.ServiceBusAuthorization = token;
+    connect();
+    return ws;
+  }
+  // A token function or a credential: the handshake starts once it has answered, within
+  // the handshake's time.
+  ws._pending = true;
+  let timer;
+  const timedOut = new Promise((resolve, reject) => {
+    timer = setTimeout(() => reject(codedError(Error, 'ETIMEDOUT', 'Opening handshake has timed out')), handshakeTimeout);
+  });
+  Promise.race([source(), timedOut])
+    .then(({ token: value }) => {
+      if (!ws._pending) return;
+      ws._pending = false;
+      headers.ServiceBusAuthorization = value;
+      connect();
+    })
+    .catch((err) => {
+      if (!ws._pending) return;
+      ws._pending = false;
+      if (err && err.code === 'ETIMEDOUT') ws._failPending(err.message, 'ETIMEDOUT');
+      else {
+        const message = err && typeof err.message === 'string' ? err.message : String(err);
+        ws._failPending(`The token provider failed: ${message}`, 'ERR_TOKEN_PROVIDER');
+      }
+    })
+    .finally(() => clearTimeout(timer));
   return ws;
 }
 

@@ -15,7 +15,8 @@ const { redact } = require('./connect');
 const { failResponse, relayedRequest } = require('./http/serve');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
-const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const { credentialOption, tokenSource } = require('./tokens');
+const { codedError, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
@@ -100,23 +101,35 @@ function normalize(options) {
   validateOptionsObject(options);
   let url = options.server;
   let token = options.token;
+  const credential = credentialOption(options);
+  // 401 and 403 cannot fix themselves for a fixed token or one made from a key: final.
+  let authFinal = typeof token === 'string';
   if (options.connectionString !== undefined) {
+    if (token !== undefined) invalidOption('token', 'left out with a connectionString', token);
     const c = parseConnectionString(options.connectionString);
     const path = c.entityPath || options.path;
     if (typeof path !== 'string' || path === '') {
       invalidOption('path', 'a non-empty string when the connection string has no EntityPath', path);
     }
     url = createRelayListenUri(c.namespace, path);
-    if (c.sharedAccessSignature) {
+    if (credential !== null && (c.sharedAccessSignature || c.sharedAccessKeyName)) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_VALUE',
+        'Give either a credential or a connection string with a key or a SharedAccessSignature, not both'
+      );
+    } else if (c.sharedAccessSignature) {
       token = c.sharedAccessSignature;
+      authFinal = true;
     } else if (c.sharedAccessKeyName) {
       const listenUri = url;
       token = () => createRelayToken(listenUri, c.sharedAccessKeyName, c.sharedAccessKey);
-    } else {
+      authFinal = true;
+    } else if (credential === null) {
       throw codedError(
         TypeError,
         'ERR_INVALID_CONNECTION_STRING',
-        'The "connectionString" argument is invalid: a listener needs SharedAccessKeyName and SharedAccessKey, or SharedAccessSignature'
+        'The "connectionString" argument has no key: give one with SharedAccessKeyName and SharedAccessKey (or SharedAccessSignature), or an Entra ID credential as options.credential'
       );
     }
   }
@@ -139,17 +152,16 @@ function normalize(options) {
     if (typeof options.id !== 'string' || options.id === '') invalidOption('id', 'a non-empty string', options.id);
     if (!parsed.searchParams.has('sb-hc-id')) parsed.searchParams.append('sb-hc-id', options.id);
   }
-  let provider;
   const staticToken = typeof token === 'string';
-  if (staticToken) {
-    if (token === '') invalidOption('token', 'a non-empty string or a function', token);
-    const fixed = token;
-    provider = () => fixed;
-  } else if (typeof token === 'function') {
-    provider = token;
-  } else {
-    invalidOption('token', 'a string, a function returning a string, or a function returning a Promise of a string', token);
+  if (staticToken && token === '') invalidOption('token', 'a non-empty string or a function', token);
+  if (credential === null && !staticToken && typeof token !== 'function') {
+    invalidOption(
+      'token',
+      'a string, a function returning a token (or a Promise of one), or left out with options.credential',
+      token
+    );
   }
+  const provider = tokenSource(token, credential);
   for (const name of ['handleProtocols', 'verifyClient']) {
     if (options[name] !== undefined && options[name] !== null && typeof options[name] !== 'function') {
       invalidOption(name, 'a function', options[name]);
@@ -186,6 +198,7 @@ function normalize(options) {
     entity,
     provider,
     staticToken,
+    authFinal,
     clientTracking: options.clientTracking !== false,
     handleProtocols: options.handleProtocols || null,
     verifyClient: options.verifyClient || null,
@@ -229,6 +242,7 @@ class RelayedServer extends EventEmitter {
     this._id = native.listen({
       url: this.options.url,
       staticToken: this.options.staticToken,
+      authFinal: this.options.authFinal,
       // A ping every few microseconds helps nobody: 100 ms is the floor.
       keepAliveMs: this.options.keepAliveInterval > 0 ? Math.max(100, this.options.keepAliveInterval) : 0,
       // A pong is awaited 10 s, or one interval when pings are more frequent than that.
@@ -375,6 +389,19 @@ class RelayedServer extends EventEmitter {
         const error = list[at + 1];
         this.status = 'connecting';
         if (error !== null) this.lastError = toError(error);
+        if (error !== null && (this.lastError.statusCode === 401 || this.lastError.statusCode === 403)) {
+          // A token function or a credential may hand out a good token later: the listener
+          // retries, and says so on every attempt.
+          const refused = codedError(
+            Error,
+            'ERR_TOKEN_REFUSED',
+            `The relay refused the listener's token (${this.lastError.statusCode} ${this.lastError.statusDescription || ''}`.trim() +
+              '); retrying with a fresh one'
+          );
+          refused.statusCode = this.lastError.statusCode;
+          refused.statusDescription = this.lastError.statusDescription;
+          this._warn(refused, true);
+        }
         this.emit('connecting', error !== null ? this.lastError : null);
         break;
       }
@@ -500,25 +527,15 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _supplyToken(request) {
-    let result;
-    try {
-      result = Promise.resolve(this.options.provider());
-    } catch (err) {
-      result = Promise.reject(err);
-    }
     // The server may have closed while the provider worked: the answer is then dropped.
-    const answer = (token, message) => {
-      if (this._id !== 0) native.listenerProvideToken(this._id, request, token, message);
-    };
-    result
-      .then((token) => {
-        if (typeof token !== 'string' || token === '') {
-          throw new TypeError(`the provider returned ${describeType(token)} instead of a token string`);
-        }
-        answer(token, undefined);
+    this.options
+      .provider()
+      .then(({ token, expiresAt, refreshAt }) => {
+        if (this._id !== 0) native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
       })
       .catch((err) => {
-        answer(undefined, err && typeof err.message === 'string' ? err.message : String(err));
+        const message = err && typeof err.message === 'string' ? err.message : String(err);
+        if (this._id !== 0) native.listenerProvideToken(this._id, request, undefined, message);
       });
   }
 

@@ -178,6 +178,8 @@ class RelayedWebSocket extends WebSocket {
     this._server = null;
     // The `req` of a socket a RelayedServer accepts natively, until its 'connection'.
     this._acceptRequest = null;
+    // Its token is being fetched (a token function or a credential): no native socket yet.
+    this._pending = false;
   }
 
   /**
@@ -219,6 +221,20 @@ class RelayedWebSocket extends WebSocket {
   _attach(id) {
     this._id = id;
     register(id, this);
+  }
+
+  /**
+   * The socket never got a native one (its token could not be had, or it was closed while
+   * its token was being fetched): 'error' then 'close' (1006), as a failed handshake.
+   *
+   * @param {String} message The error's message
+   * @param {?String} code The error's `code`
+   * @private
+   */
+  _failPending(message, code) {
+    if (this._readyState === WebSocket.CLOSED) return;
+    this._emitError(message, code, false, null, null);
+    this._closed(1006, EMPTY_BUFFER, false, false);
   }
 
   /**
@@ -636,6 +652,7 @@ class RelayedWebSocket extends WebSocket {
     if (this.readyState === WebSocket.CONNECTING) {
       this._readyState = WebSocket.CLOSING;
       if (this._id !== 0) native.socketClose(this._id);
+      else if (this._pending) this._abortPending();
       return;
     }
     if (this.readyState === WebSocket.CLOSING) return;
@@ -674,6 +691,18 @@ class RelayedWebSocket extends WebSocket {
     if (this.readyState === WebSocket.CLOSED) return;
     this._readyState = WebSocket.CLOSING;
     if (this._id !== 0) native.socketTerminate(this._id);
+    else if (this._pending) this._abortPending();
+  }
+
+  /**
+   * Closed while its token was being fetched: fails on the next tick, as ws aborts a
+   * handshake (whatever the token source does later is ignored).
+   *
+   * @private
+   */
+  _abortPending() {
+    this._pending = false;
+    process.nextTick(() => this._failPending('WebSocket was closed before the connection was established', null));
   }
 
   /**

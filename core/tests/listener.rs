@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyco_core::listener::{
-    self, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions, ListenerSink,
+    self, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions, ListenerSink, Token,
 };
 use hyco_core::relay::{Entities, HybridConnectionConfig, LocalRelay, RelayConfig};
 use hyco_core::{sas, uri};
@@ -77,7 +77,7 @@ impl Harness {
                     let token = self.token();
                     self.handle.send(ListenerCommand::Token {
                         request,
-                        result: Ok(token),
+                        result: Ok(Token::new(token)),
                     });
                 }
                 ListenerEvent::Connecting { .. } => {}
@@ -304,7 +304,7 @@ async fn keeps_reading_the_control_channel_past_many_megabytes() {
                 ListenerEvent::NeedToken { request, .. } => {
                     handle.send(ListenerCommand::Token {
                         request,
-                        result: Ok(fake_token(&url)),
+                        result: Ok(Token::new(fake_token(&url))),
                     });
                 }
                 ListenerEvent::Accept(a) => return a.id,
@@ -338,7 +338,7 @@ async fn a_service_that_drops_at_once_is_not_hammered() {
             if let ListenerEvent::NeedToken { request, .. } = ev {
                 handle.send(ListenerCommand::Token {
                     request,
-                    result: Ok(fake_token(&url)),
+                    result: Ok(Token::new(fake_token(&url))),
                 });
             }
         }
@@ -377,7 +377,7 @@ async fn an_expired_renewal_token_is_refused_without_a_renewal_loop() {
                     sas::create_token(&url, &rule.name, &rule.key, Some(life), now).unwrap();
                 handle.send(ListenerCommand::Token {
                     request,
-                    result: Ok(token),
+                    result: Ok(Token::new(token)),
                 });
             }
             ListenerEvent::TokenError { .. } => errors += 1,

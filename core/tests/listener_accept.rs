@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyco_core::listener::{
     self, AcceptRequest, ListenerCommand, ListenerEvent, ListenerHandle, ListenerOptions,
-    ListenerSink,
+    ListenerSink, Token,
 };
 use hyco_core::relay::{LocalRelay, RelayConfig};
 use hyco_core::socket::{
@@ -144,7 +144,7 @@ impl Harness {
                 Seen::Listener(ListenerEvent::NeedToken { request, .. }) => {
                     self.handle.send(ListenerCommand::Token {
                         request,
-                        result: Ok(self.token.clone()),
+                        result: Ok(Token::new(self.token.clone())),
                     });
                 }
                 Seen::Listener(ListenerEvent::Connecting { .. })

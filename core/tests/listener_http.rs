@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use hyco_core::listener::{
     self, Exchange, ExchangeEvent, ExchangeSink, HttpRequest, ListenerCommand, ListenerEvent,
-    ListenerHandle, ListenerOptions, ListenerSink, RequestBody,
+    ListenerHandle, ListenerOptions, ListenerSink, RequestBody, Token,
 };
 use serde_json::{json, Value};
 use tokio::net::{TcpListener, TcpStream};
@@ -272,7 +272,9 @@ impl Listener {
                         .expect("a request number");
                     l.handle.send(ListenerCommand::Token {
                         request,
-                        result: Ok("SharedAccessSignature sr=x&sig=y&se=99999999999&skn=k".into()),
+                        result: Ok(Token::new(
+                            "SharedAccessSignature sr=x&sig=y&se=99999999999&skn=k",
+                        )),
                     });
                     break;
                 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hyco_core::listener::{
     self, AcceptRequest, Exchange, ExchangeSink, HttpRequest, ListenerCommand, ListenerEvent,
-    ListenerHandle, ListenerOptions, ListenerSink,
+    ListenerHandle, ListenerOptions, ListenerSink, Token,
 };
 use hyco_core::socket::{EventSink, Handle, SocketError};
 use napi::bindgen_prelude::Buffer;
@@ -29,6 +29,8 @@ pub struct NativeListenOptions {
     pub url: String,
     /// The token is a fixed string.
     pub static_token: bool,
+    /// 401 and 403 are final (a fixed token, or a key).
+    pub auth_final: bool,
     /// Keep-alive ping interval, ms; 0 disables.
     pub keep_alive_ms: f64,
     /// How long a ping may go unanswered, ms.
@@ -183,6 +185,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let mut opts = ListenerOptions::new(options.url);
     opts.static_token = options.static_token;
+    opts.auth_final = options.auth_final;
     opts.keep_alive =
         (options.keep_alive_ms > 0.0).then(|| Duration::from_millis(options.keep_alive_ms as u64));
     opts.pong_timeout = Duration::from_millis(options.pong_timeout_ms.max(1.0) as u64);
@@ -209,16 +212,23 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     Ok(id as f64)
 }
 
-/// Answers a `needToken` event with a token or the provider's error.
+/// Answers a `needToken` event with a token (and, when its provider said, when it expires
+/// and when to renew it, Unix ms) or the provider's error.
 #[napi(js_name = "listenerProvideToken")]
 pub fn listener_provide_token(
     id: f64,
     request: f64,
     token: Option<String>,
     error: Option<String>,
+    expires_at_ms: Option<f64>,
+    refresh_at_ms: Option<f64>,
 ) -> bool {
     let result = match token {
-        Some(t) => Ok(t),
+        Some(value) => Ok(Token {
+            value,
+            expires_at_ms,
+            refresh_at_ms,
+        }),
         None => Err(error.unwrap_or_else(|| "the token provider failed".into())),
     };
     let command = ListenerCommand::Token {

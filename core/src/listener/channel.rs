@@ -14,25 +14,25 @@ use crate::listener::http::HttpContext;
 use crate::listener::session::{self, error, End, CLOSE_WAIT};
 use crate::listener::spare::SparePool;
 use crate::listener::{
-    Backoff, ChannelSink, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink,
+    Backoff, ChannelSink, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink, Token,
 };
 use crate::socket::{self, Command, ConnectOptions, Event, Handle, SocketError, SocketOptions};
 
 /// Largest control message accepted.
 const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
 
-/// Errors after which reconnecting cannot help: the entity is gone, or a fixed token is
-/// refused.
-fn is_final(e: &SocketError, static_token: bool) -> bool {
+/// Errors after which reconnecting cannot help: the entity is gone, or a token that cannot
+/// change (a fixed one, or one from a key) is refused.
+fn is_final(e: &SocketError, auth_final: bool) -> bool {
     match e.status_code {
         Some(404) => true,
-        Some(401) | Some(403) => static_token,
+        Some(401) | Some(403) => auth_final,
         _ => false,
     }
 }
 
 enum TokenOutcome {
-    Token(String),
+    Token(Token),
     Failed(String),
     Close,
 }
@@ -56,7 +56,7 @@ async fn request_token(
                 None | Some(ListenerCommand::Close) => return TokenOutcome::Close,
                 Some(ListenerCommand::Token { request: r, result }) if r == request => {
                     return match result {
-                        Ok(t) if !t.is_empty() => TokenOutcome::Token(t),
+                        Ok(t) if !t.value.is_empty() => TokenOutcome::Token(t),
                         Ok(_) => TokenOutcome::Failed(
                             "the token provider returned an empty token".into(),
                         ),
@@ -211,7 +211,7 @@ pub(super) async fn run(
         let handle = socket::connect(
             ConnectOptions {
                 url: opts.url.clone(),
-                headers: vec![("ServiceBusAuthorization".to_owned(), token.clone())],
+                headers: vec![("ServiceBusAuthorization".to_owned(), token.value.clone())],
                 protocols: Vec::new(),
                 handshake_timeout: opts.handshake_timeout,
                 ca: opts.ca.clone(),
@@ -222,7 +222,7 @@ pub(super) async fn run(
         match wait_open(&mut events, &mut commands, &handle).await {
             Opening::Open => {}
             Opening::Failed(e) => {
-                if is_final(&e, opts.static_token) {
+                if is_final(&e, opts.auth_final) {
                     break Some(e);
                 }
                 cause = Some(e);

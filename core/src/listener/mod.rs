@@ -12,6 +12,7 @@ pub mod http;
 pub mod request;
 mod session;
 mod spare;
+pub mod token;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 use crate::socket::{Event, EventSink, Handle, SocketError, SocketOptions};
 
 pub use http::{Exchange, ExchangeEvent, ExchangeSink, HttpRequest, RequestBody};
+pub use token::Token;
 
 pub use backoff::Backoff;
 
@@ -30,9 +32,13 @@ pub use backoff::Backoff;
 pub struct ListenerOptions {
     /// The listen address (`...?sb-hc-action=listen[&sb-hc-id=...]`), without a token.
     pub url: String,
-    /// The token is a fixed string: it cannot be renewed, 401/403 are final, and its coming
-    /// expiry is reported instead of renewed.
+    /// The token is a fixed string: it cannot be renewed, and its coming expiry is reported
+    /// instead of renewed.
     pub static_token: bool,
+    /// 401 and 403 are final: the token comes from something that does not fix itself (a
+    /// fixed token, or a key). Otherwise (a token function, a credential) they are retried
+    /// with backoff, as the provider may hand out a good token later.
+    pub auth_final: bool,
     /// Ping interval of the control channel; `None` disables keep-alive. Default 30 s.
     pub keep_alive: Option<Duration>,
     /// How long a ping may go unanswered before the channel counts as dead. Default 10 s.
@@ -78,6 +84,7 @@ impl ListenerOptions {
             entity: request::entity_of(&url),
             url,
             static_token: false,
+            auth_final: false,
             keep_alive: Some(Duration::from_secs(30)),
             pong_timeout: Duration::from_secs(10),
             reconnect_delays: [0, 1, 2, 5, 10, 30]
@@ -213,7 +220,7 @@ pub enum ListenerCommand {
         /// The request number.
         request: u64,
         /// The token, or the provider's error message.
-        result: Result<String, String>,
+        result: Result<Token, String>,
     },
     /// Close the control channel (1000) and stop.
     Close,

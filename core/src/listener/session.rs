@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use crate::listener::accept::{self, Owner};
 use crate::listener::http::message::{parse_request, RequestHead, RequestMessage, Unusable};
 use crate::listener::http::{self, RequestBody, Route};
-use crate::listener::{ListenerCommand, ListenerEvent, ListenerOptions};
+use crate::listener::{ListenerCommand, ListenerEvent, ListenerOptions, Token};
 use crate::sas;
 use crate::socket::{frame, Command, Event, Handle, SocketError, CONTROL_EVENT_COST};
 
@@ -42,16 +42,29 @@ pub(super) async fn at_or_never(at: Option<Instant>) {
     }
 }
 
-/// When to renew a token expiring at `expires_at` (Unix seconds).
-fn renewal_time(opts: &ListenerOptions, expires_at: u64) -> Instant {
-    let left_ms = (expires_at as f64 * 1000.0 - sas::now_ms()).max(0.0);
-    let wait = Duration::from_millis((left_ms * opts.renew_at.clamp(0.0, 1.0)) as u64);
-    Instant::now() + wait.max(MIN_RENEW_DELAY)
+/// The instant of Unix time `at_ms`, seen from now (at least [`MIN_RENEW_DELAY`] away).
+fn instant_of(at_ms: f64) -> Instant {
+    // A time centuries away would overflow `Instant`: a year is as good as never.
+    let wait_ms = (at_ms - sas::now_ms()).clamp(0.0, 365.0 * 86_400_000.0);
+    Instant::now() + Duration::from_millis(wait_ms as u64).max(MIN_RENEW_DELAY)
+}
+
+/// When to renew `token`: when its provider asked (`refreshAfterTimestamp`), else at
+/// `renew_at` (80 %) of its remaining life; `None` when its expiry is unknown.
+fn renewal_time(opts: &ListenerOptions, token: &Token) -> Option<Instant> {
+    if let Some(at) = token.refresh_ms() {
+        return Some(instant_of(at));
+    }
+    let expires = token.expiry_ms()?;
+    let left_ms = (expires - sas::now_ms()).max(0.0);
+    Some(instant_of(
+        sas::now_ms() + left_ms * opts.renew_at.clamp(0.0, 1.0),
+    ))
 }
 
 /// When to try a failed renewal again: soon, but well before the token expires.
-fn retry_time(expires_at: Option<u64>) -> Instant {
-    let left_ms = expires_at.map_or(0.0, |e| (e as f64 * 1000.0 - sas::now_ms()).max(0.0));
+fn retry_time(expires_ms: Option<f64>) -> Instant {
+    let left_ms = expires_ms.map_or(0.0, |e| (e - sas::now_ms()).max(0.0));
     let wait = Duration::from_millis((left_ms / 4.0).clamp(0.0, 5000.0) as u64);
     Instant::now() + wait.max(MIN_RENEW_DELAY)
 }
@@ -72,8 +85,8 @@ struct Session<'a> {
     opts: &'a ListenerOptions,
     owner: &'a Owner<'a>,
     handle: &'a Handle,
-    /// The current token's expiry, Unix seconds (unknown for a token that is not SAS).
-    expires: Option<u64>,
+    /// The current token's expiry, Unix milliseconds, when known.
+    expires: Option<f64>,
     /// When to renew (or, for a fixed token, to warn of its expiry).
     renew_at: Option<Instant>,
     next_ping: Option<Instant>,
@@ -94,16 +107,15 @@ impl<'a> Session<'a> {
         opts: &'a ListenerOptions,
         owner: &'a Owner<'a>,
         handle: &'a Handle,
-        token: &str,
+        token: &Token,
         next_request: &'a mut u64,
     ) -> Self {
-        let expires = sas::parse_token(token).ok().map(|p| p.expires_at);
         Session {
             opts,
             owner,
             handle,
-            expires,
-            renew_at: expires.map(|e| renewal_time(opts, e)),
+            expires: token.expiry_ms(),
+            renew_at: renewal_time(opts, token),
             next_ping: opts.keep_alive.map(|k| Instant::now() + k),
             pong_deadline: None,
             pending_renewal: None,
@@ -282,7 +294,9 @@ impl<'a> Session<'a> {
         let sink = self.owner.sink;
         if self.opts.static_token {
             if let Some(e) = self.expires {
-                sink.push(ListenerEvent::TokenExpiring { expires_at: e });
+                sink.push(ListenerEvent::TokenExpiring {
+                    expires_at: (e / 1000.0) as u64,
+                });
             }
             return;
         }
@@ -314,32 +328,31 @@ impl<'a> Session<'a> {
 
     /// The owner's answer to a renewal: send it to the service if it is a token that
     /// expires later than the current one.
-    fn renewal_answered(&mut self, result: Result<String, String>) {
+    fn renewal_answered(&mut self, result: Result<Token, String>) {
         self.pending_renewal = None;
         self.renewal_deadline = None;
         let current = self.expires;
-        let parsed = result
-            .and_then(|t| {
-                sas::parse_token(&t)
-                    .map(|p| (t, p.expires_at))
-                    .map_err(|e| format!("the token provider returned a malformed token: {e}"))
-            })
-            .and_then(|(t, e)| {
-                if current.is_some_and(|c| e <= c) {
-                    Err("the token provider returned a token that does not expire later than the current one".to_owned())
-                } else {
-                    Ok((t, e))
-                }
-            });
-        match parsed {
+        let checked = result.and_then(|t| match t.expiry_ms() {
+            None if t.value.is_empty() => Err("the token provider returned an empty token".to_owned()),
+            None => Err("the token provider returned a token whose expiry is unknown (neither SAS, nor a JWT, nor with expiresOnTimestamp)".to_owned()),
+            Some(e) if current.is_some_and(|c| e <= c) => Err(
+                "the token provider returned a token that does not expire later than the current one"
+                    .to_owned(),
+            ),
+            Some(e) => Ok((t, e)),
+        });
+        match checked {
             Ok((t, e)) => {
                 send_text(
                     self.handle,
-                    serde_json::json!({ "renewToken": { "token": t } }).to_string(),
+                    serde_json::json!({ "renewToken": { "token": t.value } }).to_string(),
                 );
                 self.expires = Some(e);
-                self.renew_at = Some(renewal_time(self.opts, e));
-                log::info!("listener: token renewed (expires at {e})");
+                self.renew_at = renewal_time(self.opts, &t);
+                log::info!(
+                    "listener: token renewed (expires at {} s)",
+                    (e / 1000.0) as u64
+                );
                 self.owner.sink.push(ListenerEvent::Renewed);
             }
             Err(message) => self.renewal_failed(message),
@@ -377,7 +390,7 @@ pub(super) async fn serve(
     handle: &Handle,
     events: &mut mpsc::UnboundedReceiver<Event>,
     commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
-    token: &str,
+    token: &Token,
     next_request: &mut u64,
 ) -> End {
     let mut s = Session::new(opts, owner, handle, token, next_request);

@@ -1,0 +1,104 @@
+'use strict';
+
+/**
+ * Where tokens come from: a fixed string, a token function, or an Entra ID credential (the
+ * `TokenCredential` contract of `@azure/core-auth`, duck-typed: any object with
+ * `getToken(scopes)`). Whatever the source, a token comes with what is known of its life:
+ * a function or a credential may state its expiry (`expiresOnTimestamp`) and when to renew
+ * it (`refreshAfterTimestamp`), which renewal then follows.
+ */
+
+const { codedError, describeType, invalidOption } = require('./validation');
+
+/** The scope Microsoft's .NET and Java Relay clients ask for. */
+const DEFAULT_SCOPE = 'https://relay.azure.net//.default';
+
+/**
+ * Checks the `credential` and `scope` options.
+ *
+ * @param {Object} options The options
+ * @return {?{credential: Object, scope: String}} The credential and its scope, or `null`
+ * @private
+ */
+function credentialOption(options) {
+  const { credential, scope } = options;
+  if (credential === undefined || credential === null) {
+    if (scope !== undefined) invalidOption('scope', 'given only with a credential', scope);
+    return null;
+  }
+  if (typeof credential !== 'object' && typeof credential !== 'function') {
+    invalidOption('credential', 'an object with a getToken(scopes) method (a TokenCredential)', credential);
+  }
+  if (typeof credential.getToken !== 'function') {
+    invalidOption('credential', 'an object with a getToken(scopes) method (a TokenCredential)', credential);
+  }
+  if (scope !== undefined && (typeof scope !== 'string' || scope === '')) {
+    invalidOption('scope', 'a non-empty string', scope);
+  }
+  return { credential, scope: scope === undefined ? DEFAULT_SCOPE : scope };
+}
+
+/**
+ * A token as a source gave it: a non-empty string, or an object with one in `token` and,
+ * optionally, `expiresOnTimestamp` and `refreshAfterTimestamp` (Unix milliseconds).
+ *
+ * @param {*} result What the function or credential returned (resolved)
+ * @param {String} what The source, for the error message
+ * @return {{token: String, expiresAt: (Number|undefined), refreshAt: (Number|undefined)}}
+ *     The token and its times
+ * @throws {TypeError} When it is neither
+ * @private
+ */
+function readToken(result, what) {
+  if (typeof result === 'string' && result !== '') {
+    return { token: result, expiresAt: undefined, refreshAt: undefined };
+  }
+  if (result !== null && typeof result === 'object' && typeof result.token === 'string' && result.token !== '') {
+    const time = (name) => {
+      const v = result[name];
+      if (v === undefined || v === null) return undefined;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+        throw new TypeError(`${what} returned a ${name} that is not a positive number of milliseconds`);
+      }
+      return v;
+    };
+    return { token: result.token, expiresAt: time('expiresOnTimestamp'), refreshAt: time('refreshAfterTimestamp') };
+  }
+  throw new TypeError(`${what} returned ${describeType(result)} instead of a token`);
+}
+
+/**
+ * A function that gets a token from a source, checked.
+ *
+ * @param {(String|Function|null|undefined)} token The `token` argument or option
+ * @param {?{credential: Object, scope: String}} credential From `credentialOption`
+ * @return {?Function} `() => Promise<{token, expiresAt, refreshAt}>`, or `null` without a
+ *     source
+ * @private
+ */
+function tokenSource(token, credential) {
+  if (credential !== null) {
+    if (token !== undefined && token !== null) {
+      throw codedError(
+        TypeError,
+        'ERR_INVALID_ARG_VALUE',
+        'Give either a token or a credential, not both'
+      );
+    }
+    return async () => {
+      const result = await credential.credential.getToken(credential.scope);
+      if (result === null || result === undefined) {
+        throw new Error(`the credential returned no token for ${credential.scope}`);
+      }
+      return readToken(result, 'the credential');
+    };
+  }
+  if (typeof token === 'function') return async () => readToken(await token(), 'the token provider');
+  if (typeof token === 'string' && token !== '') {
+    const fixed = readToken(token, 'token');
+    return async () => fixed;
+  }
+  return null;
+}
+
+module.exports = { DEFAULT_SCOPE, credentialOption, readToken, tokenSource };
