@@ -1,16 +1,27 @@
-// Type definitions for hyco-ws-rs.
+// Type definitions for hyco-ws-rs: the one source of the package's declarations.
 //
 // The module's export is ws 8's `WebSocket` class with the Azure Relay API layered on top,
 // exactly as `require('hyco-ws')` was ws's class with hyco-ws's functions added.
+//
+// `require('hyco-ws-rs')` (and `moduleResolution: node10`) reads this file; `import` (Node's
+// ESM, bundlers) reads index.d.mts, which re-exports this file's namespace by name. A name
+// added to the namespace below is added to the list in index.d.mts too
+// (__test__/types-package.test.mjs fails until it is).
 
 /// <reference types="node" />
 
 import WS = require('ws');
 import { EventEmitter } from 'events';
 import { Writable } from 'stream';
+import type { WsNamespaceWebSocket } from './ws-interop.cjs';
 
 /** ws's `WebSocket` class, with the relay API as static members. */
 declare class HycoWebSocket extends WS {}
+
+/** The class of relayed sockets; the namespace exports it as `RelayedWebSocket`. */
+declare class RelayedWebSocketClass extends WS {
+  private constructor();
+}
 
 declare namespace HycoWebSocket {
   // ---------------------------------------------------------------------------------------
@@ -304,10 +315,17 @@ declare namespace HycoWebSocket {
    * is an `instanceof WebSocket` and has ws's properties, events and methods; see the README
    * for the few differences (no permessage-deflate, no 'upgrade'/'unexpected-response'/
    * 'redirect' events, `mask` ignored, `Blob` data not accepted by `send`).
+   *
+   * The type is also the one `import * as WebSocket from 'ws'` names under `esModuleInterop`
+   * (see ws-interop.d.cts), so that a relayed socket is assignable to ws's `WebSocket`
+   * however it was imported, and every callback that receives one accepts a handler typed
+   * with ws's `WebSocket`.
    */
-  class RelayedWebSocket extends WS {
-    private constructor();
-  }
+  type RelayedWebSocket = RelayedWebSocketClass & WsNamespaceWebSocket;
+  /** The class of relayed sockets, for `instanceof` (which narrows to the type above).
+   * Sockets come from {@link relayedConnect} and {@link RelayedServer}; the constructor is
+   * not public. */
+  const RelayedWebSocket: typeof RelayedWebSocketClass & { readonly prototype: RelayedWebSocket };
 
   /**
    * Connects to a Hybrid Connection as a sender. Returns the socket at once, in CONNECTING;
@@ -411,6 +429,35 @@ declare namespace HycoWebSocket {
     ca?: string | Buffer | Array<string | Buffer>;
   }
 
+  /**
+   * The events of a {@link RelayedServer} and their listeners: the one list that `on`,
+   * `once`, `off` and the other listener methods take their overloads from.
+   */
+  interface RelayedServerEvents {
+    /** A sender's socket, once open, and what the relay says of the sender. */
+    connection: (socket: RelayedWebSocket, req: RelayedRequest) => void;
+    /** The first time the control channel is open. */
+    listening: () => void;
+    /** Each time the control channel opens. */
+    online: () => void;
+    /** Before each connect attempt, with the error that caused it (`null` at start). */
+    connecting: (err: RelayedConnectError | null) => void;
+    /** Each time the control channel is lost. */
+    offline: (err: RelayedConnectError) => void;
+    /** The token provider failed, or a fixed token is about to expire. */
+    warning: (err: RelayedConnectError) => void;
+    /** What reconnecting cannot fix (404; 401/403 with a fixed token); 'close' follows. */
+    error: (err: RelayedConnectError) => void;
+    /** Before each accept handshake: push `'Name: value'` strings to add headers. */
+    headers: (headers: string[], req: RelayedRequest) => void;
+    /** After `close()` completes, or after a final error. */
+    close: () => void;
+    // HTTP ('request') goes here when it lands, typed with Node's own classes so that an
+    // Express app or a `(req: IncomingMessage, res: ServerResponse) => void` handler is a
+    // listener as it is:
+    //   request: (req: import('http').IncomingMessage, res: import('http').ServerResponse) => void;
+  }
+
   /** A Hybrid Connection listener (hyco-ws's `RelayedServer`), its control channel in Rust. */
   class RelayedServer extends EventEmitter {
     /** @param callback Added as a 'listening' listener. */
@@ -425,23 +472,21 @@ declare namespace HycoWebSocket {
      * 'close' and calls `cb`; a second call gets `Error('The server is not running')`. */
     close(cb?: (err?: Error) => void): void;
 
-    on(event: 'connection', listener: (socket: RelayedWebSocket, req: RelayedRequest) => void): this;
-    on(event: 'listening' | 'online' | 'close', listener: () => void): this;
-    on(event: 'connecting', listener: (err: RelayedConnectError | null) => void): this;
-    on(event: 'offline' | 'warning' | 'error', listener: (err: RelayedConnectError) => void): this;
-    on(event: 'headers', listener: (headers: string[], req: RelayedRequest) => void): this;
-    once(event: 'connection', listener: (socket: RelayedWebSocket, req: RelayedRequest) => void): this;
-    once(event: 'listening' | 'online' | 'close', listener: () => void): this;
-    once(event: 'connecting', listener: (err: RelayedConnectError | null) => void): this;
-    once(event: 'offline' | 'warning' | 'error', listener: (err: RelayedConnectError) => void): this;
-    once(event: 'headers', listener: (headers: string[], req: RelayedRequest) => void): this;
+    on<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    once<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    addListener<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    prependListener<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    prependOnceListener<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    off<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
+    removeListener<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
   }
 
+  /** @types/hyco-ws's name of {@link RelayedServer}, for code written against it. A type
+   * only: hyco-ws exports no value of that name. */
+  type HybridConnectionWebSocketServer = RelayedServer;
+
   /** hyco-ws's factory: a {@link RelayedServer} with `fn` as its 'connection' listener. */
-  function createRelayedServer(
-    options: RelayedServerOptions,
-    fn?: (socket: RelayedWebSocket, req: RelayedRequest) => void
-  ): RelayedServer;
+  function createRelayedServer(options: RelayedServerOptions, fn?: RelayedServerEvents['connection']): RelayedServer;
 }
 
 export = HycoWebSocket;

@@ -1,9 +1,10 @@
 // `hyco-ws-rs relay`: the CLI starts the emulator, prints a usable connection string and a
-// line per event, and stops cleanly on SIGINT.
+// line per event, and stops cleanly on SIGINT. `hyco-ws-rs --version` prints the version.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 import { createRelayListenUri, createRelayToken, parseConnectionString, WebSocket } from 'hyco-ws-rs';
@@ -74,4 +75,12 @@ test('relay: bad arguments exit with status 2 and the usage', async () => {
   assert.equal(code, 2);
   assert.match(stderr, /--port must be a non-negative integer/);
   assert.match(stderr, /Usage: hyco-ws-rs relay/);
+});
+
+test('--version and -v print the package\'s version', () => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  for (const flag of ['--version', '-v']) {
+    const out = execFileSync(process.execPath, [cli, flag], { encoding: 'utf8', timeout: 10000 });
+    assert.equal(out, `${version}\n`, flag);
+  }
 });

@@ -7,27 +7,14 @@ import { execFileSync, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import { startLocalRelay } from 'hyco-ws-rs';
+import { npm, packPackages, root } from './support/pack.mjs';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const WAIT = 30000;
 let work;
 let mainTarball;
 let platformTarball;
-
-/**
- * Runs npm with `args` in `cwd`; returns its stdout.
- *
- * @param {String[]} args The arguments
- * @param {String} cwd Where
- * @param {Object} [env] Extra environment
- * @return {String} stdout
- */
-function npm(args, cwd, env = {}) {
-  return execFileSync('npm', args, { cwd, encoding: 'utf8', env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-}
 
 /**
  * Makes an empty project in `dir` with the examples copied in.
@@ -102,10 +89,7 @@ async function examplesWork(dir) {
 
 before(() => {
   work = mkdtempSync(join(tmpdir(), 'hyco-ws-rs-pack-'));
-  mainTarball = join(work, npm(['pack', '--pack-destination', work, '--silent'], root).trim().split('\n').pop());
-  const platformDir = join(work, 'platform');
-  execFileSync(process.execPath, [join(root, 'scripts', 'package-platform.js'), '--out', platformDir], { stdio: 'ignore' });
-  platformTarball = join(work, npm(['pack', '--pack-destination', work, '--silent'], platformDir).trim().split('\n').pop());
+  ({ main: mainTarball, platform: platformTarball } = packPackages(work));
 });
 
 after(() => {
@@ -114,7 +98,7 @@ after(() => {
 
 test('npm pack ships the sources, types and CLI, and no tests, benches, build output or binaries', () => {
   const files = execFileSync('tar', ['tzf', mainTarball], { encoding: 'utf8' }).trim().split('\n');
-  for (const needed of ['package/index.js', 'package/index.d.ts', 'package/wrapper.mjs', 'package/lib/websocket.js', 'package/bin/hyco-ws-rs.js', 'package/Cargo.toml', 'package/core/src/lib.rs', 'package/src/lib.rs', 'package/scripts/build-addon.js', 'package/LICENSE', 'package/README.md']) {
+  for (const needed of ['package/index.js', 'package/index.d.ts', 'package/index.d.mts', 'package/ws-interop.d.cts', 'package/wrapper.mjs', 'package/lib/websocket.js', 'package/bin/hyco-ws-rs.js', 'package/Cargo.toml', 'package/core/src/lib.rs', 'package/src/lib.rs', 'package/scripts/build-addon.js', 'package/LICENSE', 'package/README.md']) {
     assert.ok(files.includes(needed), `${needed} is missing from the tarball`);
   }
   for (const f of files) {

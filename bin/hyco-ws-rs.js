@@ -6,9 +6,11 @@
  *
  *   hyco-ws-rs relay [--port N] [--host H] [--hc NAME ...] [--tls-cert FILE --tls-key FILE]
  *                    [--accept-timeout MS] [--max-listeners N]
+ *   hyco-ws-rs --version
  *
  * `relay` starts the local relay emulator, prints its namespace and a connection string,
- * then one line per event, until Ctrl-C (or SIGTERM) stops it cleanly.
+ * then one line per event, until Ctrl-C (or SIGTERM) stops it cleanly. `--version` (`-v`)
+ * prints the package's version.
  */
 
 const fs = require('fs');
@@ -17,6 +19,7 @@ const { parseArgs } = require('util');
 const { startLocalRelay } = require('../lib/local-relay');
 
 const USAGE = `Usage: hyco-ws-rs relay [options]
+       hyco-ws-rs --version   (or -v: prints the version of hyco-ws-rs)
 
 Starts a local Azure Relay Hybrid Connections emulator.
 
@@ -157,6 +160,10 @@ async function relayCommand(argv) {
 async function main(argv) {
   const [command, ...rest] = argv;
   if (command === 'relay') return relayCommand(rest);
+  if (command === '-v' || command === '--version') {
+    process.stdout.write(`${require('../package.json').version}\n`);
+    return undefined;
+  }
   if (command === undefined || command === '-h' || command === '--help') {
     process.stdout.write(USAGE);
     return undefined;

@@ -1,0 +1,166 @@
+// What the package tests install: the tarball `npm pack` makes, the per-platform package
+// that carries the prebuilt addon (so that nothing compiles Rust), and projects made from
+// them without the network.
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository's root. */
+export const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * Runs npm with `args` in `cwd`; returns its stdout.
+ *
+ * @param {String[]} args The arguments
+ * @param {String} cwd Where
+ * @param {Object} [env] Extra environment
+ * @return {String} stdout
+ */
+export function npm(args, cwd, env = {}) {
+  return execFileSync('npm', args, {
+    cwd,
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe']
+  });
+}
+
+/**
+ * Packs the package directory `dir` into `dest`.
+ *
+ * @param {String} dir The package
+ * @param {String} dest Where the tarball goes
+ * @return {String} The tarball's path
+ */
+function pack(dir, dest) {
+  return join(dest, npm(['pack', '--pack-destination', dest, '--silent'], dir).trim().split('\n').pop());
+}
+
+/**
+ * Packs the package as `npm publish` would, and its per-platform package from the addon
+ * built at the root (`scripts/package-platform.js`).
+ *
+ * @param {String} work A directory for the tarballs
+ * @return {{ main: String, platform: String }} The two tarballs' paths
+ */
+export function packPackages(work) {
+  const main = pack(root, work);
+  const platformDir = join(work, 'platform');
+  execFileSync(process.execPath, [join(root, 'scripts', 'package-platform.js'), '--out', platformDir], { stdio: 'ignore' });
+  return { main, platform: pack(platformDir, work) };
+}
+
+/**
+ * Reads a file of a tarball made by `npm pack`.
+ *
+ * @param {String} tarball The tarball
+ * @param {String} file The path inside `package/`
+ * @return {String} Its text
+ */
+function fromTarball(tarball, file) {
+  return execFileSync('tar', ['xzfO', tarball, `package/${file}`], { encoding: 'utf8' });
+}
+
+/**
+ * Makes a project in `dir` that depends on the packed tarballs and on `devDependencies`
+ * taken from this repository's own, and installs it with `npm ci --offline`: everything
+ * comes from the tarballs and from npm's cache, which the repository's `npm ci` filled.
+ *
+ * `npm install --offline` cannot do this: it asks for the registry's full package documents,
+ * while `npm ci` caches only the abbreviated ones. So the project gets a package-lock.json
+ * whose registry entries are this repository's (for the versions it installed) and whose
+ * tarball entries list the dependencies the packed package.json declares: a package the
+ * tarball does not declare is not installed.
+ *
+ * @param {String} dir The project's directory (existing, empty)
+ * @param {String[]} tarballs The packed packages to depend on
+ * @param {String[]} devDependencies Names of this repository's devDependencies to add
+ * @param {Object} [env] Extra environment for npm
+ * @return {{ offline: Boolean }} Whether the install did without the registry
+ */
+export function installOffline(dir, tarballs, devDependencies, env = {}) {
+  const repoLock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8'));
+  const repoDevDependencies = repoLock.packages[''].devDependencies;
+  const manifest = { name: 'user-app', version: '1.0.0', private: true, dependencies: {} };
+  const packages = { '': manifest };
+  // [where the dependent is installed, the dependency's name]
+  const wanted = [];
+  for (const tarball of tarballs) {
+    const pkg = JSON.parse(fromTarball(tarball, 'package.json'));
+    const spec = `file:${basename(tarball)}`;
+    copyFileSync(tarball, join(dir, basename(tarball)));
+    manifest.dependencies[pkg.name] = spec;
+    packages[`node_modules/${pkg.name}`] = {
+      version: pkg.version,
+      resolved: spec,
+      ...(pkg.scripts && pkg.scripts.install ? { hasInstallScript: true } : {}),
+      ...Object.fromEntries(
+        ['dependencies', 'bin', 'engines', 'os', 'cpu', 'libc', 'license'].filter((k) => pkg[k]).map((k) => [k, pkg[k]])
+      )
+    };
+    for (const name of Object.keys(pkg.dependencies || {})) wanted.push([`node_modules/${pkg.name}`, name]);
+  }
+  for (const name of devDependencies) {
+    manifest.dependencies[name] = repoDevDependencies[name];
+    wanted.push(['', name]);
+  }
+  while (wanted.length) {
+    const [from, name] = wanted.shift();
+    // Where Node's resolution finds `name` from `from` in the repository's tree: its own
+    // node_modules, then each enclosing one.
+    let key;
+    for (let at = from; ; at = at.slice(0, Math.max(0, at.lastIndexOf('/node_modules/')))) {
+      const candidate = `${at ? `${at}/` : ''}node_modules/${name}`;
+      if (repoLock.packages[candidate]) {
+        key = candidate;
+        break;
+      }
+      if (!at) throw new Error(`${name} (needed by ${from || 'the project'}) is not in this repository's package-lock.json`);
+    }
+    if (packages[key]) continue;
+    const { dev, devOptional, ...entry } = repoLock.packages[key];
+    packages[key] = devOptional ? { ...entry, optional: true } : entry;
+    for (const dep of Object.keys({ ...entry.dependencies, ...entry.optionalDependencies })) wanted.push([key, dep]);
+  }
+  writeFileSync(join(dir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileSync(
+    join(dir, 'package-lock.json'),
+    `${JSON.stringify({ name: manifest.name, version: manifest.version, lockfileVersion: 3, requires: true, packages }, null, 2)}\n`
+  );
+  const args = ['ci', '--no-audit', '--no-fund'];
+  try {
+    npm([...args, '--offline'], dir, env);
+    // npm skips an optional package it cannot fetch without a word.
+    if (missingOptional(dir, packages).length === 0) return { offline: true };
+  } catch (err) {
+    if (!/ENOTCACHED/.test(String(err.stderr))) throw err;
+  }
+  // A cache that the repository's `npm ci` did not fill (after an `npm install`, or
+  // cleaned): take what is missing from the registry rather than fail.
+  npm([...args, '--prefer-offline'], dir, env);
+  const missing = missingOptional(dir, packages);
+  if (missing.length) throw new Error(`npm did not install ${missing.join(', ')}`);
+  return { offline: false };
+}
+
+/**
+ * The optional packages of a lockfile that fit this machine but are not installed.
+ *
+ * @param {String} dir The project
+ * @param {Object} packages The lockfile's `packages`
+ * @return {String[]} Their paths
+ */
+function missingOptional(dir, packages) {
+  const fits = (list, value) => !list || list.includes(value);
+  return Object.keys(packages).filter((key) => {
+    const entry = packages[key];
+    return (
+      key &&
+      entry.optional &&
+      fits(entry.os, process.platform) &&
+      fits(entry.cpu, process.arch) &&
+      !existsSync(join(dir, key, 'package.json'))
+    );
+  });
+}
