@@ -40,6 +40,7 @@ export import AddressInfo = hyco.AddressInfo;
 export import createRelayBaseUri = hyco.createRelayBaseUri;
 export import createRelayListenUri = hyco.createRelayListenUri;
 export import createRelaySendUri = hyco.createRelaySendUri;
+export import createRelayHttpsUri = hyco.createRelayHttpsUri;
 export import createRelayToken = hyco.createRelayToken;
 export import appendRelayToken = hyco.appendRelayToken;
 export import parseRelayToken = hyco.parseRelayToken;
@@ -61,6 +62,8 @@ export import createRelayedConnection = hyco.createRelayedConnection;
 export import RelayedConnectOptions = hyco.RelayedConnectOptions;
 export import RelayedConnectError = hyco.RelayedConnectError;
 export import RelayedWebSocket = hyco.RelayedWebSocket;
+export import RelayAccessToken = hyco.RelayAccessToken;
+export import RelayTokenCredential = hyco.RelayTokenCredential;
 
 // The listener
 export import createRelayedServer = hyco.createRelayedServer;
@@ -72,3 +75,8 @@ export import RelayedRequest = hyco.RelayedRequest;
 export import RelayedVerifyInfo = hyco.RelayedVerifyInfo;
 export import OfferedProtocols = hyco.OfferedProtocols;
 export import TokenProvider = hyco.TokenProvider;
+
+// HTTP senders
+export import relayedFetch = hyco.relayedFetch;
+export import RelayedFetchInit = hyco.RelayedFetchInit;
+export import RelayRefusedError = hyco.RelayRefusedError;

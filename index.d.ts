@@ -12,6 +12,7 @@
 
 import WS = require('ws');
 import { EventEmitter } from 'events';
+import { IncomingMessage, ServerResponse } from 'http';
 import { Writable } from 'stream';
 import type { WsNamespaceWebSocket } from './ws-interop.cjs';
 
@@ -104,6 +105,13 @@ declare namespace HycoWebSocket {
   /** The sender's address: the base address plus `sb-hc-action=connect`, then
    * `sb-hc-token` and `sb-hc-id` when given (each URL-encoded). */
   function createRelaySendUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
+
+  /**
+   * hyco-https's address for HTTP requests: `https://{namespace}/{path}` (no `$hc/`), then
+   * `sb-hc-token` and `sb-hc-id` when given (each URL-encoded). A namespace with a scheme
+   * keeps its host and port: `ws://127.0.0.1:9000` gives `http://127.0.0.1:9000/{path}`.
+   */
+  function createRelayHttpsUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
 
   /**
    * A SAS token for `uri`, byte-identical to hyco-ws's:
@@ -279,8 +287,44 @@ declare namespace HycoWebSocket {
   // The sender
   // ---------------------------------------------------------------------------------------
 
+  /**
+   * A token with what its provider knows of its life, as an Entra ID credential's
+   * `getToken` gives it (`AccessToken` of `@azure/core-auth`).
+   */
+  interface RelayAccessToken {
+    /** The token: a SAS token, or an Entra ID JWT (sent without a `Bearer ` prefix). */
+    token: string;
+    /** When it expires, Unix ms. */
+    expiresOnTimestamp?: number;
+    /** When to renew it, Unix ms (else at 80 % of its life). */
+    refreshAfterTimestamp?: number;
+  }
+
+  /**
+   * An Entra ID credential: any object with `getToken(scopes)`, as `@azure/identity`'s
+   * (`DefaultAzureCredential`, `ManagedIdentityCredential`, ...). No dependency on it.
+   */
+  interface RelayTokenCredential {
+    getToken(
+      scopes: string | string[],
+      options?: unknown
+    ): Promise<{ token: string; expiresOnTimestamp: number; refreshAfterTimestamp?: number } | null>;
+  }
+
+  /**
+   * A token, or a function that gives one (a string or a {@link RelayAccessToken}, or a
+   * Promise of either): called at start, at each reconnect and renewal.
+   */
+  type TokenProvider =
+    | string
+    | (() => string | RelayAccessToken | Promise<string | RelayAccessToken>);
+
   /** Options of {@link relayedConnect}. */
   interface RelayedConnectOptions {
+    /** An Entra ID credential, instead of the `token` argument (which is then `null`). */
+    credential?: RelayTokenCredential;
+    /** The credential's scope. Default `'https://relay.azure.net//.default'`. */
+    scope?: string;
     /** Extra handshake headers (the listener sees them in `connectHeaders`). */
     headers?: Record<string, string | string[]>;
     /** Subprotocols to offer; the listener's choice becomes `socket.protocol`. */
@@ -333,13 +377,14 @@ declare namespace HycoWebSocket {
    * {@link RelayedConnectError}) then 'close' 1006.
    *
    * @param address The sender address, from {@link createRelaySendUri}.
-   * @param token A SAS token for the `ServiceBusAuthorization` header, or `null` for an
-   *   anonymous sender.
+   * @param token A SAS (or Entra ID) token for the `ServiceBusAuthorization` header, a
+   *   function that gives one, or `null` for an anonymous sender (or with
+   *   `options.credential`).
    */
-  function relayedConnect(address: string | URL, token: string | null | undefined, fn?: (socket: RelayedWebSocket) => void): RelayedWebSocket;
+  function relayedConnect(address: string | URL, token: TokenProvider | null | undefined, fn?: (socket: RelayedWebSocket) => void): RelayedWebSocket;
   function relayedConnect(
     address: string | URL,
-    token: string | null | undefined,
+    token: TokenProvider | null | undefined,
     options: RelayedConnectOptions,
     fn?: (socket: RelayedWebSocket) => void
   ): RelayedWebSocket;
@@ -349,9 +394,6 @@ declare namespace HycoWebSocket {
   // ---------------------------------------------------------------------------------------
   // The listener
   // ---------------------------------------------------------------------------------------
-
-  /** A SAS token, or a function that gives one (at start, at each reconnect and renewal). */
-  type TokenProvider = string | (() => string) | (() => Promise<string>);
 
   /** What a listener knows of a sender. */
   interface RelayedRequest {
@@ -389,8 +431,12 @@ declare namespace HycoWebSocket {
     server?: string;
     /** The token, or a provider called for each connect and renewal. */
     token?: TokenProvider;
+    /** An Entra ID credential, instead of `token` (or with a connection string without key). */
+    credential?: RelayTokenCredential;
+    /** The credential's scope. Default `'https://relay.azure.net//.default'`. */
+    scope?: string;
     /** Instead of `server` and `token`: a portal connection string (a key gives renewed
-     * tokens; `SharedAccessSignature` a fixed one). */
+     * tokens; `SharedAccessSignature` a fixed one; without either, give `credential`). */
     connectionString?: string;
     /** The Hybrid Connection, when the connection string has no `EntityPath`. */
     path?: string;
@@ -427,6 +473,9 @@ declare namespace HycoWebSocket {
     reconnectDelays?: number[];
     /** Certificates to trust on top of the default roots (PEM). */
     ca?: string | Buffer | Array<string | Buffer>;
+    /** How long an HTTP request may go unanswered before the listener gives up on it, ms
+     * (the service's own limit is 60 s). Default `60000`. */
+    requestTimeout?: number;
   }
 
   /**
@@ -444,18 +493,20 @@ declare namespace HycoWebSocket {
     connecting: (err: RelayedConnectError | null) => void;
     /** Each time the control channel is lost. */
     offline: (err: RelayedConnectError) => void;
-    /** The token provider failed, or a fixed token is about to expire. */
-    warning: (err: RelayedConnectError) => void;
+    /** A 'request' listener threw (`ERR_REQUEST_HANDLER`, the error as `cause`), the relay
+     * refused a provider's token (`ERR_TOKEN_REFUSED`, retried), the token provider failed
+     * (`ERR_TOKEN_PROVIDER`), or a fixed token is about to expire (`ERR_TOKEN_EXPIRING`). */
+    warning: (err: RelayedConnectError & { cause?: unknown }) => void;
     /** What reconnecting cannot fix (404; 401/403 with a fixed token); 'close' follows. */
     error: (err: RelayedConnectError) => void;
     /** Before each accept handshake: push `'Name: value'` strings to add headers. */
     headers: (headers: string[], req: RelayedRequest) => void;
     /** After `close()` completes, or after a final error. */
     close: () => void;
-    // HTTP ('request') goes here when it lands, typed with Node's own classes so that an
-    // Express app or a `(req: IncomingMessage, res: ServerResponse) => void` handler is a
-    // listener as it is:
-    //   request: (req: import('http').IncomingMessage, res: import('http').ServerResponse) => void;
+    /** An HTTP request, with Node's own classes: an Express app, or any
+     * `(req: IncomingMessage, res: ServerResponse) => void` handler, is a listener as it is.
+     * `req.id` is the relay's tracking id. */
+    request: (req: IncomingMessage & { id?: string }, res: ServerResponse) => void;
   }
 
   /** A Hybrid Connection listener (hyco-ws's `RelayedServer`), its control channel in Rust. */
@@ -487,6 +538,32 @@ declare namespace HycoWebSocket {
 
   /** hyco-ws's factory: a {@link RelayedServer} with `fn` as its 'connection' listener. */
   function createRelayedServer(options: RelayedServerOptions, fn?: RelayedServerEvents['connection']): RelayedServer;
+
+  // ---------------------------------------------------------------------------------------
+  // HTTP senders
+  // ---------------------------------------------------------------------------------------
+
+  /** `fetch`'s options, plus the relay's. */
+  interface RelayedFetchInit extends RequestInit {
+    /** A SAS (or Entra ID) token, or a function that gives one; sent as `ServiceBusAuthorization`. */
+    token?: string | null | (() => string | Promise<string>);
+    /** A tracking id, sent as `sb-hc-id` (unless the address has one). */
+    id?: string;
+  }
+
+  /** The relay's own refusal of an HTTP request (no `Via` header, an error status). */
+  interface RelayRefusedError extends Error {
+    code: 'ERR_RELAY_REFUSED';
+    statusCode: number;
+    statusDescription: string;
+  }
+
+  /**
+   * An HTTP request through the relay with Node's `fetch`, the token and tracking id added.
+   * Rejects with a {@link RelayRefusedError} when the relay itself refuses (no listener, a
+   * bad token, no response in time); a listener's response resolves whatever its status.
+   */
+  function relayedFetch(address: string | URL, init?: RelayedFetchInit): Promise<Response>;
 }
 
 export = HycoWebSocket;

@@ -96,8 +96,26 @@ const MODES = [
   }
 ];
 
-/** The README's placeholders for a namespace, a Hybrid Connection and a SAS rule. */
-const PLACEHOLDERS = 'declare var ns: string, path: string, keyName: string, key: string;\n';
+/**
+ * The README's placeholders for a namespace, a Hybrid Connection and a SAS rule, and the
+ * little of Express its HTTP example uses (Express is not installed in the fixture: an app
+ * is a function of Node's req and res).
+ */
+const PLACEHOLDERS = `declare var ns: string, path: string, keyName: string, key: string;
+declare module 'express' {
+  import { IncomingMessage, ServerResponse } from 'http';
+  interface App {
+    (req: IncomingMessage, res: ServerResponse, next?: (err?: unknown) => void): void;
+    use(...handlers: unknown[]): App;
+    post(path: string, ...handlers: Array<(req: any, res: any) => void>): App;
+  }
+  function express(): App;
+  namespace express {
+    function json(): (req: IncomingMessage, res: ServerResponse, next: () => void) => void;
+  }
+  export = express;
+}
+`;
 
 /** Options of every TypeScript check. */
 const BASE_OPTIONS = { strict: true, noEmit: true, skipLibCheck: false, target: 'es2022', forceConsistentCasingInFileNames: true };

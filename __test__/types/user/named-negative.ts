@@ -42,12 +42,20 @@ export async function refused(uri: string, token: string, server: HybridConnecti
   relayedConnect(uri, token, (socket: RelayedWebSocket, extra: string) => void [socket, extra]);
   // @ts-expect-error: 'listening' gives no argument
   server.on('listening', (when: Date) => void when);
+  // @ts-expect-error: 'request' gives (req, res), no third argument
+  server.on('request', (req, res, extra: number) => void [req, res, extra]);
+  // @ts-expect-error: requestTimeout is a number of milliseconds
+  new RelayedServer({ server: uri, token, requestTimeout: '60s' });
+  // @ts-expect-error: a credential has getToken(scopes)
+  new RelayedServer({ server: uri, credential: { token: 'x' } });
 
   // Nothing is `any`
   // @ts-expect-error: a relayed socket has no such method
   relayedConnect(uri, null).sendText('hello');
   // @ts-expect-error: req has no such property
   server.on('connection', (socket, req) => void req.body);
+  // @ts-expect-error: an HTTP request's req is Node's IncomingMessage, which has no body
+  server.on('request', (req) => void req.body);
   // @ts-expect-error: no such event
   server.on('conection', () => undefined);
   // @ts-expect-error: a token is a string
