@@ -49,6 +49,9 @@ pub const INLINE_FRAME_BYTES: usize = 16 * 1024;
 /// instead (the article: inline only when "reading the request is … instantaneous").
 const INLINE_READ_WAIT: Duration = Duration::from_secs(1);
 
+/// The furthest deadline a request gets, whatever the configuration says.
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// How long a sender's keep-alive connection may stay idle between requests.
 const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(120);
 
@@ -370,7 +373,8 @@ impl SenderConn {
             via: via_host(&head, &self.state.origin()),
             close: head.version == 0 || head.header_has_token("Connection", "close"),
             http10: head.version == 0,
-            deadline: Instant::now() + self.state.config.request_timeout,
+            // Capped: a deadline centuries away would overflow `Instant`.
+            deadline: Instant::now() + self.state.config.request_timeout.min(MAX_DEADLINE),
         };
         let body = match self.read_body(checked.framing, &info, reuse).await {
             Some(b) => b,
