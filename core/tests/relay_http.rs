@@ -985,3 +985,16 @@ async fn a_broken_chunked_body_gets_400_and_closes_the_rendezvous() {
     assert_eq!(close_code(&mut rv).await, Some(1011));
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_control_message_over_the_limit_closes_the_channel_with_1009() {
+    let relay = start(RelayConfig::default()).await;
+    let mut control = listen(&relay, "hc").await;
+    // The article: a response body over 64 KiB MUST go over a rendezvous.
+    control
+        .send(Message::binary(vec![0u8; 64 * 1024 + 1]))
+        .await
+        .unwrap();
+    assert_eq!(close_code(&mut control).await, Some(1009));
+    relay.stop().await;
+}

@@ -371,6 +371,14 @@ impl SenderConn {
 }
 
 fn emit_response(state: &RelayState, ctx: &RequestCtx, head: &ResponseHead) {
+    if matches!(head.status, 502 | 504) {
+        // The article reserves these for the service; the service passes them on anyway.
+        log::debug!(
+            "relay: request {}: passing on the listener's {} (the article reserves it for the service)",
+            ctx.id,
+            head.status
+        );
+    }
     emit(
         state,
         "response",
