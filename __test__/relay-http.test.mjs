@@ -115,6 +115,7 @@ test('a GET goes inline with every field; the response comes back with Via, Set-
     const stats = relay.stats();
     assert.equal(stats.pendingRequests, 0);
     assert.equal(stats.httpRequests, 1);
+    await waitUntil(() => events.some((e) => e.type === 'request'), STEP_MS, 'a request event');
     const routed = events.find((e) => e.type === 'request');
     assert.equal(routed.hybridConnection, 'hc');
     assert.equal(routed.id, request.id);

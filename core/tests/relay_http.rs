@@ -909,7 +909,7 @@ async fn stats_and_events_follow_requests() {
 #[tokio::test]
 async fn an_idle_streamed_response_is_cut_off() {
     let relay = start(RelayConfig {
-        request_timeout: Duration::from_millis(300),
+        request_timeout: Duration::from_millis(1000),
         ..RelayConfig::default()
     })
     .await;

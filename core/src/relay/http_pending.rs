@@ -137,12 +137,17 @@ impl PendingRequests {
         self.lock().retain(|_, e| e.route.listener() != listener);
     }
 
-    /// Counts a request routed to a listener until the guard drops (its response arrived, or
-    /// the request ended without one).
+    /// Counts a request as awaiting its response until the guard drops (its response
+    /// arrived, or the request ended without one). Taken before the request goes out, so
+    /// that a listener that has the request always sees it counted.
     pub fn awaiting(self: &Arc<Self>) -> AwaitingGuard {
         self.awaiting.fetch_add(1, Ordering::Relaxed);
-        self.routed.fetch_add(1, Ordering::Relaxed);
         AwaitingGuard(self.clone())
+    }
+
+    /// Counts a request handed to a listener.
+    pub fn count_routed(&self) {
+        self.routed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Requests routed and not answered yet.
@@ -205,6 +210,7 @@ mod tests {
         drop(guard);
         assert!(!p.contains(&a), "the guard removes it");
         let w = p.awaiting();
+        p.count_routed();
         assert_eq!((p.awaiting_count(), p.routed_count()), (1, 1));
         drop(w);
         assert_eq!((p.awaiting_count(), p.routed_count()), (0, 1));

@@ -29,7 +29,7 @@ use crate::relay::control::unix_now;
 use crate::relay::http::{self, RequestHead};
 use crate::relay::http_body::{body_framing, BodyFraming, BodyReader, SenderReader, PIECE_BYTES};
 use crate::relay::http_message::{self, RequestInfo};
-use crate::relay::http_pending::{AwaitingGuard, Delivery, Route};
+use crate::relay::http_pending::{Delivery, Route};
 use crate::relay::registry::{new_uuid, ControlCommand, EntityRef};
 use crate::relay::rendezvous::Rendezvous;
 use crate::relay::state::{RelayEvent, RelayState};
@@ -384,7 +384,8 @@ impl SenderConn {
             let Some((key, rv)) = self.rendezvous.take() else {
                 return Next::Close;
             };
-            let awaiting = self.routed(&info, &entity.name);
+            let awaiting = http.awaiting();
+            self.routed(&info, &entity.name);
             return self
                 .exchange(key, rv, Some((info.message(), body)), true, &ctx, awaiting)
                 .await;
@@ -410,6 +411,7 @@ impl SenderConn {
             }
         };
         let (_guard, rx) = http.insert(&id, &entity.key, route);
+        let awaiting = http.awaiting();
         let sent = listener.send(ControlCommand::Request {
             id: id.clone(),
             messages,
@@ -418,7 +420,7 @@ impl SenderConn {
             // The listener's channel closed since it was picked.
             return self.no_listener(&entity.name).await;
         }
-        let awaiting = self.routed(&info, &entity.name);
+        self.routed(&info, &entity.name);
         match rest {
             None => self.await_inline(rx, &entity.key, &ctx, awaiting).await,
             Some(body) => match self.await_rendezvous(rx, &ctx).await {
@@ -432,15 +434,15 @@ impl SenderConn {
         }
     }
 
-    /// Reports a request routed to a listener; the guard counts it until it is answered.
-    fn routed(&self, info: &RequestInfo, hc: &str) -> AwaitingGuard {
+    /// Reports (and counts) a request handed to a listener.
+    fn routed(&self, info: &RequestInfo, hc: &str) {
         let message = format!("{} {} from {}", info.method, info.target, self.peer);
         self.state.emit(
             RelayEvent::new("request", redact_secrets(&message))
                 .hc(hc)
                 .id(&info.id),
         );
-        self.state.http.awaiting()
+        self.state.http.count_routed();
     }
 
     /// The no-listener refusal, with the configured status.
