@@ -199,6 +199,12 @@ declare namespace HycoWebSocket {
     acceptTimeoutMs?: number;
     /** Control channels per Hybrid Connection. Default `25`. */
     maxListeners?: number;
+    /** How long a listener has to answer a relayed HTTP request, in ms (the sender then
+     * gets 504), and the longest a streamed response may stay idle. Default `60000` (the
+     * service's fixed deadline). */
+    requestTimeoutMs?: number;
+    /** The status of an HTTP request when no listener is connected. Default `404`. */
+    noListenerStatus?: 404 | 502 | 503;
   }
 
   /** Something that happened in the relay. Never carries a key or a token. */
@@ -214,12 +220,17 @@ declare namespace HycoWebSocket {
       | 'renew'
       | 'relayClosed'
       | 'relayStarted'
-      | 'acceptFailed';
+      | 'acceptFailed'
+      | 'request'
+      | 'response'
+      | 'requestTimeout'
+      | 'requestFailed';
     /** The Hybrid Connection concerned. */
     hybridConnection?: string;
-    /** The rendezvous id. */
+    /** The rendezvous id, or the HTTP request's id. */
     id?: string;
-    /** The HTTP status given (`denied`, `reject`, `timeout`). */
+    /** The HTTP status given (`denied`, `reject`, `timeout`, `response`, `requestTimeout`,
+     * `requestFailed`). */
     status?: number;
     /** One line, for people. */
     message: string;
@@ -236,6 +247,10 @@ declare namespace HycoWebSocket {
     connections: number;
     /** Bytes held inside the relay's buffers now (bounded: 256 KiB per direction). */
     bufferedBytes: number;
+    /** HTTP requests routed to a listener and not answered yet. */
+    pendingRequests: number;
+    /** HTTP requests routed to a listener since the relay started. */
+    httpRequests: number;
   }
 
   /** A running local relay; see {@link startLocalRelay}. */

@@ -22,7 +22,12 @@ test('bad options are TypeErrors or RangeErrors naming the option', async () => 
     [{ tls: { cert: 5, key: 'x' } }, TypeError, /"options\.tls\.cert"/],
     [{ acceptTimeoutMs: 0 }, RangeError, /"options\.acceptTimeoutMs"/],
     [{ acceptTimeoutMs: NaN }, RangeError, /"options\.acceptTimeoutMs"/],
-    [{ maxListeners: 0 }, RangeError, /"options\.maxListeners"/]
+    [{ maxListeners: 0 }, RangeError, /"options\.maxListeners"/],
+    [{ requestTimeoutMs: 0 }, RangeError, /"options\.requestTimeoutMs"/],
+    [{ requestTimeoutMs: Infinity }, RangeError, /"options\.requestTimeoutMs"/],
+    [{ requestTimeoutMs: '100' }, RangeError, /"options\.requestTimeoutMs"/],
+    [{ noListenerStatus: 500 }, RangeError, /"options\.noListenerStatus"/],
+    [{ noListenerStatus: '404' }, RangeError, /"options\.noListenerStatus"/]
   ];
   for (const [options, Ctor, message] of cases) {
     await assert.rejects(startLocalRelay(options), (err) => {

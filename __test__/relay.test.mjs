@@ -420,11 +420,11 @@ describe('handshake statuses, addresses and tokens', () => {
     });
   });
 
-  test('501 for plain HTTP requests', async () => {
+  test('plain HTTP requests: 404 outside a Hybrid Connection, 400 on a /$hc/ address (relayed HTTP: relay-http.test.mjs)', async () => {
     await withRelay(options, async (relay) => {
       const base = `http://127.0.0.1:${relay.port}`;
-      assert.equal(await httpGet(`${base}/`), 501);
-      assert.equal(await httpGet(`${base}/$hc/hc1?sb-hc-action=listen`), 501);
+      assert.equal(await httpGet(`${base}/`), 404);
+      assert.equal(await httpGet(`${base}/$hc/hc1?sb-hc-action=listen`), 400);
     });
   });
 

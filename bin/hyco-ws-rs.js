@@ -5,7 +5,8 @@
  * The hyco-ws-rs command line.
  *
  *   hyco-ws-rs relay [--port N] [--host H] [--hc NAME ...] [--tls-cert FILE --tls-key FILE]
- *                    [--accept-timeout MS] [--max-listeners N]
+ *                    [--accept-timeout MS] [--max-listeners N] [--request-timeout MS]
+ *                    [--no-listener-status 404|502|503]
  *   hyco-ws-rs --version
  *
  * `relay` starts the local relay emulator, prints its namespace and a connection string,
@@ -31,6 +32,10 @@ Options:
   --tls-key FILE       PEM private key
   --accept-timeout MS  how long a sender waits for an accept (default 30000)
   --max-listeners N    listeners per Hybrid Connection (default 25)
+  --request-timeout MS how long a listener has to answer an HTTP request (default 60000)
+  --no-listener-status N
+                       status of an HTTP request no listener can take: 404, 502 or 503
+                       (default 404)
   -h, --help           show this help
 `;
 
@@ -78,6 +83,8 @@ async function relayCommand(argv) {
         'tls-key': { type: 'string' },
         'accept-timeout': { type: 'string' },
         'max-listeners': { type: 'string' },
+        'request-timeout': { type: 'string' },
+        'no-listener-status': { type: 'string' },
         help: { type: 'boolean', short: 'h' }
       }
     }));
@@ -97,6 +104,12 @@ async function relayCommand(argv) {
   }
   if (values['max-listeners'] !== undefined) {
     options.maxListeners = integer(values['max-listeners'], '--max-listeners');
+  }
+  if (values['request-timeout'] !== undefined) {
+    options.requestTimeoutMs = integer(values['request-timeout'], '--request-timeout');
+  }
+  if (values['no-listener-status'] !== undefined) {
+    options.noListenerStatus = integer(values['no-listener-status'], '--no-listener-status');
   }
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) {
     usageError('--tls-cert and --tls-key go together');

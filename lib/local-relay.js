@@ -15,6 +15,13 @@ const native = loadNative();
 
 const RIGHTS = new Set(['Listen', 'Send', 'Manage']);
 
+/** The statuses `noListenerStatus` may take: 404 (what the service answers in practice),
+ * 502 (the protocol article's prose) and 503 (its table). */
+const NO_LISTENER_STATUSES = [404, 502, 503];
+
+/** The longest timer Node.js keeps (about 24.8 days), as a bound for timeouts. */
+const MAX_TIMER_MS = 2147483647;
+
 /**
  * Checks and converts `startLocalRelay` options to the native form.
  *
@@ -32,7 +39,9 @@ function nativeOptions(options) {
     rules,
     tls,
     acceptTimeoutMs = 30000,
-    maxListeners = 25
+    maxListeners = 25,
+    requestTimeoutMs = 60000,
+    noListenerStatus = 404
   } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     outOfRange('options.port', 'an integer from 0 to 65535', port);
@@ -91,6 +100,19 @@ function nativeOptions(options) {
     outOfRange('options.maxListeners', 'an integer from 1 to 100000', maxListeners);
   }
   out.maxListeners = maxListeners;
+  if (
+    typeof requestTimeoutMs !== 'number' ||
+    !Number.isFinite(requestTimeoutMs) ||
+    requestTimeoutMs < 1 ||
+    requestTimeoutMs > MAX_TIMER_MS
+  ) {
+    outOfRange('options.requestTimeoutMs', `a number from 1 to ${MAX_TIMER_MS}`, requestTimeoutMs);
+  }
+  out.requestTimeoutMs = requestTimeoutMs;
+  if (!NO_LISTENER_STATUSES.includes(noListenerStatus)) {
+    outOfRange('options.noListenerStatus', '404, 502 or 503', noListenerStatus);
+  }
+  out.noListenerStatus = noListenerStatus;
   return out;
 }
 
@@ -99,8 +121,8 @@ function nativeOptions(options) {
  *
  * Emits `'event'` with `{ type, hybridConnection, id, status, message }` for each thing that
  * happens (`listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
- * `renew`, `relayClosed`, `relayStarted`, `acceptFailed`). Messages never contain a key or a
- * token.
+ * `renew`, `relayClosed`, `relayStarted`, `acceptFailed`, and for HTTP requests `request`,
+ * `response`, `requestTimeout`, `requestFailed`). Messages never contain a key or a token.
  *
  * @extends EventEmitter
  */
@@ -180,7 +202,9 @@ class LocalRelay extends EventEmitter {
    * Current counters.
    *
    * @return {{hybridConnections: Number, listeners: Number, pendingAccepts: Number,
-   *     connections: Number, bufferedBytes: Number}}
+   *     connections: Number, bufferedBytes: Number, pendingRequests: Number,
+   *     httpRequests: Number}} `pendingRequests`: HTTP requests routed to a listener and not
+   *     answered yet; `httpRequests`: HTTP requests routed since the relay started
    * @public
    */
   stats() {
@@ -284,6 +308,11 @@ class LocalRelay extends EventEmitter {
  *     key, to serve `wss://`
  * @param {Number} [options.acceptTimeoutMs=30000] How long a sender waits for an accept
  * @param {Number} [options.maxListeners=25] Control channels per Hybrid Connection
+ * @param {Number} [options.requestTimeoutMs=60000] How long a listener has to answer a
+ *     relayed HTTP request (the sender then gets 504), and the longest a streamed response
+ *     may stay idle
+ * @param {Number} [options.noListenerStatus=404] The status of an HTTP request when no
+ *     listener is connected: 404, 502 or 503
  * @return {Promise<LocalRelay>} The running relay
  * @public
  */

@@ -8,7 +8,9 @@ async function useRelay(): Promise<void> {
     hybridConnections: [{ name: 'hc' }, 'other', { name: 'open', requiresClientAuthorization: false }],
     rules: [{ name: 'listen', key: 'k', rights: ['Listen'] }],
     acceptTimeoutMs: 5000,
-    maxListeners: 2
+    maxListeners: 2,
+    requestTimeoutMs: 1000,
+    noListenerStatus: 502
   });
   const ns: string = relay.namespace;
   const uri: string = createRelayListenUri(ns, 'hc');
@@ -24,7 +26,7 @@ async function useRelay(): Promise<void> {
   const stats: hyco.LocalRelayStats = relay.stats();
   await relay.restart();
   await relay.close();
-  void [uri, cs, dropped, frozen, stats.bufferedBytes];
+  void [uri, cs, dropped, frozen, stats.bufferedBytes, stats.pendingRequests, stats.httpRequests];
 
   // @ts-expect-error: rights are Listen, Send or Manage
   await startLocalRelay({ rules: [{ name: 'r', key: 'k', rights: ['Read'] }] });
@@ -32,6 +34,8 @@ async function useRelay(): Promise<void> {
   new LocalRelay();
   // @ts-expect-error: 'any' is the only string form
   await startLocalRelay({ hybridConnections: 'all' });
+  // @ts-expect-error: the no-listener status is 404, 502 or 503
+  await startLocalRelay({ noListenerStatus: 500 });
 }
 
 export { useRelay };

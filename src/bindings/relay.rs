@@ -55,6 +55,10 @@ pub struct NativeRelayOptions {
     pub accept_timeout_ms: Option<f64>,
     /// Listeners per Hybrid Connection. Default 25.
     pub max_listeners: Option<u32>,
+    /// How long a listener has to answer an HTTP request, in milliseconds. Default 60000.
+    pub request_timeout_ms: Option<f64>,
+    /// The status of an HTTP request when no listener is connected (404, 502, 503).
+    pub no_listener_status: Option<u32>,
 }
 
 /// A relay event, as JavaScript receives it.
@@ -86,6 +90,10 @@ pub struct RelayStatsJs {
     pub connections: u32,
     /// Bytes held in the relay's buffers.
     pub buffered_bytes: f64,
+    /// HTTP requests routed to a listener and not answered yet.
+    pub pending_requests: u32,
+    /// HTTP requests routed to a listener since the relay started.
+    pub http_requests: f64,
 }
 
 type EventCallback = ThreadsafeFunction<RelayEventJs, (), RelayEventJs, Status, false>;
@@ -141,6 +149,13 @@ fn to_config(o: NativeRelayOptions) -> napi::Result<RelayConfig> {
     }
     if let Some(n) = o.max_listeners {
         c.max_listeners = n as usize;
+    }
+    if let Some(ms) = o.request_timeout_ms {
+        c.request_timeout = Duration::from_millis(ms as u64);
+    }
+    if let Some(status) = o.no_listener_status {
+        c.no_listener_status = u16::try_from(status)
+            .map_err(|_| napi::Error::new(Status::InvalidArg, "noListenerStatus out of range"))?;
     }
     Ok(c)
 }
@@ -230,6 +245,8 @@ impl NativeRelay {
             pending_accepts: s.pending_accepts as u32,
             connections: s.connections as u32,
             buffered_bytes: s.buffered_bytes as f64,
+            pending_requests: s.pending_requests as u32,
+            http_requests: s.http_requests as f64,
         }
     }
 

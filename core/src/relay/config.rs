@@ -117,6 +117,14 @@ pub struct RelayConfig {
     pub relay_buffer_bytes: usize,
     /// Largest message accepted on a control channel. Default 64 KiB.
     pub max_control_message_bytes: usize,
+    /// How long a listener has to answer a relayed HTTP request (until its `response`
+    /// message reaches the relay), and the longest a streamed response body may stay idle.
+    /// Default 60 s, the service's fixed deadline.
+    pub request_timeout: Duration,
+    /// The status a relayed HTTP request gets when no listener is connected: 404 (the
+    /// default, as the service answers WebSocket senders), 502 (the protocol article's prose)
+    /// or 503 (the article's table).
+    pub no_listener_status: u16,
 }
 
 impl std::fmt::Debug for TlsPem {
@@ -153,6 +161,8 @@ impl Default for RelayConfig {
             max_header_bytes: 16 * 1024,
             relay_buffer_bytes: 256 * 1024,
             max_control_message_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(60),
+            no_listener_status: 404,
         }
     }
 }
@@ -193,6 +203,12 @@ impl RelayConfig {
         }
         if self.accept_timeout.is_zero() {
             return Err(Error::out_of_range("acceptTimeoutMs", "a number > 0"));
+        }
+        if self.request_timeout.is_zero() {
+            return Err(Error::out_of_range("requestTimeoutMs", "a number > 0"));
+        }
+        if !matches!(self.no_listener_status, 404 | 502 | 503) {
+            return Err(Error::out_of_range("noListenerStatus", "404, 502 or 503"));
         }
         Ok(())
     }

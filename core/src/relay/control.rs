@@ -1,25 +1,36 @@
-//! One listener's control channel, service side: sends `accept` messages, takes
+//! One listener's control channel, service side: sends `accept` and `request` messages,
+//! takes `response` messages (and their bodies) to the waiting HTTP requests, takes
 //! `renewToken`, answers pings, and closes with 1008 when the token expires or a renewal
-//! fails. Anything else the listener sends is ignored.
+//! fails. Anything else the listener sends is logged and ignored.
+//!
+//! Writing and reading run side by side (the socket is split): a listener that stops reading
+//! blocks only the writer, so its responses are still read and the token expiry still fires.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::relay::auth::{self, Access};
 use crate::relay::config::Right;
+use crate::relay::http_message::{self, ListenerReply, ResponseHead};
+use crate::relay::http_pending::Delivery;
 use crate::relay::registry::{ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
 
-/// How long a closing control channel waits for the listener's close reply.
+/// How long a closing control channel waits for the listener's close reply (and for its
+/// close frame to go out to a listener that does not read).
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+type Sink = SplitSink<WebSocketStream<IoStream>, Message>;
+type Source = SplitStream<WebSocketStream<IoStream>>;
 
 /// Unix seconds now.
 pub fn unix_now() -> u64 {
@@ -52,9 +63,22 @@ pub struct ControlContext {
     pub expires_at: u64,
 }
 
+/// Why the channel ends.
+enum End {
+    /// Close it with this code and reason; `why` for the event.
+    Close {
+        code: u16,
+        reason: String,
+        why: String,
+    },
+    /// It is already gone (or the relay stopped).
+    Gone(&'static str),
+}
+
 /// What a listener's text message asks for.
 enum ListenerMessage {
     Renew(String),
+    Reply(ListenerReply),
     Other(&'static str),
 }
 
@@ -68,92 +92,282 @@ fn classify(text: &str) -> ListenerMessage {
             None => ListenerMessage::Renew(String::new()),
         },
         None if value.get("response").is_some() => {
-            ListenerMessage::Other("a response to no request")
+            ListenerMessage::Reply(http_message::parse_reply(text))
         }
         None => ListenerMessage::Other("an unknown command"),
     }
 }
 
-async fn close(ws: &mut WebSocketStream<IoStream>, code: u16, reason: &str) {
+async fn close(sink: &mut Sink, source: &mut Source, code: u16, reason: &str) {
     let frame = CloseFrame {
         code: CloseCode::from(code),
         reason: reason.to_owned().into(),
     };
-    if ws.close(Some(frame)).await.is_ok() {
+    let sent = tokio::time::timeout(CLOSE_WAIT, sink.send(Message::Close(Some(frame)))).await;
+    if let Ok(Ok(())) = sent {
         // Wait for the listener's close reply so that it sees a clean close with our code.
         let _ = tokio::time::timeout(CLOSE_WAIT, async {
-            while let Some(Ok(_)) = ws.next().await {}
+            while let Some(Ok(_)) = source.next().await {}
         })
         .await;
     }
 }
 
-/// Runs the channel until it closes, then unregisters the listener.
+/// Runs the channel until it closes, then unregisters the listener and fails the HTTP
+/// requests still waiting on it.
 pub async fn run(
-    mut ws: WebSocketStream<IoStream>,
+    ws: WebSocketStream<IoStream>,
     ctx: ControlContext,
     mut commands: mpsc::UnboundedReceiver<ControlCommand>,
 ) {
     let state = &ctx.state;
-    let mut deadline = deadline_for(ctx.expires_at);
-    let mut frozen = false;
-    let reason = loop {
+    let (mut sink, mut source) = ws.split();
+    let (frozen_tx, frozen_rx) = watch::channel(false);
+    let end = {
+        let writer = write_commands(&mut sink, &mut commands, &frozen_tx, &ctx);
+        let reader = read_messages(&mut source, frozen_rx, &ctx);
         tokio::select! {
-            cmd = commands.recv() => match cmd {
-                None => break "relay stopped".to_owned(),
-                Some(ControlCommand::Accept(json)) => {
-                    if ws.send(Message::text(json)).await.is_err() {
-                        break "write failed".to_owned();
-                    }
-                }
-                Some(ControlCommand::Drop { code, reason }) => {
-                    close(&mut ws, code, &reason).await;
-                    break format!("dropped with {code}");
-                }
-                Some(ControlCommand::Freeze(f)) => frozen = f,
-            },
-            msg = ws.next(), if !frozen => match msg {
-                None | Some(Err(_)) => break "listener disconnected".to_owned(),
-                Some(Ok(Message::Text(text))) => match classify(&text) {
-                    ListenerMessage::Renew(token) => {
-                        let access = Access { right: Right::Listen, host: &ctx.host, path: &ctx.entity_key };
-                        match auth::authorize(&state.config.rules, Some(&token), &access, unix_now()) {
-                            Ok(grant) => {
-                                deadline = deadline_for(grant.expires_at);
-                                state.emit(RelayEvent::new("renew", format!("listener on {} renewed its token", ctx.entity_name)).hc(&ctx.entity_name));
-                            }
-                            Err(denial) => {
-                                close(&mut ws, 1008, &format!("Token renewal failed: {}", denial.message)).await;
-                                break "renewal failed".to_owned();
-                            }
-                        }
-                    }
-                    ListenerMessage::Other(what) => {
-                        log::debug!("relay: ignoring {what} on the control channel of {}", ctx.entity_name);
-                    }
-                },
-                Some(Ok(Message::Close(_))) => {
-                    // tungstenite has queued the close reply; the next read flushes it and ends.
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    log::debug!("relay: ignoring a binary frame on the control channel of {}", ctx.entity_name);
-                }
-                Some(Ok(_)) => {}
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                close(&mut ws, 1008, "The token has expired").await;
-                break "token expired".to_owned();
-            }
+            e = writer => e,
+            e = reader => e,
         }
     };
+    let why = match end {
+        End::Close { code, reason, why } => {
+            close(&mut sink, &mut source, code, &reason).await;
+            why
+        }
+        End::Gone(why) => why.to_owned(),
+    };
+    // In this order: no new request can pick this listener, the queued ones are dropped,
+    // then every request it still owes an answer learns that it will not come.
     state
         .registry
         .remove_listener(&ctx.entity_key, ctx.listener_id);
+    drop(commands);
+    state.http.fail_listener(ctx.listener_id);
     state.emit(
         RelayEvent::new(
             "listenerClosed",
-            format!("listener on {} closed: {reason}", ctx.entity_name),
+            format!("listener on {} closed: {why}", ctx.entity_name),
         )
         .hc(&ctx.entity_name),
     );
+}
+
+/// Sends what the relay asks, in order; a request's text and body messages go out back to
+/// back (nothing else is written on the channel between them).
+async fn write_commands(
+    sink: &mut Sink,
+    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
+    frozen: &watch::Sender<bool>,
+    ctx: &ControlContext,
+) -> End {
+    loop {
+        let Some(cmd) = commands.recv().await else {
+            return End::Gone("relay stopped");
+        };
+        match cmd {
+            ControlCommand::Accept(json) => {
+                if sink.send(Message::text(json)).await.is_err() {
+                    return End::Gone("write failed");
+                }
+            }
+            ControlCommand::Request { id, messages } => {
+                // A request whose sender left (or timed out) while it was queued is not
+                // worth the listener's time.
+                if !ctx.state.http.contains(&id) {
+                    log::debug!("relay: not sending request {id}: its sender is gone");
+                    continue;
+                }
+                for m in messages {
+                    if sink.feed(m).await.is_err() {
+                        return End::Gone("write failed");
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return End::Gone("write failed");
+                }
+            }
+            ControlCommand::Drop { code, reason } => {
+                return End::Close {
+                    code,
+                    reason,
+                    why: format!("dropped with {code}"),
+                }
+            }
+            ControlCommand::Freeze(f) => {
+                let _ = frozen.send(f);
+            }
+        }
+    }
+}
+
+/// A response message whose body message comes next: where it goes (nowhere if its
+/// request is gone), and the head to deliver with it.
+struct AwaitedBody {
+    deliver: Option<oneshot::Sender<Delivery>>,
+    head: Option<ResponseHead>,
+}
+
+/// Reads the listener's messages until the channel ends, the token expires or a renewal
+/// fails.
+async fn read_messages(
+    source: &mut Source,
+    mut frozen: watch::Receiver<bool>,
+    ctx: &ControlContext,
+) -> End {
+    let state = &ctx.state;
+    let mut deadline = deadline_for(ctx.expires_at);
+    let mut body: Option<AwaitedBody> = None;
+    loop {
+        let is_frozen = *frozen.borrow_and_update();
+        let msg = tokio::select! {
+            changed = frozen.changed() => {
+                if changed.is_err() {
+                    return End::Gone("relay stopped");
+                }
+                continue;
+            }
+            msg = source.next(), if !is_frozen => msg,
+            _ = tokio::time::sleep_until(deadline) => {
+                return End::Close {
+                    code: 1008,
+                    reason: "The token has expired".into(),
+                    why: "token expired".into(),
+                };
+            }
+        };
+        match msg {
+            None => return End::Gone("listener disconnected"),
+            Some(Err(WsError::Capacity(_))) => {
+                return End::Close {
+                    code: 1009,
+                    reason: "Message too big".into(),
+                    why: "a message over the control channel's limit".into(),
+                }
+            }
+            Some(Err(_)) => return End::Gone("listener disconnected"),
+            Some(Ok(Message::Text(text))) => {
+                if let Some(b) = body.take() {
+                    log::debug!(
+                        "relay: a text message where a response body was expected on the control channel of {}",
+                        ctx.entity_name
+                    );
+                    if let Some(d) = b.deliver {
+                        let _ = d.send(Delivery::Invalid(
+                            "the listener sent no body after a response with body: true".into(),
+                        ));
+                    }
+                }
+                match classify(&text) {
+                    ListenerMessage::Renew(token) => {
+                        let access = Access {
+                            right: Right::Listen,
+                            host: &ctx.host,
+                            path: &ctx.entity_key,
+                        };
+                        match auth::authorize(&state.config.rules, Some(&token), &access, unix_now())
+                        {
+                            Ok(grant) => {
+                                deadline = deadline_for(grant.expires_at);
+                                state.emit(
+                                    RelayEvent::new(
+                                        "renew",
+                                        format!("listener on {} renewed its token", ctx.entity_name),
+                                    )
+                                    .hc(&ctx.entity_name),
+                                );
+                            }
+                            Err(denial) => {
+                                return End::Close {
+                                    code: 1008,
+                                    reason: format!("Token renewal failed: {}", denial.message),
+                                    why: "renewal failed".into(),
+                                };
+                            }
+                        }
+                    }
+                    ListenerMessage::Reply(reply) => body = take_reply(reply, ctx),
+                    ListenerMessage::Other(what) => {
+                        log::debug!(
+                            "relay: ignoring {what} on the control channel of {}",
+                            ctx.entity_name
+                        );
+                    }
+                }
+            }
+            Some(Ok(Message::Binary(data))) => match body.take() {
+                Some(AwaitedBody {
+                    deliver: Some(d),
+                    head: Some(head),
+                }) => {
+                    let _ = d.send(Delivery::Response {
+                        head,
+                        body: Some(data.to_vec()),
+                    });
+                }
+                Some(_) => {}
+                None => log::debug!(
+                    "relay: ignoring a binary message that follows no response on the control channel of {}",
+                    ctx.entity_name
+                ),
+            },
+            Some(Ok(Message::Close(_))) => {
+                // tungstenite has queued the close reply; the next read flushes it and ends.
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Hands a `response` to its waiting request. Returns what to do with a body message that
+/// follows it, if one does.
+fn take_reply(reply: ListenerReply, ctx: &ControlContext) -> Option<AwaitedBody> {
+    let pending = &ctx.state.http;
+    let waiting = |id: &Option<String>| {
+        let d = id
+            .as_deref()
+            .and_then(|id| pending.take_response(id, ctx.listener_id));
+        if d.is_none() {
+            log::debug!(
+                "relay: ignoring a response to no waiting request ({}) on the control channel of {}",
+                id.as_deref().unwrap_or("no requestId"),
+                ctx.entity_name
+            );
+        }
+        d
+    };
+    match reply {
+        ListenerReply::Response(head) => {
+            let deliver = waiting(&head.request_id);
+            if head.body {
+                return Some(AwaitedBody {
+                    deliver,
+                    head: Some(head),
+                });
+            }
+            if let Some(d) = deliver {
+                let _ = d.send(Delivery::Response { head, body: None });
+            }
+            None
+        }
+        ListenerReply::Invalid {
+            request_id,
+            body,
+            why,
+        } => {
+            log::debug!(
+                "relay: an invalid response on the control channel of {}: {why}",
+                ctx.entity_name
+            );
+            if let Some(d) = waiting(&request_id) {
+                let _ = d.send(Delivery::Invalid(why));
+            }
+            body.then_some(AwaitedBody {
+                deliver: None,
+                head: None,
+            })
+        }
+        ListenerReply::Other => None,
+    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP/1.1 side of the relay: reading a request head with limits, and writing the
-//! few responses the relay gives (101, errors with a description as the reason phrase).
+//! few responses the relay gives itself (101, errors with a description as the reason
+//! phrase).
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
@@ -14,6 +15,8 @@ const MAX_HEADERS: usize = 100;
 pub struct RequestHead {
     /// `GET`, `POST`, ...
     pub method: String,
+    /// The minor version: 1 for HTTP/1.1, 0 for HTTP/1.0.
+    pub version: u8,
     /// The request target, as sent (`/$hc/hyco?sb-hc-action=listen`).
     pub target: String,
     /// Headers in order, names as sent.
@@ -30,7 +33,7 @@ impl RequestHead {
     }
 
     /// True when the header holds `token` in its comma-separated list (case-insensitive).
-    fn header_has_token(&self, name: &str, token: &str) -> bool {
+    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -56,6 +59,20 @@ impl RequestHead {
     }
 }
 
+/// The host name of a `Host` header, lowercased, without the port.
+pub fn host_name(host: &str) -> String {
+    let h = host.trim();
+    let name = if h.starts_with('[') {
+        h.split(']')
+            .next()
+            .map(|s| format!("{s}]"))
+            .unwrap_or_default()
+    } else {
+        h.split(':').next().unwrap_or("").to_owned()
+    };
+    name.to_ascii_lowercase()
+}
+
 /// The peer closed (or failed) before a whole head arrived: nobody to answer.
 fn closed() -> SocketError {
     SocketError::coded("socket hang up", "ECONNRESET")
@@ -78,41 +95,63 @@ pub async fn read_head<S: AsyncRead + Unpin>(
     max_bytes: usize,
 ) -> Result<(RequestHead, Vec<u8>), SocketError> {
     let mut buf = Vec::with_capacity(2048);
+    let head = read_head_into(stream, &mut buf, max_bytes).await?;
+    Ok((head, buf))
+}
+
+/// Reads one request head whose first bytes may already be in `buf` (a keep-alive
+/// connection's next request). On success `buf` keeps only the bytes after the head.
+///
+/// Cancel-safe: bytes read are in `buf` as soon as a read completes, so a caller that gives
+/// up (to look at something else) and calls again loses nothing.
+pub async fn read_head_into<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    max_bytes: usize,
+) -> Result<RequestHead, SocketError> {
     let mut chunk = [0u8; 4096];
     loop {
+        if !buf.is_empty() {
+            if let Some((head, len)) = parse_head(buf, max_bytes)? {
+                buf.drain(..len);
+                return Ok(head);
+            }
+        }
         let n = stream.read(&mut chunk).await.map_err(|_| closed())?;
         if n == 0 {
             return Err(closed());
         }
         buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let head = RequestHead {
-                    method: req.method.unwrap_or_default().to_owned(),
-                    target: req.path.unwrap_or_default().to_owned(),
-                    headers: req
-                        .headers
-                        .iter()
-                        .map(|h| {
-                            (
-                                h.name.to_owned(),
-                                String::from_utf8_lossy(h.value).into_owned(),
-                            )
-                        })
-                        .collect(),
-                };
-                return Ok((head, buf.split_off(len)));
-            }
-            Ok(httparse::Status::Partial) => {
-                if buf.len() > max_bytes {
-                    return Err(too_large());
-                }
-            }
-            Err(httparse::Error::TooManyHeaders) => return Err(too_large()),
-            Err(_) => return Err(malformed()),
+    }
+}
+
+/// Parses a head at the start of `buf`: the head and its length, `None` if incomplete.
+fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, SocketError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let head = RequestHead {
+                version: req.version.unwrap_or(1),
+                method: req.method.unwrap_or_default().to_owned(),
+                target: req.path.unwrap_or_default().to_owned(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_owned(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Ok(Some((head, len)))
         }
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => Err(too_large()),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(too_large()),
+        Err(_) => Err(malformed()),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The local relay emulator: the service side of the Hybrid Connections protocol
-//! (`PROTOCOL.md`), for tests, benchmarks and offline development.
+//! (`PROTOCOL.md`), WebSocket relaying and HTTP requests, for tests, benchmarks and offline
+//! development.
 //!
 //! [`LocalRelay::start`] binds a port and serves listeners and senders; [`LocalRelay::stop`]
 //! closes everything and [`LocalRelay::resume`] listens again on the same port (the tests of
@@ -10,7 +11,13 @@ pub mod config;
 pub mod control;
 pub mod forward;
 pub mod http;
+pub mod http_body;
+pub mod http_exchange;
+pub mod http_message;
+pub mod http_pending;
+pub mod http_relay;
 pub mod registry;
+pub mod rendezvous;
 pub mod server;
 pub mod state;
 pub mod tls;
@@ -43,6 +50,10 @@ pub struct RelayStats {
     pub connections: usize,
     /// Bytes held inside the relay's buffers now.
     pub buffered_bytes: usize,
+    /// HTTP requests routed to a listener and not answered yet.
+    pub pending_requests: usize,
+    /// HTTP requests routed to a listener since the relay started.
+    pub http_requests: u64,
 }
 
 struct Running {
@@ -187,6 +198,8 @@ impl LocalRelay {
                 .forward_stats
                 .buffered_bytes
                 .load(Ordering::Relaxed),
+            pending_requests: self.state.http.awaiting_count(),
+            http_requests: self.state.http.routed_count(),
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
 
 pub use crate::io::IoStream;
 use crate::relay::config::{Entities, HybridConnectionConfig};
@@ -16,6 +17,14 @@ use crate::relay::config::{Entities, HybridConnectionConfig};
 pub enum ControlCommand {
     /// Send this `accept` message.
     Accept(String),
+    /// Send an HTTP request's messages back to back: the `request` text message and, for an
+    /// inline body, the body message's frames. Skipped if request `id` no longer waits.
+    Request {
+        /// The request id.
+        id: String,
+        /// The messages (or raw frames), in order.
+        messages: Vec<Message>,
+    },
     /// Close the channel with this code and reason (test hook).
     Drop {
         /// Close code.
@@ -221,6 +230,15 @@ impl Registry {
 
     /// A random listener of `entity` that is not frozen, as the service spreads senders.
     pub fn pick_listener(&self, entity: &str) -> Option<mpsc::UnboundedSender<ControlCommand>> {
+        self.pick_listener_with_id(entity).map(|(_, l)| l)
+    }
+
+    /// [`Registry::pick_listener`], with the listener's id (HTTP responses are only taken
+    /// from the control channel their request went to).
+    pub fn pick_listener_with_id(
+        &self,
+        entity: &str,
+    ) -> Option<(u64, mpsc::UnboundedSender<ControlCommand>)> {
         let maps = self.lock();
         let live: Vec<&ListenerEntry> = maps
             .entities
@@ -233,7 +251,7 @@ impl Registry {
             return None;
         }
         let i = rand::rng().random_range(0..live.len());
-        Some(live[i].commands.clone())
+        Some((live[i].id, live[i].commands.clone()))
     }
 
     /// Registers a rendezvous under an id unique among those pending: `wanted` when free,

@@ -1,5 +1,6 @@
 //! One client connection to the relay: TLS, the request head, and the route to the listen,
-//! connect or accept handling.
+//! connect or accept handling, to HTTP relaying (plain requests), or to a request
+//! rendezvous.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -16,6 +17,7 @@ use crate::relay::config::Right;
 use crate::relay::control::{self, unix_now, ControlContext};
 use crate::relay::forward;
 use crate::relay::http::{self, RequestHead};
+use crate::relay::http_relay;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
 use crate::socket::error::SocketError;
@@ -41,20 +43,6 @@ impl RelayRequest {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
-}
-
-/// The host name of a `Host` header, lowercased, without the port.
-fn host_name(host: &str) -> String {
-    let h = host.trim();
-    let name = if h.starts_with('[') {
-        h.split(']')
-            .next()
-            .map(|s| format!("{s}]"))
-            .unwrap_or_default()
-    } else {
-        h.split(':').next().unwrap_or("").to_owned()
-    };
-    name.to_ascii_lowercase()
 }
 
 fn parse_target(head: &RequestHead, default_host: &str) -> Result<RelayRequest, SocketError> {
@@ -88,7 +76,7 @@ fn parse_target(head: &RequestHead, default_host: &str) -> Result<RelayRequest, 
         app_query: app.join("&"),
         host: head
             .header("Host")
-            .map(host_name)
+            .map(http::host_name)
             .unwrap_or_else(|| default_host.to_ascii_lowercase()),
     })
 }
@@ -130,12 +118,7 @@ pub async fn serve(
         Err(_) => return,
     };
     if !head.is_websocket_upgrade() {
-        return http::write_status(
-            &mut stream,
-            501,
-            "Not Implemented: the local relay does not relay HTTP requests yet",
-        )
-        .await;
+        return http_relay::serve(state, stream, initial, head, peer).await;
     }
     let Some(key) = head.websocket_key().map(str::to_owned) else {
         return http::write_status(
@@ -162,19 +145,11 @@ pub async fn serve(
         Some("listen") => conn.listen().await,
         Some("connect") => conn.connect().await,
         Some("accept") => conn.accept().await,
-        Some("request") => {
-            let mut s = conn.stream;
-            http::write_status(
-                &mut s,
-                501,
-                "Not Implemented: the local relay does not relay HTTP requests yet",
-            )
-            .await
-        }
+        Some("request") => conn.request_rendezvous().await,
         _ => {
             let d = SocketError::status(
                 400,
-                "Bad Request: sb-hc-action must be listen, connect or accept",
+                "Bad Request: sb-hc-action must be listen, connect, accept or request",
             );
             deny(&conn.state, conn.stream, d, None).await
         }
@@ -508,5 +483,23 @@ impl Conn {
             initial: self.initial,
             protocol,
         });
+    }
+
+    /// A listener opening a request's rendezvous address (`sb-hc-action=request`): no token,
+    /// the address is its own credential, valid once while its request waits.
+    async fn request_rendezvous(mut self) {
+        let state = self.state.clone();
+        let id = self.req.param("sb-hc-id").unwrap_or("");
+        let deliver = match http_relay::claim_rendezvous(&state, &self.req.path, id) {
+            Ok(d) => d,
+            Err(d) => return deny(&state, self.stream, d, None).await,
+        };
+        if http::write_switching(&mut self.stream, &self.key, None)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        http_relay::deliver_rendezvous(&state, deliver, self.stream, self.initial).await;
     }
 }

@@ -5,17 +5,19 @@ use std::sync::{Arc, RwLock};
 
 use crate::relay::config::RelayConfig;
 use crate::relay::forward::ForwardStats;
+use crate::relay::http_pending::PendingRequests;
 use crate::relay::registry::Registry;
 
 /// Something that happened in the relay, for logs and the CLI. Never holds a key or token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelayEvent {
     /// `listen`, `listenerClosed`, `connect`, `accept`, `reject`, `timeout`, `denied`,
-    /// `renew`, `relayClosed`, `relayStarted`, `acceptFailed`.
+    /// `renew`, `relayClosed`, `relayStarted`, `acceptFailed`; for HTTP requests `request`,
+    /// `response`, `requestTimeout`, `requestFailed`.
     pub kind: &'static str,
     /// The Hybrid Connection concerned, if any.
     pub hybrid_connection: Option<String>,
-    /// The rendezvous id, if any.
+    /// The rendezvous or request id, if any.
     pub id: Option<String>,
     /// The HTTP status given, if any.
     pub status: Option<u16>,
@@ -67,6 +69,8 @@ pub struct RelayState {
     pub forward_stats: Arc<ForwardStats>,
     /// Relayed connections open now.
     pub connections: AtomicUsize,
+    /// Relayed HTTP requests waiting for their listener, and the HTTP counters.
+    pub http: Arc<PendingRequests>,
     /// `ws://host:port` or `wss://host:port`, known once bound.
     origin: RwLock<String>,
     events: Option<EventSink>,
@@ -80,6 +84,7 @@ impl RelayState {
             config,
             forward_stats: Arc::new(ForwardStats::default()),
             connections: AtomicUsize::new(0),
+            http: Arc::new(PendingRequests::default()),
             origin: RwLock::new(String::new()),
             events,
         }

@@ -1,0 +1,213 @@
+// HTTP requests through the local relay emulator, from JavaScript: Node's own `http` module
+// is the sender, and the listener is a plain `ws` client speaking the control channel
+// protocol by hand (request, response and rendezvous messages, PROTOCOL.md). Covers the
+// options (requestTimeoutMs, noListenerStatus), stats and events as JavaScript sees them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+
+import { createRelayToken } from 'hyco-ws-rs';
+
+import { STEP_MS, attempt, expectOpen, listen, nextEvent, nextMessage, waitUntil, withRelay, withTimeout } from './support/relay-steps.mjs';
+
+/**
+ * A sender token for Hybrid Connection `hc` of `relay`, signed for its https address.
+ *
+ * @param {any} relay The relay.
+ * @param {string} hc The Hybrid Connection.
+ * @returns {string}
+ */
+function senderToken(relay, hc) {
+  return createRelayToken(`https://127.0.0.1:${relay.port}/${hc}`, relay.keyName, relay.key);
+}
+
+/**
+ * Sends one HTTP request through the relay with Node's `http` and collects the response.
+ *
+ * @param {any} relay The relay.
+ * @param {string} path The request target (`/hc/...`).
+ * @param {{ method?: string, headers?: object, body?: Buffer|string, agent?: http.Agent|false, hc?: string, token?: boolean }} [opts]
+ *   `token: false` sends no ServiceBusAuthorization header.
+ * @returns {Promise<{ status: number, statusMessage: string, headers: object, body: Buffer }>}
+ */
+function send(relay, path, opts = {}) {
+  const { method = 'GET', headers = {}, body, agent = false, hc = 'hc', token = true } = opts;
+  const p = new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: relay.port,
+        path,
+        method,
+        agent,
+        headers: { ...(token ? { ServiceBusAuthorization: senderToken(relay, hc) } : {}), ...headers }
+      },
+      (res) => {
+        const chunks = [];
+        res.on('data', (c) => chunks.push(c));
+        res.on('end', () =>
+          resolve({ status: res.statusCode, statusMessage: res.statusMessage, headers: res.headers, body: Buffer.concat(chunks) })
+        );
+        res.on('error', reject);
+      }
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+  return withTimeout(p, STEP_MS * 2, `the response to ${method} ${path}`);
+}
+
+/**
+ * The next control (or rendezvous) message, as JSON.
+ *
+ * @param {any} ws The socket.
+ * @param {string} what What is awaited.
+ * @returns {Promise<any>}
+ */
+async function nextJson(ws, what) {
+  const m = await nextMessage(ws, STEP_MS, what);
+  assert.equal(m.isBinary, false, `${what} is a text message`);
+  return JSON.parse(m.data.toString());
+}
+
+/**
+ * Sends a `response` message and, if given, the body as one binary message.
+ *
+ * @param {any} ws The control channel or rendezvous.
+ * @param {string} requestId The request's id.
+ * @param {number} statusCode The status.
+ * @param {object} responseHeaders The headers (values: strings or arrays of strings).
+ * @param {Buffer|string} [body] The body.
+ */
+function respond(ws, requestId, statusCode, responseHeaders, body) {
+  ws.send(JSON.stringify({ response: { requestId, statusCode, responseHeaders, body: body !== undefined } }));
+  if (body !== undefined) ws.send(Buffer.from(body), { binary: true });
+}
+
+test('a GET goes inline with every field; the response comes back with Via, Set-Cookie lines, stats and events', async () => {
+  await withRelay({}, async (relay) => {
+    const events = [];
+    relay.on('event', (e) => events.push(e));
+    const control = await listen(relay, 'hc');
+    const response = send(relay, '/hc/items?q=1&sb-hc-id=abc', { headers: { 'X-App': 'one', Connection: 'keep-alive' } });
+    const { request } = await nextJson(control, 'the request message');
+    assert.match(request.id, /^abc_G\d+$/);
+    assert.equal(request.address, `${relay.namespace}/$hc/hc?sb-hc-action=request&sb-hc-id=${request.id}`);
+    assert.equal(request.requestTarget, '/hc/items?q=1');
+    assert.equal(request.method, 'GET');
+    assert.equal(request.body, false);
+    assert.equal(request.remoteEndpoint.address, '127.0.0.1');
+    assert.ok(Number.isInteger(request.remoteEndpoint.port));
+    assert.equal(request.requestHeaders['X-App'], 'one');
+    assert.equal(request.requestHeaders.Host, `127.0.0.1:${relay.port}`);
+    assert.equal(request.requestHeaders.ServiceBusAuthorization, undefined, 'the token is stripped');
+    assert.equal(request.requestHeaders.Connection, undefined, 'hop-by-hop headers are stripped');
+    assert.equal(relay.stats().pendingRequests, 1);
+
+    respond(control, request.id, 201, { 'Set-Cookie': ['a=1; Path=/', 'b=2; Path=/'], 'Content-Type': 'text/plain' }, 'created');
+    const res = await response;
+    assert.equal(res.status, 201);
+    assert.equal(res.statusMessage, 'Created');
+    assert.deepEqual(res.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/']);
+    assert.equal(res.headers.via, `1.1 127.0.0.1:${relay.port}`);
+    assert.equal(res.headers['content-length'], '7');
+    assert.equal(res.body.toString(), 'created');
+    const stats = relay.stats();
+    assert.equal(stats.pendingRequests, 0);
+    assert.equal(stats.httpRequests, 1);
+    await waitUntil(() => events.some((e) => e.type === 'request'), STEP_MS, 'a request event');
+    const routed = events.find((e) => e.type === 'request');
+    assert.equal(routed.hybridConnection, 'hc');
+    assert.equal(routed.id, request.id);
+    await waitUntil(() => events.some((e) => e.type === 'response'), STEP_MS, 'a response event');
+    assert.equal(events.find((e) => e.type === 'response').status, 201);
+    assert.ok(events.every((e) => !/SharedAccessSignature|sig=/.test(e.message)), 'no token in events');
+  });
+});
+
+test('a 1 MiB POST goes over the rendezvous the listener opens; the response streams back chunked; the next request reuses it', async () => {
+  await withRelay({}, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const body = Buffer.alloc(1024 * 1024, 7);
+      const response = send(relay, '/hc/upload', { method: 'POST', body, agent });
+      const { request: addressOnly } = await nextJson(control, 'the address-only request');
+      assert.deepEqual(Object.keys(addressOnly), ['address']);
+      const rv = await expectOpen(attempt(addressOnly.address).outcome, 'the rendezvous (no token)');
+      const { request } = await nextJson(rv, 'the request on the rendezvous');
+      assert.equal(request.method, 'POST');
+      assert.equal(request.body, true);
+      const got = await nextMessage(rv, STEP_MS, 'the body');
+      assert.equal(got.isBinary, true);
+      assert.ok(got.data.equals(body), 'the body arrives whole');
+      rv.send(JSON.stringify({ response: { requestId: request.id, statusCode: 200, responseHeaders: {}, body: true } }));
+      rv.send(Buffer.from('one,'), { binary: true, fin: false });
+      rv.send(Buffer.from('two,'), { binary: true, fin: false });
+      rv.send(Buffer.from('three'), { binary: true, fin: true });
+      const res = await response;
+      assert.equal(res.headers['transfer-encoding'], 'chunked');
+      assert.equal(res.body.toString(), 'one,two,three');
+
+      const second = send(relay, '/hc/again', { agent });
+      const { request: again } = await nextJson(rv, 'the second request, on the rendezvous');
+      assert.equal(again.requestTarget, '/hc/again');
+      respond(rv, again.id, 200, {}, 'again');
+      assert.equal((await second).body.toString(), 'again');
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
+test('requestTimeoutMs: a listener that never answers gets the sender a 504 and a requestTimeout event', async () => {
+  await withRelay({ requestTimeoutMs: 300 }, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const events = [];
+    relay.on('event', (e) => events.push(e));
+    const response = send(relay, '/hc');
+    const { request } = await nextJson(control, 'the request');
+    const res = await response;
+    assert.equal(res.status, 504);
+    assert.equal(res.statusMessage, 'The request was routed to the listener but the listener did not respond in the required time');
+    assert.equal(JSON.parse(res.body.toString()).error.code, 'GatewayTimeout');
+    assert.equal(res.headers.via, undefined, 'the relay answered, not the listener');
+    await waitUntil(() => events.some((e) => e.type === 'requestTimeout'), STEP_MS, 'a requestTimeout event');
+    const e = events.find((x) => x.type === 'requestTimeout');
+    assert.deepEqual([e.status, e.id, e.hybridConnection], [504, request.id, 'hc']);
+    // Late responses are dropped quietly; the channel still serves.
+    respond(control, request.id, 200, {}, 'late');
+    const next = send(relay, '/hc/2');
+    const { request: r2 } = await nextJson(control, 'the next request');
+    respond(control, r2.id, 200, {}, 'ok');
+    assert.equal((await next).body.toString(), 'ok');
+  });
+});
+
+test('noListenerStatus: the status when no listener is connected (404 by default)', async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    const res = await send(relay, '/hc');
+    assert.equal(res.status, 404);
+    assert.equal(res.statusMessage, 'There are no listeners connected for the endpoint.');
+  });
+  await withRelay({ noListenerStatus: 502, hybridConnections: ['hc'] }, async (relay) => {
+    const denied = nextEvent(relay, 'event', STEP_MS, 'the denied event');
+    assert.equal((await send(relay, '/hc')).status, 502);
+    const [e] = await denied;
+    assert.deepEqual([e.type, e.status, e.hybridConnection], ['denied', 502, 'hc']);
+  });
+});
+
+test('401 without a token, and the token may come as sb-hc-token', async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const res = await send(relay, '/hc', { token: false });
+    assert.equal(res.status, 401);
+    const token = encodeURIComponent(senderToken(relay, 'hc'));
+    const response = send(relay, `/hc?sb-hc-token=${token}`, { token: false });
+    const { request } = await nextJson(control, 'the request');
+    assert.equal(request.requestTarget, '/hc');
+    respond(control, request.id, 204, {});
+    assert.equal((await response).status, 204);
+  });
+});
