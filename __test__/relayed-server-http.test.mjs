@@ -278,12 +278,15 @@ describe('failures', () => {
         if (req.url === '/throw') throw new Error('handler bug');
         res.end('fine');
       });
+      server.on('warning', () => {});
       const warning = nextOf(server, 'warning');
       const { token } = httpAddress(relay);
       const r = await sendHttp(httpAddress(relay, 'hc/throw').url, { token });
       assert.equal(r.status, 500);
       assert.ok(!r.body.toString().includes('handler bug'), 'the error text stays in the listener');
-      const [w] = await warning;
+      const {
+        args: [w]
+      } = await warning;
       assert.equal(w.code, 'ERR_REQUEST_HANDLER');
       assert.equal(w.cause.message, 'handler bug');
       assert.equal((await sendHttp(httpAddress(relay, 'hc/ok').url, { token })).body.toString(), 'fine');
@@ -419,13 +422,14 @@ describe('relayedFetch', () => {
         res.statusCode = 404;
         res.end('no such item');
       });
-      const bad = httpAddress(relay).url;
-      await assert.rejects(relayedFetch(bad, { token: 'SharedAccessSignature sr=x&sig=y&se=1&skn=z' }), (err) => {
+      const hc = httpAddress(relay);
+      await assert.rejects(relayedFetch(hc.url, { token: 'SharedAccessSignature sr=x&sig=y&se=1&skn=z' }), (err) => {
         assert.equal(err.statusCode, 401);
         assert.ok(!err.message.includes('sig=y'));
         return true;
       });
-      const r = await relayedFetch(bad, { token });
+      await assert.rejects(relayedFetch(hc.url, { token }), { statusCode: 403 }, 'a token for another entity');
+      const r = await relayedFetch(hc.url, { token: hc.token });
       assert.equal(r.status, 404);
       assert.equal(await r.text(), 'no such item');
     }));

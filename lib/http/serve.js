@@ -65,6 +65,20 @@ function nodeHeaders(raw) {
 }
 
 /**
+ * The symbol of `OutgoingMessage`'s "a write returned false" flag: Node's server clears it
+ * when it passes the socket's 'drain' on to the response (`socketOnDrain`), and so must this
+ * server, or `res.writableNeedDrain` would stay `true` (and a later `pipe()` wait for a
+ * 'drain' that never comes).
+ *
+ * @param {ServerResponse} res A response
+ * @return {(Symbol|undefined)} The symbol, if this Node has it
+ * @private
+ */
+function needDrainSymbol(res) {
+  return Object.getOwnPropertySymbols(res).find((s) => s.description === 'kNeedDrain');
+}
+
+/**
  * Whether a header of that name is among `raw`.
  *
  * @param {String[]} raw Names and values, alternating
@@ -129,6 +143,15 @@ function relayedRequest(request, onOver) {
   // so the response is written plainly and read to its end.
   res.useChunkedEncodingByDefault = false;
   res.assignSocket(socket);
+  // As Node's server: the socket's 'drain' is the response's, when the response was waiting.
+  const kNeedDrain = needDrainSymbol(res);
+  socket.on('drain', () => {
+    if (socket._httpMessage !== res || res.writableFinished) return;
+    if (kNeedDrain === undefined ? res.writableNeedDrain : res[kNeedDrain]) {
+      if (kNeedDrain !== undefined) res[kNeedDrain] = false;
+      res.emit('drain');
+    }
+  });
   res.once('finish', () => {
     // As Node's server: a body nobody read is read and dropped (the sender's next request
     // follows it on the same connection), the socket is the response's no more, and

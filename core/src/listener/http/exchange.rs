@@ -38,11 +38,13 @@ const INLINE_HEAD_MAX: usize = 32 * 1024;
 pub const STREAM_AFTER: Duration = Duration::from_secs(2);
 
 /// Bytes the owner may have written and not yet sent before [`Exchange::write`] asks it to
-/// wait for [`ExchangeEvent::Drained`].
-const HIGH_WATER: usize = 64 * 1024;
+/// wait for [`ExchangeEvent::Drained`]. Above [`INLINE_BODY_MAX`], so that an owner told to
+/// wait has written more than fits inline, and the response is streamed (its bytes then
+/// drain as the socket takes them) rather than held until [`STREAM_AFTER`].
+const HIGH_WATER: usize = 2 * INLINE_BODY_MAX;
 
 /// Below this, a waiting owner is told to write again.
-const LOW_WATER: usize = 16 * 1024;
+const LOW_WATER: usize = INLINE_BODY_MAX / 2;
 
 /// What the owner asks of the response.
 enum Cmd {
@@ -400,8 +402,9 @@ impl ExchangeTask {
             }
         }
         // `flushHeaders()` (a head written alone) asks for the head to go out now: the body
-        // will follow as it comes, over a rendezvous.
-        if head_alone && self.stream.is_none() {
+        // will follow as it comes, over a rendezvous. An owner told to wait has more to
+        // write than fits inline: the same.
+        if (head_alone || self.state.blocked.load(Ordering::SeqCst)) && self.stream.is_none() {
             if let Err(e) = self.start_streaming().await {
                 return Some(Outcome::Failed(e));
             }
