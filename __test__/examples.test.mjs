@@ -13,7 +13,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import ts from 'typescript';
-import { WebSocket, createRelaySendUri, createRelayToken, relayedConnect, startLocalRelay } from 'hyco-ws-rs';
+import {
+  WebSocket,
+  createRelayHttpsUri,
+  createRelaySendUri,
+  createRelayToken,
+  relayedConnect,
+  relayedFetch,
+  startLocalRelay
+} from 'hyco-ws-rs';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const example = (name) => path.join(root, 'examples', name);
@@ -329,6 +337,54 @@ test('listener.js with nothing set starts its own relay; sender.js works with th
 
     // SIGINT closes the listener and then its relay; the process exits by itself.
     await interruptAndExpectCleanExit(listener);
+  } finally {
+    killAll(children);
+  }
+});
+
+test('http-express.js: the Express app answers through the relay (JSON bodies, params, 404s); SIGINT exits 0', async () => {
+  const children = new Set();
+  try {
+    const app = run([example('http-express.js')], children, { env: { RELAY_CONNECTION_STRING: relay.connectionString(HC) } });
+    await outputMatching(app, /^listening: Hybrid Connection "examples" on ws:\/\/127\.0\.0\.1:\d+ \(RELAY_CONNECTION_STRING\)$/m);
+    const address = (suffix) => {
+      const url = createRelayHttpsUri(relay.namespace, `${HC}${suffix}`);
+      return { url, token: createRelayToken(url, relay.keyName, relay.key) };
+    };
+    const hello = address('/hello?name=tester');
+    const r1 = await relayedFetch(hello.url, { token: hello.token });
+    assert.equal(r1.status, 200);
+    assert.deepEqual(await r1.json(), { hello: 'tester', from: '127.0.0.1', protocol: 'https' });
+    const orders = address('/orders');
+    const r2 = await relayedFetch(orders.url, {
+      token: orders.token,
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ item: 'widget', count: 3 })
+    });
+    assert.equal(r2.status, 201);
+    assert.equal(r2.headers.get('location'), '/orders/1');
+    assert.deepEqual(await r2.json(), { id: 1, item: 'widget', count: 3 });
+    const one = address('/orders/1');
+    assert.deepEqual(await (await relayedFetch(one.url, { token: one.token })).json(), { id: 1, item: 'widget', count: 3 });
+    const none = address('/orders/9');
+    const r4 = await relayedFetch(none.url, { token: none.token });
+    assert.equal(r4.status, 404, "Express's 404 is a response, not a refusal");
+    await r4.arrayBuffer();
+    await interruptAndExpectCleanExit(app);
+  } finally {
+    killAll(children);
+  }
+});
+
+test('http-express.js with nothing set starts its own relay and prints a curl that works', async () => {
+  const children = new Set();
+  try {
+    const app = run([example('http-express.js')], children);
+    const [, token, url] = await outputMatching(app, /^try: curl -H 'ServiceBusAuthorization: ([^']+)' '([^']+)'$/m);
+    const r = await relayedFetch(url, { token });
+    assert.deepEqual(await r.json(), { hello: 'relay', from: '127.0.0.1', protocol: 'https' });
+    await interruptAndExpectCleanExit(app);
   } finally {
     killAll(children);
   }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Readable } from 'node:stream';
 
+import express from 'express';
 import { createRelayedServer, relayedFetch } from 'hyco-ws-rs';
 
 import { endAgents, httpAddress, keepAliveAgent, patterned, readBody, sendHttp, sha256 } from './support/http-steps.mjs';
@@ -256,6 +257,51 @@ describe('requests and responses', () => {
       const r = await sendHttp(url, { token });
       assert.equal(r.headers['content-type'], 'text/event-stream');
       assert.equal(r.body.toString(), 'data: 1\n\ndata: 2\n\n');
+    }));
+});
+
+describe('frameworks', () => {
+  test('an Express app is a listener: routing, JSON, cookies, redirects, error middleware, streamed files', () =>
+    withServerRelay(undefined, async (relay) => {
+      const app = express();
+      app.use(express.json());
+      app.get('/items/:id', (req, res) => res.json({ id: req.params.id, q: req.query.q, ip: req.ip, secure: req.secure }));
+      app.post('/echo', (req, res) => res.status(202).json(req.body));
+      app.get('/cookies', (req, res) => {
+        res.cookie('a', '1', { httpOnly: true });
+        res.cookie('b', '2');
+        res.send('two cookies');
+      });
+      app.get('/old', (req, res) => res.redirect(301, '/items/1'));
+      app.get('/boom', () => {
+        throw new Error('route bug');
+      });
+      app.get('/file', (req, res) => Readable.from(chunks(patterned(300 * 1024).data, 16 * 1024)).pipe(res.type('application/octet-stream')));
+      // eslint-disable-next-line no-unused-vars
+      app.use((err, req, res, next) => res.status(500).json({ error: err.message }));
+      await httpServer(relay, app);
+      const { token } = httpAddress(relay);
+      const get = (path, opts = {}) => sendHttp(httpAddress(relay, `hc${path}`).url, { token, ...opts });
+
+      const item = await get('/items/7?q=x');
+      assert.deepEqual(JSON.parse(item.body), { id: '7', q: 'x', ip: '127.0.0.1', secure: true });
+      const echoed = await get('/echo', { method: 'POST', body: JSON.stringify({ n: [1, 2] }), headers: { 'Content-Type': 'application/json' } });
+      assert.equal(echoed.status, 202);
+      assert.deepEqual(JSON.parse(echoed.body), { n: [1, 2] });
+      // The protocol's response message holds one value per header name: repeats are
+      // joined, as Microsoft's .NET listener joins them (nothing is lost; see README).
+      const cookies = await get('/cookies');
+      assert.deepEqual(cookies.headers['set-cookie'], ['a=1; Path=/; HttpOnly, b=2; Path=/']);
+      const moved = await get('/old');
+      assert.equal(moved.status, 301);
+      assert.equal(moved.headers.location, '/items/1');
+      const boom = await get('/boom');
+      assert.equal(boom.status, 500);
+      assert.deepEqual(JSON.parse(boom.body), { error: 'route bug' });
+      const file = await get('/file');
+      assert.equal(file.headers['content-type'], 'application/octet-stream');
+      assert.equal(sha256(file.body), patterned(300 * 1024).sha);
+      assert.equal((await get('/nothing')).status, 404);
     }));
 });
 
