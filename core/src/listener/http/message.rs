@@ -242,7 +242,10 @@ mod tests {
         };
         let v: Value = serde_json::from_str(&response_message("r3", &gateway, false)).unwrap();
         assert_eq!(
-            (v["response"]["statusCode"].clone(), v["response"]["statusDescription"].clone()),
+            (
+                v["response"]["statusCode"].clone(),
+                v["response"]["statusDescription"].clone()
+            ),
             (json!(500), json!("Bad Gateway"))
         );
         assert_eq!(relayed_status(504), 500);
