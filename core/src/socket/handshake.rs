@@ -335,25 +335,37 @@ pub fn check_response(
     key: &str,
     protocols: &[String],
 ) -> Result<String, SocketError> {
-    if head.status != 101 {
+    // A header as ws sees it on Node.js's parser: values trimmed, a repeated header's
+    // joined with ", " (so twice the right Sec-WebSocket-Accept is not the right one).
+    let header = |name: &str| -> Option<String> {
+        let mut values = head
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim());
+        let first = values.next()?.to_owned();
+        Some(values.fold(first, |all, v| all + ", " + v))
+    };
+    // Node.js takes a 101 for a switch of protocols only with an Upgrade header and
+    // `upgrade` among the Connection tokens; ws reports any other 101 as unexpected.
+    let switching = header("upgrade").is_some_and(|v| !v.is_empty())
+        && header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if head.status != 101 || !switching {
         return Err(SocketError::unexpected_response(
             head.status,
             head.reason.clone(),
         ));
     }
-    let header = |name: &str| {
-        head.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-    };
     if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
         return Err(fail(
             "Invalid Upgrade header",
             Some("ERR_INVALID_HTTP_RESPONSE"),
         ));
     }
-    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
+    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes())) {
         return Err(fail(
             "Invalid Sec-WebSocket-Accept header",
             Some("ERR_INVALID_HTTP_RESPONSE"),
@@ -366,13 +378,13 @@ pub fn check_response(
                 Some("ERR_INVALID_HTTP_RESPONSE"),
             ))
         }
-        Some(p) if !protocols.iter().any(|o| o == p) => {
+        Some(p) if !protocols.contains(&p) => {
             return Err(fail(
                 "Server sent an invalid subprotocol",
                 Some("ERR_INVALID_HTTP_RESPONSE"),
             ))
         }
-        Some(p) => p.to_owned(),
+        Some(p) => p,
         None if !protocols.is_empty() => {
             return Err(fail(
                 "Server sent no subprotocol",
