@@ -24,7 +24,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
 /// Messages sent per `cargo test`.
-const MESSAGES: u32 = 1500;
+const MESSAGES: u32 = 2000;
 
 const WAIT: Duration = Duration::from_secs(20);
 

@@ -78,9 +78,9 @@ use tokio_tungstenite::tungstenite::{Error as TError, Message};
 use common::{cases, reads, Reads};
 
 /// Cases of the differential property per `cargo test`.
-const DIFFERENTIAL_CASES: u32 = 3000;
+const DIFFERENTIAL_CASES: u32 = 5000;
 /// Cases of the stream-mode property per `cargo test`.
-const STREAMED_CASES: u32 = 1500;
+const STREAMED_CASES: u32 = 2500;
 
 const MIB: u64 = 1024 * 1024;
 

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use common::{cases, reads};
 
 /// Cases per property per `cargo test`.
-const CASES: u32 = 1000;
+const CASES: u32 = 2000;
 
 /// The table of `__test__/fixtures/handshake-responses.json`, checked there against ws.
 const HANDSHAKE_TABLE: &str = include_str!("../../__test__/fixtures/handshake-responses.json");

@@ -14,7 +14,7 @@ use proptest::sample::Index;
 use common::{cases, reads};
 
 /// Cases per property per `cargo test`.
-const CASES: u32 = 2000;
+const CASES: u32 = 3000;
 
 /// What the relay expects of a frame (as `relay::forward` passes it).
 const RELAY: Expect = Expect {
