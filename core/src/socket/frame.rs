@@ -392,7 +392,8 @@ impl Decoder {
     }
 
     /// Consumes `buf`, appending what it completes to `out`. Returns the bytes consumed;
-    /// the rest (an incomplete header) must be passed again with more data.
+    /// the rest (an incomplete header) must be passed again with more data. Decoding stops
+    /// after a close frame: what follows it is left unconsumed, and is not for reading.
     pub fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, SocketError> {
         let mut pos = 0;
         loop {
@@ -446,6 +447,11 @@ impl Decoder {
             self.header = None;
             let payload = std::mem::take(&mut self.payload);
             self.complete(h, payload, out)?;
+            if h.opcode == OP_CLOSE {
+                // Nothing after a close frame is read: ws's receiver stops its loop there, so
+                // a bad frame behind it in the same read is no protocol error.
+                return Ok(pos);
+            }
         }
     }
 }
@@ -724,6 +730,29 @@ mod tests {
             )
             .code,
             "WS_ERR_TOO_MANY_BUFFERED_PARTS"
+        );
+    }
+
+    #[test]
+    fn nothing_after_a_close_frame_is_decoded() {
+        let mut wire = server_frame(true, OP_TEXT, b"a");
+        wire.extend(server_frame(true, OP_CLOSE, &[0x03, 0xe8]));
+        let close_end = wire.len();
+        // A reserved opcode, then a message: neither is read.
+        wire.extend([0x83, 0x00]);
+        wire.extend(server_frame(true, OP_TEXT, b"b"));
+        let mut d = Decoder::new(Limits::default());
+        let mut out = Vec::new();
+        assert_eq!(d.decode(&wire, &mut out), Ok(close_end));
+        assert_eq!(
+            out,
+            vec![
+                Incoming::Message {
+                    binary: false,
+                    frames: vec![b"a".to_vec()]
+                },
+                Incoming::Close(Some(1000), Vec::new()),
+            ]
         );
     }
 

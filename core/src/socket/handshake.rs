@@ -253,10 +253,59 @@ async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, Socket
     Ok(Box::new(tls))
 }
 
-/// Reads the response head; returns (status, reason, headers, bytes after the head).
-async fn read_response(
-    stream: &mut IoStream,
-) -> Result<(u16, String, Vec<(String, String)>, Vec<u8>), SocketError> {
+/// Most bytes a handshake response's head may take.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A handshake response's head.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase.
+    pub reason: String,
+    /// The headers in order, names lowercased (bytes that are not UTF-8 replaced).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Parses the response head at the start of `buf`: the head and its length in bytes, or
+/// `None` while it is incomplete. Public (hidden) for the generated-input tests.
+#[doc(hidden)]
+pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, SocketError> {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut resp = httparse::Response::new(&mut headers);
+    match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let head = ResponseHead {
+                status: resp.code.unwrap_or(0),
+                reason: resp.reason.unwrap_or("").to_owned(),
+                headers: resp
+                    .headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
+                    .collect(),
+            };
+            Ok(Some((head, len)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => Err(fail(
+            "Invalid handshake response: the header is too large",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        )),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(fail(
+            "Invalid handshake response",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        )),
+    }
+}
+
+/// Reads the response head; returns it with the bytes after it.
+async fn read_response(stream: &mut IoStream) -> Result<(ResponseHead, Vec<u8>), SocketError> {
     // Read straight into the growing head buffer: no fixed chunk in the handshake's state,
     // which thousands of concurrent accepts would each hold.
     let mut buf = Vec::with_capacity(1024);
@@ -271,39 +320,86 @@ async fn read_response(
         if n == 0 {
             return Err(fail("socket hang up", Some("ECONNRESET")));
         }
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut resp = httparse::Response::new(&mut headers);
-        match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = resp.code.unwrap_or(0);
-                let reason = resp.reason.unwrap_or("").to_owned();
-                let hs = resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect();
-                return Ok((status, reason, hs, buf.split_off(len)));
-            }
-            Ok(httparse::Status::Partial) if buf.len() > 64 * 1024 => {
-                return Err(fail(
-                    "Invalid handshake response: the header is too large",
-                    Some("ERR_INVALID_HTTP_RESPONSE"),
-                ))
-            }
-            Ok(httparse::Status::Partial) => {}
-            Err(_) => {
-                return Err(fail(
-                    "Invalid handshake response",
-                    Some("ERR_INVALID_HTTP_RESPONSE"),
-                ))
-            }
+        if let Some((head, len)) = parse_response_head(&buf)? {
+            return Ok((head, buf.split_off(len)));
         }
     }
+}
+
+/// Checks the response to an upgrade request made with `key` and offering `protocols`, as
+/// ws does; returns the subprotocol the server chose (`""` for none). Public (hidden) for
+/// the generated-input tests.
+#[doc(hidden)]
+pub fn check_response(
+    head: &ResponseHead,
+    key: &str,
+    protocols: &[String],
+) -> Result<String, SocketError> {
+    // A header as ws sees it on Node.js's parser: values trimmed, a repeated header's
+    // joined with ", " (so twice the right Sec-WebSocket-Accept is not the right one).
+    let header = |name: &str| -> Option<String> {
+        let mut values = head
+            .headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.trim());
+        let first = values.next()?.to_owned();
+        Some(values.fold(first, |all, v| all + ", " + v))
+    };
+    // Node.js takes a 101 for a switch of protocols only with an Upgrade header and
+    // `upgrade` among the Connection tokens; ws reports any other 101 as unexpected.
+    let switching = header("upgrade").is_some_and(|v| !v.is_empty())
+        && header("connection").is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if head.status != 101 || !switching {
+        return Err(SocketError::unexpected_response(
+            head.status,
+            head.reason.clone(),
+        ));
+    }
+    if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
+        return Err(fail(
+            "Invalid Upgrade header",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes())) {
+        return Err(fail(
+            "Invalid Sec-WebSocket-Accept header",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    let protocol = match header("sec-websocket-protocol") {
+        Some(_) if protocols.is_empty() => {
+            return Err(fail(
+                "Server sent a subprotocol but none was requested",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
+        Some(p) if !protocols.contains(&p) => {
+            return Err(fail(
+                "Server sent an invalid subprotocol",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
+        Some(p) => p,
+        None if !protocols.is_empty() => {
+            return Err(fail(
+                "Server sent no subprotocol",
+                Some("ERR_INVALID_HTTP_RESPONSE"),
+            ))
+        }
+        None => String::new(),
+    };
+    if header("sec-websocket-extensions").is_some() {
+        return Err(fail(
+            "Server sent a Sec-WebSocket-Extensions header but no extension was requested",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        ));
+    }
+    Ok(protocol)
 }
 
 /// Where a connection goes: what a [`Spare`] must match to serve a handshake.
@@ -457,56 +553,8 @@ async fn upgrade_over(
         .await
         .map_err(|e| io_error(&e, "sending the handshake"))?;
     sent();
-    let (status, reason, headers, initial) = read_response(&mut stream).await?;
-    if status != 101 {
-        return Err(SocketError::unexpected_response(status, reason));
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.trim())
-    };
-    if !header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket")) {
-        return Err(fail(
-            "Invalid Upgrade header",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        ));
-    }
-    if header("sec-websocket-accept") != Some(derive_accept_key(key.as_bytes()).as_str()) {
-        return Err(fail(
-            "Invalid Sec-WebSocket-Accept header",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        ));
-    }
-    let protocol = match header("sec-websocket-protocol") {
-        Some(_) if opts.protocols.is_empty() => {
-            return Err(fail(
-                "Server sent a subprotocol but none was requested",
-                Some("ERR_INVALID_HTTP_RESPONSE"),
-            ))
-        }
-        Some(p) if !opts.protocols.iter().any(|o| o == p) => {
-            return Err(fail(
-                "Server sent an invalid subprotocol",
-                Some("ERR_INVALID_HTTP_RESPONSE"),
-            ))
-        }
-        Some(p) => p.to_owned(),
-        None if !opts.protocols.is_empty() => {
-            return Err(fail(
-                "Server sent no subprotocol",
-                Some("ERR_INVALID_HTTP_RESPONSE"),
-            ))
-        }
-        None => String::new(),
-    };
-    if header("sec-websocket-extensions").is_some() {
-        return Err(fail(
-            "Server sent a Sec-WebSocket-Extensions header but no extension was requested",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        ));
-    }
+    let (head, initial) = read_response(&mut stream).await?;
+    let protocol = check_response(&head, &key, &opts.protocols)?;
     Ok(Established {
         stream,
         initial,

@@ -174,8 +174,12 @@ impl ConnectionTask {
         let mut items = Vec::new();
         match self.decoder.decode(data, &mut items) {
             Ok(used) => {
-                self.partial.extend_from_slice(&data[used..]);
                 self.deliver(items);
+                if self.close.is_none() {
+                    // An incomplete header, for the next read; after a close frame the
+                    // decoder stopped, and the rest is never read.
+                    self.partial.extend_from_slice(&data[used..]);
+                }
             }
             Err(e) => {
                 // As ws: report it, send the close code it calls for, discard the rest.
