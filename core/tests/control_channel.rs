@@ -226,7 +226,9 @@ async fn the_listener_reports_exactly_the_well_formed_accepts() {
             ListenerEvent::NeedToken { request, .. } => {
                 handle.send(ListenerCommand::Token {
                     request,
-                    result: Ok("SharedAccessSignature sr=a&sig=b&se=4102444800&skn=r".into()),
+                    result: Ok(listener::Token::new(
+                        "SharedAccessSignature sr=a&sig=b&se=4102444800&skn=r",
+                    )),
                 });
             }
             ListenerEvent::Connecting { error: None, .. } | ListenerEvent::Online => {}
