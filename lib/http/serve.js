@@ -9,7 +9,6 @@
 
 const { IncomingMessage, ServerResponse, STATUS_CODES } = require('http');
 
-const { native } = require('../native-events');
 const { RelayHttpSocket } = require('./socket');
 
 /**
@@ -64,6 +63,9 @@ function nodeHeaders(raw) {
   return headers;
 }
 
+/** `needDrainSymbol`'s answer, found once (it is one symbol for every response). */
+let kNeedDrain = null;
+
 /**
  * The symbol of `OutgoingMessage`'s "a write returned false" flag: Node's server clears it
  * when it passes the socket's 'drain' on to the response (`socketOnDrain`), and so must this
@@ -75,7 +77,8 @@ function nodeHeaders(raw) {
  * @private
  */
 function needDrainSymbol(res) {
-  return Object.getOwnPropertySymbols(res).find((s) => s.description === 'kNeedDrain');
+  if (kNeedDrain === null) kNeedDrain = Object.getOwnPropertySymbols(res).find((s) => s.description === 'kNeedDrain');
+  return kNeedDrain;
 }
 
 /**
@@ -144,11 +147,11 @@ function relayedRequest(request, onOver) {
   res.useChunkedEncodingByDefault = false;
   res.assignSocket(socket);
   // As Node's server: the socket's 'drain' is the response's, when the response was waiting.
-  const kNeedDrain = needDrainSymbol(res);
+  const needDrain = needDrainSymbol(res);
   socket.on('drain', () => {
     if (socket._httpMessage !== res || res.writableFinished) return;
-    if (kNeedDrain === undefined ? res.writableNeedDrain : res[kNeedDrain]) {
-      if (kNeedDrain !== undefined) res[kNeedDrain] = false;
+    if (needDrain === undefined ? res.writableNeedDrain : res[needDrain]) {
+      if (needDrain !== undefined) res[needDrain] = false;
       res.emit('drain');
     }
   });
@@ -158,7 +161,7 @@ function relayedRequest(request, onOver) {
     // 'close' follows 'finish'.
     if (req.readableFlowing !== true && !req.readableEnded && !req.destroyed) req.resume();
     res.detachSocket(socket);
-    native.httpEnd(request.exchange);
+    socket._endResponse();
     process.nextTick(() => {
       if (!res._closed) {
         res.destroyed = true;

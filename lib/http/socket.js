@@ -19,6 +19,10 @@ const EV_DRAINED = eventType('httpDrained', []);
 const EV_FINISHED = eventType('httpFinished', []);
 const EV_ABORTED = eventType('httpAborted', ['error']);
 
+// Writes of one tick go to the native side together (one call), and with the end when the
+// response ends in that tick (most responses: one call in all); more than this goes at once.
+const FLUSH_AT = 64 * 1024;
+
 /**
  * Node's error for a request whose sender went away (`connResetException('aborted')`).
  *
@@ -59,6 +63,12 @@ class RelayHttpSocket extends Duplex {
     this._req = null;
     this._held = null;
     this._over = false;
+    // Bytes written and not yet handed to the native side (see `_write`).
+    this._out = [];
+    this._outLength = 0;
+    this._flushQueued = false;
+    // The native side asked to wait: write callbacks are held until it drains.
+    this._blocked = false;
     register(id, this);
   }
 
@@ -82,8 +92,10 @@ class RelayHttpSocket extends Duplex {
   _read() {}
 
   /**
-   * Hands bytes of the response to the native exchange; holds the callback (and so the
-   * response's further writes) while it asks to wait.
+   * Takes bytes of the response for the native exchange: kept until the end of the tick (or
+   * `FLUSH_AT` bytes), so that a tick's writes, and the end, make one native call. The
+   * callback (and so the response's further writes) is held while the native side asks to
+   * wait.
    *
    * @param {Buffer} chunk The bytes
    * @param {String} encoding Unused (Buffers only)
@@ -95,8 +107,65 @@ class RelayHttpSocket extends Duplex {
       callback(abortedError());
       return;
     }
-    if (native.httpWrite(this._exchange, chunk)) callback();
-    else this._held = callback;
+    this._out.push(chunk);
+    this._outLength += chunk.length;
+    if (this._blocked) {
+      this._held = callback;
+      return;
+    }
+    if (this._outLength >= FLUSH_AT) {
+      if (this._flushOut()) callback();
+      else this._held = callback;
+      return;
+    }
+    if (!this._flushQueued) {
+      this._flushQueued = true;
+      queueMicrotask(() => {
+        this._flushQueued = false;
+        if (!this._blocked) this._flushOut();
+      });
+    }
+    callback();
+  }
+
+  /**
+   * Hands what was written to the native exchange.
+   *
+   * @return {Boolean} `false` when the native side asks to wait (until 'httpDrained')
+   * @private
+   */
+  _flushOut() {
+    if (this._outLength === 0 || this._over) return true;
+    const data = this._takeOut();
+    if (native.httpWrite(this._exchange, data)) return true;
+    this._blocked = true;
+    return false;
+  }
+
+  /**
+   * The bytes written and not yet handed over, as one Buffer.
+   *
+   * @return {Buffer} The bytes
+   * @private
+   */
+  _takeOut() {
+    const data = this._out.length === 1 ? this._out[0] : Buffer.concat(this._out, this._outLength);
+    this._out = [];
+    this._outLength = 0;
+    return data;
+  }
+
+  /**
+   * The response has finished (its 'finish'): what is left of it goes with the end, in one
+   * native call, and the exchange is this socket's no more (the native side's own end of it
+   * needs nothing from JavaScript).
+   *
+   * @private
+   */
+  _endResponse() {
+    if (this._over) return;
+    native.httpEnd(this._exchange, this._outLength > 0 ? this._takeOut() : undefined);
+    this._finished();
   }
 
   /**
@@ -109,7 +178,7 @@ class RelayHttpSocket extends Duplex {
    */
   _destroy(err, callback) {
     if (!this._over) native.httpAbort(this._exchange);
-    this._releaseHeld(err || abortedError());
+    if (this._held !== null) this._releaseHeld(err || abortedError());
     callback(err);
   }
 
@@ -176,7 +245,8 @@ class RelayHttpSocket extends Duplex {
         }
         break;
       case EV_DRAINED:
-        this._releaseHeld(null);
+        this._blocked = false;
+        if (this._flushOut()) this._releaseHeld(null);
         break;
       case EV_FINISHED:
         this._finished();
@@ -205,7 +275,7 @@ class RelayHttpSocket extends Duplex {
   _ended() {
     this._over = true;
     unregister(this._exchange);
-    this._releaseHeld(abortedError());
+    if (this._held !== null) this._releaseHeld(abortedError());
     if (this._onOver) this._onOver(this);
   }
 
@@ -215,9 +285,11 @@ class RelayHttpSocket extends Duplex {
    * @private
    */
   _finished() {
-    this._ended();
-    // The rest of a body the response did not wait for is dropped by the native side.
-    this.destroy();
+    // Nothing else to do: the socket holds nothing native, and destroying it here would
+    // fail the response's last write callback, still on its way (an error made per
+    // request for nothing). The rest of a body the response did not wait for is dropped by
+    // the native side.
+    if (!this._over) this._ended();
   }
 }
 

@@ -33,7 +33,9 @@ impl ExchangeSink for HubExchangeSink {
             }
             ExchangeEvent::BodyEnd => hub.push(id, up::HttpBodyEnd(), Then::Nothing),
             ExchangeEvent::Drained => hub.push(id, up::HttpDrained(), Then::Nothing),
-            ExchangeEvent::Finished => hub.push(id, up::HttpFinished(), Then::Last),
+            // JavaScript treats its own end of the response as the exchange's (see
+            // lib/http/socket.js): this only has to reach the hub, not wake JavaScript.
+            ExchangeEvent::Finished => hub.push_quiet(id, up::HttpFinished(), Then::Last),
             ExchangeEvent::Aborted(e) => {
                 hub.push(id, up::HttpAborted(error_list(Some(e))), Then::Last)
             }
@@ -107,10 +109,11 @@ pub fn http_write(id: f64, data: &[u8]) -> bool {
     with_exchange(id, |x| x.write(data.to_vec())).unwrap_or(false)
 }
 
-/// Exchange `id`'s response is complete.
+/// Exchange `id`'s response is complete, with its last bytes if any (one call where a
+/// response is written and ended in one tick).
 #[napi(js_name = "httpEnd")]
-pub fn http_end(id: f64) {
-    with_exchange(id, Exchange::end);
+pub fn http_end(id: f64, data: Option<&[u8]>) {
+    with_exchange(id, |x| x.end_with(data.map(<[u8]>::to_vec)));
 }
 
 /// Gives up on exchange `id`'s response.

@@ -209,6 +209,19 @@ impl Exchange {
         self.state.push(Cmd::End);
     }
 
+    /// The response's last bytes (if any) and its end, in one step.
+    pub fn end_with(&self, data: Option<Vec<u8>>) {
+        if let Some(d) = data.filter(|d| !d.is_empty()) {
+            if !self.state.is_over() {
+                self.state.pending.fetch_add(d.len(), Ordering::SeqCst);
+                if let Ok(mut q) = self.state.commands.lock() {
+                    q.push_back(Cmd::Write(d));
+                }
+            }
+        }
+        self.end();
+    }
+
     /// Gives up on the response (the owner destroyed it).
     pub fn abort(&self) {
         self.state.push(Cmd::Abort);
