@@ -55,6 +55,8 @@ export import LocalRelayOptions = hyco.LocalRelayOptions;
 export import LocalRelayEvent = hyco.LocalRelayEvent;
 export import LocalRelayStats = hyco.LocalRelayStats;
 export import RelayRight = hyco.RelayRight;
+export import RelayEntraRole = hyco.RelayEntraRole;
+export import EntraTokenOptions = hyco.EntraTokenOptions;
 
 // The sender
 export import relayedConnect = hyco.relayedConnect;

@@ -205,6 +205,21 @@ declare namespace HycoWebSocket {
     requestTimeoutMs?: number;
     /** The status of an HTTP request when no listener is connected. Default `404`. */
     noListenerStatus?: 404 | 502 | 503;
+    /** Entra ID mode: accept JWTs for `https://relay.azure.net` signed (HS256) with
+     * `secret`, their rights from a `roles` claim. `localAuth: false` refuses SAS tokens
+     * (as a namespace with local authentication disabled). */
+    entra?: { secret: string | Buffer; localAuth?: boolean };
+  }
+
+  /** An Azure RBAC role of Relay, as Entra ID mode's `roles` claim carries it. */
+  type RelayEntraRole = 'Azure Relay Listener' | 'Azure Relay Sender' | 'Azure Relay Owner';
+
+  /** Options of {@link LocalRelay.createEntraToken} and {@link LocalRelay.entraCredential}. */
+  interface EntraTokenOptions {
+    /** Default `['Azure Relay Owner']`. */
+    roles?: RelayEntraRole[];
+    /** Lifetime in seconds. Default `3600`. */
+    ttl?: number;
   }
 
   /** Something that happened in the relay. Never carries a key or a token. */
@@ -268,6 +283,11 @@ declare namespace HycoWebSocket {
     /** `Endpoint=…;SharedAccessKeyName=…;SharedAccessKey=…[;EntityPath=entity]`. */
     connectionString(entity?: string): string;
     stats(): LocalRelayStats;
+    /** A JWT this relay accepts in Entra ID mode. Throws `ERR_ENTRA_OFF` without `options.entra`. */
+    createEntraToken(options?: EntraTokenOptions): string;
+    /** A stand-in for `@azure/identity`'s credentials: `getToken` gives a fresh
+     * {@link createEntraToken} token; `scopes` records what it was asked for. */
+    entraCredential(options?: EntraTokenOptions): RelayTokenCredential & { readonly scopes: Array<string | string[]> };
     /** Test hook: closes control channels with a close code (default 1011). */
     dropListeners(options?: { hybridConnection?: string; code?: number; reason?: string }): Promise<number>;
     /** Test hook: stops (or with `frozen: false` resumes) reading control channels: pings
@@ -562,6 +582,10 @@ declare namespace HycoWebSocket {
   interface RelayedFetchInit extends RequestInit {
     /** A SAS (or Entra ID) token, or a function that gives one; sent as `ServiceBusAuthorization`. */
     token?: string | null | (() => string | Promise<string>);
+    /** An Entra ID credential, instead of `token`. */
+    credential?: RelayTokenCredential;
+    /** The credential's scope. Default `'https://relay.azure.net//.default'`. */
+    scope?: string;
     /** A tracking id, sent as `sb-hc-id` (unless the address has one). */
     id?: string;
   }

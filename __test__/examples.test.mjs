@@ -2,7 +2,9 @@
 // variables, stdout), against the package's local relay emulator, so that they cannot rot:
 // listener.js + sender.js (counted and --stdin, across a relay restart), hybrid-server.js through the relay and on
 // its local port, typescript/listener.ts type-checked (strict) and run, listener.js with
-// nothing set (its own relay), and sender.js's errors. Every wait has a timeout; every child
+// nothing set (its own relay), sender.js's errors, http-express.js, and entra-listener.js
+// (its own relay in Entra ID mode, and DefaultAzureCredential through a stand-in
+// @azure/identity). Every wait has a timeout; every child
 // is killed in `finally`.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -425,3 +427,85 @@ test('sender.js: nothing set, no listener, partial variables: a message and stat
     killAll(children);
   }
 });
+
+test('entra-listener.js: its own relay in Entra ID mode, a sender with the printed token; with RELAY_NAMESPACE, DefaultAzureCredential', async () => {
+  const children = new Set();
+  const entraRelay = await withTimeout(startLocalRelay({ entra: { secret: 'examples-secret', localAuth: false } }), STEP_MS, 'startLocalRelay()');
+  try {
+    const own = run([example('entra-listener.js')], children);
+    const [, token] = await outputMatching(own, /^a sender token \(Azure Relay Sender, 1 h\): (\S+)$/m);
+    const [, namespace] = await outputMatching(own, /^listening: Hybrid Connection "examples" on (ws:\/\/127\.0\.0\.1:\d+) \(Entra ID\)$/m);
+    await echoOnce(createRelaySendUri(namespace, 'examples'), token);
+    await outputMatching(own, /^message: hello entra$/m);
+    await interruptAndExpectCleanExit(own);
+
+    // With the variables: @azure/identity's DefaultAzureCredential, here the stand-in of
+    // __test__/fixtures/azure-identity (found through NODE_PATH), which has tokens for
+    // Relay's scope only.
+    const standIn = {
+      NODE_PATH: path.join(root, '__test__', 'fixtures', 'azure-identity'),
+      ENTRA_STAND_IN_SECRET: 'examples-secret',
+      ENTRA_STAND_IN_ROLES: 'Azure Relay Listener',
+      RELAY_NAMESPACE: entraRelay.namespace,
+      RELAY_PATH: HC
+    };
+    const azure = run([example('entra-listener.js')], children, { env: standIn });
+    await outputMatching(azure, /^listening: Hybrid Connection "examples" on ws:\/\/127\.0\.0\.1:\d+ \(Entra ID\)$/m);
+    await echoOnce(createRelaySendUri(entraRelay.namespace, HC), entraRelay.createEntraToken({ roles: ['Azure Relay Sender'] }));
+    await interruptAndExpectCleanExit(azure);
+
+    // A missing role assignment: a 403 'warning' per attempt, no exit.
+    const noRole = run([example('entra-listener.js')], children, { env: { ...standIn, ENTRA_STAND_IN_ROLES: 'Azure Relay Sender' } });
+    await waitForStderr(noRole, /^warning: ERR_TOKEN_REFUSED: The relay refused the listener's token \(403 /m);
+    assert.equal(noRole.exitCode, null, 'still running, retrying');
+    await interruptAndExpectCleanExit(noRole);
+
+    const missing = run([example('entra-listener.js')], children, { env: { RELAY_NAMESPACE: entraRelay.namespace, RELAY_PATH: HC } });
+    assert.equal((await exitOf(missing)).code, 1, missing.describe());
+    assert.match(missing.err, /@azure\/identity is not installed: run `npm install @azure\/identity`/);
+  } finally {
+    killAll(children);
+    await withTimeout(entraRelay.close(), STEP_MS, 'relay.close()');
+  }
+});
+
+/**
+ * Sends `hello entra` with a fixed token and waits for its echo.
+ *
+ * @param {String} url The send address
+ * @param {String} token The token
+ * @return {Promise<void>}
+ */
+async function echoOnce(url, token) {
+  const ws = relayedConnect(url, token);
+  await withTimeout(once(ws, 'open'), STEP_MS, 'the sender to open');
+  const echoed = withTimeout(once(ws, 'message'), STEP_MS, 'the echo');
+  ws.send('hello entra');
+  assert.equal(String((await echoed)[0]), 'hello entra');
+  ws.close();
+  await withTimeout(once(ws, 'close'), STEP_MS, 'the sender to close');
+}
+
+/**
+ * Waits until the child's stderr matches `pattern`.
+ *
+ * @param {ChildProcess} child From `run`
+ * @param {RegExp} pattern What to wait for
+ * @return {Promise<void>}
+ */
+async function waitForStderr(child, pattern) {
+  await withTimeout(
+    new Promise((resolve) => {
+      const check = () => {
+        if (pattern.test(child.err)) {
+          child.off('output', check);
+          resolve();
+        }
+      };
+      child.on('output', check);
+      check();
+    }),
+    STEP_MS,
+    () => `${pattern} on stderr; ${child.describe()}`
+  );
+}

@@ -23,6 +23,7 @@ import {
   nextConnection,
   nextOf,
   parseControl,
+  relayEvents,
   startFakeService,
   startServer,
   typesOf,
@@ -45,21 +46,6 @@ function sampleListeners(relay) {
   const samples = [];
   const timer = setInterval(() => samples.push(relay.stats().listeners), 50);
   return { samples, stop: () => clearInterval(timer) };
-}
-
-/**
- * Records the relay's events of one type.
- *
- * @param {any} relay The relay.
- * @param {string} type e.g. 'renew'.
- * @returns {Array<{ at: number }>}
- */
-function relayEvents(relay, type) {
-  const seen = [];
-  relay.on('event', (e) => {
-    if (e && e.type === type) seen.push({ ...e, at: Date.now() });
-  });
-  return seen;
 }
 
 describe('token renewal', () => {

@@ -115,6 +115,15 @@ declare module 'express' {
   }
   export = express;
 }
+// @azure/identity's credentials, as @azure/core-auth declares TokenCredential.
+declare module '@azure/identity' {
+  interface AccessToken { token: string; expiresOnTimestamp: number; refreshAfterTimestamp?: number; tokenType?: 'Bearer' | 'pop' }
+  interface GetTokenOptions { abortSignal?: AbortSignal; tenantId?: string; claims?: string }
+  class DefaultAzureCredential {
+    constructor(options?: object);
+    getToken(scopes: string | string[], options?: GetTokenOptions): Promise<AccessToken>;
+  }
+}
 `;
 
 /** Options of every TypeScript check. */

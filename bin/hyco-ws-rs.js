@@ -6,7 +6,7 @@
  *
  *   hyco-ws-rs relay [--port N] [--host H] [--hc NAME ...] [--tls-cert FILE --tls-key FILE]
  *                    [--accept-timeout MS] [--max-listeners N] [--request-timeout MS]
- *                    [--no-listener-status 404|502|503]
+ *                    [--no-listener-status 404|502|503] [--entra-secret S [--no-local-auth]]
  *   hyco-ws-rs --version
  *
  * `relay` starts the local relay emulator, prints its namespace and a connection string,
@@ -36,6 +36,9 @@ Options:
   --no-listener-status N
                        status of an HTTP request no listener can take: 404, 502 or 503
                        (default 404)
+  --entra-secret S     Entra ID mode: accept JWTs signed with the secret S (HS256), their
+                       rights from a "roles" claim; prints a token to try
+  --no-local-auth      with --entra-secret: refuse SAS tokens (local auth disabled)
   -h, --help           show this help
 `;
 
@@ -85,6 +88,8 @@ async function relayCommand(argv) {
         'max-listeners': { type: 'string' },
         'request-timeout': { type: 'string' },
         'no-listener-status': { type: 'string' },
+        'entra-secret': { type: 'string' },
+        'no-local-auth': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       }
     }));
@@ -110,6 +115,12 @@ async function relayCommand(argv) {
   }
   if (values['no-listener-status'] !== undefined) {
     options.noListenerStatus = integer(values['no-listener-status'], '--no-listener-status');
+  }
+  if (values['entra-secret'] !== undefined) {
+    if (values['entra-secret'] === '') usageError('--entra-secret needs a secret');
+    options.entra = { secret: values['entra-secret'], localAuth: !values['no-local-auth'] };
+  } else if (values['no-local-auth']) {
+    usageError('--no-local-auth goes with --entra-secret');
   }
   if (Boolean(values['tls-cert']) !== Boolean(values['tls-key'])) {
     usageError('--tls-cert and --tls-key go together');
@@ -138,6 +149,10 @@ async function relayCommand(argv) {
       `namespace: ${relay.namespace}\n` +
       `connection string: ${relay.connectionString(example)}\n` +
       `Hybrid Connections: ${values.hc ? values.hc.join(', ') : 'any path (created on first listen)'}\n` +
+      (options.entra
+        ? `Entra ID mode${options.entra.localAuth ? '' : ' (SAS tokens refused)'}; a token to try (Azure Relay Owner, 1 h): ` +
+          `${relay.createEntraToken()}\n`
+        : '') +
       'Press Ctrl-C to stop.\n'
   );
   relay.on('event', (e) => {

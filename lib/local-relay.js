@@ -41,7 +41,8 @@ function nativeOptions(options) {
     acceptTimeoutMs = 30000,
     maxListeners = 25,
     requestTimeoutMs = 60000,
-    noListenerStatus = 404
+    noListenerStatus = 404,
+    entra
   } = options;
   if (!Number.isInteger(port) || port < 0 || port > 65535) {
     outOfRange('options.port', 'an integer from 0 to 65535', port);
@@ -113,7 +114,38 @@ function nativeOptions(options) {
     outOfRange('options.noListenerStatus', '404, 502 or 503', noListenerStatus);
   }
   out.noListenerStatus = noListenerStatus;
+  if (entra !== undefined) {
+    if (entra === null || typeof entra !== 'object') invalidOption('entra', 'an object with a secret', entra);
+    const { secret, localAuth = true } = entra;
+    if (typeof secret === 'string' && secret !== '') out.entraSecret = Buffer.from(secret);
+    else if (Buffer.isBuffer(secret) && secret.length > 0) out.entraSecret = secret;
+    else invalidOption('entra.secret', 'a non-empty string or Buffer', secret);
+    if (typeof localAuth !== 'boolean') invalidOption('entra.localAuth', 'of type boolean', localAuth);
+    out.entraLocalAuth = localAuth;
+  }
   return out;
+}
+
+/** The Azure RBAC roles of Relay, which Entra ID mode's `roles` claim stands in for. */
+const ENTRA_ROLES = ['Azure Relay Listener', 'Azure Relay Sender', 'Azure Relay Owner'];
+
+/**
+ * Checks `createEntraToken`'s options.
+ *
+ * @param {Object} options `{ roles, ttl }`
+ * @return {{roles: String[], ttl: Number}} The roles and the lifetime in seconds
+ * @private
+ */
+function entraTokenOptions(options) {
+  validateOptionsObject(options);
+  const { roles = ['Azure Relay Owner'], ttl = 3600 } = options;
+  if (!Array.isArray(roles) || !roles.every((r) => ENTRA_ROLES.includes(r))) {
+    invalidOption('roles', `an array of ${ENTRA_ROLES.map((r) => `'${r}'`).join(', ')}`, roles);
+  }
+  if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 1 || ttl > 10 * 365 * 86400) {
+    outOfRange('options.ttl', 'a number of seconds from 1 to 10 years', ttl);
+  }
+  return { roles, ttl };
 }
 
 /**
@@ -196,6 +228,56 @@ class LocalRelay extends EventEmitter {
       s += `;EntityPath=${entity}`;
     }
     return s;
+  }
+
+  /**
+   * A token this relay accepts in Entra ID mode (`startLocalRelay({ entra: { secret } })`):
+   * a JWT for `https://relay.azure.net` with `roles`, signed with the relay's secret.
+   *
+   * @param {Object} [options]
+   * @param {String[]} [options.roles=['Azure Relay Owner']] Among `'Azure Relay Listener'`,
+   *     `'Azure Relay Sender'` and `'Azure Relay Owner'`
+   * @param {Number} [options.ttl=3600] Lifetime in seconds
+   * @return {String} The token
+   * @throws {Error} With code `ERR_ENTRA_OFF` when the relay is not in Entra ID mode
+   * @public
+   */
+  createEntraToken(options = {}) {
+    const { roles, ttl } = entraTokenOptions(options);
+    const token = this._native.createEntraToken(roles, ttl);
+    if (token === null) {
+      throw codedError(Error, 'ERR_ENTRA_OFF', 'This relay is not in Entra ID mode: start it with options.entra');
+    }
+    return token;
+  }
+
+  /**
+   * A stand-in for an Entra ID credential (`@azure/identity`'s `DefaultAzureCredential`
+   * and the like): `getToken(scopes)` resolves to `{ token, expiresOnTimestamp }` with a
+   * fresh token of this relay. `scopes` records what it was asked for.
+   *
+   * @param {Object} [options] As `createEntraToken`'s
+   * @return {{getToken: Function, scopes: Array}} The credential
+   * @throws {Error} With code `ERR_ENTRA_OFF` when the relay is not in Entra ID mode
+   * @public
+   */
+  entraCredential(options = {}) {
+    const { roles, ttl } = entraTokenOptions(options);
+    // Fails now (ERR_ENTRA_OFF) rather than at the first getToken.
+    this.createEntraToken({ roles, ttl });
+    const relay = this;
+    const scopes = [];
+    return {
+      scopes,
+      /**
+       * @param {(String|String[])} scope The scope(s) asked for
+       * @return {Promise<{token: String, expiresOnTimestamp: Number}>} A token
+       */
+      async getToken(scope) {
+        scopes.push(scope);
+        return { token: relay.createEntraToken({ roles, ttl }), expiresOnTimestamp: Date.now() + ttl * 1000 };
+      }
+    };
   }
 
   /**

@@ -530,3 +530,18 @@ export async function echoRoundTrip(relay, what = 'a sender') {
   ws.close(1000);
   await whenClosed(ws, STEP_MS, `${what} to close`);
 }
+
+/**
+ * Records the relay's events of one type from now on, each with the time it was seen.
+ *
+ * @param {any} relay The relay.
+ * @param {string} type e.g. 'renew'.
+ * @returns {Array<{ at: number }>}
+ */
+export function relayEvents(relay, type) {
+  const seen = [];
+  relay.on('event', (e) => {
+    if (e && e.type === type) seen.push({ ...e, at: Date.now() });
+  });
+  return seen;
+}

@@ -36,6 +36,20 @@ async function useRelay(): Promise<void> {
   await startLocalRelay({ hybridConnections: 'all' });
   // @ts-expect-error: the no-listener status is 404, 502 or 503
   await startLocalRelay({ noListenerStatus: 500 });
+
+  // Entra ID mode
+  const entra = await startLocalRelay({ entra: { secret: 'shh', localAuth: false } });
+  const jwt: string = entra.createEntraToken({ roles: ['Azure Relay Listener'], ttl: 60 });
+  const credential = entra.entraCredential({ roles: ['Azure Relay Sender'] });
+  const asked: Array<string | string[]> = credential.scopes;
+  const server = hyco.createRelayedServer({ connectionString: `Endpoint=sb://x/;EntityPath=hc`, credential });
+  const sender = hyco.relayedConnect(hyco.createRelaySendUri(entra.namespace, 'hc'), null, { credential });
+  const res: Promise<Response> = hyco.relayedFetch('https://x/hc', { credential, scope: 'https://relay.azure.net//.default' });
+  void [jwt, asked, server, sender, res];
+  // @ts-expect-error: the roles are Relay's three RBAC roles
+  entra.createEntraToken({ roles: ['Reader'] });
+  // @ts-expect-error: the secret is a string or a Buffer
+  await startLocalRelay({ entra: { secret: 42 } });
 }
 
 export { useRelay };

@@ -7,6 +7,7 @@
  */
 
 const { redact } = require('../connect');
+const { credentialOption, tokenSource } = require('../tokens');
 const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
 
 /**
@@ -38,6 +39,8 @@ async function resolveToken(token) {
  * @param {Object} [init] fetch's options, plus:
  * @param {(String|Function|null)} [init.token] A SAS token (or Entra ID token), or a
  *     function returning one or a Promise of one; sent as `ServiceBusAuthorization`
+ * @param {Object} [init.credential] An Entra ID `TokenCredential`, instead of `token`
+ * @param {String} [init.scope='https://relay.azure.net//.default'] Its scope
  * @param {String} [init.id] A tracking id, sent as `sb-hc-id` (unless the address has one)
  * @return {Promise<Response>} The listener's response
  * @public
@@ -61,13 +64,17 @@ async function relayedFetch(address, init = {}) {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new SyntaxError('The URL\'s protocol must be one of "http:" or "https:"');
   }
-  const { token, id, ...rest } = init;
+  const { token, id, credential, scope, ...rest } = init;
+  const entra = credentialOption({ credential, scope });
+  if (entra !== null && token !== undefined && token !== null) {
+    throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'Give either a token or a credential, not both');
+  }
   if (id !== undefined) {
     if (typeof id !== 'string' || id === '') invalidOption('id', 'a non-empty string', id);
     if (!url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
   }
   const headers = new Headers(rest.headers);
-  const value = await resolveToken(token);
+  const value = entra !== null ? (await tokenSource(undefined, entra)()).token : await resolveToken(token);
   if (value !== null) headers.set('ServiceBusAuthorization', value);
   const res = await fetch(url, { ...rest, headers });
   if (res.status >= 400 && !res.headers.has('via')) {

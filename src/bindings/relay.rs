@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyco_core::relay::{
-    self, Entities, HybridConnectionConfig, LocalRelay, RelayConfig, RelayEvent, Right, Rule,
-    TlsPem,
+    self, Entities, EntraConfig, HybridConnectionConfig, LocalRelay, RelayConfig, RelayEvent,
+    Right, Rule, TlsPem,
 };
 use napi::bindgen_prelude::Buffer;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
@@ -59,6 +59,10 @@ pub struct NativeRelayOptions {
     pub request_timeout_ms: Option<f64>,
     /// The status of an HTTP request when no listener is connected (404, 502, 503).
     pub no_listener_status: Option<u32>,
+    /// Entra ID mode: the secret JWTs are signed with (HS256).
+    pub entra_secret: Option<Buffer>,
+    /// Entra ID mode: SAS tokens are accepted too. Default true.
+    pub entra_local_auth: Option<bool>,
 }
 
 /// A relay event, as JavaScript receives it.
@@ -152,6 +156,12 @@ fn to_config(o: NativeRelayOptions) -> napi::Result<RelayConfig> {
     }
     if let Some(ms) = o.request_timeout_ms {
         c.request_timeout = Duration::from_millis(ms as u64);
+    }
+    if let Some(secret) = o.entra_secret {
+        c.entra = Some(EntraConfig {
+            secret: secret.to_vec(),
+            local_auth: o.entra_local_auth.unwrap_or(true),
+        });
     }
     if let Some(status) = o.no_listener_status {
         c.no_listener_status = u16::try_from(status)
@@ -248,6 +258,23 @@ impl NativeRelay {
             pending_requests: s.pending_requests as u32,
             http_requests: s.http_requests as f64,
         }
+    }
+
+    /// A token the relay accepts in Entra ID mode, with `roles`, valid `ttl_secs`; `null`
+    /// when the mode is off.
+    #[napi]
+    pub fn create_entra_token(&self, roles: Vec<String>, ttl_secs: f64) -> Option<String> {
+        let entra = self.inner.config().entra.as_ref()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Some(relay::entra::mint(
+            entra,
+            &roles,
+            ttl_secs.max(1.0) as u64,
+            now,
+        ))
     }
 
     /// Test hook: closes control channels with `code`.

@@ -1,8 +1,9 @@
-//! SAS checks as the service makes them: signature (constant time), expiry, key name,
-//! rights and resource coverage.
+//! Token checks as the service makes them: SAS tokens (signature in constant time, expiry,
+//! key name, rights, resource coverage) and, in Entra ID mode, JWTs (see `entra.rs`).
 
 use crate::encode::decode_uri_component;
-use crate::relay::config::{Right, Rule};
+use crate::relay::config::{RelayConfig, Right, Rule};
+use crate::relay::entra;
 use crate::sas;
 use crate::socket::error::SocketError;
 
@@ -17,7 +18,7 @@ fn deny(status: u16, description: impl Into<String>) -> SocketError {
 pub struct Grant {
     /// Expiry, Unix seconds.
     pub expires_at: u64,
-    /// The rule that signed it.
+    /// The rule that signed it (`Entra ID` for a JWT).
     pub key_name: String,
 }
 
@@ -64,8 +65,57 @@ fn covers(token_path: &str, path: &str) -> bool {
         || (path.starts_with(token_path) && path.as_bytes().get(token_path.len()) == Some(&b'/'))
 }
 
-/// Checks `token` for `access` at time `now_secs`.
+/// The name of a right, for messages.
+fn right_name(right: Right) -> &'static str {
+    match right {
+        Right::Listen => "Listen",
+        Right::Send => "Send",
+        Right::Manage => "Manage",
+    }
+}
+
+/// Checks `token` for `access` at time `now_secs`: a JWT in Entra ID mode, else a SAS token
+/// (refused when that mode disables local authentication).
 pub fn authorize(
+    config: &RelayConfig,
+    token: Option<&str>,
+    access: &Access<'_>,
+    now_secs: u64,
+) -> Result<Grant, SocketError> {
+    if let Some(e) = &config.entra {
+        if let Some(t) = token.filter(|t| entra::looks_like_jwt(t)) {
+            let g = entra::verify(e, t, now_secs)?;
+            if !g.grants(access.right) {
+                return Err(deny(
+                    403,
+                    format!(
+                        "Forbidden: the token's roles do not grant {} (Azure Relay {} or Owner)",
+                        right_name(access.right),
+                        if access.right == Right::Send {
+                            "Sender"
+                        } else {
+                            "Listener"
+                        }
+                    ),
+                ));
+            }
+            return Ok(Grant {
+                expires_at: g.expires_at,
+                key_name: "Entra ID".into(),
+            });
+        }
+        if !e.local_auth {
+            return Err(deny(
+                401,
+                "Unauthorized: local (SAS) authentication is disabled for this namespace: use an Entra ID token",
+            ));
+        }
+    }
+    authorize_sas(&config.rules, token, access, now_secs)
+}
+
+/// Checks a SAS `token` against `rules` for `access` at time `now_secs`.
+pub fn authorize_sas(
     rules: &[Rule],
     token: Option<&str>,
     access: &Access<'_>,
@@ -90,14 +140,12 @@ pub fn authorize(
         return Err(deny(401, "Unauthorized: the token has expired"));
     }
     if !rule.grants(access.right) {
-        let right = match access.right {
-            Right::Listen => "Listen",
-            Right::Send => "Send",
-            Right::Manage => "Manage",
-        };
         return Err(deny(
             403,
-            format!("Forbidden: the rule lacks the {right} right"),
+            format!(
+                "Forbidden: the rule lacks the {} right",
+                right_name(access.right)
+            ),
         ));
     }
     let (host, token_path) = normalise_resource(&parsed.resource)
@@ -138,7 +186,7 @@ mod tests {
     }
 
     fn check(t: &str, right: Right, path: &str) -> Result<Grant, SocketError> {
-        authorize(
+        authorize_sas(
             &rules(),
             Some(t),
             &Access {
@@ -173,7 +221,7 @@ mod tests {
     fn refusals_have_the_right_status() {
         let good = token("http://ns.example/hyco", "root", "k1", 60.0);
         assert_eq!(
-            authorize(
+            authorize_sas(
                 &rules(),
                 None,
                 &Access {
@@ -214,7 +262,7 @@ mod tests {
             Some(401)
         );
         assert_eq!(
-            authorize(
+            authorize_sas(
                 &rules(),
                 Some(&good),
                 &Access {

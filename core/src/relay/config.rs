@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+pub use crate::relay::entra::EntraConfig;
 
 /// A SAS right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +126,9 @@ pub struct RelayConfig {
     /// default, as the service answers WebSocket senders), 502 (the protocol article's prose)
     /// or 503 (the article's table).
     pub no_listener_status: u16,
+    /// Entra ID mode: JWTs signed with this secret are accepted (see `entra.rs`). Default:
+    /// off (SAS tokens only).
+    pub entra: Option<EntraConfig>,
 }
 
 impl std::fmt::Debug for TlsPem {
@@ -163,6 +167,7 @@ impl Default for RelayConfig {
             max_control_message_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(60),
             no_listener_status: 404,
+            entra: None,
         }
     }
 }

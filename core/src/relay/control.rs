@@ -266,7 +266,7 @@ async fn read_messages(
                             host: &ctx.host,
                             path: &ctx.entity_key,
                         };
-                        match auth::authorize(&state.config.rules, Some(&token), &access, unix_now())
+                        match auth::authorize(&state.config, Some(&token), &access, unix_now())
                         {
                             Ok(grant) => {
                                 deadline = deadline_for(grant.expires_at);

@@ -308,13 +308,8 @@ impl SenderConn {
                 host: &host,
                 path: decoded,
             };
-            auth::authorize(
-                &self.state.config.rules,
-                token.as_deref(),
-                &access,
-                unix_now(),
-            )
-            .map_err(refused)?;
+            auth::authorize(&self.state.config, token.as_deref(), &access, unix_now())
+                .map_err(refused)?;
         }
         Ok(Checked {
             entity,

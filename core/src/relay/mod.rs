@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod config;
 pub mod control;
+pub mod entra;
 pub mod forward;
 pub mod http;
 pub mod http_body;
@@ -31,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{Entities, HybridConnectionConfig, RelayConfig, Right, Rule, TlsPem};
+pub use config::{Entities, EntraConfig, HybridConnectionConfig, RelayConfig, Right, Rule, TlsPem};
 pub use state::{EventSink, RelayEvent};
 
 use crate::error::{Error, Result};

@@ -212,15 +212,11 @@ impl Conn {
             host: &self.req.host,
             path: &self.req.path,
         };
-        let grant = match auth::authorize(
-            &state.config.rules,
-            self.token().as_deref(),
-            &access,
-            unix_now(),
-        ) {
-            Ok(g) => g,
-            Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
-        };
+        let grant =
+            match auth::authorize(&state.config, self.token().as_deref(), &access, unix_now()) {
+                Ok(g) => g,
+                Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
+            };
         let (listener_id, commands) = match state
             .registry
             .add_listener(&entity.key, state.config.max_listeners)
@@ -321,12 +317,9 @@ impl Conn {
                 host: &self.req.host,
                 path: &self.req.path,
             };
-            if let Err(d) = auth::authorize(
-                &state.config.rules,
-                self.token().as_deref(),
-                &access,
-                unix_now(),
-            ) {
+            if let Err(d) =
+                auth::authorize(&state.config, self.token().as_deref(), &access, unix_now())
+            {
                 return deny(&state, self.stream, d, Some(&entity.name)).await;
             }
         }
