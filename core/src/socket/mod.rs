@@ -6,10 +6,12 @@
 //! - [`open`]: the handshake driver, which hands an open connection to its task;
 //! - [`task`]: the open connection's one task (reading, writing, closing);
 //! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: DNS,
-//!   TCP, TLS and the HTTP upgrade; [`error`]: the errors reported to the owner.
+//!   TCP, TLS and the HTTP upgrade; [`connector`]: RFC 8305 address racing; [`error`]: the
+//!   errors reported to the owner.
 
 pub mod api;
 pub mod batch;
+pub mod connector;
 pub mod error;
 pub mod frame;
 pub mod handshake;
