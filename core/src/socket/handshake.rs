@@ -208,6 +208,17 @@ impl Endpoint {
     pub fn of(url: &str, proxy: Option<&ProxyConfig>) -> Option<Endpoint> {
         parse_target(url).ok()?.endpoint(proxy).ok()
     }
+
+    /// Opens a stream to this endpoint, by `deadline`.
+    async fn open(&self, ca: &[Vec<u8>], deadline: Instant) -> Result<IoStream, SocketError> {
+        let route = Route {
+            tls: self.tls,
+            host: &self.host,
+            port: self.port,
+            proxy: self.via.as_deref(),
+        };
+        open_stream(&route, ca, deadline).await
+    }
 }
 
 impl Target {
@@ -222,19 +233,6 @@ impl Target {
             port: self.port,
             via,
         })
-    }
-}
-
-impl Endpoint {
-    /// Opens a stream to this endpoint, by `deadline`.
-    async fn open(&self, ca: &[Vec<u8>], deadline: Instant) -> Result<IoStream, SocketError> {
-        let route = Route {
-            tls: self.tls,
-            host: &self.host,
-            port: self.port,
-            proxy: self.via.as_deref(),
-        };
-        open_stream(&route, ca, deadline).await
     }
 }
 
