@@ -121,7 +121,9 @@ pub(crate) async fn open_stream(
 ) -> Result<IoStream, SocketError> {
     match route.proxy {
         None => {
-            let tcp = connector::connect_host(route.host, route.port, deadline).await?;
+            // Boxed, as the TLS handshake is: the address race's state is needed only while
+            // connecting, and would otherwise sit in every handshake future to the end.
+            let tcp = Box::pin(connector::connect_host(route.host, route.port, deadline)).await?;
             if route.tls {
                 tls_over(tcp, route.host, ca).await
             } else {
