@@ -66,6 +66,7 @@ export import RelayedConnectError = hyco.RelayedConnectError;
 export import RelayedWebSocket = hyco.RelayedWebSocket;
 export import RelayAccessToken = hyco.RelayAccessToken;
 export import RelayTokenCredential = hyco.RelayTokenCredential;
+export import RelayProxy = hyco.RelayProxy;
 
 // The listener
 export import createRelayedServer = hyco.createRelayedServer;

@@ -376,16 +376,31 @@ declare namespace HycoWebSocket {
     closeTimeout?: number;
     /** Answer pings automatically. Default `true`. */
     autoPong?: boolean;
+    /** An HTTP proxy, `http://[user:password@]host:port` (or `https://…`, TLS to the proxy),
+     * for every connection; `false` for none. Default: the environment at the call
+     * (`HTTPS_PROXY` for `wss:`, `HTTP_PROXY` for `ws:`, `NO_PROXY`). See the README's
+     * "Proxies". */
+    proxy?: RelayProxy;
   }
+
+  /**
+   * The `proxy` option: an HTTP proxy's URL (`http://[user:password@]host:port`, or
+   * `https://…` for TLS to the proxy; the hosts of `NO_PROXY` still go direct), or `false`
+   * to ignore the environment's proxy variables.
+   */
+  type RelayProxy = string | URL | false;
 
   /** The error of a failed connection attempt. */
   interface RelayedConnectError extends Error {
     /** `ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
-     * `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_UNEXPECTED_RESPONSE`, ... */
+     * `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_UNEXPECTED_RESPONSE`; through a proxy,
+     * `ERR_PROXY_AUTH` (407), `ERR_PROXY_REFUSED` (another refusal), `ERR_PROXY_INVALID`
+     * (an unusable proxy variable); a failure to reach the proxy names it in the message. */
     code?: string;
-    /** The HTTP status when the relay refused the handshake (404, 401, 403, the listener's reject status, ...). */
+    /** The HTTP status when the relay refused the handshake (404, 401, 403, the listener's
+     * reject status, ...), or the proxy refused the tunnel (407, ...). */
     statusCode?: number;
-    /** The relay's reason text for that status. */
+    /** The reason text for that status. */
     statusDescription?: string;
   }
 
@@ -511,6 +526,10 @@ declare namespace HycoWebSocket {
     /** How long an HTTP request may go unanswered before the listener gives up on it, ms
      * (the service's own limit is 60 s). Default `60000`. */
     requestTimeout?: number;
+    /** An HTTP proxy for every connection of the listener (control channel, accepts, spare
+     * connections, rejects, HTTP rendezvous); `false` for none. Default: the environment
+     * when the server is made. See {@link RelayedConnectOptions.proxy}. */
+    proxy?: RelayProxy;
   }
 
   /**

@@ -6,6 +6,7 @@
 
 const { loadNative } = require('./native');
 const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const { proxyOption } = require('./proxy');
 const { credentialOption, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
 
@@ -144,6 +145,8 @@ function parseCa(ca) {
  * @param {Boolean} [options.autoPong=true] Answer pings automatically
  * @param {Object} [options.credential] An Entra ID `TokenCredential`, instead of `token`
  * @param {String} [options.scope='https://relay.azure.net//.default'] Its scope
+ * @param {(String|URL|Boolean)} [options.proxy] An HTTP proxy URL, or `false` for none;
+ *     absent: `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` as they are now
  * @param {Function} [fn] Called with the socket on 'open'
  * @return {RelayedWebSocket} The socket, in CONNECTING
  * @public
@@ -192,12 +195,13 @@ function relayedConnect(address, token, options, fn) {
   const autoPong = options.autoPong === undefined ? true : options.autoPong;
   if (typeof autoPong !== 'boolean') invalidOption('autoPong', 'of type boolean', autoPong);
   const ca = parseCa(options.ca);
+  const proxy = proxyOption(options.proxy);
 
   const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
   if (fn) ws.once('open', () => fn(ws));
   const connect = () =>
     ws._attach(
-      native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong })
+      native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong, proxy })
     );
   if (typeof token === 'string' || source === null) {
     // A fixed token (or none): connect at once, as ws does.

@@ -13,6 +13,7 @@ const WebSocket = require('ws');
 
 const { redact } = require('./connect');
 const { failResponse, relayedRequest } = require('./http/serve');
+const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
 const { credentialOption, tokenSource } = require('./tokens');
@@ -208,7 +209,8 @@ function normalize(options) {
     requestTimeout: numberOption(options.requestTimeout, 'requestTimeout', 60000, false),
     prewarm: options.prewarm !== false,
     reconnectDelays,
-    ca
+    ca,
+    proxy: proxyOption(options.proxy)
   };
 }
 
@@ -252,7 +254,8 @@ class RelayedServer extends EventEmitter {
       maxPayload: this.options.maxPayload,
       acceptTimeoutMs: this.options.acceptTimeout,
       spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0,
-      requestTimeoutMs: this.options.requestTimeout
+      requestTimeoutMs: this.options.requestTimeout,
+      proxy: this.options.proxy
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
@@ -389,7 +392,8 @@ class RelayedServer extends EventEmitter {
         const error = list[at + 1];
         this.status = 'connecting';
         if (error !== null) this.lastError = toError(error);
-        if (error !== null && (this.lastError.statusCode === 401 || this.lastError.statusCode === 403)) {
+        const refusedByRelay = error !== null && this.lastError.code === 'ERR_UNEXPECTED_RESPONSE';
+        if (refusedByRelay && (this.lastError.statusCode === 401 || this.lastError.statusCode === 403)) {
           // A token function or a credential may hand out a good token later: the listener
           // retries, and says so on every attempt.
           const refused = codedError(
@@ -769,7 +773,8 @@ class RelayedServer extends EventEmitter {
         maxPayload: this.options.maxPayload,
         ca: this.options.ca,
         closeTimeout: 30000,
-        autoPong: true
+        autoPong: true,
+        proxy: this.options.proxy
       });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
@@ -793,7 +798,7 @@ class RelayedServer extends EventEmitter {
     const text = description || STATUS_CODES[code] || 'Rejected';
     const address =
       `${ev.address}&sb-hc-statusCode=${code}` + `&sb-hc-statusDescription=${encodeURIComponent(text)}`;
-    native.rejectRendezvous(address, this.options.acceptTimeout, this.options.ca).catch(() => {
+    native.rejectRendezvous(address, this.options.acceptTimeout, this.options.ca, this.options.proxy).catch(() => {
       // The sender gets its answer from the relay's timeout instead.
     });
   }

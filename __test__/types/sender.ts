@@ -23,11 +23,18 @@ b.on('error', (err: hyco.RelayedConnectError) => {
 b.onclose = (ev: hyco.CloseEvent) => void ev.code;
 const stream = createWebSocketStream(b);
 const alias: typeof relayedConnect = hyco.createRelayedConnection;
-void [a, asWs, stream, alias];
+// Proxies: a URL string or object, or false.
+const viaProxy = relayedConnect(uri, token, { proxy: 'http://user:pass@proxy.example:3128' });
+const viaUrl = relayedConnect(uri, token, { proxy: new URL('https://proxy.example') });
+const direct = relayedConnect(uri, token, { proxy: false });
+const proxySetting: hyco.RelayProxy = false;
+void [a, asWs, stream, alias, viaProxy, viaUrl, direct, proxySetting];
 
 // @ts-expect-error: the token is a string or null
 relayedConnect(uri, 42);
 // @ts-expect-error: handshakeTimeout is a number
 relayedConnect(uri, token, { handshakeTimeout: '5s' });
+// @ts-expect-error: proxy is a URL or false
+relayedConnect(uri, token, { proxy: true });
 // @ts-expect-error: sockets come from relayedConnect
 new RelayedWebSocket();

@@ -11,7 +11,8 @@ const server = new RelayedServer(
     verifyClient: (info, cb) => cb(info.req.headers['x-app'] === 'ok', 403, 'Forbidden'),
     keepAliveInterval: 10000,
     reconnectDelays: [0, 500],
-    prewarm: false
+    prewarm: false,
+    proxy: 'http://proxy.example:3128'
   },
   () => console.log('listening')
 );
@@ -35,5 +36,7 @@ void [status, legacy, fromConnectionString];
 new RelayedServer({ server: uri, token: 42 });
 // @ts-expect-error: prewarm is a boolean
 new RelayedServer({ server: uri, token: 't', prewarm: 'yes' });
+// @ts-expect-error: proxy is a URL or false
+new RelayedServer({ server: uri, token: 't', proxy: 3128 });
 // @ts-expect-error: reconnectDelays are numbers
 new RelayedServer({ server: uri, token: 't', reconnectDelays: ['1s'] });

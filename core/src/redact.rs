@@ -1,11 +1,48 @@
-//! Keeps secrets out of messages and logs: SAS tokens, signatures, `sb-hc-token` values and
-//! connection strings' `SharedAccessKey` values are replaced with `<redacted>`.
+//! Keeps secrets out of messages and logs: SAS tokens, signatures, `sb-hc-token` values,
+//! connection strings' `SharedAccessKey` values and the passwords of URLs
+//! (`http://user:password@proxy`) are replaced with `<redacted>`.
 
-/// `text` with every `sb-hc-token=…`, `sig=…` and `SharedAccessKey=…` value, and every
-/// `SharedAccessSignature …` token, replaced by `<redacted>`.
-pub fn redact_secrets(text: &str) -> String {
+/// `text` with the password of every `scheme://user:password@host` URL replaced by
+/// `<redacted>`.
+fn redact_userinfo(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = i + 3;
+        out.push_str(&rest[..start]);
+        let tail = &rest[start..];
+        let authority_end = tail
+            .find(|c: char| {
+                matches!(c, '/' | '?' | '#' | '"' | '\'' | '<' | '>') || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let userinfo = &authority[..at];
+                match userinfo.find(':') {
+                    Some(colon) => {
+                        out.push_str(&userinfo[..=colon]);
+                        out.push_str("<redacted>");
+                    }
+                    None => out.push_str(userinfo),
+                }
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with every `sb-hc-token=…`, `sig=…` and `SharedAccessKey=…` value, every
+/// `SharedAccessSignature …` token and every URL's password replaced by `<redacted>`.
+pub fn redact_secrets(text: &str) -> String {
+    let text = &redact_userinfo(text);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
     loop {
         let lower = rest.to_ascii_lowercase();
         // `sig=` counts only as a whole parameter name: at the start, or after `?`, `&`, a
@@ -70,6 +107,15 @@ mod tests {
             "https://h/p?sig=<redacted>&x=1"
         );
         assert_eq!(redact_secrets("nothing secret"), "nothing secret");
+        assert_eq!(
+            redact_secrets("proxy http://alice:s3cr%40t@proxy:3128/ and https://bob@h:1"),
+            "proxy http://alice:<redacted>@proxy:3128/ and https://bob@h:1"
+        );
+        assert_eq!(
+            redact_secrets("HTTPS_PROXY=http://u:p@w@h:1 ws://h/$hc/x"),
+            "HTTPS_PROXY=http://u:<redacted>@h:1 ws://h/$hc/x"
+        );
+        assert_eq!(redact_secrets("http://h:80/a@b"), "http://h:80/a@b");
         assert_eq!(redact_secrets("design=1"), "design=1");
         assert_eq!(redact_secrets("xsig=1&sig=secret"), "xsig=1&sig=<redacted>");
         assert_eq!(

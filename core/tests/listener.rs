@@ -144,7 +144,7 @@ async fn goes_online_and_passes_accepts_on() {
                 "{}&sb-hc-statusCode=418&sb-hc-statusDescription=teapot",
                 a.address
             );
-            let outcome = listener::reject(&reject, Duration::from_secs(5), &[]).await;
+            let outcome = listener::reject(&reject, Duration::from_secs(5), &[], None).await;
             assert!(outcome.is_ok(), "{outcome:?}");
         }
         other => panic!("expected an accept, got {other:?}"),

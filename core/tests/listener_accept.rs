@@ -288,6 +288,7 @@ fn sender(
         protocols: protocols.iter().map(|p| (*p).to_owned()).collect(),
         handshake_timeout: WAIT,
         ca: Vec::new(),
+        proxy: None,
     };
     let handle = socket::connect(options, SocketOptions::default(), Arc::new(Forward(tx)));
     (handle, events)
@@ -314,7 +315,7 @@ async fn reject(request: &AcceptRequest, sender: &mut mpsc::UnboundedReceiver<Ev
         "{}&sb-hc-statusCode=418&sb-hc-statusDescription=teapot",
         request.address
     );
-    let outcome = listener::reject(&address, WAIT, &[]).await;
+    let outcome = listener::reject(&address, WAIT, &[], None).await;
     assert!(outcome.is_ok(), "the reject failed: {outcome:?}");
     match sender_next(sender, "its handshake to be refused").await {
         Event::Error(e) => assert_eq!(e.status_code, Some(418), "{e:?}"),

@@ -63,6 +63,7 @@ fn start(url: String, token: Option<String>) -> (socket::Handle, mpsc::Unbounded
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
         ca: vec![],
+        proxy: None,
     };
     let handle = socket::connect(
         opts,
@@ -398,6 +399,7 @@ async fn the_sink_hears_once_that_the_request_is_out_before_the_open() {
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
         ca: vec![],
+        proxy: None,
     };
     let _handle = socket::connect(opts, SocketOptions::default(), sink.clone());
     let (sent_at_open, open) = tokio::time::timeout(WAIT, rx.recv())

@@ -134,6 +134,7 @@ async fn run(wire: Vec<u8>) -> (Vec<Event>, Option<u16>) {
             protocols: vec![],
             handshake_timeout: WAIT,
             ca: vec![],
+            proxy: None,
         },
         SocketOptions::default(),
         Arc::new(Collect(Mutex::new(tx))),

@@ -20,6 +20,7 @@ use crate::bindings::events::up;
 use crate::bindings::flat::Flat;
 use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
+use crate::bindings::proxy::{self, NativeProxyOptions};
 use crate::bindings::socket::{error_fields, SocketSink};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
@@ -47,6 +48,8 @@ pub struct NativeListenOptions {
     pub spare_max_age_ms: f64,
     /// How long an HTTP request may go unanswered, ms.
     pub request_timeout_ms: f64,
+    /// Proxy settings; absent: connect directly.
+    pub proxy: Option<NativeProxyOptions>,
 }
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
@@ -200,6 +203,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     opts.spare_max_age = (options.spare_max_age_ms > 0.0)
         .then(|| Duration::from_millis(options.spare_max_age_ms as u64));
     opts.request_timeout = Duration::from_millis(options.request_timeout_ms.max(1.0) as u64);
+    opts.proxy = proxy::config(options.proxy);
     let id = hub.next_id();
     let sink: Arc<dyn ListenerSink> = Arc::new(HubListenerSink {
         id,
@@ -276,18 +280,21 @@ pub fn listener_set_http(id: f64, on: bool) -> bool {
         .is_some()
 }
 
-/// Rejects a rendezvous; resolves when the service answered 410.
+/// Rejects a rendezvous (through the proxy `proxy` chooses); resolves when the service
+/// answered 410.
 #[napi(js_name = "rejectRendezvous")]
 pub async fn reject_rendezvous(
     address: String,
     timeout_ms: f64,
     ca: Option<Vec<Buffer>>,
+    proxy: Option<NativeProxyOptions>,
 ) -> napi::Result<()> {
     let ca = buffers(ca);
     listener::reject(
         &address,
         Duration::from_millis(timeout_ms.max(1.0) as u64),
         &ca,
+        proxy::config(proxy),
     )
     .await
     .map_err(|e| napi::Error::new(Status::GenericFailure, e.message))

@@ -6,5 +6,6 @@ pub mod helpers;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod proxy;
 pub mod relay;
 pub mod socket;

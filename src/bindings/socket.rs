@@ -20,6 +20,7 @@ use napi_derive::napi;
 use crate::bindings::events::up;
 use crate::bindings::flat::Flat;
 use crate::bindings::hub::{self, id_of, Consumer, Hub, Id, Target, Then};
+use crate::bindings::proxy::{self, NativeProxyOptions};
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -40,6 +41,8 @@ pub struct NativeConnectOptions {
     pub close_timeout: f64,
     /// Answer pings automatically.
     pub auto_pong: bool,
+    /// Proxy settings; absent: connect directly.
+    pub proxy: Option<NativeProxyOptions>,
 }
 
 /// Where a socket's events go: the hub, tagged with its id.
@@ -191,6 +194,7 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
             .into_iter()
             .map(|b| b.to_vec())
             .collect(),
+        proxy: proxy::config(options.proxy),
     };
     let mut socket_options = SocketOptions::default();
     socket_options.limits.max_payload = options.max_payload.max(0.0) as u64;

@@ -75,20 +75,21 @@ fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptReques
     let Some(socket_sink) = owner.sink.accepted(request, &socket) else {
         return false;
     };
-    let spare = owner
-        .spares
-        .and_then(|pool| Endpoint::of(&request.address).and_then(|e| pool.take(&e)));
+    let spare = owner.spares.and_then(|pool| {
+        Endpoint::of(&request.address, opts.proxy.as_deref()).and_then(|e| pool.take(&e))
+    });
     // Once this handshake is over: if it worked, the next spare is opened (then, not
     // competing with it; and not towards an endpoint that just failed), and the listener's
     // close need not wait for it any more.
     owner.accepting.start();
     let accepting = owner.accepting.clone();
-    let refill = owner
-        .spares
-        .map(|pool| (pool.clone(), request.address.clone(), opts.ca.clone()));
+    let refill = owner.spares.map(|pool| {
+        let route = (opts.ca.clone(), opts.proxy.clone());
+        (pool.clone(), request.address.clone(), route)
+    });
     let then: Box<dyn FnOnce(bool) + Send> = Box::new(move |opened| {
-        if let (true, Some((pool, address, ca))) = (opened, refill) {
-            pool.refill(&address, &ca);
+        if let (true, Some((pool, address, (ca, proxy)))) = (opened, refill) {
+            pool.refill(&address, &ca, proxy);
         }
         accepting.done();
     });
@@ -108,6 +109,7 @@ fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptReques
             protocols: Vec::new(),
             handshake_timeout: opts.accept_timeout,
             ca: opts.ca.clone(),
+            proxy: opts.proxy.clone(),
         },
         opts.accept_socket,
         socket_sink,

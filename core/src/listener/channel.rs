@@ -22,8 +22,12 @@ use crate::socket::{self, Command, ConnectOptions, Event, Handle, SocketError, S
 const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
 
 /// Errors after which reconnecting cannot help: the entity is gone, or a token that cannot
-/// change (a fixed one, or one from a key) is refused.
+/// change (a fixed one, or one from a key) is refused. Only the relay's answers count: a
+/// proxy's refusal (which has a status too) may pass.
 fn is_final(e: &SocketError, auth_final: bool) -> bool {
+    if e.code != Some("ERR_UNEXPECTED_RESPONSE") {
+        return false;
+    }
     match e.status_code {
         Some(404) => true,
         Some(401) | Some(403) => auth_final,
@@ -155,6 +159,7 @@ pub(super) async fn run(
         sink: sink.clone(),
         entity: opts.entity.clone(),
         ca: opts.ca.clone(),
+        proxy: opts.proxy.clone(),
         connect_timeout: opts.accept_timeout,
         request_timeout: opts.request_timeout,
         idle_timeout: opts.rendezvous_idle,
@@ -215,6 +220,7 @@ pub(super) async fn run(
                 protocols: Vec::new(),
                 handshake_timeout: opts.handshake_timeout,
                 ca: opts.ca.clone(),
+                proxy: opts.proxy.clone(),
             },
             socket_options,
             Arc::new(ChannelSink::new(tx)),
@@ -293,5 +299,12 @@ mod tests {
         assert!(is_final(&status(403), true));
         assert!(!is_final(&status(500), true));
         assert!(!is_final(&error("refused", "ECONNREFUSED"), true));
+        let proxy = |s, code| SocketError {
+            status_code: Some(s),
+            ..error("proxy", code)
+        };
+        assert!(!is_final(&proxy(404, "ERR_PROXY_REFUSED"), true));
+        assert!(!is_final(&proxy(403, "ERR_PROXY_REFUSED"), true));
+        assert!(!is_final(&proxy(407, "ERR_PROXY_AUTH"), true));
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::socket::{Event, EventSink, Handle, SocketError, SocketOptions};
+use crate::socket::{Event, EventSink, Handle, ProxyConfig, SocketError, SocketOptions};
 
 pub use http::{Exchange, ExchangeEvent, ExchangeSink, HttpRequest, RequestBody};
 pub use token::Token;
@@ -56,6 +56,9 @@ pub struct ListenerOptions {
     pub renew_at: f64,
     /// Extra trusted certificates (PEM).
     pub ca: Vec<Vec<u8>>,
+    /// The proxies every connection of the listener chooses from (control channel,
+    /// accepts, spare connections, HTTP rendezvous); `None`: always direct. Default `None`.
+    pub proxy: Option<Arc<ProxyConfig>>,
     /// How connections the listener accepts by itself behave (see
     /// [`ListenerHandle::set_auto_accept`]). Default: [`SocketOptions::default`].
     pub accept_socket: SocketOptions,
@@ -101,6 +104,7 @@ impl ListenerOptions {
             rendezvous_idle: Duration::from_secs(60),
             renew_at: 0.8,
             ca: Vec::new(),
+            proxy: None,
         }
     }
 }
@@ -288,14 +292,21 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
 }
 
 /// Rejects a rendezvous: opens `address` (the accept address with `sb-hc-statusCode` and
-/// `sb-hc-statusDescription` added), which the service answers with 410 Gone on success.
-pub async fn reject(address: &str, timeout: Duration, ca: &[Vec<u8>]) -> Result<(), SocketError> {
+/// `sb-hc-statusDescription` added), through the proxy `proxy` chooses, which the service
+/// answers with 410 Gone on success.
+pub async fn reject(
+    address: &str,
+    timeout: Duration,
+    ca: &[Vec<u8>],
+    proxy: Option<Arc<ProxyConfig>>,
+) -> Result<(), SocketError> {
     let opts = crate::socket::ConnectOptions {
         url: address.to_owned(),
         headers: Vec::new(),
         protocols: Vec::new(),
         handshake_timeout: timeout,
         ca: ca.to_vec(),
+        proxy,
     };
     match crate::socket::handshake::connect(&opts).await {
         Err(e) if e.status_code == Some(410) => Ok(()),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::socket::handshake::{Endpoint, Spare};
+use crate::socket::ProxyConfig;
 
 #[derive(Default)]
 struct Slot {
@@ -48,8 +49,14 @@ impl SparePool {
         }
     }
 
-    /// Opens a spare to `url`'s endpoint in the background, unless one is kept or coming.
-    pub(super) fn refill(self: &Arc<Self>, url: &str, ca: &[Vec<u8>]) {
+    /// Opens a spare to `url`'s endpoint (through the proxy `proxy` chooses for it) in the
+    /// background, unless one is kept or coming.
+    pub(super) fn refill(
+        self: &Arc<Self>,
+        url: &str,
+        ca: &[Vec<u8>],
+        proxy: Option<Arc<ProxyConfig>>,
+    ) {
         {
             let Ok(mut slot) = self.slot.lock() else {
                 return;
@@ -61,7 +68,7 @@ impl SparePool {
         }
         let (pool, url, ca) = (self.clone(), url.to_owned(), ca.to_vec());
         tokio::spawn(async move {
-            let opened = Spare::open(&url, &ca, pool.open_timeout).await;
+            let opened = Spare::open(&url, &ca, proxy.as_deref(), pool.open_timeout).await;
             let generation = {
                 let Ok(mut slot) = pool.slot.lock() else {
                     return;

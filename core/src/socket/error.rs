@@ -85,6 +85,26 @@ impl SocketError {
     }
 }
 
+/// An I/O failure as Node.js words it: `{what}: {error}`, with the errno's code
+/// (`ECONNREFUSED`, `ECONNRESET`, `ETIMEDOUT`, ...; `ERR_SOCKET` for the rest).
+pub(crate) fn io_error(e: &std::io::Error, what: &str) -> SocketError {
+    use std::io::ErrorKind::*;
+    let code = match e.kind() {
+        ConnectionRefused => "ECONNREFUSED",
+        ConnectionReset => "ECONNRESET",
+        ConnectionAborted => "ECONNABORTED",
+        TimedOut => "ETIMEDOUT",
+        AddrNotAvailable => "EADDRNOTAVAIL",
+        UnexpectedEof => "ECONNRESET",
+        _ => match e.raw_os_error() {
+            Some(113) => "EHOSTUNREACH",
+            Some(101) => "ENETUNREACH",
+            _ => "ERR_SOCKET",
+        },
+    };
+    SocketError::coded(format!("{what}: {e}"), code)
+}
+
 impl fmt::Display for SocketError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)

@@ -1,24 +1,23 @@
-//! The client side of a WebSocket connection up to `101 Switching Protocols`: DNS, TCP,
-//! TLS and the HTTP upgrade, with errors that say what failed in Node.js's terms
-//! (`ECONNREFUSED`, `ENOTFOUND`, certificate codes, `Unexpected server response: 404`).
+//! The client side of a WebSocket connection up to `101 Switching Protocols`: the stream
+//! (DNS, TCP, a proxy's tunnel, TLS: [`crate::socket::dial`]) and the HTTP upgrade, with
+//! errors that say what failed in Node.js's terms (`ECONNREFUSED`, `ENOTFOUND`, certificate
+//! codes, `Unexpected server response: 404`).
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine as _;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::ServerName;
-use tokio_rustls::rustls::{CertificateError, Error as TlsError};
-use tokio_rustls::TlsConnector;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::io::IoStream;
 use crate::redact::redact_secrets;
-use crate::socket::error::SocketError;
-use crate::socket::tls;
-use crate::socket::verify::SelfSigned;
+use crate::socket::dial::{open_stream, Route};
+use crate::socket::error::{io_error, SocketError};
+use crate::socket::proxy::{ProxyConfig, ProxyServer};
 
 /// What the client asks for.
 #[derive(Clone)]
@@ -33,6 +32,8 @@ pub struct ConnectOptions {
     pub handshake_timeout: Duration,
     /// Extra trusted certificates (PEM).
     pub ca: Vec<Vec<u8>>,
+    /// The proxies to choose from (see [`ProxyConfig::select`]); `None`: always direct.
+    pub proxy: Option<Arc<ProxyConfig>>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -45,6 +46,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("protocols", &self.protocols)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("ca", &self.ca.len())
+            .field("proxy", &self.proxy)
             .finish()
     }
 }
@@ -135,122 +137,6 @@ fn parse_target(url: &str) -> Result<Target, SocketError> {
         authority,
         resource,
     })
-}
-
-fn io_error(e: &std::io::Error, what: &str) -> SocketError {
-    use std::io::ErrorKind::*;
-    let code = match e.kind() {
-        ConnectionRefused => "ECONNREFUSED",
-        ConnectionReset => "ECONNRESET",
-        ConnectionAborted => "ECONNABORTED",
-        TimedOut => "ETIMEDOUT",
-        AddrNotAvailable => "EADDRNOTAVAIL",
-        UnexpectedEof => "ECONNRESET",
-        _ => match e.raw_os_error() {
-            Some(113) => "EHOSTUNREACH",
-            Some(101) => "ENETUNREACH",
-            _ => "ERR_SOCKET",
-        },
-    };
-    fail(format!("{what}: {e}"), Some(code))
-}
-
-fn tls_error(e: &std::io::Error, host: &str) -> SocketError {
-    let inner = e.get_ref().and_then(|i| i.downcast_ref::<TlsError>());
-    let (code, text) = match inner {
-        Some(TlsError::InvalidCertificate(c)) => match c {
-            CertificateError::UnknownIssuer => (
-                "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-                "unable to verify the first certificate".to_owned(),
-            ),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                (
-                    "ERR_TLS_CERT_ALTNAME_INVALID",
-                    format!("Hostname/IP does not match certificate's altnames: Host: {host}"),
-                )
-            }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                ("CERT_HAS_EXPIRED", "certificate has expired".to_owned())
-            }
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
-                "CERT_NOT_YET_VALID",
-                "certificate is not yet valid".to_owned(),
-            ),
-            CertificateError::Revoked => ("CERT_REVOKED", "certificate revoked".to_owned()),
-            CertificateError::Other(o) if o.0.downcast_ref::<SelfSigned>().is_some() => (
-                "DEPTH_ZERO_SELF_SIGNED_CERT",
-                "self-signed certificate".to_owned(),
-            ),
-            other => (
-                "ERR_TLS_CERT_INVALID",
-                format!("invalid certificate: {other:?}"),
-            ),
-        },
-        Some(other) => (
-            "ERR_TLS_HANDSHAKE",
-            format!("TLS handshake failed: {other}"),
-        ),
-        None => return io_error(e, "TLS handshake failed"),
-    };
-    fail(text, Some(code))
-}
-
-async fn open_stream(target: &Target, ca: &[Vec<u8>]) -> Result<IoStream, SocketError> {
-    let addrs: Vec<std::net::SocketAddr> =
-        tokio::net::lookup_host((target.host.as_str(), target.port))
-            .await
-            .map_err(|_| {
-                fail(
-                    format!("getaddrinfo ENOTFOUND {}", target.host),
-                    Some("ENOTFOUND"),
-                )
-            })?
-            .collect();
-    if addrs.is_empty() {
-        return Err(fail(
-            format!("getaddrinfo ENOTFOUND {}", target.host),
-            Some("ENOTFOUND"),
-        ));
-    }
-    let mut last = None;
-    let mut tcp = None;
-    for addr in addrs {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                tcp = Some(s);
-                break;
-            }
-            Err(e) => {
-                let mut err = io_error(&e, "connect");
-                // Node.js words it "connect ECONNREFUSED 127.0.0.1:9000".
-                if let Some(code) = &err.code {
-                    err.message = format!("connect {code} {addr}");
-                }
-                last = Some(err);
-            }
-        }
-    }
-    let tcp = match tcp {
-        Some(t) => t,
-        None => return Err(last.unwrap_or_else(|| fail("connection failed", Some("ERR_SOCKET")))),
-    };
-    let _ = tcp.set_nodelay(true);
-    if !target.tls {
-        return Ok(Box::new(tcp));
-    }
-    let config = tls::client_config(ca).map_err(|e| fail(e.to_string(), Some(e.code())))?;
-    let name = ServerName::try_from(target.host.clone()).map_err(|_| {
-        fail(
-            format!("Invalid host name for TLS: {}", target.host),
-            Some("ERR_INVALID_URL"),
-        )
-    })?;
-    // Boxed: the TLS handshake's state is large, and without the box every plain (`ws:`)
-    // handshake future would reserve room for it too.
-    let tls = Box::pin(TlsConnector::from(config).connect(name, tcp))
-        .await
-        .map_err(|e| tls_error(&e, &target.host))?;
-    Ok(Box::new(tls))
 }
 
 /// Most bytes a handshake response's head may take.
@@ -402,50 +288,72 @@ pub fn check_response(
     Ok(protocol)
 }
 
-/// Where a connection goes: what a [`Spare`] must match to serve a handshake.
+/// Where a connection goes, and through which proxy: what a [`Spare`] must match to serve
+/// a handshake (a spare is never used across proxy settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     tls: bool,
     host: String,
     port: u16,
+    via: Option<Arc<ProxyServer>>,
 }
 
 impl Endpoint {
-    /// The endpoint of a `ws:`/`wss:` URL; `None` if it is not one.
-    pub fn of(url: &str) -> Option<Endpoint> {
-        parse_target(url).ok().map(|t| t.endpoint())
+    /// The endpoint of a `ws:`/`wss:` URL with `proxy`'s choice for it; `None` if it is not
+    /// such a URL, or its proxy setting is unusable.
+    pub fn of(url: &str, proxy: Option<&ProxyConfig>) -> Option<Endpoint> {
+        parse_target(url).ok()?.endpoint(proxy).ok()
+    }
+
+    /// Opens a stream to this endpoint, by `deadline`.
+    async fn open(&self, ca: &[Vec<u8>], deadline: Instant) -> Result<IoStream, SocketError> {
+        let route = Route {
+            tls: self.tls,
+            host: &self.host,
+            port: self.port,
+            proxy: self.via.as_deref(),
+        };
+        open_stream(&route, ca, deadline).await
     }
 }
 
 impl Target {
-    fn endpoint(&self) -> Endpoint {
-        Endpoint {
+    fn endpoint(&self, proxy: Option<&ProxyConfig>) -> Result<Endpoint, SocketError> {
+        let via = match proxy {
+            Some(p) => p.select(self.tls, &self.host, self.port)?,
+            None => None,
+        };
+        Ok(Endpoint {
             tls: self.tls,
             host: self.host.clone(),
             port: self.port,
-        }
+            via,
+        })
     }
 }
 
-/// A connection opened before it is needed (TCP, and TLS for `wss:`), for the next
-/// handshake to the same endpoint: that handshake then skips the connect (and the TLS
-/// handshake), which is most of an accept's own time.
+/// A connection opened before it is needed (TCP, a proxy's tunnel if one is used, and TLS
+/// for `wss:`), for the next handshake to the same endpoint: that handshake then skips the
+/// connect (and the TLS handshake), which is most of an accept's own time.
 pub struct Spare {
     endpoint: Endpoint,
     stream: IoStream,
 }
 
 impl Spare {
-    /// Opens a spare connection to `url`'s endpoint.
-    pub async fn open(url: &str, ca: &[Vec<u8>], timeout: Duration) -> Result<Spare, SocketError> {
-        let target = parse_target(url)?;
-        let stream = tokio::time::timeout(timeout, open_stream(&target, ca))
+    /// Opens a spare connection to `url`'s endpoint (through the proxy `proxy` chooses).
+    pub async fn open(
+        url: &str,
+        ca: &[Vec<u8>],
+        proxy: Option<&ProxyConfig>,
+        timeout: Duration,
+    ) -> Result<Spare, SocketError> {
+        let endpoint = parse_target(url)?.endpoint(proxy)?;
+        let deadline = Instant::now() + timeout;
+        let stream = tokio::time::timeout_at(deadline, endpoint.open(ca, deadline))
             .await
             .map_err(|_| fail("Opening handshake has timed out", Some("ETIMEDOUT")))??;
-        Ok(Spare {
-            endpoint: target.endpoint(),
-            stream,
-        })
+        Ok(Spare { endpoint, stream })
     }
 
     /// The endpoint it is connected to.
@@ -478,10 +386,12 @@ async fn upgrade(
     opts: &ConnectOptions,
     spare: Option<Spare>,
     sent: Sent<'_>,
+    deadline: Instant,
 ) -> Result<Established, SocketError> {
     let target = parse_target(&opts.url)?;
+    let endpoint = target.endpoint(opts.proxy.as_deref())?;
     if let Some(mut spare) = spare {
-        if spare.endpoint == target.endpoint() && spare.alive() {
+        if spare.endpoint == endpoint && spare.alive() {
             match upgrade_over(opts, &target, spare.stream, sent).await {
                 Err(e) if spare_was_dead(&e) => {
                     log::debug!("socket: the spare connection was closed; connecting afresh")
@@ -490,7 +400,7 @@ async fn upgrade(
             }
         }
     }
-    let stream = open_stream(&target, &opts.ca).await?;
+    let stream = endpoint.open(&opts.ca, deadline).await?;
     upgrade_over(opts, &target, stream, sent).await
 }
 
@@ -575,7 +485,8 @@ pub async fn connect_with(
     spare: Option<Spare>,
     sent: Sent<'_>,
 ) -> Result<Established, SocketError> {
-    match tokio::time::timeout(opts.handshake_timeout, upgrade(opts, spare, sent)).await {
+    let deadline = Instant::now() + opts.handshake_timeout;
+    match tokio::time::timeout_at(deadline, upgrade(opts, spare, sent, deadline)).await {
         Ok(r) => r,
         Err(_) => Err(fail("Opening handshake has timed out", Some("ETIMEDOUT"))),
     }

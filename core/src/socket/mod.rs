@@ -5,16 +5,21 @@
 //! - [`shared`]: the state an owner and its connection share, and the owner's [`Handle`];
 //! - [`open`]: the handshake driver, which hands an open connection to its task;
 //! - [`task`]: the open connection's one task (reading, writing, closing);
-//! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: DNS,
-//!   TCP, TLS and the HTTP upgrade; [`error`]: the errors reported to the owner.
+//! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: the
+//!   HTTP upgrade; [`dial`]: the stream under it (DNS, TCP, a proxy's tunnel, TLS);
+//!   [`connector`]: RFC 8305 address racing; [`proxy`]: proxy settings and the `CONNECT`
+//!   tunnel; [`error`]: the errors reported to the owner.
 
 pub mod api;
 pub mod batch;
+pub mod connector;
+mod dial;
 pub mod error;
 pub mod frame;
 pub mod handshake;
 pub mod open;
 pub mod pool;
+pub mod proxy;
 pub mod shared;
 pub mod task;
 pub mod tls;
@@ -24,4 +29,5 @@ pub use api::{Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST};
 pub use error::SocketError;
 pub use handshake::ConnectOptions;
 pub use open::connect;
+pub use proxy::{ProxyConfig, ProxyServer};
 pub use shared::{Handle, Shared};

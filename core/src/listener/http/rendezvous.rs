@@ -33,6 +33,8 @@ pub(crate) struct HttpContext {
     pub entity: String,
     /// Extra trusted certificates.
     pub ca: Vec<Vec<u8>>,
+    /// The listener's proxies.
+    pub proxy: Option<Arc<crate::socket::ProxyConfig>>,
     /// Time allowed to open a rendezvous.
     pub connect_timeout: Duration,
     /// How long the service waits for a response (60 s).
@@ -113,6 +115,7 @@ pub(crate) async fn open(
             protocols: Vec::new(),
             handshake_timeout: ctx.connect_timeout,
             ca: ctx.ca.clone(),
+            proxy: ctx.proxy.clone(),
         },
         options,
         Arc::new(ChannelSink::new(tx)),
