@@ -6,7 +6,7 @@
 // and the install fail with an error that names the package and the ways out.
 //
 // Nothing here loads the repository's own addon, so the release workflow runs this file
-// (`npm run test:prebuilt`) on each platform with only the downloaded binary.
+// (`npm run test:release`) on each platform with only the downloaded binary.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
