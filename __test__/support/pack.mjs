@@ -4,12 +4,12 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
-const { PREBUILT, packageName, platformSuffix } = require('../../lib/native.js');
-const { platformManifest } = require('../../scripts/package-platform.js');
+const { PREBUILT, binaryName, packageName, platformSuffix } = require('../../lib/native.js');
+const { platformManifest, writePlatformPackage } = require('../../scripts/package-platform.js');
 const { releaseManifest } = require('../../scripts/prepare-release.js');
 
 /** The repository's root. */
@@ -64,13 +64,13 @@ function pack(dir, dest) {
 export function packPackages(work, { binary } = {}) {
   const staged = join(work, 'release');
   mkdirSync(staged, { recursive: true });
-  execFileSync('tar', ['xzf', pack(root, work), '-C', staged, '--strip-components=1']);
+  // Relative paths: Windows' tar and GNU tar both read them (GNU tar takes C: for a host).
+  execFileSync('tar', ['xzf', basename(pack(root, work)), '-C', 'release', '--strip-components=1'], { cwd: work });
   const manifest = JSON.parse(readFileSync(join(staged, 'package.json'), 'utf8'));
   writeFileSync(join(staged, 'package.json'), `${JSON.stringify(releaseManifest(manifest), null, 2)}\n`);
   const main = pack(staged, work);
   const platformDir = join(work, 'platform');
-  const script = join(root, 'scripts', 'package-platform.js');
-  execFileSync(process.execPath, [script, '--out', platformDir, ...(binary ? ['--binary', binary] : [])], { stdio: 'ignore' });
+  writePlatformPackage({ platform: platformSuffix(), binary: binary || join(root, binaryName()), out: platformDir });
   return { main, platform: pack(platformDir, work) };
 }
 
@@ -81,7 +81,7 @@ export function packPackages(work, { binary } = {}) {
  * @return {String[]} Its paths (`package/...`)
  */
 export function tarballFiles(tarball) {
-  return execFileSync('tar', ['tzf', tarball], { encoding: 'utf8' }).trim().split('\n');
+  return execFileSync('tar', ['tzf', basename(tarball)], { cwd: dirname(tarball), encoding: 'utf8' }).trim().split('\n');
 }
 
 /**
@@ -92,7 +92,7 @@ export function tarballFiles(tarball) {
  * @return {String} Its text
  */
 export function fromTarball(tarball, file) {
-  return execFileSync('tar', ['xzfO', tarball, `package/${file}`], { encoding: 'utf8' });
+  return execFileSync('tar', ['xzfO', basename(tarball), `package/${file}`], { cwd: dirname(tarball), encoding: 'utf8' });
 }
 
 /**
