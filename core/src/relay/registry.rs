@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use crate::io::IoStream;
@@ -32,8 +32,6 @@ pub enum ControlCommand {
         /// Close reason.
         reason: String,
     },
-    /// Stop (or resume) reading the channel (test hook).
-    Freeze(bool),
 }
 
 /// How a rendezvous ended on the listener's side.
@@ -59,8 +57,17 @@ pub enum AcceptOutcome {
 struct ListenerEntry {
     id: u64,
     commands: mpsc::UnboundedSender<ControlCommand>,
-    frozen: bool,
+    /// Test hook: the channel's reader stops while this says `true`. Set here, not through
+    /// `commands`, so that a freeze holds from the moment `freeze_listeners` returns.
+    frozen: watch::Sender<bool>,
 }
+
+/// A registered control channel's ends: its id, its commands, and its frozen flag.
+pub type ListenerEnds = (
+    u64,
+    mpsc::UnboundedReceiver<ControlCommand>,
+    watch::Receiver<bool>,
+);
 
 struct Entity {
     name: String,
@@ -204,7 +211,7 @@ impl Registry {
         &self,
         entity: &str,
         max: usize,
-    ) -> Result<(u64, mpsc::UnboundedReceiver<ControlCommand>), &'static str> {
+    ) -> Result<ListenerEnds, &'static str> {
         let mut maps = self.lock();
         maps.next_listener += 1;
         let id = maps.next_listener;
@@ -213,12 +220,13 @@ impl Registry {
             return Err("Forbidden: the listener quota of this Hybrid Connection is reached");
         }
         let (tx, rx) = mpsc::unbounded_channel();
+        let (frozen, frozen_rx) = watch::channel(false);
         e.listeners.push(ListenerEntry {
             id,
             commands: tx,
-            frozen: false,
+            frozen,
         });
-        Ok((id, rx))
+        Ok((id, rx, frozen_rx))
     }
 
     /// Unregisters a control channel.
@@ -245,7 +253,7 @@ impl Registry {
             .get(entity)?
             .listeners
             .iter()
-            .filter(|l| !l.frozen)
+            .filter(|l| !*l.frozen.borrow())
             .collect();
         if live.is_empty() {
             return None;
@@ -316,8 +324,8 @@ impl Registry {
     /// Test hook: freezes (or thaws) matching control channels.
     pub fn freeze_listeners(&self, entity: Option<&str>, frozen: bool) -> usize {
         self.for_listeners(entity, |l| {
-            l.frozen = frozen;
-            l.commands.send(ControlCommand::Freeze(frozen)).is_ok()
+            l.frozen.send_replace(frozen);
+            !l.commands.is_closed()
         })
     }
 

@@ -217,7 +217,7 @@ impl Conn {
                 Ok(g) => g,
                 Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
             };
-        let (listener_id, commands) = match state
+        let (listener_id, commands, frozen) = match state
             .registry
             .add_listener(&entity.key, state.config.max_listeners)
         {
@@ -264,7 +264,7 @@ impl Conn {
             host: self.req.host.clone(),
             expires_at: grant.expires_at,
         };
-        control::run(ws, ctx, commands).await;
+        control::run(ws, ctx, commands, frozen).await;
     }
 
     /// The `accept` message for the listener: the one-time address (the sender's path suffix
