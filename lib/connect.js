@@ -152,6 +152,22 @@ function parseCa(ca) {
  * @public
  */
 function relayedConnect(address, token, options, fn) {
+  return connectAs(RelayedWebSocket, address, token, options, fn);
+}
+
+/**
+ * `relayedConnect` with the socket made from `Socket` (a `RelayedWebSocket` class): the
+ * `hyco-ws-rs/hyco-ws` entry point's sockets deliver messages as hyco-ws's did.
+ *
+ * @param {Function} Socket The socket class
+ * @param {(String|URL)} address As `relayedConnect`'s
+ * @param {?(String|Function)} token As `relayedConnect`'s
+ * @param {Object} [options] As `relayedConnect`'s
+ * @param {Function} [fn] As `relayedConnect`'s
+ * @return {RelayedWebSocket} The socket, in CONNECTING
+ * @private
+ */
+function connectAs(Socket, address, token, options, fn) {
   if (typeof options === 'function') {
     fn = options;
     options = undefined;
@@ -197,7 +213,7 @@ function relayedConnect(address, token, options, fn) {
   const ca = parseCa(options.ca);
   const proxy = proxyOption(options.proxy);
 
-  const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
+  const ws = new Socket(url.href, { autoPong, closeTimeout });
   if (fn) ws.once('open', () => fn(ws));
   const connect = () =>
     ws._attach(
@@ -236,4 +252,4 @@ function relayedConnect(address, token, options, fn) {
   return ws;
 }
 
-module.exports = { redact, relayedConnect };
+module.exports = { connectAs, redact, relayedConnect };

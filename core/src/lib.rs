@@ -19,6 +19,7 @@ pub mod listener;
 pub mod log_format;
 pub mod redact;
 pub mod relay;
+pub mod rules;
 pub mod sas;
 pub mod socket;
 pub mod uri;

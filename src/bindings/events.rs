@@ -85,6 +85,8 @@ events! {
     TokenExpiring = "tokenExpiring" (expiresAt);
     /// A listener's token provider failed.
     TokenError = "tokenError" (message);
+    /// A text message the service sent on a listener's control channel (control tap on).
+    ControlMessage = "controlMessage" (text);
     /// A listener stopped: always its last event. `error` is null after a close request.
     ListenerClosed = "listenerClosed" (error);
     /// An HTTP request (under the listener's id): the new exchange's id, the request's

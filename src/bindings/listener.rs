@@ -133,6 +133,9 @@ impl ListenerSink for HubListenerSink {
             ListenerEvent::TokenError { message } => {
                 hub.push(id, up::TokenError(Flat::Str(message)), Then::Nothing)
             }
+            ListenerEvent::ControlMessage { text } => {
+                hub.push(id, up::ControlMessage(Flat::Str(text)), Then::Nothing)
+            }
             ListenerEvent::Closed { error } => {
                 hub.push(id, up::ListenerClosed(error_list(error)), Then::Last)
             }
@@ -256,6 +259,31 @@ pub fn listener_close(id: f64) -> bool {
             })
         })
         .unwrap_or(false)
+}
+
+/// Closes the control channel (1000) and opens a new one at once, as hyco-ws's
+/// `controlChannel.close()` did; false when the listener has stopped.
+#[napi(js_name = "listenerReconnect")]
+pub fn listener_reconnect(id: f64) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| {
+            hub.with(id_of(id), |h: &ListenerHandle| {
+                h.send(ListenerCommand::Reconnect)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Turns the control tap on or off: with it on, every text message the service sends on the
+/// control channel also goes to JavaScript as a `controlMessage` event (`RelayedServer`
+/// turns it on while its `controlChannel` has a 'message' listener).
+#[napi(js_name = "listenerSetControlTap")]
+pub fn listener_set_control_tap(id: f64, on: bool) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.set_control_tap(on)))
+        .is_some()
 }
 
 /// Turns auto-accept on or off: with it on, the listener accepts senders that offer no

@@ -22,6 +22,8 @@ pub(super) struct Owner<'a> {
     pub(super) accepting: &'a Arc<InFlight>,
     /// What HTTP requests need.
     pub(super) http: &'a Arc<HttpContext>,
+    /// Copy the service's control messages to the owner.
+    pub(super) control_tap: &'a AtomicBool,
 }
 
 /// Accept handshakes the listener started by itself and that are not over yet: the

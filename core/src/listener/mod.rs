@@ -165,6 +165,13 @@ pub enum ListenerEvent {
         /// The provider's message.
         message: String,
     },
+    /// A text message the service sent on the control channel, as it came (UTF-8, lossy),
+    /// while the control tap is on ([`ListenerHandle::set_control_tap`]). It is handled
+    /// here all the same: this is a copy, pushed before the message takes effect.
+    ControlMessage {
+        /// The message's text.
+        text: String,
+    },
     /// The listener stopped: after a close request (`error` none) or a final error.
     Closed {
         /// The final error, if any.
@@ -228,6 +235,9 @@ pub enum ListenerCommand {
     },
     /// Close the control channel (1000) and stop.
     Close,
+    /// Close the control channel (1000) and open a new one at once (the owner's
+    /// `controlChannel.close()`); ignored while no channel is open.
+    Reconnect,
 }
 
 /// The owner's handle.
@@ -236,6 +246,7 @@ pub struct ListenerHandle {
     commands: mpsc::UnboundedSender<ListenerCommand>,
     auto_accept: Arc<AtomicBool>,
     http: Arc<AtomicBool>,
+    control_tap: Arc<AtomicBool>,
 }
 
 impl ListenerHandle {
@@ -257,6 +268,13 @@ impl ListenerHandle {
     pub fn set_http(&self, on: bool) {
         self.http.store(on, Ordering::SeqCst);
     }
+
+    /// With the control tap on, every text message the service sends on the control channel
+    /// is also pushed to the owner as [`ListenerEvent::ControlMessage`]; off (the default),
+    /// nothing is copied.
+    pub fn set_control_tap(&self, on: bool) {
+        self.control_tap.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Starts a listener on the current tokio runtime.
@@ -265,9 +283,11 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
     let auto_accept = Arc::new(AtomicBool::new(false));
     let auto = auto_accept.clone();
     let http = Arc::new(AtomicBool::new(false));
+    let control_tap = Arc::new(AtomicBool::new(false));
     let switches = channel::Switches {
         auto_accept: auto,
         http: http.clone(),
+        control_tap: control_tap.clone(),
     };
     tokio::spawn(async move {
         use futures_util::FutureExt;
@@ -288,6 +308,7 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
         commands: tx,
         auto_accept,
         http,
+        control_tap,
     }
 }
 

@@ -207,11 +207,7 @@ impl Registry {
     }
 
     /// Registers a control channel; `None` when the entity is gone or full.
-    pub fn add_listener(
-        &self,
-        entity: &str,
-        max: usize,
-    ) -> Result<ListenerEnds, &'static str> {
+    pub fn add_listener(&self, entity: &str, max: usize) -> Result<ListenerEnds, &'static str> {
         let mut maps = self.lock();
         maps.next_listener += 1;
         let id = maps.next_listener;
