@@ -13,6 +13,55 @@ const WebSocket = require('ws');
 
 const { FIELDS, eventType, native, register, unregister } = require('./native-events');
 
+/**
+ * Checks that this ws reads its state from the fields RelayedWebSocket sets (ws 8 does, from
+ * 8.18.0, the lowest version package.json accepts, to the newest tested): a ws that stops
+ * doing so fails here, when the package loads, with a clear error, rather than with sockets
+ * whose `readyState` or `protocol` are wrong.
+ *
+ * @throws {Error} With code `ERR_HYCO_WS_INCOMPATIBLE`
+ * @private
+ */
+function checkWs() {
+  const probe = Object.create(WebSocket.prototype);
+  Object.assign(probe, {
+    _readyState: 2,
+    _binaryType: 'fragments',
+    _protocol: 'probe',
+    _url: 'wss://probe/',
+    _extensions: { probe: true },
+    _paused: true
+  });
+  let reads;
+  try {
+    reads =
+      probe.readyState === 2 &&
+      probe.binaryType === 'fragments' &&
+      probe.protocol === 'probe' &&
+      probe.url === 'wss://probe/' &&
+      probe.extensions === 'probe' &&
+      probe.isPaused === true;
+  } catch {
+    reads = false;
+  }
+  if (!reads) {
+    let version = 'unknown';
+    try {
+      version = require('ws/package.json').version;
+    } catch {
+      // a ws without package.json export: the version stays unknown
+    }
+    const err = new Error(
+      `hyco-ws-rs: ws ${version} keeps its state elsewhere than the versions this package supports ` +
+        '(ws 8.18.0 and later ws 8 releases it was tested with): install a supported ws 8'
+    );
+    err.code = 'ERR_HYCO_WS_INCOMPATIBLE';
+    throw err;
+  }
+}
+
+checkWs();
+
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
 /** `_extensions` of every socket: none are negotiated, so one frozen object serves all. */

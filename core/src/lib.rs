@@ -22,6 +22,7 @@ pub mod relay;
 pub mod rules;
 pub mod sas;
 pub mod socket;
+pub mod test_hooks;
 pub mod uri;
 
 pub use error::{Error, ErrorClass, Result};

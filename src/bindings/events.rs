@@ -117,7 +117,7 @@ pub struct EventSpec {
 }
 
 /// `eventTable()`: every event, indexed by its number.
-#[napi(js_name = "eventTable")]
+#[napi(js_name = "eventTable", catch_unwind)]
 pub fn event_table() -> Vec<EventSpec> {
     TABLE
         .iter()

@@ -11,7 +11,7 @@ use napi_derive::napi;
 use crate::error::IntoJs;
 
 /// `createRelayBaseUri(namespace, path)`; `hycoWs` reads the arguments as hyco-ws did.
-#[napi(js_name = "createRelayBaseUri")]
+#[napi(js_name = "createRelayBaseUri", catch_unwind)]
 pub fn create_relay_base_uri(
     env: Env,
     namespace: String,
@@ -28,7 +28,7 @@ pub fn create_relay_base_uri(
 
 /// `createRelayListenUri` (`action` = "listen") and `createRelaySendUri` (`action` = "connect");
 /// `hycoWs` reads the arguments as hyco-ws did (see `Rules::HycoWs`).
-#[napi(js_name = "createRelayActionUri")]
+#[napi(js_name = "createRelayActionUri", catch_unwind)]
 pub fn create_relay_action_uri(
     env: Env,
     namespace: String,
@@ -56,7 +56,7 @@ pub fn create_relay_action_uri(
 }
 
 /// `createRelayHttpsUri(namespace, path, [token, [id]])`.
-#[napi(js_name = "createRelayHttpsUri")]
+#[napi(js_name = "createRelayHttpsUri", catch_unwind)]
 pub fn create_relay_https_uri(
     env: Env,
     namespace: String,
@@ -70,7 +70,7 @@ pub fn create_relay_https_uri(
 /// `createRelayToken(uri, keyName, key, [expirationSeconds])`. `nowMs` is the test hook that
 /// pins the clock; the public façade never passes it. `hycoWs` reads the arguments as
 /// hyco-ws did (see `Rules::HycoWs`).
-#[napi(js_name = "createRelayToken")]
+#[napi(js_name = "createRelayToken", catch_unwind)]
 pub fn create_relay_token(
     env: Env,
     uri: String,
@@ -87,7 +87,7 @@ pub fn create_relay_token(
 
 /// `appendRelayToken(uri, keyName, key, [expirationSeconds])`, with the same clock hook and
 /// rules.
-#[napi(js_name = "appendRelayToken")]
+#[napi(js_name = "appendRelayToken", catch_unwind)]
 pub fn append_relay_token(
     env: Env,
     uri: String,
@@ -114,7 +114,7 @@ pub struct ParsedRelayToken {
 }
 
 /// `parseRelayToken(token)`.
-#[napi(js_name = "parseRelayToken")]
+#[napi(js_name = "parseRelayToken", catch_unwind)]
 pub fn parse_relay_token(env: Env, token: String) -> napi::Result<ParsedRelayToken> {
     let p = sas::parse_token(&token).or_throw(&env)?;
     Ok(ParsedRelayToken {
@@ -144,7 +144,7 @@ pub struct ParsedConnectionString {
 }
 
 /// `parseConnectionString(connectionString)`.
-#[napi(js_name = "parseConnectionString")]
+#[napi(js_name = "parseConnectionString", catch_unwind)]
 pub fn parse_connection_string(
     env: Env,
     connection_string: String,

@@ -186,7 +186,7 @@ fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
 
 /// Starts a listener; returns its id. Its events reach `initEvents`' callback, the last
 /// being `closed`.
-#[napi(js_name = "listen")]
+#[napi(js_name = "listen", catch_unwind)]
 pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let mut opts = ListenerOptions::new(options.url);
@@ -221,7 +221,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
 
 /// Answers a `needToken` event with a token (and, when its provider said, when it expires
 /// and when to renew it, Unix ms) or the provider's error.
-#[napi(js_name = "listenerProvideToken")]
+#[napi(js_name = "listenerProvideToken", catch_unwind)]
 pub fn listener_provide_token(
     id: f64,
     request: f64,
@@ -249,7 +249,7 @@ pub fn listener_provide_token(
 }
 
 /// Closes the control channel (1000) and stops.
-#[napi(js_name = "listenerClose")]
+#[napi(js_name = "listenerClose", catch_unwind)]
 pub fn listener_close(id: f64) -> bool {
     hub::current()
         .ok()
@@ -263,7 +263,7 @@ pub fn listener_close(id: f64) -> bool {
 
 /// Closes the control channel (1000) and opens a new one at once, as hyco-ws's
 /// `controlChannel.close()` did; false when the listener has stopped.
-#[napi(js_name = "listenerReconnect")]
+#[napi(js_name = "listenerReconnect", catch_unwind)]
 pub fn listener_reconnect(id: f64) -> bool {
     hub::current()
         .ok()
@@ -278,7 +278,7 @@ pub fn listener_reconnect(id: f64) -> bool {
 /// Turns the control tap on or off: with it on, every text message the service sends on the
 /// control channel also goes to JavaScript as a `controlMessage` event (`RelayedServer`
 /// turns it on while its `controlChannel` has a 'message' listener).
-#[napi(js_name = "listenerSetControlTap")]
+#[napi(js_name = "listenerSetControlTap", catch_unwind)]
 pub fn listener_set_control_tap(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
@@ -289,7 +289,7 @@ pub fn listener_set_control_tap(id: f64, on: bool) -> bool {
 /// Turns auto-accept on or off: with it on, the listener accepts senders that offer no
 /// subprotocol by itself (`RelayedServer` turns it on while it has no `verifyClient`,
 /// `handleProtocols` or 'headers' listener to run).
-#[napi(js_name = "listenerSetAutoAccept")]
+#[napi(js_name = "listenerSetAutoAccept", catch_unwind)]
 pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
@@ -300,7 +300,7 @@ pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
 /// Turns HTTP on or off: with it on, requests go to JavaScript as `request` events;
 /// off, the listener answers them 501 itself (`RelayedServer` turns it on while it has a
 /// `'request'` listener).
-#[napi(js_name = "listenerSetHttp")]
+#[napi(js_name = "listenerSetHttp", catch_unwind)]
 pub fn listener_set_http(id: f64, on: bool) -> bool {
     hub::current()
         .ok()

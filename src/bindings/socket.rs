@@ -177,7 +177,7 @@ impl Target for Handle {
 
 /// Starts connecting; returns the socket's id. Its events reach `initEvents`' callback,
 /// the last being the close.
-#[napi(js_name = "connectSocket")]
+#[napi(js_name = "connectSocket", catch_unwind)]
 pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let connect = ConnectOptions {
@@ -223,7 +223,7 @@ fn command(id: f64, c: Command) -> bool {
 
 /// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `accounted` and `ack` come
 /// back in the written event.
-#[napi(js_name = "socketSend")]
+#[napi(js_name = "socketSend", catch_unwind)]
 pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64, ack: u32) -> bool {
     command(
         id,
@@ -239,13 +239,13 @@ pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64,
 
 /// Queues small frames packed by `lib/websocket.js` (see
 /// `hyco_core::socket::batch::BATCH_HEADER`).
-#[napi(js_name = "socketSendBatch")]
+#[napi(js_name = "socketSendBatch", catch_unwind)]
 pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
     command(id, Command::Batch(data.to_vec()))
 }
 
 /// Starts the closing handshake. `code` absent: a close frame without a code.
-#[napi(js_name = "socketClose")]
+#[napi(js_name = "socketClose", catch_unwind)]
 pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
     command(
         id,
@@ -257,13 +257,13 @@ pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
 }
 
 /// Drops the connection now.
-#[napi(js_name = "socketTerminate")]
+#[napi(js_name = "socketTerminate", catch_unwind)]
 pub fn socket_terminate(id: f64) -> bool {
     command(id, Command::Terminate)
 }
 
 /// Stops reading from the socket.
-#[napi(js_name = "socketPause")]
+#[napi(js_name = "socketPause", catch_unwind)]
 pub fn socket_pause(id: f64) {
     if let Ok(hub) = hub::current() {
         hub.with(id_of(id), |h: &Handle| h.shared.pause());
@@ -271,7 +271,7 @@ pub fn socket_pause(id: f64) {
 }
 
 /// Reads again.
-#[napi(js_name = "socketResume")]
+#[napi(js_name = "socketResume", catch_unwind)]
 pub fn socket_resume(id: f64) {
     if let Ok(hub) = hub::current() {
         hub.with(id_of(id), |h: &Handle| h.shared.resume());

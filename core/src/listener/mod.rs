@@ -293,7 +293,10 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
         use futures_util::FutureExt;
         // The owner waits for `Closed` to release its resources: make sure it comes even if
         // the loop panicked (no panic is known; this is the last line of defence).
-        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx, switches));
+        let run = std::panic::AssertUnwindSafe(async {
+            crate::test_hooks::fire(crate::test_hooks::Site::Listener);
+            channel::run(options, sink.clone(), rx, switches).await
+        });
         if run.catch_unwind().await.is_err() {
             log::error!("listener: internal error; the listener stopped");
             sink.push(ListenerEvent::Closed {
