@@ -118,7 +118,7 @@ async fn close(sink: &mut Sink, source: &mut Source, code: u16, reason: &str) {
 pub async fn run(
     ws: WebSocketStream<IoStream>,
     ctx: ControlContext,
-    mut commands: mpsc::UnboundedReceiver<ControlCommand>,
+    mut commands: mpsc::Receiver<ControlCommand>,
     frozen: watch::Receiver<bool>,
 ) {
     let state = &ctx.state;
@@ -158,7 +158,7 @@ pub async fn run(
 /// back (nothing else is written on the channel between them).
 async fn write_commands(
     sink: &mut Sink,
-    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
+    commands: &mut mpsc::Receiver<ControlCommand>,
     ctx: &ControlContext,
 ) -> End {
     loop {

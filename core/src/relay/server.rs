@@ -335,10 +335,9 @@ impl Conn {
             .unwrap_or_else(new_uuid);
         let (id, outcome) = state.registry.insert_pending(&wanted);
         let message = self.accept_message(&id);
-        if listener.send(ControlCommand::Accept(message)).is_err() {
+        if let Err(e) = listener.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
-            let d = SocketError::status(404, "Endpoint not found: no listener is connected");
-            return deny(&state, self.stream, d, Some(&entity.name)).await;
+            return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
         }
         state.emit(
             RelayEvent::new(
