@@ -203,8 +203,7 @@ interface HycoWsRelayedServerEvents
 declare class HycoWsRelayedServer extends EventEmitter {
   /** @param callback Added as a 'listening' listener (called each time the channel opens). */
   constructor(options: hyco.RelayedServerOptions, callback?: () => void);
-  /** Open accepted sockets, an array as in hyco-ws. (With `clientTracking: false` it is
-   * `undefined`, where hyco-ws kept an empty array.) */
+  /** Open accepted sockets, an array as in hyco-ws (empty with `clientTracking: false`). */
   clients: HycoWsRelayedWebSocket[];
   /** The control channel's state. */
   status: 'connecting' | 'online' | 'offline' | 'closed';

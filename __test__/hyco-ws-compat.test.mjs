@@ -259,6 +259,14 @@ describe('the hyco-ws-rs/hyco-ws entry point', () => {
       assert.equal((await clientClosed)[0], 1000);
       assert.equal(server.clients.length, 0);
       assert.equal(server.closeRequested, true);
+
+      // Without client tracking the array stays, empty, as hyco-ws's did.
+      const untracked = newHycoWsServer(listenOptions(relay, 'hc', { clientTracking: false }));
+      await whenListening(untracked);
+      const other = await hycoWsClient(relay);
+      await waitUntil(() => eventsOfType(untracked, 'connection').length === 1, STEP_MS, 'a connection');
+      assert.deepEqual(untracked.clients, []);
+      other.close();
     });
   });
 

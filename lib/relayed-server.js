@@ -265,7 +265,7 @@ class RelayedServer extends EventEmitter {
     };
     this.listenUri = this._config.listenUri;
     this.path = options.path === undefined ? this._config.entity : options.path;
-    this.clients = this._config.clientTracking ? this._newClients() : undefined;
+    this.clients = this._newClients(this._config.clientTracking);
     this.controlChannel = new ControlChannel(this);
     this.status = 'connecting';
     this.lastError = null;
@@ -701,7 +701,7 @@ class RelayedServer extends EventEmitter {
    */
   _forget(ws) {
     this._sockets.delete(ws);
-    if (this.clients) this._removeClient(ws);
+    if (this._config.clientTracking) this._removeClient(ws);
     if (this._state === 'closing') this._maybeFinish();
   }
 
@@ -717,7 +717,7 @@ class RelayedServer extends EventEmitter {
       this._shutDown(ws);
       return;
     }
-    if (this.clients) this._addClient(ws);
+    if (this._config.clientTracking) this._addClient(ws);
     this.emit('connection', ws, req);
   }
 
@@ -952,13 +952,15 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * The collection `clients` starts as: a `Set`, as ws 8's.
+   * The collection `clients` starts as: a `Set`, as ws 8's, or `undefined` without client
+   * tracking.
    *
-   * @return {Set} The collection
+   * @param {Boolean} tracking The `clientTracking` option
+   * @return {(Set|undefined)} The collection
    * @private
    */
-  _newClients() {
-    return new Set();
+  _newClients(tracking) {
+    return tracking ? new Set() : undefined;
   }
 
   /**

@@ -47,7 +47,8 @@ class HycoWsRelayedServer extends RelayedServer {
   }
 
   /**
-   * `clients` is an array, as hyco-ws's.
+   * `clients` is an array, as hyco-ws's, and stays empty without client tracking (hyco-ws
+   * made one all the same).
    *
    * @return {Array} The collection
    * @private
