@@ -6,10 +6,14 @@
 //! - [`open`]: the handshake driver, which hands an open connection to its task;
 //! - [`task`]: the open connection's one task (reading, writing, closing);
 //! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: DNS,
-//!   TCP, TLS and the HTTP upgrade; [`error`]: the errors reported to the owner.
+//!   TCP, TLS and the HTTP upgrade; [`error`]: the errors reported to the owner;
+//! - [`deflate`]: permessage-deflate's negotiation; [`compress`]: its per-message
+//!   compression and inflation.
 
 pub mod api;
 pub mod batch;
+pub mod compress;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;
