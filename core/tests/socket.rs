@@ -62,6 +62,7 @@ fn start(url: String, token: Option<String>) -> (socket::Handle, mpsc::Unbounded
             .unwrap_or_default(),
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
+        deflate: None,
         ca: vec![],
     };
     let handle = socket::connect(
@@ -92,6 +93,7 @@ async fn talks_through_the_relay_and_closes_with_the_peer_code() {
         opcode: 1,
         fin: false,
         payload: b"hel".to_vec(),
+        compress: false,
         accounted: 9,
         ack: 7,
     });
@@ -99,6 +101,7 @@ async fn talks_through_the_relay_and_closes_with_the_peer_code() {
         opcode: 0,
         fin: true,
         payload: b"lo".to_vec(),
+        compress: false,
         accounted: 8,
         ack: 0,
     });
@@ -397,6 +400,7 @@ async fn the_sink_hears_once_that_the_request_is_out_before_the_open() {
         headers: vec![],
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
+        deflate: None,
         ca: vec![],
     };
     let _handle = socket::connect(opts, SocketOptions::default(), sink.clone());
