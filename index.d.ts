@@ -356,6 +356,15 @@ declare namespace HycoWebSocket {
     closeTimeout?: number;
     /** Answer pings automatically. Default `true`. */
     autoPong?: boolean;
+    /**
+     * permessage-deflate, as ws's client option: offered by default
+     * (`permessage-deflate; client_max_window_bits`); `false` offers nothing. Honoured:
+     * `serverNoContextTakeover`, `clientNoContextTakeover`, `serverMaxWindowBits`,
+     * `clientMaxWindowBits` (booleans or 8 to 15), `threshold` (default `1024`),
+     * `zlibDeflateOptions.level` and `.memLevel`; the rest is accepted and ignored.
+     * Compression runs on the addon's threads. Default `true`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /** The error of a failed connection attempt. */
@@ -491,6 +500,13 @@ declare namespace HycoWebSocket {
     /** How long an HTTP request may go unanswered before the listener gives up on it, ms
      * (the service's own limit is 60 s). Default `60000`. */
     requestTimeout?: number;
+    /**
+     * permessage-deflate, as ws's `WebSocketServer` option: chosen from each sender's offer
+     * (the first acceptable one; an offer that cannot be read or accepted refuses the sender
+     * with 400), in both accept paths. The same sub-options as
+     * {@link RelayedConnectOptions.perMessageDeflate}. Default `false`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /**

@@ -1053,10 +1053,11 @@ describe('12 stream integration', () => {
 
 // ---------------------------------------------------------------------------------------------
 describe('documented deviations', () => {
-  test("extensions is always ''; send with compress: true is accepted and arrives uncompressed", async () => {
+  test("with a listener that answers no extension, extensions is ''; send with compress: true arrives uncompressed (as ws)", async () => {
     await withListener({}, async ({ open }) => {
-      // The peer offers nothing (perMessageDeflate: false) and the relay negotiates nothing; a
-      // compressed frame (RSV1) would make the relay close the pair with 1002.
+      // The peer answers nothing (perMessageDeflate: false) and the relay negotiates nothing; a
+      // compressed frame (RSV1) would make the relay close the pair with 1002. (Compression
+      // itself: __test__/deflate.test.mjs.)
       const { S, peer } = await open();
       assert.equal(S.extensions, '');
       S.send('squeeze me'.repeat(100), { compress: true });

@@ -12,6 +12,7 @@ const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
 const { redact } = require('./connect');
+const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
@@ -186,6 +187,7 @@ function normalize(options) {
       return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
     });
   }
+  const deflate = deflateOption(options.perMessageDeflate, false);
   let entity;
   try {
     entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
@@ -208,7 +210,11 @@ function normalize(options) {
     requestTimeout: numberOption(options.requestTimeout, 'requestTimeout', 60000, false),
     prewarm: options.prewarm !== false,
     reconnectDelays,
-    ca
+    ca,
+    // permessage-deflate: `null` (refused, ws's server default) or the native options, and
+    // what every accepted socket shares of them.
+    deflate,
+    socketDeflate: deflate && { threshold: deflate.threshold, server: true }
   };
 }
 
@@ -252,7 +258,8 @@ class RelayedServer extends EventEmitter {
       maxPayload: this.options.maxPayload,
       acceptTimeoutMs: this.options.acceptTimeout,
       spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0,
-      requestTimeoutMs: this.options.requestTimeout
+      requestTimeoutMs: this.options.requestTimeout,
+      perMessageDeflate: this.options.deflate ? this.options.deflate.native : undefined
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
@@ -540,9 +547,9 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * Runs the accept decision for a sender: verifyClient, handleProtocols, 'headers', then
-   * the accept (or reject) handshake. Each sender runs on its own; a slow verifyClient
-   * holds up no other.
+   * Runs the accept decision for a sender: permessage-deflate's negotiation, verifyClient,
+   * handleProtocols, 'headers', then the accept (or reject) handshake. Each sender runs on
+   * its own; a slow verifyClient holds up no other.
    *
    * @param {Object} ev The native accept event
    * @private
@@ -550,6 +557,16 @@ class RelayedServer extends EventEmitter {
   _accept(ev) {
     const req = this._request(ev.headers, ev.id, ev.url, ev.remoteAddress, ev.remotePort);
     const headers = req.headers;
+    const offer = headers['sec-websocket-extensions'];
+    if (this.options.deflate !== null && offer !== undefined) {
+      // As ws's server: an offer that cannot be read or accepted refuses the sender.
+      try {
+        ev.deflateAnswer = native.deflateAccept(this.options.deflate.native, offer);
+      } catch {
+        this._reject(ev, 400, 'Invalid or unacceptable Sec-WebSocket-Extensions header');
+        return;
+      }
+    }
     const verify = this.options.verifyClient;
     if (!verify) {
       this._guard(ev, () => this._choose(ev, req));
@@ -606,7 +623,11 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _accepting(id, list, at) {
-    const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
+    const ws = new RelayedWebSocket(undefined, {
+      autoPong: true,
+      closeTimeout: 30000,
+      deflate: this.options.socketDeflate
+    });
     // Not tracked until open: if the handshake fails, the socket just closes unseen (its
     // 'error' is not thrown, as it belongs to a server).
     ws._server = this;
@@ -619,13 +640,14 @@ class RelayedServer extends EventEmitter {
    *
    * @param {RelayedWebSocket} ws The socket (see `_accepting`)
    * @param {String} protocol The subprotocol
+   * @param {String} extensions The agreed extensions
    * @private
    */
-  _accepted(ws, protocol) {
+  _accepted(ws, protocol, extensions) {
     const req = ws._acceptRequest;
     ws._acceptRequest = null;
     this._track(ws);
-    ws._adoptOpen(protocol);
+    ws._adoptOpen(protocol, extensions);
     this._connected(ws, req);
   }
 
@@ -759,6 +781,8 @@ class RelayedServer extends EventEmitter {
       // would corrupt the handshake.
       if (tokenRegex.test(name) && !/[\r\n\0]/.test(value)) extra[name] = value;
     }
+    // The accept socket answers the sender's offer and runs as the deflate server.
+    const answer = ev.deflateAnswer || undefined;
     let id;
     try {
       id = native.connectSocket({
@@ -769,13 +793,21 @@ class RelayedServer extends EventEmitter {
         maxPayload: this.options.maxPayload,
         ca: this.options.ca,
         closeTimeout: 30000,
-        autoPong: true
+        autoPong: true,
+        perMessageDeflate: answer ? this.options.deflate.native : undefined,
+        deflateAnswer: answer
       });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
       throw err;
     }
-    const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
+    const ws = this._track(
+      new RelayedWebSocket(undefined, {
+        autoPong: true,
+        closeTimeout: 30000,
+        deflate: this.options.socketDeflate
+      })
+    );
     ws.once('open', () => this._connected(ws, req));
     ws._attach(id);
   }
