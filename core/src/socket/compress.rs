@@ -10,7 +10,13 @@
 //! continuation, it only does not refer back to earlier messages.
 //!
 //! While in use: a compressor takes about `2^(w+2) + 128 KiB + 7·2^(memLevel+6)` bytes
-//! (about 370 KiB at the defaults w = 15, memLevel = 8), an inflater about 40 KiB.
+//! (about 370 KiB at the defaults w = 15, memLevel = 8), an inflater about 40 KiB. A released
+//! context is reset and kept for reuse by the next connection of the same tokio thread (at
+//! most [`KEEP`] of each kind and configuration per thread): making one costs more than the
+//! compression of a small message, and freeing and remaking hundreds of kilobytes per message
+//! fragments the allocator's memory.
+
+use std::cell::RefCell;
 
 use zlib_rs::{Deflate, DeflateConfig, DeflateFlush, Inflate, InflateError, InflateFlush, Status};
 
@@ -24,7 +30,63 @@ pub const TAIL: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
 /// Output grows in steps of at least this many bytes.
 const STEP: usize = 16 * 1024;
 
-/// A connection's compression state, boxed: an idle connection keeps only this.
+/// Released contexts a tokio thread keeps for reuse, per kind and configuration.
+pub const KEEP: usize = 2;
+
+/// Contexts released on this thread, reset, for the next one that needs one.
+#[derive(Default)]
+struct Spares {
+    deflate: Vec<(DeflateConfig, Deflate)>,
+    inflate: Vec<Inflate>,
+}
+
+thread_local! {
+    static SPARES: RefCell<Spares> = RefCell::new(Spares::default());
+}
+
+/// A compressor for `config`: a spare of this thread's, or a new one.
+fn take_deflate(config: DeflateConfig) -> Deflate {
+    let spare = SPARES.with(|cell| {
+        let mut spares = cell.try_borrow_mut().ok()?;
+        let i = spares.deflate.iter().position(|(c, _)| *c == config)?;
+        Some(spares.deflate.swap_remove(i).1)
+    });
+    spare.unwrap_or_else(|| Deflate::new_with_config(config))
+}
+
+/// Gives a compressor back for reuse (reset), or drops it when this thread has enough.
+fn give_deflate(config: DeflateConfig, mut ctx: Deflate) {
+    SPARES.with(|cell| {
+        if let Ok(mut spares) = cell.try_borrow_mut() {
+            if spares.deflate.iter().filter(|(c, _)| *c == config).count() < KEEP {
+                ctx.reset();
+                spares.deflate.push((config, ctx));
+            }
+        }
+    });
+}
+
+/// A fresh raw inflater: a spare of this thread's, or a new one (`bits` for a new one; a
+/// spare has the largest window, which reads every stream).
+fn take_inflate(bits: u8) -> Inflate {
+    let spare = SPARES.with(|cell| cell.try_borrow_mut().ok()?.inflate.pop());
+    spare.unwrap_or_else(|| Inflate::new(false, bits))
+}
+
+/// Gives an inflater back for reuse (reset), or drops it when this thread has enough.
+fn give_inflate(mut ctx: Inflate) {
+    SPARES.with(|cell| {
+        if let Ok(mut spares) = cell.try_borrow_mut() {
+            if spares.inflate.len() < KEEP {
+                ctx.reset(false);
+                spares.inflate.push(ctx);
+            }
+        }
+    });
+}
+
+/// A connection's compression state, boxed: an idle connection keeps only this (about 330
+/// bytes: the contexts' handles are inline, their memory is not) and its history.
 pub struct PerMessage {
     /// Outgoing.
     pub deflate: Deflater,
@@ -68,7 +130,9 @@ impl PerMessage {
     /// Lets go of the contexts the connection does not need while idle (keeping what the
     /// peer's next message may refer to).
     pub fn release(&mut self) {
-        self.deflate.ctx = None;
+        if let Some(ctx) = self.deflate.ctx.take() {
+            give_deflate(self.deflate.config, ctx);
+        }
         self.inflate.release();
     }
 }
@@ -103,9 +167,7 @@ impl Deflater {
         out: &mut Vec<u8>,
     ) -> Result<(), SocketError> {
         let config = self.config;
-        let ctx = self
-            .ctx
-            .get_or_insert_with(|| Deflate::new_with_config(config));
+        let ctx = self.ctx.get_or_insert_with(|| take_deflate(config));
         out.clear();
         let mut input = payload;
         loop {
@@ -199,10 +261,13 @@ impl Inflater {
     }
 
     fn release(&mut self) {
-        if self.in_message || self.ctx.is_none() {
+        if self.in_message {
             return;
         }
-        self.ctx = None;
+        let Some(ctx) = self.ctx.take() else {
+            return;
+        };
+        give_inflate(ctx);
         let w = self.window();
         if self.history.len() > w {
             self.history.drain(..self.history.len() - w);
@@ -241,7 +306,9 @@ impl Inflater {
         }
         self.in_message = !fin;
         if fin && (self.reset || self.ended) {
-            self.ctx = None;
+            if let Some(ctx) = self.ctx.take() {
+                give_inflate(ctx);
+            }
             self.history = Vec::new();
             self.ended = false;
         }
@@ -263,7 +330,7 @@ impl Inflater {
         let bits = self.bits;
         let history = &self.history;
         let ctx = self.ctx.get_or_insert_with(|| {
-            let mut i = Inflate::new(false, bits);
+            let mut i = take_inflate(bits);
             if !history.is_empty() {
                 // Within a window by construction, so it cannot fail.
                 let _ = i.set_dictionary(history);
@@ -515,6 +582,42 @@ mod tests {
         s.inflate.inflate(&fin, true, None, &mut got).unwrap();
         assert_eq!(got, b"hello hello");
         send(&mut c, &mut s, &[b"again again".to_vec()], 1, false);
+    }
+
+    #[test]
+    fn released_contexts_are_reused_on_the_same_thread() {
+        let spares = || SPARES.with(|c| (c.borrow().deflate.len(), c.borrow().inflate.len()));
+        let d = DeflateOptions::default();
+        let (mut c, mut s) = pair(d, d);
+        let before = spares();
+        send(&mut c, &mut s, &[json(3000, 1)], 1, true);
+        let after = spares();
+        assert!(after.0 >= 1 && after.1 >= 1, "{before:?} {after:?}");
+        // The next message takes them back, and the peer still reads it (dictionary kept).
+        c.deflate.decide(true, true);
+        let mut cmp = Vec::new();
+        c.deflate.compress(&json(3000, 1), true, &mut cmp).unwrap();
+        assert_eq!(spares().0, after.0 - 1);
+        let mut got = Vec::new();
+        s.inflate.inflate(&cmp, true, None, &mut got).unwrap();
+        assert_eq!(got, json(3000, 1));
+        assert_eq!(spares().1, after.1 - 1);
+        // At most KEEP of each are kept.
+        let mut many: Vec<(PerMessage, PerMessage)> = (0..5).map(|_| pair(d, d)).collect();
+        for (a, b) in &mut many {
+            send(a, b, &[json(100, 2)], 1, false);
+        }
+        for (a, b) in &mut many {
+            a.release();
+            b.release();
+        }
+        assert!(spares().0 <= KEEP && spares().1 <= KEEP);
+    }
+
+    #[test]
+    fn an_idle_connection_keeps_little() {
+        // What README states: the box, without the contexts' memory.
+        assert!(std::mem::size_of::<PerMessage>() <= 384);
     }
 
     #[test]
