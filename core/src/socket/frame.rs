@@ -357,6 +357,11 @@ impl Decoder {
                         let limit = (max > 0).then(|| max - inflated.min(max));
                         let mut data = Vec::new();
                         inflater.inflate(&payload, h.fin, limit, &mut data)?;
+                        if data.capacity() > 2 * data.len() {
+                            // Inflation grows its output in steps: what the message keeps (it
+                            // goes to JavaScript as it is) is its size.
+                            data.shrink_to_fit();
+                        }
                         inflated += data.len() as u64;
                         if !data.is_empty() || (h.fin && frames.is_empty()) {
                             frames.push(data);
