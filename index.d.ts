@@ -383,6 +383,15 @@ declare namespace HycoWebSocket {
      * (`HTTPS_PROXY` for `wss:`, `HTTP_PROXY` for `ws:`, `NO_PROXY`). See the README's
      * "Proxies". */
     proxy?: RelayProxy;
+    /**
+     * permessage-deflate, as ws's client option: offered by default
+     * (`permessage-deflate; client_max_window_bits`); `false` offers nothing. Honoured:
+     * `serverNoContextTakeover`, `clientNoContextTakeover`, `serverMaxWindowBits`,
+     * `clientMaxWindowBits` (booleans or 8 to 15), `threshold` (default `1024`),
+     * `zlibDeflateOptions.level` and `.memLevel`; the rest is accepted and ignored.
+     * Compression runs on the addon's threads. Default `true`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /**
@@ -532,6 +541,13 @@ declare namespace HycoWebSocket {
      * connections, rejects, HTTP rendezvous); `false` for none. Default: the environment
      * when the server is made. See {@link RelayedConnectOptions.proxy}. */
     proxy?: RelayProxy;
+    /**
+     * permessage-deflate, as ws's `WebSocketServer` option: chosen from each sender's offer
+     * (the first acceptable one; an offer that cannot be read or accepted refuses the sender
+     * with 400), in both accept paths. The same sub-options as
+     * {@link RelayedConnectOptions.perMessageDeflate}. Default `false`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /**

@@ -13,6 +13,7 @@ const WebSocket = require('ws');
 
 const { redact } = require('./connect');
 const { ControlChannel } = require('./control-channel');
+const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
 const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
@@ -205,6 +206,7 @@ function normalize(options) {
       return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
     });
   }
+  const deflate = deflateOption(options.perMessageDeflate, false);
   let entity;
   try {
     entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
@@ -232,7 +234,11 @@ function normalize(options) {
     prewarm: options.prewarm !== false,
     reconnectDelays,
     ca,
-    proxy: proxyOption(options.proxy)
+    proxy: proxyOption(options.proxy),
+    // permessage-deflate: `null` (refused, ws's server default) or the native options, and
+    // what every accepted socket shares of them.
+    deflate,
+    socketDeflate: deflate && { threshold: deflate.threshold, server: true }
   };
 }
 
@@ -292,7 +298,8 @@ class RelayedServer extends EventEmitter {
       acceptTimeoutMs: this._config.acceptTimeout,
       spareMaxAgeMs: this._config.prewarm ? SPARE_MAX_AGE_MS : 0,
       requestTimeoutMs: this._config.requestTimeout,
-      proxy: this._config.proxy
+      proxy: this._config.proxy,
+      perMessageDeflate: this._config.deflate ? this._config.deflate.native : undefined
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
@@ -587,9 +594,9 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * Runs the accept decision for a sender: verifyClient, handleProtocols, 'headers', then
-   * the accept (or reject) handshake. Each sender runs on its own; a slow verifyClient
-   * holds up no other.
+   * Runs the accept decision for a sender: permessage-deflate's negotiation, verifyClient,
+   * handleProtocols, 'headers', then the accept (or reject) handshake. Each sender runs on
+   * its own; a slow verifyClient holds up no other.
    *
    * @param {Object} ev The native accept event
    * @private
@@ -597,6 +604,16 @@ class RelayedServer extends EventEmitter {
   _accept(ev) {
     const req = this._request(ev.headers, ev.id, ev.url, ev.remoteAddress, ev.remotePort);
     const headers = req.headers;
+    const offer = headers['sec-websocket-extensions'];
+    if (this._config.deflate !== null && offer !== undefined) {
+      // As ws's server: an offer that cannot be read or accepted refuses the sender.
+      try {
+        ev.deflateAnswer = native.deflateAccept(this._config.deflate.native, offer);
+      } catch {
+        this._reject(ev, 400, 'Invalid or unacceptable Sec-WebSocket-Extensions header');
+        return;
+      }
+    }
     const verify = this._config.verifyClient;
     if (!verify) {
       this._guard(ev, () => this._choose(ev, req));
@@ -666,13 +683,14 @@ class RelayedServer extends EventEmitter {
    *
    * @param {RelayedWebSocket} ws The socket (see `_accepting`)
    * @param {String} protocol The subprotocol
+   * @param {String} extensions The agreed extensions
    * @private
    */
-  _accepted(ws, protocol) {
+  _accepted(ws, protocol, extensions) {
     const req = ws._acceptRequest;
     ws._acceptRequest = null;
     this._track(ws);
-    ws._adoptOpen(protocol);
+    ws._adoptOpen(protocol, extensions);
     this._connected(ws, req);
   }
 
@@ -806,6 +824,8 @@ class RelayedServer extends EventEmitter {
       // would corrupt the handshake.
       if (tokenRegex.test(name) && !/[\r\n\0]/.test(value)) extra[name] = value;
     }
+    // The accept socket answers the sender's offer and runs as the deflate server.
+    const answer = ev.deflateAnswer || undefined;
     let id;
     try {
       id = native.connectSocket({
@@ -817,7 +837,9 @@ class RelayedServer extends EventEmitter {
         ca: this._config.ca,
         closeTimeout: 30000,
         autoPong: true,
-        proxy: this._config.proxy
+        proxy: this._config.proxy,
+        perMessageDeflate: answer ? this._config.deflate.native : undefined,
+        deflateAnswer: answer
       });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
@@ -990,7 +1012,11 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _newSocket() {
-    return new this._Socket(undefined, { autoPong: true, closeTimeout: 30000 });
+    return new this._Socket(undefined, {
+      autoPong: true,
+      closeTimeout: 30000,
+      deflate: this._config.socketDeflate
+    });
   }
 
   /**

@@ -21,7 +21,7 @@ use crate::bindings::flat::Flat;
 use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
-use crate::bindings::socket::{error_fields, SocketSink};
+use crate::bindings::socket::{deflate_options, error_fields, NativeDeflateOptions, SocketSink};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -50,6 +50,8 @@ pub struct NativeListenOptions {
     pub request_timeout_ms: f64,
     /// Proxy settings; absent: connect directly.
     pub proxy: Option<NativeProxyOptions>,
+    /// permessage-deflate for the connections it accepts by itself; absent: refused.
+    pub per_message_deflate: Option<NativeDeflateOptions>,
 }
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
@@ -203,6 +205,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     opts.ca = buffers(options.ca);
     opts.accept_socket.limits.max_payload = options.max_payload.max(0.0) as u64;
     opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
+    opts.deflate = options.per_message_deflate.as_ref().map(deflate_options);
     opts.spare_max_age = (options.spare_max_age_ms > 0.0)
         .then(|| Duration::from_millis(options.spare_max_age_ms as u64));
     opts.request_timeout = Duration::from_millis(options.request_timeout_ms.max(1.0) as u64);

@@ -221,6 +221,7 @@ pub(super) async fn run(
                 headers: vec![("ServiceBusAuthorization".to_owned(), token.value.clone())],
                 protocols: Vec::new(),
                 handshake_timeout: opts.handshake_timeout,
+                deflate: None,
                 ca: opts.ca.clone(),
                 proxy: opts.proxy.clone(),
             },

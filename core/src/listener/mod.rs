@@ -64,6 +64,9 @@ pub struct ListenerOptions {
     pub accept_socket: SocketOptions,
     /// Time allowed for an accept handshake the listener makes by itself. Default 20 s.
     pub accept_timeout: Duration,
+    /// permessage-deflate for the connections it accepts by itself (as ws's
+    /// `WebSocketServer`'s `perMessageDeflate`); `None` (the default, as ws): refused.
+    pub deflate: Option<crate::socket::deflate::DeflateOptions>,
     /// The Hybrid Connection's path, for [`AcceptRequest::url`]. Default: from `url`.
     pub entity: String,
     /// After an accept it makes by itself, the listener opens a spare connection to the
@@ -98,6 +101,7 @@ impl ListenerOptions {
             handshake_timeout: Duration::from_secs(30),
             accept_socket: SocketOptions::default(),
             accept_timeout: Duration::from_secs(20),
+            deflate: None,
             spare_max_age: Some(Duration::from_secs(10)),
             token_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
@@ -329,6 +333,7 @@ pub async fn reject(
         headers: Vec::new(),
         protocols: Vec::new(),
         handshake_timeout: timeout,
+        deflate: None,
         ca: ca.to_vec(),
         proxy,
     };

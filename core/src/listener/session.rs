@@ -79,6 +79,7 @@ pub(super) fn send_text(handle: &Handle, text: String) {
         opcode: frame::OP_TEXT,
         fin: true,
         payload: text.into_bytes(),
+        compress: false,
         accounted: 0,
         ack: 0,
     });
@@ -275,6 +276,7 @@ impl<'a> Session<'a> {
             opcode: frame::OP_PING,
             fin: true,
             payload: Vec::new(),
+            compress: false,
             accounted: 0,
             ack: 0,
         });

@@ -45,6 +45,9 @@ pub enum AcceptOutcome {
         initial: Vec<u8>,
         /// The `Sec-WebSocket-Protocol` the listener chose.
         protocol: Option<String>,
+        /// The `Sec-WebSocket-Extensions` the listener answered with (passed to the sender
+        /// as is).
+        extensions: Option<String>,
     },
     /// The listener rejected the sender.
     Rejected {

@@ -20,6 +20,7 @@ use crate::relay::http::{self, RequestHead};
 use crate::relay::http_relay;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
+use crate::socket::deflate;
 use crate::socket::error::SocketError;
 
 /// A request to a Hybrid Connection address, taken apart.
@@ -154,6 +155,11 @@ pub async fn serve(
             deny(&conn.state, conn.stream, d, None).await
         }
     }
+}
+
+/// Whether a `Sec-WebSocket-Extensions` value names permessage-deflate.
+fn names_deflate(header: &str) -> bool {
+    deflate::parse(header).is_ok_and(|o| o.iter().any(|(k, _)| k == deflate::EXTENSION))
 }
 
 /// Refuses a request with `d`'s status (500 if it has none) and reports it.
@@ -353,10 +359,25 @@ impl Conn {
                 stream: listener_stream,
                 initial: listener_initial,
                 protocol,
+                extensions,
             })) => {
-                if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
-                    .await
-                    .is_err()
+                // The listener's answer goes to the sender as the service passes it: a sender
+                // that offered nothing fails it itself. Compressed frames (RSV1) are relayed
+                // only once both sides named permessage-deflate.
+                let answer = extensions.as_deref();
+                let rsv1 = answer.is_some()
+                    && self
+                        .head
+                        .header("Sec-WebSocket-Extensions")
+                        .is_some_and(names_deflate);
+                if http::write_switching_with(
+                    &mut self.stream,
+                    &self.key,
+                    protocol.as_deref(),
+                    answer,
+                )
+                .await
+                .is_err()
                 {
                     return;
                 }
@@ -374,7 +395,10 @@ impl Conn {
                     self.initial,
                     listener_stream,
                     listener_initial,
-                    state.config.relay_buffer_bytes,
+                    forward::Relaying {
+                        buffer_bytes: state.config.relay_buffer_bytes,
+                        rsv1,
+                    },
                     state.forward_stats.clone(),
                 )
                 .await;
@@ -464,9 +488,22 @@ impl Conn {
             .and_then(|p| p.split(',').next())
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty());
-        if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
-            .await
-            .is_err()
+        // The listener's permessage-deflate answer, echoed to it and passed to the sender.
+        // A header that reads as an offer (what a plain ws client sends) is no answer: that
+        // listener negotiates nothing.
+        let extensions = self
+            .head
+            .header("Sec-WebSocket-Extensions")
+            .map(|e| e.trim().to_owned())
+            .filter(|e| deflate::is_answer(e));
+        if http::write_switching_with(
+            &mut self.stream,
+            &self.key,
+            protocol.as_deref(),
+            extensions.as_deref(),
+        )
+        .await
+        .is_err()
         {
             return;
         }
@@ -474,6 +511,7 @@ impl Conn {
             stream: self.stream,
             initial: self.initial,
             protocol,
+            extensions,
         });
     }
 

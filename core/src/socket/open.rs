@@ -78,14 +78,26 @@ pub(super) async fn run(
             return;
         }
     };
+    let extensions = established
+        .deflate
+        .as_ref()
+        .map(|a| a.params.format())
+        .unwrap_or_default();
     sink.push(Event::Open {
         protocol: established.protocol,
+        extensions,
     });
     if let Some(then) = then {
         then(true);
     }
     let guard = (sink.clone(), shared.clone());
-    let mut task = ConnectionTask::new(established.stream, socket, sink, shared);
+    let mut task = ConnectionTask::new(
+        established.stream,
+        socket,
+        sink,
+        shared,
+        established.deflate.as_ref(),
+    );
     task.on_bytes(&established.initial);
     tokio::spawn(guarded(task, guard.0, guard.1));
 }
