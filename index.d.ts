@@ -5,8 +5,10 @@
 //
 // `require('hyco-ws-rs')` (and `moduleResolution: node10`) reads this file; `import` (Node's
 // ESM, bundlers) reads index.d.mts, which re-exports this file's namespace by name. A name
-// added to the namespace below is added to the list in index.d.mts too
-// (__test__/types-package.test.mjs fails until it is).
+// added to the namespace below is added to the list in index.d.mts too, and to hyco-ws.d.ts
+// and hyco-ws.d.mts (the `hyco-ws-rs/hyco-ws` entry point has every name of this one, and its
+// `RelayedServer` every member of this one's): __test__/types-package.test.mjs fails until
+// it is.
 
 /// <reference types="node" />
 
@@ -381,6 +383,15 @@ declare namespace HycoWebSocket {
      * (`HTTPS_PROXY` for `wss:`, `HTTP_PROXY` for `ws:`, `NO_PROXY`). See the README's
      * "Proxies". */
     proxy?: RelayProxy;
+    /**
+     * permessage-deflate, as ws's client option: offered by default
+     * (`permessage-deflate; client_max_window_bits`); `false` offers nothing. Honoured:
+     * `serverNoContextTakeover`, `clientNoContextTakeover`, `serverMaxWindowBits`,
+     * `clientMaxWindowBits` (booleans or 8 to 15), `threshold` (default `1024`),
+     * `zlibDeflateOptions.level` and `.memLevel`; the rest is accepted and ignored.
+     * Compression runs on the addon's threads. Default `true`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /**
@@ -530,6 +541,13 @@ declare namespace HycoWebSocket {
      * connections, rejects, HTTP rendezvous); `false` for none. Default: the environment
      * when the server is made. See {@link RelayedConnectOptions.proxy}. */
     proxy?: RelayProxy;
+    /**
+     * permessage-deflate, as ws's `WebSocketServer` option: chosen from each sender's offer
+     * (the first acceptable one; an offer that cannot be read or accepted refuses the sender
+     * with 400), in both accept paths. The same sub-options as
+     * {@link RelayedConnectOptions.perMessageDeflate}. Default `false`.
+     */
+    perMessageDeflate?: boolean | WS.PerMessageDeflateOptions;
   }
 
   /**
@@ -563,6 +581,101 @@ declare namespace HycoWebSocket {
     request: (req: IncomingMessage & { id?: string }, res: ServerResponse) => void;
   }
 
+  /**
+   * The event objects that the `on…` attributes of a {@link RelayedControlChannel} receive, by
+   * event, as ws's `WebSocketEventMap` (the `target` being the channel).
+   */
+  interface RelayedControlChannelEventMap {
+    open: { type: 'open'; target: RelayedControlChannel };
+    /** `code` 1000 for a close that was asked for (`close()`, the server's `close()`), 1006
+     * for a lost channel (`reason` is then the error's message). */
+    close: { type: 'close'; target: RelayedControlChannel; code: number; reason: string; wasClean: boolean };
+    /** A failed attempt to open the channel (the server retries). */
+    error: { type: 'error'; target: RelayedControlChannel; error: RelayedConnectError; message: string };
+    /** A message of the service, as it came: JSON text (`{"accept":…}`, `{"request":…}`, …). */
+    message: { type: 'message'; target: RelayedControlChannel; data: string };
+  }
+
+  /**
+   * The events of a {@link RelayedControlChannel} and their listeners: the one list that
+   * `on`, `once`, `off` and the other listener methods take their overloads from.
+   */
+  interface RelayedControlChannelEvents {
+    /** The channel opened (at start and after each reconnect). */
+    open: () => void;
+    /** The channel closed: 1000 when asked for, 1006 when lost (`reason` is the error's message). */
+    close: (code: number, reason: string) => void;
+    /** An attempt to open the channel failed (the server retries). Without a listener, nothing
+     * is thrown. */
+    error: (err: RelayedConnectError) => void;
+    /** A message of the service, as it came (JSON text). */
+    message: (text: string) => void;
+  }
+
+  /**
+   * `server.controlChannel`: a listener's control channel as code written for hyco-ws sees
+   * it. In hyco-ws it was the ws client itself, made anew at each reconnect; here it is one
+   * object for the server's life, whose state follows the channel (which runs in Rust).
+   * Messages are copies, sent to JavaScript only while a 'message' listener or an
+   * `onmessage` other than the default is set: the channel has acted on each one already, or
+   * does so right after. A type only: the channel has no class of its own to import.
+   */
+  interface RelayedControlChannel extends EventEmitter {
+    /** ws's ready state: `OPEN` (1) while the channel is open, `CONNECTING` (0) while the
+     * server (re)connects, `CLOSING` (2) while it closes, `CLOSED` (3) once it has. */
+    readonly readyState: 0 | 1 | 2 | 3;
+    /** The listen address: the server's {@link RelayedServer.listenUri}. */
+    readonly url: string;
+    /** Closes the channel (1000) and has the server open a new one at once ('close', then
+     * 'open' again), as closing hyco-ws's channel did; after the server's `close()`, does
+     * nothing. */
+    close(): void;
+    /** Closes the channel for good: the server's `close()`. */
+    terminate(): void;
+
+    /** Called with an event object when the channel opens. */
+    onopen: ((this: RelayedControlChannel, event: RelayedControlChannelEventMap['open']) => void) | null;
+    /** Called with an event object when the channel closes. */
+    onclose: ((this: RelayedControlChannel, event: RelayedControlChannelEventMap['close']) => void) | null;
+    /** Called with an event object for each failed attempt to open the channel. */
+    onerror: ((this: RelayedControlChannel, event: RelayedControlChannelEventMap['error']) => void) | null;
+    /**
+     * Called with an event object (`data`: the text) for each message of the service. At
+     * first a function that does nothing (the channel acts on every message itself), so that
+     * code that wraps the previous handler and calls it (`original.call(this, event)`) works;
+     * setting anything but a function makes it `null`.
+     */
+    onmessage: ((this: RelayedControlChannel, event: RelayedControlChannelEventMap['message']) => void) | null;
+
+    on<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    once<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    addListener<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    prependListener<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    prependOnceListener<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    off<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+    removeListener<E extends keyof RelayedControlChannelEvents>(event: E, listener: RelayedControlChannelEvents[E]): this;
+  }
+
+  /**
+   * {@link RelayedServer.options}: the options as given, read-only, with hyco-ws's defaults
+   * for the ones hyco-ws had (`null` for `server`, `token`, `id`, `verifyClient` and
+   * `handleProtocols`; `clientTracking` `true`; `maxPayload` 100 MiB).
+   */
+  interface RelayedServerOptionsWithDefaults
+    extends Readonly<
+      Omit<RelayedServerOptions, 'server' | 'token' | 'id' | 'verifyClient' | 'handleProtocols' | 'clientTracking' | 'maxPayload'>
+    > {
+    /** `null` when the address came from `connectionString`. */
+    readonly server: string | null;
+    /** `null` when the token came from `connectionString` or `credential`. */
+    readonly token: TokenProvider | null;
+    readonly id: string | null;
+    readonly verifyClient: NonNullable<RelayedServerOptions['verifyClient']> | null;
+    readonly handleProtocols: NonNullable<RelayedServerOptions['handleProtocols']> | null;
+    readonly clientTracking: boolean;
+    readonly maxPayload: number;
+  }
+
   /** A Hybrid Connection listener (hyco-ws's `RelayedServer`), its control channel in Rust. */
   class RelayedServer extends EventEmitter {
     /** @param callback Added as a 'listening' listener. */
@@ -576,6 +689,23 @@ declare namespace HycoWebSocket {
     /** Closes the control channel (1000) and every accepted socket (1001), then emits
      * 'close' and calls `cb`; a second call gets `Error('The server is not running')`. */
     close(cb?: (err?: Error) => void): void;
+
+    // hyco-ws's fields, for code written against it.
+    /** The listen address: `options.server` as given (or the one made from
+     * `options.connectionString`), with `sb-hc-id` added for `options.id`. */
+    readonly listenUri: string;
+    /** The `path` option, else the Hybrid Connection's name (from the address). */
+    readonly path: string;
+    /** The options as given, with hyco-ws's defaults. Read-only: they were read at
+     * construction (in hyco-ws, changing them changed the next reconnect). */
+    readonly options: RelayedServerOptionsWithDefaults;
+    /** `true` once `close()` was called (or the server stopped on an error). Setting it to
+     * `true`, as code written for hyco-ws does to stop its reconnect loop, closes the server;
+     * setting it to `false` does nothing. */
+    closeRequested: boolean;
+    /** The control channel, as hyco-ws code uses it: `readyState`, `close()` to reconnect,
+     * `onmessage` and 'message' to see the service's messages. */
+    readonly controlChannel: RelayedControlChannel;
 
     on<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;
     once<E extends keyof RelayedServerEvents>(event: E, listener: RelayedServerEvents[E]): this;

@@ -6,8 +6,8 @@
 // original class's `this`: no subclass of ws's `WebSocket` is assignable to that copy, not
 // even ws's own class, only another such copy. index.d.ts types a relayed socket as
 // `RelayedWebSocketClass & WsNamespaceWebSocket`, so that handlers and variables typed this
-// way accept it. Without `esModuleInterop` the same import is ws's class itself, and the
-// intersection is just the class.
+// way accept it, and hyco-ws.d.ts types its own likewise. Without `esModuleInterop` the same
+// import is ws's class itself, and the intersection is just the class.
 //
 // This file is `.d.cts` so that TypeScript reads it as CommonJS in every module mode: in an
 // ES module (`.mts`, `moduleResolution: bundler`) `import * as` of ws is a namespace, which

@@ -327,7 +327,7 @@ describe('relayedConnect: the callback and options', () => {
     }
   });
 
-  test('headers reach the listener in connectHeaders; id is the accept id; protocols are offered', async () => {
+  test('headers reach the listener in connectHeaders; id is the accept id; protocols and permessage-deflate are offered', async () => {
     await withListener({}, async ({ open }) => {
       const { S, accept } = await open(
         { headers: { 'X-Custom-Header': 'v1' }, id: 'track-7', protocols: ['p1', 'p2'] },
@@ -341,11 +341,15 @@ describe('relayedConnect: the callback and options', () => {
       const offered = findHeader(accept.connectHeaders, 'Sec-WebSocket-Protocol');
       assert.ok(offered, 'Sec-WebSocket-Protocol is sent');
       assert.deepEqual(offered[1].split(/\s*,\s*/), ['p1', 'p2']);
-      assert.equal(findHeader(accept.connectHeaders, 'Sec-WebSocket-Extensions'), undefined, 'no extension is offered');
+      // ws's client offer, by default (perMessageDeflate: true).
+      const extensions = findHeader(accept.connectHeaders, 'Sec-WebSocket-Extensions');
+      assert.ok(extensions, 'permessage-deflate is offered');
+      assert.equal(extensions[1], 'permessage-deflate; client_max_window_bits');
       assert.equal(S.protocol, 'p2');
 
-      const single = await open({ protocols: 'only' }, { protocol: 'only' });
+      const single = await open({ protocols: 'only', perMessageDeflate: false }, { protocol: 'only' });
       assert.equal(findHeader(single.accept.connectHeaders, 'Sec-WebSocket-Protocol')[1], 'only');
+      assert.equal(findHeader(single.accept.connectHeaders, 'Sec-WebSocket-Extensions'), undefined, 'perMessageDeflate: false offers nothing');
       assert.equal(single.S.protocol, 'only');
     });
   });

@@ -194,24 +194,56 @@ describe('the token on the wire', () => {
 });
 
 describe('renewal', () => {
-  test('3-second tokens from a credential are renewed on the one control channel for 10 s; senders are served', async () => {
+  // The two 30-second waits of the issue run side by side, on two Hybrid Connections of one
+  // relay: 3-second tokens renewed for 30 s, and a credential whose first getToken never
+  // settles (the listener gives up on it after its 30 s token timeout, and asks again).
+  test('3-second tokens renewed for 30 s on one control channel; a getToken that never answers is given up after 30 s and asked again', async () => {
     await withServerRelay(RELAY, async (relay) => {
       const renewals = relayEvents(relay, 'renew');
-      const credential = relay.entraCredential({ roles: LISTENER, ttl: 3 });
+      const good = relay.entraCredential({ roles: LISTENER, ttl: 3 });
+      const calls = [];
+      const credential = {
+        getToken(scope) {
+          calls.push(Date.now());
+          return good.getToken(scope);
+        }
+      };
       const server = echo(newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential }));
+
+      let silentCalls = 0;
+      const fallback = relay.entraCredential({ roles: LISTENER });
+      const silent = {
+        getToken(scope) {
+          silentCalls++;
+          return silentCalls === 1 ? new Promise(() => {}) : fallback.getToken(scope);
+        }
+      };
+      const patient = newServer({ server: createRelayListenUri(relay.namespace, 'hc2'), credential: silent, reconnectDelays: [50] });
+      patient.on('warning', () => {});
+
       await whenListening(server);
       const t0 = Date.now();
       await waitUntil(
-        () => renewals.length >= 3 && Date.now() - t0 >= 10_000,
-        20_000,
-        () => `three renewals over 10 s (${renewals.length} renewals; events: ${history(server)})`
+        () => calls.length >= 11 && Date.now() - t0 >= 30_000,
+        45_000,
+        () => `ten renewals over 30 s (${calls.length} getToken calls; events: ${history(server)})`
       );
-      assert.ok(credential.scopes.length >= 4, `the credential was asked for each renewal (${credential.scopes.length})`);
+      const gaps = calls.slice(1).map((t, i) => t - calls[i]);
+      // 80 % of a 3-second life: about 2.4 s between asks, never a burst, always before expiry.
+      for (const gap of gaps) assert.ok(gap >= 1500 && gap < 3000, `asked again after ${gap} ms (all: ${gaps})`);
+      assert.ok(renewals.length >= 10, `the relay saw the renewals (${renewals.length})`);
       assert.equal(eventsOfType(server, 'online').length, 1, history(server));
       assert.equal(eventsOfType(server, 'offline').length, 0, history(server));
       assert.equal(eventsOfType(server, 'warning').length, 0, history(server));
-      assert.equal(relay.stats().listeners, 1);
-      await echoRoundTrip(relay, 'a sender after 10 s of 3-second tokens');
+      await echoRoundTrip(relay, 'a sender after 30 s of 3-second tokens');
+
+      await whenListening(patient, 10_000, "the patient listener's 'listening' after its token timeout");
+      const [warning] = eventsOfType(patient, 'warning').map((e) => e.args[0]);
+      assert.equal(warning && warning.code, 'ERR_TOKEN_PROVIDER', history(patient));
+      assert.equal(warning.message, 'The token provider failed: the token provider did not answer within 30000 ms');
+      assert.equal(silentCalls, 2);
+      assert.equal(eventsOfType(patient, 'error').length, 0, history(patient));
+      assert.equal(relay.stats().listeners, 2);
     });
   });
 

@@ -1,6 +1,6 @@
 // HTTP proxies: `RelayedServer` and `relayedConnect` through a real proxy (the npm `proxy`
 // package, in this process, on 127.0.0.1), chosen by the `proxy` option or by the
-// environment's HTTP_PROXY/HTTPS_PROXY/NO_PROXY; Basic authentication; how refusals and an
+// environment's HTTP_PROXY/HTTPS_PROXY/NO_PROXY; rejects and HTTP rendezvous; Basic authentication; how refusals and an
 // unreachable proxy are reported (never with the password); a proxy that drops its tunnels;
 // an https:// proxy; and the option's validation.
 import { test, describe, before, after } from 'node:test';
@@ -10,6 +10,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+
+import { createRelayHttpsUri, createRelayToken, relayedFetch } from 'hyco-ws-rs';
 
 import { STEP_MS, nextEvent, waitUntil, withTimeout } from './support/relay-steps.mjs';
 import {
@@ -150,8 +152,8 @@ describe('proxy: ws: addresses', () => {
     withProxy({}, (proxy) =>
       withEnv(NO_PROXY_VARS, () =>
         withServerRelay(undefined, async () => {
-          // The fake service (which takes any WebSocket) sends the control messages: the
-          // local relay does not carry HTTP requests.
+          // The fake service (which takes any WebSocket) sends the control messages the test
+          // picks; the test after this one does HTTP through the local relay.
           const fake = await startFakeService();
           const server = newServer({ server: fake.listenUri, token: 't', proxy: proxy.url, verifyClient: () => false });
           server.on('request', (req, res) => res.end('ok'));
@@ -170,6 +172,29 @@ describe('proxy: ws: addresses', () => {
           assert.ok(proxy.outboundPorts.has(rendezvous.req.socket.remotePort), 'the rendezvous is a tunnel');
           assert.equal(proxy.connects.length, 3);
           for (const c of proxy.connects) assert.equal(c.target, `127.0.0.1:${fake.port}`);
+        })
+      )
+    ));
+
+  test('HTTP through the local relay to a listener behind the proxy: an inline answer, a 1 MiB one over a rendezvous', () =>
+    withProxy({}, (proxy) =>
+      withEnv(NO_PROXY_VARS, () =>
+        withServerRelay(undefined, async (relay) => {
+          const big = Buffer.alloc(1024 * 1024, 'x');
+          const server = await startServer(relay, { proxy: proxy.url });
+          server.on('request', (req, res) => res.end(req.url === '/big' ? big : 'small'));
+          assert.equal(proxy.connects.length, 1, 'the control channel is a tunnel');
+          const url = (suffix) => createRelayHttpsUri(relay.namespace, `hc${suffix}`);
+          const token = (u) => createRelayToken(u, relay.keyName, relay.key);
+          const small = await withTimeout(relayedFetch(url('/small'), { token: token(url('/small')) }), STEP_MS, 'the small response');
+          assert.equal(await small.text(), 'small');
+          assert.equal(proxy.connects.length, 1, 'an inline answer goes back over the control channel');
+          const res = await withTimeout(relayedFetch(url('/big'), { token: token(url('/big')) }), STEP_MS, 'the big response');
+          const body = Buffer.from(await withTimeout(res.arrayBuffer(), STEP_MS, 'the big body'));
+          assert.equal(res.status, 200);
+          assert.ok(body.equals(big), `the 1 MiB body arrived whole (${body.length} bytes)`);
+          assert.equal(proxy.connects.length, 2, 'the rendezvous is a tunnel too');
+          for (const c of proxy.connects) assert.equal(c.target, `127.0.0.1:${relay.port}`);
         })
       )
     ));

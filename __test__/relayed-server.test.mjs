@@ -838,6 +838,29 @@ describe('terminal errors', () => {
     });
   });
 
+  test("a connection string's key that is wrong, or whose rule lacks Listen: 'error' 401/403, then 'close' (a key does not fix itself)", async () => {
+    const key = Buffer.from('a send-only key of 32 bytes long').toString('base64');
+    const rules = [
+      { name: 'RootManageSharedAccessKey', key: Buffer.from('the right key, thirty-two bytes!').toString('base64'), rights: ['Manage'] },
+      { name: 'sender', key, rights: ['Send'] }
+    ];
+    await withServerRelay({ ...RELAY, rules }, async (relay) => {
+      const wrongKey = relay.connectionString('hc').replace(/SharedAccessKey=[^;]*/, `SharedAccessKey=${Buffer.from('not the key').toString('base64')}`);
+      const sendOnly = relay.connectionString('hc').replace(/SharedAccessKeyName=[^;]*;SharedAccessKey=[^;]*/, `SharedAccessKeyName=sender;SharedAccessKey=${key}`);
+      for (const [connectionString, status] of [[wrongKey, 401], [sendOnly, 403]]) {
+        const server = newServer({ connectionString, reconnectDelays: [0] });
+        const errors = [];
+        server.on('error', (err) => errors.push(err));
+        server.on('warning', (w) => assert.fail(`no retry, no warning: ${w.code} ${w.message}`));
+        await nextOf(server, 'close', STEP_MS, `'close' after a ${status}`);
+        assert.equal(errors.length, 1, history(server));
+        assert.equal(errors[0].statusCode, status, errors[0].message);
+        assert.equal(eventsOfType(server, 'connecting').length, 1, `one attempt only (${history(server)})`);
+        assert.ok(!String(errors[0].message + errors[0].stack).includes(key), 'the message does not reveal the key');
+      }
+    });
+  });
+
   test("with a token provider, 401 is not terminal: no 'error', 'connecting' events carry statusCode 401", async () => {
     await withServerRelay(RELAY, async (relay) => {
       const uri = createRelayListenUri(relay.namespace, 'hc');
@@ -850,6 +873,8 @@ describe('terminal errors', () => {
         },
         reconnectDelays: [0, 100, 200]
       });
+      const refusals = [];
+      server.on('warning', (w) => refusals.push(w));
       // No 'error' listener: an 'error' would crash the test.
       await waitUntil(
         () => eventsOfType(server, 'connecting').filter((e) => e.args[0] && e.args[0].statusCode === 401).length >= 2,
@@ -857,6 +882,12 @@ describe('terminal errors', () => {
         () => `two 'connecting' events with a 401 (events: ${history(server)})`
       );
       assert.ok(calls >= 2, `the provider is asked again for each attempt (${calls} calls)`);
+      // Each refused attempt is reported, so a wrong key in a provider does not go unseen.
+      assert.ok(refusals.length >= 2, `a 'warning' per refused attempt (${refusals.length})`);
+      for (const w of refusals) {
+        assert.equal(w.code, 'ERR_TOKEN_REFUSED');
+        assert.equal(w.statusCode, 401);
+      }
       assert.equal(eventsOfType(server, 'error').length, 0, history(server));
       assert.ok(!typesOf(server).includes('close'), history(server));
       assert.equal(server.lastError && server.lastError.statusCode, 401, 'lastError is the 401');

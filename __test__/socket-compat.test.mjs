@@ -201,6 +201,19 @@ describe('12 constants & attributes', () => {
     });
   });
 
+  test("with a listener that answers no extension, extensions is ''; send with compress: true arrives uncompressed (as ws)", async () => {
+    await withListener({}, async ({ open }) => {
+      // The peer answers nothing (perMessageDeflate: false) and the relay negotiates nothing; a
+      // compressed frame (RSV1) would make the relay close the pair with 1002. (Compression
+      // itself: __test__/deflate.test.mjs.)
+      const { S, peer } = await open();
+      assert.equal(S.extensions, '');
+      S.send('squeeze me'.repeat(100), { compress: true });
+      await peerGets(peer, 'squeeze me'.repeat(100), false, 'the message sent with compress: true');
+      assert.equal(S.readyState, S.OPEN);
+    });
+  });
+
   test('12.6 bufferedAmount is 0 at open', async () => {
     await withListener({}, async ({ open }) => {
       const { S } = await open();
@@ -1053,18 +1066,6 @@ describe('12 stream integration', () => {
 
 // ---------------------------------------------------------------------------------------------
 describe('documented deviations', () => {
-  test("extensions is always ''; send with compress: true is accepted and arrives uncompressed", async () => {
-    await withListener({}, async ({ open }) => {
-      // The peer offers nothing (perMessageDeflate: false) and the relay negotiates nothing; a
-      // compressed frame (RSV1) would make the relay close the pair with 1002.
-      const { S, peer } = await open();
-      assert.equal(S.extensions, '');
-      S.send('squeeze me'.repeat(100), { compress: true });
-      await peerGets(peer, 'squeeze me'.repeat(100), false, 'the message sent with compress: true');
-      assert.equal(S.readyState, S.OPEN);
-    });
-  });
-
   test('the mask option is ignored: frames are always masked (the relay refuses unmasked ones)', async () => {
     await withListener({}, async ({ open }) => {
       const { S, peer } = await open();

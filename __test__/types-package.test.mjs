@@ -6,7 +6,9 @@
 // API, code written for @types/hyco-ws, the README's TypeScript, the examples' TypeScript,
 // and uses that must not compile. The README's JavaScript is checked too (checkJs, as Node
 // runs it). attw and publint look at the same tarball, and the ES module declarations are
-// compared with the CommonJS ones and with what wrapper.mjs exports.
+// compared with the CommonJS ones and with what wrapper.mjs exports; the same for the
+// `hyco-ws-rs/hyco-ws` entry point (hyco-ws.d.ts, hyco-ws.d.mts, hyco-ws.mjs), whose
+// deprecation notes are asked of the language service.
 import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -20,6 +22,7 @@ import { publint } from 'publint';
 import { formatMessage } from 'publint/utils';
 
 import * as esm from 'hyco-ws-rs';
+import * as esmCompat from 'hyco-ws-rs/hyco-ws';
 import { installOffline, packPackages, root } from './support/pack.mjs';
 
 const require = createRequire(import.meta.url);
@@ -295,7 +298,10 @@ test('the tarball brings the types its declarations need, @types/ws pinned to th
     assert.ok(readdirSync(join(project, 'node_modules', ...name.split('/'))).includes('package.json'), `${name} was installed`);
   }
   const shipped = readdirSync(join(project, 'node_modules', 'hyco-ws-rs'));
-  for (const file of [pkg.types, pkg.exports['.'].import.types, pkg.exports['.'].require.types, 'ws-interop.d.cts']) {
+  const entries = Object.values(pkg.exports).filter((e) => typeof e === 'object');
+  const declarations = [pkg.types, 'ws-interop.d.cts', ...entries.flatMap((e) => [e.import.types, e.require.types])];
+  assert.ok(declarations.includes('./hyco-ws.d.ts') && declarations.includes('./hyco-ws.d.mts'));
+  for (const file of declarations) {
     assert.ok(shipped.includes(file.replace(/^\.\//, '')), `${file} ships`);
   }
   assert.ok(files.some((f) => f.name.startsWith('readme-')), 'the README has TypeScript blocks under "TypeScript"');
@@ -328,6 +334,8 @@ describe('tsc --strict over the installed package', { concurrency: 2 }, () => {
         const listed = new Set(output.split('\n').map((l) => l.trim()));
         const installed = (...path) => join(project, 'node_modules', ...path);
         assert.ok(listed.has(installed('hyco-ws-rs', mode.entry)), `${mode.name} reads ${mode.entry}`);
+        const compatEntry = mode.entry.replace(/^index/, 'hyco-ws');
+        assert.ok(listed.has(installed('hyco-ws-rs', compatEntry)), `${mode.name} reads ${compatEntry} for hyco-ws-rs/hyco-ws`);
         assert.ok(listed.has(installed('hyco-ws-rs', 'ws-interop.d.cts')));
         assert.ok(
           listed.has(installed('@types', 'ws', 'index.d.ts')) || listed.has(installed('@types', 'ws', 'index.d.mts')),
@@ -336,7 +344,10 @@ describe('tsc --strict over the installed package', { concurrency: 2 }, () => {
         const { files: checked } = JSON.parse(readFileSync(join(dir, 'tsconfig.json'), 'utf8'));
         for (const name of checked) assert.ok(listed.has(join(dir, name)), `${name} was checked`);
         const expected = ['named-api', 'named-negative', 'example-typescript-listener', 'readme-line-'];
-        if (mode.styles.includes('namespace')) expected.push('namespace-hyco-ws');
+        expected.push('named-compat', 'named-compat-negative', 'named-compat-deprecated');
+        if (mode.styles.includes('namespace')) expected.push('namespace-hyco-ws', 'namespace-compat');
+        if (mode.styles.includes('require')) expected.push('require-compat');
+        if (mode.styles.includes('default')) expected.push('default-compat');
         for (const name of expected) assert.ok(checked.some((f) => f.startsWith(name)), `${name} is checked in ${mode.name}`);
       });
     }
@@ -364,6 +375,38 @@ test('a broken use fails the check: the harness is not vacuous', async () => {
   assert.match(output, /negative\.ts\(\d+,\d+\): error TS2322: Type 'string' is not assignable to type 'number'/);
 });
 
+test('ws 8\'s \'message\' listener on a relayed socket of hyco-ws-rs/hyco-ws is struck out as deprecated, and nothing else is', () => {
+  // The language service's suggestion diagnostics, as an editor shows them, over the
+  // installed package: every line of the fixture marked `// deprecated`, and no other.
+  const mode = MODES.find((m) => m.dir === 'nodenext-cts');
+  const dir = join(project, mode.dir);
+  const file = join(dir, `named-compat-deprecated${mode.ext}`);
+  const { options, errors } = ts.convertCompilerOptionsFromJson({ ...BASE_OPTIONS, ...mode.compilerOptions }, dir);
+  assert.deepEqual(errors, []);
+  const service = ts.createLanguageService({
+    getScriptFileNames: () => [file],
+    getScriptVersion: () => '1',
+    getScriptSnapshot: (name) => (ts.sys.fileExists(name) ? ts.ScriptSnapshot.fromString(ts.sys.readFile(name)) : undefined),
+    getCurrentDirectory: () => dir,
+    getCompilationSettings: () => options,
+    getDefaultLibFileName: (o) => ts.getDefaultLibFilePath(o),
+    fileExists: ts.sys.fileExists,
+    readFile: ts.sys.readFile,
+    readDirectory: ts.sys.readDirectory,
+    directoryExists: ts.sys.directoryExists,
+    getDirectories: ts.sys.getDirectories
+  });
+  const lineOf = (d) => d.file.getLineAndCharacterOfPosition(d.start).line + 1;
+  assert.deepEqual(service.getSemanticDiagnostics(file).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n')), []);
+  const deprecated = service.getSuggestionDiagnostics(file).filter((d) => d.reportsDeprecated);
+  const marked = readFileSync(file, 'utf8')
+    .split('\n')
+    .flatMap((line, i) => (/\/\/ deprecated$/.test(line) ? [i + 1] : []));
+  assert.ok(marked.length >= 4, 'the fixture marks its ws 8 listeners');
+  assert.deepEqual(deprecated.map(lineOf), marked);
+  for (const d of deprecated) assert.equal(d.code, 6387, ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+});
+
 test('attw: no problem in any resolution mode (node10, node16 from CJS and from ESM, bundler)', async () => {
   const attw = join(root, 'node_modules', '@arethetypeswrong', 'cli', 'dist', 'index.js');
   const { code, output } = await run(process.execPath, [attw, tarballs.main, '--format', 'json', '--no-definitely-typed'], work);
@@ -371,9 +414,18 @@ test('attw: no problem in any resolution mode (node10, node16 from CJS and from 
   const problems = Array.isArray(result.problems) ? result.problems : Object.values(result.problems || {}).flat();
   assert.deepEqual(problems, [], output.slice(0, 4000));
   assert.equal(code, 0);
-  const resolutions = result.analysis.entrypoints['.'].resolutions;
-  const types = Object.fromEntries(Object.entries(resolutions).map(([kind, r]) => [kind, basename(r.resolution.fileName)]));
-  assert.deepEqual(types, { node10: 'index.d.ts', 'node16-cjs': 'index.d.ts', 'node16-esm': 'index.d.mts', bundler: 'index.d.mts' });
+  const typesOf = (entrypoint) => {
+    assert.ok(result.analysis.entrypoints[entrypoint], `attw analysed ${entrypoint}`);
+    const resolutions = result.analysis.entrypoints[entrypoint].resolutions;
+    return Object.fromEntries(Object.entries(resolutions).map(([kind, r]) => [kind, basename(r.resolution.fileName)]));
+  };
+  assert.deepEqual(typesOf('.'), { node10: 'index.d.ts', 'node16-cjs': 'index.d.ts', 'node16-esm': 'index.d.mts', bundler: 'index.d.mts' });
+  assert.deepEqual(typesOf('./hyco-ws'), {
+    node10: 'hyco-ws.d.ts',
+    'node16-cjs': 'hyco-ws.d.ts',
+    'node16-esm': 'hyco-ws.d.mts',
+    bundler: 'hyco-ws.d.mts'
+  });
 });
 
 test('publint: no error, warning or suggestion', async () => {
@@ -385,34 +437,89 @@ test('publint: no error, warning or suggestion', async () => {
   assert.deepEqual(messages.map((m) => `${m.type}: ${formatMessage(m, linted)}`), []);
 });
 
-test('index.d.mts exports every name of index.d.ts, and its values are what wrapper.mjs exports', () => {
-  const entries = [join(root, 'index.d.ts'), join(root, 'index.d.mts')];
-  const program = ts.createProgram(entries, {
-    module: ts.ModuleKind.NodeNext,
-    moduleResolution: ts.ModuleResolutionKind.NodeNext,
-    strict: true,
-    noEmit: true,
-    types: ['node']
-  });
-  assert.deepEqual(ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n')), []);
-  const checker = program.getTypeChecker();
-  const exportsOf = (file) => {
-    const symbols = checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(file)));
-    const isValue = (s) => Boolean((s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s).flags & ts.SymbolFlags.Value);
-    return {
-      all: symbols.map((s) => s.name).filter((n) => n !== 'prototype' && n !== 'default').sort(),
-      values: symbols.filter(isValue).map((s) => s.name).filter((n) => n !== 'prototype' && n !== 'default').sort(),
-      names: new Set(symbols.map((s) => s.name))
+let declarations;
+
+/**
+ * The declarations of the `index` and `hyco-ws` entry points, in one program (made once):
+ * its diagnostics; `exportsOf(file)`, the names a declaration file exports, which of them are
+ * values, and the members of the type a name names; `mirrored(name, …)`, which asserts that
+ * a `.d.mts` mirrors its `.d.ts` and the ES module entry point.
+ *
+ * @return {{ diagnostics: String[], exportsOf: Function, mirrored: Function }}
+ */
+function declared() {
+  if (!declarations) {
+    const files = ['index', 'hyco-ws'].flatMap((name) => [join(root, `${name}.d.ts`), join(root, `${name}.d.mts`)]);
+    const program = ts.createProgram(files, {
+      module: ts.ModuleKind.NodeNext,
+      moduleResolution: ts.ModuleResolutionKind.NodeNext,
+      strict: true,
+      noEmit: true,
+      types: ['node']
+    });
+    const diagnostics = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+    const checker = program.getTypeChecker();
+    const exportsOf = (file) => {
+      const symbols = checker.getExportsOfModule(checker.getSymbolAtLocation(program.getSourceFile(join(root, file))));
+      const resolved = (s) => (s.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(s) : s);
+      const isValue = (s) => Boolean(resolved(s).flags & ts.SymbolFlags.Value);
+      return {
+        all: symbols.map((s) => s.name).filter((n) => n !== 'prototype' && n !== 'default').sort(),
+        values: symbols.filter(isValue).map((s) => s.name).filter((n) => n !== 'prototype' && n !== 'default').sort(),
+        names: new Set(symbols.map((s) => s.name)),
+        /** The names of the members of the type that `name` names. */
+        members: (name) => {
+          const symbol = resolved(symbols.find((s) => s.name === name));
+          return checker.getPropertiesOfType(checker.getDeclaredTypeOfSymbol(symbol)).map((p) => p.name).sort();
+        }
+      };
     };
-  };
-  const cjs = exportsOf(entries[0]);
-  const mjs = exportsOf(entries[1]);
-  assert.deepEqual(mjs.all, cjs.all, 'index.d.mts lists every name of index.d.ts');
-  assert.deepEqual(mjs.values, cjs.values);
-  assert.ok(mjs.names.has('default'));
-  assert.deepEqual(mjs.values, Object.keys(esm).filter((n) => n !== 'default').sort(), 'the values are wrapper.mjs\'s exports');
+    /**
+     * Asserts that `${name}.d.mts` exports every name of `${name}.d.ts`, the default too, and
+     * that its values are the names the ES module entry point exports.
+     */
+    const mirrored = (name, esmExports, esmFile) => {
+      const cjs = exportsOf(`${name}.d.ts`);
+      const mjs = exportsOf(`${name}.d.mts`);
+      assert.deepEqual(mjs.all, cjs.all, `${name}.d.mts lists every name of ${name}.d.ts`);
+      assert.deepEqual(mjs.values, cjs.values);
+      assert.ok(mjs.names.has('default'));
+      assert.deepEqual(mjs.values, Object.keys(esmExports).filter((n) => n !== 'default').sort(), `the values are ${esmFile}'s exports`);
+      return cjs;
+    };
+    declarations = { diagnostics, exportsOf, mirrored };
+  }
+  return declarations;
+}
+
+test('index.d.mts exports every name of index.d.ts, and its values are what wrapper.mjs exports', () => {
+  const { diagnostics, mirrored } = declared();
+  assert.deepEqual(diagnostics, []);
+  const cjs = mirrored('index', esm, 'wrapper.mjs');
   const hyco = require('hyco-ws-rs');
   for (const name of cjs.values) assert.ok(name in hyco, `require('hyco-ws-rs').${name} exists`);
   assert.ok(!('HybridConnectionWebSocketServer' in hyco) && !cjs.values.includes('HybridConnectionWebSocketServer'), 'a type only');
   assert.ok(cjs.all.includes('HybridConnectionWebSocketServer'));
+  assert.ok(!('RelayedControlChannel' in hyco) && !cjs.values.includes('RelayedControlChannel'), 'a type only');
+  assert.ok(cjs.all.includes('RelayedControlChannel'));
+});
+
+test('hyco-ws.d.mts exports every name of hyco-ws.d.ts, its values are what hyco-ws.mjs and hyco-ws.js export, and it has the main entry point\'s names and members', () => {
+  const { diagnostics, exportsOf, mirrored } = declared();
+  assert.deepEqual(diagnostics, []);
+  const cjs = mirrored('hyco-ws', esmCompat, 'hyco-ws.mjs');
+  const compat = require('hyco-ws-rs/hyco-ws');
+  const values = Object.keys(compat).sort();
+  assert.deepEqual(cjs.values, values, 'the values are require(\'hyco-ws-rs/hyco-ws\')\'s enumerable exports');
+  assert.ok(!('HybridConnectionWebSocketServer' in compat) && cjs.all.includes('HybridConnectionWebSocketServer'), 'a type only');
+  // The same API as the main entry point: every name, and every member of the listener and
+  // of the relayed socket (the subpath declares its own listener class: a drift check).
+  const main = exportsOf('index.d.ts');
+  assert.deepEqual(main.all.filter((n) => !cjs.names.has(n)), [], 'hyco-ws.d.ts has every name of index.d.ts');
+  assert.deepEqual(main.values.filter((n) => !cjs.values.includes(n)), []);
+  for (const name of ['RelayedServer', 'RelayedWebSocket', 'WebSocket', 'WebSocketServer']) {
+    const missing = main.members(name).filter((m) => !cjs.members(name).includes(m));
+    assert.deepEqual(missing, [], `hyco-ws.d.ts's ${name} has every member of index.d.ts's`);
+    assert.ok(cjs.members(name).length > 10, `${name} has members`);
+  }
 });

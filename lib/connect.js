@@ -4,6 +4,7 @@
  * `relayedConnect()`: the sender side of a Hybrid Connection, over the native socket.
  */
 
+const { deflateOption } = require('./deflate');
 const { loadNative } = require('./native');
 const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { proxyOption } = require('./proxy');
@@ -143,6 +144,8 @@ function parseCa(ca) {
  * @param {(String|Buffer|Array)} [options.ca] Extra trusted certificates (PEM)
  * @param {Number} [options.closeTimeout=30000] Time allowed for the closing handshake, ms
  * @param {Boolean} [options.autoPong=true] Answer pings automatically
+ * @param {(Boolean|Object)} [options.perMessageDeflate=true] permessage-deflate, as ws's
+ *     client option: offered by default; `false` to offer nothing, or ws's sub-options
  * @param {Object} [options.credential] An Entra ID `TokenCredential`, instead of `token`
  * @param {String} [options.scope='https://relay.azure.net//.default'] Its scope
  * @param {(String|URL|Boolean)} [options.proxy] An HTTP proxy URL, or `false` for none;
@@ -152,6 +155,22 @@ function parseCa(ca) {
  * @public
  */
 function relayedConnect(address, token, options, fn) {
+  return connectAs(RelayedWebSocket, address, token, options, fn);
+}
+
+/**
+ * `relayedConnect` with the socket made from `Socket` (a `RelayedWebSocket` class): the
+ * `hyco-ws-rs/hyco-ws` entry point's sockets deliver messages as hyco-ws's did.
+ *
+ * @param {Function} Socket The socket class
+ * @param {(String|URL)} address As `relayedConnect`'s
+ * @param {?(String|Function)} token As `relayedConnect`'s
+ * @param {Object} [options] As `relayedConnect`'s
+ * @param {Function} [fn] As `relayedConnect`'s
+ * @return {RelayedWebSocket} The socket, in CONNECTING
+ * @private
+ */
+function connectAs(Socket, address, token, options, fn) {
   if (typeof options === 'function') {
     fn = options;
     options = undefined;
@@ -196,12 +215,29 @@ function relayedConnect(address, token, options, fn) {
   if (typeof autoPong !== 'boolean') invalidOption('autoPong', 'of type boolean', autoPong);
   const ca = parseCa(options.ca);
   const proxy = proxyOption(options.proxy);
+  const deflate = deflateOption(options.perMessageDeflate, true);
 
-  const ws = new RelayedWebSocket(url.href, { autoPong, closeTimeout });
+  const ws = new Socket(url.href, {
+    autoPong,
+    closeTimeout,
+    deflate: deflate && { threshold: deflate.threshold, server: false }
+  });
   if (fn) ws.once('open', () => fn(ws));
+  const perMessageDeflate = deflate ? deflate.native : undefined;
   const connect = () =>
     ws._attach(
-      native.connectSocket({ url: url.href, headers, protocols, handshakeTimeout, maxPayload, ca, closeTimeout, autoPong, proxy })
+      native.connectSocket({
+        url: url.href,
+        headers,
+        protocols,
+        handshakeTimeout,
+        maxPayload,
+        ca,
+        closeTimeout,
+        autoPong,
+        perMessageDeflate,
+        proxy
+      })
     );
   if (typeof token === 'string' || source === null) {
     // A fixed token (or none): connect at once, as ws does.
@@ -236,4 +272,4 @@ function relayedConnect(address, token, options, fn) {
   return ws;
 }
 
-module.exports = { redact, relayedConnect };
+module.exports = { connectAs, redact, relayedConnect };

@@ -25,9 +25,45 @@ const native = loadNative();
  * @public
  */
 function createRelayBaseUri(namespace, path) {
+  return baseUri([namespace, path]);
+}
+
+/**
+ * How the helpers read their arguments: strictly, or as hyco-ws did where what it did is
+ * well defined (an empty path, an empty key, a negative lifetime; see core/src/rules.rs).
+ *
+ * @typedef {Object} Rules
+ * @property {Boolean} hycoWs hyco-ws's rules
+ * @private
+ */
+const STRICT = Object.freeze({ hycoWs: false });
+const HYCO_WS = Object.freeze({ hycoWs: true });
+
+/**
+ * Checks a path (or a key) that hyco-ws's rules allow to be empty.
+ *
+ * @param {*} value The argument
+ * @param {String} name Its name
+ * @param {Rules} rules The rules
+ * @private
+ */
+function validateMaybeEmpty(value, name, rules) {
+  if (rules.hycoWs && value === '') return;
+  validateString(value, name);
+}
+
+/**
+ * Checks the arguments of `createRelayBaseUri` and builds the address.
+ *
+ * @param {Array} args `(namespace, path)` as the caller received them
+ * @param {Rules} [rules] The rules
+ * @return {String} The address
+ * @private
+ */
+function baseUri([namespace, path], rules = STRICT) {
   validateString(namespace, 'namespace');
-  validateString(path, 'path');
-  return native.createRelayBaseUri(namespace, path);
+  validateMaybeEmpty(path, 'path', rules);
+  return native.createRelayBaseUri(namespace, path, rules.hycoWs);
 }
 
 /**
@@ -38,15 +74,16 @@ function createRelayBaseUri(namespace, path) {
  * @return {String} The address
  * @private
  */
-function actionUri(listen, [namespace, path, token, id]) {
+function actionUri(listen, [namespace, path, token, id], rules = STRICT) {
   validateString(namespace, 'namespace');
-  validateString(path, 'path');
+  validateMaybeEmpty(path, 'path', rules);
   return native.createRelayActionUri(
     namespace,
     path,
     listen,
     optionalString(token, 'token'),
-    optionalString(id, 'id')
+    optionalString(id, 'id'),
+    rules.hycoWs
   );
 }
 
@@ -108,10 +145,26 @@ function createRelayHttpsUri(namespace, path, token, id) {
  * @public
  */
 function createRelayToken(uri, keyName, key, expirationSeconds) {
+  return token(false, [uri, keyName, key, expirationSeconds]);
+}
+
+/**
+ * Checks the arguments of the token helpers and makes the token (or the address with it).
+ *
+ * @param {Boolean} append `appendRelayToken` (true) or `createRelayToken`
+ * @param {Array} args `(uri, keyName, key, [expirationSeconds])` as the caller received them
+ * @param {Rules} [rules] The rules
+ * @return {String} The token, or the address with it
+ * @private
+ */
+function token(append, [uri, keyName, key, expirationSeconds], rules = STRICT) {
   validateString(uri, 'uri');
   validateString(keyName, 'keyName');
-  validateString(key, 'key');
-  return native.createRelayToken(uri, keyName, key, validateExpiration(expirationSeconds));
+  validateMaybeEmpty(key, 'key', rules);
+  const lifetime = validateExpiration(expirationSeconds, rules.hycoWs);
+  return append
+    ? native.appendRelayToken(uri, keyName, key, lifetime, undefined, rules.hycoWs)
+    : native.createRelayToken(uri, keyName, key, lifetime, undefined, rules.hycoWs);
 }
 
 /**
@@ -125,10 +178,7 @@ function createRelayToken(uri, keyName, key, expirationSeconds) {
  * @public
  */
 function appendRelayToken(uri, keyName, key, expirationSeconds) {
-  validateString(uri, 'uri');
-  validateString(keyName, 'keyName');
-  validateString(key, 'key');
-  return native.appendRelayToken(uri, keyName, key, validateExpiration(expirationSeconds));
+  return token(true, [uri, keyName, key, expirationSeconds]);
 }
 
 /**
@@ -184,3 +234,21 @@ module.exports = {
   parseConnectionString,
   parseRelayToken
 };
+
+/**
+ * The same helpers with hyco-ws's rules, for the `hyco-ws-rs/hyco-ws` entry point. Not
+ * enumerable: the entry points spread this module into their exports, and this is not part
+ * of them.
+ *
+ * @private
+ */
+Object.defineProperty(module.exports, 'withHycoWsRules', {
+  value: Object.freeze({
+    ...module.exports,
+    createRelayBaseUri: (...args) => baseUri(args, HYCO_WS),
+    createRelayListenUri: (...args) => actionUri(true, args, HYCO_WS),
+    createRelaySendUri: (...args) => actionUri(false, args, HYCO_WS),
+    createRelayToken: (...args) => token(false, args, HYCO_WS),
+    appendRelayToken: (...args) => token(true, args, HYCO_WS)
+  })
+});

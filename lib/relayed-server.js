@@ -12,12 +12,14 @@ const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
 const { redact } = require('./connect');
+const { ControlChannel } = require('./control-channel');
+const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
 const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
 const { credentialOption, tokenSource } = require('./tokens');
-const { codedError, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
@@ -38,6 +40,7 @@ const EV_RENEWED = eventType('renewed', []);
 const EV_TOKEN_EXPIRING = eventType('tokenExpiring', ['expiresAt']);
 const EV_TOKEN_ERROR = eventType('tokenError', ['message']);
 const EV_CLOSED = eventType('listenerClosed', ['error']);
+const EV_CONTROL_MESSAGE = eventType('controlMessage', ['text']);
 const EV_REQUEST = eventType('request', [
   'exchange',
   'method',
@@ -134,9 +137,18 @@ function normalize(options) {
       );
     }
   }
+  if (url === undefined || url === null) {
+    // hyco-ws's words first: code written for it matches on them.
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `'server' must be provided: the "options.server" property must be a listen address string (or give options.connectionString). Received ${describeType(url)}`
+    );
+  }
   if (typeof url !== 'string' || url === '') {
     invalidOption('server', 'a listen address string (or give options.connectionString)', url);
   }
+  const listenUri = url;
   let parsed;
   try {
     parsed = new URL(url);
@@ -155,6 +167,13 @@ function normalize(options) {
   }
   const staticToken = typeof token === 'string';
   if (staticToken && token === '') invalidOption('token', 'a non-empty string or a function', token);
+  if (credential === null && (token === undefined || token === null)) {
+    throw codedError(
+      TypeError,
+      'ERR_INVALID_ARG_TYPE',
+      `A 'token' string or function must be provided: the "options.token" property must be a string or a function returning a token (or a Promise of one), or give options.credential or options.connectionString. Received ${describeType(token)}`
+    );
+  }
   if (credential === null && !staticToken && typeof token !== 'function') {
     invalidOption(
       'token',
@@ -187,6 +206,7 @@ function normalize(options) {
       return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
     });
   }
+  const deflate = deflateOption(options.perMessageDeflate, false);
   let entity;
   try {
     entity = decodeURIComponent(parsed.pathname.slice('/$hc/'.length)).replace(/\/+$/, '');
@@ -196,6 +216,10 @@ function normalize(options) {
   }
   return {
     url: parsed.href,
+    listenUri:
+      options.id !== undefined && !new URL(listenUri).searchParams.has('sb-hc-id')
+        ? `${listenUri}${listenUri.includes('?') ? '&' : '?'}sb-hc-id=${encodeURIComponent(options.id)}`
+        : listenUri,
     entity,
     provider,
     staticToken,
@@ -210,7 +234,11 @@ function normalize(options) {
     prewarm: options.prewarm !== false,
     reconnectDelays,
     ca,
-    proxy: proxyOption(options.proxy)
+    proxy: proxyOption(options.proxy),
+    // permessage-deflate: `null` (refused, ws's server default) or the native options, and
+    // what every accepted socket shares of them.
+    deflate,
+    socketDeflate: deflate && { threshold: deflate.threshold, server: true }
   };
 }
 
@@ -228,8 +256,23 @@ class RelayedServer extends EventEmitter {
    */
   constructor(options, callback) {
     super();
-    this.options = normalize(options);
-    this.clients = this.options.clientTracking ? new Set() : undefined;
+    this._config = normalize(options);
+    // hyco-ws's public fields: the options as given (with hyco-ws's defaults), the listen
+    // address, the path option, and whether close() was called.
+    this.options = {
+      server: null,
+      token: null,
+      id: null,
+      verifyClient: null,
+      handleProtocols: null,
+      clientTracking: true,
+      maxPayload: this._config.maxPayload,
+      ...options
+    };
+    this.listenUri = this._config.listenUri;
+    this.path = options.path === undefined ? this._config.entity : options.path;
+    this.clients = this._newClients(this._config.clientTracking);
+    this.controlChannel = new ControlChannel(this);
     this.status = 'connecting';
     this.lastError = null;
     this._sockets = new Set();
@@ -242,20 +285,21 @@ class RelayedServer extends EventEmitter {
     this._id = 0;
     if (typeof callback === 'function') this.on('listening', callback);
     this._id = native.listen({
-      url: this.options.url,
-      staticToken: this.options.staticToken,
-      authFinal: this.options.authFinal,
+      url: this._config.url,
+      staticToken: this._config.staticToken,
+      authFinal: this._config.authFinal,
       // A ping every few microseconds helps nobody: 100 ms is the floor.
-      keepAliveMs: this.options.keepAliveInterval > 0 ? Math.max(100, this.options.keepAliveInterval) : 0,
+      keepAliveMs: this._config.keepAliveInterval > 0 ? Math.max(100, this._config.keepAliveInterval) : 0,
       // A pong is awaited 10 s, or one interval when pings are more frequent than that.
-      pongTimeoutMs: Math.min(10000, Math.max(250, this.options.keepAliveInterval)),
-      reconnectDelaysMs: this.options.reconnectDelays,
-      ca: this.options.ca,
-      maxPayload: this.options.maxPayload,
-      acceptTimeoutMs: this.options.acceptTimeout,
-      spareMaxAgeMs: this.options.prewarm ? SPARE_MAX_AGE_MS : 0,
-      requestTimeoutMs: this.options.requestTimeout,
-      proxy: this.options.proxy
+      pongTimeoutMs: Math.min(10000, Math.max(250, this._config.keepAliveInterval)),
+      reconnectDelaysMs: this._config.reconnectDelays,
+      ca: this._config.ca,
+      maxPayload: this._config.maxPayload,
+      acceptTimeoutMs: this._config.acceptTimeout,
+      spareMaxAgeMs: this._config.prewarm ? SPARE_MAX_AGE_MS : 0,
+      requestTimeoutMs: this._config.requestTimeout,
+      proxy: this._config.proxy,
+      perMessageDeflate: this._config.deflate ? this._config.deflate.native : undefined
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
@@ -357,8 +401,8 @@ class RelayedServer extends EventEmitter {
   _canAutoAccept() {
     return (
       this._state === 'running' &&
-      this.options.verifyClient === null &&
-      this.options.handleProtocols === null &&
+      this._config.verifyClient === null &&
+      this._config.handleProtocols === null &&
       this.listenerCount('headers') === 0
     );
   }
@@ -407,20 +451,23 @@ class RelayedServer extends EventEmitter {
           this._warn(refused, true);
         }
         this.emit('connecting', error !== null ? this.lastError : null);
+        if (error !== null) this._attemptFailed(this.lastError);
         break;
       }
       case EV_ONLINE:
         this.status = 'online';
-        if (!this._listened) {
-          this._listened = true;
-          this.emit('listening');
-        }
-        this.emit('online');
+        this._online();
         break;
       case EV_OFFLINE:
         this.status = 'offline';
         this.lastError = toError(list[at]);
+        // A reopen that controlChannel.close() asked for is a clean close.
+        this.controlChannel._closed(this._reopening ? null : this.lastError);
+        this._reopening = false;
         this.emit('offline', this.lastError);
+        break;
+      case EV_CONTROL_MESSAGE:
+        this.controlChannel._message(list[at]);
         break;
       case EV_ACCEPT: {
         const ev = {
@@ -450,9 +497,12 @@ class RelayedServer extends EventEmitter {
           true
         );
         break;
-      case EV_CLOSED:
-        this._onClosed(list[at] !== null ? toError(list[at]) : null);
+      case EV_CLOSED: {
+        const err = list[at] !== null ? toError(list[at]) : null;
+        this.controlChannel._closed(err);
+        this._onClosed(err);
         break;
+      }
       case EV_REQUEST:
         this._onRequest(list, at);
         break;
@@ -532,7 +582,7 @@ class RelayedServer extends EventEmitter {
    */
   _supplyToken(request) {
     // The server may have closed while the provider worked: the answer is then dropped.
-    this.options
+    this._config
       .provider()
       .then(({ token, expiresAt, refreshAt }) => {
         if (this._id !== 0) native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
@@ -544,9 +594,9 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * Runs the accept decision for a sender: verifyClient, handleProtocols, 'headers', then
-   * the accept (or reject) handshake. Each sender runs on its own; a slow verifyClient
-   * holds up no other.
+   * Runs the accept decision for a sender: permessage-deflate's negotiation, verifyClient,
+   * handleProtocols, 'headers', then the accept (or reject) handshake. Each sender runs on
+   * its own; a slow verifyClient holds up no other.
    *
    * @param {Object} ev The native accept event
    * @private
@@ -554,7 +604,17 @@ class RelayedServer extends EventEmitter {
   _accept(ev) {
     const req = this._request(ev.headers, ev.id, ev.url, ev.remoteAddress, ev.remotePort);
     const headers = req.headers;
-    const verify = this.options.verifyClient;
+    const offer = headers['sec-websocket-extensions'];
+    if (this._config.deflate !== null && offer !== undefined) {
+      // As ws's server: an offer that cannot be read or accepted refuses the sender.
+      try {
+        ev.deflateAnswer = native.deflateAccept(this._config.deflate.native, offer);
+      } catch {
+        this._reject(ev, 400, 'Invalid or unacceptable Sec-WebSocket-Extensions header');
+        return;
+      }
+    }
+    const verify = this._config.verifyClient;
     if (!verify) {
       this._guard(ev, () => this._choose(ev, req));
       return;
@@ -610,7 +670,7 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _accepting(id, list, at) {
-    const ws = new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 });
+    const ws = this._newSocket();
     // Not tracked until open: if the handshake fails, the socket just closes unseen (its
     // 'error' is not thrown, as it belongs to a server).
     ws._server = this;
@@ -623,13 +683,14 @@ class RelayedServer extends EventEmitter {
    *
    * @param {RelayedWebSocket} ws The socket (see `_accepting`)
    * @param {String} protocol The subprotocol
+   * @param {String} extensions The agreed extensions
    * @private
    */
-  _accepted(ws, protocol) {
+  _accepted(ws, protocol, extensions) {
     const req = ws._acceptRequest;
     ws._acceptRequest = null;
     this._track(ws);
-    ws._adoptOpen(protocol);
+    ws._adoptOpen(protocol, extensions);
     this._connected(ws, req);
   }
 
@@ -658,7 +719,7 @@ class RelayedServer extends EventEmitter {
    */
   _forget(ws) {
     this._sockets.delete(ws);
-    if (this.clients) this.clients.delete(ws);
+    if (this._config.clientTracking) this._removeClient(ws);
     if (this._state === 'closing') this._maybeFinish();
   }
 
@@ -671,10 +732,10 @@ class RelayedServer extends EventEmitter {
    */
   _connected(ws, req) {
     if (this._state !== 'running') {
-      ws.close(1001, 'Server shutting down');
+      this._shutDown(ws);
       return;
     }
-    if (this.clients) this.clients.add(ws);
+    if (this._config.clientTracking) this._addClient(ws);
     this.emit('connection', ws, req);
   }
 
@@ -713,7 +774,7 @@ class RelayedServer extends EventEmitter {
         return this._reject(ev, 400, 'Invalid Sec-WebSocket-Protocol header');
       }
     }
-    const handle = this.options.handleProtocols;
+    const handle = this._config.handleProtocols;
     let protocol = offered.length ? offered[0] : undefined;
     if (handle && offered.length) {
       // ws 8's form returns the protocol (or false); hyco-ws's form calls back.
@@ -763,24 +824,28 @@ class RelayedServer extends EventEmitter {
       // would corrupt the handshake.
       if (tokenRegex.test(name) && !/[\r\n\0]/.test(value)) extra[name] = value;
     }
+    // The accept socket answers the sender's offer and runs as the deflate server.
+    const answer = ev.deflateAnswer || undefined;
     let id;
     try {
       id = native.connectSocket({
         url: ev.address,
         headers: extra,
         protocols: protocol ? [protocol] : [],
-        handshakeTimeout: this.options.acceptTimeout,
-        maxPayload: this.options.maxPayload,
-        ca: this.options.ca,
+        handshakeTimeout: this._config.acceptTimeout,
+        maxPayload: this._config.maxPayload,
+        ca: this._config.ca,
         closeTimeout: 30000,
         autoPong: true,
-        proxy: this.options.proxy
+        proxy: this._config.proxy,
+        perMessageDeflate: answer ? this._config.deflate.native : undefined,
+        deflateAnswer: answer
       });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
       throw err;
     }
-    const ws = this._track(new RelayedWebSocket(undefined, { autoPong: true, closeTimeout: 30000 }));
+    const ws = this._track(this._newSocket());
     ws.once('open', () => this._connected(ws, req));
     ws._attach(id);
   }
@@ -798,7 +863,7 @@ class RelayedServer extends EventEmitter {
     const text = description || STATUS_CODES[code] || 'Rejected';
     const address =
       `${ev.address}&sb-hc-statusCode=${code}` + `&sb-hc-statusDescription=${encodeURIComponent(text)}`;
-    native.rejectRendezvous(address, this.options.acceptTimeout, this.options.ca, this.options.proxy).catch(() => {
+    native.rejectRendezvous(address, this._config.acceptTimeout, this._config.ca, this._config.proxy).catch(() => {
       // The sender gets its answer from the relay's timeout instead.
     });
   }
@@ -818,10 +883,7 @@ class RelayedServer extends EventEmitter {
       if (this._state === 'running') {
         this._state = 'closed';
         // The listener is gone for good: so are its connections, as with close().
-        for (const ws of this._sockets) {
-          if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
-          else ws.terminate();
-        }
+        for (const ws of this._sockets) this._shutDown(ws);
         try {
           this.emit('error', err);
         } finally {
@@ -867,17 +929,136 @@ class RelayedServer extends EventEmitter {
     this._state = 'closing';
     if (this._id !== 0) native.listenerClose(this._id);
     else this._listenerClosed = true;
-    for (const ws of this._sockets) {
-      if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
-      else ws.terminate();
-    }
+    for (const ws of this._sockets) this._shutDown(ws);
     this._maybeFinish();
+  }
+
+  /**
+   * hyco-ws's flag: `true` once `close()` was called (or the server stopped on an error).
+   * Setting it to `true`, as code written for hyco-ws does to stop its reconnect loop,
+   * closes the server.
+   *
+   * @type {Boolean}
+   */
+  get closeRequested() {
+    return this._state !== 'running';
+  }
+
+  set closeRequested(value) {
+    if (value === true && this._state === 'running') this.close();
+  }
+
+  /**
+   * The control channel is open: 'listening' the first time, 'online' every time.
+   *
+   * @private
+   */
+  _online() {
+    if (!this._listened) {
+      this._listened = true;
+      this.emit('listening');
+    }
+    this.emit('online');
+    this.controlChannel._opened();
+  }
+
+  /**
+   * An attempt to open the control channel failed (it is retried): reported by
+   * 'connecting' already.
+   *
+   * @param {Error} err Why
+   * @private
+   */
+  _attemptFailed(err) {
+    this.controlChannel._failed(err);
+  }
+
+  /**
+   * The collection `clients` starts as: a `Set`, as ws 8's, or `undefined` without client
+   * tracking.
+   *
+   * @param {Boolean} tracking The `clientTracking` option
+   * @return {(Set|undefined)} The collection
+   * @private
+   */
+  _newClients(tracking) {
+    return tracking ? new Set() : undefined;
+  }
+
+  /**
+   * Adds an open socket to `clients`.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _addClient(ws) {
+    this.clients.add(ws);
+  }
+
+  /**
+   * Removes a closed socket from `clients`.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _removeClient(ws) {
+    this.clients.delete(ws);
+  }
+
+  /**
+   * A socket for an accepted sender, of the class `_Socket`.
+   *
+   * @return {RelayedWebSocket} The socket, not attached yet
+   * @private
+   */
+  _newSocket() {
+    return new this._Socket(undefined, {
+      autoPong: true,
+      closeTimeout: 30000,
+      deflate: this._config.socketDeflate
+    });
+  }
+
+  /**
+   * Closes an accepted socket because the server goes away: 1001 ("going away", RFC 6455
+   * 7.4.1) to an open one; a socket still in its handshake is dropped.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _shutDown(ws) {
+    if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
+    else ws.terminate();
+  }
+
+  /**
+   * Turns the native control tap on or off (see ControlChannel).
+   *
+   * @param {Boolean} on Whether control messages come to JavaScript
+   * @private
+   */
+  _setControlTap(on) {
+    if (this._id !== 0) native.listenerSetControlTap(this._id, on);
+  }
+
+  /**
+   * Closes the control channel and opens a new one at once (`controlChannel.close()`).
+   *
+   * @return {Boolean} Whether a listener was running to do it
+   * @private
+   */
+  _reopenControlChannel() {
+    if (this._state !== 'running' || this._id === 0 || this.status !== 'online') return false;
+    this._reopening = native.listenerReconnect(this._id);
+    return this._reopening;
   }
 }
 
 // EventEmitter's `on` and `off` are its own `addListener` and `removeListener`, not calls to
 // them: point them at the overrides above.
 RelayedServer.prototype.on = RelayedServer.prototype.addListener;
+/** The class of accepted sockets. */
+RelayedServer.prototype._Socket = RelayedWebSocket;
 RelayedServer.prototype.off = RelayedServer.prototype.removeListener;
 
 /**

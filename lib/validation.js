@@ -84,12 +84,14 @@ function optionalString(value, name) {
  * hyco-ws.
  *
  * @param {*} value The argument
+ * @param {Boolean} [negativeOk=false] Take a negative lifetime (hyco-ws's rules: a token that
+ *     has already expired)
  * @return {(Number|undefined)} The number, or `undefined` when absent
  * @throws {TypeError} When not a number
- * @throws {RangeError} When negative or not finite
+ * @throws {RangeError} When negative (unless allowed) or not finite
  * @private
  */
-function validateExpiration(value) {
+function validateExpiration(value, negativeOk = false) {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'number') {
     throw codedError(
@@ -98,7 +100,7 @@ function validateExpiration(value) {
       `The "expirationSeconds" argument must be of type number. Received ${describeType(value)}`
     );
   }
-  if (!Number.isFinite(value) || value < 0) {
+  if (!Number.isFinite(value) || (value < 0 && !negativeOk)) {
     throw codedError(
       RangeError,
       'ERR_OUT_OF_RANGE',

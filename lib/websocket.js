@@ -11,11 +11,64 @@
 const EventEmitter = require('events');
 const WebSocket = require('ws');
 
+const { agreedExtensions, compressMin } = require('./deflate');
 const { FIELDS, eventType, native, register, unregister } = require('./native-events');
+
+/**
+ * Checks that this ws reads its state from the fields RelayedWebSocket sets (ws 8 does, from
+ * 8.18.0, the lowest version package.json accepts, to the newest tested): a ws that stops
+ * doing so fails here, when the package loads, with a clear error, rather than with sockets
+ * whose `readyState` or `protocol` are wrong.
+ *
+ * @throws {Error} With code `ERR_HYCO_WS_INCOMPATIBLE`
+ * @private
+ */
+function checkWs() {
+  const probe = Object.create(WebSocket.prototype);
+  Object.assign(probe, {
+    _readyState: 2,
+    _binaryType: 'fragments',
+    _protocol: 'probe',
+    _url: 'wss://probe/',
+    _extensions: { probe: true },
+    _paused: true
+  });
+  let reads;
+  try {
+    reads =
+      probe.readyState === 2 &&
+      probe.binaryType === 'fragments' &&
+      probe.protocol === 'probe' &&
+      probe.url === 'wss://probe/' &&
+      probe.extensions === 'probe' &&
+      probe.isPaused === true;
+  } catch {
+    reads = false;
+  }
+  if (!reads) {
+    let version = 'unknown';
+    try {
+      version = require('ws/package.json').version;
+    } catch {
+      // a ws without package.json export: the version stays unknown
+    }
+    const err = new Error(
+      `hyco-ws-rs: ws ${version} keeps its state elsewhere than the versions this package supports ` +
+        '(ws 8.18.0 and later ws 8 releases it was tested with): install a supported ws 8'
+    );
+    err.code = 'ERR_HYCO_WS_INCOMPATIBLE';
+    throw err;
+  }
+}
+
+checkWs();
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
-/** `_extensions` of every socket: none are negotiated, so one frozen object serves all. */
+/**
+ * `_extensions` of every socket that agreed none: one frozen object serves all (sockets
+ * that agreed permessage-deflate share one per agreement, see lib/deflate.js).
+ */
 const NO_EXTENSIONS = Object.freeze({});
 
 const OP_CONTINUATION = 0x0;
@@ -26,7 +79,7 @@ const OP_PONG = 0xa;
 
 // The native socket events this class reads, with their fields (declared in
 // src/bindings/events.rs; see native-events.js).
-const EV_OPEN = eventType('open', ['protocol']);
+const EV_OPEN = eventType('open', ['protocol', 'extensions']);
 const EV_MESSAGE = eventType('message', ['data', 'binary']);
 const EV_PING = eventType('ping', ['data']);
 const EV_PONG = eventType('pong', ['data']);
@@ -34,7 +87,7 @@ const EV_WRITTEN = eventType('written', ['bytes', 'acks', 'failed']);
 const EV_CLOSE_RECEIVED = eventType('closeReceived', []);
 const EV_ERROR = eventType('error', ['message', 'code', 'rangeError', 'statusCode', 'statusDescription']);
 const EV_CLOSED = eventType('closed', ['code', 'reason', 'frameReceived', 'frameSent']);
-const EV_ACCEPTED = eventType('accepted', ['protocol']);
+const EV_ACCEPTED = eventType('accepted', ['protocol', 'extensions']);
 
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.
@@ -46,9 +99,12 @@ const BATCH_BELOW = 16 * 1024;
 // batch-sized buffer).
 const BATCH_INITIAL = 1024;
 const BATCH_LIMIT = 256 * 1024;
-// Per packed frame: flags, length (u32) and callback id (u32); see `for_each_batched` in
-// core/src/socket/batch.rs.
+// Per packed frame: flags (0x80 FIN | BATCH_COMPRESS | opcode), length (u32) and callback
+// id (u32); see `for_each_batched` in core/src/socket/batch.rs.
 const BATCH_HEADER = 9;
+// The flags bit that asks for the frame to be compressed (where permessage-deflate is
+// agreed; core/src/socket/batch.rs's `COMPRESS`).
+const BATCH_COMPRESS = 0x40;
 
 /**
  * Stands in for the `net.Socket` that ws's `createWebSocketStream()` inspects in `_final`:
@@ -154,6 +210,8 @@ class RelayedWebSocket extends WebSocket {
    * @param {Object} options
    * @param {Boolean} options.autoPong Answer pings
    * @param {Number} options.closeTimeout Closing-handshake timeout in ms
+   * @param {?Object} [options.deflate] permessage-deflate, when offered or answered:
+   *     `{ threshold, server }` (shared by the sockets of one server or call)
    * @private
    */
   constructor(url, options) {
@@ -162,6 +220,10 @@ class RelayedWebSocket extends WebSocket {
     super(null, undefined, { autoPong: false, closeTimeout: options.closeTimeout });
     // Few fields, most of them made on first use: a listener may hold thousands of these.
     this._extensions = NO_EXTENSIONS;
+    this._deflate = options.deflate || null;
+    // The smallest message compressed, once permessage-deflate is agreed; -1: never.
+    this._compressMin = -1;
+    this._compressing = false;
     this._isServer = false;
     this._url = url;
     this._bufferedAmount = 0;
@@ -242,12 +304,27 @@ class RelayedWebSocket extends WebSocket {
    * event: a server's socket is open when the application first sees it.
    *
    * @param {String} protocol The subprotocol
+   * @param {String} extensions The agreed extensions (`''` for none)
    * @private
    */
-  _adoptOpen(protocol) {
+  _adoptOpen(protocol, extensions) {
     this._readyState = WebSocket.OPEN;
     this._protocol = protocol;
+    this._agreed(extensions);
     this._shim = true;
+  }
+
+  /**
+   * Takes note of the extensions the handshake agreed.
+   *
+   * @param {String} extensions As a `Sec-WebSocket-Extensions` value, `''` for none
+   * @private
+   */
+  _agreed(extensions) {
+    const ext = agreedExtensions(extensions);
+    if (ext === null || this._deflate === null) return;
+    this._extensions = ext;
+    this._compressMin = compressMin(ext, this._deflate);
   }
 
   /**
@@ -324,6 +401,7 @@ class RelayedWebSocket extends WebSocket {
         }
         this._readyState = WebSocket.OPEN;
         this._protocol = list[at];
+        this._agreed(list[at + 1]);
         this._shim = true;
         this.emit('open');
         break;
@@ -339,7 +417,7 @@ class RelayedWebSocket extends WebSocket {
         break;
       case EV_ACCEPTED:
         // A socket its server accepted natively is open (see RelayedServer#_accepting).
-        this._server._accepted(this, list[at]);
+        this._server._accepted(this, list[at], list[at + 1]);
         break;
       default:
     }
@@ -487,9 +565,11 @@ class RelayedWebSocket extends WebSocket {
    * @param {Number} opcode The opcode
    * @param {Boolean} fin Final fragment
    * @param {Function} [cb] Called once written
+   * @param {Boolean} [compress=false] Compress it (permessage-deflate); a message's
+   *     continuations follow its first frame natively
    * @private
    */
-  _sendFrame(buf, opcode, fin, cb) {
+  _sendFrame(buf, opcode, fin, cb, compress = false) {
     let ack = 0;
     if (typeof cb === 'function') {
       ack = this._nextAck;
@@ -498,11 +578,12 @@ class RelayedWebSocket extends WebSocket {
       this._callbacks.set(ack, cb);
     }
     const length = buf.length;
+    // A compressed frame counts as its payload would uncompressed, until it is written.
     const accounted = framedLength(length);
     this._bufferedAmount += accounted;
     if (length >= BATCH_BELOW) {
       this._flush();
-      native.socketSend(this._id, buf, opcode, fin, accounted, ack);
+      native.socketSend(this._id, buf, opcode, fin, compress, accounted, ack);
       return;
     }
     const need = BATCH_HEADER + length;
@@ -531,7 +612,7 @@ class RelayedWebSocket extends WebSocket {
       if (toFlush.length === 0) queueMicrotask(flushPacked);
       toFlush.push(this);
     }
-    packed[pos] = (fin ? 0x80 : 0) | opcode;
+    packed[pos] = (fin ? 0x80 : 0) | (compress ? BATCH_COMPRESS : 0) | opcode;
     packed.writeUInt32BE(length, pos + 1);
     packed.writeUInt32BE(ack, pos + 5);
     pos += BATCH_HEADER;
@@ -560,8 +641,9 @@ class RelayedWebSocket extends WebSocket {
    * Sends a data message, as ws's `send()`.
    *
    * @param {*} data The message
-   * @param {Object} [options] `binary`, `fin`; `compress` and `mask` are accepted and
-   *     ignored (no compression is negotiated; a client always masks)
+   * @param {Object} [options] `binary`, `fin`, `compress` (default `true`: compressed when
+   *     permessage-deflate is agreed, as ws decides); `mask` is ignored (a client always
+   *     masks)
    * @param {Function} [cb] Called once the data is written
    * @public
    */
@@ -578,11 +660,16 @@ class RelayedWebSocket extends WebSocket {
       sendAfterClose(this, data, cb);
       return;
     }
-    const opts = { binary: typeof data !== 'string', fin: true, ...options };
+    const opts = { binary: typeof data !== 'string', compress: true, fin: true, ...options };
     const buf = typeof data === 'string' ? Buffer.from(data) : data ? toBuffer(data) : EMPTY_BUFFER;
-    const opcode = this._firstFragment ? (opts.binary ? OP_BINARY : OP_TEXT) : OP_CONTINUATION;
+    let opcode = OP_CONTINUATION;
+    if (this._firstFragment) {
+      opcode = opts.binary ? OP_BINARY : OP_TEXT;
+      // As ws: the first frame decides for the whole message.
+      this._compressing = this._compressMin >= 0 && Boolean(opts.compress) && buf.length >= this._compressMin;
+    }
     this._firstFragment = Boolean(opts.fin);
-    this._sendFrame(buf, opcode, Boolean(opts.fin), cb);
+    this._sendFrame(buf, opcode, Boolean(opts.fin), cb, this._compressing);
   }
 
   /**

@@ -40,3 +40,53 @@ new RelayedServer({ server: uri, token: 't', prewarm: 'yes' });
 new RelayedServer({ server: uri, token: 't', proxy: 3128 });
 // @ts-expect-error: reconnectDelays are numbers
 new RelayedServer({ server: uri, token: 't', reconnectDelays: ['1s'] });
+
+// hyco-ws's fields, on every RelayedServer
+const listenUri: string = server.listenUri;
+const path: string = server.path;
+const given: hyco.RelayedServerOptionsWithDefaults = server.options;
+const givenServer: string | null = server.options.server;
+const givenToken: hyco.TokenProvider | null = server.options.token;
+const givenId: string | null = server.options.id;
+const tracking: boolean = server.options.clientTracking;
+const maxPayload: number = server.options.maxPayload;
+const keepAlive: number | undefined = server.options.keepAliveInterval;
+server.closeRequested = true;
+const closing: boolean = server.closeRequested;
+const channel: hyco.RelayedControlChannel = server.controlChannel;
+const state: 0 | 1 | 2 | 3 = channel.readyState;
+const channelUrl: string = channel.url;
+const original = channel.onmessage;
+channel.onmessage = function (event) {
+  const target: hyco.RelayedControlChannel = this;
+  const text: string = event.data;
+  const type: 'message' = event.type;
+  void [target, text, type, event.target.readyState];
+  if (original) original.call(this, event);
+};
+channel.onclose = (event: hyco.RelayedControlChannelEventMap['close']) => void [event.code, event.reason, event.wasClean];
+channel.onerror = (event) => void [event.error.statusCode, event.message];
+channel.onopen = null;
+channel.on('open', () => undefined).on('close', (code: number, reason: string) => void [code, reason]);
+channel.once('message', (text: string) => void JSON.parse(text));
+channel.prependListener('error', (err: hyco.RelayedConnectError) => void err.code);
+const onMessage: hyco.RelayedControlChannelEvents['message'] = (text) => void text.length;
+channel.off('message', onMessage);
+channel.close();
+channel.terminate();
+void [listenUri, path, given, givenServer, givenToken, givenId, tracking, maxPayload, keepAlive, closing, state, channelUrl];
+
+// @ts-expect-error: listenUri is read-only (it was read at construction)
+server.listenUri = uri;
+// @ts-expect-error: so are the options
+server.options.maxPayload = 1;
+// @ts-expect-error: closeRequested is a boolean
+server.closeRequested = 1;
+// @ts-expect-error: the channel's messages are text
+channel.on('message', (data: Buffer) => void data);
+// @ts-expect-error: no such event
+channel.on('mesage', () => undefined);
+// @ts-expect-error: the control channel is a type only: the package exports no value of that name
+void hyco.RelayedControlChannel;
+// @ts-expect-error: the channel's readyState is read-only
+channel.readyState = 1;

@@ -19,8 +19,10 @@ pub mod listener;
 pub mod log_format;
 pub mod redact;
 pub mod relay;
+pub mod rules;
 pub mod sas;
 pub mod socket;
+pub mod test_hooks;
 pub mod uri;
 
 pub use error::{Error, ErrorClass, Result};

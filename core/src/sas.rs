@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use crate::encode::{decode_uri_component, encode_uri_component, encode_uri_component_into};
 use crate::error::{Error, Result};
 use crate::legacy_url::LegacyUrl;
+use crate::rules::Rules;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -53,6 +54,12 @@ pub fn signed_resource(uri: &str) -> Result<String> {
 /// `expiration_seconds` of `None` or `0` means one hour, as in hyco-ws. Negative and
 /// non-finite values are refused.
 pub fn expiry_from(expiration_seconds: Option<f64>, now_ms: f64) -> Result<u64> {
+    expiry_with(Rules::Strict, expiration_seconds, now_ms)
+}
+
+/// [`expiry_from`] under `rules`: [`Rules::HycoWs`] takes a negative lifetime (an expiry in
+/// the past, as hyco-ws computed it).
+pub fn expiry_with(rules: Rules, expiration_seconds: Option<f64>, now_ms: f64) -> Result<u64> {
     let secs = match expiration_seconds {
         None => DEFAULT_EXPIRATION_SECONDS,
         Some(s) if s.is_nan() || s.is_infinite() => {
@@ -61,7 +68,7 @@ pub fn expiry_from(expiration_seconds: Option<f64>, now_ms: f64) -> Result<u64> 
                 "a finite number >= 0",
             ))
         }
-        Some(s) if s < 0.0 => {
+        Some(s) if s < 0.0 && !rules.past_expiry() => {
             return Err(Error::out_of_range(
                 "expirationSeconds",
                 "a finite number >= 0",
@@ -107,10 +114,31 @@ pub fn create_token(
     expiration_seconds: Option<f64>,
     now_ms: f64,
 ) -> Result<String> {
+    create_token_with(
+        Rules::Strict,
+        uri,
+        key_name,
+        key,
+        expiration_seconds,
+        now_ms,
+    )
+}
+
+/// [`create_token`] under `rules` (see [`Rules::HycoWs`]).
+pub fn create_token_with(
+    rules: Rules,
+    uri: &str,
+    key_name: &str,
+    key: &str,
+    expiration_seconds: Option<f64>,
+    now_ms: f64,
+) -> Result<String> {
     check_non_empty(key_name, "keyName")?;
-    check_non_empty(key, "key")?;
+    if !rules.empty_key() {
+        check_non_empty(key, "key")?;
+    }
     let resource = signed_resource(uri)?;
-    let expiry = expiry_from(expiration_seconds, now_ms)?;
+    let expiry = expiry_with(rules, expiration_seconds, now_ms)?;
     Ok(token_for_resource(&resource, key_name, key, expiry))
 }
 
@@ -278,6 +306,13 @@ mod tests {
         assert_eq!(expiry_from(Some(1.0), NOW + 999.0).unwrap(), 1_764_288_001);
         assert_eq!(expiry_from(Some(0.5), NOW + 600.0).unwrap(), 1_764_288_001);
         assert!(expiry_from(Some(-1.0), NOW).is_err());
+        // hyco-ws's rules: a negative lifetime is an expiry in the past, as moment computes it.
+        assert_eq!(
+            expiry_with(Rules::HycoWs, Some(-60.0), NOW).unwrap(),
+            1_764_287_940
+        );
+        assert!(expiry_with(Rules::HycoWs, Some(f64::NAN), NOW).is_err());
+        assert!(expiry_with(Rules::HycoWs, Some(-1e300), NOW).is_err());
         assert!(expiry_from(Some(f64::NAN), NOW).is_err());
         assert!(expiry_from(Some(f64::INFINITY), NOW).is_err());
         assert!(expiry_from(Some(1e300), NOW).is_err());

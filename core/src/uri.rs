@@ -10,6 +10,7 @@
 use crate::encode::encode_uri_component_into;
 use crate::error::{Error, Result};
 use crate::legacy_url::LegacyUrl;
+use crate::rules::Rules;
 use crate::sas;
 
 /// Which handshake an address is for.
@@ -73,8 +74,15 @@ fn require(value: &str, name: &'static str) -> Result<()> {
 
 /// hyco-ws's `createRelayBaseUri(namespace, path)`.
 pub fn base_uri(namespace: &str, path: &str) -> Result<String> {
+    base_uri_with(Rules::Strict, namespace, path)
+}
+
+/// [`base_uri`] under `rules` ([`Rules::HycoWs`] takes an empty path).
+pub fn base_uri_with(rules: Rules, namespace: &str, path: &str) -> Result<String> {
     require(namespace, "namespace")?;
-    require(path, "path")?;
+    if !rules.empty_path() {
+        require(path, "path")?;
+    }
     let mut out = match namespace_origin(namespace)? {
         Some(origin) => origin,
         None => format!("wss://{namespace}:443"),
@@ -133,13 +141,25 @@ pub fn action_uri(
     token: Option<&str>,
     id: Option<&str>,
 ) -> Result<String> {
+    action_uri_with(Rules::Strict, namespace, path, action, token, id)
+}
+
+/// [`action_uri`] under `rules` ([`Rules::HycoWs`] takes an empty path).
+pub fn action_uri_with(
+    rules: Rules,
+    namespace: &str,
+    path: &str,
+    action: Action,
+    token: Option<&str>,
+    id: Option<&str>,
+) -> Result<String> {
     if let Some(t) = token {
         require(t, "token")?;
     }
     if let Some(i) = id {
         require(i, "id")?;
     }
-    let mut uri = base_uri(namespace, path)?;
+    let mut uri = base_uri_with(rules, namespace, path)?;
     uri.push(if uri.contains('?') { '&' } else { '?' });
     uri.push_str("sb-hc-action=");
     uri.push_str(action.as_str());
@@ -164,7 +184,26 @@ pub fn append_token(
     expiration_seconds: Option<f64>,
     now_ms: f64,
 ) -> Result<String> {
-    let token = sas::create_token(uri, key_name, key, expiration_seconds, now_ms)?;
+    append_token_with(
+        Rules::Strict,
+        uri,
+        key_name,
+        key,
+        expiration_seconds,
+        now_ms,
+    )
+}
+
+/// [`append_token`] under `rules` (see [`Rules::HycoWs`]).
+pub fn append_token_with(
+    rules: Rules,
+    uri: &str,
+    key_name: &str,
+    key: &str,
+    expiration_seconds: Option<f64>,
+    now_ms: f64,
+) -> Result<String> {
+    let token = sas::create_token_with(rules, uri, key_name, key, expiration_seconds, now_ms)?;
     let mut parsed = LegacyUrl::parse(uri, "uri")?;
     let hash = std::mem::take(&mut parsed.hash);
     let mut search = std::mem::take(&mut parsed.search);
@@ -225,6 +264,12 @@ mod tests {
         assert!(action_uri("ns", "hc", Action::Connect, Some(""), None).is_err());
         assert!(action_uri("", "hc", Action::Connect, None, None).is_err());
         assert!(action_uri("ns", "", Action::Connect, None, None).is_err());
+        // hyco-ws's rules take an empty path, as hyco-ws did.
+        assert_eq!(
+            action_uri_with(Rules::HycoWs, "ns", "", Action::Connect, None, None).unwrap(),
+            "wss://ns:443/$hc/?sb-hc-action=connect"
+        );
+        assert!(action_uri_with(Rules::HycoWs, "", "hc", Action::Connect, None, None).is_err());
     }
 
     #[test]

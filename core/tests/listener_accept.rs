@@ -194,7 +194,7 @@ impl Harness {
     /// The accepted socket for `id` opens.
     async fn open(&mut self, id: &str) {
         match self.next(&format!("the socket for {id} to open")).await {
-            Seen::Socket(i, Event::Open { protocol }) if i == id => assert_eq!(protocol, ""),
+            Seen::Socket(i, Event::Open { protocol, .. }) if i == id => assert_eq!(protocol, ""),
             other => panic!("expected the socket for {id} to open, got {other:?}"),
         }
     }
@@ -287,6 +287,7 @@ fn sender(
         ],
         protocols: protocols.iter().map(|p| (*p).to_owned()).collect(),
         handshake_timeout: WAIT,
+        deflate: None,
         ca: Vec::new(),
         proxy: None,
     };
@@ -363,7 +364,7 @@ async fn auto_accept_hands_the_sender_to_the_sink_and_it_talks() {
     );
     assert_eq!(request.remote_address.as_deref(), Some("127.0.0.1"));
     match sender_next(&mut sent, "its open event").await {
-        Event::Open { protocol } => assert_eq!(protocol, ""),
+        Event::Open { protocol, .. } => assert_eq!(protocol, ""),
         other => panic!("expected the sender to open, got {other:?}"),
     }
 
@@ -371,6 +372,7 @@ async fn auto_accept_hands_the_sender_to_the_sink_and_it_talks() {
         opcode: OP_TEXT,
         fin: true,
         payload: b"ping".to_vec(),
+        compress: false,
         accounted: 0,
         ack: 0,
     });
@@ -386,6 +388,7 @@ async fn auto_accept_hands_the_sender_to_the_sink_and_it_talks() {
         opcode: OP_TEXT,
         fin: true,
         payload: b"pong".to_vec(),
+        compress: false,
         accounted: 0,
         ack: 0,
     });

@@ -114,6 +114,7 @@ fn options(url: &str, token: &str, proxy: Option<ProxyConfig>) -> ConnectOptions
         handshake_timeout: WAIT,
         ca: Vec::new(),
         proxy: proxy.map(Arc::new),
+        deflate: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn start(url: String, token: Option<String>) -> (socket::Handle, mpsc::Unbounded
             .unwrap_or_default(),
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
+        deflate: None,
         ca: vec![],
         proxy: None,
     };
@@ -93,6 +94,7 @@ async fn talks_through_the_relay_and_closes_with_the_peer_code() {
         opcode: 1,
         fin: false,
         payload: b"hel".to_vec(),
+        compress: false,
         accounted: 9,
         ack: 7,
     });
@@ -100,6 +102,7 @@ async fn talks_through_the_relay_and_closes_with_the_peer_code() {
         opcode: 0,
         fin: true,
         payload: b"lo".to_vec(),
+        compress: false,
         accounted: 8,
         ack: 0,
     });
@@ -398,6 +401,7 @@ async fn the_sink_hears_once_that_the_request_is_out_before_the_open() {
         headers: vec![],
         protocols: vec![],
         handshake_timeout: Duration::from_secs(5),
+        deflate: None,
         ca: vec![],
         proxy: None,
     };

@@ -133,6 +133,7 @@ async fn run(wire: Vec<u8>) -> (Vec<Event>, Option<u16>) {
             headers: vec![],
             protocols: vec![],
             handshake_timeout: WAIT,
+            deflate: None,
             ca: vec![],
             proxy: None,
         },

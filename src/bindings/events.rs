@@ -48,8 +48,9 @@ macro_rules! events {
 }
 
 events! {
-    /// A socket's handshake succeeded.
-    Open = "open" (protocol);
+    /// A socket's handshake succeeded: the subprotocol and the agreed extensions (a
+    /// `Sec-WebSocket-Extensions` value, `""` for none).
+    Open = "open" (protocol, extensions);
     /// A whole message: one Buffer, or an array of a fragmented binary message's frames.
     Message = "message" (data, binary);
     /// A ping (already answered when auto-pong is on).
@@ -64,8 +65,8 @@ events! {
     Error = "error" (message, code, rangeError, statusCode, statusDescription);
     /// A socket is gone: always its last event.
     Closed = "closed" (code, reason, frameReceived, frameSent);
-    /// A socket a listener accepts by itself is open (under the socket's id).
-    Accepted = "accepted" (protocol);
+    /// A socket a listener accepts by itself is open (under the socket's id), as `open`.
+    Accepted = "accepted" (protocol, extensions);
     /// A listener starts accepting a sender by itself (under the listener's id): the new
     /// socket's id and the sender's request.
     Accepting = "accepting" (socket, headers, id, url, remoteAddress, remotePort);
@@ -85,6 +86,8 @@ events! {
     TokenExpiring = "tokenExpiring" (expiresAt);
     /// A listener's token provider failed.
     TokenError = "tokenError" (message);
+    /// A text message the service sent on a listener's control channel (control tap on).
+    ControlMessage = "controlMessage" (text);
     /// A listener stopped: always its last event. `error` is null after a close request.
     ListenerClosed = "listenerClosed" (error);
     /// An HTTP request (under the listener's id): the new exchange's id, the request's
@@ -115,7 +118,7 @@ pub struct EventSpec {
 }
 
 /// `eventTable()`: every event, indexed by its number.
-#[napi(js_name = "eventTable")]
+#[napi(js_name = "eventTable", catch_unwind)]
 pub fn event_table() -> Vec<EventSpec> {
     TABLE
         .iter()

@@ -3,20 +3,32 @@
 //! Argument types are checked by the JavaScript façade (`lib/helpers.js`), which gives
 //! ws-style messages; these functions convert values and call the core, nothing more.
 
+use hyco_core::rules::Rules;
 use hyco_core::{connection_string, sas, uri};
 use napi::Env;
 use napi_derive::napi;
 
 use crate::error::IntoJs;
 
-/// `createRelayBaseUri(namespace, path)`.
-#[napi(js_name = "createRelayBaseUri")]
-pub fn create_relay_base_uri(env: Env, namespace: String, path: String) -> napi::Result<String> {
-    uri::base_uri(&namespace, &path).or_throw(&env)
+/// `createRelayBaseUri(namespace, path)`; `hycoWs` reads the arguments as hyco-ws did.
+#[napi(js_name = "createRelayBaseUri", catch_unwind)]
+pub fn create_relay_base_uri(
+    env: Env,
+    namespace: String,
+    path: String,
+    hyco_ws: Option<bool>,
+) -> napi::Result<String> {
+    uri::base_uri_with(
+        Rules::hyco_ws_if(hyco_ws.unwrap_or(false)),
+        &namespace,
+        &path,
+    )
+    .or_throw(&env)
 }
 
-/// `createRelayListenUri` (`action` = "listen") and `createRelaySendUri` (`action` = "connect").
-#[napi(js_name = "createRelayActionUri")]
+/// `createRelayListenUri` (`action` = "listen") and `createRelaySendUri` (`action` = "connect");
+/// `hycoWs` reads the arguments as hyco-ws did (see `Rules::HycoWs`).
+#[napi(js_name = "createRelayActionUri", catch_unwind)]
 pub fn create_relay_action_uri(
     env: Env,
     namespace: String,
@@ -24,17 +36,27 @@ pub fn create_relay_action_uri(
     listen: bool,
     token: Option<String>,
     id: Option<String>,
+    hyco_ws: Option<bool>,
 ) -> napi::Result<String> {
     let action = if listen {
         uri::Action::Listen
     } else {
         uri::Action::Connect
     };
-    uri::action_uri(&namespace, &path, action, token.as_deref(), id.as_deref()).or_throw(&env)
+    let rules = Rules::hyco_ws_if(hyco_ws.unwrap_or(false));
+    uri::action_uri_with(
+        rules,
+        &namespace,
+        &path,
+        action,
+        token.as_deref(),
+        id.as_deref(),
+    )
+    .or_throw(&env)
 }
 
 /// `createRelayHttpsUri(namespace, path, [token, [id]])`.
-#[napi(js_name = "createRelayHttpsUri")]
+#[napi(js_name = "createRelayHttpsUri", catch_unwind)]
 pub fn create_relay_https_uri(
     env: Env,
     namespace: String,
@@ -46,8 +68,9 @@ pub fn create_relay_https_uri(
 }
 
 /// `createRelayToken(uri, keyName, key, [expirationSeconds])`. `nowMs` is the test hook that
-/// pins the clock; the public façade never passes it.
-#[napi(js_name = "createRelayToken")]
+/// pins the clock; the public façade never passes it. `hycoWs` reads the arguments as
+/// hyco-ws did (see `Rules::HycoWs`).
+#[napi(js_name = "createRelayToken", catch_unwind)]
 pub fn create_relay_token(
     env: Env,
     uri: String,
@@ -55,13 +78,16 @@ pub fn create_relay_token(
     key: String,
     expiration_seconds: Option<f64>,
     now_ms: Option<f64>,
+    hyco_ws: Option<bool>,
 ) -> napi::Result<String> {
     let now = now_ms.unwrap_or_else(sas::now_ms);
-    sas::create_token(&uri, &key_name, &key, expiration_seconds, now).or_throw(&env)
+    let rules = Rules::hyco_ws_if(hyco_ws.unwrap_or(false));
+    sas::create_token_with(rules, &uri, &key_name, &key, expiration_seconds, now).or_throw(&env)
 }
 
-/// `appendRelayToken(uri, keyName, key, [expirationSeconds])`, with the same clock hook.
-#[napi(js_name = "appendRelayToken")]
+/// `appendRelayToken(uri, keyName, key, [expirationSeconds])`, with the same clock hook and
+/// rules.
+#[napi(js_name = "appendRelayToken", catch_unwind)]
 pub fn append_relay_token(
     env: Env,
     uri: String,
@@ -69,9 +95,11 @@ pub fn append_relay_token(
     key: String,
     expiration_seconds: Option<f64>,
     now_ms: Option<f64>,
+    hyco_ws: Option<bool>,
 ) -> napi::Result<String> {
     let now = now_ms.unwrap_or_else(sas::now_ms);
-    uri::append_token(&uri, &key_name, &key, expiration_seconds, now).or_throw(&env)
+    let rules = Rules::hyco_ws_if(hyco_ws.unwrap_or(false));
+    uri::append_token_with(rules, &uri, &key_name, &key, expiration_seconds, now).or_throw(&env)
 }
 
 /// What `parseRelayToken` returns before the façade turns `expiresAt` into a `Date`.
@@ -86,7 +114,7 @@ pub struct ParsedRelayToken {
 }
 
 /// `parseRelayToken(token)`.
-#[napi(js_name = "parseRelayToken")]
+#[napi(js_name = "parseRelayToken", catch_unwind)]
 pub fn parse_relay_token(env: Env, token: String) -> napi::Result<ParsedRelayToken> {
     let p = sas::parse_token(&token).or_throw(&env)?;
     Ok(ParsedRelayToken {
@@ -116,7 +144,7 @@ pub struct ParsedConnectionString {
 }
 
 /// `parseConnectionString(connectionString)`.
-#[napi(js_name = "parseConnectionString")]
+#[napi(js_name = "parseConnectionString", catch_unwind)]
 pub fn parse_connection_string(
     env: Env,
     connection_string: String,

@@ -104,32 +104,32 @@ fn with_exchange<R>(id: f64, f: impl FnOnce(&Exchange) -> R) -> Option<R> {
 
 /// Bytes of exchange `id`'s response, as Node serializes it. False: wait for `httpDrained`
 /// (or the exchange is gone).
-#[napi(js_name = "httpWrite")]
+#[napi(js_name = "httpWrite", catch_unwind)]
 pub fn http_write(id: f64, data: &[u8]) -> bool {
     with_exchange(id, |x| x.write(data.to_vec())).unwrap_or(false)
 }
 
 /// Exchange `id`'s response is complete, with its last bytes if any (one call where a
 /// response is written and ended in one tick).
-#[napi(js_name = "httpEnd")]
+#[napi(js_name = "httpEnd", catch_unwind)]
 pub fn http_end(id: f64, data: Option<&[u8]>) {
     with_exchange(id, |x| x.end_with(data.map(<[u8]>::to_vec)));
 }
 
 /// Gives up on exchange `id`'s response.
-#[napi(js_name = "httpAbort")]
+#[napi(js_name = "httpAbort", catch_unwind)]
 pub fn http_abort(id: f64) {
     with_exchange(id, Exchange::abort);
 }
 
 /// Stops reading exchange `id`'s request body.
-#[napi(js_name = "httpPause")]
+#[napi(js_name = "httpPause", catch_unwind)]
 pub fn http_pause(id: f64) {
     with_exchange(id, Exchange::pause_body);
 }
 
 /// Reads exchange `id`'s request body again.
-#[napi(js_name = "httpResume")]
+#[napi(js_name = "httpResume", catch_unwind)]
 pub fn http_resume(id: f64) {
     with_exchange(id, Exchange::resume_body);
 }

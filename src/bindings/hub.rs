@@ -118,7 +118,7 @@ pub fn current() -> napi::Result<Arc<Hub>> {
 /// and listener's events as one flat list (`id type fields...` repeated). Called by
 /// `lib/native-events.js` when it loads. A second call (the module loaded again with a fresh
 /// `require` cache, as test runners do) hands the events to the new callback from then on.
-#[napi(js_name = "initEvents")]
+#[napi(js_name = "initEvents", catch_unwind)]
 pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result<()> {
     let hub = match HUB.try_with(|h| h.borrow().clone()).ok().flatten() {
         Some(hub) => hub,
@@ -146,8 +146,17 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
         .build_callback(move |ctx| {
             // Cleared before draining, so that an event pushed meanwhile schedules a call.
             h.scheduled.store(false, Ordering::Release);
-            let list = h.drain();
-            h.sync_ref(&ctx.env);
+            // This runs on the JavaScript thread, called by Node: a panic must not unwind
+            // into it (none is known). The events of that call are lost instead.
+            let list = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let list = h.drain();
+                h.sync_ref(&ctx.env);
+                list
+            }))
+            .unwrap_or_else(|_| {
+                log::error!("hyco-ws-rs: internal error while handing events to JavaScript");
+                Vec::new()
+            });
             Ok(list)
         })?;
     if let Ok(mut t) = hub.tsfn.lock() {

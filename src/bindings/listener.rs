@@ -21,7 +21,7 @@ use crate::bindings::flat::Flat;
 use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
-use crate::bindings::socket::{error_fields, SocketSink};
+use crate::bindings::socket::{deflate_options, error_fields, NativeDeflateOptions, SocketSink};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -50,6 +50,8 @@ pub struct NativeListenOptions {
     pub request_timeout_ms: f64,
     /// Proxy settings; absent: connect directly.
     pub proxy: Option<NativeProxyOptions>,
+    /// permessage-deflate for the connections it accepts by itself; absent: refused.
+    pub per_message_deflate: Option<NativeDeflateOptions>,
 }
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
@@ -133,6 +135,9 @@ impl ListenerSink for HubListenerSink {
             ListenerEvent::TokenError { message } => {
                 hub.push(id, up::TokenError(Flat::Str(message)), Then::Nothing)
             }
+            ListenerEvent::ControlMessage { text } => {
+                hub.push(id, up::ControlMessage(Flat::Str(text)), Then::Nothing)
+            }
             ListenerEvent::Closed { error } => {
                 hub.push(id, up::ListenerClosed(error_list(error)), Then::Last)
             }
@@ -183,7 +188,7 @@ fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
 
 /// Starts a listener; returns its id. Its events reach `initEvents`' callback, the last
 /// being `closed`.
-#[napi(js_name = "listen")]
+#[napi(js_name = "listen", catch_unwind)]
 pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
     let mut opts = ListenerOptions::new(options.url);
@@ -200,6 +205,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     opts.ca = buffers(options.ca);
     opts.accept_socket.limits.max_payload = options.max_payload.max(0.0) as u64;
     opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
+    opts.deflate = options.per_message_deflate.as_ref().map(deflate_options);
     opts.spare_max_age = (options.spare_max_age_ms > 0.0)
         .then(|| Duration::from_millis(options.spare_max_age_ms as u64));
     opts.request_timeout = Duration::from_millis(options.request_timeout_ms.max(1.0) as u64);
@@ -218,7 +224,7 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
 
 /// Answers a `needToken` event with a token (and, when its provider said, when it expires
 /// and when to renew it, Unix ms) or the provider's error.
-#[napi(js_name = "listenerProvideToken")]
+#[napi(js_name = "listenerProvideToken", catch_unwind)]
 pub fn listener_provide_token(
     id: f64,
     request: f64,
@@ -246,7 +252,7 @@ pub fn listener_provide_token(
 }
 
 /// Closes the control channel (1000) and stops.
-#[napi(js_name = "listenerClose")]
+#[napi(js_name = "listenerClose", catch_unwind)]
 pub fn listener_close(id: f64) -> bool {
     hub::current()
         .ok()
@@ -258,10 +264,35 @@ pub fn listener_close(id: f64) -> bool {
         .unwrap_or(false)
 }
 
+/// Closes the control channel (1000) and opens a new one at once, as hyco-ws's
+/// `controlChannel.close()` did; false when the listener has stopped.
+#[napi(js_name = "listenerReconnect", catch_unwind)]
+pub fn listener_reconnect(id: f64) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| {
+            hub.with(id_of(id), |h: &ListenerHandle| {
+                h.send(ListenerCommand::Reconnect)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Turns the control tap on or off: with it on, every text message the service sends on the
+/// control channel also goes to JavaScript as a `controlMessage` event (`RelayedServer`
+/// turns it on while its `controlChannel` has a 'message' listener).
+#[napi(js_name = "listenerSetControlTap", catch_unwind)]
+pub fn listener_set_control_tap(id: f64, on: bool) -> bool {
+    hub::current()
+        .ok()
+        .and_then(|hub| hub.with(id_of(id), |h: &ListenerHandle| h.set_control_tap(on)))
+        .is_some()
+}
+
 /// Turns auto-accept on or off: with it on, the listener accepts senders that offer no
 /// subprotocol by itself (`RelayedServer` turns it on while it has no `verifyClient`,
 /// `handleProtocols` or 'headers' listener to run).
-#[napi(js_name = "listenerSetAutoAccept")]
+#[napi(js_name = "listenerSetAutoAccept", catch_unwind)]
 pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
     hub::current()
         .ok()
@@ -272,7 +303,7 @@ pub fn listener_set_auto_accept(id: f64, on: bool) -> bool {
 /// Turns HTTP on or off: with it on, requests go to JavaScript as `request` events;
 /// off, the listener answers them 501 itself (`RelayedServer` turns it on while it has a
 /// `'request'` listener).
-#[napi(js_name = "listenerSetHttp")]
+#[napi(js_name = "listenerSetHttp", catch_unwind)]
 pub fn listener_set_http(id: f64, on: bool) -> bool {
     hub::current()
         .ok()

@@ -9,3 +9,4 @@ pub mod listener;
 pub mod proxy;
 pub mod relay;
 pub mod socket;
+pub mod test_hooks;

@@ -33,7 +33,7 @@ pub fn config(options: Option<NativeProxyOptions>) -> Option<Arc<ProxyConfig>> {
 
 /// What is wrong with a proxy URL, in words that follow "The proxy URL" (and never repeat
 /// it); `null` when it can be used.
-#[napi(js_name = "checkProxyUrl")]
+#[napi(js_name = "checkProxyUrl", catch_unwind)]
 pub fn check_proxy_url(url: String) -> Option<String> {
     ProxyServer::parse(&url).err()
 }

@@ -212,19 +212,19 @@ pub async fn start_local_relay(
 #[napi]
 impl NativeRelay {
     /// The bound port.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn port(&self) -> u32 {
         u32::from(self.inner.port())
     }
 
     /// `ws://host:port` or `wss://host:port`.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn origin(&self) -> String {
         self.inner.origin()
     }
 
     /// The first rule's name.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn key_name(&self) -> String {
         self.inner
             .config()
@@ -235,7 +235,7 @@ impl NativeRelay {
     }
 
     /// The first rule's key.
-    #[napi(getter)]
+    #[napi(getter, catch_unwind)]
     pub fn key(&self) -> String {
         self.inner
             .config()
@@ -246,7 +246,7 @@ impl NativeRelay {
     }
 
     /// Current counters.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn stats(&self) -> RelayStatsJs {
         let s = self.inner.stats();
         RelayStatsJs {
@@ -262,7 +262,7 @@ impl NativeRelay {
 
     /// A token the relay accepts in Entra ID mode, with `roles`, valid `ttl_secs`; `null`
     /// when the mode is off.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn create_entra_token(&self, roles: Vec<String>, ttl_secs: f64) -> Option<String> {
         let entra = self.inner.config().entra.as_ref()?;
         let now = std::time::SystemTime::now()
@@ -278,7 +278,7 @@ impl NativeRelay {
     }
 
     /// Test hook: closes control channels with `code`.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn drop_listeners(
         &self,
         hybrid_connection: Option<String>,
@@ -291,7 +291,7 @@ impl NativeRelay {
     }
 
     /// Test hook: freezes or thaws control channels.
-    #[napi]
+    #[napi(catch_unwind)]
     pub fn freeze_listeners(&self, hybrid_connection: Option<String>, frozen: bool) -> u32 {
         self.inner
             .freeze_listeners(hybrid_connection.as_deref(), frozen) as u32

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyco_core::socket::deflate::{self, DeflateOptions, Negotiation, WindowBits};
 use hyco_core::socket::{
     Command, ConnectOptions, Event, EventSink, Handle, Shared, SocketError, SocketOptions,
     CONTROL_EVENT_COST,
@@ -43,6 +44,65 @@ pub struct NativeConnectOptions {
     pub auto_pong: bool,
     /// Proxy settings; absent: connect directly.
     pub proxy: Option<NativeProxyOptions>,
+    /// permessage-deflate: offered with these options (a sender), or the compressor's
+    /// options of an accept socket that answers with `deflate_answer`.
+    pub per_message_deflate: Option<NativeDeflateOptions>,
+    /// An accept socket's permessage-deflate answer (from `deflateAccept`): it runs as the
+    /// extension's server.
+    pub deflate_answer: Option<String>,
+}
+
+/// ws's `perMessageDeflate` options, checked by `lib/deflate.js`. A window-bits option is
+/// absent (not given), 0 (`false`), 1 (`true`) or 8 to 15.
+#[napi(object)]
+pub struct NativeDeflateOptions {
+    /// `serverNoContextTakeover`.
+    pub server_no_context_takeover: Option<bool>,
+    /// `clientNoContextTakeover`.
+    pub client_no_context_takeover: Option<bool>,
+    /// `serverMaxWindowBits`.
+    pub server_max_window_bits: Option<u32>,
+    /// `clientMaxWindowBits`.
+    pub client_max_window_bits: Option<u32>,
+    /// `zlibDeflateOptions.level`, -1 to 9.
+    pub level: Option<i32>,
+    /// `zlibDeflateOptions.memLevel`, 1 to 9.
+    pub mem_level: Option<i32>,
+}
+
+fn window_bits(v: Option<u32>) -> WindowBits {
+    match v {
+        None => WindowBits::Unset,
+        Some(0) => WindowBits::Off,
+        Some(b @ 8..=15) => WindowBits::Bits(b as u8),
+        Some(_) => WindowBits::Any,
+    }
+}
+
+/// The core's options for `n`.
+pub fn deflate_options(n: &NativeDeflateOptions) -> DeflateOptions {
+    let d = DeflateOptions::default();
+    DeflateOptions {
+        server_no_context_takeover: n.server_no_context_takeover,
+        client_no_context_takeover: n.client_no_context_takeover,
+        server_max_window_bits: window_bits(n.server_max_window_bits),
+        client_max_window_bits: window_bits(n.client_max_window_bits),
+        level: n.level.map_or(d.level, |l| l.clamp(-1, 9) as i8),
+        mem_level: n.mem_level.map_or(d.mem_level, |m| m.clamp(1, 9) as u8),
+    }
+}
+
+/// A listener's permessage-deflate answer to a sender's `Sec-WebSocket-Extensions` offer,
+/// as ws's `WebSocketServer` chooses it: the answer, `null` when nothing is agreed, or an
+/// error with ws's message when ws would refuse the handshake (400).
+#[napi(js_name = "deflateAccept", catch_unwind)]
+pub fn deflate_accept(
+    options: NativeDeflateOptions,
+    offer: String,
+) -> napi::Result<Option<String>> {
+    deflate::accept_offer(&deflate_options(&options), &offer)
+        .map(|a| a.map(|a| a.params.format()))
+        .map_err(|m| napi::Error::new(napi::Status::InvalidArg, m))
 }
 
 /// Where a socket's events go: the hub, tagged with its id.
@@ -73,11 +133,15 @@ impl EventSink for SocketSink {
         let hub = &*self.hub;
         let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
         match event {
-            Event::Open { protocol } => {
+            Event::Open {
+                protocol,
+                extensions,
+            } => {
+                let (p, e) = (Flat::Str(protocol), Flat::Str(extensions));
                 if self.accepting.swap(false, Ordering::AcqRel) {
-                    hub.push(id, up::Accepted(Flat::Str(protocol)), Then::Nothing);
+                    hub.push(id, up::Accepted(p, e), Then::Nothing);
                 } else {
-                    hub.push(id, up::Open(Flat::Str(protocol)), Then::Nothing);
+                    hub.push(id, up::Open(p, e), Then::Nothing);
                 }
             }
             Event::Message { binary, mut frames } => {
@@ -177,10 +241,20 @@ impl Target for Handle {
 
 /// Starts connecting; returns the socket's id. Its events reach `initEvents`' callback,
 /// the last being the close.
-#[napi(js_name = "connectSocket")]
+#[napi(js_name = "connectSocket", catch_unwind)]
 pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f64> {
     let hub = hub::current()?;
+    let config = options.per_message_deflate.as_ref().map(deflate_options);
+    let deflate = match (options.deflate_answer, config) {
+        (Some(answer), config) => Some(Negotiation::Answer(
+            deflate::answered(&answer, &config.unwrap_or_default())
+                .map_err(|m| napi::Error::new(napi::Status::InvalidArg, m))?,
+        )),
+        (None, Some(config)) => Some(Negotiation::Offer(config)),
+        (None, None) => None,
+    };
     let connect = ConnectOptions {
+        deflate,
         url: options.url,
         headers: options
             .headers
@@ -221,15 +295,24 @@ fn command(id: f64, c: Command) -> bool {
         .unwrap_or(false)
 }
 
-/// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `accounted` and `ack` come
-/// back in the written event.
-#[napi(js_name = "socketSend")]
-pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64, ack: u32) -> bool {
+/// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `compress` asks for
+/// permessage-deflate (where agreed); `accounted` and `ack` come back in the written event.
+#[napi(js_name = "socketSend", catch_unwind)]
+pub fn socket_send(
+    id: f64,
+    data: &[u8],
+    opcode: u32,
+    fin: bool,
+    compress: bool,
+    accounted: f64,
+    ack: u32,
+) -> bool {
     command(
         id,
         Command::Frame {
             opcode: (opcode & 0x0f) as u8,
             fin,
+            compress,
             payload: hyco_core::socket::pool::copy_of(data),
             accounted: accounted as usize,
             ack,
@@ -239,13 +322,13 @@ pub fn socket_send(id: f64, data: &[u8], opcode: u32, fin: bool, accounted: f64,
 
 /// Queues small frames packed by `lib/websocket.js` (see
 /// `hyco_core::socket::batch::BATCH_HEADER`).
-#[napi(js_name = "socketSendBatch")]
+#[napi(js_name = "socketSendBatch", catch_unwind)]
 pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
     command(id, Command::Batch(data.to_vec()))
 }
 
 /// Starts the closing handshake. `code` absent: a close frame without a code.
-#[napi(js_name = "socketClose")]
+#[napi(js_name = "socketClose", catch_unwind)]
 pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
     command(
         id,
@@ -257,13 +340,13 @@ pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
 }
 
 /// Drops the connection now.
-#[napi(js_name = "socketTerminate")]
+#[napi(js_name = "socketTerminate", catch_unwind)]
 pub fn socket_terminate(id: f64) -> bool {
     command(id, Command::Terminate)
 }
 
 /// Stops reading from the socket.
-#[napi(js_name = "socketPause")]
+#[napi(js_name = "socketPause", catch_unwind)]
 pub fn socket_pause(id: f64) {
     if let Ok(hub) = hub::current() {
         hub.with(id_of(id), |h: &Handle| h.shared.pause());
@@ -271,7 +354,7 @@ pub fn socket_pause(id: f64) {
 }
 
 /// Reads again.
-#[napi(js_name = "socketResume")]
+#[napi(js_name = "socketResume", catch_unwind)]
 pub fn socket_resume(id: f64) {
     if let Ok(hub) = hub::current() {
         hub.with(id_of(id), |h: &Handle| h.shared.resume());

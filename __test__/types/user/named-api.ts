@@ -72,7 +72,8 @@ export function sender(uri: string, token: string | null): RelayedWebSocket {
     maxPayload: 0,
     ca: [Buffer.from('')],
     closeTimeout: 1000,
-    autoPong: true
+    autoPong: true,
+    perMessageDeflate: { clientNoContextTakeover: true, serverMaxWindowBits: 10, threshold: 512, zlibDeflateOptions: { level: 1, memLevel: 4 } }
   };
   const socket = relayedConnect(uri, token, options, (open: RelayedWebSocket) => open.send('hello'));
   socket.on('message', (data: RawData, isBinary: boolean) => void (isBinary ? data : data.toString()));
@@ -102,7 +103,8 @@ export function listener(uri: string, token: TokenProvider): RelayedServer {
     acceptTimeout: 5000,
     prewarm: false,
     reconnectDelays: [0, 500],
-    ca: 'PEM'
+    ca: 'PEM',
+    perMessageDeflate: true
   };
   const onConnection: RelayedServerEvents['connection'] = (socket, req) => socket.send(`${req.method} ${req.url} ${req.id}`);
   const server = new RelayedServer(options, () => console.log('listening'));

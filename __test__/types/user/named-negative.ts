@@ -22,6 +22,8 @@ export async function refused(uri: string, token: string, server: HybridConnecti
   createRelayedServer({ connectonString: 'Endpoint=sb://ns/' });
   // @ts-expect-error: handshakeTimeout is a number of milliseconds
   relayedConnect(uri, token, { handshakeTimeout: '5s' });
+  // @ts-expect-error: perMessageDeflate is a boolean or ws's options
+  relayedConnect(uri, token, { perMessageDeflate: 'on' });
   // @ts-expect-error: rights are Listen, Send or Manage
   await startLocalRelay({ rules: [{ name: 'r', key: 'k', rights: ['Read'] }] });
 

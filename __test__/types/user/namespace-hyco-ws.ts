@@ -30,6 +30,12 @@ wss.on('error', (err: any) => {
 wss.on('connection', (ws: WebSocket) => ws.send('welcome'));
 const clients: Set<WebSocket> | undefined = wss.clients;
 wss.close(() => console.log('closed'));
+// @types/hyco-ws's other fields of the server.
+const listenUri: string = wss.listenUri;
+const hcPath: string = wss.path;
+const options: any = wss.options;
+const channelOpen: boolean = wss.controlChannel.readyState === WebSocket.OPEN;
+if (!wss.closeRequested) wss.closeRequested = true;
 
 // The sender, with hyco-ws's (address, token, fn).
 const uri: string = AzureRelay.createRelaySendUri(ns, path);
@@ -45,4 +51,4 @@ function greet(ws: WebSocket): void {
 }
 greet(client);
 
-export { clients, appended };
+export { clients, appended, listenUri, hcPath, options, channelOpen };

@@ -10,6 +10,7 @@ use tokio::sync::Notify;
 use crate::listener::http::HttpContext;
 use crate::listener::spare::SparePool;
 use crate::listener::{request, AcceptRequest, ListenerEvent, ListenerOptions, ListenerSink};
+use crate::socket::deflate::{self, Negotiation};
 use crate::socket::handshake::Endpoint;
 use crate::socket::{ConnectOptions, Handle};
 
@@ -22,6 +23,8 @@ pub(super) struct Owner<'a> {
     pub(super) accepting: &'a Arc<InFlight>,
     /// What HTTP requests need.
     pub(super) http: &'a Arc<HttpContext>,
+    /// Copy the service's control messages to the owner.
+    pub(super) control_tap: &'a AtomicBool,
 }
 
 /// Accept handshakes the listener started by itself and that are not over yet: the
@@ -68,9 +71,35 @@ fn offers_protocol(headers: &[(String, String)]) -> bool {
         .any(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-protocol"))
 }
 
+/// The listener's permessage-deflate answer to the sender's offer, chosen as ws's
+/// `WebSocketServer` chooses: `Ok(None)` when deflate is off here or not offered, `Err`
+/// when ws would refuse the handshake (400; left to the owner, which refuses it).
+fn negotiate(
+    opts: &ListenerOptions,
+    headers: &[(String, String)],
+) -> Result<Option<Negotiation>, String> {
+    let Some(config) = &opts.deflate else {
+        return Ok(None);
+    };
+    let offers: Vec<&str> = headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-extensions"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if offers.is_empty() {
+        return Ok(None);
+    }
+    Ok(deflate::accept_offer(config, &offers.join(", "))?.map(Negotiation::Answer))
+}
+
 /// Accepts a sender here, without the owner's round trip, if the owner takes it; over the
 /// spare connection if there is one for this endpoint, and then makes the next spare.
-fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptRequest) -> bool {
+fn accept_here(
+    opts: &ListenerOptions,
+    owner: &Owner<'_>,
+    request: &AcceptRequest,
+    deflate: Option<Negotiation>,
+) -> bool {
     let socket = Handle::new(&opts.accept_socket);
     let Some(socket_sink) = owner.sink.accepted(request, &socket) else {
         return false;
@@ -108,6 +137,7 @@ fn accept_here(opts: &ListenerOptions, owner: &Owner<'_>, request: &AcceptReques
             headers: Vec::new(),
             protocols: Vec::new(),
             handshake_timeout: opts.accept_timeout,
+            deflate,
             ca: opts.ca.clone(),
             proxy: opts.proxy.clone(),
         },
@@ -161,11 +191,15 @@ pub(super) fn on_accept(a: &serde_json::Value, opts: &ListenerOptions, owner: &O
             .and_then(|v| v.as_u64())
             .and_then(|p| u16::try_from(p).ok()),
     };
-    if owner.auto_accept.load(Ordering::SeqCst)
-        && !offers_protocol(&request.headers)
-        && accept_here(opts, owner, &request)
-    {
-        return;
+    if owner.auto_accept.load(Ordering::SeqCst) && !offers_protocol(&request.headers) {
+        match negotiate(opts, &request.headers) {
+            Ok(answer) => {
+                if accept_here(opts, owner, &request, answer) {
+                    return;
+                }
+            }
+            Err(why) => log::debug!("listener: {}: {why}; the owner refuses it", request.id),
+        }
     }
     owner.sink.push(ListenerEvent::Accept(request));
 }

@@ -145,6 +145,8 @@ pub(super) struct Switches {
     pub auto_accept: Arc<AtomicBool>,
     /// Hand HTTP requests to the owner.
     pub http: Arc<AtomicBool>,
+    /// Copy the service's control messages to the owner.
+    pub control_tap: Arc<AtomicBool>,
 }
 
 /// The listener's life: connect, serve, reconnect, until closed or a final error.
@@ -219,6 +221,7 @@ pub(super) async fn run(
                 headers: vec![("ServiceBusAuthorization".to_owned(), token.value.clone())],
                 protocols: Vec::new(),
                 handshake_timeout: opts.handshake_timeout,
+                deflate: None,
                 ca: opts.ca.clone(),
                 proxy: opts.proxy.clone(),
             },
@@ -245,6 +248,7 @@ pub(super) async fn run(
             spares: spares.as_ref(),
             accepting: &accepting,
             http: &http,
+            control_tap: &switches.control_tap,
         };
         match session::serve(
             &opts,
@@ -257,6 +261,13 @@ pub(super) async fn run(
         )
         .await
         {
+            End::Reopen(e) => {
+                // Asked for: a fresh channel at once, whatever the schedule was.
+                backoff.reset();
+                log::info!("listener: reopening the control channel, as asked");
+                sink.push(ListenerEvent::Offline { error: e.clone() });
+                cause = Some(e);
+            }
             End::Lost(e) => {
                 if online_at.elapsed() >= STABLE_AFTER {
                     // It was up long enough: start the schedule over, first retry at once. A

@@ -64,6 +64,9 @@ pub struct ListenerOptions {
     pub accept_socket: SocketOptions,
     /// Time allowed for an accept handshake the listener makes by itself. Default 20 s.
     pub accept_timeout: Duration,
+    /// permessage-deflate for the connections it accepts by itself (as ws's
+    /// `WebSocketServer`'s `perMessageDeflate`); `None` (the default, as ws): refused.
+    pub deflate: Option<crate::socket::deflate::DeflateOptions>,
     /// The Hybrid Connection's path, for [`AcceptRequest::url`]. Default: from `url`.
     pub entity: String,
     /// After an accept it makes by itself, the listener opens a spare connection to the
@@ -98,6 +101,7 @@ impl ListenerOptions {
             handshake_timeout: Duration::from_secs(30),
             accept_socket: SocketOptions::default(),
             accept_timeout: Duration::from_secs(20),
+            deflate: None,
             spare_max_age: Some(Duration::from_secs(10)),
             token_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
@@ -165,6 +169,13 @@ pub enum ListenerEvent {
         /// The provider's message.
         message: String,
     },
+    /// A text message the service sent on the control channel, as it came (UTF-8, lossy),
+    /// while the control tap is on ([`ListenerHandle::set_control_tap`]). It is handled
+    /// here all the same: this is a copy, pushed before the message takes effect.
+    ControlMessage {
+        /// The message's text.
+        text: String,
+    },
     /// The listener stopped: after a close request (`error` none) or a final error.
     Closed {
         /// The final error, if any.
@@ -228,6 +239,9 @@ pub enum ListenerCommand {
     },
     /// Close the control channel (1000) and stop.
     Close,
+    /// Close the control channel (1000) and open a new one at once (the owner's
+    /// `controlChannel.close()`); ignored while no channel is open.
+    Reconnect,
 }
 
 /// The owner's handle.
@@ -236,6 +250,7 @@ pub struct ListenerHandle {
     commands: mpsc::UnboundedSender<ListenerCommand>,
     auto_accept: Arc<AtomicBool>,
     http: Arc<AtomicBool>,
+    control_tap: Arc<AtomicBool>,
 }
 
 impl ListenerHandle {
@@ -257,6 +272,13 @@ impl ListenerHandle {
     pub fn set_http(&self, on: bool) {
         self.http.store(on, Ordering::SeqCst);
     }
+
+    /// With the control tap on, every text message the service sends on the control channel
+    /// is also pushed to the owner as [`ListenerEvent::ControlMessage`]; off (the default),
+    /// nothing is copied.
+    pub fn set_control_tap(&self, on: bool) {
+        self.control_tap.store(on, Ordering::SeqCst);
+    }
 }
 
 /// Starts a listener on the current tokio runtime.
@@ -265,15 +287,20 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
     let auto_accept = Arc::new(AtomicBool::new(false));
     let auto = auto_accept.clone();
     let http = Arc::new(AtomicBool::new(false));
+    let control_tap = Arc::new(AtomicBool::new(false));
     let switches = channel::Switches {
         auto_accept: auto,
         http: http.clone(),
+        control_tap: control_tap.clone(),
     };
     tokio::spawn(async move {
         use futures_util::FutureExt;
         // The owner waits for `Closed` to release its resources: make sure it comes even if
         // the loop panicked (no panic is known; this is the last line of defence).
-        let run = std::panic::AssertUnwindSafe(channel::run(options, sink.clone(), rx, switches));
+        let run = std::panic::AssertUnwindSafe(async {
+            crate::test_hooks::fire(crate::test_hooks::Site::Listener);
+            channel::run(options, sink.clone(), rx, switches).await
+        });
         if run.catch_unwind().await.is_err() {
             log::error!("listener: internal error; the listener stopped");
             sink.push(ListenerEvent::Closed {
@@ -288,6 +315,7 @@ pub fn start(options: ListenerOptions, sink: Arc<dyn ListenerSink>) -> ListenerH
         commands: tx,
         auto_accept,
         http,
+        control_tap,
     }
 }
 
@@ -305,6 +333,7 @@ pub async fn reject(
         headers: Vec::new(),
         protocols: Vec::new(),
         handshake_timeout: timeout,
+        deflate: None,
         ca: ca.to_vec(),
         proxy,
     };

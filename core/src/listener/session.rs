@@ -2,6 +2,7 @@
 //! the keep-alive pings, the token's renewal, and the owner's commands, each a named step of
 //! [`Session`].
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -25,6 +26,9 @@ const MIN_RENEW_DELAY: Duration = Duration::from_secs(1);
 pub(super) enum End {
     /// The channel was lost: reconnect.
     Lost(SocketError),
+    /// The owner asked for a fresh channel ([`ListenerCommand::Reconnect`]): reconnect at
+    /// once.
+    Reopen(SocketError),
     /// The owner closed the listener.
     Closed,
 }
@@ -75,6 +79,7 @@ pub(super) fn send_text(handle: &Handle, text: String) {
         opcode: frame::OP_TEXT,
         fin: true,
         payload: text.into_bytes(),
+        compress: false,
         accounted: 0,
         ack: 0,
     });
@@ -175,6 +180,11 @@ impl<'a> Session<'a> {
             log::debug!("listener: request {} lost its body; dropped", head.id);
             self.forget(&head.id);
         }
+        if self.owner.control_tap.load(Ordering::Relaxed) {
+            self.owner.sink.push(ListenerEvent::ControlMessage {
+                text: String::from_utf8_lossy(text).into_owned(),
+            });
+        }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(text) else {
             log::debug!("listener: ignoring a control message that is not JSON");
             return;
@@ -266,6 +276,7 @@ impl<'a> Session<'a> {
             opcode: frame::OP_PING,
             fin: true,
             payload: Vec::new(),
+            compress: false,
             accounted: 0,
             ack: 0,
         });
@@ -369,6 +380,20 @@ impl<'a> Session<'a> {
         self.handle.send(Command::Terminate);
         End::Closed
     }
+
+    /// The owner wants a fresh channel: close this one (1000) and say so.
+    async fn reopen(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.handle.send(Command::Close {
+            code: Some(1000),
+            reason: Vec::new(),
+        });
+        wait_closed(events).await;
+        self.handle.send(Command::Terminate);
+        End::Reopen(error(
+            "the control channel was closed by its owner (controlChannel.close())",
+            "ERR_CONTROL_CHANNEL_CLOSED",
+        ))
+    }
 }
 
 /// Waits (at most [`CLOSE_WAIT`]) for the channel's socket to report its close.
@@ -407,6 +432,7 @@ pub(super) async fn serve(
             _ = at_or_never(s.renewal_deadline) => s.renewal_overdue(),
             c = commands.recv() => match c {
                 None | Some(ListenerCommand::Close) => return s.close(events).await,
+                Some(ListenerCommand::Reconnect) => return s.reopen(events).await,
                 Some(ListenerCommand::Token { request, result }) if Some(request) == s.pending_renewal => {
                     s.renewal_answered(result);
                 }

@@ -118,14 +118,14 @@ async fn close(sink: &mut Sink, source: &mut Source, code: u16, reason: &str) {
 pub async fn run(
     ws: WebSocketStream<IoStream>,
     ctx: ControlContext,
-    mut commands: mpsc::UnboundedReceiver<ControlCommand>,
+    mut commands: mpsc::Receiver<ControlCommand>,
+    frozen: watch::Receiver<bool>,
 ) {
     let state = &ctx.state;
     let (mut sink, mut source) = ws.split();
-    let (frozen_tx, frozen_rx) = watch::channel(false);
     let end = {
-        let writer = write_commands(&mut sink, &mut commands, &frozen_tx, &ctx);
-        let reader = read_messages(&mut source, frozen_rx, &ctx);
+        let writer = write_commands(&mut sink, &mut commands, &ctx);
+        let reader = read_messages(&mut source, frozen, &ctx);
         tokio::select! {
             e = writer => e,
             e = reader => e,
@@ -158,8 +158,7 @@ pub async fn run(
 /// back (nothing else is written on the channel between them).
 async fn write_commands(
     sink: &mut Sink,
-    commands: &mut mpsc::UnboundedReceiver<ControlCommand>,
-    frozen: &watch::Sender<bool>,
+    commands: &mut mpsc::Receiver<ControlCommand>,
     ctx: &ControlContext,
 ) -> End {
     loop {
@@ -195,9 +194,6 @@ async fn write_commands(
                     why: format!("dropped with {code}"),
                 }
             }
-            ControlCommand::Freeze(f) => {
-                let _ = frozen.send(f);
-            }
         }
     }
 }
@@ -222,6 +218,9 @@ async fn read_messages(
     loop {
         let is_frozen = *frozen.borrow_and_update();
         let msg = tokio::select! {
+            // A freeze (set by the registry before `freezeListeners` returns) wins over a
+            // message that arrived at the same time.
+            biased;
             changed = frozen.changed() => {
                 if changed.is_err() {
                     return End::Gone("relay stopped");

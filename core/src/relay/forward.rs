@@ -20,14 +20,24 @@ use tokio::sync::Notify;
 use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Expect};
 
-/// What the relay requires of every frame: both peers are clients, so frames come masked; no
-/// extension is negotiated through the relay, so RSV bits are clear; messages are not
-/// followed (fragments pass as they come).
+/// What the relay requires of every frame: both peers are clients, so frames come masked;
+/// RSV1 only where permessage-deflate was agreed end to end ([`Relaying::rsv1`]); messages
+/// are not followed (fragments pass as they come).
 const CLIENT_FRAMES: Expect = Expect {
     masked: true,
     rsv1: false,
     fragmented: None,
 };
+
+/// How a pair is relayed.
+#[derive(Debug, Clone, Copy)]
+pub struct Relaying {
+    /// Largest read buffer per direction.
+    pub buffer_bytes: usize,
+    /// permessage-deflate was agreed (the sender offered it and the listener answered with
+    /// it): RSV1 may mark a message's first frame.
+    pub rsv1: bool,
+}
 
 /// First size of a direction's read buffer; it doubles up to the configured maximum.
 const INITIAL_BUFFER: usize = 16 * 1024;
@@ -57,20 +67,31 @@ enum State {
 #[derive(Debug)]
 pub struct FrameRewriter {
     state: State,
+    expect: Expect,
     /// True once a close frame went through.
     pub close_seen: bool,
 }
 
 impl Default for FrameRewriter {
     fn default() -> Self {
-        FrameRewriter {
-            state: State::Header,
-            close_seen: false,
-        }
+        FrameRewriter::new(false)
     }
 }
 
 impl FrameRewriter {
+    /// A rewriter that lets RSV1 through on data frames when `rsv1` (permessage-deflate was
+    /// agreed); [`FrameRewriter::default`] refuses it.
+    pub fn new(rsv1: bool) -> Self {
+        FrameRewriter {
+            state: State::Header,
+            expect: Expect {
+                rsv1,
+                ..CLIENT_FRAMES
+            },
+            close_seen: false,
+        }
+    }
+
     /// Consumes as much of `input` as possible, appending server frames to `out`. Returns
     /// how many bytes were consumed; the rest is an incomplete frame header.
     pub fn process(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, SocketError> {
@@ -79,7 +100,7 @@ impl FrameRewriter {
             match self.state {
                 State::Header => {
                     let avail = &input[pos..];
-                    let Some(h) = frame::parse_header(avail, CLIENT_FRAMES)? else {
+                    let Some(h) = frame::parse_header(avail, self.expect)? else {
                         return Ok(pos);
                     };
                     if h.len >> 63 != 0 {
@@ -195,15 +216,15 @@ async fn forward<R, W>(
     mut reader: R,
     initial: Vec<u8>,
     mut writer: W,
-    buffer_bytes: usize,
+    how: Relaying,
     shared: Arc<Shared>,
     stats: Arc<ForwardStats>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut rewriter = FrameRewriter::default();
-    let max = buffer_bytes.max(256);
+    let mut rewriter = FrameRewriter::new(how.rsv1);
+    let max = how.buffer_bytes.max(256);
     let mut input = vec![0u8; INITIAL_BUFFER.min(max).max(initial.len().min(max))];
     let mut filled = initial.len().min(input.len());
     input[..filled].copy_from_slice(&initial[..filled]);
@@ -282,7 +303,7 @@ pub async fn relay<A, B>(
     a_initial: Vec<u8>,
     b: B,
     b_initial: Vec<u8>,
-    buffer_bytes: usize,
+    how: Relaying,
     stats: Arc<ForwardStats>,
 ) where
     A: AsyncRead + AsyncWrite + Unpin,
@@ -299,18 +320,11 @@ pub async fn relay<A, B>(
         a_read,
         a_initial,
         b_write,
-        buffer_bytes,
+        how,
         shared.clone(),
         stats.clone(),
     );
-    let b_to_a = forward(
-        b_read,
-        b_initial,
-        a_write,
-        buffer_bytes,
-        shared.clone(),
-        stats,
-    );
+    let b_to_a = forward(b_read, b_initial, a_write, how, shared.clone(), stats);
     tokio::pin!(a_to_b, b_to_a);
     tokio::select! {
         _ = &mut a_to_b => { let _ = tokio::time::timeout(LINGER, b_to_a).await; }
@@ -393,6 +407,27 @@ mod tests {
                 .process(&wire, &mut out)
                 .unwrap_err();
             assert_eq!((err.code, err.close_code), (Some(code), Some(1002)));
+        }
+    }
+
+    #[test]
+    fn rsv1_passes_only_where_deflate_was_agreed() {
+        let wire = masked(0xc1, b"x", [1; 4]);
+        let mut out = Vec::new();
+        assert_eq!(
+            FrameRewriter::new(true).process(&wire, &mut out),
+            Ok(wire.len())
+        );
+        assert_eq!(out, vec![0xc1, 1, b'x']);
+        for (rw, frame) in [
+            (FrameRewriter::default(), masked(0xc1, b"x", [1; 4])),
+            // Never on a continuation or a control frame.
+            (FrameRewriter::new(true), masked(0xc0, b"x", [1; 4])),
+            (FrameRewriter::new(true), masked(0xc9, b"x", [1; 4])),
+        ] {
+            let mut rw = rw;
+            let err = rw.process(&frame, &mut Vec::new()).unwrap_err();
+            assert_eq!(err.code, Some("WS_ERR_UNEXPECTED_RSV_1"));
         }
     }
 

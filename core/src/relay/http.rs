@@ -194,6 +194,16 @@ pub async fn write_switching<S: AsyncWrite + Unpin>(
     key: &str,
     protocol: Option<&str>,
 ) -> std::io::Result<()> {
+    write_switching_with(stream, key, protocol, None).await
+}
+
+/// [`write_switching`] with a `Sec-WebSocket-Extensions` header when `extensions` is given.
+pub async fn write_switching_with<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    key: &str,
+    protocol: Option<&str>,
+    extensions: Option<&str>,
+) -> std::io::Result<()> {
     let mut response = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n",
         derive_accept_key(key.as_bytes())
@@ -201,6 +211,11 @@ pub async fn write_switching<S: AsyncWrite + Unpin>(
     if let Some(p) = protocol {
         response.push_str("Sec-WebSocket-Protocol: ");
         response.push_str(p);
+        response.push_str("\r\n");
+    }
+    if let Some(e) = extensions {
+        response.push_str("Sec-WebSocket-Extensions: ");
+        response.push_str(e);
         response.push_str("\r\n");
     }
     response.push_str("\r\n");

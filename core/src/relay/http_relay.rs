@@ -30,7 +30,7 @@ use crate::relay::http::{self, RequestHead};
 use crate::relay::http_body::{body_framing, BodyFraming, BodyReader, SenderReader, PIECE_BYTES};
 use crate::relay::http_message::{self, RequestInfo};
 use crate::relay::http_pending::{Delivery, Route};
-use crate::relay::registry::{new_uuid, ControlCommand, EntityRef};
+use crate::relay::registry::{new_uuid, ControlCommand, EntityRef, QueueError};
 use crate::relay::rendezvous::Rendezvous;
 use crate::relay::state::{RelayEvent, RelayState};
 use crate::socket::error::SocketError;
@@ -411,9 +411,11 @@ impl SenderConn {
             id: id.clone(),
             messages,
         });
-        if sent.is_err() {
+        match sent {
+            Ok(()) => {}
             // The listener's channel closed since it was picked.
-            return self.no_listener(&entity.name).await;
+            Err(QueueError::Gone) => return self.no_listener(&entity.name).await,
+            Err(e @ QueueError::Full) => return self.refuse(e.refusal(), Some(&entity.name)).await,
         }
         self.routed(&info, &entity.name);
         match rest {

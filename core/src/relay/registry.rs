@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
 use rand::Rng;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 pub use crate::io::IoStream;
 use crate::relay::config::{Entities, HybridConnectionConfig};
+use crate::socket::error::SocketError;
 
 /// Orders from the relay to one control channel's task.
 #[derive(Debug)]
@@ -32,8 +33,6 @@ pub enum ControlCommand {
         /// Close reason.
         reason: String,
     },
-    /// Stop (or resume) reading the channel (test hook).
-    Freeze(bool),
 }
 
 /// How a rendezvous ended on the listener's side.
@@ -46,6 +45,9 @@ pub enum AcceptOutcome {
         initial: Vec<u8>,
         /// The `Sec-WebSocket-Protocol` the listener chose.
         protocol: Option<String>,
+        /// The `Sec-WebSocket-Extensions` the listener answered with (passed to the sender
+        /// as is).
+        extensions: Option<String>,
     },
     /// The listener rejected the sender.
     Rejected {
@@ -56,11 +58,64 @@ pub enum AcceptOutcome {
     },
 }
 
+/// How many commands (accepts, requests) may wait for one control channel: a listener that
+/// stops reading its channel gets no more than this queued; the senders beyond are refused
+/// (503) at once instead of piling up in the relay.
+pub const CONTROL_QUEUE: usize = 1024;
+
+/// A listener's queue of commands, bounded ([`CONTROL_QUEUE`]).
+#[derive(Clone)]
+pub struct ListenerQueue(mpsc::Sender<ControlCommand>);
+
+/// Why a command could not be queued for a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueError {
+    /// Its control channel has closed.
+    Gone,
+    /// Its queue is full: it does not read its control channel.
+    Full,
+}
+
+impl QueueError {
+    /// What a sender whose accept or request could not be queued is answered.
+    pub fn refusal(self) -> SocketError {
+        match self {
+            QueueError::Gone => {
+                SocketError::status(404, "Endpoint not found: no listener is connected")
+            }
+            QueueError::Full => SocketError::status(
+                503,
+                "Service Unavailable: the listener is not reading its control channel",
+            ),
+        }
+    }
+}
+
+impl ListenerQueue {
+    /// Queues a command without waiting.
+    pub fn send(&self, command: ControlCommand) -> Result<(), QueueError> {
+        self.0.try_send(command).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => QueueError::Full,
+            mpsc::error::TrySendError::Closed(_) => QueueError::Gone,
+        })
+    }
+
+    /// Whether its control channel has closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
 struct ListenerEntry {
     id: u64,
-    commands: mpsc::UnboundedSender<ControlCommand>,
-    frozen: bool,
+    commands: ListenerQueue,
+    /// Test hook: the channel's reader stops while this says `true`. Set here, not through
+    /// `commands`, so that a freeze holds from the moment `freeze_listeners` returns.
+    frozen: watch::Sender<bool>,
 }
+
+/// A registered control channel's ends: its id, its commands, and its frozen flag.
+pub type ListenerEnds = (u64, mpsc::Receiver<ControlCommand>, watch::Receiver<bool>);
 
 struct Entity {
     name: String,
@@ -200,11 +255,17 @@ impl Registry {
     }
 
     /// Registers a control channel; `None` when the entity is gone or full.
-    pub fn add_listener(
+    pub fn add_listener(&self, entity: &str, max: usize) -> Result<ListenerEnds, &'static str> {
+        self.add_listener_with_queue(entity, max, CONTROL_QUEUE)
+    }
+
+    /// [`Registry::add_listener`] with a queue of `queue` commands.
+    pub fn add_listener_with_queue(
         &self,
         entity: &str,
         max: usize,
-    ) -> Result<(u64, mpsc::UnboundedReceiver<ControlCommand>), &'static str> {
+        queue: usize,
+    ) -> Result<ListenerEnds, &'static str> {
         let mut maps = self.lock();
         maps.next_listener += 1;
         let id = maps.next_listener;
@@ -212,13 +273,14 @@ impl Registry {
         if e.listeners.len() >= max {
             return Err("Forbidden: the listener quota of this Hybrid Connection is reached");
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (frozen, frozen_rx) = watch::channel(false);
         e.listeners.push(ListenerEntry {
             id,
-            commands: tx,
-            frozen: false,
+            commands: ListenerQueue(tx),
+            frozen,
         });
-        Ok((id, rx))
+        Ok((id, rx, frozen_rx))
     }
 
     /// Unregisters a control channel.
@@ -229,23 +291,20 @@ impl Registry {
     }
 
     /// A random listener of `entity` that is not frozen, as the service spreads senders.
-    pub fn pick_listener(&self, entity: &str) -> Option<mpsc::UnboundedSender<ControlCommand>> {
+    pub fn pick_listener(&self, entity: &str) -> Option<ListenerQueue> {
         self.pick_listener_with_id(entity).map(|(_, l)| l)
     }
 
     /// [`Registry::pick_listener`], with the listener's id (HTTP responses are only taken
     /// from the control channel their request went to).
-    pub fn pick_listener_with_id(
-        &self,
-        entity: &str,
-    ) -> Option<(u64, mpsc::UnboundedSender<ControlCommand>)> {
+    pub fn pick_listener_with_id(&self, entity: &str) -> Option<(u64, ListenerQueue)> {
         let maps = self.lock();
         let live: Vec<&ListenerEntry> = maps
             .entities
             .get(entity)?
             .listeners
             .iter()
-            .filter(|l| !l.frozen)
+            .filter(|l| !*l.frozen.borrow())
             .collect();
         if live.is_empty() {
             return None;
@@ -316,8 +375,8 @@ impl Registry {
     /// Test hook: freezes (or thaws) matching control channels.
     pub fn freeze_listeners(&self, entity: Option<&str>, frozen: bool) -> usize {
         self.for_listeners(entity, |l| {
-            l.frozen = frozen;
-            l.commands.send(ControlCommand::Freeze(frozen)).is_ok()
+            l.frozen.send_replace(frozen);
+            !l.commands.is_closed()
         })
     }
 
@@ -400,6 +459,23 @@ mod tests {
         assert_eq!((id1.as_str(), id2.as_str()), ("x", "x_2"));
         assert!(r.take_pending("x").is_some());
         assert!(r.take_pending("x").is_none());
+    }
+
+    #[test]
+    fn a_listener_that_does_not_read_gets_a_bounded_queue() {
+        let r = Registry::new(&Entities::Any);
+        let e = r.entity_for_listener("hc").unwrap();
+        let (_id, rx, _frozen) = r.add_listener_with_queue(&e.key, 1, 2).unwrap();
+        let q = r.pick_listener(&e.key).unwrap();
+        let accept = || ControlCommand::Accept("{}".into());
+        assert_eq!(q.send(accept()), Ok(()));
+        assert_eq!(q.send(accept()), Ok(()));
+        assert_eq!(q.send(accept()), Err(QueueError::Full));
+        assert_eq!(QueueError::Full.refusal().status_code, Some(503));
+        drop(rx);
+        assert_eq!(q.send(accept()), Err(QueueError::Gone));
+        assert!(q.is_closed());
+        assert_eq!(QueueError::Gone.refusal().status_code, Some(404));
     }
 
     #[test]

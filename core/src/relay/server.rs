@@ -20,6 +20,7 @@ use crate::relay::http::{self, RequestHead};
 use crate::relay::http_relay;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
+use crate::socket::deflate;
 use crate::socket::error::SocketError;
 
 /// A request to a Hybrid Connection address, taken apart.
@@ -156,6 +157,11 @@ pub async fn serve(
     }
 }
 
+/// Whether a `Sec-WebSocket-Extensions` value names permessage-deflate.
+fn names_deflate(header: &str) -> bool {
+    deflate::parse(header).is_ok_and(|o| o.iter().any(|(k, _)| k == deflate::EXTENSION))
+}
+
 /// Refuses a request with `d`'s status (500 if it has none) and reports it.
 async fn deny(state: &RelayState, mut stream: IoStream, d: SocketError, hc: Option<&str>) {
     let status = d.status_code.unwrap_or(500);
@@ -217,7 +223,7 @@ impl Conn {
                 Ok(g) => g,
                 Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
             };
-        let (listener_id, commands) = match state
+        let (listener_id, commands, frozen) = match state
             .registry
             .add_listener(&entity.key, state.config.max_listeners)
         {
@@ -264,7 +270,7 @@ impl Conn {
             host: self.req.host.clone(),
             expires_at: grant.expires_at,
         };
-        control::run(ws, ctx, commands).await;
+        control::run(ws, ctx, commands, frozen).await;
     }
 
     /// The `accept` message for the listener: the one-time address (the sender's path suffix
@@ -335,10 +341,9 @@ impl Conn {
             .unwrap_or_else(new_uuid);
         let (id, outcome) = state.registry.insert_pending(&wanted);
         let message = self.accept_message(&id);
-        if listener.send(ControlCommand::Accept(message)).is_err() {
+        if let Err(e) = listener.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
-            let d = SocketError::status(404, "Endpoint not found: no listener is connected");
-            return deny(&state, self.stream, d, Some(&entity.name)).await;
+            return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
         }
         state.emit(
             RelayEvent::new(
@@ -354,10 +359,25 @@ impl Conn {
                 stream: listener_stream,
                 initial: listener_initial,
                 protocol,
+                extensions,
             })) => {
-                if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
-                    .await
-                    .is_err()
+                // The listener's answer goes to the sender as the service passes it: a sender
+                // that offered nothing fails it itself. Compressed frames (RSV1) are relayed
+                // only once both sides named permessage-deflate.
+                let answer = extensions.as_deref();
+                let rsv1 = answer.is_some()
+                    && self
+                        .head
+                        .header("Sec-WebSocket-Extensions")
+                        .is_some_and(names_deflate);
+                if http::write_switching_with(
+                    &mut self.stream,
+                    &self.key,
+                    protocol.as_deref(),
+                    answer,
+                )
+                .await
+                .is_err()
                 {
                     return;
                 }
@@ -375,7 +395,10 @@ impl Conn {
                     self.initial,
                     listener_stream,
                     listener_initial,
-                    state.config.relay_buffer_bytes,
+                    forward::Relaying {
+                        buffer_bytes: state.config.relay_buffer_bytes,
+                        rsv1,
+                    },
                     state.forward_stats.clone(),
                 )
                 .await;
@@ -465,9 +488,22 @@ impl Conn {
             .and_then(|p| p.split(',').next())
             .map(|p| p.trim().to_owned())
             .filter(|p| !p.is_empty());
-        if http::write_switching(&mut self.stream, &self.key, protocol.as_deref())
-            .await
-            .is_err()
+        // The listener's permessage-deflate answer, echoed to it and passed to the sender.
+        // A header that reads as an offer (what a plain ws client sends) is no answer: that
+        // listener negotiates nothing.
+        let extensions = self
+            .head
+            .header("Sec-WebSocket-Extensions")
+            .map(|e| e.trim().to_owned())
+            .filter(|e| deflate::is_answer(e));
+        if http::write_switching_with(
+            &mut self.stream,
+            &self.key,
+            protocol.as_deref(),
+            extensions.as_deref(),
+        )
+        .await
+        .is_err()
         {
             return;
         }
@@ -475,6 +511,7 @@ impl Conn {
             stream: self.stream,
             initial: self.initial,
             protocol,
+            extensions,
         });
     }
 

@@ -50,6 +50,9 @@ pub enum Command {
         fin: bool,
         /// Payload, unmasked.
         payload: Vec<u8>,
+        /// Compress it, if permessage-deflate is agreed (see
+        /// [`crate::socket::compress::Deflater::decide`]).
+        compress: bool,
         /// Bytes to report as written.
         accounted: usize,
         /// Callback id, 0 for none.
@@ -84,6 +87,8 @@ pub enum Event {
     Open {
         /// The chosen subprotocol, `""` if none.
         protocol: String,
+        /// The agreed extensions as a `Sec-WebSocket-Extensions` value, `""` if none.
+        extensions: String,
     },
     /// A whole message.
     Message {

@@ -1,8 +1,10 @@
 //! WebSocket framing for the client role (RFC 6455), with ws 8's validation rules and error
-//! catalogue: the decoder reassembles messages and reports violations with ws's `WS_ERR_*`
-//! codes, messages and close codes; the encoder masks every frame. [`parse_header`] is the
+//! catalogue: the decoder reassembles messages (inflating them under permessage-deflate) and
+//! reports violations with ws's `WS_ERR_*` codes, messages and close codes; the encoder
+//! masks every frame. [`parse_header`] is the
 //! one frame-header parser of the project: the relay emulator's frame forwarding uses it too.
 
+use crate::socket::compress::Inflater;
 use crate::socket::error::SocketError;
 
 /// Continuation frame.
@@ -236,6 +238,8 @@ struct Header {
     /// piece of it was handed over.
     streamed: bool,
     started: bool,
+    /// The frame belongs to a compressed message (RSV1 on its first frame).
+    compressed: bool,
     len: u64,
 }
 
@@ -259,6 +263,10 @@ struct Assembly {
     total: u64,
     /// A streamed message (its frames are handed over, not kept): a piece of it went out.
     emitted: bool,
+    /// A compressed message: its frames are inflated as they complete.
+    compressed: bool,
+    /// Inflated bytes so far.
+    inflated: u64,
 }
 
 impl Decoder {
@@ -273,11 +281,12 @@ impl Decoder {
     }
 
     /// Parses the next frame's header (see [`parse_header`]) and applies this client's
-    /// limits; `Ok(None)` when more bytes are needed.
-    fn next_header(&self, buf: &[u8]) -> Result<Option<FrameHeader>, SocketError> {
+    /// limits; `Ok(None)` when more bytes are needed. `deflate`: permessage-deflate is
+    /// agreed, so RSV1 may start a message.
+    fn next_header(&self, buf: &[u8], deflate: bool) -> Result<Option<FrameHeader>, SocketError> {
         let expect = Expect {
             masked: false,
-            rsv1: false,
+            rsv1: deflate,
             fragmented: Some(self.message.is_some()),
         };
         let Some(h) = parse_header(buf, expect)? else {
@@ -294,12 +303,7 @@ impl Decoder {
         if h.opcode < OP_CLOSE {
             let total = self.message.as_ref().map_or(0, |m| m.total) + h.len;
             if self.limits.max_payload > 0 && total > self.limits.max_payload {
-                return Err(SocketError::protocol(
-                    "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
-                    "Max payload size exceeded",
-                    1009,
-                    true,
-                ));
+                return Err(max_payload_error());
             }
         }
         Ok(Some(h))
@@ -311,6 +315,7 @@ impl Decoder {
         h: Header,
         payload: Vec<u8>,
         out: &mut Vec<Incoming>,
+        inflater: Option<&mut Inflater>,
     ) -> Result<(), SocketError> {
         match h.opcode {
             OP_PING => out.push(Incoming::Ping(payload)),
@@ -339,12 +344,31 @@ impl Decoder {
                 // A fragment goes into the message's box (made at its first frame); a whole
                 // message in one frame needs no box.
                 let mut boxed = self.message.take();
-                let (opcode, mut frames, total) = match boxed.as_deref_mut() {
-                    Some(m) => (m.opcode, std::mem::take(&mut m.frames), m.total),
-                    None => (h.opcode, Vec::new(), 0),
+                let (opcode, mut frames, total, mut inflated) = match boxed.as_deref_mut() {
+                    Some(m) => (m.opcode, std::mem::take(&mut m.frames), m.total, m.inflated),
+                    None => (h.opcode, Vec::new(), 0, 0),
                 };
-                frames.push(payload);
                 let total = total + h.len;
+                match inflater {
+                    Some(inflater) if h.compressed => {
+                        // As ws: each frame is inflated as it completes, and the message's
+                        // inflated size is held to `max_payload`.
+                        let max = self.limits.max_payload;
+                        let limit = (max > 0).then(|| max - inflated.min(max));
+                        let mut data = Vec::new();
+                        inflater.inflate(&payload, h.fin, limit, &mut data)?;
+                        if data.capacity() > 2 * data.len() {
+                            // Inflation grows its output in steps: what the message keeps (it
+                            // goes to JavaScript as it is) is its size.
+                            data.shrink_to_fit();
+                        }
+                        inflated += data.len() as u64;
+                        if !data.is_empty() || (h.fin && frames.is_empty()) {
+                            frames.push(data);
+                        }
+                    }
+                    _ => frames.push(payload),
+                }
                 if self.limits.max_fragments > 0
                     && frames.len() > self.limits.max_fragments as usize
                 {
@@ -362,8 +386,20 @@ impl Decoder {
                         frames,
                         total,
                         emitted: false,
+                        compressed: h.compressed,
+                        inflated,
                     };
                     self.message = Some(m);
+                    return Ok(());
+                }
+                if h.compressed && self.limits.stream_binary && opcode == OP_BINARY {
+                    // A compressed binary message is inflated whole, then handed over as
+                    // one piece.
+                    out.push(Incoming::Chunk {
+                        data: frames.concat(),
+                        first: true,
+                        last: true,
+                    });
                     return Ok(());
                 }
                 if opcode == OP_TEXT {
@@ -395,22 +431,38 @@ impl Decoder {
     /// the rest (an incomplete header) must be passed again with more data. Decoding stops
     /// after a close frame: what follows it is left unconsumed, and is not for reading.
     pub fn decode(&mut self, buf: &[u8], out: &mut Vec<Incoming>) -> Result<usize, SocketError> {
+        self.decode_with(buf, out, None)
+    }
+
+    /// [`Decoder::decode`] under permessage-deflate when `inflater` is given: RSV1 may mark
+    /// a message compressed, and its frames are inflated with `inflater`.
+    pub fn decode_with(
+        &mut self,
+        buf: &[u8],
+        out: &mut Vec<Incoming>,
+        mut inflater: Option<&mut Inflater>,
+    ) -> Result<usize, SocketError> {
         let mut pos = 0;
         loop {
             let h = match self.header {
                 Some(h) => h,
-                None => match self.next_header(&buf[pos..])? {
+                None => match self.next_header(&buf[pos..], inflater.is_some())? {
                     None => return Ok(pos),
                     Some(f) => {
                         pos += f.size;
                         let binary = f.opcode == OP_BINARY
                             || (f.opcode == OP_CONTINUATION
                                 && self.message.as_ref().is_some_and(|m| m.opcode == OP_BINARY));
+                        let compressed = f.rsv1
+                            || (f.opcode == OP_CONTINUATION
+                                && self.message.as_ref().is_some_and(|m| m.compressed));
                         let h = Header {
                             fin: f.fin,
                             opcode: f.opcode,
-                            streamed: self.limits.stream_binary && binary,
+                            // Compressed messages are inflated whole, not streamed.
+                            streamed: self.limits.stream_binary && binary && !compressed,
                             started: false,
+                            compressed,
                             len: f.len,
                         };
                         self.header = Some(h);
@@ -446,7 +498,7 @@ impl Decoder {
             }
             self.header = None;
             let payload = std::mem::take(&mut self.payload);
-            self.complete(h, payload, out)?;
+            self.complete(h, payload, out, inflater.as_deref_mut())?;
             if h.opcode == OP_CLOSE {
                 // Nothing after a close frame is read: ws's receiver stops its loop there, so
                 // a bad frame behind it in the same read is no protocol error.
@@ -487,6 +539,16 @@ impl Decoder {
     }
 }
 
+/// ws's error for a message over `maxPayload` (on the wire, or once inflated).
+fn max_payload_error() -> SocketError {
+    SocketError::protocol(
+        "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
+        "Max payload size exceeded",
+        1009,
+        true,
+    )
+}
+
 fn utf8_error() -> SocketError {
     SocketError::protocol(
         "WS_ERR_INVALID_UTF8",
@@ -510,8 +572,21 @@ pub fn framed_len(len: usize) -> usize {
 
 /// Appends a masked client frame to `out`.
 pub fn encode(out: &mut Vec<u8>, fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) {
+    encode_frame(out, fin, false, opcode, payload, mask);
+}
+
+/// Appends a masked client frame to `out`, with RSV1 (the first frame of a compressed
+/// message) when `rsv1`.
+pub fn encode_frame(
+    out: &mut Vec<u8>,
+    fin: bool,
+    rsv1: bool,
+    opcode: u8,
+    payload: &[u8],
+    mask: [u8; 4],
+) {
     out.reserve(framed_len(payload.len()));
-    out.push(if fin { 0x80 } else { 0 } | opcode);
+    out.push(if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode);
     let len = payload.len();
     if len < 126 {
         out.push(0x80 | len as u8);
@@ -863,6 +938,196 @@ mod tests {
         let err = d.decode(&wire, &mut out).unwrap_err();
         assert_eq!(err.code, Some("WS_ERR_UNSUPPORTED_MESSAGE_LENGTH"));
         assert!(out.contains(&Incoming::Ping(b"p".to_vec())));
+    }
+
+    /// A compressor and an inflater agreed with default parameters (this end the client).
+    fn deflate_pair() -> (
+        crate::socket::compress::PerMessage,
+        crate::socket::compress::PerMessage,
+    ) {
+        use crate::socket::deflate::{
+            accept_offer, check_answer, offer, DeflateOptions, Negotiation,
+        };
+        let d = DeflateOptions::default();
+        let server = accept_offer(&d, &offer(&d)).unwrap().unwrap();
+        let client = check_answer(Some(&Negotiation::Offer(d)), Some(&server.params.format()))
+            .unwrap()
+            .unwrap();
+        (
+            crate::socket::compress::PerMessage::new(&server),
+            crate::socket::compress::PerMessage::new(&client),
+        )
+    }
+
+    /// A server frame with RSV1 as given.
+    fn rsv_frame(fin: bool, rsv1: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = server_frame(fin, opcode, payload);
+        if rsv1 {
+            f[0] |= 0x40;
+        }
+        f
+    }
+
+    #[test]
+    fn inflates_compressed_messages_whole_or_fragmented() {
+        let (mut server, mut client) = deflate_pair();
+        let text = "héllo wörld ".repeat(500);
+        let mut wire = Vec::new();
+        let mut c = Vec::new();
+        server.deflate.decide(true, true);
+        server
+            .deflate
+            .compress(text.as_bytes(), true, &mut c)
+            .unwrap();
+        assert!(c.len() < text.len() / 10);
+        wire.extend(rsv_frame(true, true, OP_TEXT, &c));
+        // A fragmented binary message, a ping between its frames, an uncompressed message
+        // after it.
+        let body: Vec<u8> = (0..50_000u32).map(|i| (i % 7) as u8).collect();
+        for (k, piece) in body.chunks(20_000).enumerate() {
+            let fin = k == 2;
+            server.deflate.decide(k == 0, true);
+            server.deflate.compress(piece, fin, &mut c).unwrap();
+            let op = if k == 0 { OP_BINARY } else { OP_CONTINUATION };
+            wire.extend(rsv_frame(fin, k == 0, op, &c));
+            if k == 0 {
+                wire.extend(server_frame(true, OP_PING, b"p"));
+            }
+        }
+        wire.extend(server_frame(true, OP_TEXT, b"plain"));
+        let mut d = Decoder::new(Limits::default());
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in wire.chunks(777) {
+            pending.extend_from_slice(piece);
+            let used = d
+                .decode_with(&pending, &mut out, Some(&mut client.inflate))
+                .unwrap();
+            pending.drain(..used);
+        }
+        assert_eq!(out.len(), 4);
+        assert_eq!(
+            out[0],
+            Incoming::Message {
+                binary: false,
+                frames: vec![text.into_bytes()]
+            }
+        );
+        assert_eq!(out[1], Incoming::Ping(b"p".to_vec()));
+        match &out[2] {
+            Incoming::Message {
+                binary: true,
+                frames,
+            } => assert_eq!(frames.concat(), body),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            out[3],
+            Incoming::Message {
+                binary: false,
+                frames: vec![b"plain".to_vec()]
+            }
+        );
+    }
+
+    #[test]
+    fn compressed_frames_fail_as_ws() {
+        let code = |wire: Vec<u8>, limits: Limits, inflate: bool| {
+            let (_, mut client) = deflate_pair();
+            let mut d = Decoder::new(limits);
+            let inflater = inflate.then_some(&mut client.inflate);
+            let e = d.decode_with(&wire, &mut Vec::new(), inflater).unwrap_err();
+            (e.code.unwrap(), e.close_code.unwrap(), e.message)
+        };
+        let l = Limits::default();
+        // RSV1 without an agreement, or on a continuation or a control frame.
+        assert_eq!(
+            code(rsv_frame(true, true, OP_TEXT, b"x"), l, false).0,
+            "WS_ERR_UNEXPECTED_RSV_1"
+        );
+        let mut cont = rsv_frame(false, true, OP_TEXT, &[0x00]);
+        cont.extend(rsv_frame(true, true, OP_CONTINUATION, &[0x00]));
+        assert_eq!(code(cont, l, true).0, "WS_ERR_UNEXPECTED_RSV_1");
+        assert_eq!(
+            code(rsv_frame(true, true, OP_PING, b""), l, true).0,
+            "WS_ERR_UNEXPECTED_RSV_1"
+        );
+        // Data that does not inflate: zlib's error, 1007.
+        assert_eq!(
+            code(rsv_frame(true, true, OP_BINARY, &[0xff, 0xff]), l, true),
+            ("Z_DATA_ERROR", 1007, "invalid block type".to_owned())
+        );
+        // A bomb: small on the wire, over max_payload once inflated, even across frames.
+        let (mut server, _) = deflate_pair();
+        let mut c = Vec::new();
+        server.deflate.decide(true, true);
+        server
+            .deflate
+            .compress(&vec![0u8; 600_000], false, &mut c)
+            .unwrap();
+        let mut bomb = rsv_frame(false, true, OP_BINARY, &c);
+        server
+            .deflate
+            .compress(&vec![0u8; 600_000], true, &mut c)
+            .unwrap();
+        bomb.extend(rsv_frame(true, false, OP_CONTINUATION, &c));
+        let small = Limits {
+            max_payload: 1_000_000,
+            ..l
+        };
+        assert_eq!(
+            code(bomb, small, true),
+            (
+                "WS_ERR_UNSUPPORTED_MESSAGE_LENGTH",
+                1009,
+                "Max payload size exceeded".to_owned()
+            )
+        );
+        // Invalid UTF-8 is found after inflation.
+        let (mut server, _) = deflate_pair();
+        server.deflate.decide(true, true);
+        server
+            .deflate
+            .compress(&[0xc3, 0x28], true, &mut c)
+            .unwrap();
+        assert_eq!(
+            code(rsv_frame(true, true, OP_TEXT, &c), l, true).0,
+            "WS_ERR_INVALID_UTF8"
+        );
+    }
+
+    #[test]
+    fn compressed_binary_messages_are_one_piece_in_stream_mode() {
+        let (mut server, mut client) = deflate_pair();
+        let mut c = Vec::new();
+        server.deflate.decide(true, true);
+        server
+            .deflate
+            .compress(&[9u8; 70_000], true, &mut c)
+            .unwrap();
+        let wire = rsv_frame(true, true, OP_BINARY, &c);
+        let mut d = Decoder::new(Limits {
+            stream_binary: true,
+            ..Limits::default()
+        });
+        let mut out = Vec::new();
+        d.decode_with(&wire, &mut out, Some(&mut client.inflate))
+            .unwrap();
+        assert_eq!(
+            out,
+            vec![Incoming::Chunk {
+                data: vec![9u8; 70_000],
+                first: true,
+                last: true
+            }]
+        );
+    }
+
+    #[test]
+    fn encodes_rsv1() {
+        let mut out = Vec::new();
+        encode_frame(&mut out, true, true, OP_TEXT, b"x", [0; 4]);
+        assert_eq!(out[0], 0xc1);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::io::IoStream;
 use crate::redact::redact_secrets;
+use crate::socket::deflate::{self, Agreement, Negotiation};
 use crate::socket::dial::{open_stream, Route};
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::{ProxyConfig, ProxyServer};
@@ -34,6 +35,9 @@ pub struct ConnectOptions {
     pub ca: Vec<Vec<u8>>,
     /// The proxies to choose from (see [`ProxyConfig::select`]); `None`: always direct.
     pub proxy: Option<Arc<ProxyConfig>>,
+    /// permessage-deflate: offered (a client), answered (a listener's accept socket), or
+    /// `None`.
+    pub deflate: Option<Negotiation>,
 }
 
 impl std::fmt::Debug for ConnectOptions {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for ConnectOptions {
             .field("handshake_timeout", &self.handshake_timeout)
             .field("ca", &self.ca.len())
             .field("proxy", &self.proxy)
+            .field("deflate", &self.deflate)
             .finish()
     }
 }
@@ -75,6 +80,8 @@ pub struct Established {
     pub initial: Vec<u8>,
     /// The subprotocol the server chose, `""` if none.
     pub protocol: String,
+    /// The permessage-deflate agreement, if any.
+    pub deflate: Option<Agreement>,
 }
 
 struct Target {
@@ -221,6 +228,17 @@ pub fn check_response(
     key: &str,
     protocols: &[String],
 ) -> Result<String, SocketError> {
+    check_response_with(head, key, protocols, None).map(|(p, _)| p)
+}
+
+/// [`check_response`] for a request that negotiated permessage-deflate as `deflate` says:
+/// also returns the agreement.
+pub fn check_response_with(
+    head: &ResponseHead,
+    key: &str,
+    protocols: &[String],
+    deflate: Option<&Negotiation>,
+) -> Result<(String, Option<Agreement>), SocketError> {
     // A header as ws sees it on Node.js's parser: values trimmed, a repeated header's
     // joined with ", " (so twice the right Sec-WebSocket-Accept is not the right one).
     let header = |name: &str| -> Option<String> {
@@ -279,13 +297,8 @@ pub fn check_response(
         }
         None => String::new(),
     };
-    if header("sec-websocket-extensions").is_some() {
-        return Err(fail(
-            "Server sent a Sec-WebSocket-Extensions header but no extension was requested",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        ));
-    }
-    Ok(protocol)
+    let agreement = deflate::check_answer(deflate, header("sec-websocket-extensions").as_deref())?;
+    Ok((protocol, agreement))
 }
 
 /// Where a connection goes, and through which proxy: what a [`Spare`] must match to serve
@@ -431,6 +444,11 @@ async fn upgrade_over(
         request.push_str(&opts.protocols.join(","));
         request.push_str("\r\n");
     }
+    if let Some(n) = &opts.deflate {
+        request.push_str("Sec-WebSocket-Extensions: ");
+        request.push_str(&n.header());
+        request.push_str("\r\n");
+    }
     for (k, v) in &opts.headers {
         if RESERVED_HEADERS.iter().any(|r| k.eq_ignore_ascii_case(r)) {
             continue;
@@ -464,11 +482,13 @@ async fn upgrade_over(
         .map_err(|e| io_error(&e, "sending the handshake"))?;
     sent();
     let (head, initial) = read_response(&mut stream).await?;
-    let protocol = check_response(&head, &key, &opts.protocols)?;
+    let (protocol, deflate) =
+        check_response_with(&head, &key, &opts.protocols, opts.deflate.as_ref())?;
     Ok(Established {
         stream,
         initial,
         protocol,
+        deflate,
     })
 }
 

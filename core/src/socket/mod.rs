@@ -8,11 +8,15 @@
 //! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: the
 //!   HTTP upgrade; [`dial`]: the stream under it (DNS, TCP, a proxy's tunnel, TLS);
 //!   [`connector`]: RFC 8305 address racing; [`proxy`]: proxy settings and the `CONNECT`
-//!   tunnel; [`error`]: the errors reported to the owner.
+//!   tunnel; [`error`]: the errors reported to the owner;
+//! - [`deflate`]: permessage-deflate's negotiation; [`compress`]: its per-message
+//!   compression and inflation.
 
 pub mod api;
 pub mod batch;
+pub mod compress;
 pub mod connector;
+pub mod deflate;
 mod dial;
 pub mod error;
 pub mod frame;

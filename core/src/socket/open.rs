@@ -11,6 +11,7 @@ use crate::socket::error::SocketError;
 use crate::socket::handshake::{self, ConnectOptions, Spare};
 use crate::socket::shared::{Handle, Shared};
 use crate::socket::task::ConnectionTask;
+use crate::test_hooks::{self, Site};
 
 /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is always
 /// [`Event::Closed`].
@@ -77,13 +78,51 @@ pub(super) async fn run(
             return;
         }
     };
+    let extensions = established
+        .deflate
+        .as_ref()
+        .map(|a| a.params.format())
+        .unwrap_or_default();
     sink.push(Event::Open {
         protocol: established.protocol,
+        extensions,
     });
     if let Some(then) = then {
         then(true);
     }
-    let mut task = ConnectionTask::new(established.stream, socket, sink, shared);
+    let guard = (sink.clone(), shared.clone());
+    let mut task = ConnectionTask::new(
+        established.stream,
+        socket,
+        sink,
+        shared,
+        established.deflate.as_ref(),
+    );
     task.on_bytes(&established.initial);
-    tokio::spawn(task);
+    tokio::spawn(guarded(task, guard.0, guard.1));
+}
+
+/// Runs one of a connection's tasks (its handshake, or the open connection) so that a panic
+/// in it (none is known) ends the connection as any failure does, with an error and a close
+/// (1006), rather than leaving its owner waiting for a close that never comes.
+pub(super) async fn guarded(
+    task: impl Future<Output = ()> + Send,
+    sink: Arc<dyn EventSink>,
+    shared: Arc<Shared>,
+) {
+    use futures_util::FutureExt;
+    let run = std::panic::AssertUnwindSafe(async {
+        test_hooks::fire(Site::Socket);
+        task.await
+    });
+    if run.catch_unwind().await.is_err() {
+        log::error!("socket: internal error; the connection is dropped");
+        if !shared.finished.load(Ordering::SeqCst) {
+            sink.push(Event::Error(SocketError::coded(
+                "internal error in the connection",
+                "ERR_INTERNAL",
+            )));
+            closed(&*sink, 1006, Vec::new(), &shared);
+        }
+    }
 }

@@ -182,13 +182,11 @@ impl Handle {
         spare: Option<Spare>,
         then: Option<Box<dyn FnOnce(bool) + Send>>,
     ) {
-        tokio::spawn(open::run(
-            options,
-            socket,
-            sink,
-            self.shared.clone(),
-            spare,
-            then,
+        let guard = (sink.clone(), self.shared.clone());
+        tokio::spawn(open::guarded(
+            open::run(options, socket, sink, self.shared.clone(), spare, then),
+            guard.0,
+            guard.1,
         ));
     }
 }

@@ -12,6 +12,11 @@
 //! - Events of one connection go through one sink, in order: a message can never overtake
 //!   the close.
 //!
+//! - Under permessage-deflate, frames are compressed as they are framed and messages
+//!   inflated as they are decoded ([`PerMessage`]); the contexts are dropped whenever the
+//!   connection goes idle (nothing to read or write), so an idle compressed connection keeps
+//!   only a small box and, if the peer keeps its context, the window it may refer back to.
+//!
 //! An idle open connection costs this task (a few hundred bytes), its [`Shared`] state and
 //! the socket: no read buffer, no channel, no second task. That is what lets a listener
 //! hold thousands of them cheaply.
@@ -32,6 +37,9 @@ use crate::socket::api::{
     Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST, MAX_PENDING_AUTO_PONGS,
 };
 use crate::socket::batch::for_each_batched;
+use crate::socket::compress::PerMessage;
+use crate::socket::deflate::Agreement;
+use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Decoder, Incoming};
 use crate::socket::open::closed;
 use crate::socket::pool;
@@ -44,6 +52,44 @@ thread_local! {
     /// Each tokio thread reads into this one buffer; a connection keeps only an incomplete
     /// frame header between reads, so idle connections hold no read buffer.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each tokio thread compresses into this one buffer before a frame is masked into the
+    /// connection's output.
+    static DEFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Frames `payload` into `out`: compressed (RSV1 on a message's first frame) when it is a
+/// data frame, the owner asked, and permessage-deflate is agreed (`ext`).
+fn encode(
+    out: &mut Vec<u8>,
+    ext: Option<&mut PerMessage>,
+    fin: bool,
+    opcode: u8,
+    payload: &[u8],
+    compress: bool,
+) -> Result<(), SocketError> {
+    let Some(ext) = ext.filter(|_| opcode < frame::OP_CLOSE) else {
+        frame::encode(out, fin, opcode, payload, rand::random());
+        return Ok(());
+    };
+    let first = opcode != frame::OP_CONTINUATION;
+    if !ext.deflate.decide(first, compress) {
+        frame::encode(out, fin, opcode, payload, rand::random());
+        return Ok(());
+    }
+    DEFLATED.with(|cell| {
+        let mut own = Vec::new();
+        let mut scratch = cell.try_borrow_mut();
+        let buf = match scratch.as_deref_mut() {
+            Ok(b) => b,
+            Err(_) => &mut own,
+        };
+        ext.deflate.compress(payload, fin, buf)?;
+        frame::encode_frame(out, fin, first, opcode, buf, rand::random());
+        if buf.capacity() > SHRINK_ABOVE {
+            *buf = Vec::new();
+        }
+        Ok(())
+    })
 }
 
 /// Polls in one wake-up before the task yields to others.
@@ -101,6 +147,8 @@ pub(super) struct ConnectionTask {
     /// The peer has finished sending; what is still queued is written before the end.
     eof: bool,
     timer: Option<Pin<Box<Sleep>>>,
+    /// permessage-deflate's state, when agreed (boxed: most connections have none).
+    ext: Option<Box<PerMessage>>,
 }
 
 // The budget above, checked when compiling: a field that pushes an idle connection's task
@@ -113,8 +161,10 @@ impl ConnectionTask {
         opts: SocketOptions,
         sink: Arc<dyn EventSink>,
         shared: Arc<Shared>,
+        deflate: Option<&Agreement>,
     ) -> Self {
         ConnectionTask {
+            ext: deflate.map(|a| Box::new(PerMessage::new(a))),
             stream,
             decoder: Decoder::new(opts.limits),
             auto_pong: opts.auto_pong,
@@ -172,7 +222,8 @@ impl ConnectionTask {
             return;
         }
         let mut items = Vec::new();
-        match self.decoder.decode(data, &mut items) {
+        let inflater = self.ext.as_deref_mut().map(|e| &mut e.inflate);
+        match self.decoder.decode_with(data, &mut items, inflater) {
             Ok(used) => {
                 self.deliver(items);
                 if self.close.is_none() {
@@ -339,7 +390,8 @@ impl ConnectionTask {
             }
         }
         let shared = &*self.shared;
-        while self.out.len() < self.write_batch {
+        let mut broken: Option<SocketError> = None;
+        while self.out.len() < self.write_batch && broken.is_none() {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
@@ -349,11 +401,16 @@ impl ConnectionTask {
                     opcode,
                     fin,
                     payload,
+                    compress,
                     accounted,
                     ack,
                 } => {
                     if !closing {
-                        frame::encode(&mut self.out, fin, opcode, &payload, rand::random());
+                        let ext = self.ext.as_deref_mut();
+                        if let Err(e) = encode(&mut self.out, ext, fin, opcode, &payload, compress)
+                        {
+                            broken = Some(e);
+                        }
                     }
                     self.bytes += accounted;
                     if ack != 0 {
@@ -369,16 +426,22 @@ impl ConnectionTask {
                     let out = &mut self.out;
                     let (bytes, acks, failed) =
                         (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
-                    let whole = for_each_batched(&data, |opcode, fin, payload, ack| {
-                        if !closing {
-                            frame::encode(out, fin, opcode, payload, rand::random());
+                    let ext = &mut self.ext;
+                    let broken = &mut broken;
+                    let whole = for_each_batched(&data, |f| {
+                        if !closing && broken.is_none() {
+                            let e = ext.as_deref_mut();
+                            if let Err(e) = encode(out, e, f.fin, f.opcode, f.payload, f.compress) {
+                                *broken = Some(e);
+                            }
                         }
-                        *bytes += frame::framed_len(payload.len());
-                        if ack != 0 {
+                        // What the owner counted: the payload as given, framed.
+                        *bytes += frame::framed_len(f.payload.len());
+                        if f.ack != 0 {
                             if closing {
-                                failed.get_or_insert_with(Box::default).push(ack)
+                                failed.get_or_insert_with(Box::default).push(f.ack)
                             } else {
-                                acks.push(ack)
+                                acks.push(f.ack)
                             }
                         }
                     });
@@ -409,6 +472,11 @@ impl ConnectionTask {
         if self.backlog.is_empty() {
             // Do not keep a burst's queue for the connection's life.
             self.backlog = VecDeque::new();
+        }
+        if let Some(e) = broken {
+            // Not reachable with a valid compressor; the stream cannot go on without it.
+            log::error!("socket: {}; dropping the connection", e.message);
+            shared.terminate();
         }
         true
     }
@@ -506,6 +574,10 @@ impl Future for ConnectionTask {
                 ReadStep::Ended => return this.finish(),
             };
             if !wrote && !read {
+                if let Some(ext) = this.ext.as_deref_mut() {
+                    // Idle: the compression contexts go (see `PerMessage::release`).
+                    ext.release();
+                }
                 return Poll::Pending;
             }
         }

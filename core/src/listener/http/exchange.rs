@@ -268,6 +268,7 @@ fn frame(opcode: u8, fin: bool, payload: Vec<u8>) -> Command {
         opcode,
         fin,
         payload,
+        compress: false,
         accounted,
         ack: 0,
     }

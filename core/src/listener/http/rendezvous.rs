@@ -114,6 +114,7 @@ pub(crate) async fn open(
             headers: Vec::new(),
             protocols: Vec::new(),
             handshake_timeout: ctx.connect_timeout,
+            deflate: None,
             ca: ctx.ca.clone(),
             proxy: ctx.proxy.clone(),
         },

@@ -1,0 +1,135 @@
+// No panic crosses into Node. A test hook (`testPanic`, armed only with
+// HYCO_WS_RS_TEST_HOOKS=1) makes a panic happen inside a napi call, in the next connection
+// task, or in the next listener loop; each must end as an error on that object (a thrown
+// Error; an 'error' then a close), never an abort, a hang, or an object that never closes;
+// and the process must go on, serve the next connection, and exit by itself. Every #[napi]
+// function of the addon is checked to catch panics.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+import { withTimeout } from './support/relay-steps.mjs';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/**
+ * The scenario, run in a child process (so that an abort would show as its exit signal):
+ * prints one line per observation and exits by itself when everything is closed.
+ */
+const SCENARIO = String.raw`
+const hyco = require('hyco-ws-rs');
+const native = require(require('path').join(process.cwd(), 'lib/native')).loadNative();
+const once = (emitter, event) => new Promise((resolve) => emitter.once(event, (...args) => resolve(args)));
+(async () => {
+  try {
+    native.testPanic('napi');
+    console.log('napi: no throw');
+  } catch (err) {
+    console.log('napi: threw', err instanceof Error, /as asked/.test(err.message));
+  }
+  const relay = await hyco.startLocalRelay({ acceptTimeoutMs: 1000 });
+  const send = hyco.createRelaySendUri(relay.namespace, 'hc');
+  const listen = hyco.createRelayListenUri(relay.namespace, 'hc');
+  const token = (uri) => hyco.createRelayToken(uri, relay.keyName, relay.key);
+
+  // A sender whose connection task panics: 'error' then 'close'.
+  native.testPanic('socket');
+  const ws = hyco.relayedConnect(send, token(send));
+  const events = [];
+  ws.on('error', (err) => events.push('error ' + err.code));
+  const [code] = await once(ws, 'close');
+  console.log('socket:', events.join(','), 'close', code, 'readyState', ws.readyState);
+
+  // A listener whose loop panics: 'error' then 'close'.
+  native.testPanic('listener');
+  const broken = new hyco.RelayedServer({ server: listen, token: token(listen) });
+  broken.on('error', (err) => console.log('listener: error', err.code));
+  await once(broken, 'close');
+  console.log('listener: closed', broken.status);
+
+  // A listener whose natively accepted connection panics: the sender is not served, the
+  // listener goes on and serves the next one.
+  const server = new hyco.RelayedServer({ server: listen, token: token(listen) });
+  server.on('connection', (socket) => socket.on('message', (data, isBinary) => socket.send(data, { binary: isBinary })));
+  await once(server, 'listening');
+  // The sender is a plain ws client, so that the next task to start is the accept's.
+  native.testPanic('socket');
+  const WebSocket = require('ws');
+  const first = new WebSocket(send, { headers: { ServiceBusAuthorization: token(send) } });
+  first.on('error', (err) => console.log('first sender: error', err.message));
+  await once(first, 'close');
+  const second = hyco.relayedConnect(send, token(send));
+  await once(second, 'open');
+  second.send('still here');
+  const [data] = await once(second, 'message');
+  console.log('second sender: echo', String(data));
+  second.close();
+  await once(second, 'close');
+  await new Promise((resolve) => server.close(resolve));
+  await relay.close();
+  console.log('done');
+})().catch((err) => {
+  console.log('scenario failed', err && err.stack);
+  process.exitCode = 1;
+});
+`;
+
+test('a panic in a napi call, a connection task or a listener ends as an error on that object; the process goes on and exits by itself', async () => {
+  const child = spawn(process.execPath, ['-e', SCENARIO], {
+    cwd: root,
+    env: { ...process.env, HYCO_WS_RS_TEST_HOOKS: '1', RUST_BACKTRACE: '0' }
+  });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  const [code, signal] = await withTimeout(
+    new Promise((resolve) => child.on('close', (c, s) => resolve([c, s]))),
+    60_000,
+    () => `the scenario to end:\n${out}\n${err.slice(0, 2000)}`
+  ).finally(() => child.kill('SIGKILL'));
+  assert.equal(signal, null, `no abort:\n${out}\n${err.slice(0, 2000)}`);
+  assert.equal(code, 0, `${out}\n${err.slice(0, 2000)}`);
+  assert.deepEqual(out.trim().split('\n'), [
+    'napi: threw true true',
+    'socket: error ERR_INTERNAL close 1006 readyState 3',
+    'listener: error ERR_INTERNAL',
+    'listener: closed closed',
+    // The panicked accept leaves the sender to the relay's accept timeout (504).
+    'first sender: error Unexpected server response: 504',
+    'second sender: echo still here',
+    'done'
+  ]);
+  // The panics did happen (they are reported on stderr by Rust's panic hook).
+  assert.equal(err.match(/test hook: a panic/g)?.length, 4, err.slice(0, 2000));
+});
+
+test('without HYCO_WS_RS_TEST_HOOKS=1 the hook does nothing', async () => {
+  const child = spawn(
+    process.execPath,
+    ['-e', "const n = require(require('path').join(process.cwd(), 'lib/native')).loadNative(); console.log(n.testPanic('napi'), n.testPanic('socket'))"],
+    { cwd: root, env: { ...process.env, HYCO_WS_RS_TEST_HOOKS: '' } }
+  );
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  const [code] = await withTimeout(new Promise((resolve) => child.on('close', (c) => resolve([c]))), 30_000, 'the child');
+  assert.equal(code, 0);
+  assert.equal(out.trim(), 'false false');
+});
+
+test('every #[napi] function of the addon catches panics (catch_unwind), async ones excepted (tokio catches those)', () => {
+  const dir = new URL('../src/bindings/', import.meta.url);
+  const missing = [];
+  for (const file of readdirSync(dir).filter((f) => f.endsWith('.rs'))) {
+    const lines = readFileSync(new URL(file, dir), 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      const attr = /^\s*#\[napi(?:\((.*)\))?\]\s*$/.exec(line);
+      const next = (lines[i + 1] || '').trim();
+      if (!attr || !/^pub fn /.test(next)) return;
+      if (!/\bcatch_unwind\b/.test(attr[1] || '')) missing.push(`${file}:${i + 1} ${next}`);
+    });
+  }
+  assert.deepEqual(missing, []);
+});

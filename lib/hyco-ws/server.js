@@ -1,0 +1,106 @@
+'use strict';
+
+/**
+ * The `RelayedServer` of the `hyco-ws-rs/hyco-ws` entry point: this package's listener with
+ * hyco-ws's habits, for code written against it. `clients` is an array; accepted sockets
+ * deliver messages as hyco-ws did; `'listening'` comes each time the control channel opens;
+ * every failed attempt to open it is an `'error'` (when an `'error'` listener exists; the
+ * server retries all the same); closing the server closes its connections with a plain
+ * 1000.
+ */
+
+const WebSocket = require('ws');
+
+const { RelayedServer } = require('../relayed-server');
+const { HycoWsRelayedWebSocket } = require('./websocket');
+
+/**
+ * A Hybrid Connection listener with hyco-ws's habits.
+ *
+ * @extends RelayedServer
+ */
+class HycoWsRelayedServer extends RelayedServer {
+  /**
+   * The control channel is open: 'listening' and 'online', each time, as hyco-ws emitted
+   * 'listening' for every channel it opened.
+   *
+   * @private
+   */
+  _online() {
+    this._listened = true;
+    this.emit('listening');
+    this.emit('online');
+    this.controlChannel._opened();
+  }
+
+  /**
+   * An attempt to open the control channel failed: 'error', as hyco-ws emitted it for every
+   * failed attempt, when something listens (without an 'error' listener hyco-ws crashed the
+   * process; this server does not). The server retries regardless.
+   *
+   * @param {Error} err Why
+   * @private
+   */
+  _attemptFailed(err) {
+    super._attemptFailed(err);
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * `clients` is an array, as hyco-ws's, and stays empty without client tracking (hyco-ws
+   * made one all the same).
+   *
+   * @return {Array} The collection
+   * @private
+   */
+  _newClients() {
+    return [];
+  }
+
+  /**
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _addClient(ws) {
+    this.clients.push(ws);
+  }
+
+  /**
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _removeClient(ws) {
+    const i = this.clients.indexOf(ws);
+    if (i !== -1) this.clients.splice(i, 1);
+  }
+
+  /**
+   * Closes an accepted socket as hyco-ws did when its server closed: a plain close (1000).
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _shutDown(ws) {
+    if (ws.readyState === WebSocket.OPEN) ws.close(1000);
+    else ws.terminate();
+  }
+}
+
+/** Accepted sockets deliver messages as hyco-ws's did. */
+HycoWsRelayedServer.prototype._Socket = HycoWsRelayedWebSocket;
+
+/**
+ * hyco-ws's factory: a `HycoWsRelayedServer` with `fn` as its 'connection' listener.
+ *
+ * @param {Object} options See RelayedServer
+ * @param {Function} [fn] Called with (socket, req) for each connection
+ * @return {HycoWsRelayedServer} The server
+ * @public
+ */
+function createRelayedServer(options, fn) {
+  const server = new HycoWsRelayedServer(options);
+  if (typeof fn === 'function') server.on('connection', fn);
+  return server;
+}
+
+module.exports = { HycoWsRelayedServer, createRelayedServer };
