@@ -69,7 +69,8 @@ function zigEnvironment() {
       run(
         python,
         ['-m', 'pip', 'install', '--disable-pip-version-check', '--quiet', '--target', partial, `ziglang==${ZIGLANG}`, `cargo-zigbuild==${CARGO_ZIGBUILD}`],
-        process.env
+        // --target installs into a folder of ours, so pip's warning about root is moot.
+        { ...process.env, PIP_ROOT_USER_ACTION: 'ignore' }
       );
     } catch (err) {
       fs.rmSync(partial, { recursive: true, force: true });
