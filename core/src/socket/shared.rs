@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::live;
 use crate::socket::api::{Command, EventSink, SocketOptions};
 use crate::socket::budget;
 use crate::socket::handshake::{ConnectOptions, Spare};
@@ -46,6 +47,7 @@ impl Drop for Shared {
 
 impl Shared {
     pub(super) fn new(close_timeout: Duration, high_water: usize) -> Self {
+        live::socket_made();
         Shared {
             queue: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
@@ -142,6 +144,12 @@ impl Shared {
 
     pub(super) fn close_deadline(&self) -> Option<Instant> {
         self.close_deadline.lock().ok().and_then(|d| *d)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        live::socket_dropped();
     }
 }
 
