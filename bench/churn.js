@@ -7,29 +7,31 @@
  * cycles per second and CPU time per cycle, against a hand-written ws 8 listener and ws 8
  * senders doing the same cycles.
  *
- * Usage: node bench/churn.js [cycles=50000] [every=5000]
+ * Usage: node bench/churn.js [cycles=50000] [every=5000] [rounds=1]
  *
- *   cycles  cycles per subject (default 50000)
- *   every   cycles per block: a sample is taken after each (default 5000)
+ *   cycles  cycles per subject and round (default 50000)
+ *   every   cycles between samples (default 5000)
+ *   rounds  rounds, each with fresh processes, the subjects' order rotating (default 1)
  *
  * Subjects, each in a fresh child process of its own (bench/support/churn-peer.js), so that
  * the RSS measured is the subject's alone:
  *   - `RelayedServer + relayedConnect`: hyco-ws-rs on both ends, the relay emulator in a
- *     process of its own (bench/support/relay-peer.js);
+ *     process of its own (bench/support/relay-peer.js, fresh for the subject);
  *   - `same, relay in-process`: the same with `startLocalRelay` in the subject's process
  *     (the layout in which the growth was first reported: all three in one process);
- *   - `ws 8 listener + ws 8 sender`: the baseline, on the separate relay.
- * The subjects run block by block in turn (the order rotates each round), so that each
- * block of one runs under the machine's load of the moment as the others' do; cycles/s and
- * CPU per cycle are medians of the blocks. RSS is read from /proc without forcing a GC
- * (what the system sees); the relay process's RSS is read after each round (it serves both
- * separate-relay subjects, so its cycles are twice theirs).
+ *   - `ws 8 listener + ws 8 sender`: the baseline, on a relay process of its own.
+ * Each subject runs its cycles without a pause, one subject after the other: memory that
+ * is held for some seconds after each connection shows only in a continuous run (a layout
+ * that alternated subjects block by block let such memory drain while a subject waited its
+ * turn, and hid most of the growth this bench was written for). Cycles/s and CPU per cycle
+ * are medians of the samples' intervals, then of the rounds. RSS is read from /proc without
+ * forcing a GC (what the system sees); the relay process's RSS is read with each sample.
  *
- * Goal (issue 16): RSS after the last block within 10 MB of RSS after the first (after
- * 5,000 cycles at the defaults), for the hyco-ws-rs subjects: PASS or ABOVE. After the
- * blocks the addon's live object counts (internal `liveCounts()`) are printed, and must be
- * what they were after the first block. Prints a markdown section for bench/RESULTS.md.
- * Exits 1 if a cycle fails or a count did not come back.
+ * Goal (issue 16): RSS after the last sample within 10 MB of RSS after the first (50,000
+ * and 5,000 cycles at the defaults), for the hyco-ws-rs subjects: PASS or ABOVE. The
+ * addon's live object counts (internal `liveCounts()`) after the first and the last sample
+ * must agree (builds without them are measured too, for before/after figures). Prints a
+ * markdown section for bench/RESULTS.md. Exits 1 if a cycle fails or a count grew.
  */
 
 const fs = require('fs');
@@ -41,7 +43,7 @@ const { median } = require('./support/stats');
 const { runMain, withTimeout } = require('./support/run');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 
-const USAGE = 'Usage: node bench/churn.js [cycles=50000] [every=5000]';
+const USAGE = 'Usage: node bench/churn.js [cycles=50000] [every=5000] [rounds=1]';
 const PEER = path.join(__dirname, 'support', 'churn-peer.js');
 const RELAY_PEER = path.join(__dirname, 'support', 'relay-peer.js');
 const ADDON = path.join(__dirname, '..', 'hyco-ws-rs.linux-x64-gnu.node');
@@ -57,17 +59,19 @@ const SUBJECTS = [
 ];
 
 /**
- * Reads `[cycles] [every]`.
+ * Reads `[cycles] [every] [rounds]`.
  *
- * @return {?{cycles: Number, every: Number}} The arguments, or `null` when invalid
+ * @return {?{cycles: Number, every: Number, rounds: Number}} The arguments, or `null` when
+ *     invalid
  */
 function parseArgs() {
-  const [c, e] = process.argv.slice(2);
+  const [c, e, r] = process.argv.slice(2);
   const cycles = c === undefined ? 50000 : Number(c);
   const every = e === undefined ? Math.min(5000, cycles) : Number(e);
-  if (!Number.isInteger(cycles) || !Number.isInteger(every) || every < 1 || cycles < every) return null;
-  if (cycles % every !== 0) return null;
-  return { cycles, every };
+  const rounds = r === undefined ? 1 : Number(r);
+  if (![cycles, every, rounds].every(Number.isInteger) || every < 1 || rounds < 1) return null;
+  if (cycles < every || cycles % every !== 0) return null;
+  return { cycles, every, rounds };
 }
 
 /**
@@ -106,32 +110,6 @@ async function startChild(script, args, key, first) {
 }
 
 /**
- * Sends `msg` to `child` and waits for its answer carrying `key`.
- *
- * @param {ChildProcess} child The child
- * @param {Object} msg The request
- * @param {String} key The answer's key
- * @param {Number} ms How long it may take
- * @param {String} what What is awaited, for messages
- * @return {Promise<Object>} The answer's value
- */
-function ask(child, msg, key, ms, what) {
-  let onMessage;
-  let onExit;
-  const answer = new Promise((resolve, reject) => {
-    onMessage = (m) => m && m[key] && resolve(m[key]);
-    onExit = (code) => reject(new Error(`${what}: the process exited (${code})`));
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
-  child.send(msg);
-  return withTimeout(answer, ms, what).finally(() => {
-    child.removeListener('message', onMessage);
-    child.removeListener('exit', onExit);
-  });
-}
-
-/**
  * Ends a child: asks it to shut down, and kills it if it has not exited in time.
  *
  * @param {ChildProcess} child The child
@@ -160,6 +138,77 @@ function mb(bytes) {
 }
 
 /**
+ * Runs one subject in fresh processes (its own, and a relay's unless it has the relay
+ * in-process): `cycles` cycles without a pause, a sample every `every`.
+ *
+ * @param {Object} subject An entry of `SUBJECTS`
+ * @param {Number} cycles Cycles
+ * @param {Number} every Cycles between samples
+ * @return {Promise<{samples: Object[], relayRss: Number[]}>} The samples (the first taken
+ *     before any cycle) and the relay process's RSS at each (NaN for an in-process relay)
+ */
+async function runSubject(subject, cycles, every) {
+  const children = [];
+  try {
+    let first = null;
+    let relayPid = null;
+    if (subject.kind !== 'rs-local') {
+      const relay = await startChild(RELAY_PEER, [], 'ready', null);
+      children.push(relay.child);
+      relayPid = relay.info.pid;
+      first = { relay: { namespace: relay.info.namespace, keyName: relay.info.keyName, key: relay.info.key } };
+    }
+    const { child, info: ready } = await startChild(PEER, [subject.kind], 'ready', first);
+    children.push(child);
+    const samples = [ready];
+    const relayRss = [relayPid === null ? NaN : rssOf(relayPid)];
+    const ran = new Promise((resolve, reject) => {
+      child.on('message', (msg) => {
+        if (msg && msg.sample) {
+          samples.push(msg.sample);
+          relayRss.push(relayPid === null ? NaN : rssOf(relayPid));
+          const x = msg.sample;
+          process.stderr.write(
+            `${subject.label}: ${x.cycles} cycles, ${Math.round((every * 1000) / x.ms)} cycles/s, ` +
+              `RSS ${mb(x.memory.rss)} MB, heapUsed ${mb(x.memory.heapUsed)} MB` +
+              `${x.live ? `, live ${JSON.stringify(x.live)}` : ''}\n`
+          );
+        } else if (msg && msg.ran) resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`${subject.label}: the process exited (${code})`)));
+    });
+    child.send({ run: cycles, every });
+    await withTimeout(ran, 300000 + cycles * 20, `${subject.label}'s ${cycles} cycles`);
+    return { samples, relayRss };
+  } finally {
+    await Promise.all(children.map(stopChild));
+  }
+}
+
+/**
+ * What one subject's run gives, for the summary.
+ *
+ * @param {{samples: Object[]}} run The run
+ * @param {Number} every Cycles between samples
+ * @return {Object} `{ rate, cpuUs, first, last, growth, liveFirst, liveLast, problem }`
+ */
+function summarise(run, every) {
+  const timed = run.samples.slice(1);
+  const first = timed[0].memory;
+  const last = timed[timed.length - 1].memory;
+  return {
+    rate: median(timed.map((x) => (every * 1000) / x.ms)),
+    cpuUs: median(timed.map((x) => (x.cpuMs * 1000) / every)),
+    first,
+    last,
+    growth: last.rss - first.rss,
+    liveFirst: timed[0].live,
+    liveLast: timed[timed.length - 1].live,
+    problem: timed.map((x) => x.problem).find(Boolean) || null
+  };
+}
+
+/**
  * The benchmark.
  *
  * @return {Promise<void>}
@@ -171,107 +220,79 @@ async function main() {
     process.exitCode = 2;
     return;
   }
-  const { cycles, every } = args;
-  const blocks = cycles / every;
+  const { cycles, every, rounds } = args;
   const info = machine(ADDON);
   const failures = [];
-  const children = [];
-  try {
-    const relay = await startChild(RELAY_PEER, [], 'ready', null);
-    children.push(relay.child);
-    const relayInfo = { namespace: relay.info.namespace, keyName: relay.info.keyName, key: relay.info.key };
-    const subjects = [];
-    for (const s of SUBJECTS) {
-      const first = s.kind === 'rs-local' ? null : { relay: relayInfo };
-      const { child, info: ready } = await startChild(PEER, [s.kind], 'ready', first);
-      children.push(child);
-      subjects.push({ ...s, child, samples: [ready] });
-    }
-    const relayRss = [rssOf(relay.info.pid)];
-    const blockMs = 120000 + every * 20;
-    for (let b = 0; b < blocks; b++) {
-      for (let i = 0; i < subjects.length; i++) {
-        const s = subjects[(b + i) % subjects.length];
-        const sample = await ask(s.child, { run: every }, 'ran', blockMs, `${s.label}, block ${b + 1}`);
-        if (sample.problem) failures.push(`${s.label}: ${sample.problem}`);
-        s.samples.push(sample);
-        process.stderr.write(
-          `block ${b + 1}/${blocks} ${s.label}: ${sample.cycles} cycles, ` +
-            `${Math.round((every * 1000) / sample.ms)} cycles/s, RSS ${mb(sample.memory.rss)} MB, ` +
-            `heapUsed ${mb(sample.memory.heapUsed)} MB${sample.live ? `, live ${JSON.stringify(sample.live)}` : ''}\n`
-        );
-      }
-      relayRss.push(rssOf(relay.info.pid));
-    }
-
-    const curve = [['cycles', ...subjects.map((s) => s.label), 'relay process']];
-    for (let b = 0; b <= blocks; b++) {
-      curve.push([
-        (b * every).toLocaleString('en-US'),
-        ...subjects.map((s) => mb(s.samples[b].memory.rss)),
-        mb(relayRss[b])
-      ]);
-    }
-
-    const stats = subjects.map((s) => {
-      const runs = s.samples.slice(1);
-      const first = runs[0].memory;
-      const last = runs[runs.length - 1].memory;
-      return {
-        rate: median(runs.map((r) => (every * 1000) / r.ms)),
-        cpuUs: median(runs.map((r) => (r.cpuMs * 1000) / every)),
-        first,
-        last,
-        growth: last.rss - first.rss,
-        liveFirst: runs[0].live,
-        liveLast: runs[runs.length - 1].live
-      };
-    });
-    const ws = stats[subjects.findIndex((s) => s.kind === 'ws')];
-    const rows = [['measure', ...subjects.map((s) => s.label), 'rs/ws']];
-    const row = (name, f, ratio) => rows.push([name, ...stats.map(f), ratio ? `${ratio(stats[0], ws).toFixed(2)}×` : '']);
-    row('cycles/s (median of blocks)', (x) => Math.round(x.rate).toLocaleString('en-US'), (a, b) => a.rate / b.rate);
-    row('CPU µs per cycle (this process)', (x) => x.cpuUs.toFixed(0), (a, b) => a.cpuUs / b.cpuUs);
-    row(`RSS after ${every.toLocaleString('en-US')}, MB`, (x) => mb(x.first.rss));
-    row(`RSS after ${cycles.toLocaleString('en-US')}, MB`, (x) => mb(x.last.rss));
-    row('RSS growth between them, MB', (x) => mb(x.growth));
-    row(`heapUsed after ${cycles.toLocaleString('en-US')}, MB`, (x) => mb(x.last.heapUsed));
-    rows.push([
-      `goal: growth ≤ ${GOAL_MB} MB`,
-      ...stats.map((x, i) => (subjects[i].goal ? (x.growth <= GOAL_MB * MB ? 'PASS' : 'ABOVE') : '')),
-      ''
-    ]);
-
-    for (let i = 0; i < subjects.length; i++) {
-      const { liveFirst, liveLast } = stats[i];
-      if (!liveFirst) continue;
-      // Tasks may differ by the spare connection (opening or kept) at the sample's moment.
-      const grew = Object.keys(liveFirst).filter((k) => liveLast[k] > liveFirst[k] + (k === 'tasks' ? 2 : 0));
-      if (grew.length) {
-        failures.push(`${subjects[i].label}: live counts grew: ${grew.map((k) => `${k} ${liveFirst[k]} → ${liveLast[k]}`).join(', ')}`);
+  const loads = [];
+  /** Per subject (in SUBJECTS' order): each round's run and summary. */
+  const results = SUBJECTS.map(() => []);
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < SUBJECTS.length; i++) {
+      const k = (r + i) % SUBJECTS.length;
+      loads.push(require('os').loadavg()[0]);
+      const run = await runSubject(SUBJECTS[k], cycles, every);
+      const sum = summarise(run, every);
+      results[k].push({ run, sum });
+      if (sum.problem) failures.push(`${SUBJECTS[k].label}: ${sum.problem}`);
+      const { liveFirst, liveLast } = sum;
+      if (liveFirst && liveLast) {
+        // Tasks may differ by the spare connection (opening or kept) at the sample's moment.
+        const grew = Object.keys(liveFirst).filter((n) => liveLast[n] > liveFirst[n] + (n === 'tasks' ? 2 : 0));
+        if (grew.length) {
+          failures.push(`${SUBJECTS[k].label}: live counts grew: ${grew.map((n) => `${n} ${liveFirst[n]} → ${liveLast[n]}`).join(', ')}`);
+        }
       }
     }
-
-    const load = require('os').loadavg().map((x) => x.toFixed(2)).join(' ');
-    console.log(`churn: ${cycles.toLocaleString('en-US')} cycles per subject (connect, echo 1 message, close), blocks of ${every.toLocaleString('en-US')}, subjects in turn`);
-    console.log(`${info.cpuModel}, ${info.cores} cores, ${info.memGiB} GiB, node ${info.node}, ${info.platform}; load average ${load}`);
-    console.log(`addon: ${addonStamp(ADDON)}`);
-    console.log('\nRSS, MB (each subject in its own process; the relay process serves the two separate-relay subjects):');
-    console.log(table(curve).join('\n'));
-    console.log('');
-    console.log(table(rows).join('\n'));
-    for (let i = 0; i < subjects.length; i++) {
-      if (stats[i].liveLast) console.log(`${subjects[i].label}: live counts ${JSON.stringify(stats[i].liveFirst)} → ${JSON.stringify(stats[i].liveLast)}`);
-    }
-    console.log('\n--- markdown for bench/RESULTS.md ---');
-    console.log(`${info.date.slice(0, 10)}. ${cycles.toLocaleString('en-US')} cycles per subject in blocks of ${every.toLocaleString('en-US')}, subjects in turn; ${info.cpuModel}, ${info.cores} cores, node ${info.node}, load average ${load}.\n`);
-    console.log(markdownTable(curve).join('\n'));
-    console.log('');
-    console.log(markdownTable(rows).join('\n'));
-    console.log('--- end ---');
-  } finally {
-    await Promise.all(children.map(stopChild));
   }
+
+  const curves = [];
+  for (let r = 0; r < rounds; r++) {
+    const curve = [['cycles', ...SUBJECTS.map((s) => s.label), 'relay (first)', 'relay (ws 8)']];
+    const runs = results.map((x) => x[r].run);
+    const wsRun = runs[SUBJECTS.findIndex((s) => s.kind === 'ws')];
+    for (let b = 0; b <= cycles / every; b++) {
+      curve.push([(b * every).toLocaleString('en-US'), ...runs.map((x) => mb(x.samples[b].memory.rss)), mb(runs[0].relayRss[b]), mb(wsRun.relayRss[b])]);
+    }
+    curves.push(curve);
+  }
+
+  const med = (k, f) => median(results[k].map((x) => f(x.sum)));
+  const wsK = SUBJECTS.findIndex((s) => s.kind === 'ws');
+  const rows = [['measure', ...SUBJECTS.map((s) => s.label), 'rs/ws']];
+  const row = (name, f, fmt, ratio) =>
+    rows.push([name, ...SUBJECTS.map((_, k) => fmt(med(k, f))), ratio ? `${(med(0, f) / med(wsK, f)).toFixed(2)}×` : '']);
+  row('cycles/s (median)', (x) => x.rate, (v) => Math.round(v).toLocaleString('en-US'), true);
+  row('CPU µs per cycle (this process)', (x) => x.cpuUs, (v) => v.toFixed(0), true);
+  row(`RSS after ${every.toLocaleString('en-US')}, MB`, (x) => x.first.rss, mb);
+  row(`RSS after ${cycles.toLocaleString('en-US')}, MB`, (x) => x.last.rss, mb);
+  row('RSS growth between them, MB', (x) => x.growth, mb);
+  row(`heapUsed after ${cycles.toLocaleString('en-US')}, MB`, (x) => x.last.heapUsed, mb);
+  rows.push([
+    `goal: growth ≤ ${GOAL_MB} MB`,
+    ...SUBJECTS.map((s, k) => (s.goal ? (med(k, (x) => x.growth) <= GOAL_MB * MB ? 'PASS' : 'ABOVE') : '')),
+    ''
+  ]);
+
+  const load = `${Math.min(...loads).toFixed(2)}–${Math.max(...loads).toFixed(2)}`;
+  const what = `${cycles.toLocaleString('en-US')} cycles per subject (connect, echo 1 message, close), a sample every ${every.toLocaleString('en-US')}, ${rounds} round${rounds > 1 ? 's' : ''}`;
+  console.log(`churn: ${what}`);
+  console.log(`${info.cpuModel}, ${info.cores} cores, ${info.memGiB} GiB, node ${info.node}, ${info.platform}; 1-min load average ${load}`);
+  console.log(`addon: ${addonStamp(ADDON)}`);
+  curves.forEach((curve, r) => {
+    console.log(`\nRSS, MB, round ${r + 1} (each subject in its own process; the relay columns are the relay processes of the first subject and of ws 8):`);
+    console.log(table(curve).join('\n'));
+  });
+  console.log(`\n${rounds > 1 ? 'medians of the rounds' : 'summary'}:`);
+  console.log(table(rows).join('\n'));
+  SUBJECTS.forEach((s, k) => {
+    for (const { sum } of results[k]) if (sum.liveLast) console.log(`${s.label}: live counts ${JSON.stringify(sum.liveFirst)} → ${JSON.stringify(sum.liveLast)}`);
+  });
+  console.log('\n--- markdown for bench/RESULTS.md ---');
+  console.log(`${info.date.slice(0, 10)}. ${what}; ${info.cpuModel}, ${info.cores} cores, node ${info.node}, load average ${load}.\n`);
+  console.log(markdownTable(curves[0]).join('\n'));
+  console.log('');
+  console.log(markdownTable(rows).join('\n'));
+  console.log('--- end ---');
   if (failures.length) {
     console.log(`\nFAILED CHECKS (${failures.length}):`);
     for (const f of failures) console.log(`  - ${f}`);

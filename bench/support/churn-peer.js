@@ -15,10 +15,11 @@
  *     the issue that reported the growth, where the process holds all three.
  *
  * IPC: `{ relay: { namespace, keyName, key } }` (not for `rs-local`) starts the listener,
- * answered `{ ready: sample }`; `{ run: n }` runs n cycles, answered `{ ran: sample }`;
- * `{ shutdown: true }` (or the bench going away) closes everything and exits. A sample is
- * `{ cycles, ms, cpuMs, memory, live }`: cycles so far, the last run's wall and CPU time
- * (this process, every thread), `process.memoryUsage()` with `rss` from /proc (no GC
+ * answered `{ ready: sample }`; `{ run: n, every: k }` runs n cycles without a pause, with a
+ * `{ sample }` message after every k, then `{ ran: true }`; `{ shutdown: true }` (or the
+ * bench going away) closes everything and exits. A sample is `{ cycles, ms, cpuMs, memory,
+ * live }`: cycles so far, the wall and CPU time (this process, every thread) of the cycles
+ * since the previous sample, `process.memoryUsage()` with `rss` from /proc (no GC
  * forced: what the system sees), and for hyco-ws-rs the addon's live object counts once the
  * last connection is gone (see `settledCounts`). A cycle
  * that fails ends the process with an error.
@@ -157,18 +158,22 @@ async function main() {
   };
 
   /**
-   * Runs `n` cycles and reports.
+   * Runs `n` cycles, reporting a sample after every `every`.
    *
    * @param {Number} n How many
+   * @param {Number} every Cycles between samples
    * @return {Promise<void>}
    */
-  const run = async (n) => {
-    const cpu0 = process.cpuUsage();
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < n; i++) await cycle(to.uri, to.token, cycles++);
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    const cpu = process.cpuUsage(cpu0);
-    process.send({ ran: await sample(ms, (cpu.user + cpu.system) / 1000) });
+  const run = async (n, every) => {
+    for (let done = 0; done < n; done += every) {
+      const cpu0 = process.cpuUsage();
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < every; i++) await cycle(to.uri, to.token, cycles++);
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      const cpu = process.cpuUsage(cpu0);
+      process.send({ sample: await sample(ms, (cpu.user + cpu.system) / 1000) });
+    }
+    process.send({ ran: true });
   };
 
   let stopping = false;
@@ -189,7 +194,7 @@ async function main() {
     if (!msg) return;
     let step = null;
     if (msg.relay) step = start(msg.relay);
-    else if (msg.run) step = run(msg.run);
+    else if (msg.run) step = run(msg.run, msg.every);
     else if (msg.shutdown) step = stop(0);
     if (step) {
       step.catch((err) => {
