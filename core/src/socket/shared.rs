@@ -39,9 +39,10 @@ pub struct Shared {
 
 impl Drop for Shared {
     /// What the owner never took stops counting against the process's budget when the
-    /// connection is gone.
+    /// connection is gone; the live count (leak tests) drops by one.
     fn drop(&mut self) {
         budget::release(*self.inflight.get_mut());
+        live::socket_dropped();
     }
 }
 
@@ -144,12 +145,6 @@ impl Shared {
 
     pub(super) fn close_deadline(&self) -> Option<Instant> {
         self.close_deadline.lock().ok().and_then(|d| *d)
-    }
-}
-
-impl Drop for Shared {
-    fn drop(&mut self) {
-        live::socket_dropped();
     }
 }
 
