@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::live;
 use crate::socket::api::{Command, EventSink, SocketOptions};
 use crate::socket::budget;
 use crate::socket::handshake::{ConnectOptions, Spare};
@@ -38,14 +39,16 @@ pub struct Shared {
 
 impl Drop for Shared {
     /// What the owner never took stops counting against the process's budget when the
-    /// connection is gone.
+    /// connection is gone; the live count (leak tests) drops by one.
     fn drop(&mut self) {
         budget::release(*self.inflight.get_mut());
+        live::socket_dropped();
     }
 }
 
 impl Shared {
     pub(super) fn new(close_timeout: Duration, high_water: usize) -> Self {
+        live::socket_made();
         Shared {
             queue: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
