@@ -19,6 +19,7 @@
 
 const WebSocket = require('ws');
 
+const { getInboundBudget, setInboundBudget } = require('./lib/budget');
 const helpers = require('./lib/helpers').withHycoWsRules;
 const { connectAs } = require('./lib/connect');
 const { relayedFetch } = require('./lib/http/fetch');
@@ -52,6 +53,8 @@ module.exports = overlayOn(HycoWsWebSocket, {
   RelayedWebSocket: HycoWsRelayedWebSocket,
   RelayedServer: HycoWsRelayedServer,
   createRelayedServer,
+  setInboundBudget,
+  getInboundBudget,
   WebSocket: HycoWsWebSocket,
   WebSocketServer: HycoWsServer,
   Server: HycoWsServer,

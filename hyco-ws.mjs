@@ -19,6 +19,8 @@ export const {
   RelayedWebSocket,
   RelayedServer,
   createRelayedServer,
+  setInboundBudget,
+  getInboundBudget,
   WebSocket,
   WebSocketServer,
   Server,

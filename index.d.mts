@@ -50,6 +50,8 @@ export import RelayConnectionInfo = hyco.RelayConnectionInfo;
 
 // The local relay emulator
 export import startLocalRelay = hyco.startLocalRelay;
+export import setInboundBudget = hyco.setInboundBudget;
+export import getInboundBudget = hyco.getInboundBudget;
 export import LocalRelay = hyco.LocalRelay;
 export import LocalRelayOptions = hyco.LocalRelayOptions;
 export import LocalRelayEvent = hyco.LocalRelayEvent;

@@ -320,6 +320,22 @@ declare namespace HycoWebSocket {
    *   when the port cannot be bound.
    */
   function startLocalRelay(options?: LocalRelayOptions): Promise<LocalRelay>;
+
+  // ---------------------------------------------------------------------------------------
+  // Memory
+  // ---------------------------------------------------------------------------------------
+
+  /**
+   * Sets the process's inbound budget: bytes of received messages waiting for the event loop,
+   * over every socket, above which every socket stops reading until the event loop catches
+   * up (each socket also stops at its own `inboundHighWaterMark`). `0` for none. Default
+   * 268435456 (256 MiB). Returns the previous budget.
+   *
+   * @throws {TypeError|RangeError} for anything but an integer >= 0
+   */
+  function setInboundBudget(bytes: number): number;
+  /** The inbound budget (`0`: none) and the bytes waiting for the event loop now. */
+  function getInboundBudget(): { limit: number; used: number };
   // ---------------------------------------------------------------------------------------
   // The sender
   // ---------------------------------------------------------------------------------------
@@ -378,6 +394,12 @@ declare namespace HycoWebSocket {
     closeTimeout?: number;
     /** Answer pings automatically. Default `true`. */
     autoPong?: boolean;
+    /** Ping every this many ms, and drop the connection ('error' `ETIMEDOUT`, then 'close'
+     * 1006) when a ping is still unanswered at the next; `0` for none. Default `0`. */
+    heartbeatInterval?: number;
+    /** Bytes of received messages waiting for the event loop above which the socket stops
+     * reading (TCP backpressure). Default `16777216` (16 MiB). See {@link setInboundBudget}. */
+    inboundHighWaterMark?: number;
     /** An HTTP proxy, `http://[user:password@]host:port` (or `https://…`, TLS to the proxy),
      * for every connection; `false` for none. Default: the environment at the call
      * (`HTTPS_PROXY` for `wss:`, `HTTP_PROXY` for `ws:`, `NO_PROXY`). See the README's
@@ -537,6 +559,16 @@ declare namespace HycoWebSocket {
     /** How long an HTTP request may go unanswered before the listener gives up on it, ms
      * (the service's own limit is 60 s). Default `60000`. */
     requestTimeout?: number;
+    /** Accepted sockets: time allowed for the closing handshake, ms. Default `30000`. */
+    closeTimeout?: number;
+    /** Accepted sockets: answer pings automatically. Default `true`. */
+    autoPong?: boolean;
+    /** Accepted sockets: ping every this many ms and drop a sender that does not answer by
+     * the next; `0` for none. Default `0`. */
+    heartbeatInterval?: number;
+    /** Accepted sockets: bytes of received messages waiting for the event loop above which
+     * a socket stops reading. Default `16777216` (16 MiB). */
+    inboundHighWaterMark?: number;
     /** An HTTP proxy for every connection of the listener (control channel, accepts, spare
      * connections, rejects, HTTP rendezvous); `false` for none. Default: the environment
      * when the server is made. See {@link RelayedConnectOptions.proxy}. */

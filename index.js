@@ -13,6 +13,7 @@
 
 const WebSocket = require('ws');
 
+const { getInboundBudget, setInboundBudget } = require('./lib/budget');
 const helpers = require('./lib/helpers');
 const { relayedFetch } = require('./lib/http/fetch');
 const { overlayOn } = require('./lib/overlay');
@@ -37,6 +38,8 @@ const overlay = {
   RelayedWebSocket,
   RelayedServer,
   createRelayedServer,
+  setInboundBudget,
+  getInboundBudget,
   // ws 8's own named exports, so `const { WebSocketServer } = require('hyco-ws-rs')` works
   // exactly as with ws (these are ws's objects, unchanged).
   WebSocket,

@@ -18,6 +18,8 @@ export const {
   RelayedWebSocket,
   RelayedServer,
   createRelayedServer,
+  setInboundBudget,
+  getInboundBudget,
   WebSocket,
   WebSocketServer,
   Server,

@@ -6,7 +6,14 @@
 
 const { deflateOption } = require('./deflate');
 const { loadNative } = require('./native');
-const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const {
+  booleanOption,
+  codedError,
+  describeType,
+  invalidOption,
+  numberOption,
+  validateOptionsObject
+} = require('./validation');
 const { proxyOption } = require('./proxy');
 const { credentialOption, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
@@ -16,6 +23,7 @@ const native = loadNative();
 const DEFAULT_HANDSHAKE_TIMEOUT = 70000;
 const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
 const DEFAULT_CLOSE_TIMEOUT = 30000;
+const DEFAULT_INBOUND_HIGH_WATER_MARK = 16 * 1024 * 1024;
 
 const subprotocolRegex = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
 const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -144,6 +152,10 @@ function parseCa(ca) {
  * @param {(String|Buffer|Array)} [options.ca] Extra trusted certificates (PEM)
  * @param {Number} [options.closeTimeout=30000] Time allowed for the closing handshake, ms
  * @param {Boolean} [options.autoPong=true] Answer pings automatically
+ * @param {Number} [options.heartbeatInterval=0] Ping every this many ms and drop the
+ *     connection when a ping is unanswered at the next (0: no heartbeat)
+ * @param {Number} [options.inboundHighWaterMark=16777216] Bytes of received messages
+ *     waiting for the event loop above which reading stops
  * @param {(Boolean|Object)} [options.perMessageDeflate=true] permessage-deflate, as ws's
  *     client option: offered by default; `false` to offer nothing, or ws's sub-options
  * @param {Object} [options.credential] An Entra ID `TokenCredential`, instead of `token`
@@ -211,8 +223,13 @@ function connectAs(Socket, address, token, options, fn) {
   const handshakeTimeout = numberOption(options.handshakeTimeout, 'handshakeTimeout', DEFAULT_HANDSHAKE_TIMEOUT);
   const maxPayload = numberOption(options.maxPayload, 'maxPayload', DEFAULT_MAX_PAYLOAD, true);
   const closeTimeout = numberOption(options.closeTimeout, 'closeTimeout', DEFAULT_CLOSE_TIMEOUT);
-  const autoPong = options.autoPong === undefined ? true : options.autoPong;
-  if (typeof autoPong !== 'boolean') invalidOption('autoPong', 'of type boolean', autoPong);
+  const inboundHighWater = numberOption(
+    options.inboundHighWaterMark,
+    'inboundHighWaterMark',
+    DEFAULT_INBOUND_HIGH_WATER_MARK
+  );
+  const heartbeatMs = numberOption(options.heartbeatInterval, 'heartbeatInterval', 0, true);
+  const autoPong = booleanOption(options.autoPong, 'autoPong', true);
   const ca = parseCa(options.ca);
   const proxy = proxyOption(options.proxy);
   const deflate = deflateOption(options.perMessageDeflate, true);
@@ -236,7 +253,9 @@ function connectAs(Socket, address, token, options, fn) {
         closeTimeout,
         autoPong,
         perMessageDeflate,
-        proxy
+        proxy,
+        inboundHighWater,
+        heartbeatMs
       })
     );
   if (typeof token === 'string' || source === null) {
@@ -272,4 +291,4 @@ function connectAs(Socket, address, token, options, fn) {
   return ws;
 }
 
-module.exports = { connectAs, redact, relayedConnect };
+module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, connectAs, redact, relayedConnect };

@@ -156,4 +156,14 @@ function unregister(id) {
   targets.delete(id);
 }
 
-module.exports = { FIELDS, eventType, native, register, unclaimedEvents, unregister };
+/**
+ * How many objects receive events now (registered, their last event not delivered yet).
+ * Internal, for the leak tests: it returns to its idle value once everything is closed.
+ *
+ * @return {Number} The count
+ */
+function targetCount() {
+  return targets.size;
+}
+
+module.exports = { FIELDS, eventType, native, register, targetCount, unclaimedEvents, unregister };

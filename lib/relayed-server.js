@@ -11,7 +11,7 @@ const EventEmitter = require('events');
 const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
-const { redact } = require('./connect');
+const { DEFAULT_INBOUND_HIGH_WATER_MARK, redact } = require('./connect');
 const { ControlChannel } = require('./control-channel');
 const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
@@ -19,7 +19,14 @@ const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
 const { credentialOption, tokenSource } = require('./tokens');
-const { codedError, describeType, invalidOption, numberOption, validateOptionsObject } = require('./validation');
+const {
+  booleanOption,
+  codedError,
+  describeType,
+  invalidOption,
+  numberOption,
+  validateOptionsObject
+} = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
 const DEFAULT_RECONNECT_DELAYS = [0, 1000, 2000, 5000, 10000, 30000];
@@ -231,6 +238,15 @@ function normalize(options) {
     keepAliveInterval: numberOption(options.keepAliveInterval, 'keepAliveInterval', 30000, true),
     acceptTimeout: numberOption(options.acceptTimeout, 'acceptTimeout', 20000, false),
     requestTimeout: numberOption(options.requestTimeout, 'requestTimeout', 60000, false),
+    // Accepted sockets take relayedConnect's socket options.
+    closeTimeout: numberOption(options.closeTimeout, 'closeTimeout', 30000),
+    autoPong: booleanOption(options.autoPong, 'autoPong', true),
+    heartbeatInterval: numberOption(options.heartbeatInterval, 'heartbeatInterval', 0, true),
+    inboundHighWaterMark: numberOption(
+      options.inboundHighWaterMark,
+      'inboundHighWaterMark',
+      DEFAULT_INBOUND_HIGH_WATER_MARK
+    ),
     prewarm: options.prewarm !== false,
     reconnectDelays,
     ca,
@@ -299,7 +315,11 @@ class RelayedServer extends EventEmitter {
       spareMaxAgeMs: this._config.prewarm ? SPARE_MAX_AGE_MS : 0,
       requestTimeoutMs: this._config.requestTimeout,
       proxy: this._config.proxy,
-      perMessageDeflate: this._config.deflate ? this._config.deflate.native : undefined
+      perMessageDeflate: this._config.deflate ? this._config.deflate.native : undefined,
+      acceptAutoPong: this._config.autoPong,
+      acceptCloseTimeoutMs: this._config.closeTimeout,
+      acceptInboundHighWater: this._config.inboundHighWaterMark,
+      acceptHeartbeatMs: this._config.heartbeatInterval
     });
     register(this._id, this);
     // Without hooks to run, the native side accepts senders by itself (one round trip to
@@ -835,11 +855,13 @@ class RelayedServer extends EventEmitter {
         handshakeTimeout: this._config.acceptTimeout,
         maxPayload: this._config.maxPayload,
         ca: this._config.ca,
-        closeTimeout: 30000,
-        autoPong: true,
+        closeTimeout: this._config.closeTimeout,
+        autoPong: this._config.autoPong,
         proxy: this._config.proxy,
         perMessageDeflate: answer ? this._config.deflate.native : undefined,
-        deflateAnswer: answer
+        deflateAnswer: answer,
+        inboundHighWater: this._config.inboundHighWaterMark,
+        heartbeatMs: this._config.heartbeatInterval
       });
     } catch (err) {
       this._reject(ev, 500, 'Internal Server Error');
@@ -1013,8 +1035,8 @@ class RelayedServer extends EventEmitter {
    */
   _newSocket() {
     return new this._Socket(undefined, {
-      autoPong: true,
-      closeTimeout: 30000,
+      autoPong: this._config.autoPong,
+      closeTimeout: this._config.closeTimeout,
       deflate: this._config.socketDeflate
     });
   }

@@ -182,7 +182,23 @@ function numberOption(value, name, dflt, zeroOk = false) {
   return value;
 }
 
+/**
+ * Checks a boolean option.
+ *
+ * @param {*} value The value, `undefined` for the default
+ * @param {String} name The option, as `options.<name>`
+ * @param {Boolean} dflt The default
+ * @return {Boolean} The value
+ * @private
+ */
+function booleanOption(value, name, dflt) {
+  if (value === undefined) return dflt;
+  if (typeof value !== 'boolean') invalidOption(name, 'of type boolean', value);
+  return value;
+}
+
 module.exports = {
+  booleanOption,
   codedError,
   describeType,
   invalidOption,

@@ -38,3 +38,12 @@ relayedConnect(uri, token, { handshakeTimeout: '5s' });
 relayedConnect(uri, token, { proxy: true });
 // @ts-expect-error: sockets come from relayedConnect
 new RelayedWebSocket();
+
+// Dead peers and inbound memory.
+const beating = relayedConnect(uri, token, { heartbeatInterval: 30000, inboundHighWaterMark: 1024 * 1024 });
+const previous: number = hyco.setInboundBudget(64 * 1024 * 1024);
+const { limit, used }: { limit: number; used: number } = hyco.getInboundBudget();
+const listener = hyco.createRelayedServer({ server: uri, token, autoPong: false, closeTimeout: 5000, heartbeatInterval: 30000, inboundHighWaterMark: 65536 });
+void [beating, previous, limit, used, listener];
+// @ts-expect-error: heartbeatInterval is a number of ms
+relayedConnect(uri, token, { heartbeatInterval: true });

@@ -16,6 +16,7 @@ pub mod error;
 pub mod io;
 pub mod legacy_url;
 pub mod listener;
+pub mod live;
 pub mod log_format;
 pub mod redact;
 pub mod relay;

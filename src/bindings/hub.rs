@@ -200,6 +200,14 @@ impl Hub {
         target.as_any().downcast_ref::<T>().map(f)
     }
 
+    /// How many objects JavaScript can address (those whose last event is not delivered
+    /// yet), and how many flat values wait for the next JS call.
+    pub fn counts(&self) -> (usize, usize) {
+        let targets = self.targets.lock().map(|t| t.len()).unwrap_or(0);
+        let queued = self.queue.lock().map(|q| q.values.len()).unwrap_or(0);
+        (targets, queued)
+    }
+
     /// Keeps the event loop alive while any object has events still to deliver. On the JS
     /// thread only.
     #[allow(deprecated)] // napi-rs's ref/unref: the only way to change a live function's hold

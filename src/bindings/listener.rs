@@ -21,7 +21,9 @@ use crate::bindings::flat::Flat;
 use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
-use crate::bindings::socket::{deflate_options, error_fields, NativeDeflateOptions, SocketSink};
+use crate::bindings::socket::{
+    deflate_options, error_fields, socket_options, NativeDeflateOptions, SocketSink,
+};
 
 /// Options of `listen`, checked by `lib/relayed-server.js`.
 #[napi(object)]
@@ -52,6 +54,14 @@ pub struct NativeListenOptions {
     pub proxy: Option<NativeProxyOptions>,
     /// permessage-deflate for the connections it accepts by itself; absent: refused.
     pub per_message_deflate: Option<NativeDeflateOptions>,
+    /// Accepted sockets: answer pings automatically.
+    pub accept_auto_pong: bool,
+    /// Accepted sockets: closing-handshake timeout, ms.
+    pub accept_close_timeout_ms: f64,
+    /// Accepted sockets: bytes waiting for JavaScript above which reading stops.
+    pub accept_inbound_high_water: Option<f64>,
+    /// Accepted sockets: heartbeat interval, ms; absent or 0: none.
+    pub accept_heartbeat_ms: Option<f64>,
 }
 
 /// A listener error for JavaScript: `[message, code, statusCode, statusDescription]`, or
@@ -203,7 +213,13 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
         .map(|ms| Duration::from_millis(ms.max(0.0) as u64))
         .collect();
     opts.ca = buffers(options.ca);
-    opts.accept_socket.limits.max_payload = options.max_payload.max(0.0) as u64;
+    opts.accept_socket = socket_options(
+        options.max_payload,
+        options.accept_auto_pong,
+        options.accept_close_timeout_ms,
+        options.accept_inbound_high_water,
+        options.accept_heartbeat_ms,
+    );
     opts.accept_timeout = Duration::from_millis(options.accept_timeout_ms.max(1.0) as u64);
     opts.deflate = options.per_message_deflate.as_ref().map(deflate_options);
     opts.spare_max_age = (options.spare_max_age_ms > 0.0)

@@ -6,6 +6,7 @@ pub mod helpers;
 pub mod http;
 pub mod hub;
 pub mod listener;
+pub mod live;
 pub mod proxy;
 pub mod relay;
 pub mod socket;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyco_core::socket::budget;
 use hyco_core::socket::deflate::{self, DeflateOptions, Negotiation, WindowBits};
 use hyco_core::socket::{
     Command, ConnectOptions, Event, EventSink, Handle, Shared, SocketError, SocketOptions,
@@ -50,6 +51,56 @@ pub struct NativeConnectOptions {
     /// An accept socket's permessage-deflate answer (from `deflateAccept`): it runs as the
     /// extension's server.
     pub deflate_answer: Option<String>,
+    /// Message bytes waiting for JavaScript above which reading stops; absent: 16 MiB.
+    pub inbound_high_water: Option<f64>,
+    /// Heartbeat interval, ms; absent or 0: none.
+    pub heartbeat_ms: Option<f64>,
+}
+
+/// A socket's options from JavaScript's numbers (checked by `lib/`).
+pub fn socket_options(
+    max_payload: f64,
+    auto_pong: bool,
+    close_timeout_ms: f64,
+    inbound_high_water: Option<f64>,
+    heartbeat_ms: Option<f64>,
+) -> SocketOptions {
+    let mut o = SocketOptions::default();
+    o.limits.max_payload = max_payload.max(0.0) as u64;
+    o.auto_pong = auto_pong;
+    o.close_timeout = Duration::from_millis(close_timeout_ms.max(1.0) as u64);
+    if let Some(hw) = inbound_high_water {
+        o.inbound_high_water = hw.max(0.0) as usize;
+    }
+    o.heartbeat = heartbeat_ms
+        .filter(|ms| *ms > 0.0)
+        .map(|ms| Duration::from_millis(ms as u64));
+    o
+}
+
+/// Sets the process's inbound budget (bytes of messages waiting for JavaScript, over every
+/// socket, above which every socket stops reading; 0: none) and returns the previous one.
+#[napi(js_name = "setInboundBudget", catch_unwind)]
+pub fn set_inbound_budget(bytes: f64) -> f64 {
+    budget::set_limit(bytes.max(0.0) as usize) as f64
+}
+
+/// The inbound budget and what is used of it now.
+#[napi(object)]
+pub struct InboundBudget {
+    /// The budget, bytes (0: none).
+    pub limit: f64,
+    /// Message bytes waiting for JavaScript now, over every socket.
+    pub used: f64,
+}
+
+/// `getInboundBudget()`.
+#[napi(js_name = "getInboundBudget", catch_unwind)]
+pub fn get_inbound_budget() -> InboundBudget {
+    InboundBudget {
+        limit: budget::limit() as f64,
+        used: budget::used() as f64,
+    }
 }
 
 /// ws's `perMessageDeflate` options, checked by `lib/deflate.js`. A window-bits option is
@@ -270,10 +321,13 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
             .collect(),
         proxy: proxy::config(options.proxy),
     };
-    let mut socket_options = SocketOptions::default();
-    socket_options.limits.max_payload = options.max_payload.max(0.0) as u64;
-    socket_options.auto_pong = options.auto_pong;
-    socket_options.close_timeout = Duration::from_millis(options.close_timeout.max(1.0) as u64);
+    let socket_options = socket_options(
+        options.max_payload,
+        options.auto_pong,
+        options.close_timeout,
+        options.inbound_high_water,
+        options.heartbeat_ms,
+    );
     let id = hub.next_id();
     let handle = Handle::new(&socket_options);
     let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, false));

@@ -272,14 +272,7 @@ impl<'a> Session<'a> {
 
     /// Time for a keep-alive ping; its pong is due within `pong_timeout`.
     fn ping(&mut self) {
-        self.handle.send(Command::Frame {
-            opcode: frame::OP_PING,
-            fin: true,
-            payload: Vec::new(),
-            compress: false,
-            accounted: 0,
-            ack: 0,
-        });
+        self.handle.send(Command::empty_ping());
         if self.pong_deadline.is_none() {
             self.pong_deadline = Some(Instant::now() + self.opts.pong_timeout);
         }

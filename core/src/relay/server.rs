@@ -89,7 +89,8 @@ pub async fn serve(
     peer: SocketAddr,
     tls: Option<TlsAcceptor>,
 ) {
-    let _ = tcp.set_nodelay(true);
+    // As the clients' (no Nagle, TCP keep-alive): a vanished peer is found by the kernel.
+    crate::socket::connector::tune(&tcp);
     let timeout = state.config.handshake_timeout;
     let mut stream: IoStream = match tls {
         Some(acceptor) => match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {

@@ -23,6 +23,9 @@ pub struct SocketOptions {
     pub read_buffer: usize,
     /// Most bytes coalesced into one write. Default 1 MiB.
     pub write_batch: usize,
+    /// Ping every this long, and drop the connection when a ping is still unanswered at the
+    /// next (ws's heartbeat); `None` for no heartbeat. Default `None`.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for SocketOptions {
@@ -34,6 +37,7 @@ impl Default for SocketOptions {
             inbound_high_water: 16 * 1024 * 1024,
             read_buffer: 64 * 1024,
             write_batch: 1024 * 1024,
+            heartbeat: None,
         }
     }
 }
@@ -70,6 +74,21 @@ pub enum Command {
     },
     /// Drop the connection now.
     Terminate,
+}
+
+impl Command {
+    /// A ping without payload, written by the connection itself (keep-alive, heartbeat):
+    /// nothing to account, no callback.
+    pub fn empty_ping() -> Command {
+        Command::Frame {
+            opcode: crate::socket::frame::OP_PING,
+            fin: true,
+            payload: Vec::new(),
+            compress: false,
+            accounted: 0,
+            ack: 0,
+        }
+    }
 }
 
 /// Most auto-pongs waiting to be written before the connection is dropped (ws 8's

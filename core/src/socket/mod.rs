@@ -14,6 +14,7 @@
 
 pub mod api;
 pub mod batch;
+pub mod budget;
 pub mod compress;
 pub mod connector;
 pub mod deflate;
@@ -21,6 +22,7 @@ mod dial;
 pub mod error;
 pub mod frame;
 pub mod handshake;
+mod heartbeat;
 pub mod open;
 pub mod pool;
 pub mod proxy;

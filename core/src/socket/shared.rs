@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::live;
 use crate::socket::api::{Command, EventSink, SocketOptions};
+use crate::socket::budget;
 use crate::socket::handshake::{ConnectOptions, Spare};
 use crate::socket::open;
 
@@ -35,8 +37,18 @@ pub struct Shared {
     pub(super) high_water: usize,
 }
 
+impl Drop for Shared {
+    /// What the owner never took stops counting against the process's budget when the
+    /// connection is gone; the live count (leak tests) drops by one.
+    fn drop(&mut self) {
+        budget::release(*self.inflight.get_mut());
+        live::socket_dropped();
+    }
+}
+
 impl Shared {
     pub(super) fn new(close_timeout: Duration, high_water: usize) -> Self {
+        live::socket_made();
         Shared {
             queue: Mutex::new(VecDeque::new()),
             waker: Mutex::new(None),
@@ -63,10 +75,17 @@ impl Shared {
         self.wake();
     }
 
+    /// `bytes` of message data (or a control event's cost) were handed to the owner.
+    pub(super) fn delivered(&self, bytes: usize) {
+        self.inflight.fetch_add(bytes, Ordering::SeqCst);
+        budget::add(bytes);
+    }
+
     /// The owner consumed `bytes` of message data.
     pub fn consumed(&self, bytes: usize) {
         let taken = bytes.min(self.inflight.load(Ordering::SeqCst));
         let before = self.inflight.fetch_sub(taken, Ordering::SeqCst);
+        budget::release(taken);
         // Only a reader held back needs waking: a wake for every message would cost the JS
         // thread a system call, and the message's delivery the time of a thread switch.
         if before > self.high_water && before - taken <= self.high_water {

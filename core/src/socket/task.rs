@@ -37,10 +37,12 @@ use crate::socket::api::{
     Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST, MAX_PENDING_AUTO_PONGS,
 };
 use crate::socket::batch::for_each_batched;
+use crate::socket::budget;
 use crate::socket::compress::PerMessage;
 use crate::socket::deflate::Agreement;
 use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Decoder, Incoming};
+use crate::socket::heartbeat::{Beat, Heartbeat};
 use crate::socket::open::closed;
 use crate::socket::pool;
 use crate::socket::shared::Shared;
@@ -115,8 +117,9 @@ pub(super) struct ConnectionTask {
     stream: IoStream,
     /// `SocketOptions::auto_pong`, `read_buffer` and `write_batch`.
     auto_pong: bool,
-    read_buffer: usize,
-    write_batch: usize,
+    /// (u32: room for the boxed options below within the task's budget.)
+    read_buffer: u32,
+    write_batch: u32,
     sink: Arc<dyn EventSink>,
     shared: Arc<Shared>,
     decoder: Decoder,
@@ -149,6 +152,8 @@ pub(super) struct ConnectionTask {
     timer: Option<Pin<Box<Sleep>>>,
     /// permessage-deflate's state, when agreed (boxed: most connections have none).
     ext: Option<Box<PerMessage>>,
+    /// The heartbeat, when asked for (boxed: most connections have none).
+    heartbeat: Option<Box<Heartbeat>>,
 }
 
 // The budget above, checked when compiling: a field that pushes an idle connection's task
@@ -168,8 +173,8 @@ impl ConnectionTask {
             stream,
             decoder: Decoder::new(opts.limits),
             auto_pong: opts.auto_pong,
-            read_buffer: opts.read_buffer,
-            write_batch: opts.write_batch,
+            read_buffer: u32::try_from(opts.read_buffer).unwrap_or(u32::MAX),
+            write_batch: u32::try_from(opts.write_batch).unwrap_or(u32::MAX),
             sink,
             shared,
             partial: Vec::new(),
@@ -186,6 +191,35 @@ impl ConnectionTask {
             shut: false,
             eof: false,
             timer: None,
+            heartbeat: opts.heartbeat.map(|i| Box::new(Heartbeat::new(i))),
+        }
+    }
+
+    /// The heartbeat's turn: a ping when one is due; `Ready` when the peer has not answered
+    /// the last one (the connection is then dropped). Silent once the closing handshake has
+    /// begun (its own timer bounds it).
+    fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let closing = self.close.is_some()
+            || self.shared.close_sent.load(Ordering::SeqCst)
+            || self.shared.close_received.load(Ordering::SeqCst);
+        let Some(hb) = self.heartbeat.as_deref_mut().filter(|_| !closing) else {
+            return Poll::Pending;
+        };
+        match hb.poll_beat(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Beat::Ping) => {
+                self.shared.push(Command::empty_ping());
+                Poll::Pending
+            }
+            Poll::Ready(Beat::Dead) => {
+                let ms = hb.interval().as_millis();
+                log::debug!("socket: no pong within the heartbeat interval ({ms} ms); dropping");
+                self.sink.push(Event::Error(SocketError::coded(
+                    format!("WebSocket heartbeat timed out: no pong within {ms} ms"),
+                    "ETIMEDOUT",
+                )));
+                Poll::Ready(())
+            }
         }
     }
 
@@ -261,7 +295,7 @@ impl ConnectionTask {
             match item {
                 Incoming::Message { binary, frames } => {
                     let bytes: usize = frames.iter().map(Vec::len).sum();
-                    shared.inflight.fetch_add(bytes, Ordering::SeqCst);
+                    shared.delivered(bytes);
                     self.sink.push(Event::Message { binary, frames });
                 }
                 Incoming::Ping(data) => {
@@ -277,19 +311,18 @@ impl ConnectionTask {
                         self.pongs += 1;
                         frame::encode(&mut self.out, true, frame::OP_PONG, &data, rand::random());
                     }
-                    shared
-                        .inflight
-                        .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
+                    shared.delivered(data.len() + CONTROL_EVENT_COST);
                     self.sink.push(Event::Ping(data));
                 }
                 Incoming::Chunk { data, first, last } => {
-                    shared.inflight.fetch_add(data.len(), Ordering::SeqCst);
+                    shared.delivered(data.len());
                     self.sink.push(Event::Chunk { data, first, last });
                 }
                 Incoming::Pong(data) => {
-                    shared
-                        .inflight
-                        .fetch_add(data.len() + CONTROL_EVENT_COST, Ordering::SeqCst);
+                    if let Some(hb) = self.heartbeat.as_deref_mut() {
+                        hb.pong();
+                    }
+                    shared.delivered(data.len() + CONTROL_EVENT_COST);
                     self.sink.push(Event::Pong(data));
                 }
                 Incoming::Close(code, reason) => {
@@ -331,7 +364,8 @@ impl ConnectionTask {
         if self.eof {
             return ReadStep::Idle;
         }
-        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.shared.high_water;
+        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.shared.high_water
+            || budget::spent(cx.waker());
         let discarding = self.close.is_some() || self.failed;
         if (self.shared.paused.load(Ordering::SeqCst) || behind) && !discarding {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
@@ -339,7 +373,7 @@ impl ConnectionTask {
             // peer's end of the connection must not wait for a `resume()`.
             return ReadStep::Idle;
         }
-        let max = self.read_buffer.max(4096);
+        let max = (self.read_buffer as usize).max(4096);
         SCRATCH.with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
                 // Not reachable (nothing polls a connection from inside another's read);
@@ -391,7 +425,7 @@ impl ConnectionTask {
         }
         let shared = &*self.shared;
         let mut broken: Option<SocketError> = None;
-        while self.out.len() < self.write_batch && broken.is_none() {
+        while self.out.len() < self.write_batch as usize && broken.is_none() {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
@@ -554,7 +588,10 @@ impl Future for ConnectionTask {
         // Registered first: whatever changes from here on wakes this task again.
         this.shared.register(cx.waker());
         for _ in 0..ROUNDS_PER_POLL {
-            if this.shared.cancelled() || this.poll_timer(cx).is_ready() {
+            if this.shared.cancelled()
+                || this.poll_timer(cx).is_ready()
+                || this.poll_heartbeat(cx).is_ready()
+            {
                 return this.finish();
             }
             let wrote = match this.poll_write(cx) {

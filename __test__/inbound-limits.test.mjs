@@ -1,0 +1,256 @@
+// Inbound memory bounds and dead peers. A socket stops reading once its own
+// `inboundHighWaterMark` of received messages waits for the event loop, and every socket of
+// the process stops once the process's inbound budget (`setInboundBudget`) is spent; a
+// stalled event loop then holds no more than that, and no byte is lost when it catches up.
+// The peers send from processes of their own while the test blocks its event loop and reads
+// the native count (`getInboundBudget().used`), which the event loop does not need to update.
+// Then: the heartbeat option (a ping every interval, a silent peer dropped), and accepted
+// sockets taking `autoPong`, `closeTimeout` and `heartbeatInterval`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+import hyco, { getInboundBudget, relayedConnect, setInboundBudget } from 'hyco-ws-rs';
+import { WebSocket, WebSocketServer } from 'ws';
+
+import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import { listenOptions, newServer, nextConnection, sendAddress, whenListening, withServerRelay } from './support/server-steps.mjs';
+
+const blaster = fileURLToPath(new URL('./fixtures/blaster.js', import.meta.url));
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** What may pass a limit: the read that crossed it (64 KiB) and a message (64 KiB here). */
+const SLACK = 128 * KiB;
+
+/**
+ * Starts a blaster process.
+ *
+ * @param {string[]} args Its arguments.
+ * @param {object} [env] More environment.
+ * @returns {Promise<{ child: any, lines: string[], next: (re: RegExp) => Promise<string> }>}
+ */
+async function startBlaster(args, env = {}) {
+  const child = spawn(process.execPath, [blaster, ...args], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const lines = [];
+  const waiters = [];
+  let buf = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+      for (const w of [...waiters]) w();
+    }
+  });
+  const next = (re) =>
+    withTimeout(
+      new Promise((resolve) => {
+        const check = () => {
+          const line = lines.find((l) => re.test(l));
+          if (line === undefined) return false;
+          waiters.splice(waiters.indexOf(check), 1);
+          resolve(line);
+          return true;
+        };
+        waiters.push(check);
+        check();
+      }),
+      20_000,
+      `the blaster to print ${re}`
+    );
+  return { child, lines, next };
+}
+
+/**
+ * Blocks the event loop and watches the native count of bytes waiting for it: until it has
+ * reached `atLeast` (at most 15 s), then for `observeMs` more.
+ *
+ * @param {number} atLeast The count to reach.
+ * @param {number} observeMs How long to keep watching once it is reached.
+ * @returns {{ reached: boolean, max: number }}
+ */
+function blockAndWatch(atLeast, observeMs) {
+  const start = Date.now();
+  let max = 0;
+  let reachedAt = 0;
+  for (;;) {
+    const { used } = getInboundBudget();
+    if (used > max) max = used;
+    const now = Date.now();
+    if (!reachedAt && used >= atLeast) reachedAt = now;
+    if (reachedAt && now - reachedAt >= observeMs) return { reached: true, max };
+    if (!reachedAt && now - start > 15_000) return { reached: false, max };
+  }
+}
+
+/**
+ * The next 'close' of a socket, as `[code, reason]` (events.once would reject on an 'error',
+ * which these tests expect before the close).
+ *
+ * @param {any} ws The socket.
+ * @returns {Promise<Array>}
+ */
+function closeOf(ws) {
+  return new Promise((resolve) => ws.once('close', (...args) => resolve(args)));
+}
+
+/**
+ * Counts a socket's received bytes.
+ *
+ * @param {any} ws The socket.
+ * @returns {{ bytes: number }}
+ */
+function counter(ws) {
+  const c = { bytes: 0 };
+  ws.on('message', (data) => {
+    c.bytes += data.length;
+  });
+  return c;
+}
+
+test("a socket stops reading at its inboundHighWaterMark; nothing is lost once the event loop catches up", async () => {
+  const total = 32 * MiB;
+  const peer = await startBlaster(['server', String(total)]);
+  try {
+    const port = Number((await peer.next(/^port \d+$/)).split(' ')[1]);
+    const ws = relayedConnect(`ws://127.0.0.1:${port}/`, null, { inboundHighWaterMark: 256 * KiB, perMessageDeflate: false });
+    const received = counter(ws);
+    await withTimeout(once(ws, 'open'), STEP_MS, 'the socket to open');
+    const { reached, max } = blockAndWatch(256 * KiB, 1500);
+    assert.ok(reached, `the socket received its high-water mark while the loop was blocked (max ${max})`);
+    assert.ok(max <= 256 * KiB + SLACK, `at most the mark (+ one read and one message) waited: ${max} bytes`);
+    await waitUntil(() => received.bytes === total, 30_000, () => `every byte (${received.bytes} of ${total})`);
+    assert.equal(getInboundBudget().used, 0);
+    ws.close();
+    await withTimeout(once(ws, 'close'), STEP_MS, 'the close');
+  } finally {
+    peer.child.stdin.end();
+  }
+});
+
+test('the process budget holds every socket back once spent; setInboundBudget checks its argument', async () => {
+  assert.throws(() => setInboundBudget(-1), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+  assert.throws(() => setInboundBudget(1.5), { name: 'RangeError' });
+  assert.throws(() => setInboundBudget('1'), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+  assert.equal(getInboundBudget().limit, 256 * MiB, 'the default');
+  const total = 16 * MiB;
+  const peer = await startBlaster(['server', String(total)]);
+  const before = setInboundBudget(1 * MiB);
+  assert.equal(before, 256 * MiB);
+  try {
+    const port = Number((await peer.next(/^port \d+$/)).split(' ')[1]);
+    // Each socket alone may hold 16 MiB: the budget is what stops them.
+    const sockets = [0, 1, 2].map(() => relayedConnect(`ws://127.0.0.1:${port}/`, null, { perMessageDeflate: false }));
+    const counts = sockets.map(counter);
+    await withTimeout(Promise.all(sockets.map((s) => once(s, 'open'))), STEP_MS, 'the sockets to open');
+    const { reached, max } = blockAndWatch(1 * MiB, 1500);
+    assert.ok(reached, `the budget was reached while the loop was blocked (max ${max})`);
+    assert.ok(max <= 1 * MiB + 3 * SLACK, `at most the budget (+ a read and a message per socket) waited: ${max} bytes`);
+    await waitUntil(() => counts.every((c) => c.bytes === total), 30_000, () => `every byte (${counts.map((c) => c.bytes)} of ${total} each)`);
+    for (const s of sockets) s.close();
+    await withTimeout(Promise.all(sockets.map((s) => once(s, 'close'))), STEP_MS, 'the closes');
+  } finally {
+    setInboundBudget(before);
+    peer.child.stdin.end();
+  }
+});
+
+test("an accepted socket stops at the server's inboundHighWaterMark", async () => {
+  await withServerRelay(undefined, async (relay) => {
+    const server = newServer(listenOptions(relay, 'hc', { inboundHighWaterMark: 256 * KiB }));
+    await whenListening(server);
+    const { uri, token } = sendAddress(relay);
+    const total = 8 * MiB;
+    const peer = await startBlaster(['sender', String(total), uri], { TOKEN: token });
+    try {
+      const { socket } = await nextConnection(server);
+      const received = counter(socket);
+      const { reached, max } = blockAndWatch(256 * KiB, 1500);
+      assert.ok(reached, `the accepted socket received its high-water mark (max ${max})`);
+      assert.ok(max <= 256 * KiB + SLACK, `at most the mark waited: ${max} bytes`);
+      await waitUntil(() => received.bytes === total, 30_000, () => `every byte (${received.bytes} of ${total})`);
+    } finally {
+      peer.child.stdin.end();
+    }
+  });
+});
+
+test("heartbeatInterval: a ping every interval; a peer that does not answer is dropped with 'error' ETIMEDOUT and 'close' 1006; one that answers stays", async () => {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false });
+  await once(wss, 'listening');
+  const answering = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+  await once(answering, 'listening');
+  try {
+    const pings = [];
+    wss.on('connection', (peer) => peer.on('ping', () => pings.push(Date.now())));
+    const ws = relayedConnect(`ws://127.0.0.1:${wss.address().port}/`, null, { heartbeatInterval: 200 });
+    const events = [];
+    ws.on('error', (err) => events.push(`error ${err.code} ${err.message}`));
+    const [code] = await withTimeout(closeOf(ws), STEP_MS, 'the silent peer to be dropped');
+    assert.equal(code, 1006);
+    assert.deepEqual(events, ['error ETIMEDOUT WebSocket heartbeat timed out: no pong within 200 ms']);
+    assert.equal(pings.length, 1, 'one ping, unanswered');
+
+    let seen = 0;
+    const pinged = new Promise((resolve) =>
+      answering.on('connection', (peer) => peer.on('ping', () => ++seen === 3 && resolve()))
+    );
+    const alive = relayedConnect(`ws://127.0.0.1:${answering.address().port}/`, null, { heartbeatInterval: 100 });
+    alive.on('error', (err) => assert.fail(`no error expected: ${err.message}`));
+    await withTimeout(pinged, STEP_MS, 'three heartbeats answered');
+    assert.equal(alive.readyState, WebSocket.OPEN);
+    alive.close();
+    await withTimeout(once(alive, 'close'), STEP_MS, 'the close');
+    assert.throws(() => relayedConnect('ws://127.0.0.1:1/', null, { heartbeatInterval: -1 }), { name: 'RangeError' });
+    assert.throws(() => relayedConnect('ws://127.0.0.1:1/', null, { inboundHighWaterMark: 0 }), { name: 'RangeError' });
+  } finally {
+    wss.close();
+    answering.close();
+  }
+});
+
+test('accepted sockets take autoPong, closeTimeout and heartbeatInterval', async () => {
+  await withServerRelay(undefined, async (relay) => {
+    const server = newServer(listenOptions(relay, 'hc', { autoPong: false, closeTimeout: 300, heartbeatInterval: 200 }));
+    await whenListening(server);
+    const { uri, token } = sendAddress(relay);
+
+    // autoPong: false: the application answers pings itself.
+    const sender = new WebSocket(uri, { headers: { ServiceBusAuthorization: token }, autoPong: true });
+    await withTimeout(once(sender, 'open'), STEP_MS, 'the sender');
+    const { socket } = await nextConnection(server);
+    const pongs = [];
+    sender.on('pong', (d) => pongs.push(String(d)));
+    const pinged = once(socket, 'ping');
+    sender.ping('first');
+    await withTimeout(pinged, STEP_MS, "the accepted socket's 'ping'");
+    const ponged = once(sender, 'pong');
+    socket.pong('by hand');
+    await withTimeout(ponged, STEP_MS, 'the pong sent by hand');
+    assert.deepEqual(pongs, ['by hand'], 'no automatic pong');
+
+    // closeTimeout: a peer that never answers the close frame is dropped after 300 ms.
+    sender._socket.pause();
+    const started = Date.now();
+    socket.close(1000);
+    const [code] = await withTimeout(once(socket, 'close'), STEP_MS, 'the close to time out');
+    assert.equal(code, 1006, 'no close frame came back');
+    assert.ok(Date.now() - started < 5000);
+    sender.terminate();
+
+    // heartbeatInterval: a sender that answers no ping is dropped.
+    const silent = new WebSocket(uri, { headers: { ServiceBusAuthorization: token }, autoPong: false });
+    await withTimeout(once(silent, 'open'), STEP_MS, 'the silent sender');
+    const { socket: accepted } = await nextConnection(server);
+    const errors = [];
+    accepted.on('error', (err) => errors.push(err.code));
+    const [dropped] = await withTimeout(closeOf(accepted), STEP_MS, 'the silent sender to be dropped');
+    assert.equal(dropped, 1006);
+    assert.deepEqual(errors, ['ETIMEDOUT']);
+    await withTimeout(once(silent, 'close'), STEP_MS, "the sender's side to close too");
+    assert.ok(hyco.RelayedServer);
+  });
+});
