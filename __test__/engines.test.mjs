@@ -12,28 +12,6 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const lowest = /^>=\s*(\d+)\.(\d+)(?:\.(\d+))?$/.exec(pkg.engines.node);
 
-// Exercises every layer once: helpers, the relay, a RelayedServer, relayedConnect.
-const script = `
-const hyco = require(${JSON.stringify(root)});
-(async () => {
-  const relay = await hyco.startLocalRelay();
-  const server = hyco.createRelayedServer({ connectionString: relay.connectionString('hc') }, (ws) => {
-    ws.on('message', (data) => ws.send('echo:' + data));
-  });
-  await new Promise((resolve) => server.once('listening', resolve));
-  const uri = hyco.createRelaySendUri(relay.namespace, 'hc');
-  const ws = hyco.relayedConnect(uri, hyco.createRelayToken(uri, relay.keyName, relay.key));
-  await new Promise((resolve) => ws.once('open', resolve));
-  ws.send('hi');
-  const [reply] = await new Promise((resolve) => ws.once('message', (...a) => resolve(a)));
-  ws.close();
-  await new Promise((resolve) => ws.once('close', resolve));
-  await new Promise((resolve) => server.close(resolve));
-  await relay.close();
-  console.log(process.version, String(reply));
-})().catch((err) => { console.error(err); process.exit(1); });
-`;
-
 /**
  * The official Node.js binary of `version` for this platform, fetched once from the npm
  * registry into node_modules/.cache.
@@ -63,7 +41,8 @@ test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and rel
   assert.ok(lowest, `engines.node must be ">=X.Y[.Z]", is ${pkg.engines.node}`);
   const version = `${lowest[1]}.${lowest[2]}.${lowest[3] || 0}`;
   const node = nodeBinary(version);
-  const child = spawn(node, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Exercises every layer once: helpers, the relay, a RelayedServer, relayedConnect.
+  const child = spawn(node, [join(root, '__test__', 'support', 'round-trip.cjs'), root], { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -79,5 +58,6 @@ test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and rel
     });
   });
   assert.equal(code, 0, err);
-  assert.equal(out.trim(), `v${version} echo:hi`);
+  const { node: ran, reply } = JSON.parse(out);
+  assert.equal(`${ran} ${reply}`, `v${version} echo:hi`);
 });

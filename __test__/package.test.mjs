@@ -1,20 +1,24 @@
-// What a user gets from npm: `npm pack` ships only what users need; the tarball installs
-// into an empty project both with a prebuilt per-platform package (no Rust needed) and from
-// source; the listener/sender examples run there against the local relay.
+// What a user gets from npm: `npm pack` ships only what users need; where no platform
+// package is installed, the tarball builds the addon from source into an empty project, and
+// the listener/sender examples run there against the local relay. (Installing with the
+// prebuilt platform package, without Rust: prebuilt.test.mjs.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { startLocalRelay } from 'hyco-ws-rs';
-import { npm, packPackages, root } from './support/pack.mjs';
+import { installOffline, packPackages, root, tarballFiles } from './support/pack.mjs';
+
+const require = createRequire(import.meta.url);
+const { binaryName, packageName } = require('../lib/native.js');
 
 const WAIT = 30000;
 let work;
 let mainTarball;
-let platformTarball;
 
 /**
  * Makes an empty project in `dir` with the examples copied in.
@@ -89,7 +93,7 @@ async function examplesWork(dir) {
 
 before(() => {
   work = mkdtempSync(join(tmpdir(), 'hyco-ws-rs-pack-'));
-  ({ main: mainTarball, platform: platformTarball } = packPackages(work));
+  ({ main: mainTarball } = packPackages(work));
 });
 
 after(() => {
@@ -97,7 +101,7 @@ after(() => {
 });
 
 test('npm pack ships the sources, types and CLI, and no tests, benches, build output or binaries', () => {
-  const files = execFileSync('tar', ['tzf', mainTarball], { encoding: 'utf8' }).trim().split('\n');
+  const files = tarballFiles(mainTarball);
   for (const needed of ['package/index.js', 'package/index.d.ts', 'package/index.d.mts', 'package/ws-interop.d.cts', 'package/wrapper.mjs', 'package/lib/websocket.js', 'package/bin/hyco-ws-rs.js', 'package/Cargo.toml', 'package/core/src/lib.rs', 'package/src/lib.rs', 'package/scripts/build-addon.js', 'package/LICENSE', 'package/README.md']) {
     assert.ok(files.includes(needed), `${needed} is missing from the tarball`);
   }
@@ -107,23 +111,14 @@ test('npm pack ships the sources, types and CLI, and no tests, benches, build ou
   }
 });
 
-test('without Rust: the prebuilt platform package is used and the examples run', { timeout: 120000 }, async () => {
-  const dir = join(work, 'prebuilt');
-  emptyProject(dir);
-  // No cargo anywhere: a source build would fail loudly.
-  npm(['install', '--no-audit', '--no-fund', platformTarball, mainTarball], dir, { CARGO: join(work, 'no-cargo-here') });
-  const installed = readdirSync(join(dir, 'node_modules', 'hyco-ws-rs'));
-  assert.ok(!installed.some((f) => f.endsWith('.node')), 'nothing was built from source');
-  await examplesWork(dir);
-});
-
-test('with Rust: npm install builds the addon from the tarball and the examples run', { timeout: 600000 }, async () => {
+test('with Rust and without the platform package: npm install builds the addon from the tarball and the examples run', { timeout: 600000 }, async () => {
   const dir = join(work, 'source');
   emptyProject(dir);
   // The repository's target directory keeps the dependencies compiled already.
-  npm(['install', '--no-audit', '--no-fund', mainTarball], dir, { CARGO_TARGET_DIR: join(root, 'target') });
+  installOffline(dir, [mainTarball], [], { CARGO_TARGET_DIR: join(root, 'target') }, ['--omit=optional']);
   const installed = readdirSync(join(dir, 'node_modules', 'hyco-ws-rs'));
-  assert.ok(installed.some((f) => /^hyco-ws-rs\..+\.node$/.test(f)), `the addon was built: ${installed.join(', ')}`);
+  assert.ok(installed.includes(binaryName()), `the addon was built: ${installed.join(', ')}`);
+  assert.ok(!existsSync(join(dir, 'node_modules', packageName())), 'no platform package');
   assert.ok(existsSync(join(dir, 'node_modules', 'hyco-ws-rs', 'index.d.ts')));
   await examplesWork(dir);
 });

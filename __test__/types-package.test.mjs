@@ -290,7 +290,10 @@ test('the tarball brings the types its declarations need, @types/ws pinned to th
   assert.ok(packed.dependencies['@types/node'], '@types/node is a dependency');
   const app = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8'));
   const platform = `hyco-ws-rs-${require('../lib/native').platformSuffix()}`;
-  assert.deepEqual(Object.keys(app.dependencies).sort(), ['hyco-ws-rs', platform, ...COMPILERS.map((c) => c.name)].sort());
+  assert.deepEqual(Object.keys(app.dependencies).sort(), ['hyco-ws-rs', ...COMPILERS.map((c) => c.name)].sort());
+  // The platform package comes as hyco-ws-rs's optional dependency, as a release installs it.
+  assert.equal(packed.optionalDependencies[platform], packed.version);
+  assert.ok(readdirSync(join(project, 'node_modules', platform)).includes('package.json'), `${platform} was installed`);
   for (const name of ['@types/ws', '@types/node']) {
     assert.ok(readdirSync(join(project, 'node_modules', ...name.split('/'))).includes('package.json'), `${name} was installed`);
   }

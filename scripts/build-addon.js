@@ -7,8 +7,9 @@
  * Usage: node scripts/build-addon.js [--release|--debug] [--if-missing]
  *
  * `--if-missing` (used by the npm `install` script) does nothing when a binary can already be
- * loaded, e.g. from a prebuilt per-platform package, so users without Rust are not asked to
- * build.
+ * loaded, e.g. from the prebuilt platform package that npm installed as an optional
+ * dependency, so users without Rust are not asked to build: building from source is only the
+ * fallback for platforms without a prebuilt package.
  */
 
 const { spawnSync } = require('child_process');
@@ -21,12 +22,15 @@ const root = path.join(__dirname, '..');
 const args = new Set(process.argv.slice(2));
 const release = !args.has('--debug');
 
+// Why no binary could be loaded, when asked to build only if none can: printed if cargo is
+// missing too, since it names the platform package that should have been installed.
+let missing = null;
 if (args.has('--if-missing')) {
   try {
     loadNative();
     process.exit(0);
-  } catch {
-    // Not there yet: build it.
+  } catch (err) {
+    missing = err;
   }
 }
 
@@ -37,10 +41,11 @@ if (release) cargoArgs.push('--release');
 console.error(`hyco-ws-rs: building the native addon (${release ? 'release' : 'debug'})`);
 const result = spawnSync(cargo, cargoArgs, { cwd: root, stdio: 'inherit' });
 if (result.error) {
+  console.error(`hyco-ws-rs: could not run "${cargo}" (${result.error.code || result.error.message}) to build the addon from source.`);
   console.error(
-    `hyco-ws-rs: could not run "${cargo}" (${result.error.code || result.error.message}). ` +
-      'Install Rust (https://rustup.rs) to build from source, or install a published ' +
-      'release that ships a prebuilt binary for this platform.'
+    missing
+      ? missing.message
+      : 'Install Rust (https://rustup.rs) and a C compiler to build from source.'
   );
   process.exit(1);
 }
