@@ -25,7 +25,7 @@ pub struct NativeLiveCounts {
 
 /// The counts now (see [`NativeLiveCounts`]). `targets` and `queued` are 0 before the
 /// event hub exists.
-#[napi(js_name = "liveCounts")]
+#[napi(js_name = "liveCounts", catch_unwind)]
 pub fn live_counts() -> NativeLiveCounts {
     let tasks = napi::bindgen_prelude::within_runtime_if_available(live::tasks).unwrap_or(0);
     let (targets, queued) = hub::current().map(|h| h.counts()).unwrap_or((0, 0));
