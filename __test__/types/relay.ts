@@ -45,7 +45,13 @@ async function useRelay(): Promise<void> {
   const server = hyco.createRelayedServer({ connectionString: `Endpoint=sb://x/;EntityPath=hc`, credential });
   const sender = hyco.relayedConnect(hyco.createRelaySendUri(entra.namespace, 'hc'), null, { credential });
   const res: Promise<Response> = hyco.relayedFetch('https://x/hc', { credential, scope: 'https://relay.azure.net//.default' });
-  void [jwt, asked, server, sender, res];
+  const viaProxy: Promise<Response> = hyco.relayedFetch('https://x/hc', { token: 't', proxy: 'http://u:p@proxy.example:3128' });
+  const viaUrl: Promise<Response> = hyco.relayedFetch(new URL('https://x/hc'), { proxy: new URL('https://proxy.example') });
+  const direct: Promise<Response> = hyco.relayedFetch('https://x/hc', { proxy: false, method: 'POST', body: 'x' });
+  const init: hyco.RelayedFetchInit = { proxy: false };
+  void [jwt, asked, server, sender, res, viaProxy, viaUrl, direct, init];
+  // @ts-expect-error: proxy is a URL or false
+  hyco.relayedFetch('https://x/hc', { proxy: true });
   // @ts-expect-error: the roles are Relay's three RBAC roles
   entra.createEntraToken({ roles: ['Reader'] });
   // @ts-expect-error: the secret is a string or a Buffer

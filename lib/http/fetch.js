@@ -2,11 +2,13 @@
 
 /**
  * `relayedFetch`: an HTTP request through the relay with Node's own `fetch`, plus what the
- * relay needs: the token in `ServiceBusAuthorization`, a tracking id, and the service's own
- * refusals turned into errors.
+ * relay needs: the token in `ServiceBusAuthorization`, a tracking id, the service's own
+ * refusals turned into errors, and the proxy of the `proxy` option or the environment.
  */
 
 const { redact } = require('../connect');
+const { proxyFor, proxyOption } = require('../proxy');
+const { fetchThroughProxy } = require('./proxy-fetch');
 const { credentialOption, tokenSource } = require('../tokens');
 const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
 
@@ -30,6 +32,11 @@ async function resolveToken(token) {
 /**
  * Sends a request to a Hybrid Connection through the relay, with Node's `fetch`.
  *
+ * Through an HTTP proxy when one applies, as for every connection of the package (the
+ * `proxy` option, else `HTTPS_PROXY`/`HTTP_PROXY` by the address's scheme, less `NO_PROXY`):
+ * then with the `undici` package's `fetch` in a `CONNECT` tunnel, and the response is still
+ * Node's `Response`. A `dispatcher` of the caller's wins: it is used, and no proxy is.
+ *
  * The relay's own answers (no listener, a bad token, no response in time) come without the
  * `Via` header that marks a listener's response: those with an error status reject with an
  * `Error` whose `code` is `ERR_RELAY_REFUSED`, with `statusCode` and `statusDescription`.
@@ -42,6 +49,8 @@ async function resolveToken(token) {
  * @param {Object} [init.credential] An Entra ID `TokenCredential`, instead of `token`
  * @param {String} [init.scope='https://relay.azure.net//.default'] Its scope
  * @param {String} [init.id] A tracking id, sent as `sb-hc-id` (unless the address has one)
+ * @param {(String|URL|Boolean)} [init.proxy] An HTTP proxy URL, or `false` for none; by
+ *     default the environment's proxy variables, read at each call
  * @return {Promise<Response>} The listener's response
  * @public
  */
@@ -64,7 +73,8 @@ async function relayedFetch(address, init = {}) {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new SyntaxError('The URL\'s protocol must be one of "http:" or "https:"');
   }
-  const { token, id, credential, scope, ...rest } = init;
+  const { token, id, credential, scope, proxy, ...rest } = init;
+  const settings = proxyOption(proxy);
   const entra = credentialOption({ credential, scope });
   if (entra !== null && token !== undefined && token !== null) {
     throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'Give either a token or a credential, not both');
@@ -73,10 +83,13 @@ async function relayedFetch(address, init = {}) {
     if (typeof id !== 'string' || id === '') invalidOption('id', 'a non-empty string', id);
     if (!url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
   }
+  // Before the token: a request that cannot be sent asks for none.
+  const via = rest.dispatcher === undefined ? proxyFor(settings, url) : null;
   const headers = new Headers(rest.headers);
   const value = entra !== null ? (await tokenSource(undefined, entra)()).token : await resolveToken(token);
   if (value !== null) headers.set('ServiceBusAuthorization', value);
-  const res = await fetch(url, { ...rest, headers });
+  const options = { ...rest, headers };
+  const res = via === null ? await fetch(url, options) : await fetchThroughProxy(url, options, via);
   if (res.status >= 400 && !res.headers.has('via')) {
     // The relay answered, not the listener. The body says the same as the status line.
     await res.arrayBuffer().catch(() => {});

@@ -123,8 +123,9 @@ impl ProxyServer {
         })
     }
 
-    /// The `Proxy-Authorization` value, if the URL had credentials.
-    pub(crate) fn authorization(&self) -> Option<&str> {
+    /// The `Proxy-Authorization` value, if the URL had credentials. Public for the HTTP
+    /// sender, whose tunnels JavaScript opens; like the password, it must never be shown.
+    pub fn authorization(&self) -> Option<&str> {
         self.authorization.as_deref()
     }
 
