@@ -122,6 +122,21 @@ pub async fn serve(
     if !head.is_websocket_upgrade() {
         return http_relay::serve(state, stream, initial, head, peer).await;
     }
+    websocket(state, stream, initial, head, peer).await
+}
+
+/// Serves a WebSocket upgrade request (`head`, with `initial`, the bytes read after it): a
+/// listener's control channel, a sender, an accept or a request rendezvous. A fresh
+/// connection's first request comes here, and so does an upgrade on a connection that
+/// carried HTTP requests before (keep-alive), as the service takes an upgrade on any
+/// connection.
+pub(crate) async fn websocket(
+    state: Arc<RelayState>,
+    mut stream: IoStream,
+    initial: Vec<u8>,
+    head: RequestHead,
+    peer: SocketAddr,
+) {
     let Some(key) = head.websocket_key().map(str::to_owned) else {
         return http::write_status(
             &mut stream,
@@ -224,21 +239,24 @@ impl Conn {
                 Ok(g) => g,
                 Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
             };
-        let (listener_id, commands, frozen) = match state
-            .registry
-            .add_listener(&entity.key, state.config.max_listeners)
-        {
-            Ok(x) => x,
-            Err(why) => {
-                let status = if why.starts_with("Endpoint") {
-                    404
-                } else {
-                    403
-                };
-                let d = SocketError::status(status, why);
-                return deny(&state, self.stream, d, Some(&entity.name)).await;
-            }
-        };
+        // The addresses this listener is given name the host it connected with.
+        let origin: Arc<str> = state.origin_for_host(self.head.header("Host")).into();
+        let (listener_id, commands, frozen) =
+            match state
+                .registry
+                .add_listener(&entity.key, state.config.max_listeners, origin)
+            {
+                Ok(x) => x,
+                Err(why) => {
+                    let status = if why.starts_with("Endpoint") {
+                        404
+                    } else {
+                        403
+                    };
+                    let d = SocketError::status(status, why);
+                    return deny(&state, self.stream, d, Some(&entity.name)).await;
+                }
+            };
         if http::write_switching(&mut self.stream, &self.key, None)
             .await
             .is_err()
@@ -274,11 +292,11 @@ impl Conn {
         control::run(ws, ctx, commands, frozen).await;
     }
 
-    /// The `accept` message for the listener: the one-time address (the sender's path suffix
-    /// and application query included), the id, the sender's headers (minus its token) and
-    /// its address.
-    fn accept_message(&self, id: &str) -> String {
-        let mut address = format!("{}/$hc/{}", self.state.origin(), self.req.raw_path);
+    /// The `accept` message for the listener: the one-time address (on `origin`, the
+    /// listener's; the sender's path suffix and application query included), the id, the
+    /// sender's headers (minus its token) and its address.
+    fn accept_message(&self, origin: &str, id: &str) -> String {
+        let mut address = format!("{origin}/$hc/{}", self.req.raw_path);
         address.push('?');
         if !self.req.app_query.is_empty() {
             address.push_str(&self.req.app_query);
@@ -341,8 +359,8 @@ impl Conn {
             .map(str::to_owned)
             .unwrap_or_else(new_uuid);
         let (id, outcome) = state.registry.insert_pending(&wanted);
-        let message = self.accept_message(&id);
-        if let Err(e) = listener.send(ControlCommand::Accept(message)) {
+        let message = self.accept_message(&listener.origin, &id);
+        if let Err(e) = listener.commands.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
             return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
         }
