@@ -17,6 +17,7 @@ use crate::relay::config::Right;
 use crate::relay::control::{self, unix_now, ControlContext};
 use crate::relay::forward;
 use crate::relay::http::{self, RequestHead};
+use crate::relay::http_body::{self, BodyFraming};
 use crate::relay::http_relay;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
@@ -145,6 +146,13 @@ pub(crate) async fn websocket(
         )
         .await;
     };
+    // The bytes after the head belong to the new protocol, and a request is sent whole
+    // before the protocol switches (RFC 9110 7.8): a declared body would be read as frames.
+    // A WebSocket handshake has none, so one that declares a body is refused.
+    if !matches!(http_body::body_framing(&head), Ok(BodyFraming::None)) {
+        let d = SocketError::status(400, "Bad Request: a WebSocket upgrade carries no body");
+        return deny(&state, stream, d, None).await;
+    }
     let req = match parse_target(&head, &state.config.host) {
         Ok(r) => r,
         Err(d) => return deny(&state, stream, d, None).await,
@@ -241,22 +249,21 @@ impl Conn {
             };
         // The addresses this listener is given name the host it connected with.
         let origin: Arc<str> = state.origin_for_host(self.head.header("Host")).into();
-        let (listener_id, commands, frozen) =
-            match state
-                .registry
-                .add_listener(&entity.key, state.config.max_listeners, origin)
-            {
-                Ok(x) => x,
-                Err(why) => {
-                    let status = if why.starts_with("Endpoint") {
-                        404
-                    } else {
-                        403
-                    };
-                    let d = SocketError::status(status, why);
-                    return deny(&state, self.stream, d, Some(&entity.name)).await;
-                }
-            };
+        let added = state
+            .registry
+            .add_listener(&entity.key, state.config.max_listeners, origin);
+        let (listener_id, commands, frozen) = match added {
+            Ok(x) => x,
+            Err(why) => {
+                let status = if why.starts_with("Endpoint") {
+                    404
+                } else {
+                    403
+                };
+                let d = SocketError::status(status, why);
+                return deny(&state, self.stream, d, Some(&entity.name)).await;
+            }
+        };
         if http::write_switching(&mut self.stream, &self.key, None)
             .await
             .is_err()
