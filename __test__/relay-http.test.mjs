@@ -4,11 +4,30 @@
 // options (requestTimeoutMs, noListenerStatus), stats and events as JavaScript sees them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 
-import { createRelayToken } from 'hyco-ws-rs';
+import { createRelayListenUri, createRelayToken } from 'hyco-ws-rs';
 
-import { STEP_MS, attempt, expectOpen, listen, nextEvent, nextMessage, waitUntil, withRelay, withTimeout } from './support/relay-steps.mjs';
+import {
+  STEP_MS,
+  acceptRendezvous,
+  attempt,
+  expectOpen,
+  listen,
+  makeCertificate,
+  nextAccept,
+  nextEvent,
+  nextMessage,
+  rawConnect,
+  rawWaitFor,
+  startSender,
+  waitUntil,
+  whenClosed,
+  withRelay,
+  withTimeout
+} from './support/relay-steps.mjs';
 
 /**
  * A sender token for Hybrid Connection `hc` of `relay`, signed for its https address.
@@ -26,14 +45,15 @@ function senderToken(relay, hc) {
  *
  * @param {any} relay The relay.
  * @param {string} path The request target (`/hc/...`).
- * @param {{ method?: string, headers?: object, body?: Buffer|string, agent?: http.Agent|false, hc?: string, token?: boolean }} [opts]
- *   `token: false` sends no ServiceBusAuthorization header.
+ * @param {{ method?: string, headers?: object, body?: Buffer|string|Buffer[], agent?: http.Agent|false, hc?: string, token?: boolean, client?: typeof http | typeof https }} [opts]
+ *   `token: false` sends no ServiceBusAuthorization header; a body given as an array is
+ *   written piece by piece (chunked); `client: https` for a relay with TLS.
  * @returns {Promise<{ status: number, statusMessage: string, headers: object, body: Buffer }>}
  */
 function send(relay, path, opts = {}) {
-  const { method = 'GET', headers = {}, body, agent = false, hc = 'hc', token = true } = opts;
+  const { method = 'GET', headers = {}, body, agent = false, hc = 'hc', token = true, client = http } = opts;
   const p = new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = client.request(
       {
         host: '127.0.0.1',
         port: relay.port,
@@ -52,7 +72,12 @@ function send(relay, path, opts = {}) {
       }
     );
     req.on('error', reject);
-    req.end(body);
+    if (Array.isArray(body)) {
+      for (const piece of body) req.write(piece);
+      req.end();
+    } else {
+      req.end(body);
+    }
   });
   return withTimeout(p, STEP_MS * 2, `the response to ${method} ${path}`);
 }
@@ -209,5 +234,99 @@ test('401 without a token, and the token may come as sb-hc-token', async () => {
     assert.equal(request.requestTarget, '/hc');
     respond(control, request.id, 204, {});
     assert.equal((await response).status, 204);
+  });
+});
+
+test('a keep-alive HTTPS connection carries requests (bodies by length and chunked), then a WebSocket upgrade', async () => {
+  const { cert, key } = makeCertificate('IP:127.0.0.1');
+  await withRelay({ tls: { cert, key }, hybridConnections: ['hc'] }, async (relay) => {
+    const wsOptions = { ca: cert };
+    const control = await listen(relay, 'hc', { wsOptions });
+    // Node's agent hands an idle kept-alive connection to the next request, an upgrade
+    // included (hyco-ws 1.x's ws did this with the global agent). The service takes it.
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: cert });
+    const sockets = [];
+    const createConnection = agent.createConnection;
+    agent.createConnection = function (...args) {
+      const socket = createConnection.apply(this, args);
+      sockets.push(socket);
+      return socket;
+    };
+    try {
+      const tls = { client: https, agent };
+      const get = send(relay, '/hc/one', tls);
+      const { request: one } = await nextJson(control, 'the GET');
+      respond(control, one.id, 200, {}, 'one');
+      assert.equal((await get).body.toString(), 'one');
+
+      const post = send(relay, '/hc/two', { ...tls, method: 'POST', body: 'by length' });
+      const { request: two } = await nextJson(control, 'the POST with a length');
+      assert.equal(two.body, true);
+      assert.equal((await nextMessage(control, STEP_MS, 'its body')).data.toString(), 'by length');
+      respond(control, two.id, 200, {}, 'two');
+      assert.equal((await post).body.toString(), 'two');
+
+      // A chunked body goes over a rendezvous, which the connection then keeps.
+      const chunked = send(relay, '/hc/three', { ...tls, method: 'POST', body: [Buffer.from('chunk,'), Buffer.from('ed')] });
+      const { request: addressOnly } = await nextJson(control, 'the address-only request');
+      const rv = await expectOpen(attempt(addressOnly.address, undefined, wsOptions).outcome, 'the rendezvous');
+      const { request: three } = await nextJson(rv, 'the chunked request');
+      assert.equal((await nextMessage(rv, STEP_MS, 'its body')).data.toString(), 'chunk,ed');
+      respond(rv, three.id, 200, {}, 'three');
+      assert.equal((await chunked).body.toString(), 'three');
+      assert.equal(sockets.length, 1, 'the requests shared one connection');
+
+      // The upgrade: a sender, on the same connection.
+      const s = startSender(relay, 'hc', { wsOptions: { ...wsOptions, agent } });
+      const upgraded = nextEvent(s.ws, 'upgrade', STEP_MS, "the sender's upgrade response");
+      const accept = await nextAccept(control);
+      const peer = await acceptRendezvous(accept, { wsOptions });
+      const sender = await expectOpen(s.outcome, 'the sender on the kept-alive connection');
+      const [res] = await upgraded;
+      assert.equal(sockets.length, 1, 'no new connection for the upgrade');
+      assert.equal(res.socket, sockets[0], 'the upgrade went over the kept-alive connection');
+      sender.send('upgraded');
+      assert.equal((await nextMessage(peer, STEP_MS, 'the sender\'s message')).data.toString(), 'upgraded');
+      peer.send('and back');
+      assert.equal((await nextMessage(sender, STEP_MS, 'the listener\'s message')).data.toString(), 'and back');
+      // The connection carries no more HTTP requests: the relay let its rendezvous go.
+      assert.equal((await whenClosed(rv, STEP_MS, 'the kept rendezvous to close')).code, 1001);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
+test('a request and a WebSocket upgrade pipelined on one connection: the body is read by its length, then the upgrade is served', async () => {
+  await withRelay({ hybridConnections: ['hc', 'hc2'] }, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const socket = await rawConnect(relay.port);
+    const host = `127.0.0.1:${relay.port}`;
+    const listenUri = createRelayListenUri(relay.namespace, 'hc2');
+    const listenToken = encodeURIComponent(createRelayToken(listenUri, relay.keyName, relay.key));
+    // A body that looks like a request head: framed by its length, it stays a body.
+    const body = 'GET /hc HTTP/1.1\r\nHost: x\r\n\r\n';
+    socket.write(
+      `POST /hc/first HTTP/1.1\r\nHost: ${host}\r\nServiceBusAuthorization: ${senderToken(relay, 'hc')}\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}` +
+        `GET /$hc/hc2?sb-hc-action=listen&sb-hc-token=${listenToken} HTTP/1.1\r\nHost: ${host}\r\n` +
+        `Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${crypto.randomBytes(16).toString('base64')}\r\n` +
+        'Sec-WebSocket-Version: 13\r\n\r\n'
+    );
+    const { request } = await nextJson(control, 'the POST');
+    assert.equal(request.requestTarget, '/hc/first');
+    assert.equal((await nextMessage(control, STEP_MS, 'its body')).data.toString(), body);
+    respond(control, request.id, 200, {}, 'first');
+    const switched = (t) => {
+      const at = t.indexOf('HTTP/1.1 101');
+      return at >= 0 && t.includes('\r\n\r\n', at);
+    };
+    const got = await rawWaitFor(socket, switched, STEP_MS, 'the 101');
+    assert.equal(got, 'matched', socket.text());
+    assert.match(socket.text(), /^HTTP\/1\.1 200 [^]*\r\n\r\nfirstHTTP\/1\.1 101 Switching Protocols\r\n/);
+    // The control channel on hc2 is open: a sender's accept comes over it.
+    startSender(relay, 'hc2');
+    const accepted = await rawWaitFor(socket, (t) => t.includes('{"accept":'), STEP_MS, 'an accept on the pipelined control channel');
+    assert.equal(accepted, 'matched', socket.text());
   });
 });

@@ -6,6 +6,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,7 @@ import {
   expectOpen,
   expectStatus,
   listen,
+  makeCertificate,
   nextAccept,
   nextEvent,
   nextMessage,
@@ -881,5 +883,54 @@ describe('TLS', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  test('accept and request addresses name the host the listener connected with, and its certificate verifies them', async () => {
+    // The certificate names the host only (no IP entry), as the service's certificate
+    // names the namespace: an address on the relay's bind IP would fail verification.
+    const { cert, key } = makeCertificate('DNS:localhost');
+    await withRelay({ tls: { cert, key }, hybridConnections: ['hc'] }, async (relay) => {
+      const byName = `wss://localhost:${relay.port}`;
+      const verified = { ca: cert };
+      const control = await listen(relay, 'hc', { namespace: byName, wsOptions: verified });
+      // The sender comes by the IP address (trusting the certificate, not checking its
+      // name): the addresses follow the listener's host, not the sender's.
+      const byIp = { ca: cert, checkServerIdentity: () => undefined };
+      const s = startSender(relay, 'hc/suffix?app=1', { wsOptions: byIp });
+      const accept = await nextAccept(control);
+      assert.ok(accept.address.startsWith(`${byName}/$hc/hc/suffix?app=1&sb-hc-action=accept&sb-hc-id=`), accept.address);
+      const peer = await acceptRendezvous(accept, { wsOptions: verified });
+      const sender = await expectOpen(s.outcome, 'the sender');
+      sender.send('by name');
+      assert.equal((await nextMessage(peer)).data.toString(), 'by name');
+
+      // An HTTP request's rendezvous address too.
+      const response = new Promise((resolve, reject) => {
+        const req = https.request(
+          {
+            host: '127.0.0.1',
+            port: relay.port,
+            path: '/hc/page',
+            agent: false,
+            ...byIp,
+            headers: { ServiceBusAuthorization: createRelayToken(`https://127.0.0.1:${relay.port}/hc`, relay.keyName, relay.key) }
+          },
+          (res) => {
+            const chunks = [];
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }));
+            res.on('error', reject);
+          }
+        );
+        req.on('error', reject);
+        req.end();
+      });
+      const { request } = JSON.parse((await nextMessage(control, STEP_MS, 'the request message')).data.toString());
+      assert.ok(request.address.startsWith(`${byName}/$hc/hc?sb-hc-action=request&sb-hc-id=`), request.address);
+      const rv = await expectOpen(attempt(request.address, undefined, verified).outcome, 'the request rendezvous');
+      rv.send(JSON.stringify({ response: { requestId: request.id, statusCode: 200, responseHeaders: {}, body: true } }));
+      rv.send(Buffer.from('over the rendezvous'), { binary: true });
+      assert.deepEqual(await withTimeout(response, STEP_MS, 'the HTTP response'), { status: 200, body: 'over the rendezvous' });
+    });
   });
 });

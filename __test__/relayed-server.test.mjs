@@ -18,6 +18,7 @@ import {
   WebSocket,
   expectOpen,
   expectStatus,
+  makeCertificate,
   nextMessage,
   waitUntil,
   whenClosed,
@@ -935,6 +936,21 @@ describe('TLS (ca)', () => {
       const { uri, token } = sendAddress(relay, 'hc');
       const S = relayed(uri, token, { ca: Buffer.from(certPem) });
       await Promise.all([nextConnection(server), next(S, 'open')]);
+    });
+  });
+
+  test('listening by host name, accepts come back to that name: a certificate without the IP verifies them', async () => {
+    const named = makeCertificate('DNS:localhost');
+    await withServerRelay({ ...RELAY, tls: named }, async (relay) => {
+      const namespace = `wss://localhost:${relay.port}`;
+      const uri = createRelayListenUri(namespace, 'hc');
+      const server = echo(newServer({ server: uri, token: createRelayToken(uri, relay.keyName, relay.key), ca: named.cert }));
+      await whenListening(server);
+      const { outcome } = wsSender(relay, 'hc', { namespace, wsOptions: { ca: named.cert } });
+      const [{ req }, ws] = await Promise.all([nextConnection(server), expectOpen(outcome, 'a sender by host name')]);
+      assert.equal(req.url, '/');
+      ws.send('by name');
+      assert.equal((await nextMessage(ws)).data.toString(), 'by name');
     });
   });
 

@@ -5,8 +5,12 @@
 // that the emulator and these tests cannot share a mistake. Every wait has a timeout that
 // fails the test with a message saying what was awaited.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 
 import WebSocket from 'ws';
 import hyco, { createRelayListenUri, createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
@@ -69,6 +73,32 @@ export function endClients() {
     }
   }
   openClients.clear();
+}
+
+/**
+ * A throwaway self-signed certificate (RSA 2048, one day) made with `openssl`, for the
+ * relay's `tls` option and the clients' `ca`.
+ *
+ * @param {string} subjectAltName e.g. `DNS:localhost` or `IP:127.0.0.1`: the only names
+ *   clients that check the host name accept.
+ * @returns {{ cert: string, key: string }} PEM.
+ */
+export function makeCertificate(subjectAltName) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relay-cert-'));
+  try {
+    const keyFile = path.join(dir, 'key.pem');
+    const certFile = path.join(dir, 'cert.pem');
+    const cn = subjectAltName.replace(/^[A-Z]+:/, '');
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${cn}`, '-addext', `subjectAltName=${subjectAltName}`,
+        '-days', '1', '-keyout', keyFile, '-out', certFile],
+      { stdio: 'ignore' }
+    );
+    return { cert: fs.readFileSync(certFile, 'utf8'), key: fs.readFileSync(keyFile, 'utf8') };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /**

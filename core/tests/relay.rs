@@ -191,6 +191,35 @@ async fn reject_gives_410_to_the_listener_and_the_status_to_the_sender() {
 }
 
 #[tokio::test]
+async fn accept_addresses_name_the_host_the_listener_connected_with() {
+    let relay = start(RelayConfig::default()).await;
+    // The listener comes by a host name, the sender by the relay's IP address: the address
+    // follows the listener (the service's names the namespace, whose certificate it has).
+    let by_name = format!("ws://localhost:{}", relay.port());
+    let lu = uri::action_uri(&by_name, "hc", uri::Action::Listen, None, None).unwrap();
+    let (mut control, _) = open(&lu, Some(&token(&relay, &lu, 60.0)), None)
+        .await
+        .expect("the listener connects by name");
+    let su = uri::action_uri(&relay.origin(), "hc", uri::Action::Connect, None, None).unwrap();
+    let tok = token(&relay, &su, 60.0);
+    let sender = tokio::spawn(async move { open(&su, Some(&tok), None).await.map(|_| ()) });
+    let accept = next_accept(&mut control).await;
+    let address = accept["address"].as_str().unwrap();
+    assert!(
+        address.starts_with(&format!("{by_name}/$hc/hc?sb-hc-action=accept&sb-hc-id=")),
+        "{address}"
+    );
+    open(address, None, None)
+        .await
+        .expect("the accept by name succeeds");
+    within("the sender", sender)
+        .await
+        .unwrap()
+        .expect("the sender connects");
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn handshake_statuses() {
     let mut config = RelayConfig {
         entities: Entities::List(vec![

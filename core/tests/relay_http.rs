@@ -340,6 +340,114 @@ async fn chunked_request_bodies_go_over_a_rendezvous() {
 }
 
 #[tokio::test]
+async fn a_kept_alive_connection_carries_requests_then_a_websocket_upgrade() {
+    let relay = start(RelayConfig::default()).await;
+    let tok = send_token(&relay, "hc");
+    let auth = ("ServiceBusAuthorization", tok.as_str());
+    let mut control = listen(&relay, "hc").await;
+    let mut sender = Sender::connect(&relay).await;
+    // A body that looks like an upgrade head: framed by its length, it stays a body.
+    let looks_like_a_head: &[u8] =
+        b"GET /$hc/hc HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+    sender
+        .request("POST", "/hc/a", &[auth], looks_like_a_head)
+        .await;
+    let r = next_request(&mut control).await;
+    assert_eq!(next_binary(&mut control).await, looks_like_a_head);
+    respond(
+        &mut control,
+        r["id"].as_str().unwrap(),
+        200,
+        json!({}),
+        Some(b"a"),
+    )
+    .await;
+    assert_eq!(sender.response(false).await.body, b"a");
+    // A chunked body goes over a rendezvous, which the connection keeps for later requests.
+    sender
+        .request(
+            "POST",
+            "/hc/b",
+            &[auth, ("Transfer-Encoding", "chunked")],
+            b"3\r\nabc\r\n0\r\n\r\n",
+        )
+        .await;
+    let (mut rv, _) = serve_rendezvous(&mut control, b"abc", b"bbb").await;
+    assert_eq!(sender.response(false).await.body, b"bbb");
+
+    // A WebSocket sender's upgrade on the same connection, as the service takes it.
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    sender
+        .request(
+            "GET",
+            "/$hc/hc?sb-hc-action=connect",
+            &[
+                auth,
+                ("Upgrade", "websocket"),
+                ("Connection", "Upgrade"),
+                ("Sec-WebSocket-Key", key),
+                ("Sec-WebSocket-Version", "13"),
+            ],
+            b"",
+        )
+        .await;
+    let accept = next_json(&mut control).await;
+    let address = accept["accept"]["address"].as_str().unwrap();
+    let mut peer = open_ws(address, None).await.expect("the accept succeeds");
+    let mut ws = sender.upgraded().await;
+    ws.send(Message::text("upgraded")).await.unwrap();
+    assert_eq!(
+        next_message(&mut peer).await,
+        Some(Message::text("upgraded"))
+    );
+    peer.send(Message::binary(b"back".to_vec())).await.unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Some(Message::binary(b"back".to_vec()))
+    );
+    // The connection carries no more HTTP requests: its rendezvous is let go.
+    assert_eq!(close_code(&mut rv).await, Some(1001));
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_that_declares_a_body_is_refused() {
+    let relay = start(RelayConfig::default()).await;
+    let _control = listen(&relay, "hc").await;
+    let tok = send_token(&relay, "hc");
+    let framings: [(&str, &str, &[u8]); 2] = [
+        ("Content-Length", "4", b"abcd"),
+        ("Transfer-Encoding", "chunked", b"4\r\nabcd\r\n0\r\n\r\n"),
+    ];
+    for (name, value, body) in framings {
+        let mut sender = Sender::connect(&relay).await;
+        sender
+            .request(
+                "GET",
+                "/$hc/hc?sb-hc-action=connect",
+                &[
+                    ("ServiceBusAuthorization", tok.as_str()),
+                    ("Upgrade", "websocket"),
+                    ("Connection", "Upgrade"),
+                    ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                    ("Sec-WebSocket-Version", "13"),
+                    (name, value),
+                ],
+                body,
+            )
+            .await;
+        let r = sender.response(false).await;
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (400, "Bad Request: a WebSocket upgrade carries no body"),
+            "{name}"
+        );
+        assert!(sender.closed().await, "{name}: the connection closes");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
 async fn a_listener_opened_rendezvous_streams_the_response_and_carries_later_requests() {
     let (relay, mut events) = start_with_events(RelayConfig::default()).await;
     let tok = send_token(&relay, "hc");

@@ -73,6 +73,58 @@ pub fn host_name(host: &str) -> String {
     name.to_ascii_lowercase()
 }
 
+/// A `Host` header's value, if it is only `host[:port]`: a DNS name or IPv4 address, or an
+/// IPv6 literal in brackets, and an optional port from 1 to 65535. Returns the host as it
+/// goes in a URL (lowercase; IPv6 normalised, in brackets) and the port if one is given
+/// (an empty port, `host:`, is none). `None` for anything else (user info, a path, a zone
+/// id, spaces, a bad port): such a value must not go into an address.
+pub fn parse_host_header(value: &str) -> Option<(String, Option<u16>)> {
+    let value = value.trim();
+    let (host, port) = match value.strip_prefix('[') {
+        Some(rest) => {
+            let (inner, after) = rest.split_once(']')?;
+            let ip: std::net::Ipv6Addr = inner.parse().ok()?;
+            let port = match after {
+                "" => "",
+                _ => after.strip_prefix(':')?,
+            };
+            (format!("[{ip}]"), port)
+        }
+        None => {
+            let (name, port) = value.split_once(':').unwrap_or((value, ""));
+            if !is_host_name(name) {
+                return None;
+            }
+            (name.to_ascii_lowercase(), port)
+        }
+    };
+    if port.is_empty() {
+        return Some((host, None));
+    }
+    if port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let port = port.parse::<u16>().ok().filter(|p| *p != 0)?;
+    Some((host, Some(port)))
+}
+
+/// True for a DNS name (or an IPv4 address): labels of letters, digits, `-` and `_`, none
+/// empty (but for one trailing dot), none over 63 bytes, 253 bytes at most.
+fn is_host_name(name: &str) -> bool {
+    let bare = name.strip_suffix('.').unwrap_or(name);
+    !bare.is_empty()
+        && bare.len() <= 253
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
 /// The peer closed (or failed) before a whole head arrived: nobody to answer.
 fn closed() -> SocketError {
     SocketError::coded("socket hang up", "ECONNRESET")
@@ -256,6 +308,47 @@ mod tests {
             read_head(&mut r, 1024).await.unwrap_err().code,
             Some("ECONNRESET")
         );
+    }
+
+    #[test]
+    fn host_headers_are_only_host_and_port() {
+        let ok = |v: &str| parse_host_header(v);
+        let some = |h: &str, p: Option<u16>| Some((h.to_owned(), p));
+        assert_eq!(ok("Relay.Example.NET"), some("relay.example.net", None));
+        assert_eq!(ok(" ns.test:8443 "), some("ns.test", Some(8443)));
+        assert_eq!(ok("ns.test:"), some("ns.test", None));
+        assert_eq!(ok("ns.test."), some("ns.test.", None));
+        assert_eq!(ok("127.0.0.1:9000"), some("127.0.0.1", Some(9000)));
+        assert_eq!(ok("[::1]:9000"), some("[::1]", Some(9000)));
+        assert_eq!(ok("[0:0:0:0:0:0:0:1]"), some("[::1]", None));
+        assert_eq!(ok("[FE80::A]:1"), some("[fe80::a]", Some(1)));
+        assert_eq!(ok("[::1]:"), some("[::1]", None));
+        for bad in [
+            "",
+            ":443",
+            "ns.test:0",
+            "ns.test:65536",
+            "ns.test:+1",
+            "ns.test:443:1",
+            "ns..test",
+            ".ns",
+            "-ns.test",
+            "ns test",
+            "user@ns.test",
+            "ns.test/path",
+            "ns.test?x=1",
+            "ns.test#x",
+            "[::1",
+            "[::1]x",
+            "[fe80::1%25eth0]",
+            "[v1.x]",
+            "::1",
+            "ns\u{e9}.test",
+            &"a".repeat(64),
+            &format!("{}.x", "a.".repeat(127)),
+        ] {
+            assert_eq!(ok(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -36,6 +36,11 @@ impl<R: AsyncRead + Unpin> SenderReader<R> {
         SenderReader { io, buf: initial }
     }
 
+    /// The stream and the bytes read from it but not used yet (a connection handed on).
+    pub fn into_parts(self) -> (R, Vec<u8>) {
+        (self.io, self.buf)
+    }
+
     /// Reads the next request head (see [`http::read_head_into`]).
     pub async fn read_head(&mut self, max_bytes: usize) -> Result<RequestHead, SocketError> {
         http::read_head_into(&mut self.io, &mut self.buf, max_bytes).await

@@ -17,7 +17,9 @@ use crate::relay::http;
 use crate::relay::http_body::{self, BodyError, PIECE_BYTES};
 use crate::relay::http_message::{self, Framing, ListenerReply, ResponseHead};
 use crate::relay::http_pending::{AwaitingGuard, Delivery};
-use crate::relay::http_relay::{Body, Next, Reader, RequestCtx, SenderConn, Writer};
+use crate::relay::http_relay::{
+    Body, KeptRendezvous, Next, Reader, RequestCtx, SenderConn, Writer,
+};
 use crate::relay::rendezvous::{Rendezvous, RvEvent, RvWriter};
 use crate::relay::state::{RelayEvent, RelayState};
 
@@ -291,9 +293,14 @@ impl SenderConn {
                 {
                     return Next::Close;
                 }
-                if let Some((_, old)) = self.rendezvous.replace((key, rv)) {
+                let kept = KeptRendezvous {
+                    key,
+                    origin: ctx.origin.clone(),
+                    rv,
+                };
+                if let Some(old) = self.rendezvous.replace(kept) {
                     // A rendezvous of another Hybrid Connection: this connection keeps one.
-                    old.close(1000, "Replaced by a newer rendezvous").await;
+                    old.rv.close(1000, "Replaced by a newer rendezvous").await;
                 }
                 if ctx.close {
                     Next::Close

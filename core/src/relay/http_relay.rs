@@ -30,8 +30,9 @@ use crate::relay::http::{self, RequestHead};
 use crate::relay::http_body::{body_framing, BodyFraming, BodyReader, SenderReader, PIECE_BYTES};
 use crate::relay::http_message::{self, RequestInfo};
 use crate::relay::http_pending::{Delivery, Route};
-use crate::relay::registry::{new_uuid, ControlCommand, EntityRef, QueueError};
+use crate::relay::registry::{new_uuid, ControlCommand, EntityRef, PickedListener, QueueError};
 use crate::relay::rendezvous::Rendezvous;
+use crate::relay::server;
 use crate::relay::state::{RelayEvent, RelayState};
 use crate::socket::error::SocketError;
 
@@ -75,11 +76,20 @@ pub(crate) struct SenderConn {
     pub(crate) reader: Reader,
     pub(crate) writer: Writer,
     peer: SocketAddr,
-    /// The rendezvous this connection's requests go over, once one exists, with the
-    /// registry key of its Hybrid Connection.
-    pub(crate) rendezvous: Option<(String, Rendezvous)>,
+    /// The rendezvous this connection's requests go over, once one exists.
+    pub(crate) rendezvous: Option<KeptRendezvous>,
     /// The id base of requests without an `sb-hc-id`.
     base_id: String,
+}
+
+/// A rendezvous kept for a sender connection's later requests.
+pub(crate) struct KeptRendezvous {
+    /// The registry key of its Hybrid Connection.
+    pub(crate) key: String,
+    /// The origin of its listener's addresses.
+    pub(crate) origin: Arc<str>,
+    /// The rendezvous.
+    pub(crate) rv: Rendezvous,
 }
 
 /// What a relayed request needs to know about itself, for the exchange and its events.
@@ -95,6 +105,9 @@ pub(crate) struct RequestCtx {
     pub(crate) http10: bool,
     /// When the listener's response must have arrived.
     pub(crate) deadline: Instant,
+    /// The origin of the listener's addresses (the host its control channel connected
+    /// with).
+    pub(crate) origin: Arc<str>,
 }
 
 /// A request that passed the checks.
@@ -107,7 +120,9 @@ struct Checked {
     tracking_id: Option<String>,
 }
 
-/// Serves a sender's HTTP connection, whose first request head is `head`, until it closes.
+/// Serves a sender's HTTP connection, whose first request head is `head`, until it closes,
+/// or until a request on it is a WebSocket upgrade: that goes to the WebSocket side (with
+/// the bytes read after it), as a fresh connection's would.
 pub async fn serve(
     state: Arc<RelayState>,
     stream: IoStream,
@@ -125,22 +140,36 @@ pub async fn serve(
         base_id: new_uuid(),
     };
     let mut head = Some(head);
-    loop {
+    let upgrade = loop {
         let h = match head.take() {
             Some(h) => h,
             None => match conn.next_head().await {
                 Some(h) => h,
-                None => break,
+                None => break None,
             },
         };
+        if h.is_websocket_upgrade() {
+            break Some(h);
+        }
         if conn.handle(h).await == Next::Close {
-            break;
+            break None;
+        }
+    };
+    // The connection carries no more HTTP requests either way.
+    if let Some(kept) = conn.rendezvous.take() {
+        kept.rv.close(1001, "The sender disconnected").await;
+    }
+    match upgrade {
+        Some(h) => {
+            log::debug!("relay: a WebSocket upgrade on a kept-alive HTTP connection from {peer}");
+            let (read, initial) = conn.reader.into_parts();
+            let stream = read.unsplit(conn.writer);
+            server::websocket(conn.state, stream, initial, h, peer).await
+        }
+        None => {
+            let _ = conn.writer.shutdown().await;
         }
     }
-    if let Some((_, rv)) = conn.rendezvous.take() {
-        rv.close(1001, "The sender disconnected").await;
-    }
-    let _ = conn.writer.shutdown().await;
 }
 
 /// The query parameters of `target` named `name` (decoded), in order.
@@ -214,7 +243,7 @@ impl SenderConn {
         loop {
             let rv_event = async {
                 match &mut self.rendezvous {
-                    Some((_, rv)) => rv.events.recv().await,
+                    Some(kept) => kept.rv.events.recv().await,
                     None => std::future::pending().await,
                 }
             };
@@ -326,14 +355,20 @@ impl SenderConn {
             Err((d, hc)) => return self.refuse(d, hc.as_deref()).await,
         };
         let entity = checked.entity;
-        let reuse = matches!(&self.rendezvous, Some((key, _)) if *key == entity.key);
-        let listener = if reuse {
-            None
-        } else {
-            match self.state.registry.pick_listener_with_id(&entity.key) {
-                Some(l) => Some(l),
+        let kept_origin = match &self.rendezvous {
+            Some(kept) if kept.key == entity.key => Some(kept.origin.clone()),
+            _ => None,
+        };
+        let reuse = kept_origin.is_some();
+        let (listener, origin) = match kept_origin {
+            Some(origin) => (None, origin),
+            None => match self.state.registry.pick_listener(&entity.key) {
+                Some(l) => {
+                    let origin = l.origin.clone();
+                    (Some(l), origin)
+                }
                 None => return self.no_listener(&entity.name).await,
-            }
+            },
         };
         if checked.framing != BodyFraming::None
             && head.version == 1
@@ -353,7 +388,7 @@ impl SenderConn {
         let http = self.state.http.clone();
         let id = http.new_id(checked.tracking_id.as_deref().unwrap_or(&self.base_id));
         let mut info = RequestInfo {
-            address: rendezvous_address(&self.state.origin(), &entity.name, &id),
+            address: rendezvous_address(&origin, &entity.name, &id),
             id: id.clone(),
             target: http_message::request_target(&origin_form(&head.target)),
             method: head.method.clone(),
@@ -370,13 +405,14 @@ impl SenderConn {
             http10: head.version == 0,
             // Capped: a deadline centuries away would overflow `Instant`.
             deadline: Instant::now() + self.state.config.request_timeout.min(MAX_DEADLINE),
+            origin,
         };
         let body = match self.read_body(checked.framing, &info, reuse).await {
             Some(b) => b,
             None => return Next::Close,
         };
         if reuse {
-            let Some((key, rv)) = self.rendezvous.take() else {
+            let Some(KeptRendezvous { key, rv, .. }) = self.rendezvous.take() else {
                 return Next::Close;
             };
             let awaiting = http.awaiting();
@@ -385,7 +421,12 @@ impl SenderConn {
                 .exchange(key, rv, Some((info.message(), body)), true, &ctx, awaiting)
                 .await;
         }
-        let Some((listener_id, listener)) = listener else {
+        let Some(PickedListener {
+            id: listener_id,
+            commands: listener,
+            ..
+        }) = listener
+        else {
             return Next::Close;
         };
         let (route, messages, rest) = match body {

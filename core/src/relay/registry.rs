@@ -3,7 +3,7 @@
 //! await.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -109,9 +109,25 @@ impl ListenerQueue {
 struct ListenerEntry {
     id: u64,
     commands: ListenerQueue,
+    /// The origin of the addresses this listener is given (see
+    /// [`crate::relay::state::RelayState::origin_for_host`]).
+    origin: Arc<str>,
     /// Test hook: the channel's reader stops while this says `true`. Set here, not through
     /// `commands`, so that a freeze holds from the moment `freeze_listeners` returns.
     frozen: watch::Sender<bool>,
+}
+
+/// A listener picked for a sender or a request.
+#[derive(Clone)]
+pub struct PickedListener {
+    /// Its id in the registry (HTTP responses are only taken from the control channel
+    /// their request went to).
+    pub id: u64,
+    /// Its control channel's orders.
+    pub commands: ListenerQueue,
+    /// The origin of the addresses it is given: the host its control channel connected
+    /// with.
+    pub origin: Arc<str>,
 }
 
 /// A registered control channel's ends: its id, its commands, and its frozen flag.
@@ -254,9 +270,15 @@ impl Registry {
         })
     }
 
-    /// Registers a control channel; `None` when the entity is gone or full.
-    pub fn add_listener(&self, entity: &str, max: usize) -> Result<ListenerEnds, &'static str> {
-        self.add_listener_with_queue(entity, max, CONTROL_QUEUE)
+    /// Registers a control channel, whose addresses have `origin`; an error when the
+    /// entity is gone or full.
+    pub fn add_listener(
+        &self,
+        entity: &str,
+        max: usize,
+        origin: Arc<str>,
+    ) -> Result<ListenerEnds, &'static str> {
+        self.add_listener_with_queue(entity, max, origin, CONTROL_QUEUE)
     }
 
     /// [`Registry::add_listener`] with a queue of `queue` commands.
@@ -264,6 +286,7 @@ impl Registry {
         &self,
         entity: &str,
         max: usize,
+        origin: Arc<str>,
         queue: usize,
     ) -> Result<ListenerEnds, &'static str> {
         let mut maps = self.lock();
@@ -278,6 +301,7 @@ impl Registry {
         e.listeners.push(ListenerEntry {
             id,
             commands: ListenerQueue(tx),
+            origin,
             frozen,
         });
         Ok((id, rx, frozen_rx))
@@ -291,13 +315,7 @@ impl Registry {
     }
 
     /// A random listener of `entity` that is not frozen, as the service spreads senders.
-    pub fn pick_listener(&self, entity: &str) -> Option<ListenerQueue> {
-        self.pick_listener_with_id(entity).map(|(_, l)| l)
-    }
-
-    /// [`Registry::pick_listener`], with the listener's id (HTTP responses are only taken
-    /// from the control channel their request went to).
-    pub fn pick_listener_with_id(&self, entity: &str) -> Option<(u64, ListenerQueue)> {
+    pub fn pick_listener(&self, entity: &str) -> Option<PickedListener> {
         let maps = self.lock();
         let live: Vec<&ListenerEntry> = maps
             .entities
@@ -309,8 +327,12 @@ impl Registry {
         if live.is_empty() {
             return None;
         }
-        let i = rand::rng().random_range(0..live.len());
-        Some((live[i].id, live[i].commands.clone()))
+        let l = live[rand::rng().random_range(0..live.len())];
+        Some(PickedListener {
+            id: l.id,
+            commands: l.commands.clone(),
+            origin: l.origin.clone(),
+        })
     }
 
     /// Registers a rendezvous under an id unique among those pending: `wanted` when free,
@@ -450,9 +472,10 @@ mod tests {
         let r = Registry::new(&Entities::Any);
         let e = r.entity_for_listener("Hyco").unwrap();
         assert_eq!(e.name, "Hyco");
-        let _a = r.add_listener(&e.key, 2).unwrap();
-        let _b = r.add_listener(&e.key, 2).unwrap();
-        assert!(r.add_listener(&e.key, 2).is_err());
+        let origin: Arc<str> = Arc::from("ws://ns.test:80");
+        let _a = r.add_listener(&e.key, 2, origin.clone()).unwrap();
+        let _b = r.add_listener(&e.key, 2, origin.clone()).unwrap();
+        assert!(r.add_listener(&e.key, 2, origin).is_err());
         assert_eq!(r.counts().listeners, 2);
         let (id1, _rx1) = r.insert_pending("x");
         let (id2, _rx2) = r.insert_pending("x");
@@ -465,8 +488,9 @@ mod tests {
     fn a_listener_that_does_not_read_gets_a_bounded_queue() {
         let r = Registry::new(&Entities::Any);
         let e = r.entity_for_listener("hc").unwrap();
-        let (_id, rx, _frozen) = r.add_listener_with_queue(&e.key, 1, 2).unwrap();
-        let q = r.pick_listener(&e.key).unwrap();
+        let origin: Arc<str> = Arc::from("ws://ns.test:80");
+        let (_id, rx, _frozen) = r.add_listener_with_queue(&e.key, 1, origin, 2).unwrap();
+        let q = r.pick_listener(&e.key).unwrap().commands;
         let accept = || ControlCommand::Accept("{}".into());
         assert_eq!(q.send(accept()), Ok(()));
         assert_eq!(q.send(accept()), Ok(()));

@@ -17,6 +17,7 @@ use crate::relay::config::Right;
 use crate::relay::control::{self, unix_now, ControlContext};
 use crate::relay::forward;
 use crate::relay::http::{self, RequestHead};
+use crate::relay::http_body::{self, BodyFraming};
 use crate::relay::http_relay;
 use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
 use crate::relay::state::{RelayEvent, RelayState};
@@ -122,6 +123,21 @@ pub async fn serve(
     if !head.is_websocket_upgrade() {
         return http_relay::serve(state, stream, initial, head, peer).await;
     }
+    websocket(state, stream, initial, head, peer).await
+}
+
+/// Serves a WebSocket upgrade request (`head`, with `initial`, the bytes read after it): a
+/// listener's control channel, a sender, an accept or a request rendezvous. A fresh
+/// connection's first request comes here, and so does an upgrade on a connection that
+/// carried HTTP requests before (keep-alive), as the service takes an upgrade on any
+/// connection.
+pub(crate) async fn websocket(
+    state: Arc<RelayState>,
+    mut stream: IoStream,
+    initial: Vec<u8>,
+    head: RequestHead,
+    peer: SocketAddr,
+) {
     let Some(key) = head.websocket_key().map(str::to_owned) else {
         return http::write_status(
             &mut stream,
@@ -130,6 +146,13 @@ pub async fn serve(
         )
         .await;
     };
+    // The bytes after the head belong to the new protocol, and a request is sent whole
+    // before the protocol switches (RFC 9110 7.8): a declared body would be read as frames.
+    // A WebSocket handshake has none, so one that declares a body is refused.
+    if !matches!(http_body::body_framing(&head), Ok(BodyFraming::None)) {
+        let d = SocketError::status(400, "Bad Request: a WebSocket upgrade carries no body");
+        return deny(&state, stream, d, None).await;
+    }
     let req = match parse_target(&head, &state.config.host) {
         Ok(r) => r,
         Err(d) => return deny(&state, stream, d, None).await,
@@ -224,10 +247,12 @@ impl Conn {
                 Ok(g) => g,
                 Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
             };
-        let (listener_id, commands, frozen) = match state
+        // The addresses this listener is given name the host it connected with.
+        let origin: Arc<str> = state.origin_for_host(self.head.header("Host")).into();
+        let added = state
             .registry
-            .add_listener(&entity.key, state.config.max_listeners)
-        {
+            .add_listener(&entity.key, state.config.max_listeners, origin);
+        let (listener_id, commands, frozen) = match added {
             Ok(x) => x,
             Err(why) => {
                 let status = if why.starts_with("Endpoint") {
@@ -274,11 +299,11 @@ impl Conn {
         control::run(ws, ctx, commands, frozen).await;
     }
 
-    /// The `accept` message for the listener: the one-time address (the sender's path suffix
-    /// and application query included), the id, the sender's headers (minus its token) and
-    /// its address.
-    fn accept_message(&self, id: &str) -> String {
-        let mut address = format!("{}/$hc/{}", self.state.origin(), self.req.raw_path);
+    /// The `accept` message for the listener: the one-time address (on `origin`, the
+    /// listener's; the sender's path suffix and application query included), the id, the
+    /// sender's headers (minus its token) and its address.
+    fn accept_message(&self, origin: &str, id: &str) -> String {
+        let mut address = format!("{origin}/$hc/{}", self.req.raw_path);
         address.push('?');
         if !self.req.app_query.is_empty() {
             address.push_str(&self.req.app_query);
@@ -341,8 +366,8 @@ impl Conn {
             .map(str::to_owned)
             .unwrap_or_else(new_uuid);
         let (id, outcome) = state.registry.insert_pending(&wanted);
-        let message = self.accept_message(&id);
-        if let Err(e) = listener.send(ControlCommand::Accept(message)) {
+        let message = self.accept_message(&listener.origin, &id);
+        if let Err(e) = listener.commands.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
             return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
         }

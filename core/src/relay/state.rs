@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::relay::config::RelayConfig;
 use crate::relay::forward::ForwardStats;
+use crate::relay::http;
 use crate::relay::http_pending::PendingRequests;
 use crate::relay::registry::Registry;
 
@@ -103,6 +104,29 @@ impl RelayState {
         self.origin.read().map(|o| o.clone()).unwrap_or_default()
     }
 
+    /// The origin to give a client that connected with `Host: host_header`, for the
+    /// addresses the relay hands it (accept and request rendezvous addresses): the relay's
+    /// scheme, that host, and the port it names (the scheme's default when it names none,
+    /// as HTTP has it). As the service's addresses name a host whose certificate the client
+    /// can verify, these name the host the client reached the relay by, not the address the
+    /// relay is bound to. The relay's own origin when the header is missing or is anything
+    /// but `host[:port]`.
+    pub fn origin_for_host(&self, host_header: Option<&str>) -> String {
+        let Some(value) = host_header else {
+            return self.origin();
+        };
+        let Some((host, port)) = http::parse_host_header(value) else {
+            log::debug!("relay: a Host header that is not host[:port]: using the relay's origin");
+            return self.origin();
+        };
+        let (scheme, default_port) = if self.config.tls.is_some() {
+            ("wss", 443)
+        } else {
+            ("ws", 80)
+        };
+        format!("{scheme}://{host}:{}", port.unwrap_or(default_port))
+    }
+
     pub(crate) fn set_origin(&self, origin: String) {
         if let Ok(mut o) = self.origin.write() {
             *o = origin;
@@ -112,5 +136,44 @@ impl RelayState {
     /// Relayed connections open now.
     pub fn open_connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::relay::config::TlsPem;
+
+    fn state(tls: bool) -> RelayState {
+        let mut config = RelayConfig::default();
+        if tls {
+            config.tls = Some(TlsPem {
+                cert: Vec::new(),
+                key: Vec::new(),
+            });
+        }
+        let s = RelayState::new(config, None);
+        s.set_origin("wss://127.0.0.1:9000".into());
+        s
+    }
+
+    #[test]
+    fn origins_name_the_host_clients_connected_with() {
+        let tls = state(true);
+        let for_host = |h| tls.origin_for_host(Some(h));
+        assert_eq!(for_host("NS.example.net"), "wss://ns.example.net:443");
+        assert_eq!(for_host("ns.example.net:9000"), "wss://ns.example.net:9000");
+        assert_eq!(for_host("[::1]:9000"), "wss://[::1]:9000");
+        assert_eq!(for_host("[::1]"), "wss://[::1]:443");
+        assert_eq!(state(false).origin_for_host(Some("ns")), "ws://ns:80");
+        // Anything else falls back to the relay's origin.
+        for bad in ["evil.test/x?y", "a@b", "ns:99999", ""] {
+            assert_eq!(
+                tls.origin_for_host(Some(bad)),
+                "wss://127.0.0.1:9000",
+                "{bad}"
+            );
+        }
+        assert_eq!(tls.origin_for_host(None), "wss://127.0.0.1:9000");
     }
 }

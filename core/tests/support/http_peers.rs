@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::{client_async, WebSocketStream};
 
@@ -289,6 +290,18 @@ impl Sender {
     /// The next response (`head_request` for a response to HEAD: no body).
     pub async fn response(&mut self, head_request: bool) -> HttpResponse {
         within("a response", self.read_response(head_request)).await
+    }
+
+    /// Reads a `101 Switching Protocols` head (failing on any other status) and goes on
+    /// as the client side of a WebSocket over the same connection.
+    pub async fn upgraded(mut self) -> Ws {
+        let status_line = within("the upgrade response", self.line()).await;
+        assert!(
+            status_line.starts_with("HTTP/1.1 101 "),
+            "expected 101, got {status_line:?}"
+        );
+        while !within("the upgrade response", self.line()).await.is_empty() {}
+        WebSocketStream::from_partially_read(self.tcp, self.buf, Role::Client, None).await
     }
 
     /// True when the relay closes the connection (nothing more to read).
