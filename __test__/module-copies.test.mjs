@@ -162,6 +162,19 @@ const PRELUDE = `
   }
 
   /**
+   * The registry the copies share, as initEvents hands it (this installs a callback that
+   * does nothing, so only at the end): whether it is a Map of this, the main, context (the
+   * addon's own, not a copy's), and how many objects are still in it.
+   */
+  function registryNow() {
+    const native = require(path.join(PKG, 'lib', 'native.js')).loadNative();
+    const source = fs.readFileSync(path.join(PKG, 'lib', 'native-events.js'), 'utf8');
+    const contract = Number(/const EVENT_CONTRACT = (\\d+);/.exec(source)[1]);
+    const registry = native.initEvents(() => {}, contract);
+    return { mainContextMap: registry instanceof Map, size: registry.size };
+  }
+
+  /**
    * Runs main; prints its result as the last line (the process must then end by itself), or
    * FAILED and the stack, and ends the process (what failed may hold it open).
    */
@@ -199,6 +212,7 @@ const BOTH_WAYS = `
     const closesBeforeEnd = { a: [...a.seen.closes], b: [...b.seen.closes] };
     await closeAll(relay, [early, ...senders], [a.server, b.server]);
     return {
+      registry: registryNow(),
       got,
       connections: { a: a.seen.connections, b: b.seen.connections },
       closesBeforeEnd,
@@ -226,7 +240,7 @@ async function runChild(script, env = {}) {
 /**
  * Checks the outcome of BOTH_WAYS: every socket got its own messages back, in order, once;
  * each listener saw its two senders plus (a) the early one; no accepted socket closed before
- * the end.
+ * the end; the registry is the addon's and empty at the end.
  *
  * @param {{ result: any, child: any }} outcome
  */
@@ -237,6 +251,8 @@ function checkBothWays({ result, child }) {
   assert.deepEqual(result.connections, { a: 3, b: 2 }, why);
   assert.deepEqual(result.closesBeforeEnd, { a: [], b: [] }, why);
   assert.deepEqual(result.errors, [], why);
+  // One registry, the addon's (not kept from a copy's vm context), empty once all is closed.
+  assert.deepEqual(result.registry, { mainContextMap: true, size: 0 }, why);
 }
 
 describe('two copies of the package in one process', () => {

@@ -44,7 +44,7 @@ test('initEvents refuses a lib/ without a registry, or with another event contra
     code: 'ERR_HYCO_NATIVE_MISMATCH',
     message: /lib\/ is older than the native addon/
   });
-  assert.throws(() => native.initEvents(() => {}, new Map(), 1000), {
+  assert.throws(() => native.initEvents(() => {}, 1000), {
     code: 'ERR_HYCO_NATIVE_MISMATCH',
     message: /event contract \d+; this copy's is 1000/
   });

@@ -10,8 +10,9 @@
  * loads it again for every test file (in a vm context of its own), and so do
  * `jest.resetModules()`, a cleared `require` cache and two copies of the package that share
  * one build of the addon. Each copy's objects must keep getting their events, so the
- * registry (id to object) is not this copy's: `initEvents` keeps the first copy's `Map` and
- * hands it to every later one, and every copy registers its objects there. The events go
+ * registry (id to object) is not this copy's: `initEvents` hands every copy the same `Map`
+ * (the addon's, made by the first call on this thread), and every copy registers its
+ * objects there. The events go
  * to the newest copy's `dispatch`, which finds any copy's object there and calls that
  * object's own `_handle`. What `dispatch` expects of a registered object is the contract
  * below (`EVENT_CONTRACT`); the addon refuses a copy whose number differs from the first
@@ -161,7 +162,7 @@ function dispatch(list) {
  * The objects events go to, by native id: every copy's on this thread (see above). Nothing
  * is dispatched before `initEvents` returns (its calls are asynchronous).
  */
-const targets = native.initEvents(dispatch, new Map(), EVENT_CONTRACT);
+const targets = native.initEvents(dispatch, EVENT_CONTRACT);
 if (targets === null || typeof targets !== 'object' || typeof targets.get !== 'function') {
   // An addon from before the shared registry returns nothing.
   const err = new Error(

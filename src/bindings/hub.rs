@@ -21,9 +21,10 @@
 //! sharing one build). Every copy calls `initEvents` and must keep getting its objects'
 //! events, so what a JS thread's copies share lives here, not in any one copy: the hub (one
 //! queue, one id counter) and the registry, the JavaScript `Map` from id to object that
-//! the first copy hands in and every later copy is handed back. Every copy registers its
-//! objects there, so whichever copy's callback receives a batch finds every object and
-//! calls that object's own handler. The newest copy's callback receives the events; the
+//! `initEvents` hands to every copy. Every copy registers its objects there, so whichever
+//! copy's callback receives a batch finds every object and calls that object's own
+//! handler. The addon makes the `Map` itself, in its own context: one made by a copy would
+//! keep that copy's vm context (a jest test file's whole environment) alive for good. The newest copy's callback receives the events; the
 //! callback it replaces is released, and a call still pending on it is skipped (see
 //! `generation`), so no batch goes to a function that is no longer the current one.
 
@@ -33,7 +34,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::{Function, Object, ObjectRef};
+use napi::bindgen_prelude::{FromNapiValue, Function, JsObjectValue, Object, ObjectRef, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -148,9 +149,9 @@ pub fn current() -> napi::Result<Arc<Hub>> {
 ///
 /// `onEvents(list)` receives every socket's and listener's events as one flat list (`id type
 /// fields...` repeated) and hands each to the object registered under its id in the
-/// registry. `registry` is the copy's own `Map`; the first call on a JS thread keeps it, and
-/// every call returns that first one, so all copies register in one `Map` and any copy's
-/// callback finds every object (each object's handler is its own copy's). `contract`
+/// registry, a `Map` made by the first call on a JS thread and returned by every call, so
+/// all copies register in one `Map` and any copy's callback finds every object (each
+/// object's handler is its own copy's). `contract`
 /// numbers what the callback expects of the registered objects (`lib/native-events.js`);
 /// a copy with another number than the first one's is refused with
 /// `ERR_HYCO_NATIVE_MISMATCH` and changes nothing. Otherwise its callback receives the
@@ -160,19 +161,19 @@ pub fn current() -> napi::Result<Arc<Hub>> {
 pub fn init_events<'env>(
     env: &'env Env,
     on_events: Function<Vec<Flat>, ()>,
-    registry: Option<Object<'env>>,
     contract: Option<u32>,
 ) -> napi::Result<Object<'env>> {
-    let (Some(registry), Some(contract)) = (registry, contract) else {
+    let Some(contract) = contract else {
         // lib/ from before the registry: it would keep a table of its own.
         return Err(throw_mismatch(
             env,
-            "hyco-ws-rs: lib/ is older than the native addon (initEvents() takes a registry). \
-             Rebuild the addon (\"npm run build\") for this version of the package."
+            "hyco-ws-rs: lib/ is older than the native addon (initEvents() returns a \
+             registry it does not use). Rebuild the addon (\"npm run build\") for this \
+             version of the package."
                 .to_owned(),
         ));
     };
-    let shared = shared_registry(env, registry, contract)?;
+    let shared = shared_registry(env, contract)?;
     let hub = match HUB.try_with(|h| h.borrow().clone()).ok().flatten() {
         Some(hub) => hub,
         None => {
@@ -233,13 +234,9 @@ pub fn init_events<'env>(
     Ok(shared)
 }
 
-/// The registry this JS thread's copies share: the one kept from the first call, or
-/// `registry`, which is kept from now on. Refuses a copy of another `contract`.
-fn shared_registry<'env>(
-    env: &'env Env,
-    registry: Object<'env>,
-    contract: u32,
-) -> napi::Result<Object<'env>> {
+/// The registry this JS thread's copies share: the one kept from the first call, or a new
+/// `Map`, kept from now on. Refuses a copy of another `contract`.
+fn shared_registry(env: &Env, contract: u32) -> napi::Result<Object<'_>> {
     let kept = REGISTRY
         .try_with(|r| {
             r.borrow()
@@ -260,6 +257,8 @@ fn shared_registry<'env>(
         )),
         Some((_, map)) => map,
         None => {
+            let class: Function<(), Unknown> = env.get_global()?.get_named_property("Map")?;
+            let registry = Object::from_unknown(class.new_instance(())?)?;
             let map = registry.create_ref::<false>()?;
             let _ = REGISTRY.try_with(|r| *r.borrow_mut() = Some(Registry { contract, map }));
             Ok(registry)
