@@ -151,12 +151,11 @@ pub fn current() -> napi::Result<Arc<Hub>> {
 /// fields...` repeated) and hands each to the object registered under its id in the
 /// registry, a `Map` made by the first call on a JS thread and returned by every call, so
 /// all copies register in one `Map` and any copy's callback finds every object (each
-/// object's handler is its own copy's). `contract`
-/// numbers what the callback expects of the registered objects (`lib/native-events.js`);
-/// a copy with another number than the first one's is refused with
-/// `ERR_HYCO_NATIVE_MISMATCH` and changes nothing. Otherwise its callback receives the
-/// events from now on (the newest copy's is the one that runs), and whatever is queued goes
-/// to it.
+/// object's handler is its own copy's). `contract` numbers what the callback expects of the
+/// registered objects (`lib/native-events.js`); a copy with another number than the first
+/// one's is refused with `ERR_HYCO_NATIVE_MISMATCH` and changes nothing. Otherwise its
+/// callback receives the events from now on (the newest copy's is the one that runs), and
+/// whatever is queued goes to it.
 #[napi(js_name = "initEvents", catch_unwind)]
 pub fn init_events<'env>(
     env: &'env Env,
@@ -167,9 +166,9 @@ pub fn init_events<'env>(
         // lib/ from before the registry: it would keep a table of its own.
         return Err(throw_mismatch(
             env,
-            "hyco-ws-rs: lib/ is older than the native addon (initEvents() returns a \
-             registry it does not use). Rebuild the addon (\"npm run build\") for this \
-             version of the package."
+            "hyco-ws-rs: lib/ is older than the native addon (it gives initEvents() no event \
+             contract). Rebuild the addon (\"npm run build\") for this version of the \
+             package."
                 .to_owned(),
         ));
     };
