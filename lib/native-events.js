@@ -12,12 +12,12 @@
  * one build of the addon. Each copy's objects must keep getting their events, so the
  * registry (id to object) is not this copy's: `initEvents` hands every copy the same `Map`
  * (the addon's, made by the first call on this thread), and every copy registers its
- * objects there. The events go
- * to the newest copy's `dispatch`, which finds any copy's object there and calls that
- * object's own `_handle`. What `dispatch` expects of a registered object is the contract
- * below (`EVENT_CONTRACT`); the addon refuses a copy whose number differs from the first
- * copy's. Everything else in this module is the copy's own and the same in every copy:
- * the event numbers and field counts are the addon's, not this file's.
+ * objects there. The events go to the newest copy's `dispatch`, which finds any copy's
+ * object there and calls that object's own `_handle`. What `dispatch` expects of a
+ * registered object is the contract below (`EVENT_CONTRACT`); the addon refuses a copy
+ * whose number differs from the first copy's. Everything else in this module is the copy's
+ * own and the same in every copy: the event numbers and field counts are the addon's, not
+ * this file's.
  *
  * The events, their numbers and their fields are declared once, in Rust
  * (`src/bindings/events.rs`); this module reads that table when it loads. Each handler
@@ -194,8 +194,9 @@ function unregister(id) {
 }
 
 /**
- * How many objects receive events now (registered, their last event not delivered yet).
- * Internal, for the leak tests: it returns to its idle value once everything is closed.
+ * How many objects receive events now (registered, their last event not delivered yet), in
+ * the registry every copy of lib/ on this thread shares. Internal, for the leak tests: it
+ * returns to its idle value once everything is closed.
  *
  * @return {Number} The count
  */

@@ -24,9 +24,10 @@
 //! `initEvents` hands to every copy. Every copy registers its objects there, so whichever
 //! copy's callback receives a batch finds every object and calls that object's own
 //! handler. The addon makes the `Map` itself, in its own context: one made by a copy would
-//! keep that copy's vm context (a jest test file's whole environment) alive for good. The newest copy's callback receives the events; the
-//! callback it replaces is released, and a call still pending on it is skipped (see
-//! `generation`), so no batch goes to a function that is no longer the current one.
+//! keep that copy's vm context (a jest test file's whole environment) alive for good. The
+//! newest copy's callback receives the events; the callback it replaces is released, and a
+//! call still pending on it is skipped (see `generation`), so no batch goes to a function
+//! that is no longer the current one.
 
 use std::any::Any;
 use std::cell::RefCell;
