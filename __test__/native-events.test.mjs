@@ -36,3 +36,16 @@ test('a handler that reads other fields than the addon sends refuses to load', (
     message: /no such event/
   });
 });
+
+// initEvents is called by every copy of lib/ that loads (see module-copies.test.mjs for the
+// copies themselves). Calls it refuses change nothing, so these are safe in this process.
+test('initEvents refuses a lib/ without a registry, or with another event contract, before it changes anything', () => {
+  assert.throws(() => native.initEvents(() => {}), {
+    code: 'ERR_HYCO_NATIVE_MISMATCH',
+    message: /lib\/ is older than the native addon/
+  });
+  assert.throws(() => native.initEvents(() => {}, 1000), {
+    code: 'ERR_HYCO_NATIVE_MISMATCH',
+    message: /event contract \d+; this copy's is 1000/
+  });
+});

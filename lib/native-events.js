@@ -6,11 +6,27 @@
  * `id type fields...` repeated, and hands each event to the object registered under its id.
  * Objects unregister themselves on their last event.
  *
+ * This module may be loaded more than once per thread while the addon is loaded once: jest
+ * loads it again for every test file (in a vm context of its own), and so do
+ * `jest.resetModules()`, a cleared `require` cache and two copies of the package that share
+ * one build of the addon. Each copy's objects must keep getting their events, so the
+ * registry (id to object) is not this copy's: `initEvents` hands every copy the same `Map`
+ * (the addon's, made by the first call on this thread), and every copy registers its
+ * objects there. The events go to the newest copy's `dispatch`, which finds any copy's
+ * object there and calls that object's own `_handle`. What `dispatch` expects of a
+ * registered object is the contract below (`EVENT_CONTRACT`); the addon refuses a copy
+ * whose number differs from the first copy's. Everything else in this module is the copy's
+ * own and the same in every copy: the event numbers and field counts are the addon's, not
+ * this file's.
+ *
  * The events, their numbers and their fields are declared once, in Rust
  * (`src/bindings/events.rs`); this module reads that table when it loads. Each handler
  * names the events it reads and their fields (`eventType`), and a name or a field list that
  * does not match the table stops the module from loading, so the two sides cannot drift
- * apart unnoticed.
+ * apart unnoticed. Each copy checks its own handlers against the one addon, so all copies
+ * that load agree on every event; a copy that fails the check has already installed its
+ * `dispatch`, which is harmless: `dispatch` reads only the addon's table and the shared
+ * registry.
  */
 
 const { loadNative } = require('./native');
@@ -76,8 +92,15 @@ function unclaimedEvents() {
 
 const EV_ACCEPTING = eventType('accepting', ['socket', 'headers', 'id', 'url', 'remoteAddress', 'remotePort']);
 
-/** The objects events go to, by native id. */
-const targets = new Map();
+/**
+ * What `dispatch` expects of every object in the shared registry, numbered: the registry is
+ * a `Map` from native id to object; an object's events are handed to
+ * `object._handle(list, type, at)` (type: the addon's event number; at: the index of its
+ * first field in `list`); a listener's `accepting` event to `object._accepting(socketId,
+ * list, at)`. Any change to this contract takes a new number, so that copies that differ
+ * in it are not loaded side by side (`ERR_HYCO_NATIVE_MISMATCH`).
+ */
+const EVENT_CONTRACT = 1;
 
 /**
  * Rethrows `err` (from a listener) outside the native callback.
@@ -135,10 +158,24 @@ function dispatch(list) {
   }
 }
 
-native.initEvents(dispatch);
+/**
+ * The objects events go to, by native id: every copy's on this thread (see above). Nothing
+ * is dispatched before `initEvents` returns (its calls are asynchronous).
+ */
+const targets = native.initEvents(dispatch, EVENT_CONTRACT);
+if (targets === null || typeof targets !== 'object' || typeof targets.get !== 'function') {
+  // An addon from before the shared registry returns nothing.
+  const err = new Error(
+    'hyco-ws-rs: the native addon is older than lib/ (initEvents() returns no registry). ' +
+      'Rebuild the addon ("npm run build") for this version of the package.'
+  );
+  err.code = 'ERR_HYCO_NATIVE_MISMATCH';
+  throw err;
+}
 
 /**
- * Sends the events of native object `id` to `target` from now on.
+ * Sends the events of native object `id` to `target` from now on (in the registry every copy
+ * shares; `target` follows `EVENT_CONTRACT`).
  *
  * @param {Number} id The native id
  * @param {Object} target The socket or server
@@ -157,8 +194,9 @@ function unregister(id) {
 }
 
 /**
- * How many objects receive events now (registered, their last event not delivered yet).
- * Internal, for the leak tests: it returns to its idle value once everything is closed.
+ * How many objects receive events now (registered, their last event not delivered yet), in
+ * the registry every copy of lib/ on this thread shares. Internal, for the leak tests: it
+ * returns to its idle value once everything is closed.
  *
  * @return {Number} The count
  */

@@ -124,7 +124,11 @@ class TransportShim extends EventEmitter {
   }
 }
 
-/** Sockets with packed frames to hand over at the end of this tick (see `_sendFrame`). */
+/**
+ * Sockets with packed frames to hand over at the end of this tick (see `_sendFrame`). One
+ * list per copy of lib/ (see native-events.js): it holds only this copy's sockets, flushed by
+ * this copy's microtask, which is all a socket needs.
+ */
 let toFlush = [];
 
 

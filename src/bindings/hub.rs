@@ -14,6 +14,20 @@
 //!
 //! Objects are addressed from JavaScript by id (see `socket.rs`, `listener.rs`): the
 //! targets table holds their handles until their last event is delivered.
+//!
+//! Copies of the package's JavaScript: the addon is loaded once per process, but `lib/` may
+//! be loaded again in the same thread (jest loads it once per test file, in a vm context of
+//! its own; `jest.resetModules()`, a cleared `require` cache, two copies of the package
+//! sharing one build). Every copy calls `initEvents` and must keep getting its objects'
+//! events, so what a JS thread's copies share lives here, not in any one copy: the hub (one
+//! queue, one id counter) and the registry, the JavaScript `Map` from id to object that
+//! `initEvents` hands to every copy. Every copy registers its objects there, so whichever
+//! copy's callback receives a batch finds every object and calls that object's own
+//! handler. The addon makes the `Map` itself, in its own context: one made by a copy would
+//! keep that copy's vm context (a jest test file's whole environment) alive for good. The
+//! newest copy's callback receives the events; the callback it replaces is released, and a
+//! call still pending on it is skipped (see `generation`), so no batch goes to a function
+//! that is no longer the current one.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -21,7 +35,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::Function;
+use napi::bindgen_prelude::{FromNapiValue, Function, JsObjectValue, Object, ObjectRef, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -91,14 +105,32 @@ pub struct Hub {
     /// The environment is gone: events are dropped.
     closed: AtomicBool,
     tsfn: Mutex<Option<EventsFn>>,
+    /// Which `initEvents` call installed the current function. A call scheduled on a
+    /// function that a later `initEvents` replaced finds another number here and leaves
+    /// the queue to the current one. Read and written on the JS thread only.
+    generation: AtomicU64,
     targets: Mutex<HashMap<Id, Arc<dyn Target>>>,
     next_id: AtomicU64,
+}
+
+/// The JavaScript registry every copy of `lib/` on this thread shares, and the contract
+/// its objects follow (see [`init_events`]).
+struct Registry {
+    contract: u32,
+    map: ObjectRef<false>,
 }
 
 thread_local! {
     /// The hub of the environment whose JS thread this is.
     static HUB: RefCell<Option<Arc<Hub>>> = const { RefCell::new(None) };
+
+    /// The registry of the environment whose JS thread this is. Not unreferenced when the
+    /// environment goes: Node deletes an environment's references itself at teardown.
+    static REGISTRY: RefCell<Option<Registry>> = const { RefCell::new(None) };
 }
+
+/// The code of a `lib/` copy that does not fit this addon or the copies already loaded.
+const MISMATCH: &str = "ERR_HYCO_NATIVE_MISMATCH";
 
 /// This environment's hub (on its JS thread).
 pub fn current() -> napi::Result<Arc<Hub>> {
@@ -114,12 +146,34 @@ pub fn current() -> napi::Result<Arc<Hub>> {
         })
 }
 
-/// Registers this environment's event callback: `onEvents(list)` receives every socket's
-/// and listener's events as one flat list (`id type fields...` repeated). Called by
-/// `lib/native-events.js` when it loads. A second call (the module loaded again with a fresh
-/// `require` cache, as test runners do) hands the events to the new callback from then on.
+/// Registers a copy of `lib/`'s event callback and returns the registry its objects go in.
+///
+/// `onEvents(list)` receives every socket's and listener's events as one flat list (`id type
+/// fields...` repeated) and hands each to the object registered under its id in the
+/// registry, a `Map` made by the first call on a JS thread and returned by every call, so
+/// all copies register in one `Map` and any copy's callback finds every object (each
+/// object's handler is its own copy's). `contract` numbers what the callback expects of the
+/// registered objects (`lib/native-events.js`); a copy with another number than the first
+/// one's is refused with `ERR_HYCO_NATIVE_MISMATCH` and changes nothing. Otherwise its
+/// callback receives the events from now on (the newest copy's is the one that runs), and
+/// whatever is queued goes to it.
 #[napi(js_name = "initEvents", catch_unwind)]
-pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result<()> {
+pub fn init_events<'env>(
+    env: &'env Env,
+    on_events: Function<Vec<Flat>, ()>,
+    contract: Option<u32>,
+) -> napi::Result<Object<'env>> {
+    let Some(contract) = contract else {
+        // lib/ from before the registry: it would keep a table of its own.
+        return Err(throw_mismatch(
+            env,
+            "hyco-ws-rs: lib/ is older than the native addon (it gives initEvents() no event \
+             contract). Rebuild the addon (\"npm run build\") for this version of the \
+             package."
+                .to_owned(),
+        ));
+    };
+    let shared = shared_registry(env, contract)?;
     let hub = match HUB.try_with(|h| h.borrow().clone()).ok().flatten() {
         Some(hub) => hub,
         None => {
@@ -128,6 +182,7 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
                 scheduled: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 tsfn: Mutex::new(None),
+                generation: AtomicU64::new(0),
                 targets: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             });
@@ -138,12 +193,19 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
             hub
         }
     };
+    let generation = hub.generation.load(Ordering::Relaxed).wrapping_add(1);
     let h = hub.clone();
     let tsfn: EventsFn = on_events
         .build_threadsafe_function::<()>()
         .callee_handled::<false>()
         .weak::<true>()
         .build_callback(move |ctx| {
+            if h.generation.load(Ordering::Relaxed) != generation {
+                // Replaced since this call was scheduled: what is queued goes to the
+                // current function, which `initEvents` woke, in order. Nothing is taken
+                // here, and `scheduled` is left to the current function's call.
+                return Ok(Vec::new());
+            }
             // Cleared before draining, so that an event pushed meanwhile schedules a call.
             h.scheduled.store(false, Ordering::Release);
             // This runs on the JavaScript thread, called by Node: a panic must not unwind
@@ -160,14 +222,57 @@ pub fn init_events(env: Env, on_events: Function<Vec<Flat>, ()>) -> napi::Result
             Ok(list)
         })?;
     if let Ok(mut t) = hub.tsfn.lock() {
-        // A previous function is released here; a call it still had pending may not run,
-        // so whatever is queued is scheduled again on the new one.
+        // The previous function is released here; a call it still has pending runs, finds
+        // another generation and takes nothing.
+        hub.generation.store(generation, Ordering::Relaxed);
         *t = Some(tsfn);
     }
+    // Whatever is queued goes to the new function, in a call of its own.
     hub.scheduled.store(false, Ordering::Release);
     hub.wake();
-    hub.sync_ref(&env);
-    Ok(())
+    hub.sync_ref(env);
+    Ok(shared)
+}
+
+/// The registry this JS thread's copies share: the one kept from the first call, or a new
+/// `Map`, kept from now on. Refuses a copy of another `contract`.
+fn shared_registry(env: &Env, contract: u32) -> napi::Result<Object<'_>> {
+    let kept = REGISTRY
+        .try_with(|r| {
+            r.borrow()
+                .as_ref()
+                .map(|kept| (kept.contract, kept.map.get_value(env)))
+        })
+        .ok()
+        .flatten();
+    match kept {
+        Some((kept, _)) if kept != contract => Err(throw_mismatch(
+            env,
+            format!(
+                "hyco-ws-rs: another copy of the package in this thread hands events to its \
+                 objects differently (event contract {kept}; this copy's is {contract}). Load \
+                 one version of the package per thread, or give each copy a native addon of \
+                 its own."
+            ),
+        )),
+        Some((_, map)) => map,
+        None => {
+            let class: Function<(), Unknown> = env.get_global()?.get_named_property("Map")?;
+            let registry = Object::from_unknown(class.new_instance(())?)?;
+            let map = registry.create_ref::<false>()?;
+            let _ = REGISTRY.try_with(|r| *r.borrow_mut() = Some(Registry { contract, map }));
+            Ok(registry)
+        }
+    }
+}
+
+/// Throws `message` as an `Error` with code `ERR_HYCO_NATIVE_MISMATCH`; returns the napi
+/// error to propagate.
+fn throw_mismatch(env: &Env, message: String) -> napi::Error {
+    match env.throw_error(&message, Some(MISMATCH)) {
+        Ok(()) => napi::Error::new(Status::PendingException, message),
+        Err(_) => napi::Error::new(Status::GenericFailure, message),
+    }
 }
 
 impl Hub {
@@ -288,6 +393,11 @@ impl Hub {
         let _ = HUB.try_with(|h| {
             if let Ok(mut h) = h.try_borrow_mut() {
                 h.take();
+            }
+        });
+        let _ = REGISTRY.try_with(|r| {
+            if let Ok(mut r) = r.try_borrow_mut() {
+                r.take();
             }
         });
     }
