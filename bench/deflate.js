@@ -34,11 +34,11 @@
  */
 
 const path = require('path');
-const { fork } = require('child_process');
 
+const { call, eluBetween, startPair, startRelay, stopPair } = require('./support/peers');
 const { median } = require('./support/stats');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
-const { runMain, withTimeout } = require('./support/run');
+const { runMain } = require('./support/run');
 
 const USAGE = 'Usage: node bench/deflate.js [rounds=3] [connections=500]';
 const RELAY_SCRIPT = path.join(__dirname, 'support', 'relay-peer.js');
@@ -54,92 +54,9 @@ const RATE_SECONDS = 3;
 const IDLE_SIZE = 4096;
 const SETTLE_MS = 1000;
 const GOALS = { throughput: 3, rss: 0.5 };
-const STEP_MS = 180000;
 
-let nextId = 1;
 /** Fixed-rate runs that did not keep their rate (their utilisation is not comparable). */
 const unsustained = [];
-
-/**
- * Starts a child and waits for its first message of type `ready` (the relay) or for nothing
- * (a peer).
- *
- * @param {String} script The script
- * @param {String[]} args Its arguments
- * @return {Object} The child process
- */
-function start(script, args) {
-  return fork(script, args, { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-}
-
-/**
- * Sends a request to a peer and resolves with its result.
- *
- * @param {Object} child The peer
- * @param {String} op The operation
- * @param {Object} [args] Its arguments
- * @return {Promise<Object>} The result
- */
-function call(child, op, args = {}) {
-  const id = nextId++;
-  const p = new Promise((resolve, reject) => {
-    const onMessage = (msg) => {
-      if (!msg || msg.id !== id) return;
-      child.removeListener('message', onMessage);
-      if (msg.error) reject(new Error(`${op}: ${msg.error}`));
-      else resolve(msg.result);
-    };
-    child.on('message', onMessage);
-    child.send({ id, op, ...args });
-  });
-  return withTimeout(p, STEP_MS, `the peer's ${op}`);
-}
-
-/**
- * Starts the relay in a child process.
- *
- * @return {Promise<Object>} `{ child, namespace, keyName, key }`
- */
-async function startRelay() {
-  const child = start(RELAY_SCRIPT, []);
-  const ready = await withTimeout(
-    new Promise((resolve) => child.on('message', (m) => m && m.ready && resolve(m.ready))),
-    20000,
-    'the relay to start'
-  );
-  return { child, namespace: ready.namespace, keyName: ready.keyName, key: ready.key };
-}
-
-/**
- * Starts a listener and a sender of `kind`.
- *
- * @param {Object} relay The relay
- * @param {String} kind `rs` or `ws`
- * @return {Promise<Object>} `{ listener, sender }`
- */
-async function startPair(relay, kind) {
-  const listener = start(PEER_SCRIPT, ['listener', kind]);
-  const sender = start(PEER_SCRIPT, ['sender', kind]);
-  const r = { namespace: relay.namespace, keyName: relay.keyName, key: relay.key };
-  await call(listener, 'start', { relay: r });
-  await call(sender, 'start', { relay: r });
-  return { listener, sender };
-}
-
-/**
- * Closes a pair and waits for both processes to end.
- *
- * @param {Object} pair `{ listener, sender }`
- * @return {Promise<void>}
- */
-async function stopPair(pair) {
-  for (const child of [pair.sender, pair.listener]) {
-    await call(child, 'close').catch(() => {});
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.disconnect();
-    await withTimeout(exited, 10000, 'a peer to exit').catch(() => child.kill());
-  }
-}
 
 /**
  * One round of one kind: throughput and CPU per message, then event-loop utilisation at a
@@ -150,7 +67,7 @@ async function stopPair(pair) {
  * @return {Promise<Object>} Figures by size label
  */
 async function speedRound(relay, kind) {
-  const pair = await startPair(relay, kind);
+  const pair = await startPair(PEER_SCRIPT, relay, kind);
   const out = {};
   try {
     for (const s of SIZES) {
@@ -161,7 +78,7 @@ async function speedRound(relay, kind) {
       const la = await call(pair.listener, 'usage');
       const r = await call(pair.sender, 'rate', { size: s.size, perSecond: s.perSecond, seconds: RATE_SECONDS });
       const lb = await call(pair.listener, 'usage');
-      const listenerElu = (lb.elu.active - la.elu.active) / (lb.elu.active + lb.elu.idle - la.elu.active - la.elu.idle);
+      const listenerElu = eluBetween(la, lb);
       // The fixed rate must have been kept (the echoes done within 20 % of the time), or
       // utilisation at that rate means nothing.
       const sustained = r.ms <= RATE_SECONDS * 1000 * 1.2;
@@ -192,7 +109,7 @@ async function speedRound(relay, kind) {
  * @return {Promise<Object>} `{ listener, sender }`: RSS bytes per connection
  */
 async function memoryRound(relay, kind, connections) {
-  const pair = await startPair(relay, kind);
+  const pair = await startPair(PEER_SCRIPT, relay, kind);
   try {
     await call(pair.sender, 'open', { count: 20, size: IDLE_SIZE });
     await call(pair.sender, 'close');
@@ -244,7 +161,7 @@ async function main() {
   const info = machine(ADDON);
   const level = process.env.HYCO_BENCH_DEFLATE_LEVEL || 'zlib default (6)';
   console.error(`bench/deflate.js: ${rounds} round(s), ${connections} idle connections; ${info.cpuModel}, ${info.cores} cores`);
-  const relay = await startRelay();
+  const relay = await startRelay(RELAY_SCRIPT, []);
   const speed = { rs: [], ws: [] };
   const memory = { rs: [], ws: [] };
   try {

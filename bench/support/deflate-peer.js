@@ -41,6 +41,7 @@ const {
   RelayedServer,
   WebSocket
 } = require('../..');
+const { closeAll, inBatches, serve, usage, wsListener } = require('./peers');
 const { opened, withTimeout } = require('./run');
 
 const [role, kind] = process.argv.slice(2);
@@ -115,19 +116,8 @@ async function startListener() {
     await withTimeout(new Promise((resolve) => server.once('listening', resolve)), STEP_MS, 'RelayedServer to listen');
     return;
   }
-  control = new WebSocket(uri, { headers: { ServiceBusAuthorization: token() }, perMessageDeflate: false });
-  control.on('message', (data) => {
-    let msg;
-    try {
-      msg = JSON.parse(data.toString());
-    } catch {
-      return;
-    }
-    if (!msg.accept) return;
-    const ws = new WebSocket(msg.accept.address, { perMessageDeflate: { clientMaxWindowBits: false, ...ZLIB } });
-    echo(ws);
-  });
-  await opened(control, 'the ws 8 control channel', STEP_MS);
+  const options = { perMessageDeflate: { clientMaxWindowBits: false, ...ZLIB } };
+  control = await wsListener(uri, token(), options, echo, STEP_MS);
 }
 
 /**
@@ -254,47 +244,8 @@ async function rate({ size, perSecond, seconds }) {
  * @return {Promise<Object>} `{ open }`
  */
 async function openIdle({ count, size }) {
-  for (let done = 0; done < count; done += OPEN_BATCH) {
-    const n = Math.min(OPEN_BATCH, count - done);
-    await Promise.all(
-      Array.from({ length: n }, async (_, i) => {
-        const ws = await openSender();
-        await roundTrip(ws, jsonText(size, done + i));
-      })
-    );
-  }
+  await inBatches(count, OPEN_BATCH, async (i) => roundTrip(await openSender(), jsonText(size, i)));
   return { open: sockets.size };
-}
-
-/**
- * This process's CPU time and event-loop counters, then its memory (after garbage
- * collection).
- *
- * @return {Promise<Object>} The usage
- */
-async function usage() {
-  // CPU and event loop first: the collection below is not part of what is measured.
-  const cpu = process.cpuUsage();
-  const elu = performance.eventLoopUtilization();
-  if (typeof global.gc === 'function') {
-    for (let i = 0; i < 3; i++) {
-      global.gc();
-      await new Promise((resolve) => setTimeout(resolve, 30));
-    }
-  }
-  return { cpuUs: cpu.user + cpu.system, elu, memory: process.memoryUsage(), open: sockets.size };
-}
-
-/**
- * Closes everything this process opened.
- *
- * @return {Promise<Object>} `{}`
- */
-async function close() {
-  for (const ws of sockets) ws.terminate();
-  if (server) await withTimeout(new Promise((resolve) => server.close(resolve)), STEP_MS, 'RelayedServer to close');
-  if (control) control.terminate();
-  return {};
 }
 
 const ops = {
@@ -306,14 +257,8 @@ const ops = {
   open: openIdle,
   throughput,
   rate,
-  usage,
-  close
+  usage: () => usage({ open: sockets.size }),
+  close: () => closeAll(sockets, server, control, STEP_MS)
 };
 
-process.on('message', (msg) => {
-  if (!msg || !ops[msg.op]) return;
-  ops[msg.op](msg)
-    .then((result) => process.connected && process.send({ id: msg.id, result }))
-    .catch((err) => process.connected && process.send({ id: msg.id, error: err.stack || err.message }));
-});
-process.on('disconnect', () => process.exit(0));
+serve(ops);
