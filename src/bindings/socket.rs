@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hyco_core::socket::budget;
 use hyco_core::socket::deflate::{self, DeflateOptions, Negotiation, WindowBits};
+use hyco_core::socket::task::{Direct, Outgoing};
 use hyco_core::socket::{
     Command, ConnectOptions, Event, EventSink, Handle, Shared, SocketError, SocketOptions,
     CONTROL_EVENT_COST,
@@ -349,9 +350,34 @@ fn command(id: f64, c: Command) -> bool {
         .unwrap_or(false)
 }
 
-/// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `compress` asks for
+/// Sends on socket `id`: at once from this thread when `direct` (JavaScript has no earlier
+/// send whose written event it still awaits) and the connection takes it (see
+/// `Handle::send_direct`), else queued with the `Command` that `queued` makes. 1: written
+/// now (its bytes and callbacks are complete, and no written event will report them); 0:
+/// queued (reported by a written event), or the socket is gone (its close event follows).
+fn send_on(id: f64, direct: bool, send: Outgoing<'_>, queued: impl FnOnce() -> Command) -> u32 {
+    let Ok(hub) = hub::current() else {
+        return 0;
+    };
+    hub.with(id_of(id), |h: &Handle| {
+        if direct {
+            match h.send_direct(send) {
+                Direct::Written => return 1,
+                Direct::Handed => return 0,
+                Direct::Refused => {}
+            }
+        }
+        h.send(queued());
+        0
+    })
+    .unwrap_or(0)
+}
+
+/// Sends a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `compress` asks for
 /// permessage-deflate (where agreed); `accounted` and `ack` come back in the written event.
+/// `direct` and the result: see `send_on`.
 #[napi(js_name = "socketSend", catch_unwind)]
+#[allow(clippy::too_many_arguments)]
 pub fn socket_send(
     id: f64,
     data: &[u8],
@@ -360,25 +386,34 @@ pub fn socket_send(
     compress: bool,
     accounted: f64,
     ack: u32,
-) -> bool {
-    command(
-        id,
-        Command::Frame {
-            opcode: (opcode & 0x0f) as u8,
-            fin,
-            compress,
-            payload: hyco_core::socket::pool::copy_of(data),
-            accounted: accounted as usize,
-            ack,
-        },
-    )
+    direct: bool,
+) -> u32 {
+    let (opcode, accounted) = ((opcode & 0x0f) as u8, accounted as usize);
+    let send = Outgoing::Frame {
+        opcode,
+        fin,
+        payload: data,
+        compress,
+        accounted,
+        ack,
+    };
+    send_on(id, direct, send, || Command::Frame {
+        opcode,
+        fin,
+        compress,
+        payload: hyco_core::socket::pool::copy_of(data),
+        accounted,
+        ack,
+    })
 }
 
-/// Queues small frames packed by `lib/websocket.js` (see
-/// `hyco_core::socket::batch::BATCH_HEADER`).
+/// Sends small frames packed by `lib/websocket.js` (see
+/// `hyco_core::socket::batch::BATCH_HEADER`). `direct` and the result: see `send_on`.
 #[napi(js_name = "socketSendBatch", catch_unwind)]
-pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
-    command(id, Command::Batch(data.to_vec()))
+pub fn socket_send_batch(id: f64, data: &[u8], direct: bool) -> u32 {
+    send_on(id, direct, Outgoing::Batch(data), || {
+        Command::Batch(data.to_vec())
+    })
 }
 
 /// Starts the closing handshake. `code` absent: a close frame without a code.
