@@ -165,6 +165,10 @@ pub struct SocketSink {
     /// A connection a listener accepts by itself, not open yet: its open event goes up as
     /// `accepted`.
     accepting: AtomicBool,
+    /// In the connection task's turn (see `EventSink::turn_start`): events are queued
+    /// without waking JavaScript, which `held` then asks for at the turn's end.
+    turn: AtomicBool,
+    held: AtomicBool,
 }
 
 impl SocketSink {
@@ -175,14 +179,39 @@ impl SocketSink {
             hub,
             shared: handle.shared.clone(),
             accepting: AtomicBool::new(accepting),
+            turn: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SocketSink {
+    /// Queues an event for JavaScript: at once, or at the end of the task's turn.
+    fn up<const N: usize>(&self, event: [Flat; N], then: Then) {
+        if self.turn.load(Ordering::Relaxed) {
+            self.hub.push_quiet(self.id, event, then);
+            self.held.store(true, Ordering::Relaxed);
+        } else {
+            self.hub.push(self.id, event, then);
         }
     }
 }
 
 impl EventSink for SocketSink {
+    fn turn_start(&self) {
+        self.turn.store(true, Ordering::Relaxed);
+    }
+
+    fn turn_end(&self) {
+        self.turn.store(false, Ordering::Relaxed);
+        if self.held.swap(false, Ordering::Relaxed) {
+            self.hub.wake();
+        }
+    }
+
     fn push(&self, event: Event) {
         let id = self.id;
-        let hub = &*self.hub;
+        let hub = self;
         let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
         match event {
             Event::Open {
@@ -191,9 +220,9 @@ impl EventSink for SocketSink {
             } => {
                 let (p, e) = (Flat::Str(protocol), Flat::Str(extensions));
                 if self.accepting.swap(false, Ordering::AcqRel) {
-                    hub.push(id, up::Accepted(p, e), Then::Nothing);
+                    hub.up(up::Accepted(p, e), Then::Nothing);
                 } else {
-                    hub.push(id, up::Open(p, e), Then::Nothing);
+                    hub.up(up::Open(p, e), Then::Nothing);
                 }
             }
             Event::Message { binary, mut frames } => {
@@ -203,7 +232,7 @@ impl EventSink for SocketSink {
                 } else {
                     Flat::List(frames.into_iter().map(Flat::Bytes).collect())
                 };
-                hub.push(id, up::Message(data, Flat::Bool(binary)), consumed(bytes));
+                hub.up(up::Message(data, Flat::Bool(binary)), consumed(bytes));
             }
             Event::Chunk { data, .. } => {
                 // JavaScript's sockets take whole messages: their decoders never stream.
@@ -212,27 +241,25 @@ impl EventSink for SocketSink {
             }
             Event::Ping(d) => {
                 let bytes = d.len() + CONTROL_EVENT_COST;
-                hub.push(id, up::Ping(Flat::Bytes(d)), consumed(bytes));
+                hub.up(up::Ping(Flat::Bytes(d)), consumed(bytes));
             }
             Event::Pong(d) => {
                 let bytes = d.len() + CONTROL_EVENT_COST;
-                hub.push(id, up::Pong(Flat::Bytes(d)), consumed(bytes));
+                hub.up(up::Pong(Flat::Bytes(d)), consumed(bytes));
             }
             Event::Written {
                 bytes,
                 acks,
                 failed,
-            } => hub.push(
-                id,
+            } => hub.up(
                 up::Written(Flat::Num(bytes as f64), Flat::ids(acks), Flat::ids(failed)),
                 Then::Nothing,
             ),
-            Event::CloseReceived => hub.push(id, up::CloseReceived(), Then::Nothing),
+            Event::CloseReceived => hub.up(up::CloseReceived(), Then::Nothing),
             Event::Error(e) => {
                 let range_error = Flat::Bool(e.range_error);
                 let [message, code, status_code, status_description] = error_fields(e);
-                hub.push(
-                    id,
+                hub.up(
                     up::Error(message, code, range_error, status_code, status_description),
                     Then::Nothing,
                 );
@@ -242,8 +269,7 @@ impl EventSink for SocketSink {
                 reason,
                 frame_received,
                 frame_sent,
-            } => hub.push(
-                id,
+            } => hub.up(
                 up::Closed(
                     Flat::Num(f64::from(code)),
                     Flat::Bytes(reason),

@@ -102,7 +102,11 @@ pub(super) async fn run(
     let conn = Arc::new(Mutex::new(task));
     // Only this connection sets it, once.
     let _ = guard.1.conn.set(Arc::downgrade(&conn));
-    tokio::spawn(guarded(Driver(conn), guard.0, guard.1));
+    let driver = Driver {
+        conn,
+        sink: guard.0.clone(),
+    };
+    tokio::spawn(guarded(driver, guard.0, guard.1));
 }
 
 /// Runs one of a connection's tasks (its handshake, or the open connection) so that a panic

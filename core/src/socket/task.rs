@@ -731,19 +731,28 @@ impl ConnectionTask {
 }
 
 /// Runs an open connection: polls its state under the lock that its owner's direct sends
-/// take too (see [`ConnectionTask::send_direct`]).
-pub(super) struct Driver(pub(super) Arc<Mutex<ConnectionTask>>);
+/// take too (see [`ConnectionTask::send_direct`]). Its events are held back for the length of
+/// a poll ([`EventSink::turn_start`]) and their consumer woken once the lock is released: a
+/// consumer woken earlier would find the lock taken when it answers at once, and queue
+/// its answer rather than write it.
+pub(super) struct Driver {
+    pub(super) conn: Arc<Mutex<ConnectionTask>>,
+    pub(super) sink: Arc<dyn EventSink>,
+}
 
 impl Future for Driver {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match self.0.lock() {
+        self.sink.turn_start();
+        let done = match self.conn.lock() {
             Ok(mut task) => Pin::new(&mut *task).poll(cx),
             // A direct send panicked with the lock held (none is known to): its state may be
             // half changed, so the connection ends, as after a panic in the task.
             Err(poisoned) => poisoned.into_inner().internal_error(),
-        }
+        };
+        self.sink.turn_end();
+        done
     }
 }
 
