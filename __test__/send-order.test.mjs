@@ -9,10 +9,11 @@
 // connection is idle), bursts in one tick, messages of 16 KiB and more (handed over one by
 // one), a 1 MiB message (which cannot be written at once), sends in later ticks while large
 // ones are still being written, and close() right after, in the same tick and later.
-import { test, describe } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { STEP_MS, waitUntil, whenClosed, withTimeout } from './support/relay-steps.mjs';
+import { selfSignedCert } from './support/proxy-steps.mjs';
 import { MiB, closeOf, withListener } from './support/socket-steps.mjs';
 import { nextConnection, sendAddress, startServer, withServerRelay } from './support/server-steps.mjs';
 import { relayedConnect } from 'hyco-ws-rs';
@@ -178,6 +179,39 @@ describe('send order with sends written at once and queued', () => {
       const r = await sendPlan(S, plan);
       await waitUntil(() => got.seqs.length >= r.sent, STEP_MS, () => `the peer to get ${r.sent} messages`);
       assert.deepEqual(got.seqs, r.sizes.map((_, i) => i));
+    });
+  });
+});
+
+describe('send order over TLS', () => {
+  // Over TLS a send written at once goes into the TLS session and may stay there in part (the
+  // socket takes less): the connection's task flushes the rest, still ahead of what follows.
+  let cert;
+
+  before(() => {
+    cert = selfSignedCert();
+  });
+
+  after(() => {
+    if (cert) cert.remove();
+  });
+
+  test('relayedConnect over TLS: messages in order, callbacks in order, then the close', async () => {
+    const { cert: certPem, key: keyPem } = cert;
+    const opts = { relay: { tls: { cert: certPem, key: keyPem } }, listen: { wsOptions: { ca: certPem } }, peerOptions: { ca: certPem } };
+    await withListener(opts, async ({ open, uri }) => {
+      assert.ok(uri.startsWith('wss://'), uri);
+      const { S, peer } = await open({ ca: certPem });
+      const got = collect(peer);
+      const r = await sendPlan(S, mixedPlan(12));
+      assert.ok(r.direct > 0, 'no send was written at once');
+      S.send(numbered(r.sent, 10));
+      S.close(4002, 'tls');
+      const c = await withTimeout(got.close, STEP_MS, "the peer's close");
+      assert.equal(c.code, 4002);
+      assert.deepEqual(got.seqs, [...r.sizes, 10].map((_, i) => i));
+      assert.deepEqual(got.sizes, [...r.sizes, 10]);
+      assert.deepEqual(got.afterClose, []);
     });
   });
 });
