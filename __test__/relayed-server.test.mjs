@@ -6,10 +6,6 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import EventEmitter from 'node:events';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { execFileSync } from 'node:child_process';
 
 import hyco, { createRelayListenUri, createRelayToken } from 'hyco-ws-rs';
 
@@ -24,6 +20,7 @@ import {
   whenClosed,
   withTimeout
 } from './support/relay-steps.mjs';
+import { selfSignedCert } from './support/proxy-steps.mjs';
 import {
   closeOf,
   describeChild,
@@ -901,26 +898,17 @@ describe('terminal errors', () => {
 });
 
 describe('TLS (ca)', () => {
-  let dir;
+  let cert;
   let certPem;
   let keyPem;
 
   before(() => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'relayed-server-tls-'));
-    const keyFile = path.join(dir, 'local.key');
-    const crtFile = path.join(dir, 'local.crt');
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-        '-days', '1', '-keyout', keyFile, '-out', crtFile],
-      { stdio: 'ignore' }
-    );
-    certPem = fs.readFileSync(crtFile, 'utf8');
-    keyPem = fs.readFileSync(keyFile, 'utf8');
+    cert = selfSignedCert();
+    ({ cert: certPem, key: keyPem } = cert);
   });
 
   after(() => {
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (cert) cert.remove();
   });
 
   test('with ca, the control channel and the accept sockets trust a self-signed relay', async () => {

@@ -144,6 +144,23 @@ function flushPacked() {
 }
 
 /**
+ * The callback ids of packed frames (see `_sendFrame`), in order.
+ *
+ * @param {Buffer} packed The packed frames
+ * @param {Number} length How much of `packed` they fill
+ * @return {Number[]} The ids other than 0
+ * @private
+ */
+function packedAcks(packed, length) {
+  const ids = [];
+  for (let pos = 0; pos < length; pos += BATCH_HEADER + packed.readUInt32BE(pos + 1)) {
+    const ack = packed.readUInt32BE(pos + 5);
+    if (ack !== 0) ids.push(ack);
+  }
+  return ids;
+}
+
+/**
  * ws's `toBuffer()`: the bytes of a `send()`/`ping()`/`pong()` argument.
  *
  * @param {*} data The data
@@ -238,6 +255,9 @@ class RelayedWebSocket extends WebSocket {
     this._held = null;
     this._packed = null;
     this._packedLength = 0;
+    // What the packed frames add to `bufferedAmount`, and how many have a callback.
+    this._packedBytes = 0;
+    this._packedAcks = 0;
     // false until open; then true, or the TransportShim once something asked for it.
     this._shim = false;
     // Set by RelayedServer for the sockets it accepts.
@@ -540,6 +560,8 @@ class RelayedWebSocket extends WebSocket {
     this._held = null;
     this._packed = null;
     this._packedLength = 0;
+    this._packedBytes = 0;
+    this._packedAcks = 0;
     this._readyState = WebSocket.CLOSED;
     this._closeFrameReceived = frameReceived;
     this._closeFrameSent = frameSent;
@@ -584,12 +606,18 @@ class RelayedWebSocket extends WebSocket {
     const length = buf.length;
     // A compressed frame counts as its payload would uncompressed, until it is written.
     const accounted = framedLength(length);
-    this._bufferedAmount += accounted;
     if (length >= BATCH_BELOW) {
       this._flush();
-      native.socketSend(this._id, buf, opcode, fin, compress, accounted, ack);
+      // Written at once from this thread when nothing sent before is still unreported (see
+      // `_flush`).
+      const direct = this._bufferedAmount === 0;
+      this._bufferedAmount += accounted;
+      if (native.socketSend(this._id, buf, opcode, fin, compress, accounted, ack, direct) === 1) {
+        this._written(accounted, ack === 0 ? null : [ack], null);
+      }
       return;
     }
+    this._bufferedAmount += accounted;
     const need = BATCH_HEADER + length;
     let packed = this._packed;
     if (packed === null || this._packedLength + need > packed.length) {
@@ -622,6 +650,8 @@ class RelayedWebSocket extends WebSocket {
     pos += BATCH_HEADER;
     if (length > 0) buf.copy(packed, pos);
     this._packedLength = pos + length;
+    this._packedBytes += accounted;
+    if (ack !== 0) this._packedAcks++;
   }
 
   /**
@@ -632,9 +662,20 @@ class RelayedWebSocket extends WebSocket {
   _flush() {
     const length = this._packedLength;
     if (length === 0) return;
+    const bytes = this._packedBytes;
+    const acks = this._packedAcks;
     this._packedLength = 0;
+    this._packedBytes = 0;
+    this._packedAcks = 0;
     const packed = this._packed;
-    if (this._id !== 0) native.socketSendBatch(this._id, packed.subarray(0, length));
+    // Nothing sent before is still unreported (`bufferedAmount` holds only these frames):
+    // the native side may then write them at once, from this thread, rather than wake the
+    // connection's thread (a lone message costs no thread hop). Only then: a send reported
+    // here, before an earlier one's written event, would complete callbacks out of order.
+    const direct = this._bufferedAmount === bytes;
+    if (this._id !== 0 && native.socketSendBatch(this._id, packed.subarray(0, length), direct) === 1) {
+      this._written(bytes, acks === 0 ? null : packedAcks(packed, length), null);
+    }
     // The native side copied the frames. A grown buffer is kept for the next tick only if
     // this one needed a good part of it; the first, small one is kept (making one per
     // message costs more, in latency, than the copy saves).

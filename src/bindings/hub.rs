@@ -1,16 +1,24 @@
-//! The one way events go up to JavaScript: one queue and one ThreadsafeFunction per Node.js
-//! environment, shared by every socket and listener created in it.
+//! The one way events go up to JavaScript: one queue and one wake-up per Node.js environment,
+//! shared by every socket and listener created in it.
 //!
-//! Tokio threads push events tagged with their object's id; at most one JS call is scheduled
-//! at a time, and that call drains everything queued, so under load one call carries many
-//! events of many objects, in order (`lib/native-events.js` hands each to its object).
+//! Tokio threads push events tagged with their object's id; at most one wake-up of the JS
+//! thread is pending at a time, and the call it makes drains everything queued, so under load
+//! one call carries many events of many objects, in order (`lib/native-events.js` hands each
+//! to its object).
 //!
-//! One function for all, rather than one per object: a ThreadsafeFunction costs a libuv
-//! handle, a queue, a mutex and an async resource, kilobytes per socket that a listener with
-//! thousands of idle connections would pay for nothing. Keep-alive stays per object: the
-//! function is referenced (it keeps the event loop alive) exactly while some object has not
-//! yet delivered its last event (a socket's close, a listener's `closed`), and unreferenced
-//! otherwise, so the process exits by itself once everything is closed.
+//! The wake-up is a libuv `uv_async_t` of the environment's loop (Node.js's own libuv, whose
+//! functions it exports to addons), not a napi ThreadsafeFunction: a ThreadsafeFunction wakes
+//! the JS thread while holding its queue's mutex, so the JS thread, woken at once on the other
+//! core (or preempting the waking thread on this one), first blocks on that mutex, and both
+//! threads switch twice more per wake-up. `uv_async_send` takes no lock. The call into
+//! JavaScript goes through `napi_make_callback`, as a ThreadsafeFunction's does, so that
+//! microtasks (the sockets' packed sends among them) run when it returns.
+//!
+//! One wake-up for all, rather than one per object: a handle per socket would cost memory
+//! that a listener with thousands of idle connections would pay for nothing. Keep-alive stays
+//! per object: the handle is referenced (it keeps the event loop alive) exactly while some
+//! object has not yet delivered its last event (a socket's close, a listener's `closed`), and
+//! unreferenced otherwise, so the process exits by itself once everything is closed.
 //!
 //! Objects are addressed from JavaScript by id (see `socket.rs`, `listener.rs`): the
 //! targets table holds their handles until their last event is delivered.
@@ -25,18 +33,21 @@
 //! copy's callback receives a batch finds every object and calls that object's own
 //! handler. The addon makes the `Map` itself, in its own context: one made by a copy would
 //! keep that copy's vm context (a jest test file's whole environment) alive for good. The
-//! newest copy's callback receives the events; the callback it replaces is released, and a
-//! call still pending on it is skipped (see `generation`), so no batch goes to a function
-//! that is no longer the current one.
+//! newest copy's callback receives the events; the callback it replaces is released (a
+//! wake-up always calls the current one, so no batch goes to a function that is no longer
+//! current).
 
 use std::any::Any;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::os::raw::c_int;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
-use napi::bindgen_prelude::{FromNapiValue, Function, JsObjectValue, Object, ObjectRef, Unknown};
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::bindgen_prelude::{
+    FromNapiValue, Function, JsObjectValue, JsValue, Object, ObjectRef, ToNapiValue, Unknown,
+};
+use napi::sys;
 use napi::{Env, Status};
 use napi_derive::napi;
 
@@ -96,7 +107,130 @@ struct Queue {
     finished: Vec<Id>,
 }
 
-type EventsFn = ThreadsafeFunction<(), (), Vec<Flat>, Status, false, true>;
+/// Node.js's libuv, as far as the hub's wake-up needs it: the addon runs inside `node`, which
+/// exports libuv's functions to addons.
+mod uv {
+    use std::os::raw::c_int;
+    use std::sync::OnceLock;
+
+    /// An opaque `uv_async_t`: its memory is sized by `uv_handle_size`, and, as every libuv
+    /// handle's, its first field is `void* data`.
+    #[repr(C)]
+    pub struct Async {
+        _opaque: [u8; 0],
+    }
+
+    /// `UV_ASYNC` of `uv_handle_type`.
+    pub const ASYNC: c_int = 1;
+
+    /// A handle's callback.
+    pub type Callback = unsafe extern "C" fn(*mut Async);
+
+    /// libuv's functions, looked up in the running program when first needed rather than
+    /// linked: `node` exports them on every platform, but only Linux links an addon with
+    /// undefined symbols by default (napi-rs looks Node-API's up the same way on Windows).
+    struct Api {
+        handle_size: unsafe extern "C" fn(c_int) -> usize,
+        async_init: unsafe extern "C" fn(*mut napi::sys::uv_loop_s, *mut Async, Callback) -> c_int,
+        async_send: unsafe extern "C" fn(*mut Async) -> c_int,
+        close: unsafe extern "C" fn(*mut Async, Option<Callback>),
+        r#ref: unsafe extern "C" fn(*mut Async),
+        unref: unsafe extern "C" fn(*mut Async),
+    }
+
+    static API: OnceLock<Option<Api>> = OnceLock::new();
+
+    /// The functions, or `None` when the program does not export them.
+    fn api() -> Option<&'static Api> {
+        API.get_or_init(|| {
+            // SAFETY: the running program itself is never unloaded, and each symbol is
+            // libuv's function of the declared signature (uv.h, libuv 1.x).
+            unsafe {
+                #[cfg(unix)]
+                let program = libloading::os::unix::Library::this();
+                #[cfg(windows)]
+                let program = libloading::os::windows::Library::this().ok()?;
+                let api = Api {
+                    handle_size: *program.get(b"uv_handle_size\0").ok()?,
+                    async_init: *program.get(b"uv_async_init\0").ok()?,
+                    async_send: *program.get(b"uv_async_send\0").ok()?,
+                    close: *program.get(b"uv_close\0").ok()?,
+                    r#ref: *program.get(b"uv_ref\0").ok()?,
+                    unref: *program.get(b"uv_unref\0").ok()?,
+                };
+                // The functions stay valid as long as the program runs.
+                std::mem::forget(program);
+                Some(api)
+            }
+        })
+        .as_ref()
+    }
+
+    /// libuv's functions can be called.
+    pub fn available() -> bool {
+        api().is_some()
+    }
+
+    // The functions below call libuv's when `available()`; callers check it once (a hub
+    // whose handle could not be made never calls them).
+
+    pub unsafe fn uv_handle_size(kind: c_int) -> usize {
+        api().map_or(0, |a| unsafe { (a.handle_size)(kind) })
+    }
+
+    pub unsafe fn uv_async_init(
+        lp: *mut napi::sys::uv_loop_s,
+        h: *mut Async,
+        cb: Callback,
+    ) -> c_int {
+        api().map_or(-1, |a| unsafe { (a.async_init)(lp, h, cb) })
+    }
+
+    pub unsafe fn uv_async_send(h: *mut Async) -> c_int {
+        api().map_or(-1, |a| unsafe { (a.async_send)(h) })
+    }
+
+    pub unsafe fn uv_close(h: *mut Async, cb: Option<Callback>) {
+        if let Some(a) = api() {
+            unsafe { (a.close)(h, cb) }
+        }
+    }
+
+    pub unsafe fn uv_ref(h: *mut Async) {
+        if let Some(a) = api() {
+            unsafe { (a.r#ref)(h) }
+        }
+    }
+
+    pub unsafe fn uv_unref(h: *mut Async) {
+        if let Some(a) = api() {
+            unsafe { (a.unref)(h) }
+        }
+    }
+}
+
+/// The hub's `uv_async_t`, or null once closed.
+struct Wake(*mut uv::Async);
+
+// SAFETY: `uv_async_send` may be called from any thread; everything else done with the
+// pointer (init, ref, unref, close) happens on the JS thread, and `Hub::wake_lock` keeps
+// sending and closing apart.
+unsafe impl Send for Wake {}
+unsafe impl Sync for Wake {}
+
+/// What the JS thread needs to call the events callback.
+struct JsSide {
+    env: sys::napi_env,
+    /// The callback `initEvents` registered (a strong reference).
+    callback: sys::napi_ref,
+    /// For `napi_make_callback`.
+    context: sys::napi_async_context,
+    /// The handle is referenced (keeps the event loop alive).
+    referenced: bool,
+}
+
+// SAFETY: only used on the JS thread of `env` (the mutex around it is never contended).
+unsafe impl Send for JsSide {}
 
 /// The queue between tokio and one environment's JS thread.
 pub struct Hub {
@@ -104,11 +238,10 @@ pub struct Hub {
     scheduled: AtomicBool,
     /// The environment is gone: events are dropped.
     closed: AtomicBool,
-    tsfn: Mutex<Option<EventsFn>>,
-    /// Which `initEvents` call installed the current function. A call scheduled on a
-    /// function that a later `initEvents` replaced finds another number here and leaves
-    /// the queue to the current one. Read and written on the JS thread only.
-    generation: AtomicU64,
+    /// The wake-up: read-locked to send (by any thread, never contended but by a close),
+    /// write-locked to close.
+    wake_lock: RwLock<Wake>,
+    js: Mutex<Option<JsSide>>,
     targets: Mutex<HashMap<Id, Arc<dyn Target>>>,
     next_id: AtomicU64,
 }
@@ -174,6 +307,7 @@ pub fn init_events<'env>(
         ));
     };
     let shared = shared_registry(env, contract)?;
+    let raw = env.raw();
     let hub = match HUB.try_with(|h| h.borrow().clone()).ok().flatten() {
         Some(hub) => hub,
         None => {
@@ -181,11 +315,13 @@ pub fn init_events<'env>(
                 queue: Mutex::new(Queue::default()),
                 scheduled: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
-                tsfn: Mutex::new(None),
-                generation: AtomicU64::new(0),
+                wake_lock: RwLock::new(Wake(std::ptr::null_mut())),
+                js: Mutex::new(None),
                 targets: Mutex::new(HashMap::new()),
                 next_id: AtomicU64::new(1),
             });
+            // SAFETY: on the JS thread of `raw`, a live environment (napi-rs passed it).
+            unsafe { hub.open_wake(raw)? };
             // When the environment goes (a worker thread ends), so do its objects: nothing
             // else would stop a listener whose JavaScript side is gone.
             env.add_env_cleanup_hook(hub.clone(), |hub| hub.shutdown())?;
@@ -193,41 +329,49 @@ pub fn init_events<'env>(
             hub
         }
     };
-    let generation = hub.generation.load(Ordering::Relaxed).wrapping_add(1);
-    let h = hub.clone();
-    let tsfn: EventsFn = on_events
-        .build_threadsafe_function::<()>()
-        .callee_handled::<false>()
-        .weak::<true>()
-        .build_callback(move |ctx| {
-            if h.generation.load(Ordering::Relaxed) != generation {
-                // Replaced since this call was scheduled: what is queued goes to the
-                // current function, which `initEvents` woke, in order. Nothing is taken
-                // here, and `scheduled` is left to the current function's call.
-                return Ok(Vec::new());
+    // SAFETY: `raw` is live and this is its JS thread; the function value is napi-rs's,
+    // valid for this call, and the reference made of it keeps it beyond.
+    unsafe {
+        let mut callback = std::ptr::null_mut();
+        check(sys::napi_create_reference(
+            raw,
+            on_events.value().value,
+            1,
+            &mut callback,
+        ))?;
+        let mut js = hub
+            .js
+            .lock()
+            .map_err(|_| napi::Error::new(Status::GenericFailure, "hyco-ws-rs: events lock"))?;
+        match js.as_mut() {
+            Some(side) => {
+                // The previous callback is let go: events go to the new one from now on.
+                sys::napi_delete_reference(raw, side.callback);
+                side.callback = callback;
             }
-            // Cleared before draining, so that an event pushed meanwhile schedules a call.
-            h.scheduled.store(false, Ordering::Release);
-            // This runs on the JavaScript thread, called by Node: a panic must not unwind
-            // into it (none is known). The events of that call are lost instead.
-            let list = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let list = h.drain();
-                h.sync_ref(&ctx.env);
-                list
-            }))
-            .unwrap_or_else(|_| {
-                log::error!("hyco-ws-rs: internal error while handing events to JavaScript");
-                Vec::new()
-            });
-            Ok(list)
-        })?;
-    if let Ok(mut t) = hub.tsfn.lock() {
-        // The previous function is released here; a call it still has pending runs, finds
-        // another generation and takes nothing.
-        hub.generation.store(generation, Ordering::Relaxed);
-        *t = Some(tsfn);
+            None => {
+                let mut name = std::ptr::null_mut();
+                let text = "hyco-ws-rs:events";
+                check(sys::napi_create_string_utf8(
+                    raw,
+                    text.as_ptr().cast(),
+                    text.len() as isize,
+                    &mut name,
+                ))?;
+                let mut resource = std::ptr::null_mut();
+                check(sys::napi_create_object(raw, &mut resource))?;
+                let mut context = std::ptr::null_mut();
+                check(sys::napi_async_init(raw, resource, name, &mut context))?;
+                *js = Some(JsSide {
+                    env: raw,
+                    callback,
+                    context,
+                    referenced: false,
+                });
+            }
+        }
     }
-    // Whatever is queued goes to the new function, in a call of its own.
+    // Whatever is queued goes to the new callback, in a call of its own.
     hub.scheduled.store(false, Ordering::Release);
     hub.wake();
     hub.sync_ref(env);
@@ -275,6 +419,44 @@ fn throw_mismatch(env: &Env, message: String) -> napi::Error {
     }
 }
 
+/// A napi status as a result.
+fn check(status: sys::napi_status) -> napi::Result<()> {
+    if status == sys::Status::napi_ok {
+        Ok(())
+    } else {
+        Err(napi::Error::new(
+            Status::GenericFailure,
+            format!("hyco-ws-rs: Node-API call failed ({status})"),
+        ))
+    }
+}
+
+/// libuv calls this on the JS thread once `uv_async_send` was called (once for several).
+unsafe extern "C" fn on_wake(handle: *mut uv::Async) {
+    // SAFETY: the handle's `data` (its first field) holds the `Arc<Hub>` leaked by
+    // `open_wake`, released only by `on_closed`, after which libuv calls nothing else.
+    let hub = unsafe { &*(*(handle as *const *const Hub)) };
+    // This runs on the JavaScript thread, called by libuv: a panic must not unwind into it
+    // (none is known). The events of that call are lost instead.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hub.deliver())).is_err() {
+        log::error!("hyco-ws-rs: internal error while handing events to JavaScript");
+    }
+}
+
+/// libuv is done with the handle: its memory and the hub it held go.
+unsafe extern "C" fn on_closed(handle: *mut uv::Async) {
+    // SAFETY: as in `on_wake`; the memory is the boxed slice `open_wake` leaked, of the
+    // length it computed the same way.
+    unsafe {
+        drop(Arc::from_raw(*(handle as *const *const Hub)));
+        let words = uv::uv_handle_size(uv::ASYNC).div_ceil(8);
+        drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+            handle.cast::<u64>(),
+            words,
+        )));
+    }
+}
+
 impl Hub {
     /// A fresh id, never used before in this environment (a 2^53 count does not run out:
     /// at a million objects a second it would take 285 years), so that an event can never
@@ -315,17 +497,125 @@ impl Hub {
 
     /// Keeps the event loop alive while any object has events still to deliver. On the JS
     /// thread only.
-    #[allow(deprecated)] // napi-rs's ref/unref: the only way to change a live function's hold
-    pub fn sync_ref(&self, env: &Env) {
+    pub fn sync_ref(&self, _env: &Env) {
+        self.sync_ref_here();
+    }
+
+    /// [`Hub::sync_ref`], on the JS thread.
+    fn sync_ref_here(&self) {
         let live = self.targets.lock().map(|t| !t.is_empty()).unwrap_or(false);
-        if let Ok(mut t) = self.tsfn.lock() {
-            if let Some(tsfn) = t.as_mut() {
-                let _ = if live {
-                    tsfn.refer(env)
-                } else {
-                    tsfn.unref(env)
-                };
+        let Ok(mut js) = self.js.lock() else {
+            return;
+        };
+        let Some(side) = js.as_mut().filter(|s| s.referenced != live) else {
+            return;
+        };
+        if let Ok(w) = self.wake_lock.read() {
+            if !w.0.is_null() {
+                // SAFETY: an open handle of this thread's loop.
+                unsafe {
+                    if live {
+                        uv::uv_ref(w.0);
+                    } else {
+                        uv::uv_unref(w.0);
+                    }
+                }
+                side.referenced = live;
             }
+        }
+    }
+
+    /// Makes the wake-up handle on `env`'s loop (unreferenced until an object needs it).
+    ///
+    /// # Safety
+    /// On the JS thread of `env`, a live environment; once per hub.
+    unsafe fn open_wake(self: &Arc<Self>, env: sys::napi_env) -> napi::Result<()> {
+        // SAFETY: as the caller promises; the handle's memory is zeroed, sized and aligned
+        // (8 bytes) for a `uv_async_t`, and its `data` set after `uv_async_init` (which
+        // leaves it alone) to an `Arc<Hub>` that `on_closed` releases.
+        unsafe {
+            if !uv::available() {
+                return Err(napi::Error::new(
+                    Status::GenericFailure,
+                    "hyco-ws-rs: this program does not export libuv's functions",
+                ));
+            }
+            let mut lp = std::ptr::null_mut();
+            check(sys::napi_get_uv_event_loop(env, &mut lp))?;
+            let words = uv::uv_handle_size(uv::ASYNC).div_ceil(8);
+            let handle = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<uv::Async>();
+            let status: c_int = uv::uv_async_init(lp, handle, on_wake);
+            if status != 0 {
+                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                    handle.cast::<u64>(),
+                    words,
+                )));
+                return Err(napi::Error::new(
+                    Status::GenericFailure,
+                    format!("hyco-ws-rs: uv_async_init failed ({status})"),
+                ));
+            }
+            *(handle as *mut *const Hub) = Arc::into_raw(self.clone());
+            uv::uv_unref(handle);
+            if let Ok(mut w) = self.wake_lock.write() {
+                w.0 = handle;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands everything queued to the JavaScript callback. On the JS thread, from libuv.
+    fn deliver(&self) {
+        // Cleared before draining, so that an event pushed meanwhile schedules a wake-up.
+        self.scheduled.store(false, Ordering::Release);
+        let list = self.drain();
+        self.sync_ref_here();
+        if list.is_empty() {
+            return;
+        }
+        let (env, callback, context) = match self.js.lock().ok().as_deref() {
+            Some(Some(side)) => (side.env, side.callback, side.context),
+            _ => return,
+        };
+        // SAFETY: libuv runs this on the loop's own JS thread, outside any JavaScript, while
+        // the environment lives (its cleanup closes the handle); every value is made and used
+        // inside the handle scope opened here.
+        unsafe {
+            let mut scope = std::ptr::null_mut();
+            if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
+                return;
+            }
+            let _ = Self::call(env, callback, context, list);
+            sys::napi_close_handle_scope(env, scope);
+        }
+    }
+
+    /// Calls `callback(list)` as a callback from the event loop: microtasks run when it
+    /// returns, and an exception it throws is the process's uncaught exception.
+    ///
+    /// # Safety
+    /// On `env`'s JS thread, in an open handle scope, outside JavaScript.
+    unsafe fn call(
+        env: sys::napi_env,
+        callback: sys::napi_ref,
+        context: sys::napi_async_context,
+        list: Vec<Flat>,
+    ) -> napi::Result<()> {
+        // SAFETY: as the caller promises.
+        unsafe {
+            let arg = Vec::<Flat>::to_napi_value(env, list)?;
+            let mut func = std::ptr::null_mut();
+            check(sys::napi_get_reference_value(env, callback, &mut func))?;
+            let mut recv = std::ptr::null_mut();
+            check(sys::napi_get_global(env, &mut recv))?;
+            let mut result = std::ptr::null_mut();
+            let status = sys::napi_make_callback(env, context, recv, func, 1, &arg, &mut result);
+            if status == sys::Status::napi_pending_exception {
+                let mut err = std::ptr::null_mut();
+                sys::napi_get_and_clear_last_exception(env, &mut err);
+                sys::napi_fatal_exception(env, err);
+            }
+            check(status)
         }
     }
 
@@ -369,9 +659,11 @@ impl Hub {
 
     fn schedule(&self) {
         if !self.scheduled.swap(true, Ordering::AcqRel) {
-            if let Ok(t) = self.tsfn.lock() {
-                if let Some(tsfn) = t.as_ref() {
-                    tsfn.call((), ThreadsafeFunctionCallMode::NonBlocking);
+            if let Ok(w) = self.wake_lock.read() {
+                if !w.0.is_null() {
+                    // SAFETY: an open handle (closing takes the write lock and nulls it);
+                    // `uv_async_send` is thread-safe and takes no lock.
+                    unsafe { uv::uv_async_send(w.0) };
                 }
             }
         }
@@ -386,8 +678,23 @@ impl Hub {
             target.stop();
         }
         drop(take_all(&self.queue));
-        if let Ok(mut t) = self.tsfn.lock() {
-            t.take();
+        if let Ok(mut w) = self.wake_lock.write() {
+            let handle = std::mem::replace(&mut w.0, std::ptr::null_mut());
+            if !handle.is_null() {
+                // SAFETY: this runs on the JS thread (an environment cleanup hook); the
+                // handle is open and nothing sends on it any more (it is nulled under the
+                // write lock). `on_closed` frees it.
+                unsafe { uv::uv_close(handle, Some(on_closed)) };
+            }
+        }
+        if let Ok(mut js) = self.js.lock() {
+            if let Some(side) = js.take() {
+                // SAFETY: the environment is still live during its cleanup hooks.
+                unsafe {
+                    sys::napi_delete_reference(side.env, side.callback);
+                    sys::napi_async_destroy(side.env, side.context);
+                }
+            }
         }
         // try_with: at thread exit the slot may already be gone.
         let _ = HUB.try_with(|h| {

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use hyco_core::socket::budget;
 use hyco_core::socket::deflate::{self, DeflateOptions, Negotiation, WindowBits};
+use hyco_core::socket::task::{Direct, Outgoing};
 use hyco_core::socket::{
     Command, ConnectOptions, Event, EventSink, Handle, Shared, SocketError, SocketOptions,
     CONTROL_EVENT_COST,
@@ -164,6 +165,10 @@ pub struct SocketSink {
     /// A connection a listener accepts by itself, not open yet: its open event goes up as
     /// `accepted`.
     accepting: AtomicBool,
+    /// In the connection task's turn (see `EventSink::turn_start`): events are queued
+    /// without waking JavaScript, which `held` then asks for at the turn's end.
+    turn: AtomicBool,
+    held: AtomicBool,
 }
 
 impl SocketSink {
@@ -174,14 +179,39 @@ impl SocketSink {
             hub,
             shared: handle.shared.clone(),
             accepting: AtomicBool::new(accepting),
+            turn: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+        }
+    }
+}
+
+impl SocketSink {
+    /// Queues an event for JavaScript: at once, or at the end of the task's turn.
+    fn up<const N: usize>(&self, event: [Flat; N], then: Then) {
+        if self.turn.load(Ordering::Relaxed) {
+            self.hub.push_quiet(self.id, event, then);
+            self.held.store(true, Ordering::Relaxed);
+        } else {
+            self.hub.push(self.id, event, then);
         }
     }
 }
 
 impl EventSink for SocketSink {
+    fn turn_start(&self) {
+        self.turn.store(true, Ordering::Relaxed);
+    }
+
+    fn turn_end(&self) {
+        self.turn.store(false, Ordering::Relaxed);
+        if self.held.swap(false, Ordering::Relaxed) {
+            self.hub.wake();
+        }
+    }
+
     fn push(&self, event: Event) {
         let id = self.id;
-        let hub = &*self.hub;
+        let hub = self;
         let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
         match event {
             Event::Open {
@@ -190,9 +220,9 @@ impl EventSink for SocketSink {
             } => {
                 let (p, e) = (Flat::Str(protocol), Flat::Str(extensions));
                 if self.accepting.swap(false, Ordering::AcqRel) {
-                    hub.push(id, up::Accepted(p, e), Then::Nothing);
+                    hub.up(up::Accepted(p, e), Then::Nothing);
                 } else {
-                    hub.push(id, up::Open(p, e), Then::Nothing);
+                    hub.up(up::Open(p, e), Then::Nothing);
                 }
             }
             Event::Message { binary, mut frames } => {
@@ -202,7 +232,7 @@ impl EventSink for SocketSink {
                 } else {
                     Flat::List(frames.into_iter().map(Flat::Bytes).collect())
                 };
-                hub.push(id, up::Message(data, Flat::Bool(binary)), consumed(bytes));
+                hub.up(up::Message(data, Flat::Bool(binary)), consumed(bytes));
             }
             Event::Chunk { data, .. } => {
                 // JavaScript's sockets take whole messages: their decoders never stream.
@@ -211,27 +241,25 @@ impl EventSink for SocketSink {
             }
             Event::Ping(d) => {
                 let bytes = d.len() + CONTROL_EVENT_COST;
-                hub.push(id, up::Ping(Flat::Bytes(d)), consumed(bytes));
+                hub.up(up::Ping(Flat::Bytes(d)), consumed(bytes));
             }
             Event::Pong(d) => {
                 let bytes = d.len() + CONTROL_EVENT_COST;
-                hub.push(id, up::Pong(Flat::Bytes(d)), consumed(bytes));
+                hub.up(up::Pong(Flat::Bytes(d)), consumed(bytes));
             }
             Event::Written {
                 bytes,
                 acks,
                 failed,
-            } => hub.push(
-                id,
+            } => hub.up(
                 up::Written(Flat::Num(bytes as f64), Flat::ids(acks), Flat::ids(failed)),
                 Then::Nothing,
             ),
-            Event::CloseReceived => hub.push(id, up::CloseReceived(), Then::Nothing),
+            Event::CloseReceived => hub.up(up::CloseReceived(), Then::Nothing),
             Event::Error(e) => {
                 let range_error = Flat::Bool(e.range_error);
                 let [message, code, status_code, status_description] = error_fields(e);
-                hub.push(
-                    id,
+                hub.up(
                     up::Error(message, code, range_error, status_code, status_description),
                     Then::Nothing,
                 );
@@ -241,8 +269,7 @@ impl EventSink for SocketSink {
                 reason,
                 frame_received,
                 frame_sent,
-            } => hub.push(
-                id,
+            } => hub.up(
                 up::Closed(
                     Flat::Num(f64::from(code)),
                     Flat::Bytes(reason),
@@ -349,9 +376,34 @@ fn command(id: f64, c: Command) -> bool {
         .unwrap_or(false)
 }
 
-/// Queues a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `compress` asks for
+/// Sends on socket `id`: at once from this thread when `direct` (JavaScript has no earlier
+/// send whose written event it still awaits) and the connection takes it (see
+/// `Handle::send_direct`), else queued with the `Command` that `queued` makes. 1: written
+/// now (its bytes and callbacks are complete, and no written event will report them); 0:
+/// queued (reported by a written event), or the socket is gone (its close event follows).
+fn send_on(id: f64, direct: bool, send: Outgoing<'_>, queued: impl FnOnce() -> Command) -> u32 {
+    let Ok(hub) = hub::current() else {
+        return 0;
+    };
+    hub.with(id_of(id), |h: &Handle| {
+        if direct {
+            match h.send_direct(send) {
+                Direct::Written => return 1,
+                Direct::Handed => return 0,
+                Direct::Refused => {}
+            }
+        }
+        h.send(queued());
+        0
+    })
+    .unwrap_or(0)
+}
+
+/// Sends a frame: `opcode` 1 text, 2 binary, 9 ping, 10 pong; `compress` asks for
 /// permessage-deflate (where agreed); `accounted` and `ack` come back in the written event.
+/// `direct` and the result: see `send_on`.
 #[napi(js_name = "socketSend", catch_unwind)]
+#[allow(clippy::too_many_arguments)]
 pub fn socket_send(
     id: f64,
     data: &[u8],
@@ -360,25 +412,34 @@ pub fn socket_send(
     compress: bool,
     accounted: f64,
     ack: u32,
-) -> bool {
-    command(
-        id,
-        Command::Frame {
-            opcode: (opcode & 0x0f) as u8,
-            fin,
-            compress,
-            payload: hyco_core::socket::pool::copy_of(data),
-            accounted: accounted as usize,
-            ack,
-        },
-    )
+    direct: bool,
+) -> u32 {
+    let (opcode, accounted) = ((opcode & 0x0f) as u8, accounted as usize);
+    let send = Outgoing::Frame {
+        opcode,
+        fin,
+        payload: data,
+        compress,
+        accounted,
+        ack,
+    };
+    send_on(id, direct, send, || Command::Frame {
+        opcode,
+        fin,
+        compress,
+        payload: hyco_core::socket::pool::copy_of(data),
+        accounted,
+        ack,
+    })
 }
 
-/// Queues small frames packed by `lib/websocket.js` (see
-/// `hyco_core::socket::batch::BATCH_HEADER`).
+/// Sends small frames packed by `lib/websocket.js` (see
+/// `hyco_core::socket::batch::BATCH_HEADER`). `direct` and the result: see `send_on`.
 #[napi(js_name = "socketSendBatch", catch_unwind)]
-pub fn socket_send_batch(id: f64, data: &[u8]) -> bool {
-    command(id, Command::Batch(data.to_vec()))
+pub fn socket_send_batch(id: f64, data: &[u8], direct: bool) -> u32 {
+    send_on(id, direct, Outgoing::Batch(data), || {
+        Command::Batch(data.to_vec())
+    })
 }
 
 /// Starts the closing handshake. `code` absent: a close frame without a code.

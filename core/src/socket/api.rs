@@ -165,4 +165,12 @@ pub trait EventSink: Send + Sync + 'static {
     /// The opening handshake's request is on the wire and its response awaited: a moment
     /// when the connection has nothing to do (no event). Default: nothing.
     fn request_sent(&self) {}
+
+    /// The connection's task starts a turn: until [`EventSink::turn_end`], the sink may hold
+    /// back waking its consumer (events stay in order either way). Default: nothing.
+    fn turn_start(&self) {}
+
+    /// The turn is over (the connection's lock is released): wake the consumer for what was
+    /// held back. Default: nothing.
+    fn turn_end(&self) {}
 }

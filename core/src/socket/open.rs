@@ -3,14 +3,14 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 use crate::socket::api::{Command, Event, EventSink, SocketOptions};
 use crate::socket::error::SocketError;
 use crate::socket::handshake::{self, ConnectOptions, Spare};
 use crate::socket::shared::{Handle, Shared};
-use crate::socket::task::ConnectionTask;
+use crate::socket::task::{ConnectionTask, Driver};
 use crate::test_hooks::{self, Site};
 
 /// Starts connecting on the current tokio runtime. Events go to `sink`; the last is always
@@ -99,7 +99,14 @@ pub(super) async fn run(
         established.deflate.as_ref(),
     );
     task.on_bytes(&established.initial);
-    tokio::spawn(guarded(task, guard.0, guard.1));
+    let conn = Arc::new(Mutex::new(task));
+    // Only this connection sets it, once.
+    let _ = guard.1.conn.set(Arc::downgrade(&conn));
+    let driver = Driver {
+        conn,
+        sink: guard.0.clone(),
+    };
+    tokio::spawn(guarded(driver, guard.0, guard.1));
 }
 
 /// Runs one of a connection's tasks (its handshake, or the open connection) so that a panic

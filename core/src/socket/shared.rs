@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use crate::socket::api::{Command, EventSink, SocketOptions};
 use crate::socket::budget;
 use crate::socket::handshake::{ConnectOptions, Spare};
 use crate::socket::open;
+use crate::socket::task::{ConnectionTask, Direct, Outgoing};
 
 /// State shared between the owner and the connection's task.
 pub struct Shared {
@@ -35,6 +36,9 @@ pub struct Shared {
     /// `SocketOptions::inbound_high_water`: `consumed` wakes the task only when the backlog
     /// falls back below it.
     pub(super) high_water: usize,
+    /// The open connection, which its task owns and polls under this lock; the owner's
+    /// direct sends take the lock too ([`Handle::send_direct`]). Set once it is open.
+    pub(super) conn: OnceLock<Weak<Mutex<ConnectionTask>>>,
 }
 
 impl Drop for Shared {
@@ -61,6 +65,7 @@ impl Shared {
             close_deadline: Mutex::new(None),
             close_timeout,
             high_water,
+            conn: OnceLock::new(),
         }
     }
 
@@ -172,6 +177,24 @@ impl Handle {
             _ => self.shared.push(c),
         }
         true
+    }
+
+    /// Writes `send` at once, from the calling thread, when the open connection has nothing
+    /// queued or being written (see `ConnectionTask::send_direct`): a lone message then
+    /// costs no wake-up of the connection's task. [`Direct::Refused`] when it does not take
+    /// it (busy, closing, not open yet or gone): [`Handle::send`] it as usual then.
+    ///
+    /// Never blocks: when the task is running, the send is refused rather than waited for.
+    /// The owner must call it only when no written event of an earlier send is still on
+    /// its way to it, or its send callbacks would complete out of order.
+    pub fn send_direct(&self, send: Outgoing<'_>) -> Direct {
+        let Some(conn) = self.shared.conn.get().and_then(Weak::upgrade) else {
+            return Direct::Refused;
+        };
+        let Ok(mut task) = conn.try_lock() else {
+            return Direct::Refused;
+        };
+        task.send_direct(send)
     }
 }
 

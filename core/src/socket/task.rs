@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -92,6 +92,62 @@ fn encode(
         }
         Ok(())
     })
+}
+
+/// Largest send the owner writes directly (see [`ConnectionTask::send_direct`]): above it,
+/// framing and masking on the owner's (JavaScript's) thread would cost it more than the
+/// task's wake-up.
+pub const DIRECT_MAX: usize = 64 * 1024;
+
+/// A send, borrowed from its owner: one frame, or a packed batch of them.
+#[derive(Debug, Clone, Copy)]
+pub enum Outgoing<'a> {
+    /// One frame; see [`Command::Frame`].
+    Frame {
+        /// Opcode.
+        opcode: u8,
+        /// Final fragment.
+        fin: bool,
+        /// Payload, unmasked.
+        payload: &'a [u8],
+        /// Compress it, if permessage-deflate is agreed.
+        compress: bool,
+        /// Bytes to report as written.
+        accounted: usize,
+        /// Callback id, 0 for none.
+        ack: u32,
+    },
+    /// Frames packed as [`Command::Batch`] packs them.
+    Batch(&'a [u8]),
+}
+
+impl Outgoing<'_> {
+    /// The bytes handed over.
+    pub fn len(&self) -> usize {
+        match self {
+            Outgoing::Frame { payload, .. } => payload.len(),
+            Outgoing::Batch(data) => data.len(),
+        }
+    }
+
+    /// Nothing handed over.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What became of a direct send (see [`crate::socket::Handle::send_direct`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direct {
+    /// Written to the socket: its bytes and callbacks are complete now, and no written event
+    /// will report them.
+    Written,
+    /// Framed, and not all written: the task writes the rest and reports the whole send in a
+    /// written event, as for a queued one.
+    Handed,
+    /// Not taken (something is queued or being written, the connection is closing or
+    /// compressed, or the send is large): queue it as usual.
+    Refused,
 }
 
 /// Polls in one wake-up before the task yields to others.
@@ -233,6 +289,18 @@ impl ConnectionTask {
         };
         closed(&*self.sink, code, reason, &self.shared);
         Poll::Ready(())
+    }
+
+    /// Ends the connection after an internal error: an error event, then the close (1006).
+    fn internal_error(&mut self) -> Poll<()> {
+        log::error!("socket: internal error; the connection is dropped");
+        self.shared.cancel.store(true, Ordering::SeqCst);
+        self.sink.push(Event::Error(SocketError::coded(
+            "internal error in the connection",
+            "ERR_INTERNAL",
+        )));
+        self.failed = true;
+        self.finish()
     }
 
     /// Ready when the closing handshake has run out of time.
@@ -423,7 +491,8 @@ impl ConnectionTask {
                 return false;
             }
         }
-        let shared = &*self.shared;
+        let shared = Arc::clone(&self.shared);
+        let shared = &*shared;
         let mut broken: Option<SocketError> = None;
         while self.out.len() < self.write_batch as usize && broken.is_none() {
             let Some(cmd) = self.backlog.pop_front() else {
@@ -439,49 +508,19 @@ impl ConnectionTask {
                     accounted,
                     ack,
                 } => {
-                    if !closing {
-                        let ext = self.ext.as_deref_mut();
-                        if let Err(e) = encode(&mut self.out, ext, fin, opcode, &payload, compress)
-                        {
-                            broken = Some(e);
-                        }
-                    }
-                    self.bytes += accounted;
-                    if ack != 0 {
-                        if closing {
-                            self.failed_acks.get_or_insert_with(Box::default).push(ack);
-                        } else {
-                            self.acks.push(ack);
-                        }
-                    }
+                    let frame = Outgoing::Frame {
+                        opcode,
+                        fin,
+                        payload: &payload,
+                        compress,
+                        accounted,
+                        ack,
+                    };
+                    self.frame_out(frame, closing, &mut broken);
                     pool::recycle(payload);
                 }
                 Command::Batch(data) => {
-                    let out = &mut self.out;
-                    let (bytes, acks, failed) =
-                        (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
-                    let ext = &mut self.ext;
-                    let broken = &mut broken;
-                    let whole = for_each_batched(&data, |f| {
-                        if !closing && broken.is_none() {
-                            let e = ext.as_deref_mut();
-                            if let Err(e) = encode(out, e, f.fin, f.opcode, f.payload, f.compress) {
-                                *broken = Some(e);
-                            }
-                        }
-                        // What the owner counted: the payload as given, framed.
-                        *bytes += frame::framed_len(f.payload.len());
-                        if f.ack != 0 {
-                            if closing {
-                                failed.get_or_insert_with(Box::default).push(f.ack)
-                            } else {
-                                acks.push(f.ack)
-                            }
-                        }
-                    });
-                    if !whole {
-                        log::warn!("socket: dropped the rest of a malformed send batch");
-                    }
+                    self.frame_out(Outgoing::Batch(&data), closing, &mut broken)
                 }
                 Command::Close { code, reason } => {
                     if !shared.close_sent.swap(true, Ordering::SeqCst) {
@@ -513,6 +552,117 @@ impl ConnectionTask {
             shared.terminate();
         }
         true
+    }
+
+    /// Frames a send into `out` and takes note of what it accounts for and whom to call
+    /// back. Once our close frame is out (`closing`) nothing more is framed, and the
+    /// callbacks fail. A compressor failure is left in `broken`.
+    fn frame_out(&mut self, send: Outgoing<'_>, closing: bool, broken: &mut Option<SocketError>) {
+        let out = &mut self.out;
+        let (bytes, acks, failed) = (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
+        let ext = &mut self.ext;
+        let mut one = |opcode, fin, payload: &[u8], compress, accounted, ack| {
+            if !closing && broken.is_none() {
+                if let Err(e) = encode(out, ext.as_deref_mut(), fin, opcode, payload, compress) {
+                    *broken = Some(e);
+                }
+            }
+            *bytes += accounted;
+            if ack != 0 {
+                if closing {
+                    failed.get_or_insert_with(Box::default).push(ack);
+                } else {
+                    acks.push(ack);
+                }
+            }
+        };
+        match send {
+            Outgoing::Frame {
+                opcode,
+                fin,
+                payload,
+                compress,
+                accounted,
+                ack,
+            } => one(opcode, fin, payload, compress, accounted, ack),
+            Outgoing::Batch(data) => {
+                let whole = for_each_batched(data, |f| {
+                    // What the owner counted: the payload as given, framed.
+                    let accounted = frame::framed_len(f.payload.len());
+                    one(f.opcode, f.fin, f.payload, f.compress, accounted, f.ack);
+                });
+                if !whole {
+                    log::warn!("socket: dropped the rest of a malformed send batch");
+                }
+            }
+        }
+    }
+
+    /// The owner's direct send (see [`crate::socket::Handle::send_direct`]): when nothing
+    /// is queued or being written and the connection is open both ways, frames `send` and
+    /// writes it at once, without waking the task, as far as the socket takes it (a write
+    /// that would block leaves the rest to the task). Anything else is [`Direct::Refused`],
+    /// and the owner queues the send as usual, so sends keep their order with each other
+    /// and with the close.
+    pub(super) fn send_direct(&mut self, send: Outgoing<'_>) -> Direct {
+        let shared = Arc::clone(&self.shared);
+        let shared = &*shared;
+        let idle = self.out.is_empty()
+            && !self.unflushed
+            && self.backlog.is_empty()
+            && !self.shut
+            && !self.eof
+            && !self.failed
+            && self.close.is_none()
+            // Compression stays on tokio's threads: it costs too much for the JS thread.
+            && self.ext.is_none()
+            && send.len() <= DIRECT_MAX;
+        if !idle
+            || shared.cancelled()
+            || shared.finished.load(Ordering::SeqCst)
+            || shared.close_sent.load(Ordering::SeqCst)
+            || shared.close_received.load(Ordering::SeqCst)
+            || !shared.queue.lock().map(|q| q.is_empty()).unwrap_or(false)
+        {
+            return Direct::Refused;
+        }
+        let mut broken = None;
+        self.frame_out(send, false, &mut broken);
+        if broken.is_some() {
+            // Not reachable without a compressor; the task ends the connection as `fill` does.
+            shared.terminate();
+            return Direct::Handed;
+        }
+        // A waker that does nothing: whatever registers it instead of the task's is replaced
+        // when the task runs again, which it does below whenever anything is left.
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        loop {
+            if self.written == self.out.len() {
+                match Pin::new(&mut self.stream).poll_flush(&mut cx) {
+                    Poll::Ready(Ok(())) => {
+                        // Written out: the owner completes the callbacks and its count.
+                        self.unflushed = false;
+                        self.bytes = 0;
+                        self.acks.clear();
+                        self.written = 0;
+                        self.out.clear();
+                        return Direct::Written;
+                    }
+                    // The task flushes again, and meets the error if there is one.
+                    Poll::Pending | Poll::Ready(Err(_)) => break,
+                }
+            }
+            match Pin::new(&mut self.stream).poll_write(&mut cx, &self.out[self.written..]) {
+                Poll::Ready(Ok(n)) if n > 0 => {
+                    self.written += n;
+                    self.unflushed = true;
+                }
+                // Would block, or failed: the task writes the rest, or meets the error.
+                _ => break,
+            }
+        }
+        shared.wake();
+        Direct::Handed
     }
 
     /// Everything in `out` is written: report it and start over.
@@ -577,6 +727,32 @@ impl ConnectionTask {
             }
         }
         Ok(progress)
+    }
+}
+
+/// Runs an open connection: polls its state under the lock that its owner's direct sends
+/// take too (see [`ConnectionTask::send_direct`]). Its events are held back for the length of
+/// a poll ([`EventSink::turn_start`]) and their consumer woken once the lock is released: a
+/// consumer woken earlier would find the lock taken when it answers at once, and queue
+/// its answer rather than write it.
+pub(super) struct Driver {
+    pub(super) conn: Arc<Mutex<ConnectionTask>>,
+    pub(super) sink: Arc<dyn EventSink>,
+}
+
+impl Future for Driver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.sink.turn_start();
+        let done = match self.conn.lock() {
+            Ok(mut task) => Pin::new(&mut *task).poll(cx),
+            // A direct send panicked with the lock held (none is known to): its state may be
+            // half changed, so the connection ends, as after a panic in the task.
+            Err(poisoned) => poisoned.into_inner().internal_error(),
+        };
+        self.sink.turn_end();
+        done
     }
 }
 
