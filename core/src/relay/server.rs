@@ -391,6 +391,9 @@ impl Conn {
                 // that offered nothing fails it itself. Compressed frames (RSV1) are relayed
                 // only once both sides named permessage-deflate.
                 let answer = extensions.as_deref();
+                // Counted from here, before the sender's 101: a sender open (or a listener's
+                // 'connection') always finds itself in the stats.
+                let _open = OpenConnection::new(&state);
                 let rsv1 = answer.is_some()
                     && self
                         .head
@@ -415,7 +418,6 @@ impl Conn {
                     .hc(&entity.name)
                     .id(&id),
                 );
-                let _open = OpenConnection::new(&state);
                 forward::relay(
                     self.stream,
                     self.initial,
