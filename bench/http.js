@@ -6,6 +6,7 @@
  * relay and each listener in processes of their own.
  *
  *   node bench/http.js [rounds=5] [scale=1]
+ *   HYCO_BENCH_BASELINE=/path/to/package node bench/http.js ...  (adds that build's listener)
  *
  * For each listener, in interleaved rounds (the order alternates):
  *   - a small GET, one at a time (latency p50/p99) and over 16 keep-alive connections at
@@ -33,6 +34,9 @@ const KINDS = [
   { key: 'hyco', label: 'hyco-https 1.4.5' },
   { key: 'rs', label: 'hyco-ws-rs' }
 ];
+// Another build of this package (a directory holding its lib/ and addon), measured in the
+// same rounds, so that two builds compare in one run.
+if (process.env.HYCO_BENCH_BASELINE) KINDS.push({ key: 'base', label: 'baseline build' });
 
 /** The measures, with their request counts at scale 1. */
 const GET_SERIAL = 1500;
@@ -188,7 +192,7 @@ async function main() {
     const res = {};
     for (const kind of KINDS) res[kind.key] = { serial: [], parallel: [], post: [] };
     for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? KINDS : [...KINDS].reverse();
+      const order = KINDS.map((_, i) => KINDS[(i + r) % KINDS.length]);
       for (const [name, job] of Object.entries(jobs)) {
         for (const kind of order) res[kind.key][name].push(await measure(peers, kind, job));
       }
@@ -200,29 +204,29 @@ async function main() {
     const stat = (kindKey, name, fn) => res[kindKey][name].map(fn);
     const pooled = (kindKey, name) => res[kindKey][name].flatMap((x) => x.latencies);
     const spread = (xs, f = formatRate) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
-    const rows = [['measure', 'hyco-https', 'hyco-ws-rs', 'rs/hyco', 'target']];
-    const line = (label, hyco, rs, better, target) => {
-      const ratio = rs / hyco;
-      rows.push([label, formatRate(hyco), formatRate(rs), `${ratio.toFixed(2)}x`, target]);
-      return ratio;
+    const base = res.base !== undefined;
+    const rows = [['measure', 'hyco-https', 'hyco-ws-rs', 'rs/hyco', 'target', ...(base ? ['baseline build', 'rs/base'] : [])]];
+    // One row: `of(kind key)` is the figure of a listener.
+    const line = (label, of, target) => {
+      const row = [label, formatRate(of('hyco')), formatRate(of('rs')), `${(of('rs') / of('hyco')).toFixed(2)}x`, target];
+      if (base) row.push(formatRate(of('base')), `${(of('rs') / of('base')).toFixed(2)}x`);
+      rows.push(row);
     };
-    const serialP50 = (k) => percentile(pooled(k, 'serial'), 50) * 1000;
-    const serialP99 = (k) => percentile(pooled(k, 'serial'), 99) * 1000;
-    line('small GET, serial: p50 µs', serialP50('hyco'), serialP50('rs'), 'lower', '');
-    line('small GET, serial: p99 µs', serialP99('hyco'), serialP99('rs'), 'lower', '< 1x');
-    line(`small GET, ${GET_CONCURRENCY} connections: requests/s`, median(stat('hyco', 'parallel', rps)), median(stat('rs', 'parallel', rps)), 'higher', '>= 3x');
-    line(`small GET, ${GET_CONCURRENCY} connections: p99 µs`, percentile(pooled('hyco', 'parallel'), 99) * 1000, percentile(pooled('rs', 'parallel'), 99) * 1000, 'lower', '< 1x');
-    line(`1 MiB POST, ${POST_CONCURRENCY} connections: MB/s`, median(stat('hyco', 'post', mbps)), median(stat('rs', 'post', mbps)), 'higher', '>= 2x');
-    line('1 MiB POST: p50 ms', percentile(pooled('hyco', 'post'), 50), percentile(pooled('rs', 'post'), 50), 'lower', '');
-    line('1 MiB POST: p99 ms', percentile(pooled('hyco', 'post'), 99), percentile(pooled('rs', 'post'), 99), 'lower', '< 1x');
-    line('listener CPU per small GET, µs', median(stat('hyco', 'parallel', (x) => x.cpuUsPerRequest)), median(stat('rs', 'parallel', (x) => x.cpuUsPerRequest)), 'lower', '');
-    line('listener CPU per 1 MiB POST, µs', median(stat('hyco', 'post', (x) => x.cpuUsPerRequest)), median(stat('rs', 'post', (x) => x.cpuUsPerRequest)), 'lower', '');
+    line('small GET, serial: p50 µs', (k) => percentile(pooled(k, 'serial'), 50) * 1000, '');
+    line('small GET, serial: p99 µs', (k) => percentile(pooled(k, 'serial'), 99) * 1000, '< 1x');
+    line(`small GET, ${GET_CONCURRENCY} connections: requests/s`, (k) => median(stat(k, 'parallel', rps)), '>= 3x');
+    line(`small GET, ${GET_CONCURRENCY} connections: p99 µs`, (k) => percentile(pooled(k, 'parallel'), 99) * 1000, '< 1x');
+    line(`1 MiB POST, ${POST_CONCURRENCY} connections: MB/s`, (k) => median(stat(k, 'post', mbps)), '>= 2x');
+    line('1 MiB POST: p50 ms', (k) => percentile(pooled(k, 'post'), 50), '');
+    line('1 MiB POST: p99 ms', (k) => percentile(pooled(k, 'post'), 99), '< 1x');
+    line('listener CPU per small GET, µs', (k) => median(stat(k, 'parallel', (x) => x.cpuUsPerRequest)), '');
+    line('listener CPU per 1 MiB POST, µs', (k) => median(stat(k, 'post', (x) => x.cpuUsPerRequest)), '');
 
+    const each = (fn) => KINDS.map((k) => `${k.label} ${fn(k.key)}`).join('; ');
     const perRound = [
-      `requests/s per round: hyco-https ${stat('hyco', 'parallel', rps).map((x) => formatRate(x)).join(' ')}; hyco-ws-rs ${stat('rs', 'parallel', rps).map((x) => formatRate(x)).join(' ')}`,
-      `MB/s per round: hyco-https ${stat('hyco', 'post', mbps).map((x) => formatRate(x)).join(' ')}; hyco-ws-rs ${stat('rs', 'post', mbps).map((x) => formatRate(x)).join(' ')}`,
-      `spread of requests/s: hyco-https ${spread(stat('hyco', 'parallel', rps))}, hyco-ws-rs ${spread(stat('rs', 'parallel', rps))}; ` +
-        `of MB/s: hyco-https ${spread(stat('hyco', 'post', mbps))}, hyco-ws-rs ${spread(stat('rs', 'post', mbps))}`
+      `requests/s per round: ${each((k) => stat(k, 'parallel', rps).map((x) => formatRate(x)).join(' '))}`,
+      `MB/s per round: ${each((k) => stat(k, 'post', mbps).map((x) => formatRate(x)).join(' '))}`,
+      `spread of requests/s: ${each((k) => spread(stat(k, 'parallel', rps)))}; of MB/s: ${each((k) => spread(stat(k, 'post', mbps)))}`
     ];
     const notes = [
       'Rates: medians of rounds; latencies: percentiles over all requests of all rounds; CPU: the listener',
