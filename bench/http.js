@@ -12,7 +12,8 @@
  *   - a small GET, one at a time (latency p50/p99) and over 16 keep-alive connections at
  *     once (requests/s);
  *   - a 1 MiB POST over 4 connections at once (MB/s of request bodies, latency p50/p99);
- *   - the listener process's CPU per request (process.cpuUsage(), all its threads).
+ *   - a small GET at a fixed 1,000 requests/s over 16 connections (below saturation);
+ *   - the listener process's CPU per request (process.cpuUsage(), all its threads), in each.
  * Targets (issue #12): >= 3x hyco-https's requests/s for small requests, >= 2x its MB/s for
  * 1 MiB bodies, a lower p99.
  */
@@ -46,6 +47,9 @@ const POST_SIZE = 1024 * 1024;
 const POST_COUNT = 48;
 const POST_CONCURRENCY = 4;
 const WARMUP = 200;
+/** A fixed rate, below what any listener serves, for CPU per request unskewed by saturation. */
+const PACED_RATE = 1000;
+const PACED_COUNT = 2000;
 
 /**
  * Forks a peer; its problems are printed.
@@ -183,14 +187,15 @@ async function main() {
     const jobs = {
       serial: { method: 'GET', bodySize: 0, concurrency: 1, count: n(GET_SERIAL) },
       parallel: { method: 'GET', bodySize: 0, concurrency: GET_CONCURRENCY, count: n(GET_PARALLEL) },
-      post: { method: 'POST', bodySize: POST_SIZE, concurrency: POST_CONCURRENCY, count: Math.max(8, Math.round(POST_COUNT * scale)) }
+      post: { method: 'POST', bodySize: POST_SIZE, concurrency: POST_CONCURRENCY, count: Math.max(8, Math.round(POST_COUNT * scale)) },
+      paced: { method: 'GET', bodySize: 0, concurrency: GET_CONCURRENCY, count: n(PACED_COUNT), rate: PACED_RATE }
     };
     for (const kind of KINDS) {
       await measure(peers, kind, { ...jobs.serial, count: WARMUP });
       await measure(peers, kind, { ...jobs.post, count: 8 });
     }
     const res = {};
-    for (const kind of KINDS) res[kind.key] = { serial: [], parallel: [], post: [] };
+    for (const kind of KINDS) res[kind.key] = { serial: [], parallel: [], post: [], paced: [] };
     for (let r = 0; r < rounds; r++) {
       const order = KINDS.map((_, i) => KINDS[(i + r) % KINDS.length]);
       for (const [name, job] of Object.entries(jobs)) {
@@ -221,6 +226,8 @@ async function main() {
     line('1 MiB POST: p99 ms', (k) => percentile(pooled(k, 'post'), 99), '< 1x');
     line('listener CPU per small GET, µs', (k) => median(stat(k, 'parallel', (x) => x.cpuUsPerRequest)), '');
     line('listener CPU per 1 MiB POST, µs', (k) => median(stat(k, 'post', (x) => x.cpuUsPerRequest)), '');
+    line(`listener CPU per small GET at ${formatRate(PACED_RATE)}/s, µs`, (k) => median(stat(k, 'paced', (x) => x.cpuUsPerRequest)), '');
+    line(`small GET at ${formatRate(PACED_RATE)}/s: p50 µs`, (k) => percentile(pooled(k, 'paced'), 50) * 1000, '');
 
     const each = (fn) => KINDS.map((k) => `${k.label} ${fn(k.key)}`).join('; ');
     const perRound = [
@@ -228,10 +235,14 @@ async function main() {
       `MB/s per round: ${each((k) => stat(k, 'post', mbps).map((x) => formatRate(x)).join(' '))}`,
       `spread of requests/s: ${each((k) => spread(stat(k, 'parallel', rps)))}; of MB/s: ${each((k) => spread(stat(k, 'post', mbps)))}`
     ];
+    // A paced round that ran late did not keep its rate: its CPU figure is a saturated one.
+    const late = KINDS.filter((k) => res[k.key].paced.some((x) => x.ms > (jobs.paced.count / PACED_RATE) * 1000 * 1.2));
     const notes = [
       'Rates: medians of rounds; latencies: percentiles over all requests of all rounds; CPU: the listener',
       'process (all threads) per request, medians of rounds. Sender: Node http, keep-alive agents.',
-      `Counts per round: serial GET ${jobs.serial.count}, parallel GET ${jobs.parallel.count}, POST ${jobs.post.count} x 1 MiB.`,
+      `Counts per round: serial GET ${jobs.serial.count}, parallel GET ${jobs.parallel.count}, POST ${jobs.post.count} x 1 MiB, ` +
+        `paced GET ${jobs.paced.count} at ${PACED_RATE}/s over ${GET_CONCURRENCY} connections.`,
+      ...(late.length ? [`The paced rate was not kept in some rounds of: ${late.map((k) => k.label).join(', ')}.`] : []),
       ...perRound
     ];
     console.log('');

@@ -107,12 +107,13 @@ async function listener() {
 }
 
 /**
- * Sends `count` requests over `concurrency` keep-alive connections.
+ * Sends `count` requests over `concurrency` keep-alive connections: as fast as they are
+ * answered, or, with `rate`, request i no earlier than i / rate seconds after the start.
  *
  * @param {Object} job The job (see the file's comment)
  * @return {Promise<Object>} `{ ms, latencies, errors, bytes }`
  */
-function runJob({ url, token, method, bodySize, concurrency, count }) {
+function runJob({ url, token, method, bodySize, concurrency, count, rate = 0 }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const body = bodySize > 0 ? Buffer.alloc(bodySize, 7) : null;
   const latencies = [];
@@ -137,9 +138,12 @@ function runJob({ url, token, method, bodySize, concurrency, count }) {
       });
       req.end(body);
     });
+  const interval = rate > 0 ? 1000 / rate : 0;
   const worker = async () => {
     while (started < count) {
-      started++;
+      const due = begun + started++ * interval;
+      const wait = due - performance.now();
+      if (wait >= 1) await new Promise((resolve) => setTimeout(resolve, wait));
       await one();
     }
   };
