@@ -6,12 +6,14 @@
  * relay and each listener in processes of their own.
  *
  *   node bench/http.js [rounds=5] [scale=1]
+ *   HYCO_BENCH_BASELINE=/path/to/package node bench/http.js ...  (adds that build's listener)
  *
  * For each listener, in interleaved rounds (the order alternates):
  *   - a small GET, one at a time (latency p50/p99) and over 16 keep-alive connections at
  *     once (requests/s);
  *   - a 1 MiB POST over 4 connections at once (MB/s of request bodies, latency p50/p99);
- *   - the listener process's CPU per request (process.cpuUsage(), all its threads).
+ *   - a small GET at a fixed 1,000 requests/s over 16 connections (below saturation);
+ *   - the listener process's CPU per request (process.cpuUsage(), all its threads), in each.
  * Targets (issue #12): >= 3x hyco-https's requests/s for small requests, >= 2x its MB/s for
  * 1 MiB bodies, a lower p99.
  */
@@ -33,6 +35,9 @@ const KINDS = [
   { key: 'hyco', label: 'hyco-https 1.4.5' },
   { key: 'rs', label: 'hyco-ws-rs' }
 ];
+// Another build of this package (a directory holding its lib/ and addon), measured in the
+// same rounds, so that two builds compare in one run.
+if (process.env.HYCO_BENCH_BASELINE) KINDS.push({ key: 'base', label: 'baseline build' });
 
 /** The measures, with their request counts at scale 1. */
 const GET_SERIAL = 1500;
@@ -42,6 +47,9 @@ const POST_SIZE = 1024 * 1024;
 const POST_COUNT = 48;
 const POST_CONCURRENCY = 4;
 const WARMUP = 200;
+/** A fixed rate, below what any listener serves, for CPU per request unskewed by saturation. */
+const PACED_RATE = 1000;
+const PACED_COUNT = 2000;
 
 /**
  * Forks a peer; its problems are printed.
@@ -179,16 +187,17 @@ async function main() {
     const jobs = {
       serial: { method: 'GET', bodySize: 0, concurrency: 1, count: n(GET_SERIAL) },
       parallel: { method: 'GET', bodySize: 0, concurrency: GET_CONCURRENCY, count: n(GET_PARALLEL) },
-      post: { method: 'POST', bodySize: POST_SIZE, concurrency: POST_CONCURRENCY, count: Math.max(8, Math.round(POST_COUNT * scale)) }
+      post: { method: 'POST', bodySize: POST_SIZE, concurrency: POST_CONCURRENCY, count: Math.max(8, Math.round(POST_COUNT * scale)) },
+      paced: { method: 'GET', bodySize: 0, concurrency: GET_CONCURRENCY, count: n(PACED_COUNT), rate: PACED_RATE }
     };
     for (const kind of KINDS) {
       await measure(peers, kind, { ...jobs.serial, count: WARMUP });
       await measure(peers, kind, { ...jobs.post, count: 8 });
     }
     const res = {};
-    for (const kind of KINDS) res[kind.key] = { serial: [], parallel: [], post: [] };
+    for (const kind of KINDS) res[kind.key] = { serial: [], parallel: [], post: [], paced: [] };
     for (let r = 0; r < rounds; r++) {
-      const order = r % 2 === 0 ? KINDS : [...KINDS].reverse();
+      const order = KINDS.map((_, i) => KINDS[(i + r) % KINDS.length]);
       for (const [name, job] of Object.entries(jobs)) {
         for (const kind of order) res[kind.key][name].push(await measure(peers, kind, job));
       }
@@ -200,34 +209,40 @@ async function main() {
     const stat = (kindKey, name, fn) => res[kindKey][name].map(fn);
     const pooled = (kindKey, name) => res[kindKey][name].flatMap((x) => x.latencies);
     const spread = (xs, f = formatRate) => `${f(Math.min(...xs))}–${f(Math.max(...xs))}`;
-    const rows = [['measure', 'hyco-https', 'hyco-ws-rs', 'rs/hyco', 'target']];
-    const line = (label, hyco, rs, better, target) => {
-      const ratio = rs / hyco;
-      rows.push([label, formatRate(hyco), formatRate(rs), `${ratio.toFixed(2)}x`, target]);
-      return ratio;
+    const base = res.base !== undefined;
+    const rows = [['measure', 'hyco-https', 'hyco-ws-rs', 'rs/hyco', 'target', ...(base ? ['baseline build', 'rs/base'] : [])]];
+    // One row: `of(kind key)` is the figure of a listener.
+    const line = (label, of, target) => {
+      const row = [label, formatRate(of('hyco')), formatRate(of('rs')), `${(of('rs') / of('hyco')).toFixed(2)}x`, target];
+      if (base) row.push(formatRate(of('base')), `${(of('rs') / of('base')).toFixed(2)}x`);
+      rows.push(row);
     };
-    const serialP50 = (k) => percentile(pooled(k, 'serial'), 50) * 1000;
-    const serialP99 = (k) => percentile(pooled(k, 'serial'), 99) * 1000;
-    line('small GET, serial: p50 µs', serialP50('hyco'), serialP50('rs'), 'lower', '');
-    line('small GET, serial: p99 µs', serialP99('hyco'), serialP99('rs'), 'lower', '< 1x');
-    line(`small GET, ${GET_CONCURRENCY} connections: requests/s`, median(stat('hyco', 'parallel', rps)), median(stat('rs', 'parallel', rps)), 'higher', '>= 3x');
-    line(`small GET, ${GET_CONCURRENCY} connections: p99 µs`, percentile(pooled('hyco', 'parallel'), 99) * 1000, percentile(pooled('rs', 'parallel'), 99) * 1000, 'lower', '< 1x');
-    line(`1 MiB POST, ${POST_CONCURRENCY} connections: MB/s`, median(stat('hyco', 'post', mbps)), median(stat('rs', 'post', mbps)), 'higher', '>= 2x');
-    line('1 MiB POST: p50 ms', percentile(pooled('hyco', 'post'), 50), percentile(pooled('rs', 'post'), 50), 'lower', '');
-    line('1 MiB POST: p99 ms', percentile(pooled('hyco', 'post'), 99), percentile(pooled('rs', 'post'), 99), 'lower', '< 1x');
-    line('listener CPU per small GET, µs', median(stat('hyco', 'parallel', (x) => x.cpuUsPerRequest)), median(stat('rs', 'parallel', (x) => x.cpuUsPerRequest)), 'lower', '');
-    line('listener CPU per 1 MiB POST, µs', median(stat('hyco', 'post', (x) => x.cpuUsPerRequest)), median(stat('rs', 'post', (x) => x.cpuUsPerRequest)), 'lower', '');
+    line('small GET, serial: p50 µs', (k) => percentile(pooled(k, 'serial'), 50) * 1000, '');
+    line('small GET, serial: p99 µs', (k) => percentile(pooled(k, 'serial'), 99) * 1000, '< 1x');
+    line(`small GET, ${GET_CONCURRENCY} connections: requests/s`, (k) => median(stat(k, 'parallel', rps)), '>= 3x');
+    line(`small GET, ${GET_CONCURRENCY} connections: p99 µs`, (k) => percentile(pooled(k, 'parallel'), 99) * 1000, '< 1x');
+    line(`1 MiB POST, ${POST_CONCURRENCY} connections: MB/s`, (k) => median(stat(k, 'post', mbps)), '>= 2x');
+    line('1 MiB POST: p50 ms', (k) => percentile(pooled(k, 'post'), 50), '');
+    line('1 MiB POST: p99 ms', (k) => percentile(pooled(k, 'post'), 99), '< 1x');
+    line('listener CPU per small GET, µs', (k) => median(stat(k, 'parallel', (x) => x.cpuUsPerRequest)), '');
+    line('listener CPU per 1 MiB POST, µs', (k) => median(stat(k, 'post', (x) => x.cpuUsPerRequest)), '');
+    line(`listener CPU per small GET at ${formatRate(PACED_RATE)}/s, µs`, (k) => median(stat(k, 'paced', (x) => x.cpuUsPerRequest)), '');
+    line(`small GET at ${formatRate(PACED_RATE)}/s: p50 µs`, (k) => percentile(pooled(k, 'paced'), 50) * 1000, '');
 
+    const each = (fn) => KINDS.map((k) => `${k.label} ${fn(k.key)}`).join('; ');
     const perRound = [
-      `requests/s per round: hyco-https ${stat('hyco', 'parallel', rps).map((x) => formatRate(x)).join(' ')}; hyco-ws-rs ${stat('rs', 'parallel', rps).map((x) => formatRate(x)).join(' ')}`,
-      `MB/s per round: hyco-https ${stat('hyco', 'post', mbps).map((x) => formatRate(x)).join(' ')}; hyco-ws-rs ${stat('rs', 'post', mbps).map((x) => formatRate(x)).join(' ')}`,
-      `spread of requests/s: hyco-https ${spread(stat('hyco', 'parallel', rps))}, hyco-ws-rs ${spread(stat('rs', 'parallel', rps))}; ` +
-        `of MB/s: hyco-https ${spread(stat('hyco', 'post', mbps))}, hyco-ws-rs ${spread(stat('rs', 'post', mbps))}`
+      `requests/s per round: ${each((k) => stat(k, 'parallel', rps).map((x) => formatRate(x)).join(' '))}`,
+      `MB/s per round: ${each((k) => stat(k, 'post', mbps).map((x) => formatRate(x)).join(' '))}`,
+      `spread of requests/s: ${each((k) => spread(stat(k, 'parallel', rps)))}; of MB/s: ${each((k) => spread(stat(k, 'post', mbps)))}`
     ];
+    // A paced round that ran late did not keep its rate: its CPU figure is a saturated one.
+    const late = KINDS.filter((k) => res[k.key].paced.some((x) => x.ms > (jobs.paced.count / PACED_RATE) * 1000 * 1.2));
     const notes = [
       'Rates: medians of rounds; latencies: percentiles over all requests of all rounds; CPU: the listener',
       'process (all threads) per request, medians of rounds. Sender: Node http, keep-alive agents.',
-      `Counts per round: serial GET ${jobs.serial.count}, parallel GET ${jobs.parallel.count}, POST ${jobs.post.count} x 1 MiB.`,
+      `Counts per round: serial GET ${jobs.serial.count}, parallel GET ${jobs.parallel.count}, POST ${jobs.post.count} x 1 MiB, ` +
+        `paced GET ${jobs.paced.count} at ${PACED_RATE}/s over ${GET_CONCURRENCY} connections.`,
+      ...(late.length ? [`The paced rate was not kept in some rounds of: ${late.map((k) => k.label).join(', ')}.`] : []),
       ...perRound
     ];
     console.log('');

@@ -8,8 +8,9 @@
  * Roles:
  *   - `relay`: the local relay emulator; sends `{ ready: { namespace, keyName, key } }`, then
  *     exits on `{ shutdown: true }` (or when the parent goes away).
- *   - `listener rs|hyco`: an HTTP listener on Hybrid Connection `bench-http-{kind}`, with
- *     hyco-ws-rs's RelayedServer ('request') or Microsoft's hyco-https 1.4.5; started by
+ *   - `listener rs|hyco|base`: an HTTP listener on Hybrid Connection `bench-http-{kind}`, with
+ *     hyco-ws-rs's RelayedServer ('request'; `base`: the build in HYCO_BENCH_BASELINE) or Microsoft's
+ *     hyco-https 1.4.5; started by
  *     `{ start: { namespace, keyName, key } }`, it answers `{ online: true }`. Its handler
  *     answers a GET with 2 bytes and a POST, once its body is read, with the body's size.
  *     `{ cpu: id }` answers `{ reply: { id, cpu: process.cpuUsage(), requests } }`.
@@ -19,6 +20,7 @@
  */
 
 const http = require('http');
+const path = require('path');
 
 const [role, kind] = process.argv.slice(2);
 
@@ -40,7 +42,7 @@ process.on('disconnect', () => process.exit(0));
  */
 async function relay() {
   const { startLocalRelay } = require('../..');
-  const r = await startLocalRelay({ hybridConnections: ['bench-http-rs', 'bench-http-hyco'] });
+  const r = await startLocalRelay({ hybridConnections: ['bench-http-rs', 'bench-http-hyco', 'bench-http-base'] });
   process.on('message', async (msg) => {
     if (msg && msg.shutdown) {
       await r.close();
@@ -87,8 +89,10 @@ async function listener() {
       const server = createRelayListenUri(namespace, `bench-http-${kind}`);
       const token = () => createRelayToken(server, keyName, key);
       let s;
-      if (kind === 'rs') {
-        s = require('../..').createRelayedServer({ server, token });
+      if (kind === 'rs' || kind === 'base') {
+        // `base`: another build of this package, in the directory HYCO_BENCH_BASELINE names.
+        const pkg = kind === 'base' ? require(path.resolve(process.env.HYCO_BENCH_BASELINE || '.') + path.sep) : require('../..');
+        s = pkg.createRelayedServer({ server, token });
         s.on('request', handler(counters));
       } else {
         s = require('hyco-https').createRelayedServer({ server, token }, handler(counters));
@@ -103,12 +107,13 @@ async function listener() {
 }
 
 /**
- * Sends `count` requests over `concurrency` keep-alive connections.
+ * Sends `count` requests over `concurrency` keep-alive connections: as fast as they are
+ * answered, or, with `rate`, request i no earlier than i / rate seconds after the start.
  *
  * @param {Object} job The job (see the file's comment)
  * @return {Promise<Object>} `{ ms, latencies, errors, bytes }`
  */
-function runJob({ url, token, method, bodySize, concurrency, count }) {
+function runJob({ url, token, method, bodySize, concurrency, count, rate = 0 }) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const body = bodySize > 0 ? Buffer.alloc(bodySize, 7) : null;
   const latencies = [];
@@ -133,9 +138,12 @@ function runJob({ url, token, method, bodySize, concurrency, count }) {
       });
       req.end(body);
     });
+  const interval = rate > 0 ? 1000 / rate : 0;
   const worker = async () => {
     while (started < count) {
-      started++;
+      const due = begun + started++ * interval;
+      const wait = due - performance.now();
+      if (wait >= 1) await new Promise((resolve) => setTimeout(resolve, wait));
       await one();
     }
   };

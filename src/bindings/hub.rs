@@ -585,7 +585,10 @@ impl Hub {
             if sys::napi_open_handle_scope(env, &mut scope) != sys::Status::napi_ok {
                 return;
             }
-            let _ = Self::call(env, callback, context, list);
+            // Responses the handlers send inline meanwhile go out together once it returns.
+            let _ = hyco_core::listener::hold_inline_responses(|| {
+                Self::call(env, callback, context, list)
+            });
             sys::napi_close_handle_scope(env, scope);
         }
     }

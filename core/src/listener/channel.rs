@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::listener::accept::{InFlight, Owner};
-use crate::listener::http::HttpContext;
+use crate::listener::http::{self, HttpContext};
 use crate::listener::session::{self, error, End, CLOSE_WAIT};
 use crate::listener::spare::SparePool;
 use crate::listener::{
@@ -168,7 +168,9 @@ pub(super) async fn run(
         enabled: switches.http,
         cancel: tokio_util::sync::CancellationToken::new(),
         in_flight: Mutex::new(HashSet::new()),
+        ended_inline: Mutex::new(Vec::new()),
     });
+    tokio::spawn(http::end_inline_tasks_until_closed(http.clone()));
     let spares = opts
         .spare_max_age
         .map(|age| SparePool::new(age, opts.accept_timeout));

@@ -22,7 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::socket::{Event, EventSink, Handle, ProxyConfig, SocketError, SocketOptions};
 
-pub use http::{Exchange, ExchangeEvent, ExchangeSink, HttpRequest, RequestBody};
+pub use http::{
+    hold_inline_responses, Exchange, ExchangeEvent, ExchangeSink, HttpRequest, RequestBody,
+};
 pub use token::Token;
 
 pub use backoff::Backoff;

@@ -10,15 +10,24 @@
 //! a request that came on the control channel the listener opens the request's address
 //! itself (and serves later requests of that sender there), and the body follows in frames
 //! as it is written, held back by the socket's pace.
+//!
+//! The common case, a response written whole in one call (`res.end(body)` of a small
+//! response to a request that came on the control channel), skips the task: the owner's
+//! [`Exchange::end_with`] parses it and sends it inline from the owner's own thread, written
+//! straight to the control channel when it is idle ([`Handle::send_direct`]), so that a
+//! small request costs the JS thread no wake-up of a tokio thread. The task, still waiting
+//! for the owner's commands or the relay's deadline, is told to end later, in bulk
+//! ([`HttpContext::end_inline_tasks`]), by the listener's tokio threads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::listener::http::held;
 use crate::listener::http::message::{response_message, status_message};
 use crate::listener::http::rendezvous::{self, HttpContext};
 use crate::listener::http::response::{Head, Part, ResponseParser};
@@ -58,7 +67,7 @@ enum Cmd {
 
 /// State shared by the owner's handle, the exchange's task and the rendezvous it uses.
 pub(crate) struct State {
-    commands: Mutex<VecDeque<Cmd>>,
+    commands: Mutex<Commands>,
     notify: Notify,
     /// Bytes the owner wrote that have not gone out yet.
     pending: AtomicUsize,
@@ -70,12 +79,35 @@ pub(crate) struct State {
     over: AtomicBool,
     over_notify: Notify,
     sink: OnceLock<Arc<dyn ExchangeSink>>,
+    /// What the owner needs to send the response inline itself (see [`Exchange::end_with`]):
+    /// set for a request that came on the control channel.
+    inline: OnceLock<Inline>,
+}
+
+/// The owner's commands, and whether the task or the owner has acted on any.
+#[derive(Default)]
+struct Commands {
+    queue: VecDeque<Cmd>,
+    /// The task took commands, or the owner sent the response itself: from then on, only
+    /// the task (or nobody) sends anything of this response.
+    taken: bool,
+    /// The owner sent the whole response itself: the task has nothing left to do.
+    sent_inline: bool,
+}
+
+/// A control-channel request's response, as the owner sends it inline.
+struct Inline {
+    channel: Handle,
+    request_id: String,
+    head_request: bool,
+    /// Weak: the context's list of exchanges answered inline holds their states.
+    ctx: Weak<HttpContext>,
 }
 
 impl State {
     fn new() -> Arc<State> {
         Arc::new(State {
-            commands: Mutex::new(VecDeque::new()),
+            commands: Mutex::new(Commands::default()),
             notify: Notify::new(),
             pending: AtomicUsize::new(0),
             blocked: AtomicBool::new(false),
@@ -83,12 +115,13 @@ impl State {
             over: AtomicBool::new(false),
             over_notify: Notify::new(),
             sink: OnceLock::new(),
+            inline: OnceLock::new(),
         })
     }
 
     fn push(&self, c: Cmd) {
         if let Ok(mut q) = self.commands.lock() {
-            q.push_back(c);
+            q.queue.push_back(c);
         }
         self.notify.notify_one();
     }
@@ -96,8 +129,36 @@ impl State {
     fn take(&self) -> VecDeque<Cmd> {
         self.commands
             .lock()
-            .map(|mut q| std::mem::take(&mut *q))
+            .map(|mut q| {
+                if !q.queue.is_empty() {
+                    q.taken = true;
+                }
+                std::mem::take(&mut q.queue)
+            })
             .unwrap_or_default()
+    }
+
+    /// The owner may send the whole response itself: nothing was asked of the task yet.
+    /// Once this returns true, the task sends nothing.
+    fn claim_inline(&self) -> bool {
+        match self.commands.lock() {
+            Ok(mut q) if !q.taken && q.queue.is_empty() && !self.is_over() => {
+                q.taken = true;
+                q.sent_inline = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Wakes the task (which ends if the owner sent the response itself).
+    pub(crate) fn wake_task(&self) {
+        self.notify.notify_one();
+    }
+
+    /// The owner sent the whole response itself.
+    fn sent_inline(&self) -> bool {
+        self.commands.lock().map(|q| q.sent_inline).unwrap_or(false)
     }
 
     /// Tells the owner.
@@ -209,17 +270,87 @@ impl Exchange {
         self.state.push(Cmd::End);
     }
 
-    /// The response's last bytes (if any) and its end, in one step.
+    /// The response's last bytes (if any) and its end, in one step. A response written whole
+    /// here (nothing written before) that fits the control channel it is answering is sent
+    /// at once from the calling thread (see [`Exchange::end_inline`]); anything else goes to
+    /// the exchange's task.
     pub fn end_with(&self, data: Option<Vec<u8>>) {
+        if let Some(d) = data.as_deref() {
+            if self.end_inline(d) {
+                return;
+            }
+        }
         if let Some(d) = data.filter(|d| !d.is_empty()) {
             if !self.state.is_over() {
                 self.state.pending.fetch_add(d.len(), Ordering::SeqCst);
                 if let Ok(mut q) = self.state.commands.lock() {
-                    q.push_back(Cmd::Write(d));
+                    q.queue.push_back(Cmd::Write(d));
                 }
             }
         }
         self.end();
+    }
+
+    /// Sends `data`, a whole serialized response, inline on the control channel from the
+    /// calling thread, when the request came there, nothing of the response was written
+    /// before, and it fits (head and body within the control channel's limits, not an
+    /// event stream). Returns false, having sent nothing, otherwise.
+    fn end_inline(&self, data: &[u8]) -> bool {
+        let Some(inline) = self.state.inline.get() else {
+            return false;
+        };
+        // Gone with the listener: the task has ended the exchange, or is about to.
+        let Some(ctx) = inline.ctx.upgrade() else {
+            return false;
+        };
+        let mut parser = ResponseParser::default();
+        let mut parts = Vec::new();
+        if data.is_empty() || parser.feed(data, &mut parts).is_err() {
+            return false;
+        }
+        let mut parts = parts.into_iter();
+        let Some(Part::Head(head)) = parts.next() else {
+            return false;
+        };
+        let mut body = Vec::new();
+        for part in parts {
+            match part {
+                Part::Body(b) => body.extend_from_slice(&b),
+                Part::Head(_) => return false,
+            }
+        }
+        if is_event_stream(&head) || body.len() > INLINE_BODY_MAX {
+            return false;
+        }
+        let with_body = may_have_body(inline.head_request, head.status) && !body.is_empty();
+        let Some(Command::Batch(bytes)) =
+            inline_batch(&inline.request_id, &head, with_body.then_some(&body[..]))
+        else {
+            return false;
+        };
+        if !self.state.claim_inline() {
+            return false;
+        }
+        let state = self.state.clone();
+        let request_id = inline.request_id.clone();
+        held::send(
+            &inline.channel,
+            bytes,
+            Box::new(move |ok| {
+                // A request from the control channel is over: its id may come again.
+                if let Ok(mut ids) = ctx.in_flight.lock() {
+                    ids.remove(&request_id);
+                }
+                if ok {
+                    state.finish(ExchangeEvent::Finished);
+                } else {
+                    log::debug!("listener: request {request_id}: {}", gone().message);
+                    state.finish(ExchangeEvent::Aborted(gone()));
+                }
+                ctx.inline_done(state);
+            }),
+        );
+        true
     }
 
     /// Gives up on the response (the owner destroyed it).
@@ -257,6 +388,21 @@ fn batch(frames: &[(u8, &[u8])]) -> Command {
         data.extend_from_slice(payload);
     }
     Command::Batch(data)
+}
+
+/// A response as it goes inline on the control channel: the `response` message and the
+/// body (if any) as one batch, so that no other response comes between them. `None` when
+/// the message is too large for the control channel.
+fn inline_batch(request_id: &str, head: &Head, body: Option<&[u8]>) -> Option<Command> {
+    let message = response_message(request_id, head, body.is_some());
+    if message.len() > INLINE_HEAD_MAX {
+        return None;
+    }
+    let mut frames: Vec<(u8, &[u8])> = vec![(OP_TEXT, message.as_bytes())];
+    if let Some(b) = body {
+        frames.push((OP_BINARY, b));
+    }
+    Some(batch(&frames))
 }
 
 /// A frame for a socket. Body bytes count as the response's own (`accounted`), so that the
@@ -345,6 +491,10 @@ impl ExchangeTask {
         tokio::pin!(deadline);
         let cancel = self.ctx.cancel.clone();
         let outcome = loop {
+            if self.state.sent_inline() {
+                // The owner sent the response itself, and did what ends the exchange.
+                return;
+            }
             let step = tokio::select! {
                 _ = self.state.notify.notified() => self.on_commands().await,
                 _ = crate::listener::session::at_or_never(self.switch_at) => {
@@ -502,18 +652,14 @@ impl ExchangeTask {
         let with_body = may_have_body(self.head_request, head.status);
         if self.stream.is_none() {
             let has_body = with_body && !self.body.is_empty();
-            let message = response_message(&self.request_id, head, has_body);
             let sent = self.body.len();
             let ok = match &self.route {
-                Route::Control { channel, .. } if message.len() <= INLINE_HEAD_MAX => {
-                    let mut frames: Vec<(u8, &[u8])> = vec![(OP_TEXT, message.as_bytes())];
-                    if has_body {
-                        frames.push((OP_BINARY, &self.body));
-                    }
-                    Some(channel.send(batch(&frames)))
+                Route::Control { channel, .. } => {
+                    let body = has_body.then_some(&self.body[..]);
+                    inline_batch(&self.request_id, head, body).map(|c| channel.send(c))
                 }
-                Route::Control { .. } => None,
                 Route::Rendezvous(socket) => {
+                    let message = response_message(&self.request_id, head, has_body);
                     let mut ok = socket.send(frame(OP_TEXT, true, message.into_bytes()));
                     if has_body {
                         ok &= socket.send(frame(OP_BINARY, true, std::mem::take(&mut self.body)));
@@ -603,6 +749,14 @@ pub(crate) fn spawn(
     route: Route,
 ) {
     exchange.attach(sink);
+    if let Route::Control { channel, .. } = &route {
+        let _ = exchange.state.inline.set(Inline {
+            channel: channel.clone(),
+            request_id: request_id.clone(),
+            head_request,
+            ctx: Arc::downgrade(&ctx),
+        });
+    }
     let task = ExchangeTask::new(exchange.state.clone(), ctx, request_id, head_request, route);
     tokio::spawn(task.run());
 }

@@ -9,9 +9,11 @@
 //! - `message.rs`: the `request` and `response` JSON;
 //! - `response.rs`: reading a serialized HTTP/1.1 response;
 //! - `exchange.rs`: one request's response, inline or over a rendezvous;
+//! - `held.rs`: inline responses sent during one call into the owner, written together;
 //! - `rendezvous.rs`: a rendezvous socket and the requests that come over it.
 
 mod exchange;
+mod held;
 pub mod message;
 mod rendezvous;
 pub mod response;
@@ -20,7 +22,8 @@ use std::sync::Arc;
 
 pub(crate) use exchange::{answer, Route};
 pub use exchange::{Exchange, INLINE_BODY_MAX, STREAM_AFTER};
-pub(crate) use rendezvous::{fetch, start, HttpContext};
+pub use held::hold_inline_responses;
+pub(crate) use rendezvous::{end_inline_tasks_until_closed, fetch, start, HttpContext};
 
 use crate::socket::{Shared, SocketError};
 

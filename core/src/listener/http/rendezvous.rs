@@ -47,6 +47,51 @@ pub(crate) struct HttpContext {
     pub cancel: CancellationToken,
     /// Ids of requests in progress on the control channel: a repeated one is ignored.
     pub in_flight: Mutex<HashSet<String>>,
+    /// Exchanges whose owner sent the response itself (see `Exchange::end_with`), whose
+    /// tasks are still to be told to end.
+    pub ended_inline: Mutex<Vec<Arc<State>>>,
+}
+
+/// How often the listener tells the tasks of exchanges answered inline to end, when no new
+/// request does it sooner: bounds how long they wait (and what they hold) after a burst.
+pub(crate) const END_INLINE_EVERY: Duration = Duration::from_secs(1);
+
+impl HttpContext {
+    /// The owner sent `state`'s response itself, on its own thread: its task ends the next
+    /// time a tokio thread of the listener looks ([`HttpContext::end_inline_tasks`]), rather
+    /// than being woken from the owner's thread now.
+    pub(crate) fn inline_done(&self, state: Arc<State>) {
+        if let Ok(mut list) = self.ended_inline.lock() {
+            list.push(state);
+        }
+    }
+
+    /// Wakes the tasks of exchanges answered inline, which then end. On a tokio thread:
+    /// when a request arrives, and every [`END_INLINE_EVERY`].
+    pub(crate) fn end_inline_tasks(&self) {
+        let list = self
+            .ended_inline
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        for state in list {
+            state.wake_task();
+        }
+    }
+}
+
+/// Tells the tasks of exchanges answered inline to end, every [`END_INLINE_EVERY`], until
+/// the listener stops (when every exchange's task ends anyway).
+pub(crate) async fn end_inline_tasks_until_closed(ctx: Arc<HttpContext>) {
+    let mut every = tokio::time::interval(END_INLINE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.cancel.cancelled() => break,
+            _ = every.tick() => ctx.end_inline_tasks(),
+        }
+    }
+    ctx.end_inline_tasks();
 }
 
 /// A request received, for the owner.
@@ -79,6 +124,7 @@ pub(crate) fn start(
         exchange::answer(&route, &head.id, 501, "Not Implemented");
         return None;
     }
+    ctx.end_inline_tasks();
     let exchange = Exchange::new();
     let request = http_request(ctx, head, body);
     let Some(sink) = ctx.sink.http_request(request, &exchange) else {
