@@ -94,14 +94,35 @@ const EV_ACCEPTED = eventType('accepted', ['protocol', 'extensions']);
 const BATCH_BELOW = 16 * 1024;
 // The packing buffer starts at this size (a slice of Node's shared Buffer pool), doubles up
 // to BATCH_LIMIT while a tick's frames need it, and is flushed when the next frame does not
-// fit. A grown buffer that a flush used less than a quarter of is let go: an idle socket
-// keeps at most the first, small one (thousands of idle sockets would otherwise each pin a
-// batch-sized buffer).
+// fit. A socket keeps at most the first, small one between ticks: a larger one goes, once
+// flushed, to the module's one spare (`spareBatch`), where the next socket (or tick) that
+// needs a large one takes it (thousands of idle sockets would otherwise each pin a
+// batch-sized buffer, 8 KiB after a single 4 KiB message).
 const BATCH_INITIAL = 1024;
 const BATCH_LIMIT = 256 * 1024;
 // Per packed frame: flags (0x80 FIN | BATCH_COMPRESS | opcode), length (u32) and callback
 // id (u32); see `for_each_batched` in core/src/socket/batch.rs.
 const BATCH_HEADER = 9;
+
+// The one packing buffer larger than BATCH_INITIAL kept between ticks, for any socket.
+let spareBatch = null;
+
+/**
+ * A packing buffer of at least `size` bytes: the spare one if it is large enough, else a
+ * new one.
+ *
+ * @param {Number} size The bytes needed
+ * @return {Buffer} The buffer
+ * @private
+ */
+function batchBuffer(size) {
+  if (spareBatch !== null && spareBatch.length >= size) {
+    const buf = spareBatch;
+    spareBatch = null;
+    return buf;
+  }
+  return Buffer.allocUnsafe(size);
+}
 // The flags bit that asks for the frame to be compressed (where permessage-deflate is
 // agreed; core/src/socket/batch.rs's `COMPRESS`).
 const BATCH_COMPRESS = 0x40;
@@ -625,7 +646,7 @@ class RelayedWebSocket extends WebSocket {
       if (packed !== null && used > 0 && used + need <= BATCH_LIMIT) {
         let size = packed.length * 2;
         while (size < used + need) size *= 2;
-        const grown = Buffer.allocUnsafe(Math.min(size, BATCH_LIMIT));
+        const grown = batchBuffer(Math.min(size, BATCH_LIMIT));
         packed.copy(grown, 0, 0, used);
         packed = grown;
       } else {
@@ -634,7 +655,7 @@ class RelayedWebSocket extends WebSocket {
         if (packed === null || need > packed.length) {
           let size = BATCH_INITIAL;
           while (size < need) size *= 2;
-          packed = Buffer.allocUnsafe(size);
+          packed = size > BATCH_INITIAL ? batchBuffer(size) : Buffer.allocUnsafe(size);
         }
       }
       this._packed = packed;
@@ -676,10 +697,13 @@ class RelayedWebSocket extends WebSocket {
     if (this._id !== 0 && native.socketSendBatch(this._id, packed.subarray(0, length), direct) === 1) {
       this._written(bytes, acks === 0 ? null : packedAcks(packed, length), null);
     }
-    // The native side copied the frames. A grown buffer is kept for the next tick only if
-    // this one needed a good part of it; the first, small one is kept (making one per
-    // message costs more, in latency, than the copy saves).
-    if (packed.length > BATCH_INITIAL && length < packed.length >>> 2) this._packed = null;
+    // The native side copied the frames. The first, small buffer is kept (making one per
+    // message costs more, in latency, than the copy saves); a larger one becomes the spare
+    // (the larger of the two is kept), so that an idle socket pins none.
+    if (packed.length > BATCH_INITIAL) {
+      this._packed = null;
+      if (spareBatch === null || packed.length > spareBatch.length) spareBatch = packed;
+    }
   }
 
   /**
