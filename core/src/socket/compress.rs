@@ -92,6 +92,9 @@ pub struct PerMessage {
     pub deflate: Deflater,
     /// Incoming.
     pub inflate: Inflater,
+    /// Where the connection's task resumes a send batch it stopped compressing part way
+    /// (see `task::DEFLATE_BATCH`): the bytes of it already framed.
+    pub batch_from: usize,
 }
 
 impl PerMessage {
@@ -124,6 +127,7 @@ impl PerMessage {
                 in_message: false,
                 ended: false,
             },
+            batch_from: 0,
         }
     }
 
