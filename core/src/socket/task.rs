@@ -59,13 +59,6 @@ thread_local! {
     static DEFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Payload bytes a connection compresses before it writes what it framed and lets its
-/// reading have a turn. Compressing costs far more than framing (zlib-rs at level 6: about
-/// 35 µs per 4 KiB of JSON-like text, 500 µs per 64 KiB): framing a whole queue (up to
-/// `write_batch` bytes of output) before writing any of it kept the peer waiting for all of
-/// it, and the two ends took turns instead of working at the same time.
-pub const DEFLATE_BATCH: usize = 16 * 1024;
-
 /// Frames `payload` into `out`: compressed (RSV1 on a message's first frame) when it is a
 /// data frame, the owner asked, and permessage-deflate is agreed (`ext`). Returns the
 /// payload bytes compressed (0 when sent as is).
@@ -168,7 +161,8 @@ enum Wrote {
     Idle,
     /// Bytes were written.
     Progress,
-    /// A batch of compressed frames was written ([`DEFLATE_BATCH`]) and more may be queued.
+    /// A part's worth of compressed frames was written (see [`ConnectionTask::fill`]) and
+    /// more may be queued.
     Yield,
 }
 
@@ -512,9 +506,20 @@ impl ConnectionTask {
         }
     }
 
-    /// Frames queued commands into `out`, up to `write_batch` bytes or until
-    /// [`DEFLATE_BATCH`] bytes of payload were compressed: the payload bytes compressed, or
-    /// `None` if nothing was queued.
+    /// Payload bytes compressed before what was compressed is written (no limit without
+    /// compression).
+    fn deflate_part(&self) -> usize {
+        self.ext.as_deref().map_or(usize::MAX, |e| e.deflate.part())
+    }
+
+    /// Frames queued commands into `out`, up to `write_batch` bytes or until a part of
+    /// payload was compressed (`Deflater::part`, 16 KiB at level 6): the payload bytes
+    /// compressed, or `None` if nothing was queued.
+    ///
+    /// Compressing costs far more than framing (zlib-rs at level 6: about 35 µs per 4 KiB
+    /// of JSON-like text): framing a whole queue (a whole window of sends, packed in one
+    /// batch by JavaScript) before writing any of it kept the peer waiting for all of it,
+    /// and the two ends took turns instead of working at the same time.
     fn fill(&mut self) -> Option<usize> {
         if self.backlog.is_empty() {
             self.backlog = self.shared.take_commands();
@@ -526,10 +531,8 @@ impl ConnectionTask {
         let shared = &*shared;
         let mut broken: Option<SocketError> = None;
         let mut deflated = 0;
-        while self.out.len() < self.write_batch as usize
-            && deflated < DEFLATE_BATCH
-            && broken.is_none()
-        {
+        let part = self.deflate_part();
+        while self.out.len() < self.write_batch as usize && deflated < part && broken.is_none() {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
@@ -563,7 +566,7 @@ impl ConnectionTask {
                         .as_deref_mut()
                         .map_or(0, |e| std::mem::take(&mut e.batch_from));
                     let rest = data.get(from..).unwrap_or_default();
-                    let budget = DEFLATE_BATCH.saturating_sub(deflated);
+                    let budget = part.saturating_sub(deflated);
                     let (n, stopped) =
                         self.frame_out(Outgoing::Batch(rest), closing, &mut broken, budget);
                     deflated += n;
@@ -757,11 +760,12 @@ impl ConnectionTask {
     }
 
     /// Writes what is queued; `Err` when the connection cannot be written to any more.
-    /// Once it has written [`DEFLATE_BATCH`] bytes of payload compressed, it stops with
-    /// [`Wrote::Yield`] and leaves the rest of the queue for the task's next turn.
+    /// Once it has written a part's worth of payload compressed (`Deflater::part`), it stops
+    /// with [`Wrote::Yield`] and leaves the rest of the queue for the task's next turn.
     fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<Wrote, ()> {
         let mut progress = false;
         let mut deflated = 0;
+        let part = self.deflate_part();
         loop {
             if self.written == self.out.len() {
                 if self.unflushed {
@@ -772,7 +776,7 @@ impl ConnectionTask {
                     }
                 }
                 self.batch_done();
-                if deflated >= DEFLATE_BATCH {
+                if deflated >= part {
                     return Ok(Wrote::Yield);
                 }
                 match self.fill() {
@@ -969,13 +973,13 @@ mod tests {
         let mut task = task();
         task.shared.push(Command::Batch(batch));
         let mut peer = PerMessage::new(&agreement(true));
-        // The first turn compresses DEFLATE_BATCH bytes of it, not the whole batch, so that
+        // The first turn compresses a part (16 KiB at level 6) of it, not the whole batch, so that
         // they can be written while the rest waits; the rest follows, in order.
-        assert_eq!(task.fill(), Some(DEFLATE_BATCH));
+        assert_eq!(task.fill(), Some(16 * 1024));
         assert_eq!(task.acks, [1, 2, 3, 4]);
         let first = messages(&task.out, &mut peer);
         task.out.clear();
-        assert_eq!(task.fill(), Some(DEFLATE_BATCH));
+        assert_eq!(task.fill(), Some(16 * 1024));
         assert_eq!(task.acks, [1, 2, 3, 4, 5, 6, 7, 8]);
         let second = messages(&task.out, &mut peer);
         task.out.clear();
@@ -997,7 +1001,7 @@ mod tests {
                 ack: i as u32 + 1,
             });
         }
-        assert_eq!(task.fill(), Some(DEFLATE_BATCH));
+        assert_eq!(task.fill(), Some(16 * 1024));
         assert_eq!(task.acks, [1, 2, 3, 4]);
         assert_eq!(task.fill(), Some(2 * 4096));
         assert_eq!(task.acks, [1, 2, 3, 4, 5, 6]);
