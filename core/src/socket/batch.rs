@@ -29,17 +29,28 @@ pub struct Batched<'a> {
 /// Calls `f` for each frame of a batch; false if it is malformed (the frames before the
 /// fault are still passed).
 pub fn for_each_batched(data: &[u8], mut f: impl FnMut(Batched<'_>)) -> bool {
+    batched_until(data, |b| {
+        f(b);
+        true
+    })
+    .1
+}
+
+/// Calls `f` for each frame of a batch until it returns false: the bytes of the frames
+/// passed (where the rest, itself a batch, begins), and false if the batch is malformed
+/// (the frames before the fault are still passed).
+pub fn batched_until(data: &[u8], mut f: impl FnMut(Batched<'_>) -> bool) -> (usize, bool) {
     let mut rest = data;
     while !rest.is_empty() {
         let Some(h) = rest.get(..BATCH_HEADER) else {
-            return false;
+            return (data.len() - rest.len(), false);
         };
         let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
         let ack = u32::from_be_bytes([h[5], h[6], h[7], h[8]]);
         let Some(payload) = rest.get(BATCH_HEADER..BATCH_HEADER + len) else {
-            return false;
+            return (data.len() - rest.len(), false);
         };
-        f(Batched {
+        let more = f(Batched {
             opcode: h[0] & 0x0f,
             fin: h[0] & 0x80 != 0,
             compress: h[0] & COMPRESS != 0,
@@ -47,8 +58,11 @@ pub fn for_each_batched(data: &[u8], mut f: impl FnMut(Batched<'_>)) -> bool {
             ack,
         });
         rest = &rest[BATCH_HEADER + len..];
+        if !more {
+            break;
+        }
     }
-    true
+    (data.len() - rest.len(), true)
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ use crate::io::IoStream;
 use crate::socket::api::{
     Command, Event, EventSink, SocketOptions, CONTROL_EVENT_COST, MAX_PENDING_AUTO_PONGS,
 };
-use crate::socket::batch::for_each_batched;
+use crate::socket::batch::batched_until;
 use crate::socket::budget;
 use crate::socket::compress::PerMessage;
 use crate::socket::deflate::Agreement;
@@ -60,7 +60,8 @@ thread_local! {
 }
 
 /// Frames `payload` into `out`: compressed (RSV1 on a message's first frame) when it is a
-/// data frame, the owner asked, and permessage-deflate is agreed (`ext`).
+/// data frame, the owner asked, and permessage-deflate is agreed (`ext`). Returns the
+/// payload bytes compressed (0 when sent as is).
 fn encode(
     out: &mut Vec<u8>,
     ext: Option<&mut PerMessage>,
@@ -68,15 +69,15 @@ fn encode(
     opcode: u8,
     payload: &[u8],
     compress: bool,
-) -> Result<(), SocketError> {
+) -> Result<usize, SocketError> {
     let Some(ext) = ext.filter(|_| opcode < frame::OP_CLOSE) else {
         frame::encode(out, fin, opcode, payload, rand::random());
-        return Ok(());
+        return Ok(0);
     };
     let first = opcode != frame::OP_CONTINUATION;
     if !ext.deflate.decide(first, compress) {
         frame::encode(out, fin, opcode, payload, rand::random());
-        return Ok(());
+        return Ok(0);
     }
     DEFLATED.with(|cell| {
         let mut own = Vec::new();
@@ -90,7 +91,7 @@ fn encode(
         if buf.capacity() > SHRINK_ABOVE {
             *buf = Vec::new();
         }
-        Ok(())
+        Ok(payload.len())
     })
 }
 
@@ -152,6 +153,28 @@ pub enum Direct {
 
 /// Polls in one wake-up before the task yields to others.
 const ROUNDS_PER_POLL: usize = 32;
+
+/// What a write attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    /// Nothing was written (nothing to write, or the socket takes no more now).
+    Idle,
+    /// Bytes were written.
+    Progress,
+    /// A part's worth of compressed frames was written (see [`ConnectionTask::fill`]) and
+    /// more may be queued.
+    Yield,
+}
+
+impl Wrote {
+    fn of(progress: bool) -> Self {
+        if progress {
+            Wrote::Progress
+        } else {
+            Wrote::Idle
+        }
+    }
+}
 
 /// What a read attempt did.
 enum ReadStep {
@@ -483,18 +506,33 @@ impl ConnectionTask {
         }
     }
 
-    /// Frames queued commands into `out` (up to `write_batch` bytes); false if none.
-    fn fill(&mut self) -> bool {
+    /// Payload bytes compressed before what was compressed is written (no limit without
+    /// compression).
+    fn deflate_part(&self) -> usize {
+        self.ext.as_deref().map_or(usize::MAX, |e| e.deflate.part())
+    }
+
+    /// Frames queued commands into `out`, up to `write_batch` bytes or until a part of
+    /// payload was compressed (`Deflater::part`, 16 KiB at level 6): the payload bytes
+    /// compressed, or `None` if nothing was queued.
+    ///
+    /// Compressing costs far more than framing (zlib-rs at level 6: about 35 µs per 4 KiB
+    /// of JSON-like text): framing a whole queue (a whole window of sends, packed in one
+    /// batch by JavaScript) before writing any of it kept the peer waiting for all of it,
+    /// and the two ends took turns instead of working at the same time.
+    fn fill(&mut self) -> Option<usize> {
         if self.backlog.is_empty() {
             self.backlog = self.shared.take_commands();
             if self.backlog.is_empty() {
-                return false;
+                return None;
             }
         }
         let shared = Arc::clone(&self.shared);
         let shared = &*shared;
         let mut broken: Option<SocketError> = None;
-        while self.out.len() < self.write_batch as usize && broken.is_none() {
+        let mut deflated = 0;
+        let part = self.deflate_part();
+        while self.out.len() < self.write_batch as usize && deflated < part && broken.is_none() {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
@@ -516,11 +554,34 @@ impl ConnectionTask {
                         accounted,
                         ack,
                     };
-                    self.frame_out(frame, closing, &mut broken);
+                    deflated += self.frame_out(frame, closing, &mut broken, usize::MAX).0;
                     pool::recycle(payload);
                 }
                 Command::Batch(data) => {
-                    self.frame_out(Outgoing::Batch(&data), closing, &mut broken)
+                    // A batch packs every send of one JavaScript turn (a whole window of
+                    // echoes, say): it is compressed in parts too, and its rest stays first
+                    // in line (only compression stops a batch early, so `ext` holds where).
+                    let from = self
+                        .ext
+                        .as_deref_mut()
+                        .map_or(0, |e| std::mem::take(&mut e.batch_from));
+                    let rest = data.get(from..).unwrap_or_default();
+                    let budget = part.saturating_sub(deflated);
+                    let (n, stopped) =
+                        self.frame_out(Outgoing::Batch(rest), closing, &mut broken, budget);
+                    deflated += n;
+                    if let Some(used) = stopped {
+                        match self.ext.as_deref_mut() {
+                            Some(e) => {
+                                e.batch_from = from + used;
+                                self.backlog.push_front(Command::Batch(data));
+                            }
+                            // Not reachable (see above): the rest as a batch of its own.
+                            None => self
+                                .backlog
+                                .push_front(Command::Batch(data[from + used..].to_vec())),
+                        }
+                    }
                 }
                 Command::Close { code, reason } => {
                     if !shared.close_sent.swap(true, Ordering::SeqCst) {
@@ -551,20 +612,30 @@ impl ConnectionTask {
             log::error!("socket: {}; dropping the connection", e.message);
             shared.terminate();
         }
-        true
+        Some(deflated)
     }
 
     /// Frames a send into `out` and takes note of what it accounts for and whom to call
     /// back. Once our close frame is out (`closing`) nothing more is framed, and the
-    /// callbacks fail. A compressor failure is left in `broken`.
-    fn frame_out(&mut self, send: Outgoing<'_>, closing: bool, broken: &mut Option<SocketError>) {
+    /// callbacks fail. A compressor failure is left in `broken`. A batch stops after the
+    /// frame that brings the payload bytes compressed to `budget`. Returns the payload bytes
+    /// compressed, and where a batch stopped (its rest is still to be framed).
+    fn frame_out(
+        &mut self,
+        send: Outgoing<'_>,
+        closing: bool,
+        broken: &mut Option<SocketError>,
+        budget: usize,
+    ) -> (usize, Option<usize>) {
         let out = &mut self.out;
         let (bytes, acks, failed) = (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
         let ext = &mut self.ext;
         let mut one = |opcode, fin, payload: &[u8], compress, accounted, ack| {
+            let mut deflated = 0;
             if !closing && broken.is_none() {
-                if let Err(e) = encode(out, ext.as_deref_mut(), fin, opcode, payload, compress) {
-                    *broken = Some(e);
+                match encode(out, ext.as_deref_mut(), fin, opcode, payload, compress) {
+                    Ok(n) => deflated = n,
+                    Err(e) => *broken = Some(e),
                 }
             }
             *bytes += accounted;
@@ -575,6 +646,7 @@ impl ConnectionTask {
                     acks.push(ack);
                 }
             }
+            deflated
         };
         match send {
             Outgoing::Frame {
@@ -584,16 +656,19 @@ impl ConnectionTask {
                 compress,
                 accounted,
                 ack,
-            } => one(opcode, fin, payload, compress, accounted, ack),
+            } => (one(opcode, fin, payload, compress, accounted, ack), None),
             Outgoing::Batch(data) => {
-                let whole = for_each_batched(data, |f| {
+                let mut deflated = 0;
+                let (used, well_formed) = batched_until(data, |f| {
                     // What the owner counted: the payload as given, framed.
                     let accounted = frame::framed_len(f.payload.len());
-                    one(f.opcode, f.fin, f.payload, f.compress, accounted, f.ack);
+                    deflated += one(f.opcode, f.fin, f.payload, f.compress, accounted, f.ack);
+                    deflated < budget
                 });
-                if !whole {
+                if !well_formed {
                     log::warn!("socket: dropped the rest of a malformed send batch");
                 }
+                (deflated, (well_formed && used < data.len()).then_some(used))
             }
         }
     }
@@ -627,7 +702,7 @@ impl ConnectionTask {
             return Direct::Refused;
         }
         let mut broken = None;
-        self.frame_out(send, false, &mut broken);
+        self.frame_out(send, false, &mut broken, usize::MAX);
         if broken.is_some() {
             // Not reachable without a compressor; the task ends the connection as `fill` does.
             shared.terminate();
@@ -685,26 +760,34 @@ impl ConnectionTask {
     }
 
     /// Writes what is queued; `Err` when the connection cannot be written to any more.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<bool, ()> {
+    /// Once it has written a part's worth of payload compressed (`Deflater::part`), it stops
+    /// with [`Wrote::Yield`] and leaves the rest of the queue for the task's next turn.
+    fn poll_write(&mut self, cx: &mut Context<'_>) -> Result<Wrote, ()> {
         let mut progress = false;
+        let mut deflated = 0;
+        let part = self.deflate_part();
         loop {
             if self.written == self.out.len() {
                 if self.unflushed {
                     match Pin::new(&mut self.stream).poll_flush(cx) {
-                        Poll::Pending => return Ok(progress),
+                        Poll::Pending => return Ok(Wrote::of(progress)),
                         Poll::Ready(Err(_)) => return Err(()),
                         Poll::Ready(Ok(())) => self.unflushed = false,
                     }
                 }
                 self.batch_done();
-                if !self.fill() {
-                    break;
+                if deflated >= part {
+                    return Ok(Wrote::Yield);
+                }
+                match self.fill() {
+                    Some(n) => deflated += n,
+                    None => break,
                 }
                 progress = true;
                 continue;
             }
             match Pin::new(&mut self.stream).poll_write(cx, &self.out[self.written..]) {
-                Poll::Pending => return Ok(progress),
+                Poll::Pending => return Ok(Wrote::of(progress)),
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
                 Poll::Ready(Ok(n)) => {
                     self.written += n;
@@ -719,14 +802,14 @@ impl ConnectionTask {
         {
             // Both close frames are out: half-close, and let the server end the connection.
             match Pin::new(&mut self.stream).poll_shutdown(cx) {
-                Poll::Pending => return Ok(progress),
+                Poll::Pending => return Ok(Wrote::of(progress)),
                 Poll::Ready(_) => {
                     self.shut = true;
                     progress = true;
                 }
             }
         }
-        Ok(progress)
+        Ok(Wrote::of(progress))
     }
 }
 
@@ -786,7 +869,13 @@ impl Future for ConnectionTask {
                 ReadStep::Idle => false,
                 ReadStep::Ended => return this.finish(),
             };
-            if !wrote && !read {
+            if wrote == Wrote::Yield {
+                // A batch of compressed frames is out: the poll ends, so that what was read
+                // reaches its consumer now (events are held for a poll) while the peer
+                // inflates; the task runs again at once for the rest of the queue.
+                break;
+            }
+            if wrote == Wrote::Idle && !read {
                 if let Some(ext) = this.ext.as_deref_mut() {
                     // Idle: the compression contexts go (see `PerMessage::release`).
                     ext.release();
@@ -797,5 +886,124 @@ impl Future for ConnectionTask {
         // A busy connection gives the other tasks of this thread a turn.
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::batch::{BATCH_HEADER, COMPRESS};
+    use crate::socket::deflate::Params;
+    use std::time::Duration;
+
+    struct Ignore;
+
+    impl EventSink for Ignore {
+        fn push(&self, _: Event) {}
+    }
+
+    fn agreement(server: bool) -> Agreement {
+        Agreement {
+            params: Params::default(),
+            server,
+            level: -1,
+            mem_level: 8,
+        }
+    }
+
+    /// A client connection's task under permessage-deflate, on one end of an in-memory
+    /// stream (nothing is written in these tests).
+    fn task() -> ConnectionTask {
+        let (a, _b) = tokio::io::duplex(64);
+        ConnectionTask::new(
+            Box::new(a),
+            SocketOptions::default(),
+            Arc::new(Ignore),
+            Arc::new(Shared::new(Duration::from_secs(1), usize::MAX)),
+            Some(&agreement(false)),
+        )
+    }
+
+    fn text(i: usize) -> Vec<u8> {
+        format!("{{\"id\":{i},\"name\":\"user-{i}\"}},")
+            .repeat(200)
+            .into_bytes()[..4096]
+            .to_vec()
+    }
+
+    /// The messages of client frames in `out` (masked, compressed), inflated by `peer`.
+    fn messages(out: &[u8], peer: &mut PerMessage) -> Vec<Vec<u8>> {
+        let mut rest = out;
+        let mut got = Vec::new();
+        while !rest.is_empty() {
+            assert_eq!(rest[0] & 0xf0, 0xc0, "FIN and RSV1");
+            let (len, at) = match rest[1] & 0x7f {
+                126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
+                127 => panic!("not expected here"),
+                n => (n as usize, 2),
+            };
+            let mask = &rest[at..at + 4];
+            let payload: Vec<u8> = rest[at + 4..at + 4 + len]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            let mut data = Vec::new();
+            peer.inflate
+                .inflate(&payload, true, None, &mut data)
+                .unwrap();
+            got.push(data);
+            rest = &rest[at + 4 + len..];
+        }
+        got
+    }
+
+    #[test]
+    fn a_batch_is_compressed_a_part_at_a_time() {
+        // Eight 4 KiB messages sent in one JavaScript turn, packed in one batch.
+        let mut batch = Vec::new();
+        for i in 0..8 {
+            let t = text(i);
+            batch.push(0x80 | COMPRESS | frame::OP_TEXT);
+            batch.extend_from_slice(&(t.len() as u32).to_be_bytes());
+            batch.extend_from_slice(&(i as u32 + 1).to_be_bytes());
+            batch.extend_from_slice(&t);
+        }
+        assert_eq!(batch.len(), 8 * (BATCH_HEADER + 4096));
+        let mut task = task();
+        task.shared.push(Command::Batch(batch));
+        let mut peer = PerMessage::new(&agreement(true));
+        // The first turn compresses a part (16 KiB at level 6) of it, not the whole batch, so that
+        // they can be written while the rest waits; the rest follows, in order.
+        assert_eq!(task.fill(), Some(16 * 1024));
+        assert_eq!(task.acks, [1, 2, 3, 4]);
+        let first = messages(&task.out, &mut peer);
+        task.out.clear();
+        assert_eq!(task.fill(), Some(16 * 1024));
+        assert_eq!(task.acks, [1, 2, 3, 4, 5, 6, 7, 8]);
+        let second = messages(&task.out, &mut peer);
+        task.out.clear();
+        assert_eq!(task.fill(), None);
+        let got: Vec<Vec<u8>> = first.into_iter().chain(second).collect();
+        assert_eq!(got, (0..8).map(text).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn queued_frames_are_compressed_a_part_at_a_time() {
+        let mut task = task();
+        for i in 0..6 {
+            task.shared.push(Command::Frame {
+                opcode: frame::OP_TEXT,
+                fin: true,
+                payload: text(i),
+                compress: true,
+                accounted: 0,
+                ack: i as u32 + 1,
+            });
+        }
+        assert_eq!(task.fill(), Some(16 * 1024));
+        assert_eq!(task.acks, [1, 2, 3, 4]);
+        assert_eq!(task.fill(), Some(2 * 4096));
+        assert_eq!(task.acks, [1, 2, 3, 4, 5, 6]);
     }
 }
