@@ -438,7 +438,7 @@ pub fn socket_send(
 #[napi(js_name = "socketSendBatch", catch_unwind)]
 pub fn socket_send_batch(id: f64, data: &[u8], direct: bool) -> u32 {
     send_on(id, direct, Outgoing::Batch(data), || {
-        Command::Batch(data.to_vec())
+        Command::Batch(hyco_core::socket::pool::copy_of(data))
     })
 }
 

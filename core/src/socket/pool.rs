@@ -1,4 +1,4 @@
-//! A small pool of payload buffers for large sends.
+//! A small pool of payload and write buffers for large sends.
 //!
 //! A send copies the caller's bytes into a `Vec` (the caller may reuse its buffer at once,
 //! as ws allows). Above glibc's mmap threshold (128 KiB) every fresh allocation is a new
@@ -42,6 +42,23 @@ pub fn copy_of(data: &[u8]) -> Vec<u8> {
     data.to_vec()
 }
 
+/// An empty buffer with room for `capacity` bytes: a pooled one when that is large and the
+/// pool has one.
+pub fn with_capacity(capacity: usize) -> Vec<u8> {
+    if capacity >= MIN_POOLED {
+        if let Ok(mut pool) = POOL.lock() {
+            if let Some(i) = pool.buffers.iter().position(|b| b.capacity() >= capacity) {
+                let mut buf = pool.buffers.swap_remove(i);
+                pool.total -= buf.capacity();
+                drop(pool);
+                buf.clear();
+                return buf;
+            }
+        }
+    }
+    Vec::with_capacity(capacity)
+}
+
 /// Gives a buffer back for reuse (dropped if small, huge, or the pool is full).
 pub fn recycle(buf: Vec<u8>) {
     let cap = buf.capacity();
@@ -70,5 +87,16 @@ mod tests {
         assert_eq!(b.as_ptr(), ptr);
         assert_eq!(b, data[..150_000]);
         assert_eq!(copy_of(b"small"), b"small");
+    }
+
+    #[test]
+    fn lends_large_empty_buffers() {
+        let mut a = with_capacity(300_000);
+        a.extend_from_slice(&[1; 10]);
+        let ptr = a.as_ptr();
+        recycle(a);
+        let b = with_capacity(250_000);
+        assert_eq!((b.as_ptr(), b.len()), (ptr, 0));
+        assert!(with_capacity(100).capacity() >= 100);
     }
 }

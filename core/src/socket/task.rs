@@ -50,6 +50,16 @@ use crate::socket::shared::Shared;
 /// The write buffer is dropped after a write larger than this.
 const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 
+/// Write buffer an idle connection keeps for its next send: a larger one goes (back to the
+/// pool when it is large, see `pool.rs`) once everything is written and nothing else is
+/// waiting, so that a connection which once sent a large message does not hold its buffer
+/// while idle (thousands of connections would); the next large send takes one from the pool
+/// again rather than mapping fresh pages.
+const IDLE_OUT_KEEP: usize = 16 * 1024;
+
+/// A client frame's largest header: 2 bytes, an 8-byte length and the 4-byte mask.
+const MAX_FRAME_HEADER: usize = 14;
+
 thread_local! {
     /// Each tokio thread reads into this one buffer; a connection keeps only an incomplete
     /// frame header between reads, so idle connections hold no read buffer.
@@ -581,6 +591,9 @@ impl ConnectionTask {
                                 .backlog
                                 .push_front(Command::Batch(data[from + used..].to_vec())),
                         }
+                    } else {
+                        // Framed whole: its buffer goes back for the next large send.
+                        pool::recycle(data);
                     }
                 }
                 Command::Close { code, reason } => {
@@ -627,6 +640,10 @@ impl ConnectionTask {
         broken: &mut Option<SocketError>,
         budget: usize,
     ) -> (usize, Option<usize>) {
+        if self.out.capacity() == 0 {
+            // A buffer let go when the connection was last idle: a large one from the pool.
+            self.out = pool::with_capacity(send.len() + MAX_FRAME_HEADER);
+        }
         let out = &mut self.out;
         let (bytes, acks, failed) = (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
         let ext = &mut self.ext;
@@ -720,7 +737,7 @@ impl ConnectionTask {
                         self.bytes = 0;
                         self.acks.clear();
                         self.written = 0;
-                        self.out.clear();
+                        self.reuse_out();
                         return Direct::Written;
                     }
                     // The task flushes again, and meets the error if there is one.
@@ -751,9 +768,16 @@ impl ConnectionTask {
         }
         self.pongs = 0;
         self.written = 0;
-        if self.out.capacity() > SHRINK_ABOVE {
-            // One huge message must not pin its buffer for the connection's life.
-            self.out = Vec::new();
+        self.reuse_out();
+    }
+
+    /// Empties the write buffer for the next batch, or lets it go: after a huge write, and
+    /// when nothing else is waiting to be written and it is larger than an idle connection
+    /// keeps (see [`IDLE_OUT_KEEP`]).
+    fn reuse_out(&mut self) {
+        let idle = self.backlog.is_empty();
+        if self.out.capacity() > SHRINK_ABOVE || (idle && self.out.capacity() > IDLE_OUT_KEEP) {
+            pool::recycle(std::mem::take(&mut self.out));
         } else {
             self.out.clear();
         }
@@ -894,6 +918,7 @@ mod tests {
     use super::*;
     use crate::socket::batch::{BATCH_HEADER, COMPRESS};
     use crate::socket::deflate::Params;
+    use crate::socket::Handle;
     use std::time::Duration;
 
     struct Ignore;
@@ -1005,5 +1030,87 @@ mod tests {
         assert_eq!(task.acks, [1, 2, 3, 4]);
         assert_eq!(task.fill(), Some(2 * 4096));
         assert_eq!(task.acks, [1, 2, 3, 4, 5, 6]);
+    }
+
+    /// An open connection without compression over an in-memory pipe, and the pipe's
+    /// other end.
+    fn plain_connection() -> (ConnectionTask, Handle, tokio::io::DuplexStream) {
+        let (ours, theirs) = tokio::io::duplex(1 << 20);
+        let opts = SocketOptions::default();
+        let handle = Handle::new(&opts);
+        let task = ConnectionTask::new(
+            Box::new(ours),
+            opts,
+            Arc::new(Ignore),
+            handle.shared.clone(),
+            None,
+        );
+        (task, handle, theirs)
+    }
+
+    fn binary(payload: &[u8]) -> Outgoing<'_> {
+        Outgoing::Frame {
+            opcode: frame::OP_BINARY,
+            fin: true,
+            payload,
+            compress: false,
+            accounted: payload.len(),
+            ack: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_keeps_no_large_write_buffer_after_a_direct_send() {
+        use tokio::io::AsyncReadExt;
+        let (mut task, _handle, mut peer) = plain_connection();
+        assert_eq!(task.send_direct(binary(&[7; 64])), Direct::Written);
+        let small = task.out.capacity();
+        assert!(
+            small > 0 && small <= 1024,
+            "a small buffer is kept: {small}"
+        );
+        assert_eq!(task.send_direct(binary(&[7; 60_000])), Direct::Written);
+        assert!(
+            task.out.capacity() <= IDLE_OUT_KEEP,
+            "a 60,000-byte message's buffer is let go once written: {}",
+            task.out.capacity()
+        );
+        let mut got = vec![0; 2 + 4 + 64];
+        peer.read_exact(&mut got).await.expect("the first frame");
+        assert_eq!(got[0], 0x80 | frame::OP_BINARY);
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_keeps_no_large_write_buffer_after_a_queued_send() {
+        use tokio::io::AsyncReadExt;
+        let (task, handle, mut peer) = plain_connection();
+        let mut task = Box::pin(task);
+        handle.send(Command::Frame {
+            opcode: frame::OP_BINARY,
+            fin: true,
+            payload: vec![7u8; 60_000],
+            compress: false,
+            accounted: 60_000,
+            ack: 0,
+        });
+        let written = std::future::poll_fn(|cx| {
+            let _ = task.as_mut().poll(cx);
+            if task.out.is_empty() && task.backlog.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), written)
+            .await
+            .expect("the frame is written");
+        assert!(
+            task.out.capacity() <= IDLE_OUT_KEEP,
+            "the buffer is let go once written and nothing waits: {}",
+            task.out.capacity()
+        );
+        let mut got = vec![0; 4];
+        peer.read_exact(&mut got).await.expect("the frame's header");
+        assert_eq!((got[0], got[1] & 0x7f), (0x80 | frame::OP_BINARY, 126));
     }
 }
