@@ -39,8 +39,11 @@ pub struct Relaying {
     pub rsv1: bool,
 }
 
-/// First size of a direction's read buffer; it doubles up to the configured maximum.
-const INITIAL_BUFFER: usize = 16 * 1024;
+/// First size of a direction's read buffer; it doubles up to the configured maximum while
+/// reads fill it, and comes back to this size once a read leaves most of it empty and
+/// everything read has been passed on (the traffic is sparse again), so that an idle
+/// connection holds two small buffers, not the largest its bursts needed.
+const INITIAL_BUFFER: usize = 2 * 1024;
 
 /// How long the relay waits for the other direction to finish once one has ended.
 const LINGER: Duration = Duration::from_secs(5);
@@ -230,6 +233,8 @@ async fn forward<R, W>(
     input[..filled].copy_from_slice(&initial[..filled]);
     let mut out = Vec::with_capacity(input.len() + 64);
     let mut pending_initial = filled > 0;
+    // The last read filled less than a quarter of the buffer.
+    let mut sparse = false;
     let mut held = Held {
         stats: &stats,
         bytes: 0,
@@ -255,6 +260,7 @@ async fn forward<R, W>(
                     if filled == input.len() && input.len() < max {
                         input.resize((input.len() * 2).min(max), 0);
                     }
+                    sparse = n < input.len() / 4;
                 }
             }
         }
@@ -278,6 +284,11 @@ async fn forward<R, W>(
         out.clear();
         input.copy_within(consumed..filled, 0);
         filled -= consumed;
+        if sparse && filled == 0 && input.len() > INITIAL_BUFFER {
+            // Back to the small buffers (see `INITIAL_BUFFER`).
+            input = vec![0u8; INITIAL_BUFFER.min(max)];
+            out = Vec::with_capacity(input.len() + 64);
+        }
         held.set(filled);
         if write.is_err() {
             break;
