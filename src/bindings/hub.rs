@@ -52,6 +52,9 @@ use napi::{Env, Status};
 use napi_derive::napi;
 
 use crate::bindings::flat::Flat;
+use crate::bindings::reader;
+use crate::bindings::uv;
+use hyco_core::socket::Handle;
 
 /// Empties a locked collection, returning what it held (nothing if the lock is poisoned).
 fn take_all<T: Default>(m: &Mutex<T>) -> T {
@@ -105,108 +108,8 @@ struct Queue {
     values: Vec<Flat>,
     consumed: Vec<(Arc<dyn Consumer>, usize)>,
     finished: Vec<Id>,
-}
-
-/// Node.js's libuv, as far as the hub's wake-up needs it: the addon runs inside `node`, which
-/// exports libuv's functions to addons.
-mod uv {
-    use std::os::raw::c_int;
-    use std::sync::OnceLock;
-
-    /// An opaque `uv_async_t`: its memory is sized by `uv_handle_size`, and, as every libuv
-    /// handle's, its first field is `void* data`.
-    #[repr(C)]
-    pub struct Async {
-        _opaque: [u8; 0],
-    }
-
-    /// `UV_ASYNC` of `uv_handle_type`.
-    pub const ASYNC: c_int = 1;
-
-    /// A handle's callback.
-    pub type Callback = unsafe extern "C" fn(*mut Async);
-
-    /// libuv's functions, looked up in the running program when first needed rather than
-    /// linked: `node` exports them on every platform, but only Linux links an addon with
-    /// undefined symbols by default (napi-rs looks Node-API's up the same way on Windows).
-    struct Api {
-        handle_size: unsafe extern "C" fn(c_int) -> usize,
-        async_init: unsafe extern "C" fn(*mut napi::sys::uv_loop_s, *mut Async, Callback) -> c_int,
-        async_send: unsafe extern "C" fn(*mut Async) -> c_int,
-        close: unsafe extern "C" fn(*mut Async, Option<Callback>),
-        r#ref: unsafe extern "C" fn(*mut Async),
-        unref: unsafe extern "C" fn(*mut Async),
-    }
-
-    static API: OnceLock<Option<Api>> = OnceLock::new();
-
-    /// The functions, or `None` when the program does not export them.
-    fn api() -> Option<&'static Api> {
-        API.get_or_init(|| {
-            // SAFETY: the running program itself is never unloaded, and each symbol is
-            // libuv's function of the declared signature (uv.h, libuv 1.x).
-            unsafe {
-                #[cfg(unix)]
-                let program = libloading::os::unix::Library::this();
-                #[cfg(windows)]
-                let program = libloading::os::windows::Library::this().ok()?;
-                let api = Api {
-                    handle_size: *program.get(b"uv_handle_size\0").ok()?,
-                    async_init: *program.get(b"uv_async_init\0").ok()?,
-                    async_send: *program.get(b"uv_async_send\0").ok()?,
-                    close: *program.get(b"uv_close\0").ok()?,
-                    r#ref: *program.get(b"uv_ref\0").ok()?,
-                    unref: *program.get(b"uv_unref\0").ok()?,
-                };
-                // The functions stay valid as long as the program runs.
-                std::mem::forget(program);
-                Some(api)
-            }
-        })
-        .as_ref()
-    }
-
-    /// libuv's functions can be called.
-    pub fn available() -> bool {
-        api().is_some()
-    }
-
-    // The functions below call libuv's when `available()`; callers check it once (a hub
-    // whose handle could not be made never calls them).
-
-    pub unsafe fn uv_handle_size(kind: c_int) -> usize {
-        api().map_or(0, |a| unsafe { (a.handle_size)(kind) })
-    }
-
-    pub unsafe fn uv_async_init(
-        lp: *mut napi::sys::uv_loop_s,
-        h: *mut Async,
-        cb: Callback,
-    ) -> c_int {
-        api().map_or(-1, |a| unsafe { (a.async_init)(lp, h, cb) })
-    }
-
-    pub unsafe fn uv_async_send(h: *mut Async) -> c_int {
-        api().map_or(-1, |a| unsafe { (a.async_send)(h) })
-    }
-
-    pub unsafe fn uv_close(h: *mut Async, cb: Option<Callback>) {
-        if let Some(a) = api() {
-            unsafe { (a.close)(h, cb) }
-        }
-    }
-
-    pub unsafe fn uv_ref(h: *mut Async) {
-        if let Some(a) = api() {
-            unsafe { (a.r#ref)(h) }
-        }
-    }
-
-    pub unsafe fn uv_unref(h: *mut Async) {
-        if let Some(a) = api() {
-            unsafe { (a.unref)(h) }
-        }
-    }
+    /// Sockets whose task asks JavaScript's thread to read them (see `reader.rs`).
+    inline: Vec<Id>,
 }
 
 /// The hub's `uv_async_t`, or null once closed.
@@ -444,16 +347,26 @@ unsafe extern "C" fn on_wake(handle: *mut uv::Async) {
 }
 
 /// libuv is done with the handle: its memory and the hub it held go.
-unsafe extern "C" fn on_closed(handle: *mut uv::Async) {
-    // SAFETY: as in `on_wake`; the memory is the boxed slice `open_wake` leaked, of the
-    // length it computed the same way.
+unsafe extern "C" fn on_closed(handle: *mut uv::Handle) {
+    // SAFETY: as in `on_wake`; the memory is what `open_wake` allocated for it.
     unsafe {
         drop(Arc::from_raw(*(handle as *const *const Hub)));
-        let words = uv::uv_handle_size(uv::ASYNC).div_ceil(8);
-        drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-            handle.cast::<u64>(),
-            words,
-        )));
+        uv::free(handle.cast::<u64>(), uv::ASYNC);
+    }
+}
+
+/// Starts inline reads for the sockets whose tasks asked, when dropped: after the
+/// delivery's call, however it returns.
+struct Attach<'a>(&'a Hub, sys::napi_env, Vec<Id>);
+
+impl Drop for Attach<'_> {
+    fn drop(&mut self) {
+        for id in self.2.drain(..) {
+            if let Some(handle) = self.0.with(id, |h: &Handle| h.clone()) {
+                // SAFETY: on the JS thread of the live environment `self.1` (a delivery's).
+                unsafe { reader::watch(self.1, id, &handle) };
+            }
+        }
     }
 }
 
@@ -515,9 +428,9 @@ impl Hub {
                 // SAFETY: an open handle of this thread's loop.
                 unsafe {
                     if live {
-                        uv::uv_ref(w.0);
+                        uv::uv_ref(w.0.cast());
                     } else {
-                        uv::uv_unref(w.0);
+                        uv::uv_unref(w.0.cast());
                     }
                 }
                 side.referenced = live;
@@ -542,21 +455,17 @@ impl Hub {
             }
             let mut lp = std::ptr::null_mut();
             check(sys::napi_get_uv_event_loop(env, &mut lp))?;
-            let words = uv::uv_handle_size(uv::ASYNC).div_ceil(8);
-            let handle = Box::into_raw(vec![0u64; words].into_boxed_slice()).cast::<uv::Async>();
+            let handle = uv::alloc(uv::ASYNC).cast::<uv::Async>();
             let status: c_int = uv::uv_async_init(lp, handle, on_wake);
             if status != 0 {
-                drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                    handle.cast::<u64>(),
-                    words,
-                )));
+                uv::free(handle.cast::<u64>(), uv::ASYNC);
                 return Err(napi::Error::new(
                     Status::GenericFailure,
                     format!("hyco-ws-rs: uv_async_init failed ({status})"),
                 ));
             }
             *(handle as *mut *const Hub) = Arc::into_raw(self.clone());
-            uv::uv_unref(handle);
+            uv::uv_unref(handle.cast());
             if let Ok(mut w) = self.wake_lock.write() {
                 w.0 = handle;
             }
@@ -564,19 +473,32 @@ impl Hub {
         Ok(())
     }
 
+    /// Reads inline with `read` (see `reader.rs`), then hands everything queued to the
+    /// JavaScript callback at once, as a wake-up would: no wake-up is sent meanwhile. On the
+    /// JS thread, from libuv.
+    pub fn deliver_after<R>(&self, read: impl FnOnce() -> R) -> R {
+        // Set, a push does not send a wake-up: the call below takes what it queued.
+        self.scheduled.store(true, Ordering::Release);
+        let r = read();
+        self.deliver();
+        r
+    }
+
     /// Hands everything queued to the JavaScript callback. On the JS thread, from libuv.
     fn deliver(&self) {
         // Cleared before draining, so that an event pushed meanwhile schedules a wake-up.
         self.scheduled.store(false, Ordering::Release);
-        let list = self.drain();
+        let (list, inline) = self.drain();
         self.sync_ref_here();
-        if list.is_empty() {
-            return;
-        }
         let (env, callback, context) = match self.js.lock().ok().as_deref() {
             Some(Some(side)) => (side.env, side.callback, side.context),
             _ => return,
         };
+        // After the call, so that the answers it sends go first; the tasks read meanwhile.
+        let _start = Attach(self, env, inline);
+        if list.is_empty() {
+            return;
+        }
         // SAFETY: libuv runs this on the loop's own JS thread, outside any JavaScript, while
         // the environment lives (its cleanup closes the handle); every value is made and used
         // inside the handle scope opened here.
@@ -676,6 +598,7 @@ impl Hub {
     /// events and releases the function.
     fn shutdown(&self) {
         self.closed.store(true, Ordering::Release);
+        reader::unwatch_all();
         let targets = take_all(&self.targets);
         for target in targets.values() {
             target.stop();
@@ -687,7 +610,7 @@ impl Hub {
                 // SAFETY: this runs on the JS thread (an environment cleanup hook); the
                 // handle is open and nothing sends on it any more (it is nulled under the
                 // write lock). `on_closed` frees it.
-                unsafe { uv::uv_close(handle, Some(on_closed)) };
+                unsafe { uv::uv_close(handle.cast(), Some(on_closed)) };
             }
         }
         if let Ok(mut js) = self.js.lock() {
@@ -713,23 +636,40 @@ impl Hub {
     }
 
     /// Takes everything queued for JavaScript: tells consumers their bytes are taken and
-    /// forgets the objects whose last event is among them. On the JS thread.
-    fn drain(&self) -> Vec<Flat> {
+    /// forgets the objects whose last event is among them (and stops watching their
+    /// sockets). Returns the values, and the sockets to read inline. On the JS thread.
+    fn drain(&self) -> (Vec<Flat>, Vec<Id>) {
         let Queue {
             values,
             consumed,
             finished,
+            inline,
         } = take_all(&self.queue);
         for (consumer, bytes) in consumed {
             consumer.consumed(bytes);
         }
         if !finished.is_empty() {
             if let Ok(mut t) = self.targets.lock() {
-                for id in finished {
-                    t.remove(&id);
+                for id in &finished {
+                    t.remove(id);
                 }
             }
+            for id in finished {
+                reader::unwatch(id);
+            }
         }
-        values
+        (values, inline)
+    }
+
+    /// Socket `id`'s task asks JavaScript's thread to read it (see `reader.rs`): done with
+    /// the next delivery (this one wakes nobody: the events that made the task ask are on
+    /// their way).
+    pub fn want_inline(&self, id: Id) {
+        if self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        if let Ok(mut q) = self.queue.lock() {
+            q.inline.push(id);
+        }
     }
 }

@@ -5,7 +5,7 @@
 use hyco_core::live;
 use napi_derive::napi;
 
-use crate::bindings::hub;
+use crate::bindings::{hub, reader};
 
 /// Counts that return to their idle values once everything opened is closed.
 #[napi(object)]
@@ -21,6 +21,8 @@ pub struct NativeLiveCounts {
     pub targets: u32,
     /// Values queued in this environment's hub for the next JavaScript call.
     pub queued: u32,
+    /// Sockets this JS thread watches to read them inline (see `reader.rs`).
+    pub watched: u32,
 }
 
 /// The counts now (see [`NativeLiveCounts`]). `targets` and `queued` are 0 before the
@@ -35,5 +37,6 @@ pub fn live_counts() -> NativeLiveCounts {
         sockets: n(live::sockets()),
         targets: n(targets),
         queued: n(queued),
+        watched: n(reader::watched()),
     }
 }

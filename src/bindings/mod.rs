@@ -8,6 +8,8 @@ pub mod hub;
 pub mod listener;
 pub mod live;
 pub mod proxy;
+pub(crate) mod reader;
 pub mod relay;
 pub mod socket;
 pub mod test_hooks;
+pub(crate) mod uv;

@@ -24,6 +24,7 @@ use crate::bindings::events::up;
 use crate::bindings::flat::Flat;
 use crate::bindings::hub::{self, id_of, Consumer, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
+use crate::bindings::reader;
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -76,6 +77,8 @@ pub fn socket_options(
     o.heartbeat = heartbeat_ms
         .filter(|ms| *ms > 0.0)
         .map(|ms| Duration::from_millis(ms as u64));
+    // JavaScript's sockets: the JS thread reads them while their traffic is sparse.
+    o.inline_reads = reader::enabled();
     o
 }
 
@@ -207,6 +210,10 @@ impl EventSink for SocketSink {
         if self.held.swap(false, Ordering::Relaxed) {
             self.hub.wake();
         }
+    }
+
+    fn inline_wanted(&self) {
+        self.hub.want_inline(self.id);
     }
 
     fn push(&self, event: Event) {

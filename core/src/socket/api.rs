@@ -26,6 +26,10 @@ pub struct SocketOptions {
     /// Ping every this long, and drop the connection when a ping is still unanswered at the
     /// next (ws's heartbeat); `None` for no heartbeat. Default `None`.
     pub heartbeat: Option<Duration>,
+    /// The owner can read the socket on a thread of its own while its traffic is sparse
+    /// (see [`crate::socket::Handle::read_inline`]); the sink is told when to start
+    /// ([`EventSink::inline_wanted`]). Default false: the task always reads.
+    pub inline_reads: bool,
 }
 
 impl Default for SocketOptions {
@@ -38,6 +42,7 @@ impl Default for SocketOptions {
             read_buffer: 64 * 1024,
             write_batch: 1024 * 1024,
             heartbeat: None,
+            inline_reads: false,
         }
     }
 }
@@ -173,4 +178,10 @@ pub trait EventSink: Send + Sync + 'static {
     /// The turn is over (the connection's lock is released): wake the consumer for what was
     /// held back. Default: nothing.
     fn turn_end(&self) {}
+
+    /// The connection's traffic is sparse, and its task hands reading to the owner, who
+    /// starts [`crate::socket::Handle::start_inline`] on its own thread when it gets to it
+    /// (the task reads until then). Only with [`SocketOptions::inline_reads`]. Default:
+    /// nothing (the task goes on reading).
+    fn inline_wanted(&self) {}
 }

@@ -113,6 +113,11 @@ pub(super) fn release(bytes: usize) {
     BUDGET.release(bytes);
 }
 
+/// Whether the budget is spent now (nobody is woken when it is not any more).
+pub(super) fn over() -> bool {
+    BUDGET.over()
+}
+
 /// Whether the budget is spent; if it is, `waker` is woken once it is not.
 pub(super) fn spent(waker: &Waker) -> bool {
     BUDGET.spent(waker)

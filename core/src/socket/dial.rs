@@ -13,7 +13,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{CertificateError, Error as TlsError};
 use tokio_rustls::TlsConnector;
 
-use crate::io::IoStream;
+use crate::io::{IoStream, Watchable};
 use crate::socket::connector;
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::{tunnel, ProxyServer};
@@ -30,6 +30,38 @@ pub(crate) struct Route<'a> {
     pub port: u16,
     /// The proxy to go through, if any.
     pub proxy: Option<&'a ProxyServer>,
+}
+
+/// An open stream, and what lets its owner read it inline: the TCP socket under it (the
+/// proxy's, through a tunnel), where the platform's is used.
+pub(crate) struct Dialed {
+    /// The stream, TLS or not.
+    pub stream: IoStream,
+    /// Its TCP socket, for inline reads.
+    pub watch: Option<Watchable>,
+}
+
+/// The TCP stream under every connection: one whose readability tokio can stop watching
+/// (Unix; see `tcp.rs`).
+#[cfg(unix)]
+type Plain = crate::socket::tcp::Tcp;
+
+#[cfg(not(unix))]
+type Plain = tokio::net::TcpStream;
+
+/// Takes over a connected TCP stream.
+#[cfg(unix)]
+fn plain(tcp: tokio::net::TcpStream) -> Result<(Plain, Option<Watchable>), SocketError> {
+    use std::os::fd::AsRawFd;
+    let fd = tcp.as_raw_fd();
+    let (tcp, switch) = crate::socket::tcp::Tcp::new(tcp)
+        .map_err(|e| io_error(&e, "registering the connection"))?;
+    Ok((tcp, Some(Watchable { fd, switch })))
+}
+
+#[cfg(not(unix))]
+fn plain(tcp: tokio::net::TcpStream) -> Result<(Plain, Option<Watchable>), SocketError> {
+    Ok((tcp, None))
 }
 
 /// A TLS failure in Node.js's words and codes.
@@ -99,10 +131,11 @@ async fn through(
     route: &Route<'_>,
     ca: &[Vec<u8>],
     deadline: Instant,
-) -> Result<IoStream, SocketError> {
+) -> Result<Dialed, SocketError> {
     let tcp = connector::connect_host(&proxy.host, proxy.port, deadline)
         .await
         .map_err(|e| proxy.named_in(e))?;
+    let (tcp, watch) = plain(tcp)?;
     let stream: IoStream = if proxy.tls {
         tls_over(tcp, &proxy.host, ca)
             .await
@@ -110,7 +143,8 @@ async fn through(
     } else {
         Box::new(tcp)
     };
-    tunnel::open(stream, proxy, route.host, route.port).await
+    let stream = tunnel::open(stream, proxy, route.host, route.port).await?;
+    Ok(Dialed { stream, watch })
 }
 
 /// Opens a stream along `route` (see the module's description), by `deadline`.
@@ -118,24 +152,30 @@ pub(crate) async fn open_stream(
     route: &Route<'_>,
     ca: &[Vec<u8>],
     deadline: Instant,
-) -> Result<IoStream, SocketError> {
+) -> Result<Dialed, SocketError> {
     match route.proxy {
         None => {
             // Boxed, as the TLS handshake is: the address race's state is needed only while
             // connecting, and would otherwise sit in every handshake future to the end.
             let tcp = Box::pin(connector::connect_host(route.host, route.port, deadline)).await?;
-            if route.tls {
-                tls_over(tcp, route.host, ca).await
+            let (tcp, watch) = plain(tcp)?;
+            let stream = if route.tls {
+                tls_over(tcp, route.host, ca).await?
             } else {
-                Ok(Box::new(tcp))
-            }
+                Box::new(tcp)
+            };
+            Ok(Dialed { stream, watch })
         }
         Some(proxy) => {
             // Boxed: the proxy's part is rare, and its state need not weigh on every
             // direct handshake.
             let tunnel = Box::pin(through(proxy, route, ca, deadline)).await?;
             if route.tls {
-                tls_over(tunnel, route.host, ca).await
+                let stream = tls_over(tunnel.stream, route.host, ca).await?;
+                Ok(Dialed {
+                    stream,
+                    watch: tunnel.watch,
+                })
             } else {
                 Ok(tunnel)
             }

@@ -14,9 +14,10 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::io::IoStream;
+use crate::io::Watchable;
 use crate::redact::redact_secrets;
 use crate::socket::deflate::{self, Agreement, Negotiation};
-use crate::socket::dial::{open_stream, Route};
+use crate::socket::dial::{open_stream, Dialed, Route};
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::{ProxyConfig, ProxyServer};
 
@@ -82,6 +83,8 @@ pub struct Established {
     pub protocol: String,
     /// The permessage-deflate agreement, if any.
     pub deflate: Option<Agreement>,
+    /// The TCP socket, where the platform's is used (inline reads).
+    pub watch: Option<Watchable>,
 }
 
 struct Target {
@@ -319,7 +322,7 @@ impl Endpoint {
     }
 
     /// Opens a stream to this endpoint, by `deadline`.
-    async fn open(&self, ca: &[Vec<u8>], deadline: Instant) -> Result<IoStream, SocketError> {
+    async fn open(&self, ca: &[Vec<u8>], deadline: Instant) -> Result<Dialed, SocketError> {
         let route = Route {
             tls: self.tls,
             host: &self.host,
@@ -351,6 +354,7 @@ impl Target {
 pub struct Spare {
     endpoint: Endpoint,
     stream: IoStream,
+    watch: Option<Watchable>,
 }
 
 impl Spare {
@@ -363,10 +367,15 @@ impl Spare {
     ) -> Result<Spare, SocketError> {
         let endpoint = parse_target(url)?.endpoint(proxy)?;
         let deadline = Instant::now() + timeout;
-        let stream = tokio::time::timeout_at(deadline, endpoint.open(ca, deadline))
-            .await
-            .map_err(|_| fail("Opening handshake has timed out", Some("ETIMEDOUT")))??;
-        Ok(Spare { endpoint, stream })
+        let Dialed { stream, watch } =
+            tokio::time::timeout_at(deadline, endpoint.open(ca, deadline))
+                .await
+                .map_err(|_| fail("Opening handshake has timed out", Some("ETIMEDOUT")))??;
+        Ok(Spare {
+            endpoint,
+            stream,
+            watch,
+        })
     }
 
     /// The endpoint it is connected to.
@@ -405,7 +414,11 @@ async fn upgrade(
     let endpoint = target.endpoint(opts.proxy.as_deref())?;
     if let Some(mut spare) = spare {
         if spare.endpoint == endpoint && spare.alive() {
-            match upgrade_over(opts, &target, spare.stream, sent).await {
+            let dialed = Dialed {
+                stream: spare.stream,
+                watch: spare.watch,
+            };
+            match upgrade_over(opts, &target, dialed, sent).await {
                 Err(e) if spare_was_dead(&e) => {
                     log::debug!("socket: the spare connection was closed; connecting afresh")
                 }
@@ -413,17 +426,18 @@ async fn upgrade(
             }
         }
     }
-    let stream = endpoint.open(&opts.ca, deadline).await?;
-    upgrade_over(opts, &target, stream, sent).await
+    let dialed = endpoint.open(&opts.ca, deadline).await?;
+    upgrade_over(opts, &target, dialed, sent).await
 }
 
 /// The opening handshake over an open connection.
 async fn upgrade_over(
     opts: &ConnectOptions,
     target: &Target,
-    mut stream: IoStream,
+    dialed: Dialed,
     sent: Sent<'_>,
 ) -> Result<Established, SocketError> {
+    let Dialed { mut stream, watch } = dialed;
     let key = base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>());
     let mut request = format!(
         "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n",
@@ -489,6 +503,7 @@ async fn upgrade_over(
         initial,
         protocol,
         deflate,
+        watch,
     })
 }
 

@@ -5,6 +5,8 @@
 //! - [`shared`]: the state an owner and its connection share, and the owner's [`Handle`];
 //! - [`open`]: the handshake driver, which hands an open connection to its task;
 //! - [`task`]: the open connection's one task (reading, writing, closing);
+//! - [`inline`]: the owner reading a sparse connection on its own thread; [`tcp`]: the
+//!   TCP stream whose readability tokio stops watching meanwhile;
 //! - [`batch`]: the packed-send format; [`frame`]: RFC 6455 framing; [`handshake`]: the
 //!   HTTP upgrade; [`dial`]: the stream under it (DNS, TCP, a proxy's tunnel, TLS);
 //!   [`connector`]: RFC 8305 address racing; [`proxy`]: proxy settings and the `CONNECT`
@@ -23,11 +25,14 @@ pub mod error;
 pub mod frame;
 pub mod handshake;
 mod heartbeat;
+pub mod inline;
 pub mod open;
 pub mod pool;
 pub mod proxy;
 pub mod shared;
 pub mod task;
+#[cfg(unix)]
+pub mod tcp;
 pub mod tls;
 pub mod verify;
 

@@ -99,6 +99,10 @@ pub(super) async fn run(
         established.deflate.as_ref(),
     );
     task.on_bytes(&established.initial);
+    if let Some(watch) = established.watch {
+        guard.1.fd.store(watch.fd, Ordering::SeqCst);
+        let _ = guard.1.switch.set(watch.switch);
+    }
     let conn = Arc::new(Mutex::new(task));
     // Only this connection sets it, once.
     let _ = guard.1.conn.set(Arc::downgrade(&conn));

@@ -4,7 +4,7 @@
 //! see wakes it through the one waker kept here.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Waker;
 use std::time::Duration;
@@ -39,6 +39,18 @@ pub struct Shared {
     /// The open connection, which its task owns and polls under this lock; the owner's
     /// direct sends take the lock too ([`Handle::send_direct`]). Set once it is open.
     pub(super) conn: OnceLock<Weak<Mutex<ConnectionTask>>>,
+    /// Who reads the socket: an `inline::Reader`, as a number.
+    pub(super) reader: AtomicU8,
+    /// `SocketOptions::inline_reads`.
+    pub(super) inline_ok: bool,
+    /// The open socket's descriptor, for inline reads; -1: none (not open yet, or not used
+    /// on this platform).
+    pub(super) fd: AtomicI32,
+    /// The stream's read switch, for inline reads (set with `fd`).
+    pub(super) switch: OnceLock<crate::io::ReadSwitch>,
+    /// The owner has watched the socket (a duplicate of its descriptor): the task shuts the
+    /// connection down when it ends (see `inline.rs`).
+    pub(super) attached: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -66,6 +78,11 @@ impl Shared {
             close_timeout,
             high_water,
             conn: OnceLock::new(),
+            reader: AtomicU8::new(0),
+            inline_ok: false,
+            fd: AtomicI32::new(-1),
+            switch: OnceLock::new(),
+            attached: AtomicBool::new(false),
         }
     }
 
@@ -202,8 +219,10 @@ impl Handle {
     /// A handle for a connection that [`Handle::start`] starts later: whoever receives the
     /// connection's events can know its handle before the first event.
     pub fn new(socket: &SocketOptions) -> Handle {
+        let mut shared = Shared::new(socket.close_timeout, socket.inbound_high_water);
+        shared.inline_ok = socket.inline_reads;
         Handle {
-            shared: Arc::new(Shared::new(socket.close_timeout, socket.inbound_high_water)),
+            shared: Arc::new(shared),
         }
     }
 

@@ -43,6 +43,7 @@ use crate::socket::deflate::Agreement;
 use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Decoder, Incoming};
 use crate::socket::heartbeat::{Beat, Heartbeat};
+use crate::socket::inline::{Inline, Reader, SPARSE_READ};
 use crate::socket::open::closed;
 use crate::socket::pool;
 use crate::socket::shared::Shared;
@@ -188,8 +189,8 @@ impl Wrote {
 
 /// What a read attempt did.
 enum ReadStep {
-    /// Bytes were read and handled.
-    Progress,
+    /// Bytes were read and handled (how many; 0 for the peer's end of sending).
+    Progress(usize),
     /// Nothing to read now (or reading is held back).
     Idle,
     /// The peer closed the connection or it failed.
@@ -238,6 +239,8 @@ pub(super) struct ConnectionTask {
     shut: bool,
     /// The peer has finished sending; what is still queued is written before the end.
     eof: bool,
+    /// An inline read met the stream's end or failure (see `inline.rs`): the task ends.
+    read_ended: bool,
     timer: Option<Pin<Box<Sleep>>>,
     /// permessage-deflate's state, when agreed (boxed: most connections have none).
     ext: Option<Box<PerMessage>>,
@@ -248,6 +251,31 @@ pub(super) struct ConnectionTask {
 // The budget above, checked when compiling: a field that pushes an idle connection's task
 // into tokio's next allocation step must be boxed or found room for.
 const _: () = assert!(std::mem::size_of::<ConnectionTask>() <= 280);
+
+impl Drop for ConnectionTask {
+    /// The owner's duplicate of the socket's descriptor (see `inline.rs`) would keep the
+    /// connection open after the stream goes: shut it down now, as closing it would.
+    fn drop(&mut self) {
+        let fd = self.shared.fd.load(Ordering::SeqCst);
+        if fd >= 0 && self.shared.attached.load(Ordering::SeqCst) {
+            shut_down(fd);
+        }
+    }
+}
+
+/// Shuts down both directions of the connection on descriptor `fd`.
+#[cfg(unix)]
+fn shut_down(fd: crate::io::SocketFd) {
+    // SAFETY: `fd` is the socket of the stream this task still owns (it is dropped after
+    // this), so it is open and refers to that socket.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    if let Err(e) = socket2::SockRef::from(&fd).shutdown(std::net::Shutdown::Both) {
+        log::debug!("socket: shutdown after inline reads: {e}");
+    }
+}
+
+#[cfg(not(unix))]
+fn shut_down(_: crate::io::SocketFd) {}
 
 impl ConnectionTask {
     pub(super) fn new(
@@ -279,6 +307,7 @@ impl ConnectionTask {
             pongs: 0,
             shut: false,
             eof: false,
+            read_ended: false,
             timer: None,
             heartbeat: opts.heartbeat.map(|i| Box::new(Heartbeat::new(i))),
         }
@@ -462,6 +491,9 @@ impl ConnectionTask {
 
     /// Reads once into this thread's buffer and handles what came.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> ReadStep {
+        if self.read_ended {
+            return ReadStep::Ended;
+        }
         if self.eof {
             return ReadStep::Idle;
         }
@@ -507,11 +539,11 @@ impl ConnectionTask {
                     // (a close echo, say) first, within the closing-handshake time.
                     self.eof = true;
                     self.shared.start_close_timer();
-                    return ReadStep::Progress;
+                    return ReadStep::Progress(0);
                 }
                 self.partial.clear();
                 self.on_bytes(&buf[..keep + n]);
-                ReadStep::Progress
+                ReadStep::Progress(n)
             }
         }
     }
@@ -757,6 +789,69 @@ impl ConnectionTask {
         Direct::Handed
     }
 
+    /// Nothing more may be read inline: paused, behind, closing, compressed, or ended.
+    fn inline_held(&self) -> bool {
+        let shared = &*self.shared;
+        shared.paused.load(Ordering::SeqCst)
+            || shared.inflight.load(Ordering::SeqCst) > shared.high_water
+            || budget::over()
+            || shared.cancelled()
+            || shared.finished.load(Ordering::SeqCst)
+            || self.eof
+            || self.read_ended
+            || self.failed
+            || self.shut
+            || self.close.is_some()
+            // Inflating stays on tokio's threads, as compressing does.
+            || self.ext.is_some()
+    }
+
+    /// The task's turn read a little and then found nothing: asks the owner to read (see
+    /// `inline.rs`), unless it could not do so now anyway.
+    fn offer_inline(&mut self) {
+        if !self.inline_held() && self.shared.want_inline() {
+            self.sink.inline_wanted();
+        }
+    }
+
+    /// The owner's inline read (see [`crate::socket::Handle::read_inline`]): reads until the
+    /// socket has nothing more, as the task's turn would, and hands reading back to the task
+    /// when it cannot go on cheaply (see `inline.rs`), `max` bytes being the most one call
+    /// reads inline.
+    pub(super) fn read_inline(&mut self, max: usize) -> Inline {
+        let shared = Arc::clone(&self.shared);
+        if shared.reader() != Reader::Owner {
+            return Inline::Stop;
+        }
+        if self.inline_held() {
+            return shared.hand_back();
+        }
+        // The task's read waker is left unregistered (see the task's poll): readiness is
+        // the owner's to watch.
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let mut total = 0;
+        let step = loop {
+            match self.poll_read(&mut cx) {
+                ReadStep::Idle => break Inline::Read,
+                ReadStep::Ended => {
+                    self.read_ended = true;
+                    break shared.hand_back();
+                }
+                ReadStep::Progress(n) => {
+                    total += n;
+                    if total >= max || self.inline_held() {
+                        break shared.hand_back();
+                    }
+                }
+            }
+        };
+        if !self.out.is_empty() {
+            // An automatic pong to write.
+            shared.wake();
+        }
+        step
+    }
+
     /// Everything in `out` is written: report it and start over.
     fn batch_done(&mut self) {
         if self.bytes > 0 || !self.acks.is_empty() || self.failed_acks.is_some() {
@@ -870,6 +965,7 @@ impl Future for ConnectionTask {
         let this = self.get_mut();
         // Registered first: whatever changes from here on wakes this task again.
         this.shared.register(cx.waker());
+        let mut read_total = 0;
         for _ in 0..ROUNDS_PER_POLL {
             if this.shared.cancelled()
                 || this.poll_timer(cx).is_ready()
@@ -888,8 +984,18 @@ impl Future for ConnectionTask {
             if this.eof && this.written_out() {
                 return this.finish();
             }
-            let read = match this.poll_read(cx) {
-                ReadStep::Progress => true,
+            // While the owner reads inline, the task does not: its read waker stays
+            // unregistered, so a message wakes the owner's thread only.
+            let inline = this.shared.reader() == Reader::Owner && !this.read_ended;
+            let read = match if inline {
+                ReadStep::Idle
+            } else {
+                this.poll_read(cx)
+            } {
+                ReadStep::Progress(n) => {
+                    read_total += n;
+                    true
+                }
                 ReadStep::Idle => false,
                 ReadStep::Ended => return this.finish(),
             };
@@ -903,6 +1009,9 @@ impl Future for ConnectionTask {
                 if let Some(ext) = this.ext.as_deref_mut() {
                     // Idle: the compression contexts go (see `PerMessage::release`).
                     ext.release();
+                }
+                if (1..=SPARSE_READ).contains(&read_total) {
+                    this.offer_inline();
                 }
                 return Poll::Pending;
             }
