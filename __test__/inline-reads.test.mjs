@@ -19,6 +19,8 @@ import { relayedConnect } from 'hyco-ws-rs';
 
 import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
 import { PACKAGE_DIR, runNode, describeChild } from './support/socket-steps.mjs';
+import { selfSignedCert } from './support/proxy-steps.mjs';
+import https from 'node:https';
 
 const require = createRequire(import.meta.url);
 const { native } = require('../lib/native-events.js');
@@ -143,6 +145,57 @@ describe('inline reads', () => {
       assert.equal(watched(), 0);
     } finally {
       await server.close();
+    }
+  });
+
+  test('over TLS: several answers per message, each read whether it is in the socket or already in the TLS session', async () => {
+    // A TLS session decrypts what the socket had and may keep records the socket no longer
+    // shows as readable: reading must not change hands with records left in it. The peer
+    // answers each message with 1 to 5 messages in one tick (often one segment, several
+    // records), so hand-overs meet records already read from the socket.
+    const cert = selfSignedCert();
+    const srv = https.createServer({ cert: cert.cert, key: cert.key });
+    const wss = new WebSocketServer({ server: srv, perMessageDeflate: false });
+    wss.on('connection', (peer) => {
+      peer.on('message', (data) => {
+        const [round, count] = String(data).split(' ').map(Number);
+        for (let i = 0; i < count; i++) peer.send(`${round}.${i}`);
+      });
+    });
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    try {
+      const S = relayedConnect(`wss://127.0.0.1:${srv.address().port}/`, undefined, { ca: cert.cert, perMessageDeflate: false });
+      await withTimeout(once(S, 'open'), STEP_MS, 'the socket to open');
+      const got = [];
+      let want = 0;
+      let wake = null;
+      S.on('message', (d) => {
+        got.push(String(d));
+        if (got.length >= want && wake) wake();
+      });
+      let sawInline = false;
+      for (let round = 0; round < 300; round++) {
+        const count = 1 + (round % 5);
+        want += count;
+        const all = new Promise((resolve) => {
+          wake = resolve;
+          if (got.length >= want) resolve();
+        });
+        S.send(`${round} ${count}`);
+        await withTimeout(all, STEP_MS, `the ${count} answer(s) of round ${round} (${got.length} of ${want} so far)`);
+        if (watched() > 0) sawInline = true;
+      }
+      const expected = [];
+      for (let round = 0; round < 300; round++) for (let i = 0; i < 1 + (round % 5); i++) expected.push(`${round}.${i}`);
+      assert.deepEqual(got, expected);
+      if (process.platform !== 'win32') assert.ok(sawInline, 'the socket was read inline');
+      S.close();
+      await withTimeout(once(S, 'close'), STEP_MS, 'the close');
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      srv.close();
+      cert.remove();
     }
   });
 

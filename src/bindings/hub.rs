@@ -475,13 +475,20 @@ impl Hub {
 
     /// Reads inline with `read` (see `reader.rs`), then hands everything queued to the
     /// JavaScript callback at once, as a wake-up would: no wake-up is sent meanwhile. On the
-    /// JS thread, from libuv.
+    /// JS thread, from libuv. `read` must not panic (a guard still delivers if it does, so
+    /// that wake-ups are not left off).
     pub fn deliver_after<R>(&self, read: impl FnOnce() -> R) -> R {
-        // Set, a push does not send a wake-up: the call below takes what it queued.
+        /// Delivers when dropped, however `read` ends.
+        struct Then<'a>(&'a Hub);
+        impl Drop for Then<'_> {
+            fn drop(&mut self) {
+                self.0.deliver();
+            }
+        }
+        // Set, a push does not send a wake-up: the delivery below takes what it queued.
         self.scheduled.store(true, Ordering::Release);
-        let r = read();
-        self.deliver();
-        r
+        let _then = Then(self);
+        read()
     }
 
     /// Hands everything queued to the JavaScript callback. On the JS thread, from libuv.
@@ -570,12 +577,13 @@ impl Hub {
         }
     }
 
-    /// Schedules a JS call if anything is queued (see [`Hub::push_quiet`]).
+    /// Schedules a JS call if anything is queued (see [`Hub::push_quiet`]), events or
+    /// sockets to read inline.
     pub fn wake(&self) {
         if self
             .queue
             .lock()
-            .map(|q| !q.values.is_empty())
+            .map(|q| !q.values.is_empty() || !q.inline.is_empty())
             .unwrap_or(false)
         {
             self.schedule();
@@ -662,8 +670,8 @@ impl Hub {
     }
 
     /// Socket `id`'s task asks JavaScript's thread to read it (see `reader.rs`): done with
-    /// the next delivery (this one wakes nobody: the events that made the task ask are on
-    /// their way).
+    /// the next delivery, which [`Hub::wake`] schedules (the socket's sink calls it at the
+    /// end of the task's turn, with the events that made the task ask).
     pub fn want_inline(&self, id: Id) {
         if self.closed.load(Ordering::Acquire) {
             return;

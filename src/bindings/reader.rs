@@ -8,12 +8,15 @@
 //! The poll handle watches a duplicate of the socket's descriptor, made while the
 //! connection is held (so the descriptor is the socket's), and closed once libuv has closed
 //! the handle; the handle is stopped whenever the task reads again, started again when the
-//! task hands reading back, and closed with the socket's last event (or the environment).
-//! Poll handles are unreferenced: the hub's own handle keeps the loop alive while a socket
-//! is open.
+//! task next asks the JS thread to read, and closed with the socket's last event (or the
+//! environment). Poll handles are unreferenced: the hub's own handle keeps the loop alive
+//! while a socket is open.
 //!
 //! Unix only: elsewhere the core never asks (`hyco_core::socket::dial` makes no watchable
 //! stream).
+
+// Inline reads are Unix only: elsewhere the watcher's parts go unused.
+#![cfg_attr(not(unix), allow(dead_code))]
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -22,7 +25,7 @@ use std::sync::OnceLock;
 
 use hyco_core::io::SocketFd;
 use hyco_core::socket::inline::Inline;
-use hyco_core::socket::Handle;
+use hyco_core::socket::{Command, Handle};
 use napi::sys;
 
 use crate::bindings::hub::{self, Id};
@@ -61,39 +64,76 @@ pub fn enabled() -> bool {
 }
 
 /// Starts watching socket `id` (its task asked, see `Hub::want_inline`): restarts its poll
-/// handle, or makes one.
+/// handle, or makes one, and reads what the socket already holds.
 ///
 /// # Safety
 /// On the JS thread of `env`, a live environment.
 pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
-    if let Some(w) = WATCHERS.with(|w| w.borrow().get(&id).copied()) {
-        // SAFETY: a watcher in the table is live (freed only after it is taken out).
-        let w = unsafe { &mut *w };
-        if !w.active {
+    if !uv::polls_available() {
+        return;
+    }
+    let kept = WATCHERS.with(|w| w.borrow().get(&id).copied());
+    let watcher = match kept {
+        Some(w) => {
+            // SAFETY: a watcher in the table is live (freed only after it is taken out).
+            let w = unsafe { &mut *w };
+            let poll = w.poll;
+            let active = &mut w.active;
             // SAFETY: an open poll handle of this thread's loop.
-            w.active = handle.start_inline(|_| unsafe {
-                uv::uv_poll_start(w.poll, uv::READABLE, on_readable) == 0
+            let reading = handle.start_inline(INLINE_MAX, |_| {
+                *active =
+                    *active || unsafe { uv::uv_poll_start(poll, uv::READABLE, on_readable) } == 0;
+                *active
             });
+            (!reading).then_some(w as *mut Watcher)
         }
-        return;
+        None => {
+            let mut lp = std::ptr::null_mut();
+            // SAFETY: as the caller promises.
+            if unsafe { sys::napi_get_uv_event_loop(env, &mut lp) } != sys::Status::napi_ok {
+                return;
+            }
+            let mut made = None;
+            // SAFETY: `start_inline` calls this with the socket's open descriptor, held
+            // open for the call.
+            let reading = handle.start_inline(INLINE_MAX, |fd| unsafe {
+                open(lp, id, handle, fd, &mut made)
+            });
+            made.filter(|_| !reading)
+        }
+    };
+    if let Some(w) = watcher {
+        // Not reading inline after all: the watch, if it started, stops (the task reads).
+        // SAFETY: a live watcher of the table, its handle open.
+        unsafe { stop(&mut *w) };
     }
-    let mut lp = std::ptr::null_mut();
-    // SAFETY: as the caller promises.
-    if unsafe { sys::napi_get_uv_event_loop(env, &mut lp) } != sys::Status::napi_ok {
-        return;
+}
+
+/// Stops a watcher's poll handle, if it is started.
+///
+/// # Safety
+/// A live watcher, its handle open, on its loop's thread.
+unsafe fn stop(w: &mut Watcher) {
+    if w.active {
+        // SAFETY: as the caller promises.
+        unsafe { uv::uv_poll_stop(w.poll) };
+        w.active = false;
     }
-    // SAFETY: `start_inline` calls this with the socket's open descriptor, held open for
-    // the call.
-    handle.start_inline(|fd| unsafe { open(lp, id, handle, fd) });
 }
 
 /// Makes socket `id`'s watcher over a duplicate of `fd` and starts it; false if that failed
-/// (what was made is released).
+/// (what was made is released). The watcher, once in the table, is left in `made`.
 ///
 /// # Safety
 /// On the JS thread of loop `lp`; `fd` is open for the call.
 #[cfg(unix)]
-unsafe fn open(lp: *mut sys::uv_loop_s, id: Id, handle: &Handle, fd: SocketFd) -> bool {
+unsafe fn open(
+    lp: *mut sys::uv_loop_s,
+    id: Id,
+    handle: &Handle,
+    fd: SocketFd,
+    made: &mut Option<*mut Watcher>,
+) -> bool {
     use std::os::fd::{AsRawFd, BorrowedFd};
     // SAFETY: as the caller promises.
     let Ok(dup) = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned() else {
@@ -112,6 +152,7 @@ unsafe fn open(lp: *mut sys::uv_loop_s, id: Id, handle: &Handle, fd: SocketFd) -
         _fd: dup,
         active: false,
     }));
+    *made = Some(watcher);
     // SAFETY: an initialised handle: its `data` (first field) points to its watcher, which
     // the table holds until `unwatch` closes the handle.
     unsafe {
@@ -124,35 +165,53 @@ unsafe fn open(lp: *mut sys::uv_loop_s, id: Id, handle: &Handle, fd: SocketFd) -
 }
 
 #[cfg(not(unix))]
-unsafe fn open(_: *mut sys::uv_loop_s, _: Id, _: &Handle, _: SocketFd) -> bool {
+unsafe fn open(
+    _: *mut sys::uv_loop_s,
+    _: Id,
+    _: &Handle,
+    _: SocketFd,
+    _: &mut Option<*mut Watcher>,
+) -> bool {
     false
 }
 
-/// libuv: the socket is readable (or its poll failed): read it inline, then hand JavaScript
-/// what came.
-unsafe extern "C" fn on_readable(poll: *mut uv::Poll, _status: c_int, _events: c_int) {
-    // A panic must not unwind into libuv (none is known): the read is then lost, and the
-    // connection's task reads from the next wake-up on.
-    let run = std::panic::AssertUnwindSafe(|| {
-        // SAFETY: the handle's `data` points to its live watcher (see `open`).
-        let watcher = unsafe { &mut *(*(poll as *const *mut Watcher)) };
-        let Ok(hub) = hub::current() else {
-            return;
+/// libuv: the socket is readable, or its poll failed (`status` < 0, and libuv stopped the
+/// handle): read it inline, then hand JavaScript what came; after a failure the task reads.
+unsafe extern "C" fn on_readable(poll: *mut uv::Poll, status: c_int, _events: c_int) {
+    // SAFETY: the handle's `data` points to its live watcher (see `open`).
+    let watcher = unsafe { &mut *(*(poll as *const *mut Watcher)) };
+    let Ok(hub) = hub::current() else {
+        // Not reachable (the environment's hub closes every watcher as it goes); stop
+        // rather than be called again and again.
+        // SAFETY: the open handle this callback is for.
+        unsafe { stop(watcher) };
+        watcher.handle.stop_inline();
+        return;
+    };
+    hub.deliver_after(|| {
+        let handle = &watcher.handle;
+        let step = if status < 0 {
+            handle.stop_inline();
+            Inline::Stop
+        } else {
+            // This runs on the JavaScript thread, called by libuv: a panic must not unwind
+            // into it (none is known). The connection (its lock poisoned) is ended instead.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.read_inline(INLINE_MAX)
+            }))
+            .unwrap_or_else(|_| {
+                log::error!("hyco-ws-rs: internal error while reading a socket inline");
+                handle.send(Command::Terminate);
+                Inline::Stop
+            })
         };
-        hub.deliver_after(|| {
-            // An error status reads too: the read meets the error, or hands reading back.
-            if watcher.handle.read_inline(INLINE_MAX) == Inline::Stop {
-                // SAFETY: the open handle this callback is for.
-                unsafe { uv::uv_poll_stop(poll) };
-                watcher.active = false;
-            }
-        });
-        // The delivery may have closed the watcher (the socket's last event): not used
-        // from here on.
+        if step == Inline::Stop {
+            // SAFETY: the open handle this callback is for.
+            unsafe { stop(watcher) };
+        }
     });
-    if std::panic::catch_unwind(run).is_err() {
-        log::error!("hyco-ws-rs: internal error while reading a socket inline");
-    }
+    // The delivery may have closed the watcher (the socket's last event): not used from
+    // here on.
 }
 
 /// Stops watching socket `id`, if it was: its poll handle is closed, and its watcher (with

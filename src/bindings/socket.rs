@@ -214,6 +214,12 @@ impl EventSink for SocketSink {
 
     fn inline_wanted(&self) {
         self.hub.want_inline(self.id);
+        if self.turn.load(Ordering::Relaxed) {
+            // Asked for at the turn's end, with its events.
+            self.held.store(true, Ordering::Relaxed);
+        } else {
+            self.hub.wake();
+        }
     }
 
     fn push(&self, event: Event) {

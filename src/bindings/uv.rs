@@ -2,6 +2,9 @@
 //! `hub.rs`) and inline reads' socket watchers (`uv_poll_t`, see `reader.rs`). The addon
 //! runs inside `node`, which exports libuv's functions to addons.
 
+// Inline reads are Unix only: elsewhere the poll handle's parts go unused.
+#![cfg_attr(not(unix), allow(dead_code))]
+
 use std::os::raw::c_int;
 use std::sync::OnceLock;
 
@@ -60,9 +63,16 @@ struct Api {
     close: unsafe extern "C" fn(*mut Handle, Option<CloseCallback>),
     r#ref: unsafe extern "C" fn(*mut Handle),
     unref: unsafe extern "C" fn(*mut Handle),
-    poll_init: unsafe extern "C" fn(*mut napi::sys::uv_loop_s, *mut Poll, OsSocket) -> c_int,
-    poll_start: unsafe extern "C" fn(*mut Poll, c_int, PollCallback) -> c_int,
-    poll_stop: unsafe extern "C" fn(*mut Poll) -> c_int,
+    /// Poll handles' functions: optional, the hub works without them (inline reads are then
+    /// off).
+    poll: Option<PollApi>,
+}
+
+/// libuv's poll handle functions.
+struct PollApi {
+    init: unsafe extern "C" fn(*mut napi::sys::uv_loop_s, *mut Poll, OsSocket) -> c_int,
+    start: unsafe extern "C" fn(*mut Poll, c_int, PollCallback) -> c_int,
+    stop: unsafe extern "C" fn(*mut Poll) -> c_int,
 }
 
 static API: OnceLock<Option<Api>> = OnceLock::new();
@@ -88,9 +98,13 @@ fn api() -> Option<&'static Api> {
                 close: *program.get(b"uv_close\0").ok()?,
                 r#ref: *program.get(b"uv_ref\0").ok()?,
                 unref: *program.get(b"uv_unref\0").ok()?,
-                poll_init: *program.get(poll_init).ok()?,
-                poll_start: *program.get(b"uv_poll_start\0").ok()?,
-                poll_stop: *program.get(b"uv_poll_stop\0").ok()?,
+                poll: (|| {
+                    Some(PollApi {
+                        init: *program.get(poll_init).ok()?,
+                        start: *program.get(b"uv_poll_start\0").ok()?,
+                        stop: *program.get(b"uv_poll_stop\0").ok()?,
+                    })
+                })(),
             };
             // The functions stay valid as long as the program runs.
             std::mem::forget(program);
@@ -103,6 +117,11 @@ fn api() -> Option<&'static Api> {
 /// libuv's functions can be called.
 pub fn available() -> bool {
     api().is_some()
+}
+
+/// libuv's poll handle functions can be called too.
+pub fn polls_available() -> bool {
+    api().is_some_and(|a| a.poll.is_some())
 }
 
 // The functions below call libuv's when `available()`; callers check it once (a hub whose
@@ -165,13 +184,19 @@ pub unsafe fn uv_unref(h: *mut Handle) {
 }
 
 pub unsafe fn uv_poll_init(lp: *mut napi::sys::uv_loop_s, h: *mut Poll, fd: OsSocket) -> c_int {
-    api().map_or(-1, |a| unsafe { (a.poll_init)(lp, h, fd) })
+    api()
+        .and_then(|a| a.poll.as_ref())
+        .map_or(-1, |p| unsafe { (p.init)(lp, h, fd) })
 }
 
 pub unsafe fn uv_poll_start(h: *mut Poll, events: c_int, cb: PollCallback) -> c_int {
-    api().map_or(-1, |a| unsafe { (a.poll_start)(h, events, cb) })
+    api()
+        .and_then(|a| a.poll.as_ref())
+        .map_or(-1, |p| unsafe { (p.start)(h, events, cb) })
 }
 
 pub unsafe fn uv_poll_stop(h: *mut Poll) -> c_int {
-    api().map_or(-1, |a| unsafe { (a.poll_stop)(h) })
+    api()
+        .and_then(|a| a.poll.as_ref())
+        .map_or(-1, |p| unsafe { (p.stop)(h) })
 }

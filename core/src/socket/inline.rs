@@ -18,7 +18,7 @@
 //! The owner hands reading back to the task ([`Reader::Task`], and a wake-up) whenever
 //! reading inline is not the cheap case: the connection is paused, behind its high-water
 //! mark or the process's budget, closing, compressed, busy on the task's thread, or one
-//! turn read more than `max` bytes (bulk transfers stay on tokio's threads, where reading
+//! call read `max` bytes or more (bulk transfers stay on tokio's threads, where reading
 //! overlaps the owner's work). Either way every read goes through the one stream under the
 //! one lock, and every event through the one sink, so events keep their order.
 //!
@@ -111,13 +111,28 @@ impl Shared {
 impl Handle {
     /// Starts inline reads, when the task asked for them ([`Reader::Wanted`]): `watch` is
     /// given the socket's descriptor, valid for the call, and returns whether it now
-    /// watches it (a duplicate of it, see the module's description). From then on the owner
-    /// calls [`Handle::read_inline`] whenever the socket is readable. False (the task goes
-    /// on reading) when the task did not ask, the connection is gone, or `watch` failed.
-    pub fn start_inline(&self, watch: impl FnOnce(SocketFd) -> bool) -> bool {
+    /// watches it (a duplicate of it, see the module's description). Then, under the
+    /// connection's lock, reading changes hands and whatever the stream already holds is
+    /// read at once, up to `max` bytes (a TLS session may hold bytes the socket no longer
+    /// shows as readable). True when the owner now reads: it calls [`Handle::read_inline`]
+    /// whenever the socket is readable. False when it does not (the task asked nothing,
+    /// the connection is gone or busy, `watch` failed, or the first read handed reading
+    /// back): the owner stops watching, if it started.
+    pub fn start_inline(&self, max: usize, watch: impl FnOnce(SocketFd) -> bool) -> bool {
         let shared = &*self.shared;
-        // Held while `watch` runs: the connection, and so its descriptor, cannot go away.
         let Some(conn) = shared.conn.get().and_then(Weak::upgrade) else {
+            return false;
+        };
+        // Under the lock: the task is between turns, so it never skips a read half-way
+        // through one, and its descriptor stays the socket's while `watch` runs.
+        let Ok(mut task) = conn.try_lock() else {
+            // Busy: the task reads on, and asks again after its next sparse turn.
+            let _ = shared.reader.compare_exchange(
+                Reader::Wanted as u8,
+                Reader::Task as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            );
             return false;
         };
         let fd = shared.fd.load(Ordering::SeqCst);
@@ -130,26 +145,16 @@ impl Handle {
             shared.hand_back();
             return false;
         }
-        let started = shared
-            .reader
-            .compare_exchange(
-                Reader::Wanted as u8,
-                Reader::Owner as u8,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            )
-            .is_ok();
-        if started {
-            shared.switch_reads(true);
-        }
-        drop(conn);
-        started
+        shared.reader.store(Reader::Owner as u8, Ordering::SeqCst);
+        shared.switch_reads(true);
+        task.read_inline(max) == Inline::Read
     }
 
-    /// Reads the socket on the calling thread, as the task would, up to `max` bytes: its
-    /// events go to the sink as the task's do (in order with them). Never blocks: when the
-    /// task is running, or reading inline is not the cheap case (see the module's
-    /// description), it hands reading back to the task and returns [`Inline::Stop`].
+    /// Reads the socket on the calling thread, as the task would, until the stream has
+    /// nothing more or `max` bytes were read: its events go to the sink as the task's do (in
+    /// order with them). Never blocks: when the task is running, or reading inline is not
+    /// the cheap case (see the module's description), it hands reading back to the task and
+    /// returns [`Inline::Stop`].
     pub fn read_inline(&self, max: usize) -> Inline {
         let shared = &*self.shared;
         let Some(conn) = shared.conn.get().and_then(Weak::upgrade) else {
@@ -160,5 +165,126 @@ impl Handle {
             return shared.hand_back();
         };
         task.read_inline(max)
+    }
+
+    /// The owner stopped watching (its watch failed): the task reads again.
+    pub fn stop_inline(&self) {
+        if self.shared.reader() == Reader::Owner {
+            self.shared.hand_back();
+        }
+    }
+}
+
+// Unix: the tests give the connection a descriptor of a socket they own.
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use crate::socket::api::{Event, EventSink, SocketOptions};
+    use crate::socket::task::ConnectionTask;
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+    use tokio::io::AsyncWriteExt;
+
+    /// Collects the messages.
+    #[derive(Default)]
+    struct Messages(Mutex<Vec<Vec<u8>>>);
+
+    impl EventSink for Messages {
+        fn push(&self, e: Event) {
+            if let Event::Message { frames, .. } = e {
+                self.0.lock().unwrap().push(frames.concat());
+            }
+        }
+    }
+
+    /// An unmasked binary frame, as a server sends it.
+    fn frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0x82, payload.len() as u8];
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// An open connection over an in-memory stream whose peer end is returned; its
+    /// descriptor is `fd` (a socket the test owns: the task shuts it down when dropped).
+    fn connection(
+        fd: SocketFd,
+    ) -> (
+        Handle,
+        Arc<Mutex<ConnectionTask>>,
+        Arc<Messages>,
+        tokio::io::DuplexStream,
+    ) {
+        let (ours, peer) = tokio::io::duplex(4096);
+        let opts = SocketOptions {
+            inline_reads: true,
+            ..SocketOptions::default()
+        };
+        let handle = Handle::new(&opts);
+        let sink = Arc::new(Messages::default());
+        let task = ConnectionTask::new(
+            Box::new(ours),
+            opts,
+            sink.clone(),
+            handle.shared.clone(),
+            None,
+        );
+        let conn = Arc::new(Mutex::new(task));
+        let _ = handle.shared.conn.set(Arc::downgrade(&conn));
+        handle.shared.fd.store(fd, Ordering::SeqCst);
+        (handle, conn, sink, peer)
+    }
+
+    #[tokio::test]
+    async fn starting_inline_reads_what_the_stream_already_holds() {
+        // What a TLS session or a tunnel already took from the socket does not make the
+        // socket readable again: starting must read it, not wait for the owner's watch.
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, _conn, sink, mut peer) = connection(owned.as_raw_fd());
+        peer.write_all(&[frame(b"one"), frame(b"two")].concat())
+            .await
+            .unwrap();
+        assert!(handle.shared.want_inline());
+        let mut watched = None;
+        let reading = handle.start_inline(64 * 1024, |fd| {
+            watched = Some(fd);
+            true
+        });
+        assert!(reading, "the owner reads");
+        assert_eq!(watched, Some(owned.as_raw_fd()));
+        assert_eq!(handle.shared.reader(), Reader::Owner);
+        assert_eq!(
+            *sink.0.lock().unwrap(),
+            vec![b"one".to_vec(), b"two".to_vec()]
+        );
+        // Later messages are the owner's to read.
+        peer.write_all(&frame(b"three")).await.unwrap();
+        assert_eq!(handle.read_inline(64 * 1024), Inline::Read);
+        assert_eq!(sink.0.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_paused_connection_is_not_read_inline() {
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, _conn, sink, mut peer) = connection(owned.as_raw_fd());
+        peer.write_all(&frame(b"one")).await.unwrap();
+        assert!(handle.shared.want_inline());
+        handle.shared.pause();
+        assert!(!handle.start_inline(64 * 1024, |_| true));
+        assert_eq!(handle.shared.reader(), Reader::Task, "handed back");
+        assert!(sink.0.lock().unwrap().is_empty(), "nothing while paused");
+        // Not asked: nothing starts.
+        assert!(!handle.start_inline(64 * 1024, |_| panic!("not asked")));
+    }
+
+    #[tokio::test]
+    async fn a_busy_task_keeps_reading_and_asks_again_later() {
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, conn, _sink, _peer) = connection(owned.as_raw_fd());
+        assert!(handle.shared.want_inline());
+        let held = conn.lock().unwrap();
+        assert!(!handle.start_inline(64 * 1024, |_| panic!("not while busy")));
+        drop(held);
+        assert_eq!(handle.shared.reader(), Reader::Task);
+        assert!(handle.shared.want_inline(), "asked again");
     }
 }

@@ -191,8 +191,12 @@ impl Wrote {
 enum ReadStep {
     /// Bytes were read and handled (how many; 0 for the peer's end of sending).
     Progress(usize),
-    /// Nothing to read now (or reading is held back).
-    Idle,
+    /// The stream has nothing more now (it returned `Pending`): everything that came is
+    /// handled, none of it left in a TLS session or a tunnel's buffer.
+    Drained,
+    /// Reading is held back (paused, behind the high-water mark or the budget, the peer
+    /// done sending, or the owner reads): the stream may still hold bytes.
+    Held,
     /// The peer closed the connection or it failed.
     Ended,
 }
@@ -495,7 +499,7 @@ impl ConnectionTask {
             return ReadStep::Ended;
         }
         if self.eof {
-            return ReadStep::Idle;
+            return ReadStep::Held;
         }
         let behind = self.shared.inflight.load(Ordering::SeqCst) > self.shared.high_water
             || budget::spent(cx.waker());
@@ -504,7 +508,7 @@ impl ConnectionTask {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
             // error) is in, nothing more is delivered, so reading goes on regardless: the
             // peer's end of the connection must not wait for a `resume()`.
-            return ReadStep::Idle;
+            return ReadStep::Held;
         }
         let max = (self.read_buffer as usize).max(4096);
         SCRATCH.with(|cell| {
@@ -527,7 +531,7 @@ impl ConnectionTask {
         buf[..keep].copy_from_slice(&self.partial);
         let mut rb = ReadBuf::new(&mut buf[keep..]);
         match Pin::new(&mut self.stream).poll_read(cx, &mut rb) {
-            Poll::Pending => ReadStep::Idle,
+            Poll::Pending => ReadStep::Drained,
             Poll::Ready(Err(_)) => ReadStep::Ended,
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
@@ -832,7 +836,10 @@ impl ConnectionTask {
         let mut total = 0;
         let step = loop {
             match self.poll_read(&mut cx) {
-                ReadStep::Idle => break Inline::Read,
+                ReadStep::Drained => break Inline::Read,
+                // Paused or behind meanwhile: the task reads, once it may, with its own
+                // waker registered where it waits.
+                ReadStep::Held => break shared.hand_back(),
                 ReadStep::Ended => {
                     self.read_ended = true;
                     break shared.hand_back();
@@ -987,16 +994,19 @@ impl Future for ConnectionTask {
             // While the owner reads inline, the task does not: its read waker stays
             // unregistered, so a message wakes the owner's thread only.
             let inline = this.shared.reader() == Reader::Owner && !this.read_ended;
-            let read = match if inline {
-                ReadStep::Idle
+            let step = if inline {
+                ReadStep::Held
             } else {
                 this.poll_read(cx)
-            } {
+            };
+            // The stream itself had nothing more (see `offer_inline` below).
+            let drained = matches!(step, ReadStep::Drained);
+            let read = match step {
                 ReadStep::Progress(n) => {
                     read_total += n;
                     true
                 }
-                ReadStep::Idle => false,
+                ReadStep::Drained | ReadStep::Held => false,
                 ReadStep::Ended => return this.finish(),
             };
             if wrote == Wrote::Yield {
@@ -1010,7 +1020,9 @@ impl Future for ConnectionTask {
                     // Idle: the compression contexts go (see `PerMessage::release`).
                     ext.release();
                 }
-                if (1..=SPARSE_READ).contains(&read_total) {
+                // Only once the stream itself had nothing more: bytes left in a TLS session
+                // would not make the socket readable for the owner.
+                if drained && (1..=SPARSE_READ).contains(&read_total) {
                     this.offer_inline();
                 }
                 return Poll::Pending;

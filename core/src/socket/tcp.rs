@@ -16,22 +16,23 @@
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::runtime::Handle;
 
-/// Whether the owner reads the connection (on: tokio does not watch its readability). Set
-/// by the connection's shared state as reading changes hands.
-pub type ReadSwitch = Arc<AtomicBool>;
+pub use crate::io::ReadSwitch;
 
 /// A TCP stream with a [`ReadSwitch`] (see the module's description).
 pub struct Tcp {
     /// The registered socket; `None` only if a registration failed (the stream then fails).
     io: Option<AsyncFd<std::net::TcpStream>>,
+    /// The socket whose new registration failed: kept open until the stream goes, so that
+    /// its descriptor (which the connection's state records) is never closed early and
+    /// reused.
+    unregistered: Option<std::net::TcpStream>,
     /// The registration includes readability.
     watching_reads: bool,
     switch: ReadSwitch,
@@ -50,6 +51,7 @@ impl Tcp {
         let switch = ReadSwitch::default();
         let tcp = Tcp {
             io: Some(io),
+            unregistered: None,
             watching_reads: true,
             switch: switch.clone(),
             runtime: Handle::current(),
@@ -70,7 +72,15 @@ impl Tcp {
                     Interest::WRITABLE
                 };
                 let _runtime = self.runtime.enter();
-                self.io = Some(register(std, interest)?);
+                // SAFETY: as in `register`.
+                match unsafe { AsyncFd::register_with_interest(std, interest) } {
+                    Ok(io) => self.io = Some(io),
+                    Err(e) => {
+                        let (std, cause) = e.into_parts();
+                        self.unregistered = Some(std);
+                        return Err(cause);
+                    }
+                }
                 self.watching_reads = want_reads;
                 if let Some(w) = self.writer.take() {
                     w.wake();
