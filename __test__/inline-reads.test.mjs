@@ -10,6 +10,9 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { createRequire } from 'node:module';
 import crypto from 'node:crypto';
@@ -337,6 +340,40 @@ describe('inline reads', () => {
       await waitUntil(() => openFds() <= before, STEP_MS, () => `descriptors back to ${before} (${openFds()})`);
     } finally {
       await server.close();
+    }
+  });
+
+  test("a connection read inline closes even while the event loop is blocked (the watch's duplicate descriptor does not hold it open)", { skip: process.platform === 'win32' && 'inline reads are Unix only' }, async () => {
+    // The peer runs in a process of its own and marks a file when its connection closes; the
+    // test blocks its own loop right after terminate(), so only the native side can close it.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'inline-close-'));
+    const marker = path.join(dir, 'closed');
+    const script = `
+      const { WebSocketServer } = require(${JSON.stringify(require.resolve('ws'))});
+      const fs = require('fs');
+      const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+      wss.on('listening', () => console.log('port ' + wss.address().port));
+      wss.on('connection', (peer) => {
+        peer.on('message', (data) => peer.send(data));
+        peer.on('close', () => fs.writeFileSync(${JSON.stringify(marker)}, 'closed'));
+      });
+      process.stdin.on('end', () => process.exit(0)).resume();
+    `;
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const [line] = await withTimeout(once(child.stdout.setEncoding('utf8'), 'data'), STEP_MS, "the peer's port");
+      const S = await open(`ws://127.0.0.1:${/port (\d+)/.exec(line)[1]}/`);
+      await pingPong(S, 5, 'warm');
+      assert.equal(watched() > 0, true, 'read inline');
+      S.terminate();
+      // Blocked: no callback of this process runs until the loop below ends.
+      const until = Date.now() + STEP_MS;
+      while (!fs.existsSync(marker) && Date.now() < until);
+      assert.ok(fs.existsSync(marker), 'the peer saw the connection close while the event loop was blocked');
+      await withTimeout(once(S, 'close'), STEP_MS, 'the close');
+    } finally {
+      child.stdin.end();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 
