@@ -31,7 +31,14 @@ async function arrayBuffers() {
   return process.memoryUsage().arrayBuffers;
 }
 
-test('a socket that sent a 4 KiB message keeps no batch-sized packing buffer once idle', async () => {
+/**
+ * Opens SOCKETS sockets to a ws 8 server, sends one message of `size` bytes on each, and
+ * returns the ArrayBuffer bytes each socket still holds once idle.
+ *
+ * @param {number} size The message's size.
+ * @returns {Promise<number>}
+ */
+async function idleBytesAfterOneSend(size) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await once(wss, 'listening');
   let received = 0;
@@ -42,17 +49,28 @@ test('a socket that sent a 4 KiB message keeps no batch-sized packing buffer onc
     for (let i = 0; i < SOCKETS; i++) sockets.push(relayedConnect(url, null, { perMessageDeflate: false }));
     await withTimeout(Promise.all(sockets.map((ws) => once(ws, 'open'))), STEP_MS, 'every socket to open');
     const before = await arrayBuffers();
-    const payload = Buffer.alloc(4096, 7);
+    const payload = Buffer.alloc(size, 7);
     await withTimeout(
       Promise.all(sockets.map((ws) => new Promise((resolve, reject) => ws.send(payload, (err) => (err ? reject(err) : resolve()))))),
       STEP_MS,
       'every send callback'
     );
     await waitUntil(() => received === SOCKETS, STEP_MS, () => `the server to receive every message (${received})`);
-    const perSocket = ((await arrayBuffers()) - before) / SOCKETS;
-    assert.ok(perSocket < 1024, `ArrayBuffer bytes held per idle socket after one 4 KiB send: ${perSocket.toFixed(0)}`);
+    return ((await arrayBuffers()) - before) / SOCKETS;
   } finally {
     for (const ws of sockets) ws.terminate();
     wss.close();
   }
+}
+
+test('a socket that sent a 4 KiB message keeps no batch-sized packing buffer once idle', async () => {
+  const perSocket = await idleBytesAfterOneSend(4096);
+  assert.ok(perSocket < 1024, `ArrayBuffer bytes held per idle socket after one 4 KiB send: ${perSocket.toFixed(0)}`);
+});
+
+test('a socket that sent a small message keeps no packing buffer once idle', async () => {
+  // Each socket used to keep its first, 1 KiB buffer for good. Now buffers go back to a few
+  // the module keeps for any socket (at most 64 of them: 64 KiB, whatever the count).
+  const perSocket = await idleBytesAfterOneSend(32);
+  assert.ok(perSocket < 512, `ArrayBuffer bytes held per idle socket after one 32 B send: ${perSocket.toFixed(0)}`);
 });

@@ -92,13 +92,17 @@ const EV_ACCEPTED = eventType('accepted', ['protocol', 'extensions']);
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.
 const BATCH_BELOW = 16 * 1024;
-// The packing buffer starts at this size (a slice of Node's shared Buffer pool), doubles up
-// to BATCH_LIMIT while a tick's frames need it, and is flushed when the next frame does not
-// fit. A socket keeps at most the first, small one between ticks: a larger one goes, once
-// flushed, to the module's one spare (`spareBatch`), where the next socket (or tick) that
-// needs a large one takes it (thousands of idle sockets would otherwise each pin a
-// batch-sized buffer, 8 KiB after a single 4 KiB message).
+// The packing buffer starts at this size, doubles up to BATCH_LIMIT while a tick's frames
+// need it, and is flushed when the next frame does not fit. A socket keeps none between
+// ticks: once flushed, a small one goes back to the module's few (`smallBatches`), which the
+// next ticks' sends of any socket take (making one per tick costs more, in latency, than the
+// copy saves; keeping one per socket cost every idle socket 1 KiB), and a larger one to the
+// module's one spare (`spareBatch`), where the next socket (or tick) that needs a large one
+// takes it (thousands of idle sockets would otherwise each pin a batch-sized buffer, 8 KiB
+// after a single 4 KiB message).
 const BATCH_INITIAL = 1024;
+// Small packing buffers kept for reuse: as many sockets as pack in one tick at once, about.
+const SMALL_BATCHES_KEPT = 64;
 const BATCH_LIMIT = 256 * 1024;
 // Per packed frame: flags (0x80 FIN | BATCH_COMPRESS | opcode), length (u32) and callback
 // id (u32); see `for_each_batched` in core/src/socket/batch.rs.
@@ -106,6 +110,8 @@ const BATCH_HEADER = 9;
 
 // The one packing buffer larger than BATCH_INITIAL kept between ticks, for any socket.
 let spareBatch = null;
+// Small (BATCH_INITIAL) packing buffers kept between ticks, for any socket.
+const smallBatches = [];
 
 /**
  * A packing buffer of at least `size` bytes: the spare one if it is large enough, else a
@@ -655,7 +661,7 @@ class RelayedWebSocket extends WebSocket {
         if (packed === null || need > packed.length) {
           let size = BATCH_INITIAL;
           while (size < need) size *= 2;
-          packed = size > BATCH_INITIAL ? batchBuffer(size) : Buffer.allocUnsafe(size);
+          packed = size > BATCH_INITIAL ? batchBuffer(size) : smallBatches.pop() || Buffer.allocUnsafe(size);
         }
       }
       this._packed = packed;
@@ -697,12 +703,14 @@ class RelayedWebSocket extends WebSocket {
     if (this._id !== 0 && native.socketSendBatch(this._id, packed.subarray(0, length), direct) === 1) {
       this._written(bytes, acks === 0 ? null : packedAcks(packed, length), null);
     }
-    // The native side copied the frames. The first, small buffer is kept (making one per
-    // message costs more, in latency, than the copy saves); a larger one becomes the spare
-    // (the larger of the two is kept), so that an idle socket pins none.
+    // The native side copied the frames (and callbacks run on a later tick, so nothing
+    // packs into it meanwhile): the buffer goes back for any socket's next tick, so that an
+    // idle socket pins none. A larger one becomes the spare (the larger of the two is kept).
+    this._packed = null;
     if (packed.length > BATCH_INITIAL) {
-      this._packed = null;
       if (spareBatch === null || packed.length > spareBatch.length) spareBatch = packed;
+    } else if (smallBatches.length < SMALL_BATCHES_KEPT) {
+      smallBatches.push(packed);
     }
   }
 

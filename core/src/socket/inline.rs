@@ -10,10 +10,15 @@
 //! Who reads is the connection's [`Reader`]:
 //! - [`Reader::Task`]: the task reads (always, without [`SocketOptions::inline_reads`]).
 //! - [`Reader::Wanted`]: a turn of the task read a little ([`SPARSE_READ`] at most) and
-//!   then found nothing more, so it asked its sink to start inline reads
+//!   then found the stream empty, so it asked its sink to start inline reads
 //!   ([`EventSink::inline_wanted`]); it goes on reading until the owner does.
 //! - [`Reader::Owner`]: the owner watches the socket and reads it
 //!   ([`Handle::read_inline`]); the task only writes, and keeps its timers.
+//!
+//! Reading changes hands to the owner under the connection's lock, between two turns of the
+//! task, and the owner reads at once ([`Handle::start_inline`]): bytes a TLS session or a
+//! tunnel already took from the socket do not make it readable again, so they must not wait
+//! for the owner's watch.
 //!
 //! The owner hands reading back to the task ([`Reader::Task`], and a wake-up) whenever
 //! reading inline is not the cheap case: the connection is paused, behind its high-water
