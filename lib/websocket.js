@@ -114,20 +114,37 @@ let spareBatch = null;
 const smallBatches = [];
 
 /**
- * A packing buffer of at least `size` bytes: the spare one if it is large enough, else a
- * new one.
+ * A packing buffer of at least `size` bytes: a kept small one for BATCH_INITIAL bytes or
+ * fewer, the spare one if it is large enough, else a new one.
  *
  * @param {Number} size The bytes needed
  * @return {Buffer} The buffer
  * @private
  */
 function batchBuffer(size) {
+  if (size <= BATCH_INITIAL) return smallBatches.pop() || Buffer.allocUnsafe(BATCH_INITIAL);
   if (spareBatch !== null && spareBatch.length >= size) {
     const buf = spareBatch;
     spareBatch = null;
     return buf;
   }
   return Buffer.allocUnsafe(size);
+}
+
+/**
+ * Takes back a packing buffer whose frames the native side has copied, for any socket's
+ * next sends: a small one among the few kept, a larger one as the spare (the larger of the
+ * two is kept).
+ *
+ * @param {Buffer} buf The buffer
+ * @private
+ */
+function keepBatch(buf) {
+  if (buf.length > BATCH_INITIAL) {
+    if (spareBatch === null || buf.length > spareBatch.length) spareBatch = buf;
+  } else if (smallBatches.length < SMALL_BATCHES_KEPT) {
+    smallBatches.push(buf);
+  }
 }
 // The flags bit that asks for the frame to be compressed (where permessage-deflate is
 // agreed; core/src/socket/batch.rs's `COMPRESS`).
@@ -661,7 +678,7 @@ class RelayedWebSocket extends WebSocket {
         if (packed === null || need > packed.length) {
           let size = BATCH_INITIAL;
           while (size < need) size *= 2;
-          packed = size > BATCH_INITIAL ? batchBuffer(size) : smallBatches.pop() || Buffer.allocUnsafe(size);
+          packed = batchBuffer(size);
         }
       }
       this._packed = packed;
@@ -705,13 +722,9 @@ class RelayedWebSocket extends WebSocket {
     }
     // The native side copied the frames (and callbacks run on a later tick, so nothing
     // packs into it meanwhile): the buffer goes back for any socket's next tick, so that an
-    // idle socket pins none. A larger one becomes the spare (the larger of the two is kept).
+    // idle socket pins none.
     this._packed = null;
-    if (packed.length > BATCH_INITIAL) {
-      if (spareBatch === null || packed.length > spareBatch.length) spareBatch = packed;
-    } else if (smallBatches.length < SMALL_BATCHES_KEPT) {
-      smallBatches.push(packed);
-    }
+    keepBatch(packed);
   }
 
   /**

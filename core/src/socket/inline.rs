@@ -85,7 +85,7 @@ impl Shared {
     /// Asks the owner to read (from [`Reader::Task`] only); true when it was asked.
     pub(super) fn want_inline(&self) -> bool {
         self.inline_ok
-            && self.fd.load(Ordering::SeqCst) >= 0
+            && self.watch.get().is_some()
             && self
                 .reader
                 .compare_exchange(
@@ -99,8 +99,8 @@ impl Shared {
 
     /// Tells the stream whether tokio watches its readability (see `tcp.rs`).
     fn switch_reads(&self, owner: bool) {
-        if let Some(s) = self.switch.get() {
-            s.store(owner, Ordering::SeqCst);
+        if let Some(w) = self.watch.get() {
+            w.switch.store(owner, Ordering::SeqCst);
         }
     }
 
@@ -140,8 +140,10 @@ impl Handle {
             );
             return false;
         };
-        let fd = shared.fd.load(Ordering::SeqCst);
-        if shared.reader() != Reader::Wanted || fd < 0 {
+        let Some(fd) = shared.watch.get().map(|w| w.fd) else {
+            return false;
+        };
+        if shared.reader() != Reader::Wanted {
             return false;
         }
         // Before the duplicate exists: the task's end must shut the connection down.
@@ -235,7 +237,10 @@ mod tests {
         );
         let conn = Arc::new(Mutex::new(task));
         let _ = handle.shared.conn.set(Arc::downgrade(&conn));
-        handle.shared.fd.store(fd, Ordering::SeqCst);
+        let _ = handle.shared.watch.set(crate::io::Watchable {
+            fd,
+            switch: Default::default(),
+        });
         (handle, conn, sink, peer)
     }
 

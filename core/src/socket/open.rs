@@ -100,8 +100,7 @@ pub(super) async fn run(
     );
     task.on_bytes(&established.initial);
     if let Some(watch) = established.watch {
-        guard.1.fd.store(watch.fd, Ordering::SeqCst);
-        let _ = guard.1.switch.set(watch.switch);
+        let _ = guard.1.watch.set(watch);
     }
     let conn = Arc::new(Mutex::new(task));
     // Only this connection sets it, once.

@@ -4,7 +4,7 @@
 //! see wakes it through the one waker kept here.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::task::Waker;
 use std::time::Duration;
@@ -43,11 +43,9 @@ pub struct Shared {
     pub(super) reader: AtomicU8,
     /// `SocketOptions::inline_reads`.
     pub(super) inline_ok: bool,
-    /// The open socket's descriptor, for inline reads; -1: none (not open yet, or not used
-    /// on this platform).
-    pub(super) fd: AtomicI32,
-    /// The stream's read switch, for inline reads (set with `fd`).
-    pub(super) switch: OnceLock<crate::io::ReadSwitch>,
+    /// The open socket's descriptor and its stream's read switch, for inline reads; unset
+    /// until it is open, and where the platform's descriptor is not used.
+    pub(super) watch: OnceLock<crate::io::Watchable>,
     /// The owner has watched the socket (a duplicate of its descriptor): the task shuts the
     /// connection down when it ends (see `inline.rs`).
     pub(super) attached: AtomicBool,
@@ -80,8 +78,7 @@ impl Shared {
             conn: OnceLock::new(),
             reader: AtomicU8::new(0),
             inline_ok: false,
-            fd: AtomicI32::new(-1),
-            switch: OnceLock::new(),
+            watch: OnceLock::new(),
             attached: AtomicBool::new(false),
         }
     }
@@ -101,6 +98,11 @@ impl Shared {
     pub(super) fn delivered(&self, bytes: usize) {
         self.inflight.fetch_add(bytes, Ordering::SeqCst);
         budget::add(bytes);
+    }
+
+    /// More message bytes wait for the owner than `SocketOptions::inbound_high_water`.
+    pub(super) fn over_high_water(&self) -> bool {
+        self.inflight.load(Ordering::SeqCst) > self.high_water
     }
 
     /// The owner consumed `bytes` of message data.

@@ -260,9 +260,10 @@ impl Drop for ConnectionTask {
     /// The owner's duplicate of the socket's descriptor (see `inline.rs`) would keep the
     /// connection open after the stream goes: shut it down now, as closing it would.
     fn drop(&mut self) {
-        let fd = self.shared.fd.load(Ordering::SeqCst);
-        if fd >= 0 && self.shared.attached.load(Ordering::SeqCst) {
-            shut_down(fd);
+        if let Some(w) = self.shared.watch.get() {
+            if self.shared.attached.load(Ordering::SeqCst) {
+                shut_down(w.fd);
+            }
         }
     }
 }
@@ -501,8 +502,7 @@ impl ConnectionTask {
         if self.eof {
             return ReadStep::Held;
         }
-        let behind = self.shared.inflight.load(Ordering::SeqCst) > self.shared.high_water
-            || budget::spent(cx.waker());
+        let behind = self.shared.over_high_water() || budget::spent(cx.waker());
         let discarding = self.close.is_some() || self.failed;
         if (self.shared.paused.load(Ordering::SeqCst) || behind) && !discarding {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
@@ -797,7 +797,7 @@ impl ConnectionTask {
     fn inline_held(&self) -> bool {
         let shared = &*self.shared;
         shared.paused.load(Ordering::SeqCst)
-            || shared.inflight.load(Ordering::SeqCst) > shared.high_water
+            || shared.over_high_water()
             || budget::over()
             || shared.cancelled()
             || shared.finished.load(Ordering::SeqCst)

@@ -47,7 +47,7 @@ impl Tcp {
     /// Takes over `tcp` (from the current runtime); returns it and its switch (off).
     pub fn new(tcp: tokio::net::TcpStream) -> io::Result<(Tcp, ReadSwitch)> {
         let std = tcp.into_std()?;
-        let io = register(std, Interest::READABLE | Interest::WRITABLE)?;
+        let io = register(std, Interest::READABLE | Interest::WRITABLE).map_err(|(_, e)| e)?;
         let switch = ReadSwitch::default();
         let tcp = Tcp {
             io: Some(io),
@@ -60,47 +60,50 @@ impl Tcp {
         Ok((tcp, switch))
     }
 
-    /// The registration, changed first if the switch flipped since the last use.
-    fn io(&mut self) -> io::Result<&AsyncFd<std::net::TcpStream>> {
+    /// Changes the registration if the switch flipped since the last use.
+    fn sync(&mut self) -> io::Result<()> {
         let want_reads = !self.switch.load(Ordering::SeqCst);
-        if want_reads != self.watching_reads {
-            if let Some(old) = self.io.take() {
-                let std = old.into_inner();
-                let interest = if want_reads {
-                    Interest::READABLE | Interest::WRITABLE
-                } else {
-                    Interest::WRITABLE
-                };
-                let _runtime = self.runtime.enter();
-                // SAFETY: as in `register`.
-                match unsafe { AsyncFd::register_with_interest(std, interest) } {
-                    Ok(io) => self.io = Some(io),
-                    Err(e) => {
-                        let (std, cause) = e.into_parts();
-                        self.unregistered = Some(std);
-                        return Err(cause);
-                    }
-                }
-                self.watching_reads = want_reads;
-                if let Some(w) = self.writer.take() {
-                    w.wake();
-                }
+        if want_reads == self.watching_reads {
+            return Ok(());
+        }
+        let Some(old) = self.io.take() else {
+            return Ok(());
+        };
+        let interest = if want_reads {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::WRITABLE
+        };
+        let _runtime = self.runtime.enter();
+        match register(old.into_inner(), interest) {
+            Ok(io) => self.io = Some(io),
+            Err((std, cause)) => {
+                self.unregistered = Some(std);
+                return Err(cause);
             }
         }
-        self.io
-            .as_ref()
-            .ok_or_else(|| io::Error::other("the connection's registration failed"))
+        self.watching_reads = want_reads;
+        if let Some(w) = self.writer.take() {
+            w.wake();
+        }
+        Ok(())
     }
 }
 
-/// Registers `tcp` with the current runtime's reactor for `interest`.
+/// The error of a stream whose registration failed.
+fn unregistered() -> io::Error {
+    io::Error::other("the connection's registration failed")
+}
+
+/// Registers `tcp` with the current runtime's reactor for `interest`; on failure, gives it
+/// back with the cause.
 fn register(
     tcp: std::net::TcpStream,
     interest: Interest,
-) -> io::Result<AsyncFd<std::net::TcpStream>> {
+) -> Result<AsyncFd<std::net::TcpStream>, (std::net::TcpStream, io::Error)> {
     // SAFETY: the `TcpStream` owns its descriptor, which stays open and the same until the
     // `AsyncFd` that owns the stream gives it back or is dropped.
-    unsafe { AsyncFd::register_with_interest(tcp, interest) }.map_err(io::Error::from)
+    unsafe { AsyncFd::register_with_interest(tcp, interest) }.map_err(|e| e.into_parts())
 }
 
 impl AsyncRead for Tcp {
@@ -110,15 +113,11 @@ impl AsyncRead for Tcp {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let watching = {
-            this.io()?;
-            this.watching_reads
+        this.sync()?;
+        let Some(io) = this.io.as_ref() else {
+            return Poll::Ready(Err(unregistered()));
         };
-        let io = match this.io.as_ref() {
-            Some(io) => io,
-            None => return Poll::Ready(Err(io::Error::other("no registration"))),
-        };
-        if !watching {
+        if !this.watching_reads {
             // The owner reads, and watches readability itself.
             return match io.get_ref().read(buf.initialize_unfilled()) {
                 Ok(n) => {
@@ -155,9 +154,9 @@ impl AsyncWrite for Tcp {
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        this.io()?;
+        this.sync()?;
         let Some(io) = this.io.as_ref() else {
-            return Poll::Ready(Err(io::Error::other("no registration")));
+            return Poll::Ready(Err(unregistered()));
         };
         loop {
             let mut guard = match io.poll_write_ready(cx) {
