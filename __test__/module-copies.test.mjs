@@ -372,8 +372,8 @@ describe('copies elsewhere on disk', () => {
     // ThreadsafeFunction it replaced, no call is ever pending on a replaced one.
     const recorded = copyPackage((s) =>
       s.replace(
-        'function dispatch(list) {',
-        'function dispatch(list) {\n  globalThis.__calls.push({ late: globalThis.__replaced === true, length: list.length });'
+        'function dispatch(pack, ...list) {',
+        'function dispatch(pack, ...list) {\n  globalThis.__calls.push({ late: globalThis.__replaced === true, length: list.length });'
       )
     );
     const script = `

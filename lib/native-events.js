@@ -29,6 +29,8 @@
  * registry.
  */
 
+const { Buffer } = require('buffer');
+
 const { loadNative } = require('./native');
 
 const native = loadNative();
@@ -135,16 +137,41 @@ function deliver(list, id, t, at) {
 }
 
 /**
+ * Makes the views of `pack` that the header of `list` describes (`src/bindings/delivery.rs`):
+ * `list[0]` is their count `n`, then come `n` pairs (index in `list`, length), the values
+ * at those indices being `pack`'s bytes one after the other. A view holds its whole pack,
+ * as a ws message holds the chunk its socket read.
+ *
+ * @param {Buffer|undefined} pack The small payloads of the call, one after the other
+ * @param {Array} list The call's values
+ * @return {Number} The index of the first event
+ * @private
+ */
+function unpack(pack, list) {
+  const end = 1 + 2 * list[0];
+  if (end === 1) return 1;
+  const buffer = pack.buffer;
+  let offset = pack.byteOffset;
+  for (let k = 1; k < end; k += 2) {
+    const length = list[k + 1];
+    list[list[k]] = Buffer.from(buffer, offset, length);
+    offset += length;
+  }
+  return end;
+}
+
+/**
  * Handles a batch of native events in order. A throwing listener does not stop the rest
  * of the batch (which may carry other sockets' events, and a new socket's first): its
  * exception is rethrown on the next tick, outside the native call, as an uncaught
  * exception like any EventEmitter listener's.
  *
- * @param {Array} list The events
+ * @param {Buffer|undefined} pack The batch's small payloads (see `unpack`)
+ * @param {...*} list The events, after a header (see `unpack`)
  * @private
  */
-function dispatch(list) {
-  let i = 0;
+function dispatch(pack, ...list) {
+  let i = unpack(pack, list);
   while (i < list.length) {
     const id = list[i];
     const t = list[i + 1];

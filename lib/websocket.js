@@ -8,6 +8,7 @@
  * error messages.
  */
 
+const { Buffer } = require('buffer');
 const EventEmitter = require('events');
 const WebSocket = require('ws');
 
@@ -81,6 +82,7 @@ const OP_PONG = 0xa;
 // src/bindings/events.rs; see native-events.js).
 const EV_OPEN = eventType('open', ['protocol', 'extensions']);
 const EV_MESSAGE = eventType('message', ['data', 'binary']);
+const EV_MESSAGES = eventType('messages', ['run']);
 const EV_PING = eventType('ping', ['data']);
 const EV_PONG = eventType('pong', ['data']);
 const EV_WRITTEN = eventType('written', ['bytes', 'acks', 'failed']);
@@ -427,7 +429,10 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _handle(list, t, at) {
-    if (this._paused && (t === EV_MESSAGE || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED)) {
+    if (
+      this._paused &&
+      (t === EV_MESSAGE || t === EV_MESSAGES || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED)
+    ) {
       if (this._held === null) this._held = [];
       this._held.push(t);
       for (let k = at; k < at + FIELDS[t]; k++) this._held.push(list[k]);
@@ -449,6 +454,9 @@ class RelayedWebSocket extends WebSocket {
     switch (t) {
       case EV_MESSAGE:
         this._emitMessage(list[at], list[at + 1]);
+        break;
+      case EV_MESSAGES:
+        this._emitRun(list[at]);
         break;
       case EV_WRITTEN:
         this._written(list[at], list[at + 1], list[at + 2]);
@@ -488,6 +496,41 @@ class RelayedWebSocket extends WebSocket {
         this._server._accepted(this, list[at], list[at + 1]);
         break;
       default:
+    }
+  }
+
+  /**
+   * Emits the messages of a run: small messages read together, in one Buffer
+   * (`src/bindings/run.rs`): the payloads one after the other, then a 32-bit word per
+   * message (its length times two, plus one when binary), then their count, little-endian.
+   * Each message is a view of the run, as a ws message is of the chunk its socket read. A
+   * throwing listener does not lose the rest (its exception is rethrown outside, as for
+   * separate events), and a `pause()` from a listener holds the rest until `resume()`.
+   *
+   * @param {Buffer} run The run
+   * @private
+   */
+  _emitRun(run) {
+    const end = run.length - 4;
+    const count = run.readUInt32LE(end);
+    const words = end - 4 * count;
+    const buffer = run.buffer;
+    let offset = run.byteOffset;
+    for (let k = 0; k < count; k++) {
+      const word = run.readUInt32LE(words + 4 * k);
+      const length = word >>> 1;
+      const data = Buffer.from(buffer, offset, length);
+      offset += length;
+      if (this._paused) {
+        if (this._held === null) this._held = [];
+        this._held.push(EV_MESSAGE, data, (word & 1) === 1);
+        continue;
+      }
+      try {
+        this._emitMessage(data, (word & 1) === 1);
+      } catch (err) {
+        process.nextTick(rethrow, err);
+      }
     }
   }
 

@@ -5,10 +5,12 @@
 use napi::bindgen_prelude::{Buffer, Null, ToNapiValue};
 use napi::Status;
 
+use crate::bindings::run;
+
 /// Payloads up to this size are copied into a JS-owned Buffer; larger ones are handed over
 /// as external buffers without a copy. For small payloads the copy is cheaper than the
 /// finalizer an external buffer needs.
-const COPY_BELOW: usize = 512;
+pub(crate) const COPY_BELOW: usize = 512;
 
 /// One value of the flat event list.
 pub enum Flat {
@@ -22,6 +24,9 @@ pub enum Flat {
     Null,
     /// Bytes, as a Buffer (copied when small, external when large).
     Bytes(Vec<u8>),
+    /// A run of small messages (see `run`), copied into a Buffer; the vector is kept for
+    /// the thread's next run.
+    Run(Vec<u8>),
     /// A nested array.
     List(Vec<Flat>),
 }
@@ -67,20 +72,15 @@ impl ToNapiValue for Flat {
                 Flat::Str(s) => String::to_napi_value(env, s),
                 Flat::Null => Null::to_napi_value(env, Null),
                 Flat::Bytes(v) if v.len() < COPY_BELOW => {
-                    let mut out = std::ptr::null_mut();
-                    let status = napi::sys::napi_create_buffer_copy(
-                        env,
-                        v.len(),
-                        v.as_ptr().cast(),
-                        std::ptr::null_mut(),
-                        &mut out,
-                    );
-                    if status != napi::sys::Status::napi_ok {
-                        return Err(napi::Error::new(
-                            Status::GenericFailure,
-                            "cannot create a Buffer",
-                        ));
-                    }
+                    let out = copy(env, &v)?;
+                    hyco_core::socket::pool::give_back_small(v);
+                    Ok(out)
+                }
+                Flat::Run(v) => {
+                    // Copied: an external buffer would cost a finalizer and a garbage
+                    // collection's round before the memory could serve again.
+                    let out = copy(env, &v)?;
+                    run::give_back(v);
                     Ok(out)
                 }
                 Flat::Bytes(v) => Buffer::to_napi_value(env, Buffer::from(v)),
@@ -88,4 +88,29 @@ impl ToNapiValue for Flat {
             }
         }
     }
+}
+
+/// A Buffer holding a copy of `bytes`.
+///
+/// # Safety
+/// On `env`'s JS thread, in an open handle scope.
+unsafe fn copy(env: napi::sys::napi_env, bytes: &[u8]) -> napi::Result<napi::sys::napi_value> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: as the caller promises; the pointer and length are the slice's.
+    let status = unsafe {
+        napi::sys::napi_create_buffer_copy(
+            env,
+            bytes.len(),
+            bytes.as_ptr().cast(),
+            std::ptr::null_mut(),
+            &mut out,
+        )
+    };
+    if status != napi::sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            Status::GenericFailure,
+            "cannot create a Buffer",
+        ));
+    }
+    Ok(out)
 }

@@ -4,7 +4,8 @@
 //! Tokio threads push events tagged with their object's id; at most one wake-up of the JS
 //! thread is pending at a time, and the call it makes drains everything queued, so under load
 //! one call carries many events of many objects, in order (`lib/native-events.js` hands each
-//! to its object).
+//! to its object). The call's arguments are the events' values, and the small payloads among
+//! them travel in one Buffer (`delivery`); a long delivery is split into a few calls.
 //!
 //! The wake-up is a libuv `uv_async_t` of the environment's loop (Node.js's own libuv, whose
 //! functions it exports to addons), not a napi ThreadsafeFunction: a ThreadsafeFunction wakes
@@ -45,12 +46,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use napi::bindgen_prelude::{
-    FromNapiValue, Function, JsObjectValue, JsValue, Object, ObjectRef, ToNapiValue, Unknown,
+    FromNapiValue, Function, JsObjectValue, JsValue, Object, ObjectRef, Unknown,
 };
 use napi::sys;
 use napi::{Env, Status};
 use napi_derive::napi;
 
+use crate::bindings::delivery;
 use crate::bindings::flat::Flat;
 use crate::bindings::reader;
 use crate::bindings::uv;
@@ -106,6 +108,8 @@ pub enum Then {
 #[derive(Default)]
 struct Queue {
     values: Vec<Flat>,
+    /// Where each event starts in `values` (a delivery's call may be split between events).
+    starts: Vec<usize>,
     consumed: Vec<(Arc<dyn Consumer>, usize)>,
     finished: Vec<Id>,
     /// Sockets whose task asks JavaScript's thread to read them (see `reader.rs`).
@@ -323,7 +327,7 @@ fn throw_mismatch(env: &Env, message: String) -> napi::Error {
 }
 
 /// A napi status as a result.
-fn check(status: sys::napi_status) -> napi::Result<()> {
+pub(crate) fn check(status: sys::napi_status) -> napi::Result<()> {
     if status == sys::Status::napi_ok {
         Ok(())
     } else {
@@ -495,7 +499,7 @@ impl Hub {
     fn deliver(&self) {
         // Cleared before draining, so that an event pushed meanwhile schedules a wake-up.
         self.scheduled.store(false, Ordering::Release);
-        let (list, inline) = self.drain();
+        let (mut list, starts, inline) = self.drain();
         self.sync_ref_here();
         let (env, callback, context) = match self.js.lock().ok().as_deref() {
             Some(Some(side)) => (side.env, side.callback, side.context),
@@ -516,14 +520,36 @@ impl Hub {
             }
             // Responses the handlers send inline meanwhile go out together once it returns.
             let _ = hyco_core::listener::hold_inline_responses(|| {
-                Self::call(env, callback, context, list)
+                Self::call(env, callback, context, &mut list, &starts)
             });
             sys::napi_close_handle_scope(env, scope);
         }
+        self.recycle(list, starts);
     }
 
-    /// Calls `callback(list)` as a callback from the event loop: microtasks run when it
-    /// returns, and an exception it throws is the process's uncaught exception.
+    /// Gives the emptied vectors of a delivery back to the queue, unless events queued
+    /// meanwhile made new ones, or they grew large in a burst: a steady flow of events then
+    /// costs no allocation per delivery.
+    fn recycle(&self, mut values: Vec<Flat>, mut starts: Vec<usize>) {
+        /// Vectors of up to this many values are kept (32 bytes each, and 8 for a start:
+        /// at most 160 KiB for the process).
+        const KEEP: usize = 4096;
+        if values.capacity() > KEEP {
+            return;
+        }
+        values.clear();
+        starts.clear();
+        if let Ok(mut q) = self.queue.lock() {
+            if q.values.capacity() == 0 && q.starts.capacity() == 0 {
+                q.values = values;
+                q.starts = starts;
+            }
+        }
+    }
+
+    /// Calls `callback(pack, ...list)` (see `delivery`) as a callback from the event loop,
+    /// once per part of `list`: microtasks run when each returns, and an exception one
+    /// throws is the process's uncaught exception.
     ///
     /// # Safety
     /// On `env`'s JS thread, in an open handle scope, outside JavaScript.
@@ -531,23 +557,35 @@ impl Hub {
         env: sys::napi_env,
         callback: sys::napi_ref,
         context: sys::napi_async_context,
-        list: Vec<Flat>,
+        list: &mut Vec<Flat>,
+        starts: &[usize],
     ) -> napi::Result<()> {
         // SAFETY: as the caller promises.
         unsafe {
-            let arg = Vec::<Flat>::to_napi_value(env, list)?;
             let mut func = std::ptr::null_mut();
             check(sys::napi_get_reference_value(env, callback, &mut func))?;
             let mut recv = std::ptr::null_mut();
             check(sys::napi_get_global(env, &mut recv))?;
-            let mut result = std::ptr::null_mut();
-            let status = sys::napi_make_callback(env, context, recv, func, 1, &arg, &mut result);
-            if status == sys::Status::napi_pending_exception {
-                let mut err = std::ptr::null_mut();
-                sys::napi_get_and_clear_last_exception(env, &mut err);
-                sys::napi_fatal_exception(env, err);
-            }
-            check(status)
+            delivery::in_parts(env, list, starts, |args| {
+                let mut result = std::ptr::null_mut();
+                let status = sys::napi_make_callback(
+                    env,
+                    context,
+                    recv,
+                    func,
+                    args.len(),
+                    args.as_ptr(),
+                    &mut result,
+                );
+                if status == sys::Status::napi_pending_exception {
+                    let mut err = std::ptr::null_mut();
+                    sys::napi_get_and_clear_last_exception(env, &mut err);
+                    sys::napi_fatal_exception(env, err);
+                    // Reported; the next parts' events are still delivered.
+                    return Ok(());
+                }
+                check(status)
+            })
         }
     }
 
@@ -567,11 +605,17 @@ impl Hub {
             return;
         }
         if let Ok(mut q) = self.queue.lock() {
+            let start = q.values.len();
+            q.starts.push(start);
             q.values.push(Flat::Num(id as f64));
             q.values.extend(event);
             match then {
                 Then::Nothing => {}
-                Then::Consumed(c, bytes) => q.consumed.push((c, bytes)),
+                // A run of one socket's messages tells it once.
+                Then::Consumed(c, bytes) => match q.consumed.last_mut() {
+                    Some((last, sum)) if Arc::ptr_eq(last, &c) => *sum += bytes,
+                    _ => q.consumed.push((c, bytes)),
+                },
                 Then::Last => q.finished.push(id),
             }
         }
@@ -646,9 +690,10 @@ impl Hub {
     /// Takes everything queued for JavaScript: tells consumers their bytes are taken and
     /// forgets the objects whose last event is among them (and stops watching their
     /// sockets). Returns the values, and the sockets to read inline. On the JS thread.
-    fn drain(&self) -> (Vec<Flat>, Vec<Id>) {
+    fn drain(&self) -> (Vec<Flat>, Vec<usize>, Vec<Id>) {
         let Queue {
             values,
+            starts,
             consumed,
             finished,
             inline,
@@ -666,7 +711,7 @@ impl Hub {
                 reader::unwatch(id);
             }
         }
-        (values, inline)
+        (values, starts, inline)
     }
 
     /// Socket `id`'s task asks JavaScript's thread to read it (see `reader.rs`): done with

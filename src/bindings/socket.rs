@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use hyco_core::socket::budget;
@@ -25,6 +25,7 @@ use crate::bindings::flat::Flat;
 use crate::bindings::hub::{self, id_of, Consumer, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
 use crate::bindings::reader;
+use crate::bindings::run::{Flush, Pending};
 
 /// Options of `connectSocket`, checked by `lib/connect.js`.
 #[napi(object)]
@@ -172,6 +173,8 @@ pub struct SocketSink {
     /// without waking JavaScript, which `held` then asks for at the turn's end.
     turn: AtomicBool,
     held: AtomicBool,
+    /// The turn's small messages, sent up together (see `run`).
+    pending: Mutex<Pending>,
 }
 
 impl SocketSink {
@@ -184,6 +187,7 @@ impl SocketSink {
             accepting: AtomicBool::new(accepting),
             turn: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            pending: Mutex::new(Pending::default()),
         }
     }
 }
@@ -198,6 +202,35 @@ impl SocketSink {
             self.hub.push(self.id, event, then);
         }
     }
+
+    /// The turn's held messages. A poisoned lock is taken as it is: `Pending` holds no
+    /// invariant a panic could break, and its messages must not be lost.
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sends up the small messages the turn held, if any.
+    fn flush(&self) {
+        let held = self.pending().take();
+        if let Some(flush) = held {
+            self.send(flush);
+        }
+    }
+
+    /// Sends up a lone message or a run.
+    fn send(&self, flush: Flush) {
+        let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
+        match flush {
+            Flush::One(payload, binary) => {
+                let bytes = payload.len();
+                self.up(
+                    up::Message(Flat::Bytes(payload), Flat::Bool(binary)),
+                    consumed(bytes),
+                );
+            }
+            Flush::Run(run, payloads) => self.up(up::Messages(Flat::Run(run)), consumed(payloads)),
+        }
+    }
 }
 
 impl EventSink for SocketSink {
@@ -206,6 +239,7 @@ impl EventSink for SocketSink {
     }
 
     fn turn_end(&self) {
+        self.flush();
         self.turn.store(false, Ordering::Relaxed);
         if self.held.swap(false, Ordering::Relaxed) {
             self.hub.wake();
@@ -223,6 +257,24 @@ impl EventSink for SocketSink {
     }
 
     fn push(&self, event: Event) {
+        let event = match event {
+            // A small whole message in a turn waits for the turn's others (see `run`).
+            Event::Message { binary, mut frames }
+                if frames.len() == 1
+                    && Pending::joins(&frames[0])
+                    && self.turn.load(Ordering::Relaxed) =>
+            {
+                let payload = frames.pop().unwrap_or_default();
+                let full = self.pending().add(payload, binary);
+                if let Some(flush) = full {
+                    self.send(flush);
+                }
+                return;
+            }
+            other => other,
+        };
+        // Whatever the turn held goes first.
+        self.flush();
         let id = self.id;
         let hub = self;
         let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::socket::error::SocketError;
-use crate::socket::frame::Limits;
+use crate::socket::frame::{Frames, Limits};
 
 /// Behaviour of an open connection.
 #[derive(Debug, Clone, Copy)]
@@ -119,7 +119,7 @@ pub enum Event {
         /// Binary or text.
         binary: bool,
         /// Frame payloads (one for text and unfragmented binary messages).
-        frames: Vec<Vec<u8>>,
+        frames: Frames,
     },
     /// A piece of a binary message, when binary messages are streamed
     /// ([`crate::socket::frame::Limits::stream_binary`]). Its bytes count as a message's do

@@ -6,6 +6,7 @@
 
 use crate::socket::compress::Inflater;
 use crate::socket::error::SocketError;
+use crate::socket::pool;
 
 /// Continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
@@ -39,6 +40,10 @@ pub fn is_valid_close_code(code: u16) -> bool {
     ((1000..=1014).contains(&code) && !matches!(code, 1004..=1006)) || (3000..=4999).contains(&code)
 }
 
+/// A message's frame payloads: one, held without an allocation of its own (most messages
+/// are one frame), or several.
+pub type Frames = smallvec::SmallVec<[Vec<u8>; 1]>;
+
 /// Something the decoder produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Incoming {
@@ -47,7 +52,7 @@ pub enum Incoming {
         /// True for binary, false for text (already checked as UTF-8).
         binary: bool,
         /// Frame payloads in order; a single entry for an unfragmented message.
-        frames: Vec<Vec<u8>>,
+        frames: Frames,
     },
     /// A piece of a binary message, in stream mode ([`Limits::stream_binary`]): `first` on
     /// the message's first piece, `last` on its final one (which may be empty).
@@ -258,7 +263,7 @@ pub struct Decoder {
 #[derive(Debug, Default)]
 struct Assembly {
     opcode: u8,
-    frames: Vec<Vec<u8>>,
+    frames: Frames,
     /// Payload bytes so far.
     total: u64,
     /// A streamed message (its frames are handed over, not kept): a piece of it went out.
@@ -346,7 +351,7 @@ impl Decoder {
                 let mut boxed = self.message.take();
                 let (opcode, mut frames, total, mut inflated) = match boxed.as_deref_mut() {
                     Some(m) => (m.opcode, std::mem::take(&mut m.frames), m.total, m.inflated),
-                    None => (h.opcode, Vec::new(), 0, 0),
+                    None => (h.opcode, Frames::new(), 0, 0),
                 };
                 let total = total + h.len;
                 match inflater {
@@ -414,7 +419,7 @@ impl Decoder {
                     }
                     out.push(Incoming::Message {
                         binary: false,
-                        frames: vec![data],
+                        frames: smallvec::smallvec![data],
                     });
                 } else {
                     out.push(Incoming::Message {
@@ -474,9 +479,14 @@ impl Decoder {
                             m.total += h.len;
                         }
                         if !h.streamed {
-                            self.payload = Vec::with_capacity(
-                                usize::try_from(h.len.min(1 << 20)).unwrap_or(0),
-                            );
+                            let len = usize::try_from(h.len.min(1 << 20)).unwrap_or(0);
+                            // A whole small message may come from the thread's kept
+                            // buffers; a fragment stays with its message, so it does not.
+                            self.payload = if h.fin && self.message.is_none() {
+                                pool::for_payload(len)
+                            } else {
+                                Vec::with_capacity(len)
+                            };
                         }
                         h
                     }
@@ -679,11 +689,11 @@ mod tests {
                 Incoming::Pong(Vec::new()),
                 Incoming::Message {
                     binary: false,
-                    frames: vec![b"abcd".to_vec()]
+                    frames: vec![b"abcd".to_vec()].into()
                 },
                 Incoming::Message {
                     binary: true,
-                    frames: vec![vec![4], vec![5], vec![6]]
+                    frames: vec![vec![4], vec![5], vec![6]].into()
                 },
             ]
         );
@@ -693,15 +703,15 @@ mod tests {
                 Incoming::Ping(b"p".to_vec()),
                 Incoming::Message {
                     binary: false,
-                    frames: vec!["héllo world".as_bytes().to_vec()]
+                    frames: vec!["héllo world".as_bytes().to_vec()].into()
                 },
                 Incoming::Message {
                     binary: true,
-                    frames: vec![vec![1, 2], vec![3]]
+                    frames: vec![vec![1, 2], vec![3]].into()
                 },
                 Incoming::Message {
                     binary: true,
-                    frames: vec![vec![7u8; 70_000]]
+                    frames: vec![vec![7u8; 70_000]].into()
                 },
             ]
         );
@@ -824,7 +834,7 @@ mod tests {
             vec![
                 Incoming::Message {
                     binary: false,
-                    frames: vec![b"a".to_vec()]
+                    frames: vec![b"a".to_vec()].into()
                 },
                 Incoming::Close(Some(1000), Vec::new()),
             ]
@@ -916,7 +926,7 @@ mod tests {
                 vec![
                     Incoming::Message {
                         binary: false,
-                        frames: vec![b"whole text".to_vec()]
+                        frames: vec![b"whole text".to_vec()].into()
                     },
                     Incoming::Chunk {
                         data: Vec::new(),
@@ -1010,7 +1020,7 @@ mod tests {
             out[0],
             Incoming::Message {
                 binary: false,
-                frames: vec![text.into_bytes()]
+                frames: vec![text.into_bytes()].into()
             }
         );
         assert_eq!(out[1], Incoming::Ping(b"p".to_vec()));
@@ -1025,7 +1035,7 @@ mod tests {
             out[3],
             Incoming::Message {
                 binary: false,
-                frames: vec![b"plain".to_vec()]
+                frames: vec![b"plain".to_vec()].into()
             }
         );
     }

@@ -1,4 +1,5 @@
-//! A small pool of payload and write buffers for large sends.
+//! A small pool of payload and write buffers for large sends, and small payload buffers
+//! kept by the thread that frees them.
 //!
 //! A send copies the caller's bytes into a `Vec` (the caller may reuse its buffer at once,
 //! as ws allows). Above glibc's mmap threshold (128 KiB) every fresh allocation is a new
@@ -6,6 +7,7 @@
 //! messages that costs more than the copy itself. Buffers written out come back here and
 //! are reused instead.
 
+use std::cell::RefCell;
 use std::sync::Mutex;
 
 /// Buffers smaller than this are not pooled (the allocator handles them well).
@@ -73,6 +75,49 @@ pub fn recycle(buf: Vec<u8>) {
     }
 }
 
+/// Whole messages below this size are decoded into buffers of exactly this capacity on a
+/// thread that hands them back ([`give_back_small`]).
+pub const SMALL: usize = 512;
+/// Most small buffers a thread keeps.
+const SMALL_KEPT: usize = 256;
+
+thread_local! {
+    /// The small buffers this thread was given back, or `None` while it never was: a
+    /// socket read on the JavaScript thread decodes its messages there and the hub frees
+    /// them there once copied out, so the allocator need not see each message twice. Other
+    /// threads allocate exactly what a payload needs, as before.
+    static SMALL_BUFFERS: RefCell<Option<Vec<Vec<u8>>>> = const { RefCell::new(None) };
+}
+
+/// An empty buffer for a whole message's payload of `len` bytes: a kept one when this
+/// thread keeps small buffers and `len` is small.
+pub fn for_payload(len: usize) -> Vec<u8> {
+    if len == 0 || len >= SMALL {
+        return Vec::with_capacity(len);
+    }
+    SMALL_BUFFERS
+        .try_with(|s| match s.try_borrow_mut().as_deref_mut() {
+            Ok(Some(kept)) => kept.pop().unwrap_or_else(|| Vec::with_capacity(SMALL)),
+            _ => Vec::with_capacity(len),
+        })
+        .unwrap_or_else(|_| Vec::with_capacity(len))
+}
+
+/// Takes back a payload whose bytes were copied out (from then on, this thread keeps small
+/// buffers): one of [`for_payload`]'s small buffers is kept for the next, anything else
+/// freed.
+pub fn give_back_small(mut buf: Vec<u8>) {
+    let _ = SMALL_BUFFERS.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            let kept = s.get_or_insert_with(Vec::new);
+            if buf.capacity() == SMALL && kept.len() < SMALL_KEPT {
+                buf.clear();
+                kept.push(buf);
+            }
+        }
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +143,42 @@ mod tests {
         let b = with_capacity(250_000);
         assert_eq!((b.as_ptr(), b.len()), (ptr, 0));
         assert!(with_capacity(100).capacity() >= 100);
+    }
+
+    #[test]
+    fn small_buffers_are_kept_only_by_a_thread_that_gives_them_back() {
+        std::thread::spawn(|| {
+            // A thread that never gave one back allocates what a payload needs.
+            assert_eq!(for_payload(64).capacity(), 64);
+            assert_eq!(for_payload(0).capacity(), 0);
+            give_back_small(vec![1; 64]);
+            // From then on, small payloads get the kept size, and come back.
+            let a = for_payload(64);
+            assert_eq!(a.capacity(), SMALL);
+            let ptr = a.as_ptr();
+            give_back_small(a);
+            let b = for_payload(300);
+            assert_eq!((b.as_ptr(), b.len()), (ptr, 0));
+            // Large payloads are never from the kept ones.
+            assert_eq!(for_payload(SMALL).capacity(), SMALL);
+            assert_eq!(for_payload(4096).capacity(), 4096);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn keeps_a_bounded_number_of_small_buffers() {
+        std::thread::spawn(|| {
+            give_back_small(Vec::new());
+            let all: Vec<Vec<u8>> = (0..SMALL_KEPT + 10).map(|_| for_payload(8)).collect();
+            for b in all {
+                give_back_small(b);
+            }
+            let kept = SMALL_BUFFERS.with(|s| s.borrow().as_ref().map_or(0, Vec::len));
+            assert_eq!(kept, SMALL_KEPT);
+        })
+        .join()
+        .unwrap();
     }
 }

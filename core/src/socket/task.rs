@@ -68,7 +68,13 @@ thread_local! {
     /// Each tokio thread compresses into this one buffer before a frame is masked into the
     /// connection's output.
     static DEFLATED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Each thread decodes a read's frames into this one list: made anew for every read,
+    /// it grew from nothing (a reallocation at every doubling) for every burst of messages.
+    static DECODED: RefCell<Vec<Incoming>> = const { RefCell::new(Vec::new()) };
 }
+
+/// At most this many decoded items' room is kept in [`DECODED`] between reads.
+const DECODED_KEPT: usize = 1024;
 
 /// Frames `payload` into `out`: compressed (RSV1 on a message's first frame) when it is a
 /// data frame, the owner asked, and permessage-deflate is agreed (`ext`). Returns the
@@ -390,11 +396,12 @@ impl ConnectionTask {
             // Nothing after a close frame or a protocol error is parsed (as ws).
             return;
         }
-        let mut items = Vec::new();
+        // Taken, not borrowed: delivering runs the sink, which must be free to decode too.
+        let mut items = DECODED.with(|d| d.take());
         let inflater = self.ext.as_deref_mut().map(|e| &mut e.inflate);
         match self.decoder.decode_with(data, &mut items, inflater) {
             Ok(used) => {
-                self.deliver(items);
+                self.deliver(&mut items);
                 if self.close.is_none() {
                     // An incomplete header, for the next read; after a close frame the
                     // decoder stopped, and the rest is never read.
@@ -405,7 +412,7 @@ impl ConnectionTask {
                 // As ws: report it, send the close code it calls for, discard the rest.
                 log::debug!("socket: protocol error from the peer: {}", e.message);
                 let code = e.close_code.unwrap_or(1002);
-                self.deliver(items);
+                self.deliver(&mut items);
                 self.sink.push(Event::Error(e));
                 if !self.shared.close_received.load(Ordering::SeqCst) {
                     self.shared.push(Command::Close {
@@ -417,12 +424,20 @@ impl ConnectionTask {
                 self.failed = true;
             }
         }
+        if items.capacity() <= DECODED_KEPT {
+            items.clear();
+            DECODED.with(|d| {
+                if d.borrow().capacity() < items.capacity() {
+                    *d.borrow_mut() = items;
+                }
+            });
+        }
     }
 
     /// Hands decoded items to the sink, answering pings and echoing a close.
-    fn deliver(&mut self, items: Vec<Incoming>) {
+    fn deliver(&mut self, items: &mut Vec<Incoming>) {
         let shared = &*self.shared;
-        for item in items {
+        for item in items.drain(..) {
             if self.close.is_some() {
                 // Nothing may follow a close frame.
                 break;
@@ -834,6 +849,8 @@ impl ConnectionTask {
         // the owner's to watch.
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let mut total = 0;
+        // A turn, as the task's poll is one: the sink may hold the events until its end.
+        self.sink.turn_start();
         let step = loop {
             match self.poll_read(&mut cx) {
                 ReadStep::Drained => break Inline::Read,
@@ -852,6 +869,7 @@ impl ConnectionTask {
                 }
             }
         };
+        self.sink.turn_end();
         if !self.out.is_empty() {
             // An automatic pong to write.
             shared.wake();

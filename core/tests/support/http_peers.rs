@@ -388,7 +388,7 @@ impl RawListener {
                 self.decoded.extend(out.drain(..));
                 while let Some(m) = self.decoded.pop_front() {
                     if let Incoming::Message { binary, frames } = m {
-                        return (binary, frames);
+                        return (binary, frames.into_vec());
                     }
                 }
                 let mut chunk = vec![0u8; 64 * 1024];

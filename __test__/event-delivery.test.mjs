@@ -1,0 +1,263 @@
+// How events reach JavaScript: one call per delivery (or per part of a long one), its
+// values passed as arguments, and the small payloads of a part copied into one Buffer
+// (src/bindings/delivery.rs, lib/native-events.js); a socket's small messages of one read
+// go up as one run (src/bindings/run.rs, lib/websocket.js). lib/ cuts both into views.
+// Whatever the grouping, every message must arrive once, whole, in order, as a Buffer of
+// its own bytes (or whatever binaryType asks for), with pings, fragments and the close
+// reason intact; pause() and a throwing listener must act between the messages of a run as
+// between separate events; and a view may keep at most about 16.5 KiB alive (ws's messages
+// keep the chunk their socket read, up to 64 KiB). The peer is a plain ws 8 server on
+// 127.0.0.1 that sends a burst in one go, so that the socket reads many messages at once.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+
+import { WebSocketServer } from 'ws';
+import { relayedConnect } from 'hyco-ws-rs';
+
+import { STEP_MS, withTimeout } from './support/relay-steps.mjs';
+import { runNode, describeChild } from './support/socket-steps.mjs';
+
+/** Sizes a mixed burst cycles through: empty, small, at and over the grouping limit (512). */
+const MIXED = [0, 1, 63, 64, 100, 511, 512, 600, 4096, 7];
+/** Sizes a burst of small messages cycles through. */
+const SMALL = [0, 1, 63, 64, 100, 300, 511, 7];
+const COUNT = 3000;
+/** The most a message's buffer may be: a run of 16 KiB and its last message and words. */
+const MAX_HELD = 16 * 1024 + 1024;
+
+/**
+ * Message `i` of a burst of `sizes`: its payload and whether it is binary (one in five is
+ * text).
+ *
+ * @param {number} i Its index.
+ * @param {number[]} [sizes] The sizes the burst cycles through.
+ * @returns {{ payload: Buffer, binary: boolean }}
+ */
+function message(i, sizes = MIXED) {
+  const size = sizes[i % sizes.length];
+  const binary = i % 5 !== 0;
+  const payload = Buffer.alloc(size);
+  for (let k = 0; k < size; k++) payload[k] = binary ? (i * 7 + k) & 0xff : 0x61 + ((i + k) % 26);
+  return { payload, binary };
+}
+
+/**
+ * A ws 8 server on 127.0.0.1 whose connections get a burst of `sizes` at once: `COUNT`
+ * messages (every 97th in two fragments), a ping with data every 50, then a close with a
+ * reason (unless `close` is false).
+ *
+ * @param {number[]} [sizes] The sizes the burst cycles through.
+ * @param {boolean} [close] Whether the server closes after the burst.
+ * @returns {Promise<{ url: string, close: () => Promise<void> }>}
+ */
+async function burstServer(sizes = MIXED, close = true) {
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  wss.on('connection', (peer) => {
+    for (let i = 0; i < COUNT; i++) {
+      const { payload, binary } = message(i, sizes);
+      if (i % 97 === 0 && payload.length > 1) {
+        const half = payload.length >> 1;
+        peer.send(payload.subarray(0, half), { binary, fin: false });
+        peer.send(payload.subarray(half), { binary, fin: true });
+      } else {
+        peer.send(payload, { binary });
+      }
+      if (i % 50 === 0) peer.ping(Buffer.from(`ping ${i}`));
+    }
+    if (close) peer.close(1000, 'bye');
+    else peer.on('close', () => {});
+  });
+  return {
+    url: `ws://127.0.0.1:${wss.address().port}/`,
+    close: async () => {
+      for (const p of wss.clients) p.terminate();
+      await new Promise((resolve) => wss.close(resolve));
+    }
+  };
+}
+
+/**
+ * Connects to `url` with `binaryType` and collects everything until the close.
+ *
+ * @param {string} url The server.
+ * @param {string} binaryType The socket's binaryType.
+ * @returns {Promise<{ messages: Array<[any, boolean]>, pings: Buffer[], code: number, reason: Buffer }>}
+ */
+async function collect(url, binaryType) {
+  const S = relayedConnect(url, undefined, { perMessageDeflate: false });
+  S.binaryType = binaryType;
+  const messages = [];
+  const pings = [];
+  S.on('message', (data, isBinary) => messages.push([data, isBinary]));
+  S.on('ping', (data) => pings.push(data));
+  S.on('error', () => {});
+  const [code, reason] = await withTimeout(once(S, 'close'), STEP_MS, 'the burst and the close');
+  return { messages, pings, code, reason };
+}
+
+/**
+ * Checks a burst of `sizes` as `collect` got it: every message once, whole, in order, a
+ * Buffer of its own bytes with its flag; pings and the close reason intact. Returns how
+ * many whole small messages came, and in how many buffers.
+ *
+ * @param {object} got What `collect` returned.
+ * @param {number[]} sizes The burst's sizes.
+ * @returns {{ small: number, buffers: number }}
+ */
+function checkBurst(got, sizes) {
+  assert.equal(got.messages.length, COUNT);
+  // Checked once everything has arrived: later deliveries must not have touched earlier
+  // messages.
+  const buffers = new Set();
+  let small = 0;
+  got.messages.forEach(([data, isBinary], i) => {
+    const { payload, binary } = message(i, sizes);
+    assert.ok(Buffer.isBuffer(data), `message ${i} is a Buffer`);
+    assert.equal(isBinary, binary, `message ${i}'s flag`);
+    assert.ok(data.equals(payload), `message ${i}: ${data.length} bytes, ${payload.length} sent`);
+    if (payload.length < 512 && !(i % 97 === 0 && payload.length > 1)) {
+      small++;
+      buffers.add(data.buffer);
+      assert.ok(data.buffer.byteLength <= MAX_HELD, `message ${i} keeps ${data.buffer.byteLength} bytes alive`);
+    }
+  });
+  assert.deepEqual(
+    got.pings.map(String),
+    Array.from({ length: COUNT / 50 }, (_, k) => `ping ${k * 50}`)
+  );
+  if (got.code !== undefined) {
+    assert.equal(got.code, 1000);
+    assert.ok(Buffer.isBuffer(got.reason));
+    assert.equal(String(got.reason), 'bye');
+  }
+  return { small, buffers: buffers.size };
+}
+
+test('a mixed burst: each message whole, in order, a Buffer of its own bytes, with its flag; pings and the close reason intact', async () => {
+  const server = await burstServer(MIXED);
+  try {
+    const { small, buffers } = checkBurst(await collect(server.url, 'nodebuffer'), MIXED);
+    // Runs end at every large message here (every seventh or so): still shared.
+    assert.ok(buffers < small / 4, `${small} small messages in ${buffers} buffers`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a burst of small messages comes in runs: a few buffers, none of more than about 16.5 KiB', async () => {
+  const server = await burstServer(SMALL);
+  try {
+    const { small, buffers } = checkBurst(await collect(server.url, 'nodebuffer'), SMALL);
+    // Pings (every 50) and fragmented messages (every 97) end runs, and so do reads.
+    assert.ok(buffers < small / 8, `${small} small messages in ${buffers} buffers`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('pause() from a listener in the middle of a run holds the rest until resume(), in order', async () => {
+  // The server does not close after the burst: a close delivers what was read at once,
+  // paused or not (as ws), which is not what this test is about.
+  const server = await burstServer(SMALL, false);
+  try {
+    const S = relayedConnect(server.url, undefined, { perMessageDeflate: false });
+    const got = [];
+    const pings = [];
+    let paused = false;
+    let early = 0;
+    const all = new Promise((resolve) => {
+      S.on('message', (data, isBinary) => {
+        if (paused) early++;
+        got.push([data, isBinary]);
+        if (got.length === 100 || got.length === 1000) {
+          // The rest of this run is in the same delivery: delivered now, it would come
+          // before this setImmediate.
+          paused = true;
+          S.pause();
+          setImmediate(() => {
+            paused = false;
+            S.resume();
+          });
+        }
+        if (got.length === COUNT) resolve();
+      });
+    });
+    S.on('error', () => {});
+    S.on('ping', (data) => pings.push(data));
+    await withTimeout(all, STEP_MS, 'the burst');
+    assert.equal(early, 0, 'messages delivered while paused');
+    checkBurst({ messages: got, pings }, SMALL);
+    S.terminate();
+  } finally {
+    await server.close();
+  }
+});
+
+test('a throwing listener in the middle of a run: an uncaughtException each, and the rest of the run still arrives', async () => {
+  const script = `
+    const { WebSocketServer } = require('ws');
+    const { relayedConnect } = require(process.env.HYCO_PKG);
+    const guard = setTimeout(() => { console.log('TIMEOUT'); process.exit(6); }, 15000);
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    wss.on('connection', (peer) => {
+      for (let i = 0; i < 500; i++) peer.send(Buffer.from(String(i)));
+      peer.close(1000);
+    });
+    wss.on('listening', () => {
+      const S = relayedConnect('ws://127.0.0.1:' + wss.address().port + '/', undefined, { perMessageDeflate: false });
+      const got = [];
+      let caught = 0;
+      process.on('uncaughtException', (err) => {
+        if (err && err.message.startsWith('boom ')) caught++;
+        else { console.log('UNEXPECTED ' + (err && err.stack)); process.exit(3); }
+      });
+      S.on('message', (data) => {
+        got.push(String(data));
+        if (got.length % 100 === 50) throw new Error('boom ' + got.length);
+      });
+      S.on('close', () => {
+        // The exceptions are rethrown on later ticks.
+        setImmediate(() => {
+          const inOrder = got.length === 500 && got.every((m, i) => m === String(i));
+          console.log(inOrder && caught === 5 ? 'OK' : 'BAD ' + got.length + ' ' + caught);
+          clearTimeout(guard);
+          wss.close();
+        });
+      });
+    });
+  `;
+  const r = await runNode(script, { ms: 20_000 }).done;
+  assert.equal(r.signal, null, `the child died of a signal: ${describeChild(r)}`);
+  assert.match(r.stdout, /^OK$/m, describeChild(r));
+});
+
+test("binaryType 'arraybuffer' and 'fragments': each message its own bytes, never its pack's", async () => {
+  const server = await burstServer(MIXED);
+  try {
+    const ab = await collect(server.url, 'arraybuffer');
+    assert.equal(ab.messages.length, COUNT);
+    ab.messages.forEach(([data, isBinary], i) => {
+      const { payload, binary } = message(i);
+      if (!binary) {
+        assert.ok(Buffer.isBuffer(data), `text message ${i} is a Buffer`);
+        assert.ok(data.equals(payload), `text message ${i}`);
+        return;
+      }
+      assert.ok(data instanceof ArrayBuffer, `message ${i} is an ArrayBuffer`);
+      assert.equal(data.byteLength, payload.length, `message ${i}'s length`);
+      assert.ok(Buffer.from(data).equals(payload), `message ${i}'s bytes`);
+    });
+    const fr = await collect(server.url, 'fragments');
+    assert.equal(fr.messages.length, COUNT);
+    fr.messages.forEach(([data, isBinary], i) => {
+      const { payload, binary } = message(i);
+      if (!binary) return;
+      assert.ok(Array.isArray(data), `message ${i} is a list of fragments`);
+      assert.ok(Buffer.concat(data).equals(payload), `message ${i}'s fragments`);
+    });
+  } finally {
+    await server.close();
+  }
+});
