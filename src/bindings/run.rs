@@ -1,6 +1,7 @@
-//! Runs: the small whole messages one socket reads in one turn of its task (or one inline
-//! read), sent up to JavaScript as one `messages` event instead of one `message` event
-//! each.
+//! Runs: the small whole messages of one read of a socket (by its task or inline), sent up
+//! to JavaScript as one `messages` event instead of one `message` event each. The read's
+//! pushes are bracketed (`EventSink::read_start`/`read_end`) under the connection's lock, so
+//! the run goes to the hub before anything another thread could push.
 //!
 //! A message as an event of its own costs its id, its type, its flag and its payload as
 //! JavaScript values, a place in the hub's queue and a dispatch to its object; under a
@@ -38,10 +39,10 @@ pub fn give_back(mut bytes: Vec<u8>) {
     }
 }
 
-/// What a socket holds back during a turn.
+/// What a socket holds back during a read.
 #[derive(Default)]
 pub struct Pending {
-    /// The turn's first small message, while it is alone.
+    /// The read's first small message, while it is alone.
     first: Option<(Vec<u8>, bool)>,
     /// Its run, from the second small message on.
     run: Option<Box<Run>>,
@@ -55,7 +56,7 @@ struct Run {
     words: Vec<u32>,
 }
 
-/// What a socket sends up once its turn's small messages end.
+/// What a socket sends up once its read's small messages end.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flush {
     /// One message: its payload and whether it is binary.
@@ -65,7 +66,7 @@ pub enum Flush {
 }
 
 impl Pending {
-    /// Whether `payload` may join the turn's run.
+    /// Whether `payload` may join the read's run.
     pub fn joins(payload: &[u8]) -> bool {
         payload.len() < RUN_BELOW
     }
@@ -162,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_of_a_turn_go_up_as_one_run_in_order() {
+    fn messages_of_a_read_go_up_as_one_run_in_order() {
         let mut p = Pending::default();
         let sent: Vec<(Vec<u8>, bool)> = (0..10u8)
             .map(|i| (vec![i; usize::from(i) * 7], i % 3 != 0))

@@ -173,7 +173,9 @@ pub struct SocketSink {
     /// without waking JavaScript, which `held` then asks for at the turn's end.
     turn: AtomicBool,
     held: AtomicBool,
-    /// The turn's small messages, sent up together (see `run`).
+    /// In a read's pushes (see `EventSink::read_start`): small messages are held.
+    reading: AtomicBool,
+    /// The read's small messages, sent up together (see `run`).
     pending: Mutex<Pending>,
 }
 
@@ -187,6 +189,7 @@ impl SocketSink {
             accepting: AtomicBool::new(accepting),
             turn: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            reading: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
         }
     }
@@ -203,13 +206,13 @@ impl SocketSink {
         }
     }
 
-    /// The turn's held messages. A poisoned lock is taken as it is: `Pending` holds no
+    /// The read's held messages. A poisoned lock is taken as it is: `Pending` holds no
     /// invariant a panic could break, and its messages must not be lost.
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sends up the small messages the turn held, if any.
+    /// Sends up the small messages the read held, if any.
     fn flush(&self) {
         let held = self.pending().take();
         if let Some(flush) = held {
@@ -239,11 +242,21 @@ impl EventSink for SocketSink {
     }
 
     fn turn_end(&self) {
-        self.flush();
         self.turn.store(false, Ordering::Relaxed);
         if self.held.swap(false, Ordering::Relaxed) {
             self.hub.wake();
         }
+    }
+
+    fn read_start(&self) {
+        self.reading.store(true, Ordering::Relaxed);
+    }
+
+    fn read_end(&self) {
+        // Under the connection's lock, on the thread that read: nothing pushed by another
+        // thread can come between the read's messages and what it pushed before them.
+        self.flush();
+        self.reading.store(false, Ordering::Relaxed);
     }
 
     fn inline_wanted(&self) {
@@ -258,11 +271,11 @@ impl EventSink for SocketSink {
 
     fn push(&self, event: Event) {
         let event = match event {
-            // A small whole message in a turn waits for the turn's others (see `run`).
+            // A small whole message of a read waits for the read's others (see `run`).
             Event::Message { binary, mut frames }
                 if frames.len() == 1
                     && Pending::joins(&frames[0])
-                    && self.turn.load(Ordering::Relaxed) =>
+                    && self.reading.load(Ordering::Relaxed) =>
             {
                 let payload = frames.pop().unwrap_or_default();
                 let full = self.pending().add(payload, binary);

@@ -179,6 +179,15 @@ pub trait EventSink: Send + Sync + 'static {
     /// held back. Default: nothing.
     fn turn_end(&self) {}
 
+    /// The task is about to push what one read decoded, under the connection's lock: until
+    /// [`EventSink::read_end`], the sink may hold the read's messages and send them on
+    /// together, as long as nothing overtakes them. Default: nothing.
+    fn read_start(&self) {}
+
+    /// The read's events are pushed (still under the connection's lock): send on what was
+    /// held. Default: nothing.
+    fn read_end(&self) {}
+
     /// The connection's traffic is sparse, and its task hands reading to the owner, who
     /// starts [`crate::socket::Handle::start_inline`] on its own thread when it gets to it
     /// (the task reads until then). Only with [`SocketOptions::inline_reads`]. Default:

@@ -401,7 +401,7 @@ impl ConnectionTask {
         let inflater = self.ext.as_deref_mut().map(|e| &mut e.inflate);
         match self.decoder.decode_with(data, &mut items, inflater) {
             Ok(used) => {
-                self.deliver(&mut items);
+                self.deliver_read(&mut items);
                 if self.close.is_none() {
                     // An incomplete header, for the next read; after a close frame the
                     // decoder stopped, and the rest is never read.
@@ -412,7 +412,7 @@ impl ConnectionTask {
                 // As ws: report it, send the close code it calls for, discard the rest.
                 log::debug!("socket: protocol error from the peer: {}", e.message);
                 let code = e.close_code.unwrap_or(1002);
-                self.deliver(&mut items);
+                self.deliver_read(&mut items);
                 self.sink.push(Event::Error(e));
                 if !self.shared.close_received.load(Ordering::SeqCst) {
                     self.shared.push(Command::Close {
@@ -432,6 +432,14 @@ impl ConnectionTask {
                 }
             });
         }
+    }
+
+    /// Hands one read's decoded items to the sink as one read (see
+    /// [`EventSink::read_start`]).
+    fn deliver_read(&mut self, items: &mut Vec<Incoming>) {
+        self.sink.read_start();
+        self.deliver(items);
+        self.sink.read_end();
     }
 
     /// Hands decoded items to the sink, answering pings and echoing a close.
@@ -849,8 +857,6 @@ impl ConnectionTask {
         // the owner's to watch.
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let mut total = 0;
-        // A turn, as the task's poll is one: the sink may hold the events until its end.
-        self.sink.turn_start();
         let step = loop {
             match self.poll_read(&mut cx) {
                 ReadStep::Drained => break Inline::Read,
@@ -869,7 +875,6 @@ impl ConnectionTask {
                 }
             }
         };
-        self.sink.turn_end();
         if !self.out.is_empty() {
             // An automatic pong to write.
             shared.wake();
