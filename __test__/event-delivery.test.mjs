@@ -261,3 +261,101 @@ test("binaryType 'arraybuffer' and 'fragments': each message its own bytes, neve
     await server.close();
   }
 });
+
+test('empty payloads packed together: an empty ping, message and pong, each an empty Buffer', async () => {
+  // Sent in one go, they reach the socket in one read and one call, whose pack then has
+  // no bytes at all.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  wss.on('connection', (peer) => {
+    for (let i = 0; i < 20; i++) {
+      peer.ping(Buffer.alloc(0));
+      peer.send(Buffer.alloc(0));
+      peer.pong(Buffer.alloc(0));
+    }
+    peer.close(1000, '');
+  });
+  try {
+    const S = relayedConnect(`ws://127.0.0.1:${wss.address().port}/`, undefined, { perMessageDeflate: false });
+    const got = [];
+    S.on('ping', (d) => got.push(['ping', d]));
+    S.on('message', (d, isBinary) => got.push(['message', d, isBinary]));
+    S.on('pong', (d) => got.push(['pong', d]));
+    S.on('error', () => {});
+    const [code, reason] = await withTimeout(once(S, 'close'), STEP_MS, 'the close');
+    assert.equal(got.length, 60);
+    got.forEach(([kind, data, isBinary], i) => {
+      assert.equal(kind, ['ping', 'message', 'pong'][i % 3], `event ${i}`);
+      assert.ok(Buffer.isBuffer(data) && data.length === 0, `event ${i} is an empty Buffer`);
+      if (kind === 'message') assert.equal(isBinary, true);
+    });
+    assert.equal(code, 1000);
+    assert.equal(reason.length, 0);
+  } finally {
+    for (const p of wss.clients) p.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});
+
+test("many sockets' small messages in one delivery: split into calls of at most 16 KiB of payloads, every message whole", async () => {
+  // A process of its own whose sockets are read by their tasks (inline reads off), so that
+  // what they read while its event loop is busy waits in one queue: 300 sockets, a 300-byte
+  // message each, 90,000 bytes of small payloads for the first delivery after the loop is
+  // free. Correctness does not depend on how the delivery is cut.
+  const script = `
+    const { WebSocketServer } = require('ws');
+    const { relayedConnect } = require(process.env.HYCO_PKG);
+    const guard = setTimeout(() => { console.log('TIMEOUT'); process.exit(6); }, 30000);
+    const N = 300;
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+    wss.on('listening', async () => {
+      const url = 'ws://127.0.0.1:' + wss.address().port + '/';
+      const sockets = [];
+      for (let i = 0; i < N; i++) {
+        const S = relayedConnect(url, undefined, { perMessageDeflate: false });
+        await new Promise((resolve, reject) => { S.once('open', resolve); S.once('error', reject); });
+        sockets.push(S);
+      }
+      const seen = new Set();
+      const buffers = new Set();
+      let bad = 0;
+      let largest = 0;
+      let count = 0;
+      const body = (k) => {
+        const b = Buffer.alloc(300, k % 251);
+        b.writeUInt16LE(k, 0);
+        return b;
+      };
+      for (const S of sockets) {
+        S.on('message', (data) => {
+          count++;
+          const k = data.length === 300 ? data.readUInt16LE(0) : -1;
+          if (k < 0 || seen.has(k) || !data.equals(body(k))) bad++;
+          seen.add(k);
+          buffers.add(data.buffer);
+          largest = Math.max(largest, data.buffer.byteLength);
+          if (count === N) {
+            console.log(JSON.stringify({ bad, largest, buffers: buffers.size, distinct: seen.size }));
+            clearTimeout(guard);
+            for (const s of sockets) s.terminate();
+            wss.close();
+          }
+        });
+      }
+      // Every server-side socket sends at once, then the loop stays busy for a while.
+      [...wss.clients].forEach((p, k) => p.send(body(k)));
+      const until = Date.now() + 300;
+      while (Date.now() < until);
+    });
+  `;
+  const r = await runNode(script, { ms: 40_000, env: { HYCO_WS_RS_INLINE_READS: '0' } }).done;
+  assert.equal(r.signal, null, `the child died of a signal: ${describeChild(r)}`);
+  const line = r.stdout.trim().split('\n').pop();
+  assert.ok(line.startsWith('{'), describeChild(r));
+  const result = JSON.parse(line);
+  assert.equal(result.bad, 0, 'messages not whole, or twice');
+  assert.equal(result.distinct, 300);
+  assert.ok(result.largest <= MAX_HELD, `a message keeps ${result.largest} bytes alive`);
+  assert.ok(result.buffers >= 2, `${result.buffers} buffers for 90,000 bytes`);
+});
+

@@ -49,3 +49,22 @@ test('initEvents refuses a lib/ without a registry, or with another event contra
     message: /event contract \d+; this copy's is 1000/
   });
 });
+
+test('the first lib/ on a thread must hand events over as the addon does: an older contract is refused', async () => {
+  // A fresh process: the first initEvents() call of a thread is checked against the
+  // addon's own contract (later ones against the first's, above).
+  const { execFileSync } = await import('node:child_process');
+  const script = `
+    const native = require(${JSON.stringify(require.resolve('../lib/native.js'))}).loadNative();
+    try {
+      native.initEvents(() => {}, 1);
+      console.log('ACCEPTED');
+    } catch (e) {
+      console.log(JSON.stringify({ code: e.code, message: e.message }));
+    }
+  `;
+  const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+  const got = JSON.parse(out.trim().split('\n').pop());
+  assert.equal(got.code, 'ERR_HYCO_NATIVE_MISMATCH');
+  assert.match(got.message, /lib\/'s event contract 1; the addon's is \d+/);
+});

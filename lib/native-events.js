@@ -95,14 +95,15 @@ function unclaimedEvents() {
 const EV_ACCEPTING = eventType('accepting', ['socket', 'headers', 'id', 'url', 'remoteAddress', 'remotePort']);
 
 /**
- * What `dispatch` expects of every object in the shared registry, numbered: the registry is
- * a `Map` from native id to object; an object's events are handed to
- * `object._handle(list, type, at)` (type: the addon's event number; at: the index of its
- * first field in `list`); a listener's `accepting` event to `object._accepting(socketId,
- * list, at)`. Any change to this contract takes a new number, so that copies that differ
- * in it are not loaded side by side (`ERR_HYCO_NATIVE_MISMATCH`).
+ * How events are handed over, numbered: the addon calls `dispatch(pack, ...list)` (see
+ * `unpack`); the registry is a `Map` from native id to object; an object's events are
+ * handed to `object._handle(list, type, at)` (type: the addon's event number; at: the index
+ * of its first field in `list`), a socket's among them runs of messages (`messages`); a
+ * listener's `accepting` event goes to `object._accepting(socketId, list, at)`. Any change
+ * to this contract takes a new number, so that copies that differ in it are not loaded side
+ * by side, nor a copy with an addon of another number (`ERR_HYCO_NATIVE_MISMATCH`).
  */
-const EVENT_CONTRACT = 1;
+const EVENT_CONTRACT = 2;
 
 /**
  * Rethrows `err` (from a listener) outside the native callback.

@@ -307,6 +307,14 @@ fn shared_registry(env: &Env, contract: u32) -> napi::Result<Object<'_>> {
             ),
         )),
         Some((_, map)) => map,
+        None if contract != EVENT_CONTRACT => Err(throw_mismatch(
+            env,
+            format!(
+                "hyco-ws-rs: lib/ and the native addon hand events over differently (lib/'s \
+                 event contract {contract}; the addon's is {EVENT_CONTRACT}). Rebuild the addon \
+                 (\"npm run build\") for this version of the package."
+            ),
+        )),
         None => {
             let class: Function<(), Unknown> = env.get_global()?.get_named_property("Map")?;
             let registry = Object::from_unknown(class.new_instance(())?)?;
@@ -316,6 +324,12 @@ fn shared_registry(env: &Env, contract: u32) -> napi::Result<Object<'_>> {
         }
     }
 }
+
+/// The event contract of this addon's calls (`lib/native-events.js`'s `EVENT_CONTRACT`):
+/// 2 since the events are the call's arguments with the small payloads packed, and sockets
+/// take runs (`messages` events). The first copy of `lib/` on a thread must have it; later
+/// copies must have the first one's.
+const EVENT_CONTRACT: u32 = 2;
 
 /// Throws `message` as an `Error` with code `ERR_HYCO_NATIVE_MISMATCH`; returns the napi
 /// error to propagate.

@@ -10,7 +10,8 @@
 //! message (its length times two, plus one when binary), then the count, little-endian;
 //! `lib/websocket.js` cuts it into views and emits each message in order. A lone message
 //! still goes up as a `message` event, so a sparse socket's round trip is unchanged. A run
-//! is copied into the Buffer JavaScript gets, and its vector serves the next run.
+//! is copied into the Buffer JavaScript gets, and its vector serves the JS thread's next run
+//! (one built on a tokio thread starts afresh).
 //!
 //! A run is sent once it reaches [`RUN_MAX`] bytes (payloads and words), so it is at most
 //! about 16.5 KiB: a view a handler keeps holds its whole run alive (ws's messages hold the
@@ -85,12 +86,12 @@ impl Pending {
                     words: Vec::with_capacity(16),
                 });
                 run.push(&first, first_binary);
-                pool::give_back_small(first);
+                pool::give_back_small_if_kept(first);
                 self.run.insert(run)
             }
         };
         run.push(&payload, binary);
-        pool::give_back_small(payload);
+        pool::give_back_small_if_kept(payload);
         if run.size() >= RUN_MAX {
             self.take()
         } else {

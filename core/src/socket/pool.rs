@@ -103,13 +103,30 @@ pub fn for_payload(len: usize) -> Vec<u8> {
         .unwrap_or_else(|_| Vec::with_capacity(len))
 }
 
-/// Takes back a payload whose bytes were copied out (from then on, this thread keeps small
-/// buffers): one of [`for_payload`]'s small buffers is kept for the next, anything else
-/// freed.
-pub fn give_back_small(mut buf: Vec<u8>) {
+/// Takes back a payload whose bytes were copied out on the thread that delivers payloads to
+/// their consumer (from then on, this thread keeps small buffers): one of
+/// [`for_payload`]'s small buffers is kept for the next, anything else freed.
+pub fn give_back_small(buf: Vec<u8>) {
+    keep_small(buf, true);
+}
+
+/// As [`give_back_small`], but only on a thread that already keeps small buffers: a thread
+/// that reads (a tokio thread) must not start to, or each small message it queues for a
+/// consumer that is behind would hold a whole small buffer.
+pub fn give_back_small_if_kept(buf: Vec<u8>) {
+    keep_small(buf, false);
+}
+
+/// Keeps `buf` if it is one of the small buffers and this thread keeps them (or starts to,
+/// with `start`).
+fn keep_small(mut buf: Vec<u8>, start: bool) {
     let _ = SMALL_BUFFERS.try_with(|s| {
         if let Ok(mut s) = s.try_borrow_mut() {
-            let kept = s.get_or_insert_with(Vec::new);
+            let kept = match s.as_mut() {
+                Some(kept) => kept,
+                None if start => s.insert(Vec::new()),
+                None => return,
+            };
             if buf.capacity() == SMALL && kept.len() < SMALL_KEPT {
                 buf.clear();
                 kept.push(buf);
@@ -162,6 +179,22 @@ mod tests {
             // Large payloads are never from the kept ones.
             assert_eq!(for_payload(SMALL).capacity(), SMALL);
             assert_eq!(for_payload(4096).capacity(), 4096);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_reading_thread_does_not_start_keeping() {
+        std::thread::spawn(|| {
+            give_back_small_if_kept(vec![1; 64]);
+            assert_eq!(for_payload(64).capacity(), 64);
+            give_back_small(Vec::new());
+            let a = for_payload(64);
+            let ptr = a.as_ptr();
+            give_back_small_if_kept(a);
+            let b = for_payload(64);
+            assert_eq!(b.as_ptr(), ptr);
         })
         .join()
         .unwrap();
