@@ -286,7 +286,7 @@ impl EventSink for SocketSink {
             }
             other => other,
         };
-        // Whatever the turn held goes first.
+        // Whatever the read held goes first.
         self.flush();
         let id = self.id;
         let hub = self;
