@@ -19,7 +19,7 @@
 use napi::bindgen_prelude::ToNapiValue;
 use napi::sys;
 
-use crate::bindings::flat::{Flat, COPY_BELOW};
+use crate::bindings::flat::{self, Flat};
 use crate::bindings::hub::check;
 use hyco_core::socket::pool;
 
@@ -35,7 +35,7 @@ const MAX_PACK: usize = 16 * 1024;
 /// The payload of `value` if it goes into a pack.
 fn packable(value: &Flat) -> Option<&[u8]> {
     match value {
-        Flat::Bytes(b) if b.len() < COPY_BELOW => Some(b),
+        Flat::Bytes(b) if flat::copied(b.len()) => Some(b),
         _ => None,
     }
 }
@@ -167,7 +167,7 @@ unsafe fn arguments(
         let (mut pair, mut at) = (2, 0usize);
         for (k, value) in values.enumerate() {
             match value {
-                Flat::Bytes(p) if packing && p.len() < COPY_BELOW => {
+                Flat::Bytes(p) if packing && flat::copied(p.len()) => {
                     // `parts` counted these very values: anything else is a bug, refused
                     // rather than written past the pack or the header.
                     if at + p.len() > part.bytes || pair + 1 > header {

@@ -7,10 +7,16 @@ use napi::Status;
 
 use crate::bindings::run;
 
-/// Payloads up to this size are copied into a JS-owned Buffer; larger ones are handed over
+/// Payloads below this size are copied into a JS-owned Buffer; larger ones are handed over
 /// as external buffers without a copy. For small payloads the copy is cheaper than the
-/// finalizer an external buffer needs.
-pub(crate) const COPY_BELOW: usize = 512;
+/// finalizer an external buffer needs. The core's small payload buffers are the same size,
+/// so that every one of them is copied out here and can be given back.
+pub(crate) const COPY_BELOW: usize = hyco_core::socket::pool::SMALL;
+
+/// Whether a payload of `len` bytes is copied (see [`COPY_BELOW`]).
+pub(crate) fn copied(len: usize) -> bool {
+    len < COPY_BELOW
+}
 
 /// One value of the flat event list.
 pub enum Flat {
@@ -71,7 +77,7 @@ impl ToNapiValue for Flat {
                 Flat::Bool(b) => bool::to_napi_value(env, b),
                 Flat::Str(s) => String::to_napi_value(env, s),
                 Flat::Null => Null::to_napi_value(env, Null),
-                Flat::Bytes(v) if v.len() < COPY_BELOW => {
+                Flat::Bytes(v) if copied(v.len()) => {
                     let out = copy(env, &v)?;
                     hyco_core::socket::pool::give_back_small(v);
                     Ok(out)

@@ -21,8 +21,11 @@ use std::cell::Cell;
 
 use hyco_core::socket::pool;
 
-/// Messages below this size join runs (larger ones are worth an event of their own).
-pub const RUN_BELOW: usize = 512;
+use crate::bindings::flat::COPY_BELOW;
+
+/// Messages below this size join runs (larger ones are worth an event of their own): the
+/// payloads a delivery would copy anyway.
+pub const RUN_BELOW: usize = COPY_BELOW;
 
 /// A run is sent once its payloads and words reach this size.
 pub const RUN_MAX: usize = 16 * 1024;

@@ -286,8 +286,10 @@ impl EventSink for SocketSink {
             }
             other => other,
         };
-        // Whatever the read held goes first.
-        self.flush();
+        // Whatever the read held goes first (only a read holds anything: its end flushes).
+        if self.reading.load(Ordering::Relaxed) {
+            self.flush();
+        }
         let id = self.id;
         let hub = self;
         let consumed = |bytes| Then::Consumed(self.shared.clone(), bytes);
