@@ -23,6 +23,31 @@ pub fn sockets() -> usize {
     SOCKETS.load(Ordering::Relaxed)
 }
 
+/// HTTP exchanges' tasks started and not finished (see [`exchanges`]).
+static EXCHANGES: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts an HTTP exchange's task from its start until the guard drops (with the task).
+pub(crate) struct ExchangeCounted(());
+
+impl ExchangeCounted {
+    pub(crate) fn start() -> Self {
+        EXCHANGES.fetch_add(1, Ordering::Relaxed);
+        ExchangeCounted(())
+    }
+}
+
+impl Drop for ExchangeCounted {
+    fn drop(&mut self) {
+        EXCHANGES.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// HTTP exchanges' tasks started and not yet finished in the process: a request answered
+/// whole at once by its owner, on the control channel, never starts one.
+pub fn exchanges() -> usize {
+    EXCHANGES.load(Ordering::Relaxed)
+}
+
 /// Tasks alive on the current tokio runtime (spawned and not yet finished, or finished
 /// but not yet dropped); `None` outside a runtime.
 pub fn tasks() -> Option<usize> {

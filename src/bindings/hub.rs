@@ -728,6 +728,16 @@ impl Hub {
         (values, starts, inline)
     }
 
+    /// Forgets object `id`, which has no event of its own to end with (a listener's control
+    /// channel, see `listener.rs`), with the next delivery: its handle goes from the table
+    /// and its socket is no longer watched. Schedules that delivery.
+    pub fn forget(&self, id: Id) {
+        if let Ok(mut q) = self.queue.lock() {
+            q.finished.push(id);
+        }
+        self.schedule();
+    }
+
     /// Socket `id`'s task asks JavaScript's thread to read it (see `reader.rs`): done with
     /// the next delivery, which [`Hub::wake`] schedules (the socket's sink calls it at the
     /// end of the task's turn, with the events that made the task ask).

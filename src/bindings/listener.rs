@@ -4,7 +4,7 @@
 //! delivered.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyco_core::listener::{
@@ -21,6 +21,7 @@ use crate::bindings::flat::Flat;
 use crate::bindings::http;
 use crate::bindings::hub::{self, id_of, Hub, Id, Target, Then};
 use crate::bindings::proxy::{self, NativeProxyOptions};
+use crate::bindings::reader;
 use crate::bindings::socket::{
     deflate_options, error_fields, socket_options, NativeDeflateOptions, SocketSink,
 };
@@ -104,10 +105,14 @@ impl Target for ListenerHandle {
 }
 
 /// Where a listener's events go: the hub, tagged with its id. Connections it accepts by
-/// itself get ids of their own.
+/// itself get ids of their own, and so does its control channel while JavaScript's thread
+/// reads it.
 struct HubListenerSink {
     id: Id,
     hub: Arc<Hub>,
+    /// The control channel JavaScript's thread reads or was asked to read, and its id in
+    /// the hub (see `reader.rs`).
+    channel: Mutex<Option<(Handle, Id)>>,
 }
 
 impl ListenerSink for HubListenerSink {
@@ -187,6 +192,41 @@ impl ListenerSink for HubListenerSink {
     ) -> Option<Arc<dyn ExchangeSink>> {
         http::take_request(&self.hub, self.id, request, exchange)
     }
+
+    fn control_inline_wanted(&self, channel: &Handle) {
+        let Ok(mut current) = self.channel.lock() else {
+            return;
+        };
+        let id = match &*current {
+            Some((h, id)) if Arc::ptr_eq(&h.shared, &channel.shared) => *id,
+            _ => {
+                // A channel of its own in the hub, as a socket has: the next delivery
+                // starts watching it (`reader::watch` finds its handle there).
+                let id = self.hub.next_id();
+                if !self.hub.insert(id, Arc::new(channel.clone())) {
+                    return;
+                }
+                if let Some((_, old)) = current.replace((channel.clone(), id)) {
+                    self.hub.forget(old);
+                }
+                id
+            }
+        };
+        drop(current);
+        self.hub.want_inline(id);
+        self.hub.wake();
+    }
+
+    fn control_closed(&self, channel: &Handle) {
+        let Ok(mut current) = self.channel.lock() else {
+            return;
+        };
+        if matches!(&*current, Some((h, _)) if Arc::ptr_eq(&h.shared, &channel.shared)) {
+            if let Some((_, id)) = current.take() {
+                self.hub.forget(id);
+            }
+        }
+    }
 }
 
 fn buffers(ca: Option<Vec<Buffer>>) -> Vec<Vec<u8>> {
@@ -227,9 +267,11 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
     opts.request_timeout = Duration::from_millis(options.request_timeout_ms.max(1.0) as u64);
     opts.proxy = proxy::config(options.proxy);
     let id = hub.next_id();
+    opts.inline_reads = reader::enabled();
     let sink: Arc<dyn ListenerSink> = Arc::new(HubListenerSink {
         id,
         hub: hub.clone(),
+        channel: Mutex::new(None),
     });
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
     // On the JavaScript thread, so the environment is live and the hub open.

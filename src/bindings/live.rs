@@ -23,6 +23,9 @@ pub struct NativeLiveCounts {
     pub queued: u32,
     /// Sockets this JS thread watches to read them inline (see `reader.rs`).
     pub watched: u32,
+    /// HTTP exchanges' tasks started and not finished (a request answered whole at once on
+    /// the control channel starts none).
+    pub exchanges: u32,
 }
 
 /// The counts now (see [`NativeLiveCounts`]). `targets` and `queued` are 0 before the
@@ -38,5 +41,6 @@ pub fn live_counts() -> NativeLiveCounts {
         targets: n(targets),
         queued: n(queued),
         watched: n(reader::watched()),
+        exchanges: n(live::exchanges()),
     }
 }

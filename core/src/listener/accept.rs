@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::listener::http::HttpContext;
 use crate::listener::spare::SparePool;
 use crate::listener::{request, AcceptRequest, ListenerEvent, ListenerOptions, ListenerSink};
 use crate::socket::deflate::{self, Negotiation};
@@ -21,10 +20,6 @@ pub(super) struct Owner<'a> {
     pub(super) auto_accept: &'a AtomicBool,
     pub(super) spares: Option<&'a Arc<SparePool>>,
     pub(super) accepting: &'a Arc<InFlight>,
-    /// What HTTP requests need.
-    pub(super) http: &'a Arc<HttpContext>,
-    /// Copy the service's control messages to the owner.
-    pub(super) control_tap: &'a AtomicBool,
 }
 
 /// Accept handshakes the listener started by itself and that are not over yet: the

@@ -1,7 +1,7 @@
 //! The listener's main loop: connect, serve the control channel (`session.rs`), reconnect
 //! with backoff, until closed or a final error.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,14 +9,15 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::listener::accept::{InFlight, Owner};
+use crate::listener::accept::InFlight;
+use crate::listener::control::{ControlContext, ControlSink};
 use crate::listener::http::{self, HttpContext};
 use crate::listener::session::{self, error, End, CLOSE_WAIT};
 use crate::listener::spare::SparePool;
 use crate::listener::{
-    Backoff, ChannelSink, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink, Token,
+    Backoff, ListenerCommand, ListenerEvent, ListenerOptions, ListenerSink, Token,
 };
-use crate::socket::{self, Command, ConnectOptions, Event, Handle, SocketError, SocketOptions};
+use crate::socket::{Command, ConnectOptions, Event, Handle, SocketError, SocketOptions};
 
 /// Largest control message accepted.
 const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
@@ -156,7 +157,6 @@ pub(super) async fn run(
     mut commands: mpsc::UnboundedReceiver<ListenerCommand>,
     switches: Switches,
 ) {
-    let auto_accept = switches.auto_accept;
     let http = Arc::new(HttpContext {
         sink: sink.clone(),
         entity: opts.entity.clone(),
@@ -169,12 +169,23 @@ pub(super) async fn run(
         cancel: tokio_util::sync::CancellationToken::new(),
         in_flight: Mutex::new(HashSet::new()),
         ended_inline: Mutex::new(Vec::new()),
+        waiting: Mutex::new(VecDeque::new()),
+        runtime: tokio::runtime::Handle::current(),
     });
     tokio::spawn(http::end_inline_tasks_until_closed(http.clone()));
     let spares = opts
         .spare_max_age
         .map(|age| SparePool::new(age, opts.accept_timeout));
-    let accepting = Arc::new(InFlight::default());
+    let control = Arc::new(ControlContext {
+        runtime: http.runtime.clone(),
+        opts: opts.clone(),
+        sink: sink.clone(),
+        auto_accept: switches.auto_accept,
+        spares,
+        accepting: Arc::new(InFlight::default()),
+        http,
+        control_tap: switches.control_tap,
+    });
     let mut backoff = Backoff::new(opts.reconnect_delays.clone(), opts.jitter);
     let mut next_request = 0u64;
     let mut cause: Option<SocketError> = None;
@@ -217,7 +228,10 @@ pub(super) async fn run(
         let mut socket_options = SocketOptions::default();
         socket_options.limits.max_payload = MAX_CONTROL_MESSAGE;
         socket_options.close_timeout = CLOSE_WAIT;
-        let handle = socket::connect(
+        socket_options.inline_reads = opts.inline_reads;
+        let handle = Handle::new(&socket_options);
+        let channel_sink = Arc::new(ControlSink::new(control.clone(), handle.clone(), tx));
+        handle.start(
             ConnectOptions {
                 url: opts.url.clone(),
                 headers: vec![("ServiceBusAuthorization".to_owned(), token.value.clone())],
@@ -228,9 +242,13 @@ pub(super) async fn run(
                 proxy: opts.proxy.clone(),
             },
             socket_options,
-            Arc::new(ChannelSink::new(tx)),
+            channel_sink.clone(),
         );
-        match wait_open(&mut events, &mut commands, &handle).await {
+        let opening = wait_open(&mut events, &mut commands, &handle).await;
+        if !matches!(opening, Opening::Open) {
+            channel_sink.retire();
+        }
+        match opening {
             Opening::Open => {}
             Opening::Failed(e) => {
                 if is_final(&e, opts.auth_final) {
@@ -244,25 +262,21 @@ pub(super) async fn run(
         let online_at = Instant::now();
         log::info!("listener: online");
         sink.push(ListenerEvent::Online);
-        let owner = Owner {
-            sink: &*sink,
-            auto_accept: &auto_accept,
-            spares: spares.as_ref(),
-            accepting: &accepting,
-            http: &http,
-            control_tap: &switches.control_tap,
-        };
-        match session::serve(
+        // The service's messages reach the owner after `online`.
+        channel_sink.serve();
+        let owner = control.owner();
+        let end = session::serve(
             &opts,
             &owner,
-            &handle,
+            &channel_sink,
             &mut events,
             &mut commands,
             &token,
             &mut next_request,
         )
-        .await
-        {
+        .await;
+        channel_sink.retire();
+        match end {
             End::Reopen(e) => {
                 // Asked for: a fresh channel at once, whatever the schedule was.
                 backoff.reset();
@@ -283,12 +297,12 @@ pub(super) async fn run(
             End::Closed => break None,
         }
     };
-    if let Some(pool) = &spares {
+    if let Some(pool) = &control.spares {
         pool.close();
     }
     // Requests in progress cannot be answered once the listener is gone.
-    http.cancel.cancel();
-    accepting.settled(opts.accept_timeout).await;
+    control.http.cancel.cancel();
+    control.accepting.settled(opts.accept_timeout).await;
     match &final_error {
         Some(e) => log::error!("listener: stopped: {}", e.message),
         None => log::info!("listener: closed"),

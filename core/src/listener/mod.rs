@@ -8,6 +8,7 @@
 mod accept;
 pub mod backoff;
 mod channel;
+mod control;
 pub mod http;
 pub mod request;
 mod session;
@@ -82,6 +83,10 @@ pub struct ListenerOptions {
     /// How long a rendezvous socket that carries no request is kept for the sender's next
     /// request. Default 60 s.
     pub rendezvous_idle: Duration,
+    /// The control channel may be read on the owner's thread while its traffic is sparse
+    /// (see [`ListenerSink::control_inline_wanted`]). Default false: an owner that reads
+    /// sockets inline turns it on.
+    pub inline_reads: bool,
 }
 
 impl ListenerOptions {
@@ -108,6 +113,7 @@ impl ListenerOptions {
             token_timeout: Duration::from_secs(30),
             request_timeout: Duration::from_secs(60),
             rendezvous_idle: Duration::from_secs(60),
+            inline_reads: false,
             renew_at: 0.8,
             ca: Vec::new(),
             proxy: None,
@@ -209,6 +215,21 @@ pub trait ListenerSink: Send + Sync + 'static {
     ) -> Option<Arc<dyn ExchangeSink>> {
         let _ = (request, exchange);
         None
+    }
+
+    /// The control channel's traffic is sparse and its socket asks to be read on the
+    /// owner's thread (see [`crate::socket::inline`]): the owner starts
+    /// [`Handle::start_inline`] on `channel` when it gets to it, and its reads hand the
+    /// service's messages to this sink from that thread. Only with
+    /// [`ListenerOptions::inline_reads`]. Default: nothing (tokio's threads go on reading).
+    fn control_inline_wanted(&self, channel: &Handle) {
+        let _ = channel;
+    }
+
+    /// The control channel `channel` closed (its socket's last event): an owner that reads
+    /// it stops watching it. Default: nothing.
+    fn control_closed(&self, channel: &Handle) {
+        let _ = channel;
     }
 }
 

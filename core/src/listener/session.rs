@@ -1,16 +1,14 @@
-//! One open control channel, from its open to its loss or close: what the service sends,
-//! the keep-alive pings, the token's renewal, and the owner's commands, each a named step of
-//! [`Session`].
+//! One open control channel, from its open to its loss or close: the keep-alive pings, the
+//! token's renewal, the socket's close, and the owner's commands, each a named step of
+//! [`Session`]. What the service sends is handled where it is read (`control.rs`).
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::listener::accept::{self, Owner};
-use crate::listener::http::message::{parse_request, RequestHead, RequestMessage, Unusable};
-use crate::listener::http::{self, RequestBody, Route};
+use crate::listener::accept::Owner;
+use crate::listener::control::ControlSink;
 use crate::listener::{ListenerCommand, ListenerEvent, ListenerOptions, Token};
 use crate::sas;
 use crate::socket::{frame, Command, Event, Handle, SocketError, CONTROL_EVENT_COST};
@@ -90,6 +88,8 @@ struct Session<'a> {
     opts: &'a ListenerOptions,
     owner: &'a Owner<'a>,
     handle: &'a Handle,
+    /// Where the service's messages are handled (retired as the session ends).
+    control: &'a ControlSink,
     /// The current token's expiry, Unix milliseconds, when known.
     expires: Option<f64>,
     /// When to renew (or, for a fixed token, to warn of its expiry).
@@ -102,23 +102,21 @@ struct Session<'a> {
     next_request: &'a mut u64,
     /// The socket's error, reported with its close.
     last_error: Option<SocketError>,
-    /// An HTTP request whose body is the next binary message on the channel (`None` in
-    /// the request: the body of a refused request, to be dropped).
-    awaiting_body: Option<Option<RequestHead>>,
 }
 
 impl<'a> Session<'a> {
     fn new(
         opts: &'a ListenerOptions,
         owner: &'a Owner<'a>,
-        handle: &'a Handle,
+        control: &'a ControlSink,
         token: &Token,
         next_request: &'a mut u64,
     ) -> Self {
         Session {
             opts,
             owner,
-            handle,
+            handle: control.channel(),
+            control,
             expires: token.expiry_ms(),
             renew_at: renewal_time(opts, token),
             next_ping: opts.keep_alive.map(|k| Instant::now() + k),
@@ -127,30 +125,16 @@ impl<'a> Session<'a> {
             renewal_deadline: None,
             next_request,
             last_error: None,
-            awaiting_body: None,
         }
     }
 
-    /// An event of the control channel's socket. The session handles what it reads at once,
-    /// so it counts it as consumed (or the socket would stop reading after 16 MiB).
+    /// An event of the control channel's socket, other than a message (the service's
+    /// messages are handled where they are read, see `control.rs`). The session handles
+    /// what it reads at once, so it counts it as consumed.
     fn on_socket_event(&mut self, ev: Option<Event>) -> Option<End> {
         let shared = &self.handle.shared;
         match ev {
             None => return Some(End::Lost(error("the control channel ended", "ECONNRESET"))),
-            Some(Event::Message { binary, frames }) => {
-                shared.consumed(frames.iter().map(Vec::len).sum());
-                // A fragmented binary message comes as its frames.
-                let data = if frames.len() == 1 {
-                    frames.into_iter().next().unwrap_or_default()
-                } else {
-                    frames.concat()
-                };
-                if binary {
-                    self.on_body(data);
-                } else {
-                    self.on_text(&data);
-                }
-            }
             Some(Event::Pong(p)) => {
                 shared.consumed(p.len() + CONTROL_EVENT_COST);
                 self.pong_deadline = None;
@@ -173,105 +157,12 @@ impl<'a> Session<'a> {
         None
     }
 
-    /// A text message from the service: an `accept`, or a `request`.
-    fn on_text(&mut self, text: &[u8]) {
-        if let Some(Some(head)) = self.awaiting_body.take() {
-            // The protocol puts a request's body right after it: this request is broken.
-            log::debug!("listener: request {} lost its body; dropped", head.id);
-            self.forget(&head.id);
-        }
-        if self.owner.control_tap.load(Ordering::Relaxed) {
-            self.owner.sink.push(ListenerEvent::ControlMessage {
-                text: String::from_utf8_lossy(text).into_owned(),
-            });
-        }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(text) else {
-            log::debug!("listener: ignoring a control message that is not JSON");
-            return;
-        };
-        if let Some(a) = value.get("accept") {
-            accept::on_accept(a, self.opts, self.owner);
-        } else if let Some(r) = value.get("request") {
-            self.on_request(r);
-        } else {
-            log::debug!("listener: ignoring an unknown control message");
-        }
-    }
-
-    /// An HTTP request: served now, once its body follows, or fetched from its rendezvous.
-    fn on_request(&mut self, r: &serde_json::Value) {
-        let ctx = self.owner.http;
-        let route = |head: &RequestHead| Route::Control {
-            channel: self.handle.clone(),
-            address: head.address.clone(),
-        };
-        match parse_request(r) {
-            Err(Unusable::Ignore(why)) => log::debug!("listener: ignoring {why}"),
-            Err(Unusable::HeadersTooLarge(head)) => {
-                http::answer(
-                    &route(&head),
-                    &head.id,
-                    431,
-                    "Request Header Fields Too Large",
-                );
-                if head.body {
-                    self.awaiting_body = Some(None);
-                }
-            }
-            Ok(RequestMessage::Rendezvous { address }) => {
-                tokio::spawn(http::fetch(ctx.clone(), address));
-            }
-            Ok(RequestMessage::Inline(head)) => {
-                let fresh = ctx
-                    .in_flight
-                    .lock()
-                    .map(|mut ids| ids.insert(head.id.clone()))
-                    .unwrap_or(true);
-                if !fresh {
-                    // Its response will answer that id: a second one would confuse the
-                    // service.
-                    log::debug!("listener: ignoring a second request with id {}", head.id);
-                    if head.body {
-                        self.awaiting_body = Some(None);
-                    }
-                } else if head.body {
-                    self.awaiting_body = Some(Some(head));
-                } else {
-                    self.serve_request(head, RequestBody::Empty);
-                }
-            }
-        }
-    }
-
-    /// A binary message: the body of the request before it.
-    fn on_body(&mut self, data: Vec<u8>) {
-        match self.awaiting_body.take() {
-            Some(Some(head)) => self.serve_request(head, RequestBody::Complete(data)),
-            Some(None) => {}
-            None => log::debug!("listener: ignoring a binary message for no request"),
-        }
-    }
-
-    /// Hands a request from the control channel to the owner.
-    fn serve_request(&mut self, head: RequestHead, body: RequestBody) {
-        let route = Route::Control {
-            channel: self.handle.clone(),
-            address: head.address.clone(),
-        };
-        if http::start(self.owner.http, &head, body, route).is_none() {
-            self.forget(&head.id);
-        }
-    }
-
-    /// A request from the control channel is over: its id may come again.
-    fn forget(&self, id: &str) {
-        if let Ok(mut ids) = self.owner.http.in_flight.lock() {
-            ids.remove(id);
-        }
-    }
-
     /// Time for a keep-alive ping; its pong is due within `pong_timeout`.
     fn ping(&mut self) {
+        // The pong must be read even if the owner's thread, which may be reading the
+        // channel inline, is busy for longer than the pong may take: the task reads again
+        // (and offers reading back once it finds the channel sparse).
+        self.handle.stop_inline();
         self.handle.send(Command::empty_ping());
         if self.pong_deadline.is_none() {
             self.pong_deadline = Some(Instant::now() + self.opts.pong_timeout);
@@ -281,6 +172,7 @@ impl<'a> Session<'a> {
 
     /// A ping went unanswered: the path is dead, drop the channel.
     async fn pong_overdue(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.control.retire();
         self.handle.send(Command::Terminate);
         wait_closed(events).await;
         End::Lost(error(
@@ -365,6 +257,7 @@ impl<'a> Session<'a> {
 
     /// The owner closes the listener: close the channel (1000) and wait for its end.
     async fn close(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.control.retire();
         self.handle.send(Command::Close {
             code: Some(1000),
             reason: Vec::new(),
@@ -376,6 +269,7 @@ impl<'a> Session<'a> {
 
     /// The owner wants a fresh channel: close this one (1000) and say so.
     async fn reopen(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
+        self.control.retire();
         self.handle.send(Command::Close {
             code: Some(1000),
             reason: Vec::new(),
@@ -405,13 +299,13 @@ async fn wait_closed(events: &mut mpsc::UnboundedReceiver<Event>) {
 pub(super) async fn serve(
     opts: &ListenerOptions,
     owner: &Owner<'_>,
-    handle: &Handle,
+    control: &ControlSink,
     events: &mut mpsc::UnboundedReceiver<Event>,
     commands: &mut mpsc::UnboundedReceiver<ListenerCommand>,
     token: &Token,
     next_request: &mut u64,
 ) -> End {
-    let mut s = Session::new(opts, owner, handle, token, next_request);
+    let mut s = Session::new(opts, owner, control, token, next_request);
     loop {
         tokio::select! {
             ev = events.recv() => {

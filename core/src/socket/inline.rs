@@ -174,7 +174,10 @@ impl Handle {
         task.read_inline(max)
     }
 
-    /// The owner stopped watching (its watch failed): the task reads again.
+    /// The task reads again: the owner stopped watching (its watch failed), or something
+    /// must be read even while the owner's thread is busy (the listener's keep-alive pong).
+    /// The owner's next inline read finds this and stops watching; the task offers reading
+    /// back after its next sparse turn. From any thread.
     pub fn stop_inline(&self) {
         if self.shared.reader() == Reader::Owner {
             self.shared.hand_back();

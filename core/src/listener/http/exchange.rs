@@ -15,9 +15,12 @@
 //! response to a request that came on the control channel), skips the task: the owner's
 //! [`Exchange::end_with`] parses it and sends it inline from the owner's own thread, written
 //! straight to the control channel when it is idle ([`Handle::send_direct`]), so that a
-//! small request costs the JS thread no wake-up of a tokio thread. The task, still waiting
-//! for the owner's commands or the relay's deadline, is told to end later, in bulk
-//! ([`HttpContext::end_inline_tasks`]), by the listener's tokio threads.
+//! small request costs the JS thread no wake-up of a tokio thread. Such a request's task
+//! never starts: a control-channel exchange's task waits ([`prepare`]) until the owner asks
+//! something of it, or the listener's sweep finds it unanswered after a second
+//! ([`HttpContext::start_overdue_tasks`]; the relay's deadline counts from the request's
+//! arrival). A task that did start and whose response then went inline is told to end later,
+//! in bulk ([`HttpContext::end_inline_tasks`]), by the listener's tokio threads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -79,9 +82,22 @@ pub(crate) struct State {
     over: AtomicBool,
     over_notify: Notify,
     sink: OnceLock<Arc<dyn ExchangeSink>>,
+    /// Events of the exchange before its owner's sink was attached (the owner may answer
+    /// on its own thread before the thread that handed it the request attaches it).
+    early: Mutex<Vec<ExchangeEvent>>,
     /// What the owner needs to send the response inline itself (see [`Exchange::end_with`]):
     /// set for a request that came on the control channel.
     inline: OnceLock<Inline>,
+    /// The exchange's task, not started yet (see [`prepare`]): started when the owner asks
+    /// something of it, or by the listener's sweep ([`HttpContext::start_overdue_tasks`]);
+    /// dropped unstarted when the owner sends the response inline.
+    waiting: Mutex<Option<Waiting>>,
+}
+
+/// A task that has not started, and where it will run.
+struct Waiting {
+    task: ExchangeTask,
+    runtime: tokio::runtime::Handle,
 }
 
 /// The owner's commands, and whether the task or the owner has acted on any.
@@ -115,7 +131,9 @@ impl State {
             over: AtomicBool::new(false),
             over_notify: Notify::new(),
             sink: OnceLock::new(),
+            early: Mutex::new(Vec::new()),
             inline: OnceLock::new(),
+            waiting: Mutex::new(None),
         })
     }
 
@@ -123,7 +141,33 @@ impl State {
         if let Ok(mut q) = self.commands.lock() {
             q.queue.push_back(c);
         }
+        self.start_task();
         self.notify.notify_one();
+    }
+
+    /// Starts the exchange's task if it is still waiting to start. True if it was.
+    pub(crate) fn start_task(&self) -> bool {
+        let waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
+        match waiting {
+            Some(w) => {
+                let counted = crate::live::ExchangeCounted::start();
+                w.runtime.spawn(w.task.run(counted));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Drops the exchange's task if it never started (the response went out inline, so
+    /// it has nothing to do). True if it had not started.
+    fn drop_waiting_task(&self) -> bool {
+        let waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
+        waiting.is_some()
+    }
+
+    /// Whether the exchange's task is still waiting to start.
+    pub(crate) fn task_waiting(&self) -> bool {
+        self.waiting.lock().map(|w| w.is_some()).unwrap_or(false)
     }
 
     fn take(&self) -> VecDeque<Cmd> {
@@ -161,10 +205,22 @@ impl State {
         self.commands.lock().map(|q| q.sent_inline).unwrap_or(false)
     }
 
-    /// Tells the owner.
+    /// Tells the owner (once its sink is attached: see [`Exchange::attach`]).
     pub(crate) fn emit(&self, e: ExchangeEvent) {
         if let Some(sink) = self.sink.get() {
             sink.push(e);
+            return;
+        }
+        let Ok(mut early) = self.early.lock() else {
+            return;
+        };
+        // Attached meanwhile: `attach` sets the sink once the early events are out.
+        match self.sink.get() {
+            Some(sink) => {
+                drop(early);
+                sink.push(e);
+            }
+            None => early.push(e),
         }
     }
 
@@ -240,8 +296,15 @@ impl Exchange {
         }
     }
 
-    /// Where the exchange's events go (set once, before any event).
+    /// Where the exchange's events go (set once): events emitted before go there first, in
+    /// order.
     pub(crate) fn attach(&self, sink: Arc<dyn ExchangeSink>) {
+        let Ok(mut early) = self.state.early.lock() else {
+            return;
+        };
+        for e in early.drain(..) {
+            sink.push(e);
+        }
         let _ = self.state.sink.set(sink);
     }
 
@@ -347,7 +410,11 @@ impl Exchange {
                     log::debug!("listener: request {request_id}: {}", gone().message);
                     state.finish(ExchangeEvent::Aborted(gone()));
                 }
-                ctx.inline_done(state);
+                // A task that never started has nothing to end; one the sweep started waits
+                // to be told.
+                if !state.drop_waiting_task() {
+                    ctx.inline_done(state);
+                }
             }),
         );
         true
@@ -370,6 +437,7 @@ impl Exchange {
 }
 
 /// Where the response goes.
+#[derive(Clone)]
 pub(crate) enum Route {
     /// The request came on the control channel: a response there, or over a rendezvous the
     /// exchange opens at `address`.
@@ -459,6 +527,9 @@ pub(crate) struct ExchangeTask {
     framed: bool,
     ended: bool,
     switch_at: Option<Instant>,
+    /// When the request was handed to the owner: the relay's deadline counts from there,
+    /// however late the task starts.
+    started: Instant,
 }
 
 impl ExchangeTask {
@@ -482,12 +553,13 @@ impl ExchangeTask {
             framed: false,
             ended: false,
             switch_at: None,
+            started: Instant::now(),
         }
     }
 
     /// Runs the exchange to its end: the response out, or given up.
-    pub(crate) async fn run(mut self) {
-        let deadline = tokio::time::sleep(self.ctx.request_timeout);
+    pub(crate) async fn run(mut self, _counted: crate::live::ExchangeCounted) {
+        let deadline = tokio::time::sleep_until(self.started + self.ctx.request_timeout);
         tokio::pin!(deadline);
         let cancel = self.ctx.cancel.clone();
         let outcome = loop {
@@ -739,27 +811,75 @@ fn gone() -> SocketError {
     )
 }
 
-/// Starts an exchange's task for a request, with its owner's sink.
-pub(crate) fn spawn(
+/// An exchange made ready before its request is handed to the owner (see [`prepare`]).
+pub(crate) struct Prepared {
+    /// The task, when it starts at once ([`Prepared::start`]); `None` when it waits.
+    task: Option<ExchangeTask>,
+}
+
+impl Prepared {
+    /// The owner took the request: its events go to `sink`, and a task that starts at once
+    /// starts.
+    pub(crate) fn start(self, exchange: &Exchange, sink: Arc<dyn ExchangeSink>) {
+        exchange.attach(sink);
+        if let Some(task) = self.task {
+            tokio::spawn(task.run(crate::live::ExchangeCounted::start()));
+        }
+    }
+
+    /// The owner declined the request: nothing will start.
+    pub(crate) fn drop_unstarted(self, exchange: &Exchange) {
+        exchange.state.drop_waiting_task();
+    }
+}
+
+/// Readies an exchange's task for a request, before the request goes to the owner: the
+/// owner may answer on its own thread at once, and whatever it does must find the
+/// exchange ready (its inline route, its waiting task).
+pub(crate) fn prepare(
     exchange: &Exchange,
-    sink: Arc<dyn ExchangeSink>,
-    ctx: Arc<HttpContext>,
+    ctx: &Arc<HttpContext>,
     request_id: String,
     head_request: bool,
     route: Route,
-) {
-    exchange.attach(sink);
+) -> Prepared {
     if let Route::Control { channel, .. } = &route {
         let _ = exchange.state.inline.set(Inline {
             channel: channel.clone(),
             request_id: request_id.clone(),
             head_request,
-            ctx: Arc::downgrade(&ctx),
+            ctx: Arc::downgrade(ctx),
         });
     }
-    let task = ExchangeTask::new(exchange.state.clone(), ctx, request_id, head_request, route);
-    tokio::spawn(task.run());
+    let lazy = matches!(route, Route::Control { .. })
+        && ctx.request_timeout >= LAZY_MIN_TIMEOUT
+        && !ctx.cancel.is_cancelled();
+    let task = ExchangeTask::new(
+        exchange.state.clone(),
+        ctx.clone(),
+        request_id,
+        head_request,
+        route,
+    );
+    if !lazy {
+        return Prepared { task: Some(task) };
+    }
+    // Most requests on the control channel are answered whole, at once, by the owner
+    // itself (`Exchange::end_with`): their task would start, wait and be told to end, a
+    // wake-up of a tokio thread and a timer for nothing. It starts when the owner asks
+    // something of it, or when the sweep finds it still waiting.
+    let runtime = ctx.runtime.clone();
+    if let Ok(mut w) = exchange.state.waiting.lock() {
+        *w = Some(Waiting { task, runtime });
+    }
+    ctx.waiting_task(exchange.state.clone());
+    Prepared { task: None }
 }
+
+/// A listener whose relay waits less than this for a response starts every exchange's
+/// task at once, so that the sweep (every [`super::rendezvous::END_INLINE_EVERY`], which
+/// starts those handed over at least that long before) never starts one near its deadline.
+const LAZY_MIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Answers a request with a status of the listener's own (no owner, headers too large),
 /// where it came from.

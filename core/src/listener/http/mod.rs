@@ -4,7 +4,8 @@
 //! The owner (`RelayedServer`'s `'request'`) receives an [`HttpRequest`] and an [`Exchange`]
 //! for each request, through [`crate::listener::ListenerSink::http_request`]; it writes the
 //! response to the exchange as Node.js serializes it, and hears what happens to it as
-//! [`ExchangeEvent`]s. Each request has its own task: a slow handler holds up no other.
+//! [`ExchangeEvent`]s. Each request has its own task (started when needed, see
+//! `exchange.rs`): a slow handler holds up no other.
 //!
 //! - `message.rs`: the `request` and `response` JSON;
 //! - `response.rs`: reading a serialized HTTP/1.1 response;

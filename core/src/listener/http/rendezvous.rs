@@ -50,6 +50,12 @@ pub(crate) struct HttpContext {
     /// Exchanges whose owner sent the response itself (see `Exchange::end_with`), whose
     /// tasks are still to be told to end.
     pub ended_inline: Mutex<Vec<Arc<State>>>,
+    /// Exchanges whose task has not started (see `exchange::prepare`), oldest first, with
+    /// when each was handed over.
+    pub waiting: Mutex<VecDeque<(Instant, Arc<State>)>>,
+    /// The listener's runtime, where those tasks start (the owner's thread is not one of
+    /// its threads).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// How often the listener tells the tasks of exchanges answered inline to end, when no new
@@ -63,6 +69,49 @@ impl HttpContext {
     pub(crate) fn inline_done(&self, state: Arc<State>) {
         if let Ok(mut list) = self.ended_inline.lock() {
             list.push(state);
+        }
+    }
+
+    /// An exchange's task waits to start (see `exchange::prepare`).
+    pub(crate) fn waiting_task(&self, state: Arc<State>) {
+        if let Ok(mut list) = self.waiting.lock() {
+            // Those answered already go now (a few at a time), rather than with the sweep:
+            // under load, that keeps the list short.
+            for _ in 0..4 {
+                match list.front() {
+                    Some((_, s)) if !s.task_waiting() => {
+                        list.pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            list.push_back((Instant::now(), state));
+        }
+    }
+
+    /// Starts the tasks of exchanges handed over at least [`END_INLINE_EVERY`] ago that are
+    /// still waiting (their owner has not answered yet: the task keeps the relay's
+    /// deadline), or all of them once the listener stops (they end at once); forgets those
+    /// that are done.
+    pub(crate) fn start_overdue_tasks(&self) {
+        let all = self.cancel.is_cancelled();
+        let due: Vec<Arc<State>> = match self.waiting.lock() {
+            Ok(mut list) => {
+                let mut due = Vec::new();
+                while let Some((at, _)) = list.front() {
+                    if !all && at.elapsed() < END_INLINE_EVERY {
+                        break;
+                    }
+                    if let Some((_, state)) = list.pop_front() {
+                        due.push(state);
+                    }
+                }
+                due
+            }
+            Err(_) => Vec::new(),
+        };
+        for state in due {
+            state.start_task();
         }
     }
 
@@ -88,10 +137,14 @@ pub(crate) async fn end_inline_tasks_until_closed(ctx: Arc<HttpContext>) {
     loop {
         tokio::select! {
             _ = ctx.cancel.cancelled() => break,
-            _ = every.tick() => ctx.end_inline_tasks(),
+            _ = every.tick() => {
+                ctx.end_inline_tasks();
+                ctx.start_overdue_tasks();
+            }
         }
     }
     ctx.end_inline_tasks();
+    ctx.start_overdue_tasks();
 }
 
 /// A request received, for the owner.
@@ -127,20 +180,20 @@ pub(crate) fn start(
     ctx.end_inline_tasks();
     let exchange = Exchange::new();
     let request = http_request(ctx, head, body);
+    let prepared = exchange::prepare(
+        &exchange,
+        ctx,
+        head.id.clone(),
+        head.method.eq_ignore_ascii_case("HEAD"),
+        route.clone(),
+    );
     let Some(sink) = ctx.sink.http_request(request, &exchange) else {
+        prepared.drop_unstarted(&exchange);
         exchange::answer(&route, &head.id, 501, "Not Implemented");
         return None;
     };
-    let state = exchange.state.clone();
-    exchange::spawn(
-        &exchange,
-        sink,
-        ctx.clone(),
-        head.id.clone(),
-        head.method.eq_ignore_ascii_case("HEAD"),
-        route,
-    );
-    Some(state)
+    prepared.start(&exchange, sink);
+    Some(exchange.state.clone())
 }
 
 /// Opens a rendezvous socket to `address` (as given: the address is its own credential)
