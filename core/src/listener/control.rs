@@ -8,8 +8,11 @@
 //! `crate::socket::inline`), a request now reaches JavaScript in the same callback that
 //! read it, with no tokio thread involved at all.
 //!
-//! The socket's other events (open, pings and pongs, errors, the close) go on to the
-//! session's task ([`super::session`]), which keeps the channel's timers.
+//! Messages read before the owner was told the channel is online wait for it, and are then
+//! handled by the listener's task, in order ([`ControlSink::serve`]); once the session ends
+//! ([`ControlSink::retire`]), messages are dropped. The socket's other events (open, pings
+//! and pongs, errors, the close) go on to the session's task ([`super::session`]), which
+//! keeps the channel's timers.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -126,6 +129,10 @@ impl ControlSink {
     pub(super) fn retire(&self) {
         if let Ok(mut d) = self.dispatch.lock() {
             d.phase = Phase::Retired;
+            // A request whose body will not come now: its id may come again.
+            if let Some(Some(head)) = d.awaiting_body.take() {
+                self.forget(&head.id);
+            }
         }
     }
 

@@ -138,6 +138,7 @@ impl<'a> Session<'a> {
             Some(Event::Pong(p)) => {
                 shared.consumed(p.len() + CONTROL_EVENT_COST);
                 self.pong_deadline = None;
+                self.handle.keep_reading(false);
             }
             Some(Event::Ping(p)) => shared.consumed(p.len() + CONTROL_EVENT_COST),
             Some(Event::Error(e)) => self.last_error = Some(e),
@@ -160,9 +161,9 @@ impl<'a> Session<'a> {
     /// Time for a keep-alive ping; its pong is due within `pong_timeout`.
     fn ping(&mut self) {
         // The pong must be read even if the owner's thread, which may be reading the
-        // channel inline, is busy for longer than the pong may take: the task reads again
-        // (and offers reading back once it finds the channel sparse).
-        self.handle.stop_inline();
+        // channel inline, is busy for longer than the pong may take: the task reads until
+        // it comes.
+        self.handle.keep_reading(true);
         self.handle.send(Command::empty_ping());
         if self.pong_deadline.is_none() {
             self.pong_deadline = Some(Instant::now() + self.opts.pong_timeout);

@@ -86,6 +86,7 @@ impl Shared {
     pub(super) fn want_inline(&self) -> bool {
         self.inline_ok
             && self.watch.get().is_some()
+            && !self.keep_reading.load(Ordering::SeqCst)
             && self
                 .reader
                 .compare_exchange(
@@ -174,13 +175,26 @@ impl Handle {
         task.read_inline(max)
     }
 
-    /// The task reads again: the owner stopped watching (its watch failed), or something
-    /// must be read even while the owner's thread is busy (the listener's keep-alive pong).
-    /// The owner's next inline read finds this and stops watching; the task offers reading
-    /// back after its next sparse turn. From any thread.
+    /// The owner stopped watching (its watch failed): the task reads again. On the owner's
+    /// thread.
     pub fn stop_inline(&self) {
         if self.shared.reader() == Reader::Owner {
             self.shared.hand_back();
+        }
+    }
+}
+
+impl Handle {
+    /// While `on`, the task reads the socket itself, whatever the owner's thread is doing:
+    /// something must be read even if that thread is busy (the listener's keep-alive pong).
+    /// Turned on, the task takes reading back at its next turn, which this wakes (under the
+    /// connection's lock, as every change of reader but the owner's own is made); turned
+    /// off, the task offers reading to the owner again after its next sparse turn. From any
+    /// thread.
+    pub fn keep_reading(&self, on: bool) {
+        self.shared.keep_reading.store(on, Ordering::SeqCst);
+        if on {
+            self.shared.wake();
         }
     }
 }
@@ -299,5 +313,52 @@ mod tests {
         drop(held);
         assert_eq!(handle.shared.reader(), Reader::Task);
         assert!(handle.shared.want_inline(), "asked again");
+    }
+
+    #[tokio::test]
+    async fn keep_reading_takes_reading_back_and_holds_it() {
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, conn, sink, mut peer) = connection(owned.as_raw_fd());
+        assert!(handle.shared.want_inline());
+        assert!(handle.start_inline(64 * 1024, |_| true));
+        assert_eq!(handle.shared.reader(), Reader::Owner);
+        // Asked from another thread: the owner's next read gives reading back, under the
+        // lock, and reads nothing itself.
+        handle.keep_reading(true);
+        peer.write_all(&frame(b"pong")).await.unwrap();
+        assert_eq!(handle.read_inline(64 * 1024), Inline::Stop);
+        assert_eq!(handle.shared.reader(), Reader::Task);
+        assert!(sink.0.lock().unwrap().is_empty(), "left for the task");
+        // Nothing is offered meanwhile.
+        assert!(!handle.shared.want_inline());
+        // The task reads it.
+        let task = tokio::spawn(Driven(conn.clone()));
+        let read = async {
+            while sink.0.lock().unwrap().is_empty() {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), read)
+            .await
+            .expect("the task reads what came");
+        assert_eq!(*sink.0.lock().unwrap(), vec![b"pong".to_vec()]);
+        task.abort();
+        handle.keep_reading(false);
+        assert!(handle.shared.want_inline(), "offered again");
+    }
+
+    /// Polls a connection's task (as its driver does) until aborted.
+    struct Driven(Arc<Mutex<ConnectionTask>>);
+
+    impl std::future::Future for Driven {
+        type Output = ();
+
+        fn poll(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            let mut task = self.0.lock().unwrap();
+            std::pin::Pin::new(&mut *task).poll(cx)
+        }
     }
 }

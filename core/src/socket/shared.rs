@@ -49,6 +49,9 @@ pub struct Shared {
     /// The owner has watched the socket (a duplicate of its descriptor): the task shuts the
     /// connection down when it ends (see `inline.rs`).
     pub(super) attached: AtomicBool,
+    /// The task reads, whatever the owner's thread is doing ([`Handle::keep_reading`]): no
+    /// inline reads meanwhile.
+    pub(super) keep_reading: AtomicBool,
 }
 
 impl Drop for Shared {
@@ -80,6 +83,7 @@ impl Shared {
             inline_ok: false,
             watch: OnceLock::new(),
             attached: AtomicBool::new(false),
+            keep_reading: AtomicBool::new(false),
         }
     }
 

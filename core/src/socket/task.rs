@@ -831,6 +831,7 @@ impl ConnectionTask {
             || self.close.is_some()
             // Inflating stays on tokio's threads, as compressing does.
             || self.ext.is_some()
+            || shared.keep_reading.load(Ordering::SeqCst)
     }
 
     /// The task's turn read a little and then found nothing: asks the owner to read (see
@@ -1015,7 +1016,13 @@ impl Future for ConnectionTask {
                 return this.finish();
             }
             // While the owner reads inline, the task does not: its read waker stays
-            // unregistered, so a message wakes the owner's thread only.
+            // unregistered, so a message wakes the owner's thread only. Unless the task must
+            // read meanwhile (`Handle::keep_reading`): it takes reading back.
+            if this.shared.reader() == Reader::Owner
+                && this.shared.keep_reading.load(Ordering::SeqCst)
+            {
+                this.shared.hand_back();
+            }
             let inline = this.shared.reader() == Reader::Owner && !this.read_ended;
             let step = if inline {
                 ReadStep::Held

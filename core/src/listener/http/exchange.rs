@@ -815,6 +815,8 @@ fn gone() -> SocketError {
 pub(crate) struct Prepared {
     /// The task, when it starts at once ([`Prepared::start`]); `None` when it waits.
     task: Option<ExchangeTask>,
+    /// Where it runs.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Prepared {
@@ -823,7 +825,8 @@ impl Prepared {
     pub(crate) fn start(self, exchange: &Exchange, sink: Arc<dyn ExchangeSink>) {
         exchange.attach(sink);
         if let Some(task) = self.task {
-            tokio::spawn(task.run(crate::live::ExchangeCounted::start()));
+            self.runtime
+                .spawn(task.run(crate::live::ExchangeCounted::start()));
         }
     }
 
@@ -861,19 +864,28 @@ pub(crate) fn prepare(
         head_request,
         route,
     );
+    let runtime = ctx.runtime.clone();
     if !lazy {
-        return Prepared { task: Some(task) };
+        return Prepared {
+            task: Some(task),
+            runtime,
+        };
     }
     // Most requests on the control channel are answered whole, at once, by the owner
     // itself (`Exchange::end_with`): their task would start, wait and be told to end, a
     // wake-up of a tokio thread and a timer for nothing. It starts when the owner asks
     // something of it, or when the sweep finds it still waiting.
-    let runtime = ctx.runtime.clone();
     if let Ok(mut w) = exchange.state.waiting.lock() {
-        *w = Some(Waiting { task, runtime });
+        *w = Some(Waiting {
+            task,
+            runtime: runtime.clone(),
+        });
     }
     ctx.waiting_task(exchange.state.clone());
-    Prepared { task: None }
+    Prepared {
+        task: None,
+        runtime,
+    }
 }
 
 /// A listener whose relay waits less than this for a response starts every exchange's
