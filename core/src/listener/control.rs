@@ -16,6 +16,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
@@ -85,6 +86,64 @@ pub(super) struct ControlSink {
     /// the turn is over and the connection's lock free (told sooner, its first read would
     /// find the lock taken and give reading back to the task).
     inline_wanted: AtomicBool,
+    /// How dense the service's messages are (under the connection's lock: one reader at a
+    /// time).
+    rate: Mutex<Rate>,
+}
+
+/// The service's messages per second above which the control channel is read by tokio's
+/// threads rather than the owner's: at saturation, reading inline puts all of a request's
+/// listener CPU on the owner's thread (83 µs per small GET against 55 with tokio reading,
+/// the same in all), which bounds a listener with cores to spare at a lower rate; below it,
+/// inline reads save a quarter of the listener's CPU per request (`bench/RESULTS.md`).
+const DENSE_RATE: u64 = 2_000;
+
+/// The rate below which the owner may read the channel again (apart from [`DENSE_RATE`],
+/// so that a rate near either does not make reading change hands back and forth).
+const SPARSE_RATE: u64 = 1_000;
+
+/// The window over which the rate is counted.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
+
+/// The rate of the service's messages, counted over windows of [`RATE_WINDOW`], and
+/// whether it is dense (above [`DENSE_RATE`], until it falls below [`SPARSE_RATE`]).
+struct Rate {
+    since: Instant,
+    count: u64,
+    dense: bool,
+}
+
+impl Rate {
+    fn new(now: Instant) -> Self {
+        Rate {
+            since: now,
+            count: 0,
+            dense: false,
+        }
+    }
+
+    /// A message at `now`; returns whether the traffic is dense.
+    fn message(&mut self, now: Instant) -> bool {
+        self.count += 1;
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= RATE_WINDOW {
+            let per_second = self.count * 1000 / (elapsed.as_millis() as u64).max(1);
+            if per_second > DENSE_RATE {
+                self.dense = true;
+            } else if per_second < SPARSE_RATE {
+                self.dense = false;
+            }
+            self.since = now;
+            self.count = 0;
+        }
+        self.dense
+    }
+
+    /// Whether the traffic is dense (as of the last message, or sparse again if none came
+    /// for a window).
+    fn dense(&self, now: Instant) -> bool {
+        self.dense && now.saturating_duration_since(self.since) < RATE_WINDOW * 2
+    }
 }
 
 impl ControlSink {
@@ -102,6 +161,7 @@ impl ControlSink {
                 awaiting_body: None,
             }),
             inline_wanted: AtomicBool::new(false),
+            rate: Mutex::new(Rate::new(Instant::now())),
         }
     }
 
@@ -268,6 +328,16 @@ impl EventSink for ControlSink {
     fn push(&self, event: Event) {
         match event {
             Event::Message { binary, frames } => {
+                let dense = self
+                    .rate
+                    .lock()
+                    .map(|mut r| r.message(Instant::now()))
+                    .unwrap_or(false);
+                if dense {
+                    // Read by the owner's thread: tokio's threads take over (a no-op when
+                    // they read already). Under the connection's lock.
+                    self.channel.stop_inline();
+                }
                 // Handled now: the bytes are consumed (or the socket would stop reading after
                 // its backlog's worth).
                 self.channel
@@ -296,8 +366,18 @@ impl EventSink for ControlSink {
     }
 
     fn turn_end(&self) {
-        if self.inline_wanted.swap(false, Ordering::SeqCst) && !self.retired() {
-            self.ctx.sink.control_inline_wanted(&self.channel);
+        if self.inline_wanted.swap(false, Ordering::SeqCst) {
+            let dense = self
+                .rate
+                .lock()
+                .map(|r| r.dense(Instant::now()))
+                .unwrap_or(false);
+            if dense || self.retired() {
+                // Asked again after a later sparse turn.
+                self.channel.decline_inline();
+            } else {
+                self.ctx.sink.control_inline_wanted(&self.channel);
+            }
         }
     }
 }
@@ -370,6 +450,40 @@ mod tests {
             .iter()
             .map(|a| a.id.clone())
             .collect()
+    }
+
+    #[test]
+    fn dense_above_2000_a_second_until_below_1000() {
+        let t0 = Instant::now();
+        let mut rate = Rate::new(t0);
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // 1,500 a second: not dense.
+        for i in 0..300 {
+            assert!(!rate.message(ms(i * 2 / 3 + 1)));
+        }
+        // 5,000 a second for a window: dense.
+        let mut dense = false;
+        for i in 0..600 {
+            dense = rate.message(ms(201 + i / 5));
+        }
+        assert!(dense);
+        assert!(rate.dense(ms(330)));
+        // 1,500 a second: still dense (between the two rates).
+        for i in 0..300 {
+            dense = rate.message(ms(321 + i * 2 / 3));
+        }
+        assert!(dense);
+        // 500 a second: sparse again.
+        for i in 0..100 {
+            dense = rate.message(ms(521 + i * 2));
+        }
+        assert!(!dense);
+        // Dense, then silence for two windows: sparse.
+        for i in 0..600 {
+            rate.message(ms(800 + i / 5));
+        }
+        assert!(rate.dense(ms(925)));
+        assert!(!rate.dense(ms(1200)));
     }
 
     #[tokio::test]

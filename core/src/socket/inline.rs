@@ -175,8 +175,20 @@ impl Handle {
         task.read_inline(max)
     }
 
-    /// The owner stopped watching (its watch failed): the task reads again. On the owner's
-    /// thread.
+    /// The task asked the owner to read ([`Reader::Wanted`]) and the sink declines for now:
+    /// the task reads on, and asks again after a later sparse turn.
+    pub fn decline_inline(&self) {
+        let _ = self.shared.reader.compare_exchange(
+            Reader::Wanted as u8,
+            Reader::Task as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
+    /// The owner stopped watching (its watch failed), or the sink finds the traffic too
+    /// dense to be read on the owner's thread (see `listener/control.rs`): the task reads
+    /// again. On the owner's thread, or under the connection's lock.
     pub fn stop_inline(&self) {
         if self.shared.reader() == Reader::Owner {
             self.shared.hand_back();

@@ -873,6 +873,10 @@ impl ConnectionTask {
                     if total >= max || self.inline_held() {
                         break shared.hand_back();
                     }
+                    // The sink gave reading back (the traffic is dense).
+                    if shared.reader() != Reader::Owner {
+                        break Inline::Stop;
+                    }
                 }
             }
         };
