@@ -195,6 +195,8 @@ impl ListenerSink for HubListenerSink {
 
     fn control_inline_wanted(&self, channel: &Handle) {
         let Ok(mut current) = self.channel.lock() else {
+            // Not read inline after all: the task reads on, and may ask again.
+            channel.decline_inline();
             return;
         };
         let id = match &*current {
@@ -204,6 +206,7 @@ impl ListenerSink for HubListenerSink {
                 // starts watching it (`reader::watch` finds its handle there).
                 let id = self.hub.next_id();
                 if !self.hub.insert(id, Arc::new(channel.clone())) {
+                    channel.decline_inline();
                     return;
                 }
                 if let Some((_, old)) = current.replace((channel.clone(), id)) {

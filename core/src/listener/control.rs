@@ -124,6 +124,12 @@ impl Rate {
 
     /// A message at `now`; returns whether the traffic is dense.
     fn message(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.since);
+        if elapsed >= RATE_WINDOW * 2 {
+            // Silence for a window or more: the count before it says nothing of the rate
+            // now (a burst and then a pause is not dense traffic).
+            *self = Rate::new(now);
+        }
         self.count += 1;
         let elapsed = now.saturating_duration_since(self.since);
         if elapsed >= RATE_WINDOW {
@@ -484,6 +490,13 @@ mod tests {
         }
         assert!(rate.dense(ms(925)));
         assert!(!rate.dense(ms(1200)));
+        // A burst, a pause, and a message: not dense (the burst's count is not spread over
+        // the pause).
+        let mut rate = Rate::new(ms(2000));
+        for i in 0..495 {
+            rate.message(ms(2000 + i / 5));
+        }
+        assert!(!rate.message(ms(2300)));
     }
 
     #[tokio::test]

@@ -20,6 +20,10 @@
 //! tunnel already took from the socket do not make it readable again, so they must not wait
 //! for the owner's watch.
 //!
+//! The sink may decline an offer ([`Handle::decline_inline`]), or give reading back while
+//! the owner reads ([`Handle::stop_inline`], under the connection's lock: the listener's
+//! control channel does both when its requests are dense, see `listener/control.rs`).
+//!
 //! The owner hands reading back to the task ([`Reader::Task`], and a wake-up) whenever
 //! reading inline is not the cheap case: the connection is paused, behind its high-water
 //! mark or the process's budget, closing, compressed, busy on the task's thread, or one
