@@ -10,13 +10,13 @@
 // watch must end with the channel.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { createRequire } from 'node:module';
 
 import { createRelayedServer } from 'hyco-ws-rs';
 
 import { httpAddress, sendHttp } from './support/http-steps.mjs';
 import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import { openFds, watched } from './support/inline-steps.mjs';
 import {
   echoRoundTrip,
   eventsOfType,
@@ -31,16 +31,6 @@ const require = createRequire(import.meta.url);
 const { native } = require('../lib/native-events.js');
 
 const linux = process.platform === 'linux';
-
-/** Sockets (the control channel among them) this thread reads inline now. */
-function watched() {
-  return native.liveCounts().watched;
-}
-
-/** Open descriptors of this process (Linux). */
-function openFds() {
-  return fs.readdirSync('/proc/self/fd').length;
-}
 
 /**
  * A recorded, listening server whose 'request' handler answers `ok <url>` (or echoes a

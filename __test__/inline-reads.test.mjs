@@ -21,6 +21,7 @@ import { WebSocketServer } from 'ws';
 import { relayedConnect } from 'hyco-ws-rs';
 
 import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
+import { openFds, watched } from './support/inline-steps.mjs';
 import { PACKAGE_DIR, runNode, describeChild } from './support/socket-steps.mjs';
 import { selfSignedCert } from './support/proxy-steps.mjs';
 import https from 'node:https';
@@ -30,16 +31,6 @@ const { native } = require('../lib/native-events.js');
 
 const MiB = 1024 * 1024;
 const linux = process.platform === 'linux';
-
-/** Sockets this thread reads inline now. */
-function watched() {
-  return native.liveCounts().watched;
-}
-
-/** Open descriptors of this process (Linux). */
-function openFds() {
-  return fs.readdirSync('/proc/self/fd').length;
-}
 
 /**
  * A ws 8 server on 127.0.0.1 whose connections echo every message, unless `onConnection`

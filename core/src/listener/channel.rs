@@ -177,7 +177,6 @@ pub(super) async fn run(
         .spare_max_age
         .map(|age| SparePool::new(age, opts.accept_timeout));
     let control = Arc::new(ControlContext {
-        runtime: http.runtime.clone(),
         opts: opts.clone(),
         sink: sink.clone(),
         auto_accept: switches.auto_accept,

@@ -36,9 +36,6 @@ pub(super) struct ControlContext {
     pub(super) accepting: Arc<InFlight>,
     pub(super) http: Arc<HttpContext>,
     pub(super) control_tap: Arc<AtomicBool>,
-    /// The listener's runtime: a message read on the owner's thread may start tasks (an
-    /// accept's handshake, a rendezvous), and that thread is not one of tokio's.
-    pub(super) runtime: tokio::runtime::Handle,
 }
 
 impl ControlContext {
@@ -228,7 +225,7 @@ impl ControlSink {
     /// Handles a message, under the dispatch lock.
     fn handle(&self, d: &mut Dispatch, binary: bool, data: &[u8]) {
         // Tasks started from here (on the owner's thread too) run on the listener's runtime.
-        let _runtime = self.ctx.runtime.enter();
+        let _runtime = self.ctx.http.runtime.enter();
         let awaiting = &mut d.awaiting_body;
         if binary {
             match awaiting.take() {
@@ -425,7 +422,6 @@ mod tests {
             runtime: tokio::runtime::Handle::current(),
         });
         let ctx = Arc::new(ControlContext {
-            runtime: tokio::runtime::Handle::current(),
             opts,
             sink,
             auto_accept: Arc::new(AtomicBool::new(false)),

@@ -91,13 +91,7 @@ pub(crate) struct State {
     /// The exchange's task, not started yet (see [`prepare`]): started when the owner asks
     /// something of it, or by the listener's sweep ([`HttpContext::start_overdue_tasks`]);
     /// dropped unstarted when the owner sends the response inline.
-    waiting: Mutex<Option<Waiting>>,
-}
-
-/// A task that has not started, and where it will run.
-struct Waiting {
-    task: ExchangeTask,
-    runtime: tokio::runtime::Handle,
+    waiting: Mutex<Option<ExchangeTask>>,
 }
 
 /// The owner's commands, and whether the task or the owner has acted on any.
@@ -149,9 +143,8 @@ impl State {
     pub(crate) fn start_task(&self) -> bool {
         let waiting = self.waiting.lock().ok().and_then(|mut w| w.take());
         match waiting {
-            Some(w) => {
-                let counted = crate::live::ExchangeCounted::start();
-                w.runtime.spawn(w.task.run(counted));
+            Some(task) => {
+                task.spawn();
                 true
             }
             None => false,
@@ -557,6 +550,13 @@ impl ExchangeTask {
         }
     }
 
+    /// Starts the task on the listener's runtime (from any thread: the owner's is not one
+    /// of tokio's), counted while it runs.
+    fn spawn(self) {
+        let runtime = self.ctx.runtime.clone();
+        runtime.spawn(self.run(crate::live::ExchangeCounted::start()));
+    }
+
     /// Runs the exchange to its end: the response out, or given up.
     pub(crate) async fn run(mut self, _counted: crate::live::ExchangeCounted) {
         let deadline = tokio::time::sleep_until(self.started + self.ctx.request_timeout);
@@ -815,8 +815,6 @@ fn gone() -> SocketError {
 pub(crate) struct Prepared {
     /// The task, when it starts at once ([`Prepared::start`]); `None` when it waits.
     task: Option<ExchangeTask>,
-    /// Where it runs.
-    runtime: tokio::runtime::Handle,
 }
 
 impl Prepared {
@@ -825,8 +823,7 @@ impl Prepared {
     pub(crate) fn start(self, exchange: &Exchange, sink: Arc<dyn ExchangeSink>) {
         exchange.attach(sink);
         if let Some(task) = self.task {
-            self.runtime
-                .spawn(task.run(crate::live::ExchangeCounted::start()));
+            task.spawn();
         }
     }
 
@@ -864,28 +861,18 @@ pub(crate) fn prepare(
         head_request,
         route,
     );
-    let runtime = ctx.runtime.clone();
     if !lazy {
-        return Prepared {
-            task: Some(task),
-            runtime,
-        };
+        return Prepared { task: Some(task) };
     }
     // Most requests on the control channel are answered whole, at once, by the owner
     // itself (`Exchange::end_with`): their task would start, wait and be told to end, a
     // wake-up of a tokio thread and a timer for nothing. It starts when the owner asks
     // something of it, or when the sweep finds it still waiting.
     if let Ok(mut w) = exchange.state.waiting.lock() {
-        *w = Some(Waiting {
-            task,
-            runtime: runtime.clone(),
-        });
+        *w = Some(task);
     }
     ctx.waiting_task(exchange.state.clone());
-    Prepared {
-        task: None,
-        runtime,
-    }
+    Prepared { task: None }
 }
 
 /// A listener whose relay waits less than this for a response starts every exchange's

@@ -53,8 +53,9 @@ pub(crate) struct HttpContext {
     /// Exchanges whose task has not started (see `exchange::prepare`), oldest first, with
     /// when each was handed over.
     pub waiting: Mutex<VecDeque<(Instant, Arc<State>)>>,
-    /// The listener's runtime, where those tasks start (the owner's thread is not one of
-    /// its threads).
+    /// The listener's runtime, where exchanges' tasks start and where what the control
+    /// channel brings starts its tasks (the owner's thread, which may read the channel and
+    /// answer requests, is not one of its threads).
     pub runtime: tokio::runtime::Handle,
 }
 
