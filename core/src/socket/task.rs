@@ -38,7 +38,7 @@ use crate::socket::api::{
 };
 use crate::socket::batch::batched_until;
 use crate::socket::budget;
-use crate::socket::compress::PerMessage;
+use crate::socket::compress::{Inflater, PerMessage};
 use crate::socket::deflate::Agreement;
 use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Decoder, Incoming};
@@ -75,6 +75,11 @@ thread_local! {
 
 /// At most this many decoded items' room is kept in [`DECODED`] between reads.
 const DECODED_KEPT: usize = 1024;
+
+/// A frame's payload with this much or more still to come is read straight into the
+/// payload (see [`ConnectionTask::read_payload`]); less goes through the thread's buffer,
+/// where one read takes several small frames at once.
+const DIRECT_PAYLOAD: usize = 16 * 1024;
 
 /// Frames `payload` into `out`: compressed (RSV1 on a message's first frame) when it is a
 /// data frame, the owner asked, and permessage-deflate is agreed (`ext`). Returns the
@@ -396,16 +401,33 @@ impl ConnectionTask {
             // Nothing after a close frame or a protocol error is parsed (as ws).
             return;
         }
+        self.decode(|decoder, items, inflater| {
+            let used = decoder.decode_with(data, items, inflater)?;
+            Ok(&data[used..])
+        });
+    }
+
+    /// Runs the decoder with this thread's list of decoded items, then hands what it
+    /// decoded to the sink, keeps what `step` left unconsumed (an incomplete header) for the
+    /// next read, or reports its protocol error.
+    fn decode<'a>(
+        &mut self,
+        step: impl FnOnce(
+            &mut Decoder,
+            &mut Vec<Incoming>,
+            Option<&mut Inflater>,
+        ) -> Result<&'a [u8], SocketError>,
+    ) {
         // Taken, not borrowed: delivering runs the sink, which must be free to decode too.
         let mut items = DECODED.with(|d| d.take());
         let inflater = self.ext.as_deref_mut().map(|e| &mut e.inflate);
-        match self.decoder.decode_with(data, &mut items, inflater) {
-            Ok(used) => {
+        match step(&mut self.decoder, &mut items, inflater) {
+            Ok(rest) => {
                 self.deliver_read(&mut items);
                 if self.close.is_none() {
                     // An incomplete header, for the next read; after a close frame the
                     // decoder stopped, and the rest is never read.
-                    self.partial.extend_from_slice(&data[used..]);
+                    self.partial.extend_from_slice(rest);
                 }
             }
             Err(e) => {
@@ -534,6 +556,11 @@ impl ConnectionTask {
             return ReadStep::Held;
         }
         let max = (self.read_buffer as usize).max(4096);
+        if !discarding && self.partial.is_empty() {
+            if let Some(step) = self.read_payload(cx, max) {
+                return step;
+            }
+        }
         SCRATCH.with(|cell| {
             let Ok(mut scratch) = cell.try_borrow_mut() else {
                 // Not reachable (nothing polls a connection from inside another's read);
@@ -559,20 +586,49 @@ impl ConnectionTask {
             Poll::Ready(Ok(())) => {
                 let n = rb.filled().len();
                 if n == 0 {
-                    if self.written_out() {
-                        return ReadStep::Ended;
-                    }
-                    // The peer is done sending but may still read: write out what is queued
-                    // (a close echo, say) first, within the closing-handshake time.
-                    self.eof = true;
-                    self.shared.start_close_timer();
-                    return ReadStep::Progress(0);
+                    return self.end_of_input();
                 }
                 self.partial.clear();
                 self.on_bytes(&buf[..keep + n]);
                 ReadStep::Progress(n)
             }
         }
+    }
+
+    /// Reads the rest of a large frame's payload (at least [`DIRECT_PAYLOAD`] bytes to
+    /// come) straight into the decoder's payload, at most `max` bytes: the payload then
+    /// goes to JavaScript as it is, and the bytes are copied once (by the kernel) instead
+    /// of twice (into this thread's buffer, then into the payload). `None`: not the case,
+    /// read through the buffer.
+    fn read_payload(&mut self, cx: &mut Context<'_>, max: usize) -> Option<ReadStep> {
+        let (payload, want) = self.decoder.payload_to_read(DIRECT_PAYLOAD)?;
+        let mut limited = bytes::BufMut::limit(payload, want.min(max));
+        let step = match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut limited)
+        {
+            Poll::Pending => ReadStep::Drained,
+            Poll::Ready(Err(_)) => ReadStep::Ended,
+            Poll::Ready(Ok(0)) => self.end_of_input(),
+            Poll::Ready(Ok(n)) => {
+                self.decode(|decoder, items, inflater| {
+                    decoder.payload_read(items, inflater)?;
+                    Ok(&[])
+                });
+                ReadStep::Progress(n)
+            }
+        };
+        Some(step)
+    }
+
+    /// The peer is done sending.
+    fn end_of_input(&mut self) -> ReadStep {
+        if self.written_out() {
+            return ReadStep::Ended;
+        }
+        // The peer is done sending but may still read: write out what is queued (a close
+        // echo, say) first, within the closing-handshake time.
+        self.eof = true;
+        self.shared.start_close_timer();
+        ReadStep::Progress(0)
     }
 
     /// Payload bytes compressed before what was compressed is written (no limit without
@@ -1267,5 +1323,118 @@ mod tests {
         let mut got = vec![0; 4];
         peer.read_exact(&mut got).await.expect("the frame's header");
         assert_eq!((got[0], got[1] & 0x7f), (0x80 | frame::OP_BINARY, 126));
+    }
+
+    /// Collects messages (binary or not, and their bytes) and errors' codes.
+    #[derive(Default)]
+    struct Collect(
+        std::sync::Mutex<Vec<(bool, Vec<u8>)>>,
+        std::sync::Mutex<Vec<String>>,
+        tokio::sync::Notify,
+    );
+
+    impl EventSink for Collect {
+        fn push(&self, e: Event) {
+            match e {
+                Event::Message { binary, frames } => {
+                    self.0.lock().unwrap().push((binary, frames.concat()))
+                }
+                Event::Error(e) => self.1.lock().unwrap().push(e.code.unwrap_or("").into()),
+                _ => return,
+            }
+            self.2.notify_one();
+        }
+    }
+
+    /// An unmasked frame, as a server sends it.
+    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(n as u8),
+            n if n < 65536 => {
+                f.push(126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(payload);
+        f
+    }
+
+    /// A task over a real loopback connection (read as `Tcp` reads, into spare capacity),
+    /// whose peer writes `wire` in pieces of `piece` bytes; returns the sink once it holds
+    /// `messages` messages or an error.
+    async fn receive(wire: Vec<u8>, piece: usize, messages: usize) -> Arc<Collect> {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ours = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut peer, _) = listener.accept().await.unwrap();
+        let (tcp, _switch) = crate::socket::tcp::Tcp::new(ours).unwrap();
+        let sink = Arc::new(Collect::default());
+        let task = ConnectionTask::new(
+            Box::new(tcp),
+            SocketOptions::default(),
+            sink.clone(),
+            Arc::new(Shared::new(Duration::from_secs(1), usize::MAX)),
+            None,
+        );
+        let running = tokio::spawn(task);
+        for chunk in wire.chunks(piece) {
+            peer.write_all(chunk).await.unwrap();
+        }
+        let done = async {
+            while sink.0.lock().unwrap().len() < messages && sink.1.lock().unwrap().is_empty() {
+                sink.2.notified().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), done)
+            .await
+            .expect("the messages within 10 s");
+        running.abort();
+        sink
+    }
+
+    #[tokio::test]
+    async fn large_payloads_read_into_their_message_arrive_whole_and_in_order() {
+        let big: Vec<u8> = (0..300_001u32).map(|i| (i * 31 + 7) as u8).collect();
+        let wire = [
+            server_frame(true, frame::OP_BINARY, &big),
+            server_frame(true, frame::OP_TEXT, b"small"),
+            // A fragmented message whose first frame is large: the second follows the
+            // direct read of the first.
+            server_frame(false, frame::OP_BINARY, &big[..40_000]),
+            server_frame(true, frame::OP_CONTINUATION, &big[40_000..40_100]),
+            server_frame(true, frame::OP_BINARY, &big[..20_000]),
+        ]
+        .concat();
+        // Pieces that split headers and payloads at every kind of place.
+        for piece in [7_001, 65_537, wire.len()] {
+            let sink = receive(wire.clone(), piece, 4).await;
+            assert!(sink.1.lock().unwrap().is_empty());
+            let got = sink.0.lock().unwrap().clone();
+            assert_eq!(got.len(), 4, "pieces of {piece}");
+            assert_eq!(got[0], (true, big.clone()));
+            assert_eq!(got[1], (false, b"small".to_vec()));
+            assert_eq!(got[2], (true, big[..40_100].to_vec()));
+            assert_eq!(got[3], (true, big[..20_000].to_vec()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_large_text_payload_read_into_its_message_is_still_checked_as_utf8() {
+        let mut text = vec![b'a'; 200_000];
+        text[199_999] = 0xff;
+        let wire = server_frame(true, frame::OP_TEXT, &text);
+        let sink = receive(wire, 9_999, 1).await;
+        assert_eq!(
+            *sink.1.lock().unwrap(),
+            vec!["WS_ERR_INVALID_UTF8".to_string()]
+        );
+        assert!(sink.0.lock().unwrap().is_empty());
     }
 }

@@ -13,7 +13,7 @@
 //! wake-up: the owner's own watch of the descriptor is what tells it to read again (the
 //! task does not read then).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -106,6 +106,20 @@ fn register(
     unsafe { AsyncFd::register_with_interest(tcp, interest) }.map_err(|e| e.into_parts())
 }
 
+/// Reads from `tcp` into `buf`'s unfilled part, without writing zeros into it first as
+/// `ReadBuf::initialize_unfilled` would: a large frame's payload is read straight into its
+/// vector's spare capacity (see `ConnectionTask::read_payload`), which zeroing would write
+/// once more.
+fn read_unfilled(tcp: &std::net::TcpStream, buf: &mut ReadBuf<'_>) -> io::Result<()> {
+    // SAFETY: `recv` only writes into the slice; nothing in it is de-initialized.
+    let unfilled = unsafe { buf.unfilled_mut() };
+    let n = socket2::SockRef::from(tcp).recv(unfilled)?;
+    // SAFETY: `recv` wrote the first `n` bytes of the unfilled part.
+    unsafe { buf.assume_init(n) };
+    buf.advance(n);
+    Ok(())
+}
+
 impl AsyncRead for Tcp {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -119,11 +133,8 @@ impl AsyncRead for Tcp {
         };
         if !this.watching_reads {
             // The owner reads, and watches readability itself.
-            return match io.get_ref().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    buf.advance(n);
-                    Poll::Ready(Ok(()))
-                }
+            return match read_unfilled(io.get_ref(), buf) {
+                Ok(()) => Poll::Ready(Ok(())),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
                 Err(e) => Poll::Ready(Err(e)),
             };
@@ -133,12 +144,8 @@ impl AsyncRead for Tcp {
                 Poll::Ready(g) => g?,
                 Poll::Pending => return Poll::Pending,
             };
-            let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|s| s.get_ref().read(unfilled)) {
-                Ok(Ok(n)) => {
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
+            match guard.try_io(|s| read_unfilled(s.get_ref(), buf)) {
+                Ok(Ok(())) => return Poll::Ready(Ok(())),
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 // Not readable after all: readiness was cleared; wait again.
                 Err(_would_block) => continue,
