@@ -1346,24 +1346,6 @@ mod tests {
         }
     }
 
-    /// An unmasked frame, as a server sends it.
-    fn server_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![if fin { 0x80 } else { 0 } | opcode];
-        match payload.len() {
-            n if n < 126 => f.push(n as u8),
-            n if n < 65536 => {
-                f.push(126);
-                f.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                f.push(127);
-                f.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        f.extend_from_slice(payload);
-        f
-    }
-
     /// A task over a real loopback connection (read as `Tcp` reads, into spare capacity),
     /// whose peer writes `wire` in pieces of `piece` bytes; returns the sink once it holds
     /// `messages` messages or an error.
@@ -1403,13 +1385,13 @@ mod tests {
     async fn large_payloads_read_into_their_message_arrive_whole_and_in_order() {
         let big: Vec<u8> = (0..300_001u32).map(|i| (i * 31 + 7) as u8).collect();
         let wire = [
-            server_frame(true, frame::OP_BINARY, &big),
-            server_frame(true, frame::OP_TEXT, b"small"),
+            frame::server_frame(true, frame::OP_BINARY, &big),
+            frame::server_frame(true, frame::OP_TEXT, b"small"),
             // A fragmented message whose first frame is large: the second follows the
             // direct read of the first.
-            server_frame(false, frame::OP_BINARY, &big[..40_000]),
-            server_frame(true, frame::OP_CONTINUATION, &big[40_000..40_100]),
-            server_frame(true, frame::OP_BINARY, &big[..20_000]),
+            frame::server_frame(false, frame::OP_BINARY, &big[..40_000]),
+            frame::server_frame(true, frame::OP_CONTINUATION, &big[40_000..40_100]),
+            frame::server_frame(true, frame::OP_BINARY, &big[..20_000]),
         ]
         .concat();
         // Pieces that split headers and payloads at every kind of place.
@@ -1429,7 +1411,7 @@ mod tests {
     async fn a_large_text_payload_read_into_its_message_is_still_checked_as_utf8() {
         let mut text = vec![b'a'; 200_000];
         text[199_999] = 0xff;
-        let wire = server_frame(true, frame::OP_TEXT, &text);
+        let wire = frame::server_frame(true, frame::OP_TEXT, &text);
         let sink = receive(wire, 9_999, 1).await;
         assert_eq!(
             *sink.1.lock().unwrap(),
