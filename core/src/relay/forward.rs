@@ -142,7 +142,7 @@ impl FrameRewriter {
                         return Ok(pos);
                     }
                     let take = usize::try_from(remaining).map_or(avail, |r| r.min(avail));
-                    // Unmask while copying: one pass over the payload.
+                    // Unmasked as it is copied out (see `frame::extend_masked`).
                     frame::extend_masked(out, &input[pos..pos + take], mask, offset);
                     pos += take;
                     let left = remaining - take as u64;

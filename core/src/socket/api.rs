@@ -19,7 +19,8 @@ pub struct SocketOptions {
     /// Default 16 MiB.
     pub inbound_high_water: usize,
     /// Largest single read. Reads go into a buffer per tokio thread of this size, so an idle
-    /// connection holds none. Default 64 KiB.
+    /// connection holds none; the rest of a large frame's payload (16 KiB or more to come)
+    /// is read straight into the message instead. Default 64 KiB.
     pub read_buffer: usize,
     /// Most bytes coalesced into one write. Default 1 MiB.
     pub write_batch: usize,

@@ -501,6 +501,7 @@ impl Decoder {
             }
             let want = usize::try_from(h.len).unwrap_or(usize::MAX) - self.payload.len();
             let take = want.min(buf.len() - pos);
+            grow_payload(&mut self.payload, take, want);
             self.payload.extend_from_slice(&buf[pos..pos + take]);
             pos += take;
             if take < want {
@@ -519,11 +520,12 @@ impl Decoder {
 }
 
 impl Decoder {
-    /// The payload of the frame being received, when the stream's next bytes are that
-    /// payload (a frame kept whole, not streamed) and `min` or more of them are still to
-    /// come, with how many: its reader may read them straight into it rather than through a
-    /// buffer of its own, then call [`Decoder::payload_read`].
-    pub fn payload_to_read(&mut self, min: usize) -> Option<(&mut Vec<u8>, usize)> {
+    /// The payload of the frame being received, with how many of its bytes are still to
+    /// come, when the frame is kept whole (not streamed) and `min` or more are to come. Its
+    /// reader may read them straight into the payload rather than through a buffer of its
+    /// own, then call [`Decoder::payload_read`]; it must know that the stream's next bytes
+    /// are that payload (no bytes of it held back) and append no more than the count.
+    pub(crate) fn payload_to_read(&mut self, min: usize) -> Option<(&mut Vec<u8>, usize)> {
         let h = self.header?;
         if h.streamed {
             return None;
@@ -536,7 +538,7 @@ impl Decoder {
 
     /// After bytes were read into [`Decoder::payload_to_read`]'s payload: completes the
     /// frame, appending to `out`, if they were its last.
-    pub fn payload_read(
+    pub(crate) fn payload_read(
         &mut self,
         out: &mut Vec<Incoming>,
         inflater: Option<&mut Inflater>,
@@ -544,6 +546,10 @@ impl Decoder {
         let Some(h) = self.header else {
             return Ok(());
         };
+        debug_assert!(
+            self.payload.len() as u64 <= h.len,
+            "read past the frame's end"
+        );
         if h.streamed || (self.payload.len() as u64) < h.len {
             return Ok(());
         }
@@ -579,6 +585,16 @@ impl Decoder {
             m.emitted |= h.started;
         }
         take
+    }
+}
+
+/// Makes room in a frame's payload for `take` more of the `want` bytes still to come: by
+/// doubling, as `Vec` grows, but never past the frame's end, since the payload goes to
+/// JavaScript with its capacity. (The first allocation is at most 1 MiB: a frame's declared
+/// length is not trusted with one allocation up front.)
+pub(crate) fn grow_payload(payload: &mut Vec<u8>, take: usize, want: usize) {
+    if payload.capacity() - payload.len() < take {
+        payload.reserve_exact(take.max(want.min(payload.capacity())));
     }
 }
 
@@ -1191,6 +1207,58 @@ mod tests {
         for bad in [0, 999, 1004, 1005, 1006, 1015, 2999, 5000] {
             assert!(!is_valid_close_code(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_payload_read_by_its_reader_completes_the_frame() {
+        let payload: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let wire = [
+            server_frame(true, OP_BINARY, &payload),
+            server_frame(true, OP_TEXT, b"next"),
+        ]
+        .concat();
+        let mut d = Decoder::new(Limits::default());
+        let mut out = Vec::new();
+        // The header and 1,000 bytes of the payload come through the decoder.
+        let used = d.decode(&wire[..4 + 1_000], &mut out).unwrap();
+        assert_eq!((used, out.len()), (4 + 1_000, 0));
+        assert!(
+            d.payload_to_read(40_000).is_none(),
+            "less than asked for is to come"
+        );
+        let (into, want) = d
+            .payload_to_read(16 * 1024)
+            .expect("the rest of the payload");
+        assert_eq!(want, 39_000);
+        into.extend_from_slice(&wire[4 + 1_000..4 + 20_000]);
+        d.payload_read(&mut out, None).unwrap();
+        assert!(out.is_empty(), "not complete yet");
+        let (into, want) = d.payload_to_read(1).unwrap();
+        assert_eq!(want, 20_000);
+        into.extend_from_slice(&wire[4 + 20_000..4 + 40_000]);
+        d.payload_read(&mut out, None).unwrap();
+        assert!(d.payload_to_read(1).is_none(), "between frames");
+        d.decode(&wire[4 + 40_000..], &mut out).unwrap();
+        let messages: Vec<(bool, Vec<u8>)> = out
+            .into_iter()
+            .map(|m| match m {
+                Incoming::Message { binary, frames } => (binary, frames.concat()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(messages, vec![(true, payload), (false, b"next".to_vec())]);
+        // A streamed frame is never read this way.
+        let mut streamed = Decoder::new(Limits {
+            stream_binary: true,
+            ..Limits::default()
+        });
+        streamed
+            .decode(
+                &server_frame(true, OP_BINARY, &[0; 40_000])[..4],
+                &mut Vec::new(),
+            )
+            .unwrap();
+        assert!(streamed.payload_to_read(1).is_none());
     }
 
     #[test]

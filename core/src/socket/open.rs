@@ -125,8 +125,9 @@ pin_project_lite::pin_project! {
     /// left the JavaScript thread's heap holding kilobytes per connection that it could not
     /// reuse.
     pub(super) struct Guarded<F> {
+        // `None` once it finished or panicked: dropped then, before the panic's events go out.
         #[pin]
-        task: F,
+        task: Option<F>,
         sink: Arc<dyn EventSink>,
         shared: Arc<Shared>,
         started: bool,
@@ -140,7 +141,7 @@ pub(super) fn guarded<F: Future<Output = ()>>(
     shared: Arc<Shared>,
 ) -> Guarded<F> {
     Guarded {
-        task,
+        task: Some(task),
         sink,
         shared,
         started: false,
@@ -151,9 +152,11 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
     type Output = ();
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let this = self.project();
+        let mut this = self.project();
+        let Some(task) = this.task.as_mut().as_pin_mut() else {
+            return Poll::Ready(());
+        };
         let first = !std::mem::replace(this.started, true);
-        let task = this.task;
         let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             if first {
                 test_hooks::fire(Site::Socket);
@@ -161,8 +164,15 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
             task.poll(cx)
         }));
         match polled {
-            Ok(poll) => poll,
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(())) => {
+                this.task.set(None);
+                Poll::Ready(())
+            }
             Err(_) => {
+                // The connection's state goes first (its socket is shut down with it), as it
+                // would after any failure, and only then its owner hears of the close.
+                this.task.set(None);
                 log::error!("socket: internal error; the connection is dropped");
                 if !this.shared.finished.load(Ordering::SeqCst) {
                     this.sink.push(Event::Error(SocketError::coded(
@@ -171,6 +181,9 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
                     )));
                     closed(&**this.sink, 1006, Vec::new(), this.shared);
                 }
+                // A panic in the open connection's poll skipped the end of its turn: the sink
+                // may be holding these events back until then.
+                this.sink.turn_end();
                 Poll::Ready(())
             }
         }
@@ -186,6 +199,78 @@ mod tests {
 
     impl EventSink for Ignore {
         fn push(&self, _: Event) {}
+    }
+
+    /// Records what was pushed, and whether the guarded task's state was already dropped.
+    struct Record(
+        std::sync::Mutex<Vec<String>>,
+        Arc<std::sync::atomic::AtomicBool>,
+    );
+
+    impl EventSink for Record {
+        fn push(&self, e: Event) {
+            let dropped = self.1.load(Ordering::SeqCst);
+            let what = match e {
+                Event::Error(e) => format!("error {} dropped={dropped}", e.code.unwrap_or("")),
+                Event::Closed { code, .. } => format!("closed {code} dropped={dropped}"),
+                _ => "other".into(),
+            };
+            self.0.lock().unwrap().push(what);
+        }
+    }
+
+    /// Sets its flag when dropped.
+    struct Flag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A guarded task that is pending once, then panics; the events it caused.
+    fn panicking(finished: bool) -> Vec<String> {
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sink = Arc::new(Record(Default::default(), dropped.clone()));
+        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
+        shared.finished.store(finished, Ordering::SeqCst);
+        let flag = Flag(dropped);
+        let mut polls = 0;
+        let task = std::future::poll_fn(move |_| {
+            let _held = &flag;
+            polls += 1;
+            if polls == 2 {
+                panic!("a panic in a connection's task, as a test");
+            }
+            Poll::<()>::Pending
+        });
+        let mut spawned = Box::pin(guarded(task, sink.clone(), shared));
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(spawned.as_mut().poll(&mut cx).is_pending());
+        assert!(
+            spawned.as_mut().poll(&mut cx).is_ready(),
+            "ready after the panic"
+        );
+        assert!(
+            spawned.as_mut().poll(&mut cx).is_ready(),
+            "and never polled again"
+        );
+        let events = sink.0.lock().unwrap().clone();
+        events
+    }
+
+    /// A panic ends the connection as a failure does: its state dropped first (its socket
+    /// with it), then an error and a close (1006), once; nothing if it had already closed.
+    #[test]
+    fn a_panic_drops_the_task_then_reports_an_error_and_a_close_once() {
+        assert_eq!(
+            panicking(false),
+            vec![
+                "error ERR_INTERNAL dropped=true",
+                "closed 1006 dropped=true"
+            ]
+        );
+        assert!(panicking(true).is_empty());
     }
 
     /// The spawned handshake is the handshake plus the guard's few fields: an `async fn`

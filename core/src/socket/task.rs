@@ -76,6 +76,13 @@ thread_local! {
 /// At most this many decoded items' room is kept in [`DECODED`] between reads.
 const DECODED_KEPT: usize = 1024;
 
+#[cfg(test)]
+thread_local! {
+    /// Reads made straight into a payload on this thread: the tests check that large frames
+    /// take that path.
+    static DIRECT_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A frame's payload with this much or more still to come is read straight into the
 /// payload (see [`ConnectionTask::read_payload`]); less goes through the thread's buffer,
 /// where one read takes several small frames at once.
@@ -539,7 +546,8 @@ impl ConnectionTask {
                 .unwrap_or(true)
     }
 
-    /// Reads once into this thread's buffer and handles what came.
+    /// Reads once, into this thread's buffer or the payload of a large frame (see
+    /// [`ConnectionTask::read_payload`]), and handles what came.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> ReadStep {
         if self.read_ended {
             return ReadStep::Ended;
@@ -596,19 +604,25 @@ impl ConnectionTask {
     }
 
     /// Reads the rest of a large frame's payload (at least [`DIRECT_PAYLOAD`] bytes to
-    /// come) straight into the decoder's payload, at most `max` bytes: the payload then
-    /// goes to JavaScript as it is, and the bytes are copied once (by the kernel) instead
-    /// of twice (into this thread's buffer, then into the payload). `None`: not the case,
-    /// read through the buffer.
+    /// come) straight into the decoder's payload, at most `max` bytes and never past the
+    /// frame's end: the kernel's copy is then the only one (through this thread's buffer, the
+    /// bytes were copied once more into the payload). `None`: not the case, read through the
+    /// buffer. Called only with no header bytes held in `partial` and nothing discarded, so
+    /// the stream's next bytes are that payload.
     fn read_payload(&mut self, cx: &mut Context<'_>, max: usize) -> Option<ReadStep> {
         let (payload, want) = self.decoder.payload_to_read(DIRECT_PAYLOAD)?;
-        let mut limited = bytes::BufMut::limit(payload, want.min(max));
+        let take = want.min(max);
+        // A frame over the decoder's first allocation (1 MiB) grows, to its end at most.
+        frame::grow_payload(payload, take, want);
+        let mut limited = bytes::BufMut::limit(payload, take);
         let step = match tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut limited)
         {
             Poll::Pending => ReadStep::Drained,
             Poll::Ready(Err(_)) => ReadStep::Ended,
             Poll::Ready(Ok(0)) => self.end_of_input(),
             Poll::Ready(Ok(n)) => {
+                #[cfg(test)]
+                DIRECT_READS.with(|c| c.set(c.get() + 1));
                 self.decode(|decoder, items, inflater| {
                     decoder.payload_read(items, inflater)?;
                     Ok(&[])
@@ -1331,12 +1345,17 @@ mod tests {
         std::sync::Mutex<Vec<(bool, Vec<u8>)>>,
         std::sync::Mutex<Vec<String>>,
         tokio::sync::Notify,
+        // The capacity of each one-frame message's buffer (what goes to JavaScript).
+        std::sync::Mutex<Vec<usize>>,
     );
 
     impl EventSink for Collect {
         fn push(&self, e: Event) {
             match e {
                 Event::Message { binary, frames } => {
+                    if let [one] = &frames[..] {
+                        self.3.lock().unwrap().push(one.capacity());
+                    }
                     self.0.lock().unwrap().push((binary, frames.concat()))
                 }
                 Event::Error(e) => self.1.lock().unwrap().push(e.code.unwrap_or("").into()),
@@ -1384,6 +1403,8 @@ mod tests {
     #[tokio::test]
     async fn large_payloads_read_into_their_message_arrive_whole_and_in_order() {
         let big: Vec<u8> = (0..300_001u32).map(|i| (i * 31 + 7) as u8).collect();
+        // Over the decoder's first allocation (1 MiB): its buffer grows to the frame's size.
+        let huge: Vec<u8> = (0..(2 << 20) + 3u32).map(|i| (i * 7 + 1) as u8).collect();
         let wire = [
             frame::server_frame(true, frame::OP_BINARY, &big),
             frame::server_frame(true, frame::OP_TEXT, b"small"),
@@ -1392,18 +1413,29 @@ mod tests {
             frame::server_frame(false, frame::OP_BINARY, &big[..40_000]),
             frame::server_frame(true, frame::OP_CONTINUATION, &big[40_000..40_100]),
             frame::server_frame(true, frame::OP_BINARY, &big[..20_000]),
+            frame::server_frame(true, frame::OP_BINARY, &huge),
         ]
         .concat();
         // Pieces that split headers and payloads at every kind of place.
         for piece in [7_001, 65_537, wire.len()] {
-            let sink = receive(wire.clone(), piece, 4).await;
+            let direct = DIRECT_READS.with(|c| c.get());
+            let sink = receive(wire.clone(), piece, 5).await;
+            // The test's runtime has one thread: the task's reads are counted here.
+            assert!(
+                DIRECT_READS.with(|c| c.get()) > direct,
+                "read straight into payloads"
+            );
             assert!(sink.1.lock().unwrap().is_empty());
             let got = sink.0.lock().unwrap().clone();
-            assert_eq!(got.len(), 4, "pieces of {piece}");
+            assert_eq!(got.len(), 5, "pieces of {piece}");
             assert_eq!(got[0], (true, big.clone()));
             assert_eq!(got[1], (false, b"small".to_vec()));
             assert_eq!(got[2], (true, big[..40_100].to_vec()));
             assert_eq!(got[3], (true, big[..20_000].to_vec()));
+            assert!(got[4] == (true, huge.clone()), "the 2 MiB + 3 message");
+            // Read into its own buffer, grown no further than the frame: read through the
+            // thread's buffer it would have doubled to 4 MiB.
+            assert_eq!(sink.3.lock().unwrap().last(), Some(&huge.len()));
         }
     }
 
