@@ -48,6 +48,25 @@ pub(super) fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &
     });
 }
 
+/// The owner's `then`, called once: with the handshake's outcome, or with `false` if the
+/// handshake is dropped without one (its task panicked, or the runtime is shutting down), so
+/// that nothing waits for it for good (a listener's close waits for its accepts).
+pub(super) struct Then(pub(super) Option<Box<dyn FnOnce(bool) + Send>>);
+
+impl Then {
+    fn call(&mut self, opened: bool) {
+        if let Some(then) = self.0.take() {
+            then(opened);
+        }
+    }
+}
+
+impl Drop for Then {
+    fn drop(&mut self) {
+        self.call(false);
+    }
+}
+
 /// The handshake; once open, the connection runs as a task of its own, so that the
 /// handshake's state is not kept for the connection's life.
 pub(super) async fn run(
@@ -56,8 +75,9 @@ pub(super) async fn run(
     sink: Arc<dyn EventSink>,
     shared: Arc<Shared>,
     spare: Option<Spare>,
-    then: Option<Box<dyn FnOnce(bool) + Send>>,
+    then: Then,
 ) {
+    let mut then = then;
     let sent = || sink.request_sent();
     let established = tokio::select! {
         r = handshake::connect_with(&options, spare, &sent) => r,
@@ -72,9 +92,7 @@ pub(super) async fn run(
             log::debug!("socket: connect failed: {}", e.message);
             sink.push(Event::Error(e));
             closed(&*sink, 1006, Vec::new(), &shared);
-            if let Some(then) = then {
-                then(false);
-            }
+            then.call(false);
             return;
         }
     };
@@ -87,9 +105,7 @@ pub(super) async fn run(
         protocol: established.protocol,
         extensions,
     });
-    if let Some(then) = then {
-        then(true);
-    }
+    then.call(true);
     let guard = (sink.clone(), shared.clone());
     let mut task = ConnectionTask::new(
         established.stream,
@@ -259,6 +275,50 @@ mod tests {
         events
     }
 
+    /// The owner's `then` is called once whatever happens to the handshake: with `false`
+    /// when it is dropped unstarted (its task panicked at its first poll) or unfinished.
+    #[test]
+    fn then_is_called_with_false_when_the_handshake_is_dropped() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        for polled in [false, true] {
+            let called = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let record = called.clone();
+            let then = Then(Some(Box::new(move |opened| {
+                record.lock().unwrap().push(opened)
+            })));
+            let options = ConnectOptions {
+                // Nothing listens there: the connect is in progress or refused when dropped.
+                url: "ws://127.0.0.1:9/".into(),
+                headers: Vec::new(),
+                protocols: Vec::new(),
+                handshake_timeout: Duration::from_secs(30),
+                ca: Vec::new(),
+                proxy: None,
+                deflate: None,
+            };
+            let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
+            let sink: Arc<dyn EventSink> = Arc::new(Ignore);
+            let mut handshake = Box::pin(run(
+                options,
+                SocketOptions::default(),
+                sink,
+                shared,
+                None,
+                then,
+            ));
+            if polled {
+                let _enter = rt.enter();
+                let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+                let _ = handshake.as_mut().poll(&mut cx);
+            }
+            drop(handshake);
+            assert_eq!(*called.lock().unwrap(), vec![false], "polled: {polled}");
+        }
+    }
+
     /// A panic ends the connection as a failure does: its state dropped first (its socket
     /// with it), then an error and a close (1006), once; nothing if it had already closed.
     #[test]
@@ -294,7 +354,7 @@ mod tests {
             sink.clone(),
             shared.clone(),
             None,
-            None,
+            Then(None),
         );
         let alone = std::mem::size_of_val(&handshake);
         let spawned = guarded(handshake, sink, shared);

@@ -251,7 +251,14 @@ impl Handle {
     ) {
         let guard = (sink.clone(), self.shared.clone());
         tokio::spawn(open::guarded(
-            open::run(options, socket, sink, self.shared.clone(), spare, then),
+            open::run(
+                options,
+                socket,
+                sink,
+                self.shared.clone(),
+                spare,
+                open::Then(then),
+            ),
             guard.0,
             guard.1,
         ));
