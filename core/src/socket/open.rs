@@ -49,8 +49,11 @@ pub(super) fn closed(sink: &dyn EventSink, code: u16, reason: Vec<u8>, shared: &
 }
 
 /// The owner's `then`, called once: with the handshake's outcome, or with `false` if the
-/// handshake is dropped without one (its task panicked, or the runtime is shutting down), so
-/// that nothing waits for it for good (a listener's close waits for its accepts).
+/// handshake is dropped without one (its task panicked, the runtime is shutting down, or it
+/// was spawned on a runtime already closed), so that nothing waits for it for good (a
+/// listener's close waits for its accepts). Dropped, it runs wherever the drop happens, on
+/// any thread, possibly before the close event or with none: it must not panic, block or
+/// take a lock its caller may hold.
 pub(super) struct Then(pub(super) Option<Box<dyn FnOnce(bool) + Send>>);
 
 impl Then {
@@ -186,9 +189,17 @@ impl<F: Future<Output = ()>> Future for Guarded<F> {
                 Poll::Ready(())
             }
             Err(_) => {
-                // The connection's state goes first (its socket is shut down with it), as it
-                // would after any failure, and only then its owner hears of the close.
-                this.task.set(None);
+                // The connection's state goes first (its socket is shut down with it, unless
+                // another thread holds it for a moment), as it would after any failure, and
+                // only then its owner hears of the close. Dropping it runs code of its own
+                // (the owner's `then`, see `Then`): a panic there too must not keep the close
+                // from going out.
+                let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    this.task.set(None);
+                }));
+                if dropped.is_err() {
+                    log::error!("socket: internal error while dropping a failed connection");
+                }
                 log::error!("socket: internal error; the connection is dropped");
                 if !this.shared.finished.load(Ordering::SeqCst) {
                     this.sink.push(Event::Error(SocketError::coded(
@@ -224,6 +235,10 @@ mod tests {
     );
 
     impl EventSink for Record {
+        fn turn_end(&self) {
+            self.0.lock().unwrap().push("turn_end".into());
+        }
+
         fn push(&self, e: Event) {
             let dropped = self.1.load(Ordering::SeqCst);
             let what = match e {
@@ -283,6 +298,7 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
+        let quiet = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         for polled in [false, true] {
             let called = Arc::new(std::sync::Mutex::new(Vec::new()));
             let record = called.clone();
@@ -290,8 +306,8 @@ mod tests {
                 record.lock().unwrap().push(opened)
             })));
             let options = ConnectOptions {
-                // Nothing listens there: the connect is in progress or refused when dropped.
-                url: "ws://127.0.0.1:9/".into(),
+                // A listener that never answers: the handshake is under way when dropped.
+                url: format!("ws://{}/", quiet.local_addr().unwrap()),
                 headers: Vec::new(),
                 protocols: Vec::new(),
                 handshake_timeout: Duration::from_secs(30),
@@ -312,7 +328,8 @@ mod tests {
             if polled {
                 let _enter = rt.enter();
                 let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-                let _ = handshake.as_mut().poll(&mut cx);
+                assert!(handshake.as_mut().poll(&mut cx).is_pending());
+                assert!(called.lock().unwrap().is_empty(), "no outcome yet");
             }
             drop(handshake);
             assert_eq!(*called.lock().unwrap(), vec![false], "polled: {polled}");
@@ -327,10 +344,12 @@ mod tests {
             panicking(false),
             vec![
                 "error ERR_INTERNAL dropped=true",
-                "closed 1006 dropped=true"
+                "closed 1006 dropped=true",
+                "turn_end"
             ]
         );
-        assert!(panicking(true).is_empty());
+        // The sink's turn is ended after the events, so that they are not held back.
+        assert_eq!(panicking(true), vec!["turn_end"]);
     }
 
     /// The spawned handshake is the handshake plus the guard's few fields: an `async fn`

@@ -239,8 +239,10 @@ impl Handle {
     }
 
     /// [`Handle::start`], over `spare` (a connection opened ahead of time) if it fits, and
-    /// calling `then(opened)` once the handshake is over, whatever its outcome: after the
-    /// open event, or after the close event of a failed handshake.
+    /// calling `then(opened)` once the handshake is over, whatever its outcome: `true` after
+    /// the open event, `false` after the close event of a failed handshake, or `false` when
+    /// the handshake is dropped without an outcome (a panic, the runtime's shutdown), then
+    /// possibly before the close event or with none, from any thread (see `open::Then`).
     pub fn start_then(
         &self,
         options: ConnectOptions,

@@ -1405,6 +1405,8 @@ mod tests {
         let big: Vec<u8> = (0..300_001u32).map(|i| (i * 31 + 7) as u8).collect();
         // Over the decoder's first allocation (1 MiB): its buffer grows to the frame's size.
         let huge: Vec<u8> = (0..(2 << 20) + 3u32).map(|i| (i * 7 + 1) as u8).collect();
+        // Over it by half: `Vec`'s own growth would make its buffer 2 MiB.
+        let half: Vec<u8> = huge[..(3 << 19)].to_vec();
         let wire = [
             frame::server_frame(true, frame::OP_BINARY, &big),
             frame::server_frame(true, frame::OP_TEXT, b"small"),
@@ -1414,12 +1416,13 @@ mod tests {
             frame::server_frame(true, frame::OP_CONTINUATION, &big[40_000..40_100]),
             frame::server_frame(true, frame::OP_BINARY, &big[..20_000]),
             frame::server_frame(true, frame::OP_BINARY, &huge),
+            frame::server_frame(true, frame::OP_BINARY, &half),
         ]
         .concat();
         // Pieces that split headers and payloads at every kind of place.
         for piece in [7_001, 65_537, wire.len()] {
             let direct = DIRECT_READS.with(|c| c.get());
-            let sink = receive(wire.clone(), piece, 5).await;
+            let sink = receive(wire.clone(), piece, 6).await;
             // The test's runtime has one thread: the task's reads are counted here.
             assert!(
                 DIRECT_READS.with(|c| c.get()) > direct,
@@ -1427,15 +1430,17 @@ mod tests {
             );
             assert!(sink.1.lock().unwrap().is_empty());
             let got = sink.0.lock().unwrap().clone();
-            assert_eq!(got.len(), 5, "pieces of {piece}");
+            assert_eq!(got.len(), 6, "pieces of {piece}");
             assert_eq!(got[0], (true, big.clone()));
             assert_eq!(got[1], (false, b"small".to_vec()));
             assert_eq!(got[2], (true, big[..40_100].to_vec()));
             assert_eq!(got[3], (true, big[..20_000].to_vec()));
             assert!(got[4] == (true, huge.clone()), "the 2 MiB + 3 message");
-            // Read into its own buffer, grown no further than the frame: read through the
-            // thread's buffer it would have doubled to 4 MiB.
-            assert_eq!(sink.3.lock().unwrap().last(), Some(&huge.len()));
+            assert!(got[5] == (true, half.clone()), "the 1.5 MiB message");
+            // Read into their own buffers, grown no further than their frames: grown as
+            // `Vec` grows, they would be 4 MiB and 2 MiB.
+            let capacities = sink.3.lock().unwrap().clone();
+            assert_eq!(capacities[capacities.len() - 2..], [huge.len(), half.len()]);
         }
     }
 
