@@ -78,9 +78,8 @@ pub(super) async fn run(
     sink: Arc<dyn EventSink>,
     shared: Arc<Shared>,
     spare: Option<Spare>,
-    then: Then,
+    mut then: Then,
 ) {
-    let mut then = then;
     let sent = || sink.request_sent();
     let established = tokio::select! {
         r = handshake::connect_with(&options, spare, &sent) => r,
