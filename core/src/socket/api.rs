@@ -163,6 +163,15 @@ pub enum Event {
     },
 }
 
+/// A sink that drops every event (for tests here and in `open.rs` and `task.rs`).
+#[cfg(test)]
+pub(crate) struct Ignore;
+
+#[cfg(test)]
+impl EventSink for Ignore {
+    fn push(&self, _: Event) {}
+}
+
 /// Receives a connection's events. Implementations must not block.
 pub trait EventSink: Send + Sync + 'static {
     /// Takes one event.

@@ -507,9 +507,7 @@ impl Decoder {
             if take < want {
                 return Ok(pos);
             }
-            self.header = None;
-            let payload = std::mem::take(&mut self.payload);
-            self.complete(h, payload, out, inflater.as_deref_mut())?;
+            self.complete_payload(h, out, inflater.as_deref_mut())?;
             if h.opcode == OP_CLOSE {
                 // Nothing after a close frame is read: ws's receiver stops its loop there, so
                 // a bad frame behind it in the same read is no protocol error.
@@ -553,6 +551,16 @@ impl Decoder {
         if h.streamed || (self.payload.len() as u64) < h.len {
             return Ok(());
         }
+        self.complete_payload(h, out, inflater)
+    }
+
+    /// Frame `h`'s payload is all in: ready for the next header, and the frame handled.
+    fn complete_payload(
+        &mut self,
+        h: Header,
+        out: &mut Vec<Incoming>,
+        inflater: Option<&mut Inflater>,
+    ) -> Result<(), SocketError> {
         self.header = None;
         let payload = std::mem::take(&mut self.payload);
         self.complete(h, payload, out, inflater)

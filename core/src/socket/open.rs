@@ -221,10 +221,19 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    struct Ignore;
+    use crate::socket::api::Ignore;
 
-    impl EventSink for Ignore {
-        fn push(&self, _: Event) {}
+    /// A plain connection's options to `url`: no headers, protocols, proxy or extension.
+    fn plain(url: String) -> ConnectOptions {
+        ConnectOptions {
+            url,
+            headers: Vec::new(),
+            protocols: Vec::new(),
+            handshake_timeout: Duration::from_secs(30),
+            ca: Vec::new(),
+            proxy: None,
+            deflate: None,
+        }
     }
 
     /// Records what was pushed, and whether the guarded task's state was already dropped.
@@ -304,16 +313,8 @@ mod tests {
             let then = Then(Some(Box::new(move |opened| {
                 record.lock().unwrap().push(opened)
             })));
-            let options = ConnectOptions {
-                // A listener that never answers: the handshake is under way when dropped.
-                url: format!("ws://{}/", quiet.local_addr().unwrap()),
-                headers: Vec::new(),
-                protocols: Vec::new(),
-                handshake_timeout: Duration::from_secs(30),
-                ca: Vec::new(),
-                proxy: None,
-                deflate: None,
-            };
+            // A listener that never answers: the handshake is under way when dropped.
+            let options = plain(format!("ws://{}/", quiet.local_addr().unwrap()));
             let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
             let sink: Arc<dyn EventSink> = Arc::new(Ignore);
             let mut handshake = Box::pin(run(
@@ -355,15 +356,7 @@ mod tests {
     /// guard had tripled it (see [`Guarded`]).
     #[test]
     fn the_guard_adds_only_its_fields() {
-        let options = ConnectOptions {
-            url: "ws://127.0.0.1:1/".into(),
-            headers: Vec::new(),
-            protocols: Vec::new(),
-            handshake_timeout: Duration::from_secs(1),
-            ca: Vec::new(),
-            proxy: None,
-            deflate: None,
-        };
+        let options = plain("ws://127.0.0.1:1/".into());
         let sink: Arc<dyn EventSink> = Arc::new(Ignore);
         let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
         let handshake = run(

@@ -1146,11 +1146,7 @@ mod tests {
     use crate::socket::Handle;
     use std::time::Duration;
 
-    struct Ignore;
-
-    impl EventSink for Ignore {
-        fn push(&self, _: Event) {}
-    }
+    use crate::socket::api::Ignore;
 
     fn agreement(server: bool) -> Agreement {
         Agreement {
