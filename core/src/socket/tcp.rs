@@ -167,9 +167,21 @@ impl AsyncWrite for Tcp {
         };
         loop {
             let mut guard = match io.poll_write_ready(cx) {
-                Poll::Ready(g) => g?,
+                Poll::Ready(g) => {
+                    // The wait is over. A waker kept past it would keep its task alive for
+                    // the stream's life: a connection's handshake task (1.8 KiB) when its
+                    // request waited, though the connection runs in a task of its own.
+                    this.writer = None;
+                    g?
+                }
                 Poll::Pending => {
-                    this.writer = Some(cx.waker().clone());
+                    if !this
+                        .writer
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        this.writer = Some(cx.waker().clone());
+                    }
                     return Poll::Pending;
                 }
             };
@@ -197,6 +209,7 @@ impl AsyncWrite for Tcp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// A connected pair: ours, and the peer's plain tokio stream.
@@ -261,5 +274,67 @@ mod tests {
         assert!(rest.is_empty());
         drop(peer);
         assert_eq!(tcp.read(&mut got).await.unwrap(), 0);
+    }
+
+    /// A task's waker, counted: its `Arc` is shared by every clone of the waker.
+    struct Counted;
+
+    impl futures_util::task::ArcWake for Counted {
+        fn wake_by_ref(_: &Arc<Self>) {}
+    }
+
+    #[tokio::test]
+    async fn a_write_that_waited_keeps_no_waker_once_it_is_over() {
+        let (mut tcp, _switch, mut peer) = pair().await;
+        // Another task's write waits: the peer reads nothing, so the socket fills up.
+        let counted = Arc::new(Counted);
+        let waker = futures_util::task::waker(counted.clone());
+        let mut cx = Context::from_waker(&waker);
+        let chunk = vec![7u8; 64 * 1024];
+        let mut sent = 0;
+        loop {
+            match Pin::new(&mut tcp).poll_write(&mut cx, &chunk) {
+                Poll::Ready(Ok(n)) => sent += n,
+                Poll::Ready(Err(e)) => panic!("write failed: {e}"),
+                Poll::Pending => break,
+            }
+            assert!(sent < 1 << 30, "the socket never filled up");
+        }
+        assert!(
+            Arc::strong_count(&counted) > 1,
+            "the waiting write keeps its waker"
+        );
+
+        // The peer drains it; once the socket is writable again, a write from elsewhere
+        // goes through at once. The other task's wait is over, and nothing may keep its waker
+        // (a handshake's task, kept for the connection's life while the connection runs in
+        // a task of its own).
+        let limit = std::time::Duration::from_secs(10);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0;
+        while got < sent {
+            let n = tokio::time::timeout(limit, peer.read(&mut buf))
+                .await
+                .expect("the peer reads")
+                .unwrap();
+            assert!(n > 0, "the stream ended early");
+            got += n;
+        }
+        let io = tcp.io.as_ref().expect("registered");
+        let _writable = tokio::time::timeout(limit, io.writable())
+            .await
+            .expect("the socket becomes writable")
+            .unwrap();
+        let mut elsewhere = Context::from_waker(futures_util::task::noop_waker_ref());
+        match Pin::new(&mut tcp).poll_write(&mut elsewhere, b"!") {
+            Poll::Ready(Ok(1)) => {}
+            other => panic!("the write did not go through at once: {other:?}"),
+        }
+        drop(waker);
+        assert_eq!(
+            Arc::strong_count(&counted),
+            1,
+            "a waker of the finished wait is still kept"
+        );
     }
 }
