@@ -379,6 +379,23 @@ describe('relayedConnect with a ws 8 listener (hand-written, over the relay)', (
         S.send('three');
         assert.equal((await nextMessage(peer)).data.toString(), 'one,two,three');
         assert.equal(spy.count, 5, 'every frame of a compressed message is compressed');
+        // Large and not compressed (framed in place, in a write of its own), between
+        // compressed messages; fragmented too, either way round.
+        const large = Buffer.from(json(300_000, 1));
+        S.send(large, { compress: false });
+        assert.deepEqual((await nextMessage(peer)).data, large);
+        assert.equal(spy.count, 5, 'a large compress: false message is sent as it is');
+        S.send(big);
+        assert.equal((await nextMessage(peer)).data.toString(), big);
+        assert.equal(spy.count, 6, 'compressed again after it');
+        S.send(large, { fin: false, compress: false });
+        S.send(large);
+        assert.deepEqual((await nextMessage(peer)).data, Buffer.concat([large, large]));
+        assert.equal(spy.count, 6, 'the first frame decides: its continuation is not compressed');
+        S.send('head,', { fin: false });
+        S.send(large, { compress: false });
+        assert.equal((await nextMessage(peer)).data.toString(), `head,${large}`);
+        assert.equal(spy.count, 8, 'the first frame decides: its continuation is compressed');
         peer.send(big);
         assert.equal((await messageOf(S, 'the listener\'s message')).data.toString(), big);
         S.close();

@@ -503,13 +503,8 @@ pub fn socket_send(
         accounted,
         ack,
     };
-    send_on(id, direct, send, || Command::Frame {
-        opcode,
-        fin,
-        compress,
-        payload: hyco_core::socket::pool::copy_of(data),
-        accounted,
-        ack,
+    send_on(id, direct, send, || {
+        Command::frame(opcode, fin, data, compress, accounted, ack)
     })
 }
 

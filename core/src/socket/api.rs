@@ -48,6 +48,32 @@ impl Default for SocketOptions {
     }
 }
 
+/// Uncompressed payloads of at least this many bytes are framed in place
+/// ([`Command::InPlace`]), each in a write of its own: for them, the copy saved outweighs
+/// the write. Smaller ones are framed together into one write buffer, up to
+/// `SocketOptions::write_batch`.
+pub const IN_PLACE_MIN: usize = 256 * 1024;
+
+/// A [`Command::InPlace`] send's buffer: [`frame::MAX_CLIENT_HEADER`] bytes of room, then
+/// the payload. Made only by [`Command::frame`], so the room is always there.
+///
+/// [`frame::MAX_CLIENT_HEADER`]: crate::socket::frame::MAX_CLIENT_HEADER
+#[derive(Debug)]
+pub struct WithRoom(Vec<u8>);
+
+impl WithRoom {
+    /// The buffer, room included.
+    pub(crate) fn into_inner(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// The buffer's address (tests: written from where it was made).
+    #[cfg(test)]
+    pub(crate) fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+}
+
 /// What the owner asks of the connection.
 #[derive(Debug)]
 pub enum Command {
@@ -68,6 +94,23 @@ pub enum Command {
         /// Callback id, 0 for none.
         ack: u32,
     },
+    /// Send a large frame that is not compressed, as [`Command::Frame`] does, from a buffer
+    /// that holds its payload after room for the header (see [`Command::frame`]): the
+    /// connection writes the header into the room, masks the payload where it is and writes
+    /// that buffer itself, in a write of its own, so that a large send is copied once (by
+    /// the owner) rather than twice.
+    InPlace {
+        /// Opcode.
+        opcode: u8,
+        /// Final fragment.
+        fin: bool,
+        /// The room, then the payload, unmasked.
+        buf: WithRoom,
+        /// Bytes to report as written.
+        accounted: usize,
+        /// Callback id, 0 for none.
+        ack: u32,
+    },
     /// Several small frames packed by the owner in one buffer (see [`crate::socket::batch::BATCH_HEADER`]): saves
     /// a call and an allocation per message. Each reports `framed_len(len)` bytes written.
     Batch(Vec<u8>),
@@ -83,6 +126,53 @@ pub enum Command {
 }
 
 impl Command {
+    /// A data frame carrying a copy of `payload` (the caller may reuse it at once), to be
+    /// compressed if `compress` and permessage-deflate is agreed: a [`Command::InPlace`]
+    /// when it is not compressed and [`IN_PLACE_MIN`] bytes or more, a [`Command::Frame`]
+    /// otherwise. `compress` is the message's (its first frame's) choice, for each of its
+    /// frames: the connection compresses a continuation of a compressed message anyway.
+    pub fn frame(
+        opcode: u8,
+        fin: bool,
+        payload: &[u8],
+        compress: bool,
+        accounted: usize,
+        ack: u32,
+    ) -> Command {
+        if compress || payload.len() < IN_PLACE_MIN {
+            return Command::Frame {
+                opcode,
+                fin,
+                payload: crate::socket::pool::copy_of(payload),
+                compress,
+                accounted,
+                ack,
+            };
+        }
+        Command::in_place(opcode, fin, payload, accounted, ack)
+    }
+
+    /// A [`Command::InPlace`] send of a copy of `payload`, whatever its size (see
+    /// [`Command::frame`]).
+    pub(crate) fn in_place(
+        opcode: u8,
+        fin: bool,
+        payload: &[u8],
+        accounted: usize,
+        ack: u32,
+    ) -> Command {
+        Command::InPlace {
+            opcode,
+            fin,
+            buf: WithRoom(crate::socket::pool::copy_with_room(
+                crate::socket::frame::MAX_CLIENT_HEADER,
+                payload,
+            )),
+            accounted,
+            ack,
+        }
+    }
+
     /// A ping without payload, written by the connection itself (keep-alive, heartbeat):
     /// nothing to account, no callback.
     pub fn empty_ping() -> Command {

@@ -653,19 +653,52 @@ pub fn encode_frame(
     mask: [u8; 4],
 ) {
     out.reserve(framed_len(payload.len()));
-    out.push(if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len < 65536 {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-    out.extend_from_slice(&mask);
+    let (head, n) = client_header(fin, rsv1, opcode, payload.len(), mask);
+    out.extend_from_slice(&head[..n]);
     extend_masked(out, payload, mask, 0);
+}
+
+/// The most a masked client frame's header takes: 2 bytes, an 8-byte length, the mask.
+pub const MAX_CLIENT_HEADER: usize = 14;
+
+/// A masked client frame's header for a `len`-byte payload, and its length.
+fn client_header(
+    fin: bool,
+    rsv1: bool,
+    opcode: u8,
+    len: usize,
+    mask: [u8; 4],
+) -> ([u8; MAX_CLIENT_HEADER], usize) {
+    let mut head = [0u8; MAX_CLIENT_HEADER];
+    head[0] = if fin { 0x80 } else { 0 } | if rsv1 { 0x40 } else { 0 } | opcode;
+    let mut n = 2;
+    if len < 126 {
+        head[1] = 0x80 | len as u8;
+    } else if len < 65536 {
+        head[1] = 0x80 | 126;
+        head[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+        n = 4;
+    } else {
+        head[1] = 0x80 | 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        n = 10;
+    }
+    head[n..n + 4].copy_from_slice(&mask);
+    (head, n + 4)
+}
+
+/// Frames, in place, a payload that follows [`MAX_CLIENT_HEADER`] bytes of room in `buf`
+/// (as the owner copied it, see `pool::copy_with_room`): the header (no RSV bits) goes at
+/// the end of the room and the payload is masked where it is. Returns where the frame
+/// starts in `buf`, or `None` (and nothing changed) when `buf` is shorter than the room.
+pub(crate) fn frame_in_room(buf: &mut [u8], fin: bool, opcode: u8, mask: [u8; 4]) -> Option<usize> {
+    let len = buf.len().checked_sub(MAX_CLIENT_HEADER)?;
+    let (head, n) = client_header(fin, false, opcode, len, mask);
+    let start = MAX_CLIENT_HEADER - n;
+    let (room, payload) = buf.split_at_mut(MAX_CLIENT_HEADER);
+    room[start..].copy_from_slice(&head[..n]);
+    mask_in_place(payload, mask, 0);
+    Some(start)
 }
 
 /// Appends `data` XORed with `mask` (starting `offset` bytes into the mask) to `out`.
@@ -1283,6 +1316,45 @@ mod tests {
                 assert_eq!(&out[3..], &expected[..], "length {len}, offset {offset}");
             }
         }
+    }
+
+    #[test]
+    fn a_frame_made_in_its_room_is_the_frame_encode_makes() {
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        let data: Vec<u8> = (0..70_001u32).map(|i| (i * 13 + 5) as u8).collect();
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 70_001] {
+            for (fin, opcode) in [(true, OP_BINARY), (false, OP_TEXT), (true, OP_CONTINUATION)] {
+                let mut expected = Vec::new();
+                encode(&mut expected, fin, opcode, &data[..len], mask);
+                let mut buf = vec![0xee; MAX_CLIENT_HEADER];
+                buf.extend_from_slice(&data[..len]);
+                let start = frame_in_room(&mut buf, fin, opcode, mask).expect("room enough");
+                assert_eq!(&buf[start..], &expected[..], "length {len}");
+                assert!(
+                    buf[..start].iter().all(|&b| b == 0xee),
+                    "only the header's part of the room is written"
+                );
+            }
+        }
+        // The header itself, as RFC 6455 lays it out (not only as `encode` makes it).
+        let mut buf = vec![0; MAX_CLIENT_HEADER];
+        buf.extend_from_slice(&data);
+        assert_eq!(frame_in_room(&mut buf, true, OP_BINARY, mask), Some(0));
+        let mut expected = vec![0x82, 0x80 | 127];
+        expected.extend_from_slice(&70_001u64.to_be_bytes());
+        expected.extend_from_slice(&mask);
+        assert_eq!(&buf[..MAX_CLIENT_HEADER], &expected[..]);
+        let mut buf = vec![0; MAX_CLIENT_HEADER];
+        buf.extend_from_slice(&data[..300]);
+        assert_eq!(frame_in_room(&mut buf, false, OP_TEXT, mask), Some(6));
+        assert_eq!(
+            &buf[6..MAX_CLIENT_HEADER],
+            &[0x01, 0x80 | 126, 0x01, 0x2c, 0x37, 0xfa, 0x21, 0x3d]
+        );
+        // No room: nothing is framed, nothing changes.
+        let mut short = vec![1u8; MAX_CLIENT_HEADER - 1];
+        assert_eq!(frame_in_room(&mut short, true, OP_BINARY, mask), None);
+        assert_eq!(short, vec![1u8; MAX_CLIENT_HEADER - 1]);
     }
 
     #[test]

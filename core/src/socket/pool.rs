@@ -12,8 +12,8 @@ use std::sync::Mutex;
 
 /// Buffers smaller than this are not pooled (the allocator handles them well).
 const MIN_POOLED: usize = 64 * 1024;
-/// Largest buffer kept.
-const MAX_POOLED: usize = 8 * 1024 * 1024;
+/// Largest buffer kept: 8 MiB, and room for a frame's header (see `copy_with_room`).
+const MAX_POOLED: usize = 8 * 1024 * 1024 + crate::socket::frame::MAX_CLIENT_HEADER;
 /// Most bytes kept in the pool.
 const MAX_TOTAL: usize = 32 * 1024 * 1024;
 
@@ -42,6 +42,17 @@ pub fn copy_of(data: &[u8]) -> Vec<u8> {
         }
     }
     data.to_vec()
+}
+
+/// `room` zero bytes then a copy of `data`, in a pooled buffer when it is large: a send the
+/// connection frames in place (its header goes into the room, see
+/// `frame::frame_in_room`), so that the bytes are copied once, here, and not again when
+/// framed.
+pub fn copy_with_room(room: usize, data: &[u8]) -> Vec<u8> {
+    let mut buf = with_capacity(room + data.len());
+    buf.resize(room, 0);
+    buf.extend_from_slice(data);
+    buf
 }
 
 /// An empty buffer with room for `capacity` bytes: a pooled one when that is large and the

@@ -58,9 +58,6 @@ const SHRINK_ABOVE: usize = 4 * 1024 * 1024;
 /// again rather than mapping fresh pages.
 const IDLE_OUT_KEEP: usize = 16 * 1024;
 
-/// A client frame's largest header: 2 bytes, an 8-byte length and the 4-byte mask.
-const MAX_FRAME_HEADER: usize = 14;
-
 thread_local! {
     /// Each tokio thread reads into this one buffer; a connection keeps only an incomplete
     /// frame header between reads, so idle connections hold no read buffer.
@@ -675,6 +672,11 @@ impl ConnectionTask {
             let Some(cmd) = self.backlog.pop_front() else {
                 break;
             };
+            if matches!(cmd, Command::InPlace { .. }) && !self.out.is_empty() {
+                // Framed in place in the next batch, which it starts (see below).
+                self.backlog.push_front(cmd);
+                break;
+            }
             let closing = shared.close_sent.load(Ordering::SeqCst);
             match cmd {
                 Command::Frame {
@@ -695,6 +697,19 @@ impl ConnectionTask {
                     };
                     deflated += self.frame_out(frame, closing, &mut broken, usize::MAX).0;
                     pool::recycle(payload);
+                }
+                Command::InPlace {
+                    opcode,
+                    fin,
+                    buf,
+                    accounted,
+                    ack,
+                } => {
+                    let buf = buf.into_inner();
+                    deflated +=
+                        self.frame_in_place(opcode, fin, buf, accounted, ack, closing, &mut broken);
+                    // A batch of its own: appending to its buffer would copy it again.
+                    break;
                 }
                 Command::Batch(data) => {
                     // A batch packs every send of one JavaScript turn (a whole window of
@@ -771,7 +786,7 @@ impl ConnectionTask {
     ) -> (usize, Option<usize>) {
         if self.out.capacity() == 0 {
             // A buffer let go when the connection was last idle: a large one from the pool.
-            self.out = pool::with_capacity(send.len() + MAX_FRAME_HEADER);
+            self.out = pool::with_capacity(send.len() + frame::MAX_CLIENT_HEADER);
         }
         let out = &mut self.out;
         let (bytes, acks, failed) = (&mut self.bytes, &mut self.acks, &mut self.failed_acks);
@@ -817,6 +832,54 @@ impl ConnectionTask {
                 (deflated, (well_formed && used < data.len()).then_some(used))
             }
         }
+    }
+
+    /// Frames a [`Command::InPlace`] send in its own buffer, which then becomes `out` (it
+    /// starts a batch, see `fill`): the send is not copied again. When the frame is a
+    /// continuation of a compressed message after all, or cannot be framed (`closing`, a
+    /// compressor that failed), it goes as a [`Command::Frame`] would, from the payload.
+    /// Returns the payload bytes compressed.
+    #[allow(clippy::too_many_arguments)]
+    fn frame_in_place(
+        &mut self,
+        opcode: u8,
+        fin: bool,
+        mut buf: Vec<u8>,
+        accounted: usize,
+        ack: u32,
+        closing: bool,
+        broken: &mut Option<SocketError>,
+    ) -> usize {
+        // The deflater's state moves on as for any data frame: a first frame decides that
+        // its message is not compressed; a continuation follows its first frame.
+        let compressed = match self.ext.as_deref_mut() {
+            Some(e) if opcode < frame::OP_CLOSE => {
+                e.deflate.decide(opcode != frame::OP_CONTINUATION, false)
+            }
+            _ => false,
+        };
+        if self.out.is_empty() && self.written == 0 && !compressed && !closing && broken.is_none() {
+            if let Some(start) = frame::frame_in_room(&mut buf, fin, opcode, rand::random()) {
+                pool::recycle(std::mem::replace(&mut self.out, buf));
+                self.written = start;
+                self.bytes += accounted;
+                if ack != 0 {
+                    self.acks.push(ack);
+                }
+                return 0;
+            }
+        }
+        let frame = Outgoing::Frame {
+            opcode,
+            fin,
+            payload: buf.get(frame::MAX_CLIENT_HEADER..).unwrap_or_default(),
+            compress: false,
+            accounted,
+            ack,
+        };
+        let deflated = self.frame_out(frame, closing, broken, usize::MAX).0;
+        pool::recycle(buf);
+        deflated
     }
 
     /// The owner's direct send (see [`crate::socket::Handle::send_direct`]): when nothing
@@ -1251,6 +1314,221 @@ mod tests {
         assert_eq!(task.acks, [1, 2, 3, 4]);
         assert_eq!(task.fill(), Some(2 * 4096));
         assert_eq!(task.acks, [1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_send_framed_in_place_follows_its_message_s_compression() {
+        let small = |opcode, fin, compress: bool, ack| Command::Frame {
+            opcode,
+            fin,
+            payload: text(0)[..100].to_vec(),
+            compress,
+            accounted: 0,
+            ack,
+        };
+        // A continuation of a compressed message is compressed too, in-place or not.
+        {
+            let mut task = task();
+            task.shared.push(small(frame::OP_TEXT, false, true, 1));
+            task.shared.push(Command::in_place(
+                frame::OP_CONTINUATION,
+                true,
+                &text(1)[..100],
+                0,
+                2,
+            ));
+            assert_eq!(task.fill(), Some(100), "the first frame compressed");
+            task.out.clear();
+            assert_eq!(task.fill(), Some(100), "its continuation compressed too");
+            assert_eq!(task.acks, [1, 2]);
+        }
+        // After a compressed message, a message whose first frame went in place is not
+        // compressed, even if a continuation asks for it (the deflater's state moved on).
+        let mut task = task();
+        task.shared.push(small(frame::OP_TEXT, true, true, 1));
+        assert_eq!(task.fill(), Some(100), "the first message compressed");
+        task.out.clear();
+        task.shared.push(Command::in_place(
+            frame::OP_TEXT,
+            false,
+            &text(1)[..100],
+            0,
+            2,
+        ));
+        task.shared
+            .push(small(frame::OP_CONTINUATION, true, true, 3));
+        // The in-place frame is a batch of its own; its continuation follows.
+        assert_eq!(task.fill(), Some(0), "not compressed");
+        task.out.clear();
+        task.written = 0;
+        assert_eq!(
+            task.fill(),
+            Some(0),
+            "the continuation not compressed either"
+        );
+        assert_eq!(task.acks, [1, 2, 3]);
+    }
+
+    /// The frames of client frames `wire`: FIN, opcode, unmasked payload.
+    fn client_frames(mut wire: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
+        let mut got = Vec::new();
+        while !wire.is_empty() {
+            let (len, at) = match wire[1] & 0x7f {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&wire[2..10]);
+                    (u64::from_be_bytes(n) as usize, 10)
+                }
+                n => (n as usize, 2),
+            };
+            assert_eq!(wire[1] & 0x80, 0x80, "masked");
+            let mask = &wire[at..at + 4];
+            let payload = wire[at + 4..at + 4 + len]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ mask[i % 4])
+                .collect();
+            got.push((wire[0] & 0x80 != 0, wire[0] & 0x0f, payload));
+            wire = &wire[at + 4 + len..];
+        }
+        got
+    }
+
+    #[test]
+    fn large_sends_are_framed_in_place_each_in_a_batch_of_its_own_in_order() {
+        let (mut task, _handle, _peer) = plain_connection();
+        let half = crate::socket::api::IN_PLACE_MIN + 3;
+        let big: Vec<u8> = (0..2 * half as u32).map(|i| (i % 251) as u8).collect();
+        let small = |opcode, payload: &[u8], accounted, ack| {
+            let c = Command::frame(opcode, true, payload, false, accounted, ack);
+            assert!(
+                matches!(c, Command::Frame { .. }),
+                "small sends are framed together"
+            );
+            c
+        };
+        let mut places = Vec::new();
+        let mut large = |opcode, fin, payload: &[u8], accounted, ack| {
+            let c = Command::frame(opcode, fin, payload, false, accounted, ack);
+            let Command::InPlace { buf, .. } = &c else {
+                panic!("a large uncompressed send is framed in place")
+            };
+            places.push(buf.as_ptr() as usize);
+            c
+        };
+        task.shared.push(small(frame::OP_TEXT, b"before", 1, 1));
+        task.shared
+            .push(large(frame::OP_BINARY, false, &big[..half], 10, 2));
+        task.shared.push(small(frame::OP_PING, b"between", 0, 0));
+        task.shared
+            .push(large(frame::OP_CONTINUATION, true, &big[half..], 20, 3));
+        task.shared.push(small(frame::OP_TEXT, b"after", 30, 4));
+        // Each turn frames a batch; what it framed is then "written".
+        let mut wire = Vec::new();
+        let mut turns = Vec::new();
+        while task.fill().is_some() {
+            turns.push((task.out.as_ptr() as usize, task.bytes, task.acks.clone()));
+            wire.extend_from_slice(&task.out[task.written..]);
+            task.written = task.out.len();
+            task.batch_done();
+        }
+        let batches: Vec<(usize, Vec<u32>)> = turns.iter().map(|t| (t.1, t.2.clone())).collect();
+        assert_eq!(
+            batches,
+            vec![
+                (1, vec![1]),
+                (10, vec![2]),
+                (0, vec![]),
+                (20, vec![3]),
+                (30, vec![4])
+            ],
+            "a large send is a batch of its own; callbacks in order"
+        );
+        assert_eq!(turns[1].0, places[0], "written from its own buffer");
+        assert_eq!(turns[3].0, places[1], "written from its own buffer");
+        assert_eq!(
+            client_frames(&wire),
+            vec![
+                (true, frame::OP_TEXT, b"before".to_vec()),
+                (false, frame::OP_BINARY, big[..half].to_vec()),
+                (true, frame::OP_PING, b"between".to_vec()),
+                (true, frame::OP_CONTINUATION, big[half..].to_vec()),
+                (true, frame::OP_TEXT, b"after".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_send_framed_in_place_after_the_close_is_not_written_and_fails_its_callback() {
+        let (mut task, _handle, _peer) = plain_connection();
+        task.shared.push(Command::Close {
+            code: Some(1000),
+            reason: Vec::new(),
+        });
+        task.shared
+            .push(Command::in_place(frame::OP_BINARY, true, &[5; 300], 306, 7));
+        let mut wire = Vec::new();
+        while task.fill().is_some() {
+            wire.extend_from_slice(&task.out[task.written..]);
+            task.written = task.out.len();
+            task.out.clear();
+            task.written = 0;
+        }
+        assert_eq!(
+            client_frames(&wire),
+            vec![(true, frame::OP_CLOSE, 1000u16.to_be_bytes().to_vec())],
+            "only the close is written"
+        );
+        assert!(task.acks.is_empty());
+        assert_eq!(task.failed_acks.as_deref(), Some(&vec![7]));
+        assert_eq!(
+            task.bytes, 306,
+            "still accounted, as any send after the close"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_send_framed_in_place_reaches_the_peer_and_its_buffer_is_let_go() {
+        use tokio::io::AsyncReadExt;
+        let (task, handle, mut peer) = plain_connection();
+        let mut task = Box::pin(task);
+        let payload: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        handle.send(Command::frame(
+            frame::OP_BINARY,
+            true,
+            &payload,
+            false,
+            300_010,
+            0,
+        ));
+        let reading = async {
+            let mut wire = vec![0; frame::framed_len(payload.len())];
+            peer.read_exact(&mut wire).await.expect("the frame");
+            wire
+        };
+        let writing = std::future::poll_fn(|cx| {
+            let _ = task.as_mut().poll(cx);
+            if task.out.is_empty() && task.backlog.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        });
+        let (wire, ()) = tokio::time::timeout(Duration::from_secs(5), async {
+            tokio::join!(reading, writing)
+        })
+        .await
+        .expect("the frame is written and read");
+        assert_eq!(
+            client_frames(&wire),
+            vec![(true, frame::OP_BINARY, payload)]
+        );
+        assert!(
+            task.out.capacity() <= IDLE_OUT_KEEP,
+            "the buffer is let go once written and nothing waits: {}",
+            task.out.capacity()
+        );
     }
 
     /// An open connection without compression over an in-memory pipe, and the pipe's
