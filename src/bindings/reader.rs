@@ -31,9 +31,9 @@ use napi::sys;
 use crate::bindings::hub::{self, Id};
 use crate::bindings::uv;
 
-/// Most bytes one callback reads inline: a read that fills the task's read buffer (64 KiB)
-/// is a bulk transfer, which the task reads on its own thread while JavaScript works.
-const INLINE_MAX: usize = 64 * 1024;
+/// Most bytes one callback reads inline: more is a burst or a bulk transfer, which the task
+/// reads on its own thread while JavaScript works (see `SPARSE_READ`).
+const INLINE_MAX: usize = hyco_core::socket::inline::SPARSE_READ;
 
 /// A watched socket.
 struct Watcher {
