@@ -31,10 +31,6 @@ use napi::sys;
 use crate::bindings::hub::{self, Id};
 use crate::bindings::uv;
 
-/// Most bytes one callback reads inline: more is a burst or a bulk transfer, which the task
-/// reads on its own thread while JavaScript works (see `SPARSE_READ`).
-const INLINE_MAX: usize = hyco_core::socket::inline::SPARSE_READ;
-
 /// A watched socket.
 struct Watcher {
     /// Its poll handle (libuv's until closed); its `data` points back here.
@@ -80,7 +76,7 @@ pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
             let poll = w.poll;
             let active = &mut w.active;
             // SAFETY: an open poll handle of this thread's loop.
-            let reading = handle.start_inline(INLINE_MAX, |_| {
+            let reading = handle.start_inline(handle.sparse_read(), |_| {
                 *active =
                     *active || unsafe { uv::uv_poll_start(poll, uv::READABLE, on_readable) } == 0;
                 *active
@@ -96,7 +92,7 @@ pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
             let mut made = None;
             // SAFETY: `start_inline` calls this with the socket's open descriptor, held
             // open for the call.
-            let reading = handle.start_inline(INLINE_MAX, |fd| unsafe {
+            let reading = handle.start_inline(handle.sparse_read(), |fd| unsafe {
                 open(lp, id, handle, fd, &mut made)
             });
             made.filter(|_| !reading)
@@ -197,7 +193,7 @@ unsafe extern "C" fn on_readable(poll: *mut uv::Poll, status: c_int, _events: c_
             // This runs on the JavaScript thread, called by libuv: a panic must not unwind
             // into it (none is known). The connection (its lock poisoned) is ended instead.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle.read_inline(INLINE_MAX)
+                handle.read_inline(handle.sparse_read())
             }))
             .unwrap_or_else(|_| {
                 log::error!("hyco-ws-rs: internal error while reading a socket inline");

@@ -31,6 +31,11 @@ pub struct SocketOptions {
     /// (see [`crate::socket::Handle::read_inline`]); the sink is told when to start
     /// ([`EventSink::inline_wanted`]). Default false: the task always reads.
     pub inline_reads: bool,
+    /// With `inline_reads`: traffic is sparse, and read by the owner, while it brings at most
+    /// this many bytes at a time (a turn of the task that read at most this much, and then
+    /// nothing more, offers reading to the owner; an inline read of this much or more hands
+    /// it back). Default [`crate::socket::inline::SPARSE_READ`] (8 KiB).
+    pub sparse_read: usize,
 }
 
 impl Default for SocketOptions {
@@ -44,6 +49,7 @@ impl Default for SocketOptions {
             write_batch: 1024 * 1024,
             heartbeat: None,
             inline_reads: false,
+            sparse_read: crate::socket::inline::SPARSE_READ,
         }
     }
 }

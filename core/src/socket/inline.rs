@@ -45,10 +45,10 @@ use std::sync::Weak;
 use crate::io::SocketFd;
 use crate::socket::shared::{Handle, Shared};
 
-/// Sparse traffic, which the owner reads inline, brings at most this many bytes at a time:
-/// a turn of the task that read at most this much, and then nothing more, asks the owner to
-/// read inline, and the owner hands reading back after a call that read this much or more
-/// (its `max`, see `src/bindings/reader.rs`). A small message, a few, or a 4 KiB one, as
+/// Sparse traffic, which the owner reads inline, brings at most this many bytes at a time
+/// (the default of `SocketOptions::sparse_read`): a turn of the task that read at most this
+/// much, and then nothing more, asks the owner to read inline, and the owner hands reading
+/// back after a call that read this much or more (its `max`, see `src/bindings/reader.rs`). A small message, a few, or a 4 KiB one, as
 /// request/response traffic brings, stay with the owner: one wake-up per message rather
 /// than two. A burst of many (200 messages of 64 B every 10 ms, say) goes to the task,
 /// which reads and decodes it on its own thread, so that the owner's thread only handles
@@ -209,6 +209,12 @@ impl Handle {
 }
 
 impl Handle {
+    /// The most one inline read takes before it hands reading back (`SocketOptions::sparse_read`):
+    /// the `max` to give [`Handle::start_inline`] and [`Handle::read_inline`].
+    pub fn sparse_read(&self) -> usize {
+        self.shared.sparse_read
+    }
+
     /// While `on`, the task reads the socket itself, whatever the owner's thread is doing:
     /// something must be read even if that thread is busy (the listener's keep-alive pong).
     /// Turned on, the task takes reading back at its next turn, which this wakes (under the
@@ -268,9 +274,15 @@ mod tests {
 
     /// [`connection`] over a stream that holds `capacity` bytes in flight.
     fn connection_over(fd: SocketFd, capacity: usize) -> Connection {
+        connection_with(fd, capacity, SocketOptions::default().sparse_read)
+    }
+
+    /// [`connection_over`], sparse up to `sparse_read` bytes at a time.
+    fn connection_with(fd: SocketFd, capacity: usize, sparse_read: usize) -> Connection {
         let (ours, peer) = tokio::io::duplex(capacity);
         let opts = SocketOptions {
             inline_reads: true,
+            sparse_read,
             ..SocketOptions::default()
         };
         let handle = Handle::new(&opts);
@@ -323,6 +335,7 @@ mod tests {
     async fn a_burst_read_inline_goes_back_to_the_task_whole_and_in_order() {
         let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (handle, conn, sink, mut peer) = connection_over(owned.as_raw_fd(), 64 * 1024);
+        assert_eq!(handle.sparse_read(), SPARSE_READ);
         assert!(handle.shared.want_inline());
         assert!(handle.start_inline(SPARSE_READ, |_| true));
         // A small message at a time stays with the owner.
@@ -378,6 +391,21 @@ mod tests {
             .collect();
         assert_eq!(got, expected, "every message once, in order");
         task.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_sparse_up_to_more_keeps_reading_such_a_burst_inline() {
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, _conn, sink, mut peer) =
+            connection_with(owned.as_raw_fd(), 64 * 1024, 64 * 1024);
+        assert_eq!(handle.sparse_read(), 64 * 1024);
+        assert!(handle.shared.want_inline());
+        assert!(handle.start_inline(handle.sparse_read(), |_| true));
+        let burst: Vec<u8> = (0..200u8).flat_map(|i| frame(&[i; 64])).collect();
+        peer.write_all(&burst).await.unwrap();
+        assert_eq!(handle.read_inline(handle.sparse_read()), Inline::Read);
+        assert_eq!(handle.shared.reader(), Reader::Owner, "still the owner's");
+        assert_eq!(sink.0.lock().unwrap().len(), 200);
     }
 
     #[tokio::test]

@@ -43,6 +43,8 @@ pub struct Shared {
     pub(super) reader: AtomicU8,
     /// `SocketOptions::inline_reads`.
     pub(super) inline_ok: bool,
+    /// `SocketOptions::sparse_read`.
+    pub(super) sparse_read: usize,
     /// The open socket's descriptor and its stream's read switch, for inline reads; unset
     /// until it is open, and where the platform's descriptor is not used.
     pub(super) watch: OnceLock<crate::io::Watchable>,
@@ -81,6 +83,7 @@ impl Shared {
             conn: OnceLock::new(),
             reader: AtomicU8::new(0),
             inline_ok: false,
+            sparse_read: crate::socket::inline::SPARSE_READ,
             watch: OnceLock::new(),
             attached: AtomicBool::new(false),
             keep_reading: AtomicBool::new(false),
@@ -227,6 +230,7 @@ impl Handle {
     pub fn new(socket: &SocketOptions) -> Handle {
         let mut shared = Shared::new(socket.close_timeout, socket.inbound_high_water);
         shared.inline_ok = socket.inline_reads;
+        shared.sparse_read = socket.sparse_read;
         Handle {
             shared: Arc::new(shared),
         }

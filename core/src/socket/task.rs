@@ -43,7 +43,7 @@ use crate::socket::deflate::Agreement;
 use crate::socket::error::SocketError;
 use crate::socket::frame::{self, Decoder, Incoming};
 use crate::socket::heartbeat::{Beat, Heartbeat};
-use crate::socket::inline::{Inline, Reader, SPARSE_READ};
+use crate::socket::inline::{Inline, Reader};
 use crate::socket::open::closed;
 use crate::socket::pool;
 use crate::socket::shared::Shared;
@@ -1189,7 +1189,7 @@ impl Future for ConnectionTask {
                 }
                 // Only once the stream itself had nothing more: bytes left in a TLS session
                 // would not make the socket readable for the owner.
-                if drained && (1..=SPARSE_READ).contains(&read_total) {
+                if drained && (1..=this.shared.sparse_read).contains(&read_total) {
                     this.offer_inline();
                 }
                 return Poll::Pending;
