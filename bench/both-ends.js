@@ -45,7 +45,7 @@
 const os = require('os');
 const path = require('path');
 
-const { call, eluBetween, startPair, startRelay, stopPair } = require('./support/peers');
+const { call, cpuBetween, eluBetween, startPair, startRelay, stopPair } = require('./support/peers');
 const { median, percentile } = require('./support/stats');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 const { runMain } = require('./support/run');
@@ -115,7 +115,7 @@ async function speedRound(relay, kind, scale) {
       out[`echo ${e.label} sender tokio µs`] = per(r.threads.rust);
       out[`echo ${e.label} sender queued µs`] = per(r.threads.queued);
       // The listener's counters include its warm-up round trips: near enough for a split.
-      const lt = (k) => per(l1.threads[k] - l0.threads[k]) * (count / (count + n(e.warmup, 10)));
+      const lt = (k) => per(l1.threads[k] - l0.after.threads[k]) * (count / (count + n(e.warmup, 10)));
       out[`echo ${e.label} listener JS µs`] = lt('js');
       out[`echo ${e.label} listener tokio µs`] = lt('rust');
       out[`echo ${e.label} listener queued µs`] = lt('queued');
@@ -128,7 +128,7 @@ async function speedRound(relay, kind, scale) {
       out[`msgs/s ${t.label}`] = (count * 1000) / r.ms;
       out[`MB/s ${t.label}`] = (count * t.size) / 1000 / r.ms;
       out[`sender CPU µs/msg ${t.label}`] = r.cpuUs / count;
-      out[`listener CPU µs/msg ${t.label}`] = (l1.cpuUs - l0.cpuUs) / count;
+      out[`listener CPU µs/msg ${t.label}`] = cpuBetween(l0, l1) / count;
     }
     const seconds = Math.max(0.25, RATE.seconds * scale);
     const perSecond = RATE.perSecond;
@@ -138,7 +138,7 @@ async function speedRound(relay, kind, scale) {
     out['ELU sender'] = r.elu;
     out['ELU listener'] = eluBetween(l0, l1);
     out['rate sender CPU µs/msg'] = r.cpuUs / r.count;
-    out['rate listener CPU µs/msg'] = (l1.cpuUs - l0.cpuUs) / r.count;
+    out['rate listener CPU µs/msg'] = cpuBetween(l0, l1) / r.count;
     out['rate kept'] = r.ms <= seconds * 1000 * 1.2 ? 1 : 0;
   } finally {
     await stopPair(pair);

@@ -35,7 +35,7 @@
 
 const path = require('path');
 
-const { call, eluBetween, startPair, startRelay, stopPair } = require('./support/peers');
+const { call, cpuBetween, eluBetween, startPair, startRelay, stopPair } = require('./support/peers');
 const { median } = require('./support/stats');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 const { runMain } = require('./support/run');
@@ -74,7 +74,7 @@ async function speedRound(relay, kind) {
       const l0 = await call(pair.listener, 'usage');
       const t = await call(pair.sender, 'throughput', { size: s.size, count: s.count, window: s.window, seed: 1 });
       const l1 = await call(pair.listener, 'usage');
-      const listenerCpuUs = l1.cpuUs - l0.cpuUs;
+      const listenerCpuUs = cpuBetween(l0, l1);
       const la = await call(pair.listener, 'usage');
       const r = await call(pair.sender, 'rate', { size: s.size, perSecond: s.perSecond, seconds: RATE_SECONDS });
       const lb = await call(pair.listener, 'usage');

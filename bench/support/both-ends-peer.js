@@ -42,7 +42,8 @@
  *   - `open { count }` (sender): `count` connections in batches of 50, each proven with a
  *     32 B echo, left open;
  *   - `usage {}`: CPU time (µs), event-loop counters, per-thread CPU, memory after garbage
- *     collection, open sockets;
+ *     collection, open sockets; and the CPU time, event-loop counters and per-thread CPU
+ *     after the collection (`after`: where the next window starts);
  *   - `close {}`: closes everything; the process then ends by itself.
  */
 
@@ -480,7 +481,7 @@ const ops = {
   throughput,
   rate,
   open: openIdle,
-  usage: () => usage({ threads: threadCpu(), open: sockets.size }),
+  usage: () => usage({ threads: threadCpu(), open: sockets.size }, () => ({ threads: threadCpu() })),
   close: () => closeAll(sockets, server, control, STEP_MS)
 };
 

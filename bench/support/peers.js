@@ -118,14 +118,28 @@ async function stopPair(pair) {
 }
 
 /**
- * Event-loop utilisation between two `usage` answers.
+ * Event-loop utilisation between two `usage` answers: from the end of the first's garbage
+ * collection (see `usage`) to the start of the second's.
  *
  * @param {Object} a The first
  * @param {Object} b The second
  * @return {Number} Utilisation, 0 to 1
  */
 function eluBetween(a, b) {
-  return (b.elu.active - a.elu.active) / (b.elu.active + b.elu.idle - a.elu.active - a.elu.idle);
+  const from = (a.after || a).elu;
+  return (b.elu.active - from.active) / (b.elu.active + b.elu.idle - from.active - from.idle);
+}
+
+/**
+ * CPU time (µs) between two `usage` answers: from the end of the first's garbage collection
+ * (see `usage`) to the start of the second's.
+ *
+ * @param {Object} a The first
+ * @param {Object} b The second
+ * @return {Number} Microseconds
+ */
+function cpuBetween(a, b) {
+  return b.cpuUs - (a.after || a).cpuUs;
 }
 
 /**
@@ -146,13 +160,20 @@ function serve(ops) {
 
 /**
  * In a peer: this process's CPU time (µs) and event-loop counters, then its memory after
- * garbage collection (when the process runs with `--expose-gc`).
+ * garbage collection (when the process runs with `--expose-gc`), then the CPU time and
+ * event-loop counters again (`after`).
+ *
+ * A window measured between two answers runs from the first's `after` to the second's
+ * `cpuUs` and `elu` (see `cpuBetween` and `eluBetween`): the forced collections are in
+ * neither end's window. Before, a window began before the first answer's three collections,
+ * which added their time (several milliseconds) to what it measured.
  *
  * @param {Object} [extra] More fields for the answer, read before the collection
- * @return {Promise<Object>} `{ cpuUs, elu, memory, ...extra }`
+ * @param {Function} [extraAfter] Returns more fields for `after`, read after it
+ * @return {Promise<Object>} `{ cpuUs, elu, memory, after: { cpuUs, elu, ... }, ...extra }`
  */
-async function usage(extra = {}) {
-  // CPU and event loop first: the collection below is not part of what is measured.
+async function usage(extra = {}, extraAfter = () => ({})) {
+  // CPU and event loop first: the collection below is not part of what ends here.
   const cpu = process.cpuUsage();
   const elu = performance.eventLoopUtilization();
   if (typeof global.gc === 'function') {
@@ -161,7 +182,14 @@ async function usage(extra = {}) {
       await new Promise((resolve) => setTimeout(resolve, 30));
     }
   }
-  return { cpuUs: cpu.user + cpu.system, elu, memory: process.memoryUsage(), ...extra };
+  const memory = process.memoryUsage();
+  const cpuAfter = process.cpuUsage();
+  const after = {
+    cpuUs: cpuAfter.user + cpuAfter.system,
+    elu: performance.eventLoopUtilization(),
+    ...extraAfter()
+  };
+  return { cpuUs: cpu.user + cpu.system, elu, memory, after, ...extra };
 }
 
 /**
@@ -226,6 +254,7 @@ async function closeAll(sockets, server, control, ms) {
 module.exports = {
   call,
   closeAll,
+  cpuBetween,
   eluBetween,
   forkPeer,
   inBatches,
