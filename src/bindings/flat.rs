@@ -2,7 +2,9 @@
 //! buffers and nested lists, without an object per event. Events are made of these on the
 //! tokio threads (see `events`); they become JavaScript values on the JS thread.
 
-use napi::bindgen_prelude::{Buffer, Null, ToNapiValue};
+use std::ffi::c_void;
+
+use napi::bindgen_prelude::{Null, ToNapiValue};
 use napi::Status;
 
 use crate::bindings::run;
@@ -89,11 +91,67 @@ impl ToNapiValue for Flat {
                     run::give_back(v);
                     Ok(out)
                 }
-                Flat::Bytes(v) => Buffer::to_napi_value(env, Buffer::from(v)),
+                Flat::Bytes(v) => external(env, v),
                 Flat::List(items) => Vec::<Flat>::to_napi_value(env, items),
             }
         }
     }
+}
+
+/// A Buffer over `bytes` itself, without a copy (`bytes` is not empty). JavaScript's garbage
+/// collector lets it go; `bytes` then goes back to the pool of large buffers, so that the
+/// next large message reuses its pages rather than faulting fresh ones in. Where external
+/// buffers are not allowed (a V8 sandbox, as in Electron), a copy.
+///
+/// # Safety
+/// On `env`'s JS thread, in an open handle scope.
+unsafe fn external(
+    env: napi::sys::napi_env,
+    bytes: Vec<u8>,
+) -> napi::Result<napi::sys::napi_value> {
+    let len = bytes.len();
+    let mut boxed = Box::new(bytes);
+    let data = boxed.as_mut_ptr();
+    let hint = Box::into_raw(boxed);
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `data` points to `len` initialised bytes, which stay where they are until
+    // `give_back` receives `hint` (the box that owns them); `env` as the caller promises.
+    let status = unsafe {
+        napi::sys::napi_create_external_buffer(
+            env,
+            len,
+            data.cast(),
+            Some(give_back),
+            hint.cast(),
+            &mut out,
+        )
+    };
+    if status == napi::sys::Status::napi_ok {
+        return Ok(out);
+    }
+    if status == napi::sys::Status::napi_no_external_buffers_allowed {
+        // SAFETY: refused, so Node.js did not take `hint`: it is still this function's.
+        let bytes = *unsafe { Box::from_raw(hint) };
+        let out = unsafe { copy(env, &bytes) };
+        hyco_core::socket::pool::recycle(bytes);
+        return out;
+    }
+    // Any other failure: whether Node.js calls the finalizer is not said, so `hint` is left
+    // to it (a leak at worst, never a double free), as napi-rs's own Buffer does.
+    Err(napi::Error::new(
+        Status::GenericFailure,
+        "cannot create a Buffer",
+    ))
+}
+
+/// The finalizer of [`external`]'s Buffers: their bytes go back to the pool.
+///
+/// # Safety
+/// Called once by Node.js with the `hint` [`external`] gave it.
+unsafe extern "C" fn give_back(_env: napi::sys::napi_env, _data: *mut c_void, hint: *mut c_void) {
+    // SAFETY: `hint` is the box `external` made, handed over once.
+    let bytes = *unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) };
+    hyco_core::socket::pool::recycle(bytes);
 }
 
 /// A Buffer holding a copy of `bytes`.

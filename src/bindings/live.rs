@@ -44,3 +44,11 @@ pub fn live_counts() -> NativeLiveCounts {
         exchanges: n(live::exchanges()),
     }
 }
+
+/// Bytes the process's pool of large buffers holds now (see `hyco_core::socket::pool`):
+/// the tests see a received message's buffer come back once JavaScript lets it go, and
+/// serve a later message. Internal, as `liveCounts()`; not a count that returns to zero.
+#[napi(js_name = "pooledBytes", catch_unwind)]
+pub fn pooled_bytes() -> f64 {
+    hyco_core::socket::pool::pooled() as f64
+}

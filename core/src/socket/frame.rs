@@ -485,7 +485,7 @@ impl Decoder {
                             self.payload = if h.fin && self.message.is_none() {
                                 pool::for_payload(len)
                             } else {
-                                Vec::with_capacity(len)
+                                pool::for_message(len)
                             };
                         }
                         h

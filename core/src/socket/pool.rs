@@ -1,11 +1,13 @@
-//! A small pool of payload and write buffers for large sends, and small payload buffers
-//! kept by the thread that frees them.
+//! A small pool of large buffers (sends' payloads and write buffers, received messages'
+//! payloads), and small payload buffers kept by the thread that frees them.
 //!
 //! A send copies the caller's bytes into a `Vec` (the caller may reuse its buffer at once,
 //! as ws allows). Above glibc's mmap threshold (128 KiB) every fresh allocation is a new
 //! mapping whose pages fault in on first write and are unmapped on free: for 1 MiB
 //! messages that costs more than the copy itself. Buffers written out come back here and
-//! are reused instead.
+//! are reused instead. So do received messages' buffers, once JavaScript lets go of them
+//! (see `src/bindings/flat.rs`): at 1 MiB one way, the listener took 110 page faults per
+//! message, about 12 % of its CPU.
 
 use std::cell::RefCell;
 use std::sync::Mutex;
@@ -17,31 +19,60 @@ const MAX_POOLED: usize = 8 * 1024 * 1024 + crate::socket::frame::MAX_CLIENT_HEA
 /// Most bytes kept in the pool.
 const MAX_TOTAL: usize = 32 * 1024 * 1024;
 
+/// Large buffers given back, for reuse.
 struct Pool {
     buffers: Vec<Vec<u8>>,
+    /// Their capacities' sum.
     total: usize,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool {
-    buffers: Vec::new(),
-    total: 0,
-});
+impl Pool {
+    const fn new() -> Pool {
+        Pool {
+            buffers: Vec::new(),
+            total: 0,
+        }
+    }
+
+    /// A buffer, emptied, whose capacity `fits`, if `len` is large and there is one.
+    fn take(&mut self, len: usize, fits: impl Fn(usize) -> bool) -> Option<Vec<u8>> {
+        if len < MIN_POOLED {
+            return None;
+        }
+        let i = self.buffers.iter().position(|b| fits(b.capacity()))?;
+        let mut buf = self.buffers.swap_remove(i);
+        self.total -= buf.capacity();
+        buf.clear();
+        Some(buf)
+    }
+
+    /// Keeps `buf` unless it is small, huge, or the pool is full.
+    fn put(&mut self, buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if (MIN_POOLED..=MAX_POOLED).contains(&cap) && self.total + cap <= MAX_TOTAL {
+            self.total += cap;
+            self.buffers.push(buf);
+        }
+    }
+}
+
+/// The process's pool (the tests use pools of their own: tests run at the same time).
+static POOL: Mutex<Pool> = Mutex::new(Pool::new());
+
+/// A buffer from the process's pool (see [`Pool::take`]).
+fn take(len: usize, fits: impl Fn(usize) -> bool) -> Option<Vec<u8>> {
+    POOL.lock().ok()?.take(len, fits)
+}
 
 /// A copy of `data`, in a pooled buffer when it is large.
 pub fn copy_of(data: &[u8]) -> Vec<u8> {
-    if data.len() >= MIN_POOLED {
-        if let Ok(mut pool) = POOL.lock() {
-            if let Some(i) = pool.buffers.iter().position(|b| b.capacity() >= data.len()) {
-                let mut buf = pool.buffers.swap_remove(i);
-                pool.total -= buf.capacity();
-                drop(pool);
-                buf.clear();
-                buf.extend_from_slice(data);
-                return buf;
-            }
+    match take(data.len(), |cap| cap >= data.len()) {
+        Some(mut buf) => {
+            buf.extend_from_slice(data);
+            buf
         }
+        None => data.to_vec(),
     }
-    data.to_vec()
 }
 
 /// `room` zero bytes then a copy of `data`, in a pooled buffer when it is large: a send the
@@ -58,31 +89,32 @@ pub fn copy_with_room(room: usize, data: &[u8]) -> Vec<u8> {
 /// An empty buffer with room for `capacity` bytes: a pooled one when that is large and the
 /// pool has one.
 pub fn with_capacity(capacity: usize) -> Vec<u8> {
-    if capacity >= MIN_POOLED {
-        if let Ok(mut pool) = POOL.lock() {
-            if let Some(i) = pool.buffers.iter().position(|b| b.capacity() >= capacity) {
-                let mut buf = pool.buffers.swap_remove(i);
-                pool.total -= buf.capacity();
-                drop(pool);
-                buf.clear();
-                return buf;
-            }
-        }
-    }
-    Vec::with_capacity(capacity)
+    take(capacity, |cap| cap >= capacity).unwrap_or_else(|| Vec::with_capacity(capacity))
+}
+
+/// Whether a buffer of `cap` bytes may hold a received message's `len` bytes: at most an
+/// eighth more (JavaScript gets the buffer itself, which should not hold much more than the
+/// message).
+fn fits_message(len: usize, cap: usize) -> bool {
+    cap >= len && cap - len <= len / 8
+}
+
+/// An empty buffer for `len` bytes of a received message (its first part, for a large
+/// one): a pooled one when `len` is large and the pool has one that fits it
+/// ([`fits_message`]), or a fresh one.
+pub fn for_message(len: usize) -> Vec<u8> {
+    take(len, |cap| fits_message(len, cap)).unwrap_or_else(|| Vec::with_capacity(len))
+}
+
+/// Bytes of buffers the pool holds now.
+pub fn pooled() -> usize {
+    POOL.lock().map(|p| p.total).unwrap_or(0)
 }
 
 /// Gives a buffer back for reuse (dropped if small, huge, or the pool is full).
 pub fn recycle(buf: Vec<u8>) {
-    let cap = buf.capacity();
-    if !(MIN_POOLED..=MAX_POOLED).contains(&cap) {
-        return;
-    }
     if let Ok(mut pool) = POOL.lock() {
-        if pool.total + cap <= MAX_TOTAL {
-            pool.total += cap;
-            pool.buffers.push(buf);
-        }
+        pool.put(buf);
     }
 }
 
@@ -101,10 +133,10 @@ thread_local! {
 }
 
 /// An empty buffer for a whole message's payload of `len` bytes: a kept one when this
-/// thread keeps small buffers and `len` is small.
+/// thread keeps small buffers and `len` is small, as [`for_message`] otherwise.
 pub fn for_payload(len: usize) -> Vec<u8> {
     if len == 0 || len >= SMALL {
-        return Vec::with_capacity(len);
+        return for_message(len);
     }
     SMALL_BUFFERS
         .try_with(|s| match s.try_borrow_mut().as_deref_mut() {
@@ -151,25 +183,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reuses_large_buffers() {
-        let data = vec![7u8; 200_000];
-        let a = copy_of(&data);
+    fn lends_large_buffers_that_fit() {
+        let mut pool = Pool::new();
+        let mut a = Vec::with_capacity(300_000);
+        a.extend_from_slice(&[1; 10]);
         let ptr = a.as_ptr();
-        recycle(a);
-        let b = copy_of(&data[..150_000]);
-        assert_eq!(b.as_ptr(), ptr);
-        assert_eq!(b, data[..150_000]);
-        assert_eq!(copy_of(b"small"), b"small");
+        pool.put(a);
+        assert_eq!(pool.total, 300_000);
+        assert!(
+            pool.take(400_000, |cap| cap >= 400_000).is_none(),
+            "too small"
+        );
+        assert!(
+            pool.take(60_000, |_| true).is_none(),
+            "small requests are not lent"
+        );
+        let b = pool.take(250_000, |cap| cap >= 250_000).expect("lent");
+        assert_eq!((b.as_ptr(), b.len(), pool.total), (ptr, 0, 0));
+        // Not kept: small, huge, or over the pool's bound.
+        pool.put(Vec::with_capacity(MIN_POOLED - 1));
+        pool.put(Vec::with_capacity(MAX_POOLED + 1));
+        assert_eq!(pool.total, 0);
+        for _ in 0..5 {
+            pool.put(Vec::with_capacity(MAX_POOLED));
+        }
+        assert_eq!(pool.buffers.len(), MAX_TOTAL / MAX_POOLED);
+        assert!(pool.total <= MAX_TOTAL);
     }
 
     #[test]
-    fn lends_large_empty_buffers() {
-        let mut a = with_capacity(300_000);
-        a.extend_from_slice(&[1; 10]);
-        let ptr = a.as_ptr();
+    fn a_received_message_takes_a_buffer_at_most_an_eighth_larger() {
+        let mut pool = Pool::new();
+        pool.put(Vec::with_capacity(1_200_000));
+        let fits = |len: usize| move |cap: usize| fits_message(len, cap);
+        assert!(
+            pool.take(1_000_000, fits(1_000_000)).is_none(),
+            "a fifth larger"
+        );
+        let b = pool
+            .take(1_100_000, fits(1_100_000))
+            .expect("a twelfth larger");
+        assert_eq!(b.capacity(), 1_200_000);
+        assert!(fits_message(
+            1 << 20,
+            (1 << 20) + crate::socket::frame::MAX_CLIENT_HEADER
+        ));
+        assert!(!fits_message(1 << 20, (1 << 20) - 1));
+    }
+
+    #[test]
+    fn the_process_pool_serves_the_helpers() {
+        // Exact sizes no other test gives back (the process's pool is shared by tests that
+        // run at the same time), and checks that hold whichever buffer is lent.
+        let data = vec![7u8; 3_000_017];
+        let a = copy_of(&data);
+        assert_eq!(a, data);
         recycle(a);
-        let b = with_capacity(250_000);
-        assert_eq!((b.as_ptr(), b.len()), (ptr, 0));
+        let b = copy_of(&data[..2_900_000]);
+        assert_eq!(b, data[..2_900_000]);
+        let c = copy_with_room(14, &data[..100_000]);
+        assert_eq!((&c[..14], &c[14..]), (&[0u8; 14][..], &data[..100_000]));
+        let d = for_message(3_000_001);
+        assert!(d.is_empty() && d.capacity() >= 3_000_001);
+        assert_eq!(copy_of(b"small"), b"small");
         assert!(with_capacity(100).capacity() >= 100);
     }
 
