@@ -396,6 +396,12 @@ describe('relayedConnect with a ws 8 listener (hand-written, over the relay)', (
         S.send(large, { compress: false });
         assert.equal((await nextMessage(peer)).data.toString(), `head,${large}`);
         assert.equal(spy.count, 8, 'the first frame decides: its continuation is compressed');
+        // After a compressed message, an uncompressed large first frame (in place) and a
+        // small continuation: the connection's compression state followed the first frame.
+        S.send(large, { fin: false, compress: false });
+        S.send('tail');
+        assert.equal((await nextMessage(peer)).data.toString(), `${large}tail`);
+        assert.equal(spy.count, 8, 'neither frame compressed');
         peer.send(big);
         assert.equal((await messageOf(S, 'the listener\'s message')).data.toString(), big);
         S.close();

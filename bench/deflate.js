@@ -75,10 +75,10 @@ async function speedRound(relay, kind) {
       const t = await call(pair.sender, 'throughput', { size: s.size, count: s.count, window: s.window, seed: 1 });
       const l1 = await call(pair.listener, 'usage');
       const listenerCpuUs = cpuBetween(l0, l1);
-      const la = await call(pair.listener, 'usage');
+      // The rate's window starts where the throughput's ended, after its collections.
       const r = await call(pair.sender, 'rate', { size: s.size, perSecond: s.perSecond, seconds: RATE_SECONDS });
       const lb = await call(pair.listener, 'usage');
-      const listenerElu = eluBetween(la, lb);
+      const listenerElu = eluBetween(l1, lb);
       // The fixed rate must have been kept (the echoes done within 20 % of the time), or
       // utilisation at that rate means nothing.
       const sustained = r.ms <= RATE_SECONDS * 1000 * 1.2;

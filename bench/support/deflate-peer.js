@@ -26,8 +26,9 @@
  *     this process's CPU time and the bytes echoed.
  *   - `rate { size, perSecond, seconds }` (sender): the same at a fixed rate (one timer tick
  *     every 10 ms sends its share), measuring this process's event-loop utilisation.
- *   - `usage {}`: `{ cpu, elu, memory, open }`: CPU time so far (µs), event-loop utilisation
- *     counters, `process.memoryUsage()` after collecting garbage, open connections.
+ *   - `usage {}`: `{ cpuUs, elu, memory, after, open }`: CPU time so far (µs), event-loop
+ *     utilisation counters, `process.memoryUsage()` after collecting garbage, the CPU time
+ *     and counters again after it (`after`: where the next window starts), open connections.
  *   - `close {}`: closes everything; the process then ends by itself.
  */
 

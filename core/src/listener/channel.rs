@@ -23,9 +23,9 @@ use crate::socket::{Command, ConnectOptions, Event, Handle, SocketError, SocketO
 const MAX_CONTROL_MESSAGE: u64 = 1024 * 1024;
 
 /// The control channel's `SocketOptions::sparse_read` (8 KiB for data sockets): the service
-/// sends a request with its body of up to 64 KiB as one control message, which the JS
-/// thread goes on reading.
-const CONTROL_SPARSE_READ: usize = 64 * 1024;
+/// sends an HTTP request inline as two messages back to back, its head (headers up to 32
+/// KiB) and its body (up to 64 KiB), which the JS thread goes on reading.
+const CONTROL_SPARSE_READ: usize = 128 * 1024;
 
 /// Errors after which reconnecting cannot help: the entity is gone, or a token that cannot
 /// change (a fixed one, or one from a key) is refused. Only the relay's answers count: a
@@ -233,9 +233,8 @@ pub(super) async fn run(
         socket_options.limits.max_payload = MAX_CONTROL_MESSAGE;
         socket_options.close_timeout = CLOSE_WAIT;
         socket_options.inline_reads = opts.inline_reads;
-        // A request with its body (up to 64 KiB inline) is one message: the channel stays
-        // with the JS thread for it. Dense traffic gives reading back anyway (see
-        // `control.rs`).
+        // A request's head and body (up to 96 KiB inline) stay with the JS thread. Dense
+        // traffic gives reading back anyway (see `control.rs`).
         socket_options.sparse_read = CONTROL_SPARSE_READ;
         let handle = Handle::new(&socket_options);
         let channel_sink = Arc::new(ControlSink::new(control.clone(), handle.clone(), tx));

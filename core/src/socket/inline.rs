@@ -9,9 +9,10 @@
 //!
 //! Who reads is the connection's [`Reader`]:
 //! - [`Reader::Task`]: the task reads (always, without [`SocketOptions::inline_reads`]).
-//! - [`Reader::Wanted`]: a turn of the task read a little ([`SPARSE_READ`] at most) and
-//!   then found the stream empty, so it asked its sink to start inline reads
-//!   ([`EventSink::inline_wanted`]); it goes on reading until the owner does.
+//! - [`Reader::Wanted`]: a turn of the task read a little (less than the socket's
+//!   `sparse_read`, [`SPARSE_READ`] by default) and then found the stream empty, so it asked
+//!   its sink to start inline reads ([`EventSink::inline_wanted`]); it goes on reading until
+//!   the owner does. After a burst, only the fourth such turn in a row asks.
 //! - [`Reader::Owner`]: the owner watches the socket and reads it
 //!   ([`Handle::read_inline`]); the task only writes, and keeps its timers.
 //!
@@ -45,16 +46,16 @@ use std::sync::Weak;
 use crate::io::SocketFd;
 use crate::socket::shared::{Handle, Shared};
 
-/// Sparse traffic, which the owner reads inline, brings at most this many bytes at a time
-/// (the default of `SocketOptions::sparse_read`): a turn of the task that read at most this
-/// much, and then nothing more, asks the owner to read inline, and the owner hands reading
-/// back after a call that read this much or more (its `max`, see `src/bindings/reader.rs`). A small message, a few, or a 4 KiB one, as
-/// request/response traffic brings, stay with the owner: one wake-up per message rather
-/// than two. A burst of many (200 messages of 64 B every 10 ms, say) goes to the task,
-/// which reads and decodes it on its own thread, so that the owner's thread only handles
-/// the messages: at 20,000 messages of 64 B a second, that took the listener's event-loop
-/// utilisation from 2.6-3.2 % to 2.0-2.2 %, for 13 % more CPU time in all (one more
-/// wake-up per burst). It was 16 KiB (a turn) and 64 KiB (a call) before.
+/// Sparse traffic, which the owner reads inline, brings less than this many bytes at a time
+/// (the default of `SocketOptions::sparse_read`): a turn of the task that read less, and
+/// then nothing more, asks the owner to read inline, and the owner hands reading back after
+/// a call that read this much or more (its `max`, see `src/bindings/reader.rs`). A small
+/// message, a few, or a 4 KiB one, as request/response traffic brings, stay with the owner:
+/// one wake-up per message rather than two. A burst of many (200 messages of 64 B every 10
+/// ms, say) goes to the task, which reads and decodes it on its own thread, so that the
+/// owner's thread only handles the messages: at 20,000 messages of 64 B a second, that took
+/// the listener's event-loop utilisation from 2.6-3.2 % to 2.0-2.2 %, for 13 % more CPU
+/// time in all (one more wake-up per burst).
 pub const SPARSE_READ: usize = 8 * 1024;
 
 /// Who reads a connection (see the module's description).
@@ -209,8 +210,9 @@ impl Handle {
 }
 
 impl Handle {
-    /// The most one inline read takes before it hands reading back (`SocketOptions::sparse_read`):
-    /// the `max` to give [`Handle::start_inline`] and [`Handle::read_inline`].
+    /// `SocketOptions::sparse_read`: the `max` to give [`Handle::start_inline`] and
+    /// [`Handle::read_inline`] (a call that has read this much or more, in reads of up to
+    /// `read_buffer` bytes, hands reading back).
     pub fn sparse_read(&self) -> usize {
         self.shared.sparse_read
     }
@@ -370,11 +372,21 @@ mod tests {
             Reader::Task,
             "not offered after a burst"
         );
-        // One small message again: sparse, so the task offers reading to the owner.
-        peer.write_all(&frame(&[9; 64])).await.unwrap();
-        tokio::time::timeout(limit, count(402))
-            .await
-            .expect("the task reads the message");
+        // Small messages again, one at a time (this runtime has one thread: the task's turn
+        // ends before this test goes on): after a burst, reading is offered to the owner
+        // only after several sparse turns in a row.
+        let turns = usize::from(crate::socket::task::SPARSE_TURNS);
+        for i in 0..=turns {
+            assert_eq!(
+                handle.shared.reader(),
+                Reader::Task,
+                "not offered yet ({i})"
+            );
+            peer.write_all(&frame(&[9; 64])).await.unwrap();
+            tokio::time::timeout(limit, count(402 + i))
+                .await
+                .expect("the task reads the message");
+        }
         let offered = async {
             while handle.shared.reader() != Reader::Wanted {
                 tokio::task::yield_now().await;
@@ -382,12 +394,12 @@ mod tests {
         };
         tokio::time::timeout(limit, offered)
             .await
-            .expect("offered after a sparse turn");
+            .expect("offered after sparse turns");
         let got = sink.0.lock().unwrap().clone();
         let expected: Vec<Vec<u8>> = std::iter::once(vec![1; 64])
             .chain((0..200u8).map(|i| vec![i; 64]))
             .chain((50..250u8).map(|i| vec![i; 64]))
-            .chain(std::iter::once(vec![9; 64]))
+            .chain(std::iter::repeat_n(vec![9; 64], turns + 1))
             .collect();
         assert_eq!(got, expected, "every message once, in order");
         task.abort();
@@ -406,6 +418,27 @@ mod tests {
         assert_eq!(handle.read_inline(handle.sparse_read()), Inline::Read);
         assert_eq!(handle.shared.reader(), Reader::Owner, "still the owner's");
         assert_eq!(sink.0.lock().unwrap().len(), 200);
+    }
+
+    #[tokio::test]
+    async fn a_connection_sparse_up_to_more_offers_reading_after_such_a_burst() {
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, conn, sink, mut peer) =
+            connection_with(owned.as_raw_fd(), 64 * 1024, 64 * 1024);
+        // The task reads a 13 KiB burst in one turn: sparse for this connection.
+        let task = tokio::spawn(Driven(conn.clone()));
+        let burst: Vec<u8> = (0..200u8).flat_map(|i| frame(&[i; 64])).collect();
+        peer.write_all(&burst).await.unwrap();
+        let offered = async {
+            while handle.shared.reader() != Reader::Wanted {
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(5), offered)
+            .await
+            .expect("offered after the turn");
+        assert_eq!(sink.0.lock().unwrap().len(), 200);
+        task.abort();
     }
 
     #[tokio::test]

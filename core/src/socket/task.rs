@@ -180,6 +180,13 @@ pub enum Direct {
 /// Polls in one wake-up before the task yields to others.
 const ROUNDS_PER_POLL: usize = 32;
 
+/// Sparse turns in a row after a burst before reading is offered to the owner again (see
+/// `ConnectionTask::after_turn`).
+pub(super) const SPARSE_TURNS: u8 = 3;
+
+// `pongs` is a byte.
+const _: () = assert!(MAX_PENDING_AUTO_PONGS < u8::MAX as u16);
+
 /// What a write attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wrote {
@@ -252,8 +259,12 @@ pub(super) struct ConnectionTask {
     /// case at one word where a bare `Vec` takes three.
     #[allow(clippy::box_collection)]
     failed_acks: Option<Box<Vec<u32>>>,
-    /// Automatic pongs in `out` not yet written (at most `MAX_PENDING_AUTO_PONGS`).
-    pongs: u16,
+    /// Automatic pongs in `out` not yet written (at most `MAX_PENDING_AUTO_PONGS`, 60: a
+    /// byte, so that `sparse_wait` fits in the task's budget).
+    pongs: u8,
+    /// Sparse turns still to come before reading is offered to the owner again (see
+    /// `after_turn`).
+    sparse_wait: u8,
     /// The write half is shut down (both close frames are out).
     shut: bool,
     /// The peer has finished sending; what is still queued is written before the end.
@@ -325,6 +336,7 @@ impl ConnectionTask {
             acks: Vec::new(),
             failed_acks: None,
             pongs: 0,
+            sparse_wait: 0,
             shut: false,
             eof: false,
             read_ended: false,
@@ -486,7 +498,7 @@ impl ConnectionTask {
                     let open = !shared.close_sent.load(Ordering::SeqCst)
                         && !shared.close_received.load(Ordering::SeqCst);
                     if self.auto_pong && open {
-                        if self.pongs >= MAX_PENDING_AUTO_PONGS {
+                        if u16::from(self.pongs) >= MAX_PENDING_AUTO_PONGS {
                             // The peer pings faster than it reads our pongs: drop it, as ws does.
                             log::debug!("socket: too many pongs pending; terminating");
                             shared.terminate();
@@ -650,7 +662,8 @@ impl ConnectionTask {
 
     /// Frames queued commands into `out`, up to `write_batch` bytes or until a part of
     /// payload was compressed (`Deflater::part`, 16 KiB at level 6): the payload bytes
-    /// compressed, or `None` if nothing was queued.
+    /// compressed, or `None` if nothing was queued. A [`Command::InPlace`] send is a batch
+    /// of its own: it ends the batch before it, and nothing is framed after it.
     ///
     /// Compressing costs far more than framing (zlib-rs at level 6: about 35 µs per 4 KiB
     /// of JSON-like text): framing a whole queue (a whole window of sends, packed in one
@@ -967,6 +980,24 @@ impl ConnectionTask {
             || shared.keep_reading.load(Ordering::SeqCst)
     }
 
+    /// After a turn that read `n` bytes and then found the stream empty. A sparse turn (less
+    /// than `sparse_read`) offers reading to the owner; after a burst (a turn, or an inline
+    /// read, of `sparse_read` or more), only the next [`SPARSE_TURNS`] + 1st sparse turn in a
+    /// row does, so that traffic about the limit does not change hands at every message
+    /// (each change costs both threads a wake-up and the socket two registrations).
+    fn after_turn(&mut self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if n >= self.shared.sparse_read {
+            self.sparse_wait = SPARSE_TURNS;
+        } else if self.sparse_wait > 0 {
+            self.sparse_wait -= 1;
+        } else {
+            self.offer_inline();
+        }
+    }
+
     /// The task's turn read a little and then found nothing: asks the owner to read (see
     /// `inline.rs`), unless it could not do so now anyway.
     fn offer_inline(&mut self) {
@@ -1003,7 +1034,13 @@ impl ConnectionTask {
                 }
                 ReadStep::Progress(n) => {
                     total += n;
-                    if total >= max || self.inline_held() {
+                    if total >= max {
+                        // A burst: the task reads on, until traffic is sparse again for a
+                        // while (see `after_turn`).
+                        self.sparse_wait = SPARSE_TURNS;
+                        break shared.hand_back();
+                    }
+                    if self.inline_held() {
                         break shared.hand_back();
                     }
                     // The sink gave reading back (the traffic is dense).
@@ -1189,13 +1226,14 @@ impl Future for ConnectionTask {
                 }
                 // Only once the stream itself had nothing more: bytes left in a TLS session
                 // would not make the socket readable for the owner.
-                if drained && (1..=this.shared.sparse_read).contains(&read_total) {
-                    this.offer_inline();
+                if drained {
+                    this.after_turn(read_total);
                 }
                 return Poll::Pending;
             }
         }
         // A busy connection gives the other tasks of this thread a turn.
+        this.sparse_wait = SPARSE_TURNS;
         cx.waker().wake_by_ref();
         Poll::Pending
     }
