@@ -88,15 +88,17 @@ test('a large message let go serves a later one, and one still held is never ove
     const kept = first.filter((_, seq) => seq % 2 === 0);
     const before = native.pooledBytes();
     first.length = 0;
+    // All ten come back (nothing else in this process gives the pool a buffer), so that no
+    // finalizer is still to run while the next messages arrive.
     await collectUntil(
-      () => native.pooledBytes() >= before + 5 * SIZE,
+      () => native.pooledBytes() >= before + 10 * SIZE,
       () => `the buffers let go come back (${native.pooledBytes() - before} bytes so far)`
     );
 
     const back = native.pooledBytes();
     const second = await receive(20, 5);
     second.forEach((data, i) => assert.ok(data.equals(message(20 + i)), `message ${20 + i}`));
-    assert.ok(native.pooledBytes() < back, 'later messages were received into buffers let go');
+    assert.ok(native.pooledBytes() <= back - 5 * SIZE, 'later messages were received into buffers let go');
     kept.forEach((data, k) => assert.ok(data.equals(message(2 * k)), `kept message ${2 * k} intact`));
 
     S.close(1000);

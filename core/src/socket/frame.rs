@@ -362,9 +362,11 @@ impl Decoder {
                         let limit = (max > 0).then(|| max - inflated.min(max));
                         let mut data = Vec::new();
                         inflater.inflate(&payload, h.fin, limit, &mut data)?;
-                        if data.capacity() > 2 * data.len() {
+                        // The compressed bytes' buffer may serve a later message.
+                        pool::recycle(payload);
+                        if data.capacity() - data.len() > data.len() / 8 {
                             // Inflation grows its output in steps: what the message keeps (it
-                            // goes to JavaScript as it is) is its size.
+                            // goes to JavaScript as it is, and then to the pool) is its size.
                             data.shrink_to_fit();
                         }
                         inflated += data.len() as u64;
@@ -401,7 +403,7 @@ impl Decoder {
                     // A compressed binary message is inflated whole, then handed over as
                     // one piece.
                     out.push(Incoming::Chunk {
-                        data: frames.concat(),
+                        data: joined(frames),
                         first: true,
                         last: true,
                     });
@@ -412,7 +414,7 @@ impl Decoder {
                     let data = if frames.len() == 1 {
                         frames.pop().unwrap_or_default()
                     } else {
-                        frames.concat()
+                        joined(frames)
                     };
                     if std::str::from_utf8(&data).is_err() {
                         return Err(utf8_error());
@@ -482,10 +484,11 @@ impl Decoder {
                             let len = usize::try_from(h.len.min(1 << 20)).unwrap_or(0);
                             // A whole small message may come from the thread's kept
                             // buffers; a fragment stays with its message, so it does not.
-                            self.payload = if h.fin && self.message.is_none() {
+                            // A large one may be lent a buffer from the pool.
+                            self.payload = if h.fin && self.message.is_none() && len < pool::SMALL {
                                 pool::for_payload(len)
                             } else {
-                                pool::for_message(len)
+                                pool::for_message(len, h.len)
                             };
                         }
                         h
@@ -604,6 +607,17 @@ pub(crate) fn grow_payload(payload: &mut Vec<u8>, take: usize, want: usize) {
     if payload.capacity() - payload.len() < take {
         payload.reserve_exact(take.max(want.min(payload.capacity())));
     }
+}
+
+/// A message's frames in one buffer; the frames' buffers go back to the pool.
+fn joined(frames: Frames) -> Vec<u8> {
+    let total: usize = frames.iter().map(Vec::len).sum();
+    let mut data = pool::for_message(total, total as u64);
+    for f in frames {
+        data.extend_from_slice(&f);
+        pool::recycle(f);
+    }
+    data
 }
 
 /// ws's error for a message over `maxPayload` (on the wire, or once inflated).

@@ -10,6 +10,7 @@
 //! message, about 12 % of its CPU.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 /// Buffers smaller than this are not pooled (the allocator handles them well).
@@ -19,9 +20,9 @@ const MAX_POOLED: usize = 8 * 1024 * 1024 + crate::socket::frame::MAX_CLIENT_HEA
 /// Most bytes kept in the pool.
 const MAX_TOTAL: usize = 32 * 1024 * 1024;
 
-/// Large buffers given back, for reuse.
+/// Large buffers given back, for reuse, oldest first.
 struct Pool {
-    buffers: Vec<Vec<u8>>,
+    buffers: VecDeque<Vec<u8>>,
     /// Their capacities' sum.
     total: usize,
 }
@@ -29,7 +30,7 @@ struct Pool {
 impl Pool {
     const fn new() -> Pool {
         Pool {
-            buffers: Vec::new(),
+            buffers: VecDeque::new(),
             total: 0,
         }
     }
@@ -39,20 +40,29 @@ impl Pool {
         if len < MIN_POOLED {
             return None;
         }
-        let i = self.buffers.iter().position(|b| fits(b.capacity()))?;
-        let mut buf = self.buffers.swap_remove(i);
+        let i = self.buffers.iter().rposition(|b| fits(b.capacity()))?;
+        let mut buf = self.buffers.remove(i)?;
         self.total -= buf.capacity();
         buf.clear();
         Some(buf)
     }
 
-    /// Keeps `buf` unless it is small, huge, or the pool is full.
+    /// Keeps `buf` unless it is small or huge; the oldest buffers make room for it when the
+    /// pool is full, so that what it holds follows the sizes in use now (a buffer that fits
+    /// no message any more does not stay for good).
     fn put(&mut self, buf: Vec<u8>) {
         let cap = buf.capacity();
-        if (MIN_POOLED..=MAX_POOLED).contains(&cap) && self.total + cap <= MAX_TOTAL {
-            self.total += cap;
-            self.buffers.push(buf);
+        if !(MIN_POOLED..=MAX_POOLED).contains(&cap) {
+            return;
         }
+        while self.total + cap > MAX_TOTAL {
+            match self.buffers.pop_front() {
+                Some(old) => self.total -= old.capacity(),
+                None => return,
+            }
+        }
+        self.total += cap;
+        self.buffers.push_back(buf);
     }
 }
 
@@ -99,11 +109,14 @@ fn fits_message(len: usize, cap: usize) -> bool {
     cap >= len && cap - len <= len / 8
 }
 
-/// An empty buffer for `len` bytes of a received message (its first part, for a large
-/// one): a pooled one when `len` is large and the pool has one that fits it
-/// ([`fits_message`]), or a fresh one.
-pub fn for_message(len: usize) -> Vec<u8> {
-    take(len, |cap| fits_message(len, cap)).unwrap_or_else(|| Vec::with_capacity(len))
+/// An empty buffer for a received frame's payload of `declared` bytes: a pooled one that fits
+/// it ([`fits_message`]; up to the pool's largest) when the pool has one, since lending a
+/// buffer commits no memory; otherwise a fresh one of `first` bytes (at most `declared`: the
+/// decoder does not trust a declared length with a large allocation, and grows the buffer
+/// as bytes arrive).
+pub fn for_message(first: usize, declared: u64) -> Vec<u8> {
+    let want = usize::try_from(declared).map_or(MAX_POOLED, |d| d.min(MAX_POOLED));
+    take(want, |cap| fits_message(want, cap)).unwrap_or_else(|| Vec::with_capacity(first))
 }
 
 /// Bytes of buffers the pool holds now.
@@ -133,10 +146,10 @@ thread_local! {
 }
 
 /// An empty buffer for a whole message's payload of `len` bytes: a kept one when this
-/// thread keeps small buffers and `len` is small, as [`for_message`] otherwise.
+/// thread keeps small buffers and `len` is small.
 pub fn for_payload(len: usize) -> Vec<u8> {
     if len == 0 || len >= SMALL {
-        return for_message(len);
+        return Vec::with_capacity(len);
     }
     SMALL_BUFFERS
         .try_with(|s| match s.try_borrow_mut().as_deref_mut() {
@@ -204,10 +217,15 @@ mod tests {
         pool.put(Vec::with_capacity(MIN_POOLED - 1));
         pool.put(Vec::with_capacity(MAX_POOLED + 1));
         assert_eq!(pool.total, 0);
+        // Full, the oldest make room for the newest.
+        let mut newest = Vec::new();
         for _ in 0..5 {
-            pool.put(Vec::with_capacity(MAX_POOLED));
+            let b = Vec::with_capacity(MAX_POOLED);
+            newest.push(b.as_ptr() as usize);
+            pool.put(b);
         }
-        assert_eq!(pool.buffers.len(), MAX_TOTAL / MAX_POOLED);
+        let kept: Vec<usize> = pool.buffers.iter().map(|b| b.as_ptr() as usize).collect();
+        assert_eq!(kept, newest[5 - MAX_TOTAL / MAX_POOLED..]);
         assert!(pool.total <= MAX_TOTAL);
     }
 
@@ -232,6 +250,21 @@ mod tests {
     }
 
     #[test]
+    fn a_received_frame_is_lent_a_buffer_for_its_whole_declared_length() {
+        // Exact sizes no other test gives back (the process's pool is shared by tests that
+        // run at the same time).
+        let big = Vec::with_capacity(4_000_033);
+        let ptr = big.as_ptr();
+        recycle(big);
+        // The decoder allocates at most 1 MiB for a fresh buffer, but a pooled one is lent
+        // for the whole frame.
+        let lent = for_message(1 << 20, 4_000_001);
+        assert_eq!((lent.as_ptr(), lent.capacity()), (ptr, 4_000_033));
+        // Nothing that fits: a fresh buffer of the first part only.
+        assert_eq!(for_message(1 << 20, 5_000_011).capacity(), 1 << 20);
+    }
+
+    #[test]
     fn the_process_pool_serves_the_helpers() {
         // Exact sizes no other test gives back (the process's pool is shared by tests that
         // run at the same time), and checks that hold whichever buffer is lent.
@@ -243,8 +276,8 @@ mod tests {
         assert_eq!(b, data[..2_900_000]);
         let c = copy_with_room(14, &data[..100_000]);
         assert_eq!((&c[..14], &c[14..]), (&[0u8; 14][..], &data[..100_000]));
-        let d = for_message(3_000_001);
-        assert!(d.is_empty() && d.capacity() >= 3_000_001);
+        let d = for_message(100_000, 3_000_001);
+        assert!(d.is_empty() && d.capacity() >= 100_000);
         assert_eq!(copy_of(b"small"), b"small");
         assert!(with_capacity(100).capacity() >= 100);
     }

@@ -991,6 +991,9 @@ impl ConnectionTask {
         }
         if n >= self.shared.sparse_read {
             self.sparse_wait = SPARSE_TURNS;
+            // An offer made before the burst: the owner would start in its middle and hand
+            // back at once.
+            self.shared.withdraw_inline();
         } else if self.sparse_wait > 0 {
             self.sparse_wait -= 1;
         } else {
@@ -1232,8 +1235,11 @@ impl Future for ConnectionTask {
                 return Poll::Pending;
             }
         }
-        // A busy connection gives the other tasks of this thread a turn.
-        this.sparse_wait = SPARSE_TURNS;
+        // A busy connection gives the other tasks of this thread a turn. Busy reading, it
+        // had a burst (busy writing only says nothing of what it receives).
+        if read_total > 0 {
+            this.sparse_wait = SPARSE_TURNS;
+        }
         cx.waker().wake_by_ref();
         Poll::Pending
     }
