@@ -484,11 +484,11 @@ impl Decoder {
                             let len = usize::try_from(h.len.min(1 << 20)).unwrap_or(0);
                             // A whole small message may come from the thread's kept
                             // buffers; a fragment stays with its message, so it does not.
-                            // A large one may be lent a buffer from the pool.
+                            // A large one may get a buffer from the pool.
                             self.payload = if h.fin && self.message.is_none() && len < pool::SMALL {
                                 pool::for_payload(len)
                             } else {
-                                pool::for_message(len, h.len)
+                                pool::for_message(len)
                             };
                         }
                         h
@@ -612,7 +612,7 @@ pub(crate) fn grow_payload(payload: &mut Vec<u8>, take: usize, want: usize) {
 /// A message's frames in one buffer; the frames' buffers go back to the pool.
 fn joined(frames: Frames) -> Vec<u8> {
     let total: usize = frames.iter().map(Vec::len).sum();
-    let mut data = pool::for_message(total, total as u64);
+    let mut data = pool::for_message(total);
     for f in frames {
         data.extend_from_slice(&f);
         pool::recycle(f);

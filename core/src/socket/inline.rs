@@ -90,17 +90,6 @@ pub enum Inline {
 }
 
 impl Shared {
-    /// An offer to read inline not taken yet ([`Reader::Wanted`]) is withdrawn: the task
-    /// reads on. The owner's later start finds nothing asked.
-    pub(super) fn withdraw_inline(&self) {
-        let _ = self.reader.compare_exchange(
-            Reader::Wanted as u8,
-            Reader::Task as u8,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
-    }
-
     /// Who reads now.
     pub(super) fn reader(&self) -> Reader {
         Reader::of(self.reader.load(Ordering::SeqCst))
@@ -202,7 +191,12 @@ impl Handle {
     /// The task asked the owner to read ([`Reader::Wanted`]) and the sink declines for now:
     /// the task reads on, and asks again after a later sparse turn.
     pub fn decline_inline(&self) {
-        self.shared.withdraw_inline();
+        let _ = self.shared.reader.compare_exchange(
+            Reader::Wanted as u8,
+            Reader::Task as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
 
     /// The owner stopped watching (its watch failed), or the sink finds the traffic too

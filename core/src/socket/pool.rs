@@ -35,35 +35,50 @@ impl Pool {
         }
     }
 
-    /// A buffer, emptied, whose capacity `fits`, if `len` is large and there is one.
+    /// The smallest buffer whose capacity `fits`, emptied, if `len` is large and there is
+    /// one (the smallest: a large one stays for a large message).
     fn take(&mut self, len: usize, fits: impl Fn(usize) -> bool) -> Option<Vec<u8>> {
         if len < MIN_POOLED {
             return None;
         }
-        let i = self.buffers.iter().rposition(|b| fits(b.capacity()))?;
+        let (i, _) = self
+            .buffers
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| fits(b.capacity()))
+            .min_by_key(|(_, b)| b.capacity())?;
         let mut buf = self.buffers.remove(i)?;
         self.total -= buf.capacity();
         buf.clear();
         Some(buf)
     }
 
-    /// Keeps `buf` unless it is small or huge; the oldest buffers make room for it when the
+    /// Keeps `buf` (large, see [`pooled_size`]); the oldest buffers make room for it when the
     /// pool is full, so that what it holds follows the sizes in use now (a buffer that fits
-    /// no message any more does not stay for good).
-    fn put(&mut self, buf: Vec<u8>) {
+    /// no message any more does not stay for good). Returns the buffers let go, for the
+    /// caller to free once it has unlocked the pool.
+    fn put(&mut self, buf: Vec<u8>) -> Vec<Vec<u8>> {
         let cap = buf.capacity();
-        if !(MIN_POOLED..=MAX_POOLED).contains(&cap) {
-            return;
-        }
+        let mut gone = Vec::new();
         while self.total + cap > MAX_TOTAL {
             match self.buffers.pop_front() {
-                Some(old) => self.total -= old.capacity(),
-                None => return,
+                Some(old) => {
+                    self.total -= old.capacity();
+                    gone.push(old);
+                }
+                None => return gone,
             }
         }
         self.total += cap;
         self.buffers.push_back(buf);
+        gone
     }
+}
+
+/// Whether a buffer of `cap` bytes is worth keeping: large (small ones the allocator handles
+/// well) and not huge.
+fn pooled_size(cap: usize) -> bool {
+    (MIN_POOLED..=MAX_POOLED).contains(&cap)
 }
 
 /// The process's pool (the tests use pools of their own: tests run at the same time).
@@ -109,14 +124,15 @@ fn fits_message(len: usize, cap: usize) -> bool {
     cap >= len && cap - len <= len / 8
 }
 
-/// An empty buffer for a received frame's payload of `declared` bytes: a pooled one that fits
-/// it ([`fits_message`]; up to the pool's largest) when the pool has one, since lending a
-/// buffer commits no memory; otherwise a fresh one of `first` bytes (at most `declared`: the
-/// decoder does not trust a declared length with a large allocation, and grows the buffer
-/// as bytes arrive).
-pub fn for_message(first: usize, declared: u64) -> Vec<u8> {
-    let want = usize::try_from(declared).map_or(MAX_POOLED, |d| d.min(MAX_POOLED));
-    take(want, |cap| fits_message(want, cap)).unwrap_or_else(|| Vec::with_capacity(first))
+/// An empty buffer for `len` bytes of a received message (its first part, at most 1 MiB, for
+/// a large frame: the decoder grows the buffer as bytes arrive, so that a frame that stalls
+/// holds no more): a pooled one when `len` is large and the pool has one that fits it
+/// ([`fits_message`]), or a fresh one.
+pub fn for_message(len: usize) -> Vec<u8> {
+    if len > MAX_POOLED {
+        return Vec::with_capacity(len);
+    }
+    take(len, |cap| fits_message(len, cap)).unwrap_or_else(|| Vec::with_capacity(len))
 }
 
 /// Bytes of buffers the pool holds now.
@@ -124,11 +140,18 @@ pub fn pooled() -> usize {
     POOL.lock().map(|p| p.total).unwrap_or(0)
 }
 
-/// Gives a buffer back for reuse (dropped if small, huge, or the pool is full).
+/// Gives a buffer back for reuse: dropped if small or huge; in a full pool, it takes the
+/// place of the oldest.
 pub fn recycle(buf: Vec<u8>) {
-    if let Ok(mut pool) = POOL.lock() {
-        pool.put(buf);
+    if !pooled_size(buf.capacity()) {
+        return;
     }
+    let gone = match POOL.lock() {
+        Ok(mut pool) => pool.put(buf),
+        Err(_) => return,
+    };
+    // Freed with the pool unlocked.
+    drop(gone);
 }
 
 /// Whole messages below this size are decoded into buffers of exactly this capacity on a
@@ -196,15 +219,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lends_large_buffers_that_fit() {
+    fn lends_the_smallest_large_buffer_that_fits() {
         let mut pool = Pool::new();
         let mut a = Vec::with_capacity(300_000);
         a.extend_from_slice(&[1; 10]);
         let ptr = a.as_ptr();
-        pool.put(a);
-        assert_eq!(pool.total, 300_000);
+        assert!(pool.put(Vec::with_capacity(2_000_000)).is_empty());
+        assert!(pool.put(a).is_empty());
+        assert!(pool.put(Vec::with_capacity(400_000)).is_empty());
+        assert_eq!(pool.total, 2_700_000);
         assert!(
-            pool.take(400_000, |cap| cap >= 400_000).is_none(),
+            pool.take(3_000_000, |cap| cap >= 3_000_000).is_none(),
             "too small"
         );
         assert!(
@@ -212,21 +237,29 @@ mod tests {
             "small requests are not lent"
         );
         let b = pool.take(250_000, |cap| cap >= 250_000).expect("lent");
-        assert_eq!((b.as_ptr(), b.len(), pool.total), (ptr, 0, 0));
-        // Not kept: small, huge, or over the pool's bound.
-        pool.put(Vec::with_capacity(MIN_POOLED - 1));
-        pool.put(Vec::with_capacity(MAX_POOLED + 1));
-        assert_eq!(pool.total, 0);
-        // Full, the oldest make room for the newest.
+        assert_eq!(
+            (b.as_ptr(), b.len(), b.capacity()),
+            (ptr, 0, 300_000),
+            "the smallest"
+        );
+        assert_eq!(pool.total, 2_400_000);
+        // Only large buffers, and not huge ones, are worth keeping.
+        assert!(!pooled_size(MIN_POOLED - 1) && pooled_size(MIN_POOLED));
+        assert!(pooled_size(MAX_POOLED) && !pooled_size(MAX_POOLED + 1));
+        // Full, the oldest make room for the newest, and are handed back to be freed.
+        let mut pool = Pool::new();
         let mut newest = Vec::new();
+        let mut gone = 0;
         for _ in 0..5 {
             let b = Vec::with_capacity(MAX_POOLED);
             newest.push(b.as_ptr() as usize);
-            pool.put(b);
+            gone += pool.put(b).len();
         }
         let kept: Vec<usize> = pool.buffers.iter().map(|b| b.as_ptr() as usize).collect();
-        assert_eq!(kept, newest[5 - MAX_TOTAL / MAX_POOLED..]);
-        assert!(pool.total <= MAX_TOTAL);
+        let room = MAX_TOTAL / MAX_POOLED;
+        assert_eq!(kept, newest[5 - room..]);
+        assert_eq!(gone, 5 - room);
+        assert_eq!(pool.total, room * MAX_POOLED);
     }
 
     #[test]
@@ -247,27 +280,14 @@ mod tests {
             (1 << 20) + crate::socket::frame::MAX_CLIENT_HEADER
         ));
         assert!(!fits_message(1 << 20, (1 << 20) - 1));
-    }
-
-    #[test]
-    fn a_received_frame_is_lent_a_buffer_for_its_whole_declared_length() {
-        // Exact sizes no other test gives back (the process's pool is shared by tests that
-        // run at the same time).
-        let big = Vec::with_capacity(4_000_033);
-        let ptr = big.as_ptr();
-        recycle(big);
-        // The decoder allocates at most 1 MiB for a fresh buffer, but a pooled one is lent
-        // for the whole frame.
-        let lent = for_message(1 << 20, 4_000_001);
-        assert_eq!((lent.as_ptr(), lent.capacity()), (ptr, 4_000_033));
-        // Nothing that fits: a fresh buffer of the first part only.
-        assert_eq!(for_message(1 << 20, 5_000_011).capacity(), 1 << 20);
+        // Past the largest pooled size: a fresh buffer of the exact size.
+        assert_eq!(for_message(MAX_POOLED + 1).capacity(), MAX_POOLED + 1);
     }
 
     #[test]
     fn the_process_pool_serves_the_helpers() {
-        // Exact sizes no other test gives back (the process's pool is shared by tests that
-        // run at the same time), and checks that hold whichever buffer is lent.
+        // Checks that hold whichever buffer is lent (the process's pool is shared by tests
+        // that run at the same time).
         let data = vec![7u8; 3_000_017];
         let a = copy_of(&data);
         assert_eq!(a, data);
@@ -276,10 +296,11 @@ mod tests {
         assert_eq!(b, data[..2_900_000]);
         let c = copy_with_room(14, &data[..100_000]);
         assert_eq!((&c[..14], &c[14..]), (&[0u8; 14][..], &data[..100_000]));
-        let d = for_message(100_000, 3_000_001);
-        assert!(d.is_empty() && d.capacity() >= 100_000);
+        let d = for_message(1_000_001);
+        assert!(d.is_empty() && d.capacity() >= 1_000_001);
         assert_eq!(copy_of(b"small"), b"small");
         assert!(with_capacity(100).capacity() >= 100);
+        recycle(Vec::with_capacity(10));
     }
 
     #[test]

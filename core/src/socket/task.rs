@@ -990,10 +990,10 @@ impl ConnectionTask {
             return;
         }
         if n >= self.shared.sparse_read {
+            // An offer made before the burst stays: withdrawn, a later offer would queue a
+            // second request to the owner, whose second start would find reading already
+            // taken and stop watching the socket.
             self.sparse_wait = SPARSE_TURNS;
-            // An offer made before the burst: the owner would start in its middle and hand
-            // back at once.
-            self.shared.withdraw_inline();
         } else if self.sparse_wait > 0 {
             self.sparse_wait -= 1;
         } else {
