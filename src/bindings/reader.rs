@@ -76,7 +76,7 @@ pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
             let poll = w.poll;
             let active = &mut w.active;
             // SAFETY: an open poll handle of this thread's loop.
-            let reading = handle.start_inline(handle.sparse_read(), |_| {
+            let reading = handle.start_inline(|_| {
                 *active =
                     *active || unsafe { uv::uv_poll_start(poll, uv::READABLE, on_readable) } == 0;
                 *active
@@ -92,9 +92,7 @@ pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
             let mut made = None;
             // SAFETY: `start_inline` calls this with the socket's open descriptor, held
             // open for the call.
-            let reading = handle.start_inline(handle.sparse_read(), |fd| unsafe {
-                open(lp, id, handle, fd, &mut made)
-            });
+            let reading = handle.start_inline(|fd| unsafe { open(lp, id, handle, fd, &mut made) });
             made.filter(|_| !reading)
         }
     };
@@ -192,14 +190,12 @@ unsafe extern "C" fn on_readable(poll: *mut uv::Poll, status: c_int, _events: c_
         } else {
             // This runs on the JavaScript thread, called by libuv: a panic must not unwind
             // into it (none is known). The connection (its lock poisoned) is ended instead.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                handle.read_inline(handle.sparse_read())
-            }))
-            .unwrap_or_else(|_| {
-                log::error!("hyco-ws-rs: internal error while reading a socket inline");
-                handle.send(Command::Terminate);
-                Inline::Stop
-            })
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.read_inline()))
+                .unwrap_or_else(|_| {
+                    log::error!("hyco-ws-rs: internal error while reading a socket inline");
+                    handle.send(Command::Terminate);
+                    Inline::Stop
+                })
         };
         if step == Inline::Stop {
             // SAFETY: the open handle this callback is for.

@@ -28,9 +28,10 @@
 //! The owner hands reading back to the task ([`Reader::Task`], and a wake-up) whenever
 //! reading inline is not the cheap case: the connection is paused, behind its high-water
 //! mark or the process's budget, closing, compressed, busy on the task's thread, or one
-//! call read `max` bytes or more (bulk transfers stay on tokio's threads, where reading
-//! overlaps the owner's work). Either way every read goes through the one stream under the
-//! one lock, and every event through the one sink, so events keep their order.
+//! call read the socket's `sparse_read` bytes or more (bursts and bulk transfers stay on
+//! tokio's threads, where reading overlaps the owner's work). Either way every read goes
+//! through the one stream under the one lock, and every event through the one sink, so
+//! events keep their order.
 //!
 //! The owner watches a duplicate of the descriptor: the task may end and drop its stream
 //! at any time, and a descriptor that was closed and given to another socket must never
@@ -49,7 +50,7 @@ use crate::socket::shared::{Handle, Shared};
 /// Sparse traffic, which the owner reads inline, brings less than this many bytes at a time
 /// (the default of `SocketOptions::sparse_read`): a turn of the task that read less, and
 /// then nothing more, asks the owner to read inline, and the owner hands reading back after
-/// a call that read this much or more (its `max`, see `src/bindings/reader.rs`). A small
+/// a call that read this much or more. A small
 /// message, a few, or a 4 KiB one, as request/response traffic brings, stay with the owner:
 /// one wake-up per message rather than two. A burst of many (200 messages of 64 B every 10
 /// ms, say) goes to the task, which reads and decodes it on its own thread, so that the
@@ -90,6 +91,19 @@ pub enum Inline {
 }
 
 impl Shared {
+    /// The task's request that the owner read ([`Reader::Wanted`]), if still there, is
+    /// taken back: the task reads on. Only where the owner got the request and answers it
+    /// (declining, or busy): a request withdrawn while still on its way to the owner, then
+    /// made again, would reach it twice.
+    fn unask(&self) {
+        let _ = self.reader.compare_exchange(
+            Reader::Wanted as u8,
+            Reader::Task as u8,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+    }
+
     /// Who reads now.
     pub(super) fn reader(&self) -> Reader {
         Reader::of(self.reader.load(Ordering::SeqCst))
@@ -132,12 +146,12 @@ impl Handle {
     /// given the socket's descriptor, valid for the call, and returns whether it now
     /// watches it (a duplicate of it, see the module's description). Then, under the
     /// connection's lock, reading changes hands and whatever the stream already holds is
-    /// read at once, up to `max` bytes (a TLS session may hold bytes the socket no longer
-    /// shows as readable). True when the owner now reads: it calls [`Handle::read_inline`]
+    /// read at once, as [`Handle::read_inline`] reads (a TLS session may hold bytes the
+    /// socket no longer shows as readable). True when the owner now reads: it calls [`Handle::read_inline`]
     /// whenever the socket is readable. False when it does not (the task asked nothing,
     /// the connection is gone or busy, `watch` failed, or the first read handed reading
     /// back): the owner stops watching, if it started.
-    pub fn start_inline(&self, max: usize, watch: impl FnOnce(SocketFd) -> bool) -> bool {
+    pub fn start_inline(&self, watch: impl FnOnce(SocketFd) -> bool) -> bool {
         let shared = &*self.shared;
         let Some(conn) = shared.conn.get().and_then(Weak::upgrade) else {
             return false;
@@ -146,12 +160,7 @@ impl Handle {
         // through one, and its descriptor stays the socket's while `watch` runs.
         let Ok(mut task) = conn.try_lock() else {
             // Busy: the task reads on, and asks again after its next sparse turn.
-            let _ = shared.reader.compare_exchange(
-                Reader::Wanted as u8,
-                Reader::Task as u8,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            );
+            shared.unask();
             return false;
         };
         let Some(fd) = shared.watch.get().map(|w| w.fd) else {
@@ -168,15 +177,16 @@ impl Handle {
         }
         shared.reader.store(Reader::Owner as u8, Ordering::SeqCst);
         shared.switch_reads(true);
-        task.read_inline(max) == Inline::Read
+        task.read_inline() == Inline::Read
     }
 
     /// Reads the socket on the calling thread, as the task would, until the stream has
-    /// nothing more or `max` bytes were read: its events go to the sink as the task's do (in
+    /// nothing more or the socket's `sparse_read` bytes were read (then it hands reading
+    /// back, a burst): its events go to the sink as the task's do (in
     /// order with them). Never blocks: when the task is running, or reading inline is not
     /// the cheap case (see the module's description), it hands reading back to the task and
     /// returns [`Inline::Stop`].
-    pub fn read_inline(&self, max: usize) -> Inline {
+    pub fn read_inline(&self) -> Inline {
         let shared = &*self.shared;
         let Some(conn) = shared.conn.get().and_then(Weak::upgrade) else {
             return Inline::Stop;
@@ -185,18 +195,13 @@ impl Handle {
             // The task is running (or a poisoned lock, which the task meets).
             return shared.hand_back();
         };
-        task.read_inline(max)
+        task.read_inline()
     }
 
     /// The task asked the owner to read ([`Reader::Wanted`]) and the sink declines for now:
     /// the task reads on, and asks again after a later sparse turn.
     pub fn decline_inline(&self) {
-        let _ = self.shared.reader.compare_exchange(
-            Reader::Wanted as u8,
-            Reader::Task as u8,
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        );
+        self.shared.unask();
     }
 
     /// The owner stopped watching (its watch failed), or the sink finds the traffic too
@@ -210,13 +215,6 @@ impl Handle {
 }
 
 impl Handle {
-    /// `SocketOptions::sparse_read`: the `max` to give [`Handle::start_inline`] and
-    /// [`Handle::read_inline`] (a call that has read this much or more, in reads of up to
-    /// `read_buffer` bytes, hands reading back).
-    pub fn sparse_read(&self) -> usize {
-        self.shared.sparse_read
-    }
-
     /// While `on`, the task reads the socket itself, whatever the owner's thread is doing:
     /// something must be read even if that thread is busy (the listener's keep-alive pong).
     /// Turned on, the task takes reading back at its next turn, which this wakes (under the
@@ -316,7 +314,7 @@ mod tests {
             .unwrap();
         assert!(handle.shared.want_inline());
         let mut watched = None;
-        let reading = handle.start_inline(64 * 1024, |fd| {
+        let reading = handle.start_inline(|fd| {
             watched = Some(fd);
             true
         });
@@ -329,7 +327,7 @@ mod tests {
         );
         // Later messages are the owner's to read.
         peer.write_all(&frame(b"three")).await.unwrap();
-        assert_eq!(handle.read_inline(64 * 1024), Inline::Read);
+        assert_eq!(handle.read_inline(), Inline::Read);
         assert_eq!(sink.0.lock().unwrap().len(), 3);
     }
 
@@ -337,12 +335,12 @@ mod tests {
     async fn a_burst_read_inline_goes_back_to_the_task_whole_and_in_order() {
         let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (handle, conn, sink, mut peer) = connection_over(owned.as_raw_fd(), 64 * 1024);
-        assert_eq!(handle.sparse_read(), SPARSE_READ);
+        assert_eq!(handle.shared.sparse_read, SPARSE_READ);
         assert!(handle.shared.want_inline());
-        assert!(handle.start_inline(SPARSE_READ, |_| true));
+        assert!(handle.start_inline(|_| true));
         // A small message at a time stays with the owner.
         peer.write_all(&frame(&[1; 64])).await.unwrap();
-        assert_eq!(handle.read_inline(SPARSE_READ), Inline::Read);
+        assert_eq!(handle.read_inline(), Inline::Read);
         assert_eq!(handle.shared.reader(), Reader::Owner);
         // A burst of 200 (13 KiB at once): the owner delivers what it read, and hands
         // reading back.
@@ -350,7 +348,7 @@ mod tests {
             |from: u8| -> Vec<u8> { (from..from + 200).flat_map(|i| frame(&[i; 64])).collect() };
         assert!(burst(0).len() > SPARSE_READ);
         peer.write_all(&burst(0)).await.unwrap();
-        assert_eq!(handle.read_inline(SPARSE_READ), Inline::Stop);
+        assert_eq!(handle.read_inline(), Inline::Stop);
         assert_eq!(handle.shared.reader(), Reader::Task, "handed back");
         // The task reads the next burst, and keeps reading: a burst is not sparse.
         let task = tokio::spawn(Driven(conn.clone()));
@@ -410,12 +408,12 @@ mod tests {
         let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (handle, _conn, sink, mut peer) =
             connection_with(owned.as_raw_fd(), 64 * 1024, 64 * 1024);
-        assert_eq!(handle.sparse_read(), 64 * 1024);
+        assert_eq!(handle.shared.sparse_read, 64 * 1024);
         assert!(handle.shared.want_inline());
-        assert!(handle.start_inline(handle.sparse_read(), |_| true));
+        assert!(handle.start_inline(|_| true));
         let burst: Vec<u8> = (0..200u8).flat_map(|i| frame(&[i; 64])).collect();
         peer.write_all(&burst).await.unwrap();
-        assert_eq!(handle.read_inline(handle.sparse_read()), Inline::Read);
+        assert_eq!(handle.read_inline(), Inline::Read);
         assert_eq!(handle.shared.reader(), Reader::Owner, "still the owner's");
         assert_eq!(sink.0.lock().unwrap().len(), 200);
     }
@@ -448,11 +446,11 @@ mod tests {
         peer.write_all(&frame(b"one")).await.unwrap();
         assert!(handle.shared.want_inline());
         handle.shared.pause();
-        assert!(!handle.start_inline(64 * 1024, |_| true));
+        assert!(!handle.start_inline(|_| true));
         assert_eq!(handle.shared.reader(), Reader::Task, "handed back");
         assert!(sink.0.lock().unwrap().is_empty(), "nothing while paused");
         // Not asked: nothing starts.
-        assert!(!handle.start_inline(64 * 1024, |_| panic!("not asked")));
+        assert!(!handle.start_inline(|_| panic!("not asked")));
     }
 
     #[tokio::test]
@@ -461,7 +459,7 @@ mod tests {
         let (handle, conn, _sink, _peer) = connection(owned.as_raw_fd());
         assert!(handle.shared.want_inline());
         let held = conn.lock().unwrap();
-        assert!(!handle.start_inline(64 * 1024, |_| panic!("not while busy")));
+        assert!(!handle.start_inline(|_| panic!("not while busy")));
         drop(held);
         assert_eq!(handle.shared.reader(), Reader::Task);
         assert!(handle.shared.want_inline(), "asked again");
@@ -472,13 +470,13 @@ mod tests {
         let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let (handle, conn, sink, mut peer) = connection(owned.as_raw_fd());
         assert!(handle.shared.want_inline());
-        assert!(handle.start_inline(64 * 1024, |_| true));
+        assert!(handle.start_inline(|_| true));
         assert_eq!(handle.shared.reader(), Reader::Owner);
         // Asked from another thread: the owner's next read gives reading back, under the
         // lock, and reads nothing itself.
         handle.keep_reading(true);
         peer.write_all(&frame(b"pong")).await.unwrap();
-        assert_eq!(handle.read_inline(64 * 1024), Inline::Stop);
+        assert_eq!(handle.read_inline(), Inline::Stop);
         assert_eq!(handle.shared.reader(), Reader::Task);
         assert!(sink.0.lock().unwrap().is_empty(), "left for the task");
         // Nothing is offered meanwhile.

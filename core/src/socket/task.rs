@@ -1011,9 +1011,9 @@ impl ConnectionTask {
 
     /// The owner's inline read (see [`crate::socket::Handle::read_inline`]): reads until the
     /// socket has nothing more, as the task's turn would, and hands reading back to the task
-    /// when it cannot go on cheaply (see `inline.rs`), `max` bytes being the most one call
-    /// reads inline.
-    pub(super) fn read_inline(&mut self, max: usize) -> Inline {
+    /// when it cannot go on cheaply (see `inline.rs`), the socket's `sparse_read` bytes
+    /// being the most one call reads inline.
+    pub(super) fn read_inline(&mut self) -> Inline {
         let shared = Arc::clone(&self.shared);
         if shared.reader() != Reader::Owner {
             return Inline::Stop;
@@ -1037,7 +1037,7 @@ impl ConnectionTask {
                 }
                 ReadStep::Progress(n) => {
                     total += n;
-                    if total >= max {
+                    if total >= shared.sparse_read {
                         // A burst: the task reads on, until traffic is sparse again for a
                         // while (see `after_turn`).
                         self.sparse_wait = SPARSE_TURNS;
