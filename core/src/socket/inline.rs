@@ -253,9 +253,19 @@ mod tests {
 
     /// An unmasked binary frame, as a server sends it.
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut f = vec![0x82, payload.len() as u8];
-        f.extend_from_slice(payload);
-        f
+        crate::socket::frame::server_frame(true, crate::socket::frame::OP_BINARY, payload)
+    }
+
+    /// 200 messages of 64 B at once, each 64 times its number, from `from` on.
+    fn burst(from: u8) -> Vec<u8> {
+        (from..from + 200).flat_map(|i| frame(&[i; 64])).collect()
+    }
+
+    /// Until the task asks the owner to read.
+    async fn offered(handle: &Handle) {
+        while handle.shared.reader() != Reader::Wanted {
+            tokio::task::yield_now().await;
+        }
     }
 
     /// A test connection: its handle, its task, what it received, and the stream's peer end.
@@ -344,8 +354,6 @@ mod tests {
         assert_eq!(handle.shared.reader(), Reader::Owner);
         // A burst of 200 (13 KiB at once): the owner delivers what it read, and hands
         // reading back.
-        let burst =
-            |from: u8| -> Vec<u8> { (from..from + 200).flat_map(|i| frame(&[i; 64])).collect() };
         assert!(burst(0).len() > SPARSE_READ);
         peer.write_all(&burst(0)).await.unwrap();
         assert_eq!(handle.read_inline(), Inline::Stop);
@@ -385,12 +393,7 @@ mod tests {
                 .await
                 .expect("the task reads the message");
         }
-        let offered = async {
-            while handle.shared.reader() != Reader::Wanted {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(limit, offered)
+        tokio::time::timeout(limit, offered(&handle))
             .await
             .expect("offered after sparse turns");
         let got = sink.0.lock().unwrap().clone();
@@ -411,8 +414,7 @@ mod tests {
         assert_eq!(handle.shared.sparse_read, 64 * 1024);
         assert!(handle.shared.want_inline());
         assert!(handle.start_inline(|_| true));
-        let burst: Vec<u8> = (0..200u8).flat_map(|i| frame(&[i; 64])).collect();
-        peer.write_all(&burst).await.unwrap();
+        peer.write_all(&burst(0)).await.unwrap();
         assert_eq!(handle.read_inline(), Inline::Read);
         assert_eq!(handle.shared.reader(), Reader::Owner, "still the owner's");
         assert_eq!(sink.0.lock().unwrap().len(), 200);
@@ -425,14 +427,8 @@ mod tests {
             connection_with(owned.as_raw_fd(), 64 * 1024, 64 * 1024);
         // The task reads a 13 KiB burst in one turn: sparse for this connection.
         let task = tokio::spawn(Driven(conn.clone()));
-        let burst: Vec<u8> = (0..200u8).flat_map(|i| frame(&[i; 64])).collect();
-        peer.write_all(&burst).await.unwrap();
-        let offered = async {
-            while handle.shared.reader() != Reader::Wanted {
-                tokio::task::yield_now().await;
-            }
-        };
-        tokio::time::timeout(std::time::Duration::from_secs(5), offered)
+        peer.write_all(&burst(0)).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), offered(&handle))
             .await
             .expect("offered after the turn");
         assert_eq!(sink.0.lock().unwrap().len(), 200);

@@ -1286,27 +1286,42 @@ mod tests {
 
     /// The messages of client frames in `out` (masked, compressed), inflated by `peer`.
     fn messages(out: &[u8], peer: &mut PerMessage) -> Vec<Vec<u8>> {
-        let mut rest = out;
+        client_frame_parts(out)
+            .into_iter()
+            .map(|(first, payload)| {
+                assert_eq!(first & 0xf0, 0xc0, "FIN and RSV1");
+                let mut data = Vec::new();
+                peer.inflate
+                    .inflate(&payload, true, None, &mut data)
+                    .unwrap();
+                data
+            })
+            .collect()
+    }
+
+    /// The client frames in `wire`: each one's first byte (FIN, RSV bits, opcode) and its
+    /// unmasked payload.
+    fn client_frame_parts(mut wire: &[u8]) -> Vec<(u8, Vec<u8>)> {
         let mut got = Vec::new();
-        while !rest.is_empty() {
-            assert_eq!(rest[0] & 0xf0, 0xc0, "FIN and RSV1");
-            let (len, at) = match rest[1] & 0x7f {
-                126 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
-                127 => panic!("not expected here"),
+        while !wire.is_empty() {
+            let (len, at) = match wire[1] & 0x7f {
+                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
+                127 => {
+                    let mut n = [0u8; 8];
+                    n.copy_from_slice(&wire[2..10]);
+                    (u64::from_be_bytes(n) as usize, 10)
+                }
                 n => (n as usize, 2),
             };
-            let mask = &rest[at..at + 4];
-            let payload: Vec<u8> = rest[at + 4..at + 4 + len]
+            assert_eq!(wire[1] & 0x80, 0x80, "masked");
+            let mask = &wire[at..at + 4];
+            let payload = wire[at + 4..at + 4 + len]
                 .iter()
                 .enumerate()
                 .map(|(i, b)| b ^ mask[i % 4])
                 .collect();
-            let mut data = Vec::new();
-            peer.inflate
-                .inflate(&payload, true, None, &mut data)
-                .unwrap();
-            got.push(data);
-            rest = &rest[at + 4 + len..];
+            got.push((wire[0], payload));
+            wire = &wire[at + 4 + len..];
         }
         got
     }
@@ -1413,30 +1428,12 @@ mod tests {
         assert_eq!(task.acks, [1, 2, 3]);
     }
 
-    /// The frames of client frames `wire`: FIN, opcode, unmasked payload.
-    fn client_frames(mut wire: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
-        let mut got = Vec::new();
-        while !wire.is_empty() {
-            let (len, at) = match wire[1] & 0x7f {
-                126 => (u16::from_be_bytes([wire[2], wire[3]]) as usize, 4),
-                127 => {
-                    let mut n = [0u8; 8];
-                    n.copy_from_slice(&wire[2..10]);
-                    (u64::from_be_bytes(n) as usize, 10)
-                }
-                n => (n as usize, 2),
-            };
-            assert_eq!(wire[1] & 0x80, 0x80, "masked");
-            let mask = &wire[at..at + 4];
-            let payload = wire[at + 4..at + 4 + len]
-                .iter()
-                .enumerate()
-                .map(|(i, b)| b ^ mask[i % 4])
-                .collect();
-            got.push((wire[0] & 0x80 != 0, wire[0] & 0x0f, payload));
-            wire = &wire[at + 4 + len..];
-        }
-        got
+    /// The client frames in `wire`: FIN, opcode, unmasked payload.
+    fn client_frames(wire: &[u8]) -> Vec<(bool, u8, Vec<u8>)> {
+        client_frame_parts(wire)
+            .into_iter()
+            .map(|(first, payload)| (first & 0x80 != 0, first & 0x0f, payload))
+            .collect()
     }
 
     #[test]
@@ -1551,16 +1548,8 @@ mod tests {
             peer.read_exact(&mut wire).await.expect("the frame");
             wire
         };
-        let writing = std::future::poll_fn(|cx| {
-            let _ = task.as_mut().poll(cx);
-            if task.out.is_empty() && task.backlog.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        });
         let (wire, ()) = tokio::time::timeout(Duration::from_secs(5), async {
-            tokio::join!(reading, writing)
+            tokio::join!(reading, written_out(&mut task))
         })
         .await
         .expect("the frame is written and read");
@@ -1573,6 +1562,19 @@ mod tests {
             "the buffer is let go once written and nothing waits: {}",
             task.out.capacity()
         );
+    }
+
+    /// Runs `task` until it has written everything it was given.
+    async fn written_out(task: &mut Pin<Box<ConnectionTask>>) {
+        std::future::poll_fn(|cx| {
+            let _ = task.as_mut().poll(cx);
+            if task.out.is_empty() && task.backlog.is_empty() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// An open connection without compression over an in-memory pipe, and the pipe's
@@ -1636,15 +1638,7 @@ mod tests {
             accounted: 60_000,
             ack: 0,
         });
-        let written = std::future::poll_fn(|cx| {
-            let _ = task.as_mut().poll(cx);
-            if task.out.is_empty() && task.backlog.is_empty() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        });
-        tokio::time::timeout(Duration::from_secs(5), written)
+        tokio::time::timeout(Duration::from_secs(5), written_out(&mut task))
             .await
             .expect("the frame is written");
         assert!(
