@@ -7,6 +7,7 @@
 use crate::socket::compress::Inflater;
 use crate::socket::error::SocketError;
 use crate::socket::pool;
+use std::mem::MaybeUninit;
 
 /// Continuation frame.
 pub const OP_CONTINUATION: u8 = 0x0;
@@ -701,29 +702,70 @@ fn client_header(
     (head, n + 4)
 }
 
-/// Frames, in place, a payload that follows [`MAX_CLIENT_HEADER`] bytes of room in `buf`
-/// (as the owner copied it, see `pool::copy_with_room`): the header (no RSV bits) goes at
-/// the end of the room and the payload is masked where it is. Returns where the frame
-/// starts in `buf`, or `None` (and nothing changed) when `buf` is shorter than the room.
+/// Frames, in place, a payload that follows [`MAX_CLIENT_HEADER`] bytes of room in `buf`,
+/// already masked with `mask` (as the owner copied it, see `pool::copy_masked_with_room`):
+/// the header (no RSV bits) goes at the end of the room. Returns where the frame starts in
+/// `buf`, or `None` (and nothing changed) when `buf` is shorter than the room.
 pub(crate) fn frame_in_room(buf: &mut [u8], fin: bool, opcode: u8, mask: [u8; 4]) -> Option<usize> {
     let len = buf.len().checked_sub(MAX_CLIENT_HEADER)?;
     let (head, n) = client_header(fin, false, opcode, len, mask);
     let start = MAX_CLIENT_HEADER - n;
-    let (room, payload) = buf.split_at_mut(MAX_CLIENT_HEADER);
-    room[start..].copy_from_slice(&head[..n]);
-    mask_in_place(payload, mask, 0);
+    buf[start..MAX_CLIENT_HEADER].copy_from_slice(&head[..n]);
     Some(start)
 }
 
+/// From this many bytes, [`extend_masked`] masks while it copies (one pass); below, the
+/// setting up of that pass costs more than the second pass it saves.
+const MASK_WHILE_COPYING: usize = 512;
+
 /// Appends `data` XORed with `mask` (starting `offset` bytes into the mask) to `out`.
 ///
-/// A copy, then the mask applied in place a word at a time: both passes vectorise, and the
-/// second finds the bytes in cache. That is twice as fast as masking word by word into
-/// `out` (55 against 115 µs per MiB here), where each word's append checked the capacity.
+/// From [`MASK_WHILE_COPYING`] bytes, in one pass that reads `data` and writes the masked
+/// bytes: 38 against 51 µs per MiB here, and the bytes are not read back later, possibly
+/// from another core's cache. Shorter data is copied, then masked in place a word at a
+/// time (both passes vectorise, and the second finds the bytes in cache).
 pub fn extend_masked(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4], offset: usize) {
     let start = out.len();
-    out.extend_from_slice(data);
-    mask_in_place(&mut out[start..], mask, offset);
+    if data.len() < MASK_WHILE_COPYING {
+        out.extend_from_slice(data);
+        mask_in_place(&mut out[start..], mask, offset);
+        return;
+    }
+    out.reserve(data.len());
+    write_masked(
+        &mut out.spare_capacity_mut()[..data.len()],
+        data,
+        mask,
+        offset,
+    );
+    // SAFETY: `reserve` made room for `data.len()` more bytes, and `write_masked` wrote
+    // every one of them (`dst` and `src` are the same length).
+    unsafe { out.set_len(start + data.len()) };
+}
+
+/// Writes `src` XORed with `mask` (starting `offset` bytes into the mask) to `dst`, which
+/// is as long as `src`: 64 bytes at a time, which the compiler vectorises.
+fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: usize) {
+    debug_assert_eq!(dst.len(), src.len());
+    let mut m = [0u8; 64];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = mask[(offset + i) % 4];
+    }
+    let mut to = dst.chunks_exact_mut(64);
+    let mut from = src.chunks_exact(64);
+    for (d, s) in (&mut to).zip(&mut from) {
+        for i in 0..64 {
+            d[i].write(s[i] ^ m[i]);
+        }
+    }
+    for ((d, s), k) in to.into_remainder().iter_mut().zip(from.remainder()).zip(m) {
+        d.write(s ^ k);
+    }
+}
+
+/// Undoes [`extend_masked`] (or applies it) in place: XORs `buf` with `mask` from its start.
+pub(crate) fn unmask(buf: &mut [u8], mask: [u8; 4]) {
+    mask_in_place(buf, mask, 0);
 }
 
 /// XORs `buf` with `mask`, starting `offset` bytes into the mask.
@@ -1320,7 +1362,8 @@ mod tests {
     fn masks_byte_by_byte_at_every_length_and_offset() {
         let mask = [0x37, 0xfa, 0x21, 0x3d];
         let data: Vec<u8> = (0..70_003u32).map(|i| (i * 31 + 7) as u8).collect();
-        for len in (0..40).chain([4096, 70_003]) {
+        // Both ways of masking: copied then masked (short), masked while copied (from 512).
+        for len in (0..40).chain([511, 512, 513, 575, 576, 577, 4096, 70_003]) {
             for offset in 0..8 {
                 let mut out = vec![0xee; 3];
                 extend_masked(&mut out, &data[..len], mask, offset);
@@ -1341,7 +1384,7 @@ mod tests {
                 let mut expected = Vec::new();
                 encode(&mut expected, fin, opcode, &data[..len], mask);
                 let mut buf = vec![0xee; MAX_CLIENT_HEADER];
-                buf.extend_from_slice(&data[..len]);
+                extend_masked(&mut buf, &data[..len], mask, 0);
                 let start = frame_in_room(&mut buf, fin, opcode, mask).expect("room enough");
                 assert_eq!(&buf[start..], &expected[..], "length {len}");
                 assert!(
@@ -1365,6 +1408,8 @@ mod tests {
             &buf[6..MAX_CLIENT_HEADER],
             &[0x01, 0x80 | 126, 0x01, 0x2c, 0x37, 0xfa, 0x21, 0x3d]
         );
+        // The payload is left as it is: it was masked when copied.
+        assert_eq!(&buf[MAX_CLIENT_HEADER..], &data[..300]);
         // No room: nothing is framed, nothing changes.
         let mut short = vec![1u8; MAX_CLIENT_HEADER - 1];
         assert_eq!(frame_in_room(&mut short, true, OP_BINARY, mask), None);

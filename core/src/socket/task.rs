@@ -308,6 +308,22 @@ fn shut_down(fd: crate::io::SocketFd) {
 #[cfg(not(unix))]
 fn shut_down(_: crate::io::SocketFd) {}
 
+/// A [`Command::InPlace`] send, taken apart for `ConnectionTask::frame_in_place`.
+struct InPlaceSend {
+    /// Opcode.
+    opcode: u8,
+    /// Final fragment.
+    fin: bool,
+    /// The room, then the payload, masked with `mask`.
+    buf: Vec<u8>,
+    /// The frame's masking key.
+    mask: [u8; 4],
+    /// Bytes to report as written.
+    accounted: usize,
+    /// Callback id, 0 for none.
+    ack: u32,
+}
+
 impl ConnectionTask {
     pub(super) fn new(
         stream: IoStream,
@@ -715,12 +731,19 @@ impl ConnectionTask {
                     opcode,
                     fin,
                     buf,
+                    mask,
                     accounted,
                     ack,
                 } => {
-                    let buf = buf.into_inner();
-                    deflated +=
-                        self.frame_in_place(opcode, fin, buf, accounted, ack, closing, &mut broken);
+                    let send = InPlaceSend {
+                        opcode,
+                        fin,
+                        buf: buf.into_inner(),
+                        mask,
+                        accounted,
+                        ack,
+                    };
+                    deflated += self.frame_in_place(send, closing, &mut broken);
                     // A batch of its own: appending to its buffer would copy it again.
                     break;
                 }
@@ -850,19 +873,22 @@ impl ConnectionTask {
     /// Frames a [`Command::InPlace`] send in its own buffer, which then becomes `out` (it
     /// starts a batch, see `fill`): the send is not copied again. When the frame is a
     /// continuation of a compressed message after all, or cannot be framed (`closing`, a
-    /// compressor that failed), it goes as a [`Command::Frame`] would, from the payload.
-    /// Returns the payload bytes compressed.
-    #[allow(clippy::too_many_arguments)]
+    /// compressor that failed), its payload is unmasked and goes as a [`Command::Frame`]'s
+    /// would. Returns the payload bytes compressed.
     fn frame_in_place(
         &mut self,
-        opcode: u8,
-        fin: bool,
-        mut buf: Vec<u8>,
-        accounted: usize,
-        ack: u32,
+        send: InPlaceSend,
         closing: bool,
         broken: &mut Option<SocketError>,
     ) -> usize {
+        let InPlaceSend {
+            opcode,
+            fin,
+            mut buf,
+            mask,
+            accounted,
+            ack,
+        } = send;
         // The deflater's state moves on as for any data frame: a first frame decides that
         // its message is not compressed; a continuation follows its first frame.
         let compressed = match self.ext.as_deref_mut() {
@@ -872,7 +898,7 @@ impl ConnectionTask {
             _ => false,
         };
         if self.out.is_empty() && self.written == 0 && !compressed && !closing && broken.is_none() {
-            if let Some(start) = frame::frame_in_room(&mut buf, fin, opcode, rand::random()) {
+            if let Some(start) = frame::frame_in_room(&mut buf, fin, opcode, mask) {
                 pool::recycle(std::mem::replace(&mut self.out, buf));
                 self.written = start;
                 self.bytes += accounted;
@@ -881,6 +907,9 @@ impl ConnectionTask {
                 }
                 return 0;
             }
+        }
+        if let Some(payload) = buf.get_mut(frame::MAX_CLIENT_HEADER..) {
+            frame::unmask(payload, mask);
         }
         let frame = Outgoing::Frame {
             opcode,
@@ -1397,9 +1426,28 @@ mod tests {
                 2,
             ));
             assert_eq!(task.fill(), Some(100), "the first frame compressed");
-            task.out.clear();
+            let mut wire = std::mem::take(&mut task.out);
             assert_eq!(task.fill(), Some(100), "its continuation compressed too");
             assert_eq!(task.acks, [1, 2]);
+            // The continuation was copied masked: it is compressed from its own bytes.
+            wire.extend_from_slice(&task.out);
+            let parts = client_frame_parts(&wire);
+            assert_eq!(
+                parts
+                    .iter()
+                    .map(|(first, _)| first & 0xf0)
+                    .collect::<Vec<_>>(),
+                [0x40, 0x80],
+                "RSV1 on the first frame, FIN on the last"
+            );
+            let mut peer = PerMessage::new(&agreement(true));
+            let mut message = Vec::new();
+            for (k, (_, payload)) in parts.iter().enumerate() {
+                peer.inflate
+                    .inflate(payload, k == 1, None, &mut message)
+                    .unwrap();
+            }
+            assert_eq!(message, [&text(0)[..100], &text(1)[..100]].concat());
         }
         // After a compressed message, a message whose first frame went in place is not
         // compressed, even if a continuation asks for it (the deflater's state moved on).
