@@ -66,6 +66,9 @@ checkWs();
 
 const readyStates = ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'];
 const EMPTY_BUFFER = Buffer.alloc(0);
+// `send()`'s options when it is given none (read only).
+const TEXT_DEFAULTS = Object.freeze({ binary: false, compress: true, fin: true });
+const BINARY_DEFAULTS = Object.freeze({ binary: true, compress: true, fin: true });
 /**
  * `_extensions` of every socket that agreed none: one frozen object serves all (sockets
  * that agreed permessage-deflate share one per agreement, see lib/deflate.js).
@@ -176,6 +179,12 @@ class TransportShim extends EventEmitter {
  * this copy's microtask, which is all a socket needs.
  */
 let toFlush = [];
+
+// Settled once: `.then(flushPacked)` queues the flush as a plain microtask. (Node's
+// `queueMicrotask()` makes an `AsyncResource` and a bound function per call, a fifth of what
+// a tick of small sends costs on the JS thread; nothing in the flush can throw into it, as
+// send callbacks run on a later tick.)
+const SETTLED = Promise.resolve();
 
 
 /**
@@ -714,6 +723,9 @@ class RelayedWebSocket extends WebSocket {
         while (size < used + need) size *= 2;
         const grown = batchBuffer(Math.min(size, BATCH_LIMIT));
         packed.copy(grown, 0, 0, used);
+        // Copied out: the smaller buffer is free for the next tick (else a small one is
+        // made anew at every tick that outgrows it).
+        keepBatch(packed);
         packed = grown;
       } else {
         this._flush();
@@ -728,12 +740,19 @@ class RelayedWebSocket extends WebSocket {
     }
     let pos = this._packedLength;
     if (pos === 0) {
-      if (toFlush.length === 0) queueMicrotask(flushPacked);
+      if (toFlush.length === 0) SETTLED.then(flushPacked);
       toFlush.push(this);
     }
     packed[pos] = (fin ? 0x80 : 0) | (compress ? BATCH_COMPRESS : 0) | opcode;
-    packed.writeUInt32BE(length, pos + 1);
-    packed.writeUInt32BE(ack, pos + 5);
+    // Byte stores: `writeUInt32BE()` checks its arguments at every call.
+    packed[pos + 1] = length >>> 24;
+    packed[pos + 2] = length >>> 16;
+    packed[pos + 3] = length >>> 8;
+    packed[pos + 4] = length;
+    packed[pos + 5] = ack >>> 24;
+    packed[pos + 6] = ack >>> 16;
+    packed[pos + 7] = ack >>> 8;
+    packed[pos + 8] = ack;
     pos += BATCH_HEADER;
     if (length > 0) buf.copy(packed, pos);
     this._packedLength = pos + length;
@@ -786,14 +805,20 @@ class RelayedWebSocket extends WebSocket {
     }
     if (typeof options === 'function') {
       cb = options;
-      options = {};
+      options = undefined;
     }
     if (typeof data === 'number') data = data.toString();
     if (this.readyState !== WebSocket.OPEN) {
       sendAfterClose(this, data, cb);
       return;
     }
-    const opts = { binary: typeof data !== 'string', compress: true, fin: true, ...options };
+    // ws's defaults, which `options` overrides; without options, no object is made.
+    const opts =
+      options === undefined
+        ? typeof data === 'string'
+          ? TEXT_DEFAULTS
+          : BINARY_DEFAULTS
+        : { binary: typeof data !== 'string', compress: true, fin: true, ...options };
     const buf = typeof data === 'string' ? Buffer.from(data) : data ? toBuffer(data) : EMPTY_BUFFER;
     let opcode = OP_CONTINUATION;
     if (this._firstFragment) {
