@@ -107,6 +107,64 @@ test('a panic in a napi call, a connection task or a listener ends as an error o
   assert.equal(err.match(/test hook: a panic/g)?.length, 4, err.slice(0, 2000));
 });
 
+/**
+ * A native send that throws (as a panic in it would) while the end of a tick hands over the
+ * packed frames of two sockets: run in a child process, which reports how the error came out
+ * and what the other socket's peer got.
+ */
+const FLUSH_THROWS = String.raw`
+const hyco = require('hyco-ws-rs');
+const { native } = require(require('path').join(process.cwd(), 'lib/native-events'));
+const once = (emitter, event) => new Promise((resolve) => emitter.once(event, (...args) => resolve(args)));
+process.on('unhandledRejection', (err) => console.log('unhandledRejection', err.message));
+process.on('uncaughtException', (err) => console.log('uncaughtException', err.message));
+(async () => {
+  const relay = await hyco.startLocalRelay();
+  const send = hyco.createRelaySendUri(relay.namespace, 'hc');
+  const listen = hyco.createRelayListenUri(relay.namespace, 'hc');
+  const token = (uri) => hyco.createRelayToken(uri, relay.keyName, relay.key);
+  const server = new hyco.RelayedServer({ server: listen, token: token(listen) });
+  const got = [];
+  server.on('connection', (socket) => socket.on('message', (data) => got.push(String(data))));
+  await once(server, 'listening');
+  const a = hyco.relayedConnect(send, token(send));
+  const b = hyco.relayedConnect(send, token(send));
+  await Promise.all([once(a, 'open'), once(b, 'open')]);
+  const real = native.socketSendBatch;
+  let thrown = 0;
+  native.socketSendBatch = function (id, ...rest) {
+    if (id === a._id && thrown++ === 0) throw new Error('a native failure');
+    return real.call(this, id, ...rest);
+  };
+  a.send('from a');
+  b.send('from b');
+  while (got.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+  console.log('received', got.join(','));
+  native.socketSendBatch = real;
+  a.close();
+  b.close();
+  await Promise.all([once(a, 'close'), once(b, 'close')]);
+  await new Promise((resolve) => server.close(resolve));
+  await relay.close();
+  console.log('done');
+})();
+`;
+
+test("a native send that throws at the end of a tick: the tick's other sockets are flushed, the error is an uncaught exception", async () => {
+  const child = spawn(process.execPath, ['-e', FLUSH_THROWS], { cwd: root });
+  let out = '';
+  let err = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
+  child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
+  const [code] = await withTimeout(
+    new Promise((resolve) => child.on('close', (c, s) => resolve([c, s]))),
+    30_000,
+    () => `the scenario to end:\n${out}\n${err.slice(0, 2000)}`
+  ).finally(() => child.kill('SIGKILL'));
+  assert.equal(code, 0, `${out}\n${err.slice(0, 2000)}`);
+  assert.deepEqual(out.trim().split('\n'), ['uncaughtException a native failure', 'received from b', 'done']);
+});
+
 test('without HYCO_WS_RS_TEST_HOOKS=1 the hook does nothing', async () => {
   const child = spawn(
     process.execPath,

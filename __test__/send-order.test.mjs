@@ -267,3 +267,90 @@ describe('both ends hyco-ws-rs', () => {
     });
   });
 });
+
+describe('small sends packed in one tick', () => {
+  test('sockets that each outgrow their packing buffer in the same tick: every message arrives whole', async () => {
+    await withListener({}, async ({ open }) => {
+      const pairs = [];
+      for (let k = 0; k < 3; k++) pairs.push(await open());
+      const got = pairs.map(({ peer }) => {
+        const list = [];
+        peer.on('message', (data) => list.push(Buffer.from(data)));
+        return list;
+      });
+      // Each socket's tick packs more than the first packing buffer (1 KiB) holds, then more
+      // than the one it grew to, its sends interleaved with the other sockets': a buffer
+      // kept for reuse while a socket still packs into it would show as foreign bytes.
+      const sent = pairs.map(() => []);
+      for (let tick = 0; tick < 3; tick++) {
+        for (let i = 0; i < 150; i++) {
+          pairs.forEach(({ S }, k) => {
+            const size = 4 + ((i * 37 + k * 11 + tick) % 120);
+            const msg = Buffer.alloc(size, (k * 50 + i + tick) & 0xff);
+            msg.writeUInt32BE(tick * 1000 + i, 0);
+            sent[k].push(msg);
+            S.send(msg);
+          });
+        }
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      for (let k = 0; k < pairs.length; k++) {
+        await waitUntil(() => got[k].length >= sent[k].length, STEP_MS, () => `socket ${k}'s ${sent[k].length} messages (${got[k].length})`);
+        assert.deepEqual(got[k], sent[k], `socket ${k}`);
+      }
+    });
+  });
+
+  test('callback ids past 2^24 and the wrap after 2^31 - 1 keep their callbacks, in order', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S } = await open();
+      // 2^24 sends would take minutes: the id counter is set where the ids need all four of
+      // their bytes, then where it wraps (a packed frame carries its id as a u32).
+      for (const start of [0xfffffe, 0x7ffffffe]) {
+        S._nextAck = start;
+        const order = [];
+        await withTimeout(
+          new Promise((resolve, reject) => {
+            for (let i = 0; i < 4; i++) {
+              S.send(Buffer.from([i]), (err) => {
+                if (err) reject(err);
+                order.push(i);
+                if (order.length === 4) resolve();
+              });
+            }
+          }),
+          STEP_MS,
+          `the callbacks from id ${start}`
+        );
+        assert.deepEqual(order, [0, 1, 2, 3], `from id ${start}`);
+      }
+    });
+  });
+
+  test("send()'s options: none, undefined, null, a callback in their place, or an object, as ws", async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      const got = [];
+      peer.on('message', (data, isBinary) => got.push([String(data), isBinary]));
+      const calls = [];
+      S.send('text, no options');
+      S.send(Buffer.from('binary, no options'));
+      S.send(Buffer.from('binary, undefined'), undefined, () => calls.push('undefined'));
+      S.send('text, null', null);
+      S.send('text, callback', () => calls.push('callback'));
+      S.send(Buffer.from('as text'), { binary: false });
+      S.send('as binary', { binary: true }, () => calls.push('object'));
+      await waitUntil(() => got.length >= 7 && calls.length >= 3, STEP_MS, () => `7 messages (${got.length}) and 3 callbacks (${calls.length})`);
+      assert.deepEqual(got, [
+        ['text, no options', false],
+        ['binary, no options', true],
+        ['binary, undefined', true],
+        ['text, null', false],
+        ['text, callback', false],
+        ['as text', false],
+        ['as binary', true]
+      ]);
+      assert.deepEqual(calls, ['undefined', 'callback', 'object']);
+    });
+  });
+});

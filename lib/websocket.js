@@ -137,8 +137,8 @@ function batchBuffer(size) {
 }
 
 /**
- * Takes back a packing buffer whose frames the native side has copied, for any socket's
- * next sends: a small one among the few kept, a larger one as the spare (the larger of the
+ * Takes back a packing buffer whose frames the native side (or a larger packing buffer) has
+ * copied, for any socket's next sends: a small one among the few kept, a larger one as the spare (the larger of the
  * two is kept).
  *
  * @param {Buffer} buf The buffer
@@ -182,20 +182,40 @@ let toFlush = [];
 
 // Settled once: `.then(flushPacked)` queues the flush as a plain microtask. (Node's
 // `queueMicrotask()` makes an `AsyncResource` and a bound function per call, a fifth of what
-// a tick of small sends costs on the JS thread; nothing in the flush can throw into it, as
-// send callbacks run on a later tick.)
+// a tick of small sends costs on the JS thread.)
 const SETTLED = Promise.resolve();
 
+/**
+ * Rethrows `err` on the next tick, as an uncaught exception.
+ *
+ * @param {Error} err The error
+ * @private
+ */
+function rethrowLater(err) {
+  process.nextTick(() => {
+    throw err;
+  });
+}
 
 /**
  * Hands every socket's packed frames to the native side (one microtask for all of them).
+ * Send callbacks run on a later tick, so only the native call could throw (a panic turned
+ * into an exception): the other sockets are flushed all the same, and the error is thrown
+ * outside the microtask (where it would be an unhandled rejection, which an application may
+ * silence).
  *
  * @private
  */
 function flushPacked() {
   const sockets = toFlush;
   toFlush = [];
-  for (const ws of sockets) ws._flush();
+  for (const ws of sockets) {
+    try {
+      ws._flush();
+    } catch (err) {
+      rethrowLater(err);
+    }
+  }
 }
 
 /**

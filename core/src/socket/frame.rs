@@ -746,7 +746,8 @@ pub fn extend_masked(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4], offset: usiz
 /// Writes `src` XORed with `mask` (starting `offset` bytes into the mask) to `dst`, which
 /// is as long as `src`: 64 bytes at a time, which the compiler vectorises.
 fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: usize) {
-    debug_assert_eq!(dst.len(), src.len());
+    // `extend_masked`'s `set_len` relies on every byte of `dst` being written.
+    assert_eq!(dst.len(), src.len());
     let mut m = [0u8; 64];
     for (i, b) in m.iter_mut().enumerate() {
         *b = mask[(offset + i) % 4];

@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 /// Buffers smaller than this are not pooled (the allocator handles them well).
 const MIN_POOLED: usize = 64 * 1024;
-/// Largest buffer kept: 8 MiB, and room for a frame's header (see `copy_with_room`).
+/// Largest buffer kept: 8 MiB, and room for a frame's header (see `copy_masked_with_room`).
 const MAX_POOLED: usize = 8 * 1024 * 1024 + crate::socket::frame::MAX_CLIENT_HEADER;
 /// Most bytes kept in the pool.
 const MAX_TOTAL: usize = 32 * 1024 * 1024;

@@ -908,8 +908,11 @@ impl ConnectionTask {
                 return 0;
             }
         }
-        if let Some(payload) = buf.get_mut(frame::MAX_CLIENT_HEADER..) {
-            frame::unmask(payload, mask);
+        // Framed from its bytes after all (or failed, when closing or broken: then unread).
+        if !closing && broken.is_none() {
+            if let Some(payload) = buf.get_mut(frame::MAX_CLIENT_HEADER..) {
+                frame::unmask(payload, mask);
+            }
         }
         let frame = Outgoing::Frame {
             opcode,
