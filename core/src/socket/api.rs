@@ -61,7 +61,7 @@ impl Default for SocketOptions {
 pub const IN_PLACE_MIN: usize = 256 * 1024;
 
 /// A [`Command::InPlace`] send's buffer: [`frame::MAX_CLIENT_HEADER`] bytes of room, then
-/// the masked payload. Made only by [`Command::frame`], so the room is always there.
+/// the payload. Made only by [`Command::frame`], so the room is always there.
 ///
 /// [`frame::MAX_CLIENT_HEADER`]: crate::socket::frame::MAX_CLIENT_HEADER
 #[derive(Debug)]
@@ -101,19 +101,17 @@ pub enum Command {
         ack: u32,
     },
     /// Send a large frame that is not compressed, as [`Command::Frame`] does, from a buffer
-    /// that holds its payload, already masked, after room for the header (see
-    /// [`Command::frame`]): the connection writes the header into the room and writes that
-    /// buffer itself, in a write of its own, so that a large send is copied and masked once
-    /// (by the owner, in one pass) rather than copied twice and masked.
+    /// that holds its payload after room for the header (see [`Command::frame`]): the
+    /// connection writes the header into the room, masks the payload where it is and writes
+    /// that buffer itself, in a write of its own, so that a large send is copied once (by
+    /// the owner) rather than twice.
     InPlace {
         /// Opcode.
         opcode: u8,
         /// Final fragment.
         fin: bool,
-        /// The room, then the payload, masked with `mask`.
+        /// The room, then the payload, unmasked.
         buf: WithRoom,
-        /// The frame's masking key.
-        mask: [u8; 4],
         /// Bytes to report as written.
         accounted: usize,
         /// Callback id, 0 for none.
@@ -169,16 +167,13 @@ impl Command {
         accounted: usize,
         ack: u32,
     ) -> Command {
-        let mask = rand::random();
         Command::InPlace {
             opcode,
             fin,
-            buf: WithRoom(crate::socket::pool::copy_masked_with_room(
+            buf: WithRoom(crate::socket::pool::copy_with_room(
                 crate::socket::frame::MAX_CLIENT_HEADER,
                 payload,
-                mask,
             )),
-            mask,
             accounted,
             ack,
         }

@@ -702,15 +702,17 @@ fn client_header(
     (head, n + 4)
 }
 
-/// Frames, in place, a payload that follows [`MAX_CLIENT_HEADER`] bytes of room in `buf`,
-/// already masked with `mask` (as the owner copied it, see `pool::copy_masked_with_room`):
-/// the header (no RSV bits) goes at the end of the room. Returns where the frame starts in
-/// `buf`, or `None` (and nothing changed) when `buf` is shorter than the room.
+/// Frames, in place, a payload that follows [`MAX_CLIENT_HEADER`] bytes of room in `buf`
+/// (as the owner copied it, see `pool::copy_with_room`): the header (no RSV bits) goes at
+/// the end of the room and the payload is masked where it is. Returns where the frame
+/// starts in `buf`, or `None` (and nothing changed) when `buf` is shorter than the room.
 pub(crate) fn frame_in_room(buf: &mut [u8], fin: bool, opcode: u8, mask: [u8; 4]) -> Option<usize> {
     let len = buf.len().checked_sub(MAX_CLIENT_HEADER)?;
     let (head, n) = client_header(fin, false, opcode, len, mask);
     let start = MAX_CLIENT_HEADER - n;
-    buf[start..MAX_CLIENT_HEADER].copy_from_slice(&head[..n]);
+    let (room, payload) = buf.split_at_mut(MAX_CLIENT_HEADER);
+    room[start..].copy_from_slice(&head[..n]);
+    mask_in_place(payload, mask, 0);
     Some(start)
 }
 
@@ -762,11 +764,6 @@ fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: 
     for ((d, s), k) in to.into_remainder().iter_mut().zip(from.remainder()).zip(m) {
         d.write(s ^ k);
     }
-}
-
-/// Undoes [`extend_masked`] (or applies it) in place: XORs `buf` with `mask` from its start.
-pub(crate) fn unmask(buf: &mut [u8], mask: [u8; 4]) {
-    mask_in_place(buf, mask, 0);
 }
 
 /// XORs `buf` with `mask`, starting `offset` bytes into the mask.
@@ -1385,7 +1382,7 @@ mod tests {
                 let mut expected = Vec::new();
                 encode(&mut expected, fin, opcode, &data[..len], mask);
                 let mut buf = vec![0xee; MAX_CLIENT_HEADER];
-                extend_masked(&mut buf, &data[..len], mask, 0);
+                buf.extend_from_slice(&data[..len]);
                 let start = frame_in_room(&mut buf, fin, opcode, mask).expect("room enough");
                 assert_eq!(&buf[start..], &expected[..], "length {len}");
                 assert!(
@@ -1409,8 +1406,6 @@ mod tests {
             &buf[6..MAX_CLIENT_HEADER],
             &[0x01, 0x80 | 126, 0x01, 0x2c, 0x37, 0xfa, 0x21, 0x3d]
         );
-        // The payload is left as it is: it was masked when copied.
-        assert_eq!(&buf[MAX_CLIENT_HEADER..], &data[..300]);
         // No room: nothing is framed, nothing changes.
         let mut short = vec![1u8; MAX_CLIENT_HEADER - 1];
         assert_eq!(frame_in_room(&mut short, true, OP_BINARY, mask), None);

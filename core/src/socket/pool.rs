@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 /// Buffers smaller than this are not pooled (the allocator handles them well).
 const MIN_POOLED: usize = 64 * 1024;
-/// Largest buffer kept: 8 MiB, and room for a frame's header (see `copy_masked_with_room`).
+/// Largest buffer kept: 8 MiB, and room for a frame's header (see `copy_with_room`).
 const MAX_POOLED: usize = 8 * 1024 * 1024 + crate::socket::frame::MAX_CLIENT_HEADER;
 /// Most bytes kept in the pool.
 const MAX_TOTAL: usize = 32 * 1024 * 1024;
@@ -100,13 +100,14 @@ pub fn copy_of(data: &[u8]) -> Vec<u8> {
     }
 }
 
-/// `room` zero bytes then `data` masked with `mask`, in a pooled buffer when it is large: a
-/// send the connection frames in place (its header goes into the room, see
-/// `frame::frame_in_room`), so that the bytes are copied and masked once, here, in one pass.
-pub fn copy_masked_with_room(room: usize, data: &[u8], mask: [u8; 4]) -> Vec<u8> {
+/// `room` zero bytes then a copy of `data`, in a pooled buffer when it is large: a send the
+/// connection frames in place (its header goes into the room, see
+/// `frame::frame_in_room`), so that the bytes are copied once, here, and not again when
+/// framed.
+pub fn copy_with_room(room: usize, data: &[u8]) -> Vec<u8> {
     let mut buf = with_capacity(room + data.len());
     buf.resize(room, 0);
-    crate::socket::frame::extend_masked(&mut buf, data, mask, 0);
+    buf.extend_from_slice(data);
     buf
 }
 
@@ -293,10 +294,8 @@ mod tests {
         recycle(a);
         let b = copy_of(&data[..2_900_000]);
         assert_eq!(b, data[..2_900_000]);
-        let mask = [1, 2, 4, 8];
-        let c = copy_masked_with_room(14, &data[..100_000], mask);
-        let masked: Vec<u8> = (0..100_000).map(|i| 7 ^ mask[i % 4]).collect();
-        assert_eq!((&c[..14], &c[14..]), (&[0u8; 14][..], &masked[..]));
+        let c = copy_with_room(14, &data[..100_000]);
+        assert_eq!((&c[..14], &c[14..]), (&[0u8; 14][..], &data[..100_000]));
         let d = for_message(1_000_001);
         assert!(d.is_empty() && d.capacity() >= 1_000_001);
         assert_eq!(copy_of(b"small"), b"small");

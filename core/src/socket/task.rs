@@ -314,10 +314,8 @@ struct InPlaceSend {
     opcode: u8,
     /// Final fragment.
     fin: bool,
-    /// The room, then the payload, masked with `mask`.
+    /// The room, then the payload, unmasked.
     buf: Vec<u8>,
-    /// The frame's masking key.
-    mask: [u8; 4],
     /// Bytes to report as written.
     accounted: usize,
     /// Callback id, 0 for none.
@@ -731,7 +729,6 @@ impl ConnectionTask {
                     opcode,
                     fin,
                     buf,
-                    mask,
                     accounted,
                     ack,
                 } => {
@@ -739,7 +736,6 @@ impl ConnectionTask {
                         opcode,
                         fin,
                         buf: buf.into_inner(),
-                        mask,
                         accounted,
                         ack,
                     };
@@ -873,8 +869,8 @@ impl ConnectionTask {
     /// Frames a [`Command::InPlace`] send in its own buffer, which then becomes `out` (it
     /// starts a batch, see `fill`): the send is not copied again. When the frame is a
     /// continuation of a compressed message after all, or cannot be framed (`closing`, a
-    /// compressor that failed), its payload is unmasked and goes as a [`Command::Frame`]'s
-    /// would. Returns the payload bytes compressed.
+    /// compressor that failed), it goes as a [`Command::Frame`] would, from the payload.
+    /// Returns the payload bytes compressed.
     fn frame_in_place(
         &mut self,
         send: InPlaceSend,
@@ -885,7 +881,6 @@ impl ConnectionTask {
             opcode,
             fin,
             mut buf,
-            mask,
             accounted,
             ack,
         } = send;
@@ -898,7 +893,7 @@ impl ConnectionTask {
             _ => false,
         };
         if self.out.is_empty() && self.written == 0 && !compressed && !closing && broken.is_none() {
-            if let Some(start) = frame::frame_in_room(&mut buf, fin, opcode, mask) {
+            if let Some(start) = frame::frame_in_room(&mut buf, fin, opcode, rand::random()) {
                 pool::recycle(std::mem::replace(&mut self.out, buf));
                 self.written = start;
                 self.bytes += accounted;
@@ -906,12 +901,6 @@ impl ConnectionTask {
                     self.acks.push(ack);
                 }
                 return 0;
-            }
-        }
-        // Framed from its bytes after all (or failed, when closing or broken: then unread).
-        if !closing && broken.is_none() {
-            if let Some(payload) = buf.get_mut(frame::MAX_CLIENT_HEADER..) {
-                frame::unmask(payload, mask);
             }
         }
         let frame = Outgoing::Frame {
@@ -1432,7 +1421,7 @@ mod tests {
             let mut wire = std::mem::take(&mut task.out);
             assert_eq!(task.fill(), Some(100), "its continuation compressed too");
             assert_eq!(task.acks, [1, 2]);
-            // The continuation was copied masked: it is compressed from its own bytes.
+            // The continuation is compressed from its own bytes, not its buffer's room.
             wire.extend_from_slice(&task.out);
             let parts = client_frame_parts(&wire);
             assert_eq!(
