@@ -136,21 +136,26 @@ process.on('uncaughtException', (err) => console.log('uncaughtException', err.me
     if (id === a._id && thrown++ === 0) throw new Error('a native failure');
     return real.call(this, id, ...rest);
   };
-  a.send('from a');
+  if (native.socketSendBatch === real) throw new Error('the addon export could not be replaced');
+  const aClosed = once(a, 'close');
+  a.send('from a', (err) => console.log('a callback:', err && err.message));
   b.send('from b');
+  // The failing socket drops what it could not send from bufferedAmount, and ends.
+  await new Promise((resolve) => setImmediate(resolve));
+  console.log('a bufferedAmount', a.bufferedAmount);
+  const [code] = await aClosed;
   while (got.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
-  console.log('received', got.join(','));
+  console.log('a closed', code, 'received', got.join(','));
   native.socketSendBatch = real;
-  a.close();
   b.close();
-  await Promise.all([once(a, 'close'), once(b, 'close')]);
+  await once(b, 'close');
   await new Promise((resolve) => server.close(resolve));
   await relay.close();
   console.log('done');
 })();
 `;
 
-test("a native send that throws at the end of a tick: the tick's other sockets are flushed, the error is an uncaught exception", async () => {
+test("a native send that throws at the end of a tick: its callbacks fail, its socket ends, the tick's other sockets are flushed, the error is an uncaught exception", async () => {
   const child = spawn(process.execPath, ['-e', FLUSH_THROWS], { cwd: root });
   let out = '';
   let err = '';
@@ -158,11 +163,17 @@ test("a native send that throws at the end of a tick: the tick's other sockets a
   child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
   const [code] = await withTimeout(
     new Promise((resolve) => child.on('close', (c, s) => resolve([c, s]))),
-    30_000,
+    60_000,
     () => `the scenario to end:\n${out}\n${err.slice(0, 2000)}`
   ).finally(() => child.kill('SIGKILL'));
   assert.equal(code, 0, `${out}\n${err.slice(0, 2000)}`);
-  assert.deepEqual(out.trim().split('\n'), ['uncaughtException a native failure', 'received from b', 'done']);
+  assert.deepEqual(out.trim().split('\n'), [
+    'a callback: WebSocket is not open: readyState 2 (CLOSING)',
+    'uncaughtException a native failure',
+    'a bufferedAmount 0',
+    'a closed 1006 received from b',
+    'done'
+  ]);
 });
 
 test('without HYCO_WS_RS_TEST_HOOKS=1 the hook does nothing', async () => {

@@ -323,6 +323,8 @@ describe('small sends packed in one tick', () => {
           `the callbacks from id ${start}`
         );
         assert.deepEqual(order, [0, 1, 2, 3], `from id ${start}`);
+        // The counter is the one sends use (a renamed field would leave ids 1 to 4 tested).
+        assert.equal(S._nextAck, start === 0x7ffffffe ? 3 : start + 4, `after id ${start}`);
       }
     });
   });

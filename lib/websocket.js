@@ -134,8 +134,8 @@ function batchBuffer(size) {
 }
 
 /**
- * Takes back a packing buffer whose frames the native side (or a larger packing buffer) has
- * copied, for any socket's next sends: a small one among the few kept, a larger one as the spare (the larger of the
+ * Takes back a packing buffer whose frames the native side (or a larger packing buffer)
+ * has copied, for any socket's next sends: a small one among the few kept, a larger one as the spare (the larger of the
  * two is kept).
  *
  * @param {Buffer} buf The buffer
@@ -796,9 +796,23 @@ class RelayedWebSocket extends WebSocket {
     // connection's thread (a lone message costs no thread hop). Only then: a send reported
     // here, before an earlier one's written event, would complete callbacks out of order.
     const direct = this._bufferedAmount === bytes;
-    if (this._id !== 0 && native.socketSendBatch(this._id, packed.subarray(0, length), direct) === 1) {
-      this._written(bytes, acks === 0 ? null : packedAcks(packed, length), null);
+    let written;
+    try {
+      written = this._id !== 0 && native.socketSendBatch(this._id, packed.subarray(0, length), direct) === 1;
+    } catch (err) {
+      // The native call failed (a panic turned into an exception): these frames are lost.
+      // Their callbacks fail and `bufferedAmount` drops them, as for frames a closing socket
+      // could not write, and the socket ends rather than go on with a gap in its stream.
+      this._packed = null;
+      this._written(bytes, null, acks === 0 ? null : packedAcks(packed, length));
+      try {
+        this.terminate();
+      } catch {
+        // The error thrown below says what went wrong.
+      }
+      throw err;
     }
+    if (written) this._written(bytes, acks === 0 ? null : packedAcks(packed, length), null);
     // The native side copied the frames (and callbacks run on a later tick, so nothing
     // packs into it meanwhile): the buffer goes back for any socket's next tick, so that an
     // idle socket pins none.
@@ -830,7 +844,7 @@ class RelayedWebSocket extends WebSocket {
       return;
     }
     // ws's defaults, which `options` overrides. (Shared frozen defaults for a send without
-    // options made the loads below see two shapes: 64 B sends cost 10-20 % more.)
+    // options made the loads below see two shapes: 64 B sends cost about a tenth more.)
     const opts = { binary: typeof data !== 'string', compress: true, fin: true, ...options };
     const buf = typeof data === 'string' ? Buffer.from(data) : data ? toBuffer(data) : EMPTY_BUFFER;
     let opcode = OP_CONTINUATION;

@@ -107,13 +107,17 @@ export function makeCertificate(subjectAltName) {
  * @template T
  * @param {Promise<T>} promise What to wait for.
  * @param {number} ms How long to wait.
- * @param {string} what What is awaited, for the failure message.
+ * @param {string | (() => string)} what What is awaited, for the failure message (a function
+ *   is called at failure time, to report the last state).
  * @returns {Promise<T>} The promise's value, or a rejection naming `what` after `ms`.
  */
 export function withTimeout(promise, ms, what) {
   let timer;
   const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+    timer = setTimeout(() => {
+      const said = typeof what === 'function' ? what() : what;
+      reject(new Error(`timed out after ${ms} ms waiting for ${said}`));
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
