@@ -135,8 +135,8 @@ function batchBuffer(size) {
 
 /**
  * Takes back a packing buffer whose frames the native side (or a larger packing buffer)
- * has copied, for any socket's next sends: a small one among the few kept, a larger one as the spare (the larger of the
- * two is kept).
+ * has copied, for any socket's next sends: a small one among the few kept, a larger one as
+ * the spare (the larger of the two is kept).
  *
  * @param {Buffer} buf The buffer
  * @private
