@@ -77,11 +77,16 @@ const once = (emitter, event) => new Promise((resolve) => emitter.once(event, (.
 });
 `;
 
-test('a panic in a napi call, a connection task or a listener ends as an error on that object; the process goes on and exits by itself', async () => {
-  const child = spawn(process.execPath, ['-e', SCENARIO], {
-    cwd: root,
-    env: { ...process.env, HYCO_WS_RS_TEST_HOOKS: '1', RUST_BACKTRACE: '0' }
-  });
+/**
+ * Runs `script` in a child Node process (cwd: the package) and waits, at most a minute, for it
+ * to end.
+ *
+ * @param {string} script The script, for `node -e`.
+ * @param {NodeJS.ProcessEnv} [env] Its environment (default: this process's).
+ * @returns {Promise<{ code: number | null, signal: string | null, out: string, err: string }>}
+ */
+async function runScenario(script, env = process.env) {
+  const child = spawn(process.execPath, ['-e', script], { cwd: root, env });
   let out = '';
   let err = '';
   child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
@@ -91,6 +96,15 @@ test('a panic in a napi call, a connection task or a listener ends as an error o
     60_000,
     () => `the scenario to end:\n${out}\n${err.slice(0, 2000)}`
   ).finally(() => child.kill('SIGKILL'));
+  return { code, signal, out, err };
+}
+
+test('a panic in a napi call, a connection task or a listener ends as an error on that object; the process goes on and exits by itself', async () => {
+  const { code, signal, out, err } = await runScenario(SCENARIO, {
+    ...process.env,
+    HYCO_WS_RS_TEST_HOOKS: '1',
+    RUST_BACKTRACE: '0'
+  });
   assert.equal(signal, null, `no abort:\n${out}\n${err.slice(0, 2000)}`);
   assert.equal(code, 0, `${out}\n${err.slice(0, 2000)}`);
   assert.deepEqual(out.trim().split('\n'), [
@@ -156,16 +170,7 @@ process.on('uncaughtException', (err) => console.log('uncaughtException', err.me
 `;
 
 test("a native send that throws at the end of a tick: its callbacks fail, its socket ends, the tick's other sockets are flushed, the error is an uncaught exception", async () => {
-  const child = spawn(process.execPath, ['-e', FLUSH_THROWS], { cwd: root });
-  let out = '';
-  let err = '';
-  child.stdout.setEncoding('utf8').on('data', (d) => (out += d));
-  child.stderr.setEncoding('utf8').on('data', (d) => (err += d));
-  const [code] = await withTimeout(
-    new Promise((resolve) => child.on('close', (c, s) => resolve([c, s]))),
-    60_000,
-    () => `the scenario to end:\n${out}\n${err.slice(0, 2000)}`
-  ).finally(() => child.kill('SIGKILL'));
+  const { code, out, err } = await runScenario(FLUSH_THROWS);
   assert.equal(code, 0, `${out}\n${err.slice(0, 2000)}`);
   assert.deepEqual(out.trim().split('\n'), [
     'a callback: WebSocket is not open: readyState 2 (CLOSING)',
