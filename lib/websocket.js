@@ -183,18 +183,6 @@ let toFlush = [];
 const SETTLED = Promise.resolve();
 
 /**
- * Rethrows `err` on the next tick, as an uncaught exception.
- *
- * @param {Error} err The error
- * @private
- */
-function rethrowLater(err) {
-  process.nextTick(() => {
-    throw err;
-  });
-}
-
-/**
  * Hands every socket's packed frames to the native side (one microtask for all of them).
  * Send callbacks run on a later tick, so only the native call could throw (a panic turned
  * into an exception): the other sockets are flushed all the same, and the error is thrown
@@ -210,7 +198,7 @@ function flushPacked() {
     try {
       ws._flush();
     } catch (err) {
-      rethrowLater(err);
+      process.nextTick(rethrow, err);
     }
   }
 }
@@ -1006,7 +994,8 @@ class RelayedWebSocket extends WebSocket {
 }
 
 /**
- * Rethrows `err` (from a listener) outside the native callback.
+ * Rethrows `err` (from a listener, or a native call in the end-of-tick flush) outside the
+ * native callback or the microtask.
  *
  * @param {Error} err The error
  * @private
