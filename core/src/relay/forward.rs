@@ -280,7 +280,14 @@ async fn forward<R, W>(
                 break;
             }
         };
-        let write = writer.write_all(&out).await;
+        // Flushed as well: a TLS stream (tokio-rustls) takes the bytes into its buffer and
+        // says they are written even when the socket could not take them, and only a later
+        // write or a flush sends them. Without the flush, the last frame before a pause (a
+        // close, a final message) could wait there for as long as the other side is quiet.
+        let write = match writer.write_all(&out).await {
+            Ok(()) => writer.flush().await,
+            Err(e) => Err(e),
+        };
         out.clear();
         input.copy_within(consumed..filled, 0);
         filled -= consumed;
@@ -346,6 +353,7 @@ pub async fn relay<A, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::relay::buffering_stream::{until, Buffered, BufferingStream};
 
     fn masked(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
         let mut f = vec![b0];
@@ -451,5 +459,37 @@ mod tests {
         assert!(rw.close_seen);
         assert_eq!(out, vec![0x88, 2, 0x03, 0xe8]);
         assert_eq!(close_frame(1002, "x"), vec![0x88, 3, 0x03, 0xea, b'x']);
+    }
+
+    #[tokio::test]
+    async fn the_last_frame_reaches_a_buffering_stream_once_it_is_writable() {
+        let state = Arc::new(std::sync::Mutex::new(Buffered::default()));
+        let (mut client, a) = tokio::io::duplex(1 << 16);
+        let how = Relaying {
+            buffer_bytes: 1 << 16,
+            rsv1: false,
+        };
+        let b = BufferingStream(state.clone());
+        let task = tokio::spawn(relay(a, vec![], b, vec![], how, Default::default()));
+        // The last frame for a while (then a close, which the peer waits for).
+        client
+            .write_all(&masked(0x82, b"last", [1, 2, 3, 4]))
+            .await
+            .unwrap();
+        client
+            .write_all(&masked(0x88, &4002u16.to_be_bytes(), [5, 6, 7, 8]))
+            .await
+            .unwrap();
+        until(&state, |b| b.pending.len() == 10).await;
+        // The socket becomes writable; nothing else happens on either side.
+        Buffered::make_writable(&state)
+            .expect("the relay waits for the socket")
+            .wake();
+        until(&state, |b| b.sent.len() == 10).await;
+        assert_eq!(
+            state.lock().unwrap().sent,
+            [&[0x82, 4][..], b"last", &[0x88, 2, 0x0f, 0xa2]].concat()
+        );
+        task.abort();
     }
 }

@@ -292,24 +292,27 @@ impl BodyReader {
     }
 }
 
-/// Writes one piece of a response body in `framing`.
+/// Writes one piece of a response body in `framing`, and flushes it: over TLS, a write may
+/// leave the bytes in the stream's buffer until a later write, and a streamed body's next
+/// piece may be a long time coming.
 pub async fn write_piece<W: AsyncWrite + Unpin>(
     w: &mut W,
     framing: Framing,
     data: &[u8],
 ) -> std::io::Result<()> {
     match framing {
-        Framing::Bodiless => Ok(()),
-        Framing::Length(_) | Framing::UntilClose => w.write_all(data).await,
-        Framing::Chunked if data.is_empty() => Ok(()),
+        Framing::Bodiless => return Ok(()),
+        Framing::Length(_) | Framing::UntilClose => w.write_all(data).await?,
+        Framing::Chunked if data.is_empty() => return Ok(()),
         Framing::Chunked => {
             let mut out = Vec::with_capacity(data.len() + 12);
             out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
             out.extend_from_slice(data);
             out.extend_from_slice(b"\r\n");
-            w.write_all(&out).await
+            w.write_all(&out).await?
         }
     }
+    w.flush().await
 }
 
 /// Ends a response body in `framing` (the last chunk of a chunked one) and flushes.
@@ -447,5 +450,27 @@ mod tests {
             .unwrap();
         finish(&mut out, Framing::Length(2)).await.unwrap();
         assert_eq!(out, b"hi");
+    }
+
+    #[tokio::test]
+    async fn a_piece_reaches_a_buffering_stream_once_it_is_writable() {
+        use crate::relay::buffering_stream::{until, Buffered, BufferingStream};
+        use std::sync::{Arc, Mutex};
+        let state = Arc::new(Mutex::new(Buffered::default()));
+        let mut w = BufferingStream(state.clone());
+        let task = tokio::spawn(async move {
+            write_piece(&mut w, Framing::Chunked, b"event")
+                .await
+                .unwrap();
+            // A streamed body's next piece is a long time coming.
+            std::future::pending::<()>().await;
+        });
+        until(&state, |b| b.pending.len() == 10).await;
+        Buffered::make_writable(&state)
+            .expect("the write waits for the socket")
+            .wake();
+        until(&state, |b| b.sent.len() == 10).await;
+        assert_eq!(state.lock().unwrap().sent, b"5\r\nevent\r\n");
+        task.abort();
     }
 }

@@ -508,7 +508,9 @@ async fn download(
     };
     emit_response(state, ctx, &head);
     let out = http_message::sender_head(&head, &ctx.via, framing, ctx.close);
-    if writer.write_all(&out).await.is_err() {
+    // Flushed: over TLS the head could otherwise wait in the stream's buffer for the body's
+    // first piece, which a streamed response may send much later.
+    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
         return DownloadEnd::SenderGone;
     }
     head_sent.store(true, Ordering::Relaxed);

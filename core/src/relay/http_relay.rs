@@ -375,12 +375,14 @@ impl SenderConn {
             && head.header_has_token("Expect", "100-continue")
         {
             // The relay reads the body itself, so it answers `Expect` itself (and does not
-            // forward it): the sender may send the body now.
+            // forward it): the sender may send the body now. Flushed, as the sender waits
+            // for it before it sends anything more.
             if self
                 .writer
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
                 .await
                 .is_err()
+                || self.writer.flush().await.is_err()
             {
                 return Next::Close;
             }

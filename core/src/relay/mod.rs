@@ -7,6 +7,8 @@
 //! reconnecting listeners need both). Test hooks drop or freeze control channels.
 
 pub mod auth;
+#[cfg(test)]
+mod buffering_stream;
 pub mod config;
 pub mod control;
 pub mod entra;
