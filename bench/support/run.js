@@ -23,7 +23,10 @@ function withTimeout(promise, ms, what) {
 
 /**
  * Resolves when `ws` (a ws 8 or hyco-ws-rs socket) is open; rejects on an error or a close
- * before that, or after `ms`.
+ * before that, or after `ms`. Its listeners are removed once it settles, whichever way: a
+ * benchmark that keeps its sockets open (the idle-memory measure) must not keep three
+ * listeners and a promise per socket of its own besides the socket. A socket with no other
+ * 'error' listener gets a shared one that ignores errors, as the settled promise did.
  *
  * @param {WebSocket} ws The socket
  * @param {String} what The socket's role, for messages
@@ -32,13 +35,31 @@ function withTimeout(promise, ms, what) {
  */
 function opened(ws, what, ms) {
   if (ws.readyState === ws.OPEN) return Promise.resolve();
+  let onOpen;
+  let onError;
+  let onClose;
   const p = new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', (err) => reject(new Error(`${what}: ${err.message}`)));
-    ws.once('close', (code) => reject(new Error(`${what}: closed (${code}) before opening`)));
+    onOpen = resolve;
+    onError = (err) => reject(new Error(`${what}: ${err.message}`));
+    onClose = (code) => reject(new Error(`${what}: closed (${code}) before opening`));
+    ws.once('open', onOpen);
+    ws.once('error', onError);
+    ws.once('close', onClose);
   });
-  return withTimeout(p, ms, `${what} to open`);
+  return withTimeout(p, ms, `${what} to open`).finally(() => {
+    ws.removeListener('open', onOpen);
+    ws.removeListener('error', onError);
+    ws.removeListener('close', onClose);
+    if (ws.listenerCount('error') === 0) ws.on('error', ignoreError);
+  });
 }
+
+/**
+ * An 'error' listener that ignores the error (see `opened`).
+ *
+ * @private
+ */
+function ignoreError() {}
 
 /**
  * Milliseconds on the system's monotonic clock (`process.hrtime`, CLOCK_MONOTONIC on
