@@ -98,12 +98,13 @@ const EV_ACCEPTING = eventType('accepting', ['socket', 'headers', 'id', 'url', '
  * How events are handed over, numbered: the addon calls `dispatch(pack, ...list)` (see
  * `unpack`); the registry is a `Map` from native id to object; an object's events are
  * handed to `object._handle(list, type, at)` (type: the addon's event number; at: the index
- * of its first field in `list`), a socket's among them runs of messages (`messages`); a
+ * of its first field in `list`), a socket's among them runs of messages (`messages`, an
+ * ArrayBuffer, as `pack` is); a
  * listener's `accepting` event goes to `object._accepting(socketId, list, at)`. Any change
  * to this contract takes a new number, so that copies that differ in it are not loaded side
  * by side, nor a copy with an addon of another number (`ERR_HYCO_NATIVE_MISMATCH`).
  */
-const EVENT_CONTRACT = 2;
+const EVENT_CONTRACT = 3;
 
 /**
  * Rethrows `err` (from a listener) outside the native callback.
@@ -138,12 +139,12 @@ function deliver(list, id, t, at) {
 }
 
 /**
- * Makes the views of `pack` that the header of `list` describes (`src/bindings/delivery.rs`):
- * `list[0]` is their count `n`, then come `n` pairs (index in `list`, length), the values
- * at those indices being `pack`'s bytes one after the other. A view holds its whole pack,
- * as a ws message holds the chunk its socket read.
+ * Makes the Buffer views of `pack` that the header of `list` describes
+ * (`src/bindings/delivery.rs`): `list[0]` is their count `n`, then come `n` pairs (index in
+ * `list`, length), the values at those indices being `pack`'s bytes one after the other. A
+ * view holds its whole pack, as a ws message holds the chunk its socket read.
  *
- * @param {Buffer|undefined} pack The small payloads of the call, one after the other
+ * @param {ArrayBuffer|undefined} pack The small payloads of the call, one after the other
  * @param {Array} list The call's values
  * @return {Number} The index of the first event
  * @private
@@ -151,11 +152,10 @@ function deliver(list, id, t, at) {
 function unpack(pack, list) {
   const end = 1 + 2 * list[0];
   if (end === 1) return 1;
-  const buffer = pack.buffer;
-  let offset = pack.byteOffset;
+  let offset = 0;
   for (let k = 1; k < end; k += 2) {
     const length = list[k + 1];
-    list[list[k]] = Buffer.from(buffer, offset, length);
+    list[list[k]] = Buffer.from(pack, offset, length);
     offset += length;
   }
   return end;
@@ -167,7 +167,7 @@ function unpack(pack, list) {
  * exception is rethrown on the next tick, outside the native call, as an uncaught
  * exception like any EventEmitter listener's.
  *
- * @param {Buffer|undefined} pack The batch's small payloads (see `unpack`)
+ * @param {ArrayBuffer|undefined} pack The batch's small payloads (see `unpack`)
  * @param {...*} list The events, after a header (see `unpack`)
  * @private
  */

@@ -514,22 +514,22 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Emits the messages of a run: small messages read together, in one Buffer
+   * Emits the messages of a run: small messages read together, in one ArrayBuffer
    * (`src/bindings/run.rs`): the payloads one after the other, then a 32-bit word per
    * message (its length times two, plus one when binary), then their count, little-endian.
-   * Each message is a view of the run, as a ws message is of the chunk its socket read. A
-   * throwing listener does not lose the rest (its exception is rethrown outside, as for
-   * separate events), and a `pause()` from a listener holds the rest until `resume()`.
+   * Each message is a Buffer view of the run, as a ws message is of the chunk its socket
+   * read. A throwing listener does not lose the rest (its exception is rethrown outside, as
+   * for separate events), and a `pause()` from a listener holds the rest until `resume()`.
    *
-   * @param {Buffer} run The run
+   * @param {ArrayBuffer} buffer The run
    * @private
    */
-  _emitRun(run) {
+  _emitRun(buffer) {
+    const run = Buffer.from(buffer);
     const end = run.length - 4;
     const count = run.readUInt32LE(end);
     const words = end - 4 * count;
-    const buffer = run.buffer;
-    let offset = run.byteOffset;
+    let offset = 0;
     for (let k = 0; k < count; k++) {
       const word = run.readUInt32LE(words + 4 * k);
       const length = word >>> 1;

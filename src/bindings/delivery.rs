@@ -6,9 +6,11 @@
 //! generic property path, once per value), and making each payload a Buffer of its own (an
 //! allocation, an `ArrayBuffer`, a `Uint8Array` given Buffer's prototype). So the values
 //! are passed as the call's arguments (JavaScript collects them with a rest parameter,
-//! which V8 builds in one go), and the small payloads of a part are copied into one Buffer,
-//! `pack`, that JavaScript cuts into views (`lib/native-events.js`), as ws's messages are
-//! views of the chunk the socket read.
+//! which V8 builds in one go), and the small payloads of a part are copied into one
+//! ArrayBuffer, `pack`, that JavaScript cuts into Buffer views (`lib/native-events.js`), as
+//! ws's messages are views of the chunk the socket read. An ArrayBuffer rather than a
+//! Buffer: a Buffer made through Node-API gets its prototype set afterwards, a slow runtime
+//! call.
 //!
 //! `list` starts with a header: `n`, then `n` pairs `(index, length)`: the value at `index`
 //! in `list` is the next `length` bytes of `pack`. The events follow the header. A delivery
@@ -145,20 +147,19 @@ unsafe fn arguments(
     values: impl Iterator<Item = Flat>,
     args: &mut Vec<sys::napi_value>,
 ) -> napi::Result<()> {
-    // One payload gains nothing from a pack: it is copied into a Buffer of its own.
-    let packing = part.packed >= 2;
+    // Even one payload goes in a pack: an ArrayBuffer and a view made in JavaScript cost
+    // less than a Buffer made through Node-API (see `flat::array_buffer`).
+    let packing = part.packed >= 1;
     let header = if packing { 1 + 2 * part.packed } else { 1 };
     // SAFETY: as the caller promises; every pointer handed to Node-API is valid for the
     // call, and the pack is written within the `part.bytes` Node-API allocated for it.
     unsafe {
         let mut undefined = std::ptr::null_mut();
         check(sys::napi_get_undefined(env, &mut undefined))?;
-        let mut data: *mut std::ffi::c_void = std::ptr::null_mut();
+        let mut data: *mut u8 = std::ptr::null_mut();
         let mut pack = undefined;
         if packing {
-            check(sys::napi_create_buffer(
-                env, part.bytes, &mut data, &mut pack,
-            ))?;
+            (pack, data) = flat::array_buffer(env, part.bytes)?;
         }
         args.push(pack);
         args.push(number(env, if packing { part.packed } else { 0 })?);
@@ -178,11 +179,7 @@ unsafe fn arguments(
                     }
                     if !p.is_empty() {
                         // Not for none: with nothing to pack, Node-API may give no pointer.
-                        std::ptr::copy_nonoverlapping(
-                            p.as_ptr(),
-                            data.cast::<u8>().add(at),
-                            p.len(),
-                        );
+                        std::ptr::copy_nonoverlapping(p.as_ptr(), data.add(at), p.len());
                     }
                     at += p.len();
                     args[pair] = number(env, header + k)?;

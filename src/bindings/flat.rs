@@ -32,8 +32,8 @@ pub enum Flat {
     Null,
     /// Bytes, as a Buffer (copied when small, external when large).
     Bytes(Vec<u8>),
-    /// A run of small messages (see `run`), copied into a Buffer; the vector is kept for
-    /// the thread's next run.
+    /// A run of small messages (see `run`), copied into an ArrayBuffer (JavaScript makes
+    /// the views); the vector is kept for the thread's next run.
     Run(Vec<u8>),
     /// A nested array.
     List(Vec<Flat>),
@@ -87,7 +87,7 @@ impl ToNapiValue for Flat {
                 Flat::Run(v) => {
                     // Copied: an external buffer would cost a finalizer and a garbage
                     // collection's round before the memory could serve again.
-                    let out = copy(env, &v)?;
+                    let out = array_buffer_copy(env, &v)?;
                     run::give_back(v);
                     Ok(out)
                 }
@@ -152,6 +152,48 @@ unsafe extern "C" fn give_back(_env: napi::sys::napi_env, _data: *mut c_void, hi
     // SAFETY: `hint` is the box `external` made, handed over once.
     let bytes = *unsafe { Box::from_raw(hint.cast::<Vec<u8>>()) };
     hyco_core::socket::pool::recycle(bytes);
+}
+
+/// A new ArrayBuffer of `len` bytes, and where its bytes are (null when `len` is 0).
+///
+/// An ArrayBuffer, not a Buffer, for what JavaScript only cuts into views (a run, a
+/// delivery's pack): Node-API makes a Buffer in C++ and then sets its prototype, a slow
+/// runtime call, which cost more than the copy; a view made in JavaScript does not.
+///
+/// # Safety
+/// On `env`'s JS thread, in an open handle scope.
+pub(crate) unsafe fn array_buffer(
+    env: napi::sys::napi_env,
+    len: usize,
+) -> napi::Result<(napi::sys::napi_value, *mut u8)> {
+    let mut out = std::ptr::null_mut();
+    let mut data: *mut c_void = std::ptr::null_mut();
+    // SAFETY: as the caller promises; both out-pointers are valid for the call.
+    let status = unsafe { napi::sys::napi_create_arraybuffer(env, len, &mut data, &mut out) };
+    if status != napi::sys::Status::napi_ok {
+        return Err(napi::Error::new(
+            Status::GenericFailure,
+            "cannot create an ArrayBuffer",
+        ));
+    }
+    Ok((out, data.cast()))
+}
+
+/// An ArrayBuffer holding a copy of `bytes` (see [`array_buffer`]).
+///
+/// # Safety
+/// On `env`'s JS thread, in an open handle scope.
+unsafe fn array_buffer_copy(
+    env: napi::sys::napi_env,
+    bytes: &[u8],
+) -> napi::Result<napi::sys::napi_value> {
+    // SAFETY: as the caller promises.
+    let (out, data) = unsafe { array_buffer(env, bytes.len())? };
+    if !bytes.is_empty() {
+        // SAFETY: Node-API gave `data`, room for `bytes.len()` bytes, apart from `bytes`.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    }
+    Ok(out)
 }
 
 /// A Buffer holding a copy of `bytes`.

@@ -325,11 +325,12 @@ fn shared_registry(env: &Env, contract: u32) -> napi::Result<Object<'_>> {
     }
 }
 
-/// The event contract of this addon's calls (`lib/native-events.js`'s `EVENT_CONTRACT`):
-/// 2 since the events are the call's arguments with the small payloads packed, and sockets
-/// take runs (`messages` events). The first copy of `lib/` on a thread must have it; later
-/// copies must have the first one's.
-const EVENT_CONTRACT: u32 = 2;
+/// The event contract of this addon's calls (`lib/native-events.js`'s `EVENT_CONTRACT`): 2
+/// since the events are the call's arguments with the small payloads packed, and sockets
+/// take runs (`messages` events); 3 since a pack and a run are ArrayBuffers, not Buffers.
+/// The first copy of `lib/` on a thread must have it; later copies must have the first
+/// one's.
+const EVENT_CONTRACT: u32 = 3;
 
 /// Throws `message` as an `Error` with code `ERR_HYCO_NATIVE_MISMATCH`; returns the napi
 /// error to propagate.

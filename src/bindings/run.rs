@@ -6,12 +6,12 @@
 //! A message as an event of its own costs its id, its type, its flag and its payload as
 //! JavaScript values, a place in the hub's queue and a dispatch to its object; under a
 //! steady flow of small messages that was most of a listener's time on its JavaScript
-//! thread. A run is one Buffer: the payloads one after the other, then a 32-bit word per
-//! message (its length times two, plus one when binary), then the count, little-endian;
-//! `lib/websocket.js` cuts it into views and emits each message in order. A lone message
-//! still goes up as a `message` event, so a sparse socket's round trip is unchanged. A run
-//! is copied into the Buffer JavaScript gets, and its vector serves the JS thread's next run
-//! (one built on a tokio thread starts afresh).
+//! thread. A run is one ArrayBuffer: the payloads one after the other, then a 32-bit word
+//! per message (its length times two, plus one when binary), then the count, little-endian;
+//! `lib/websocket.js` cuts it into Buffer views and emits each message in order. A lone
+//! message still goes up as a `message` event, so a sparse socket's round trip is
+//! unchanged. A run is copied into the ArrayBuffer JavaScript gets, and its vector serves
+//! the JS thread's next run (one built on a tokio thread starts afresh).
 //!
 //! A run is sent once it reaches [`RUN_MAX`] bytes (payloads and words), so it is at most
 //! about 16.5 KiB: a view a handler keeps holds its whole run alive (ws's messages hold the
