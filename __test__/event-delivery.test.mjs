@@ -1,5 +1,5 @@
 // How events reach JavaScript: one call per delivery (or per part of a long one), its
-// values passed as arguments, and the small payloads of a part copied into one Buffer
+// values passed as arguments, and the small payloads of a part copied into one ArrayBuffer
 // (src/bindings/delivery.rs, lib/native-events.js); a socket's small messages of one read
 // go up as one run (src/bindings/run.rs, lib/websocket.js). lib/ cuts both into views.
 // Whatever the grouping, every message must arrive once, whole, in order, as a Buffer of

@@ -99,10 +99,10 @@ const EV_ACCEPTING = eventType('accepting', ['socket', 'headers', 'id', 'url', '
  * `unpack`); the registry is a `Map` from native id to object; an object's events are
  * handed to `object._handle(list, type, at)` (type: the addon's event number; at: the index
  * of its first field in `list`), a socket's among them runs of messages (`messages`, an
- * ArrayBuffer, as `pack` is); a
- * listener's `accepting` event goes to `object._accepting(socketId, list, at)`. Any change
- * to this contract takes a new number, so that copies that differ in it are not loaded side
- * by side, nor a copy with an addon of another number (`ERR_HYCO_NATIVE_MISMATCH`).
+ * ArrayBuffer, as `pack` is); a listener's `accepting` event goes to
+ * `object._accepting(socketId, list, at)`. Any change to this contract takes a new number,
+ * so that copies that differ in it are not loaded side by side, nor a copy with an addon of
+ * another number (`ERR_HYCO_NATIVE_MISMATCH`).
  */
 const EVENT_CONTRACT = 3;
 

@@ -53,7 +53,7 @@ events! {
     Open = "open" (protocol, extensions);
     /// A whole message: one Buffer, or an array of a fragmented binary message's frames.
     Message = "message" (data, binary);
-    /// Small whole messages read in one turn, as one Buffer (see `run`).
+    /// Small whole messages read in one turn, as one ArrayBuffer (see `run`).
     Messages = "messages" (run);
     /// A ping (already answered when auto-pong is on).
     Ping = "ping" (data);

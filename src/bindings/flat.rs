@@ -72,7 +72,8 @@ impl ToNapiValue for Flat {
     ) -> napi::Result<napi::sys::napi_value> {
         // SAFETY: `env` is the live environment napi-rs passes while converting the
         // callback's arguments on the JS thread; every branch delegates to napi's own
-        // conversions or to `napi_create_buffer_copy` with a valid pointer and length.
+        // conversions, to `napi_create_buffer_copy` or `napi_create_arraybuffer` (which
+        // copies into the room Node-API made) with a valid pointer and length.
         unsafe {
             match val {
                 Flat::Num(n) => f64::to_napi_value(env, n),
@@ -154,7 +155,7 @@ unsafe extern "C" fn give_back(_env: napi::sys::napi_env, _data: *mut c_void, hi
     hyco_core::socket::pool::recycle(bytes);
 }
 
-/// A new ArrayBuffer of `len` bytes, and where its bytes are (null when `len` is 0).
+/// A new ArrayBuffer of `len` bytes, and where its bytes are (possibly null for 0 bytes).
 ///
 /// An ArrayBuffer, not a Buffer, for what JavaScript only cuts into views (a run, a
 /// delivery's pack): Node-API makes a Buffer in C++ and then sets its prototype, a slow

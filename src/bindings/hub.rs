@@ -5,7 +5,7 @@
 //! thread is pending at a time, and the call it makes drains everything queued, so under load
 //! one call carries many events of many objects, in order (`lib/native-events.js` hands each
 //! to its object). The call's arguments are the events' values, and the small payloads among
-//! them travel in one Buffer (`delivery`); a long delivery is split into a few calls.
+//! them travel in one ArrayBuffer (`delivery`); a long delivery is split into a few calls.
 //!
 //! The wake-up is a libuv `uv_async_t` of the environment's loop (Node.js's own libuv, whose
 //! functions it exports to addons), not a napi ThreadsafeFunction: a ThreadsafeFunction wakes

@@ -30,9 +30,9 @@ impl Buffered {
     }
 }
 
-/// A stream that writes as tokio-rustls does: a write always takes the bytes and says so, but
-/// they reach the socket only when it is writable, at that write, a later one or a flush.
-/// Reads never complete.
+/// A stream that writes as tokio-rustls does: a write always takes the bytes and says so,
+/// but they reach the socket only when it is writable, at that write, a later one or a
+/// flush. Reads never complete.
 pub struct BufferingStream(pub Arc<Mutex<Buffered>>);
 
 impl BufferingStream {
