@@ -83,7 +83,7 @@ const { createRelaySendUri, createRelayToken, WebSocket } = require('..');
 const { median, percentile } = require('./support/stats');
 const { addonStamp, machine, markdownTable, table } = require('./support/report');
 const { KINDS, startListener, isFdExhaustion, withTimeout } = require('./support/listeners');
-const { monoMs, runMain } = require('./support/run');
+const { monoMs, opened: openedWithin, runMain } = require('./support/run');
 const { closeAll, closeSocket, closed, openSender, probe } = require('./support/senders');
 
 const USAGE = 'Usage: node bench/listener.js [rounds=3] [connections=1000]';
@@ -372,7 +372,9 @@ function sendTarget(relay, kind) {
 }
 
 /**
- * Resolves when `ws` is open; rejects on an error or a close before that.
+ * Resolves when `ws` is open; rejects on an error (marked `fdExhausted` when it is the
+ * process running out of file descriptors) or a close before that (`support/run.js`'s
+ * `opened()`, which removes its listeners once it settles).
  *
  * @param {WebSocket} ws The socket
  * @param {String} what The socket's role, for messages
@@ -380,17 +382,9 @@ function sendTarget(relay, kind) {
  * @return {Promise<void>}
  */
 function opened(ws, what, timeoutMs = STEP_TIMEOUT_MS) {
-  if (ws.readyState === WebSocket.OPEN) return Promise.resolve();
-  const p = new Promise((resolve, reject) => {
-    ws.once('open', resolve);
-    ws.once('error', (err) => {
-      const e = new Error(`${what}: ${err.message}`);
-      e.fdExhausted = isFdExhaustion(err);
-      reject(e);
-    });
-    ws.once('close', (code) => reject(new Error(`${what}: closed (${code}) before opening`)));
+  return openedWithin(ws, what, timeoutMs, (e, err) => {
+    e.fdExhausted = isFdExhaustion(err);
   });
-  return withTimeout(p, timeoutMs, `${what} to open`);
 }
 
 /**

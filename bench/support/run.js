@@ -31,16 +31,22 @@ function withTimeout(promise, ms, what) {
  * @param {WebSocket} ws The socket
  * @param {String} what The socket's role, for messages
  * @param {Number} ms Milliseconds
+ * @param {Function} [annotate] Called with the rejection's error and the socket's, to add
+ *     to the former
  * @return {Promise<void>}
  */
-function opened(ws, what, ms) {
+function opened(ws, what, ms, annotate) {
   if (ws.readyState === ws.OPEN) return Promise.resolve();
   let onOpen;
   let onError;
   let onClose;
   const p = new Promise((resolve, reject) => {
     onOpen = resolve;
-    onError = (err) => reject(new Error(`${what}: ${err.message}`));
+    onError = (err) => {
+      const e = new Error(`${what}: ${err.message}`);
+      if (annotate) annotate(e, err);
+      reject(e);
+    };
     onClose = (code) => reject(new Error(`${what}: closed (${code}) before opening`));
     ws.once('open', onOpen);
     ws.once('error', onError);
