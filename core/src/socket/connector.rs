@@ -219,8 +219,12 @@ mod tests {
         let tcp = connect_host("127.0.0.1", port, deadline).await.unwrap();
         let sock = socket2::SockRef::from(&tcp);
         assert!(sock.keepalive().unwrap());
-        assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
-        assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        // Windows sets the keep-alive times but cannot read them back.
+        #[cfg(not(windows))]
+        {
+            assert_eq!(sock.tcp_keepalive_time().unwrap(), KEEPALIVE_IDLE);
+            assert_eq!(sock.tcp_keepalive_interval().unwrap(), KEEPALIVE_INTERVAL);
+        }
         assert!(tcp.nodelay().unwrap());
     }
     use std::collections::HashMap;
