@@ -3,9 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const entry = fileURLToPath(new URL('../wrapper.mjs', import.meta.url));
+// A file: URL, not a path: `import` takes no absolute Windows path.
+const entry = new URL('../wrapper.mjs', import.meta.url).href;
 
 // Starts a relay and a listener, renews a token, accepts a sender, closes everything, and
 // prints the secrets it used so that the test can look for them in the logs.

@@ -15,7 +15,8 @@ import { withTimeout } from './support/relay-steps.mjs';
 
 const require = createRequire(import.meta.url);
 const root = fileURLToPath(new URL('..', import.meta.url));
-const preload = fileURLToPath(new URL('./support/use-ws.mjs', import.meta.url));
+// A file: URL, not a path: `--import` takes no absolute Windows path.
+const preload = new URL('./support/use-ws.mjs', import.meta.url).href;
 
 /**
  * Runs node with `args` and the preload standing `standIn` in for ws.
