@@ -149,8 +149,8 @@ unsafe fn arguments(
 ) -> napi::Result<()> {
     // Even one payload goes in a pack: an ArrayBuffer and a view made in JavaScript cost
     // less than a Buffer made through Node-API (see `flat::array_buffer`).
-    let packing = part.packed >= 1;
-    let header = if packing { 1 + 2 * part.packed } else { 1 };
+    let packing = part.packed > 0;
+    let header = 1 + 2 * part.packed;
     // SAFETY: as the caller promises; every pointer handed to Node-API is valid for the
     // call, and the pack is written within the `part.bytes` Node-API allocated for it.
     unsafe {
@@ -162,7 +162,7 @@ unsafe fn arguments(
             (pack, data) = flat::array_buffer(env, part.bytes)?;
         }
         args.push(pack);
-        args.push(number(env, if packing { part.packed } else { 0 })?);
+        args.push(number(env, part.packed)?);
         // The header's pairs, filled in as the payloads come.
         args.resize(1 + header, undefined);
         let (mut pair, mut at) = (2, 0usize);

@@ -750,10 +750,7 @@ pub fn extend_masked(out: &mut Vec<u8>, data: &[u8], mask: [u8; 4], offset: usiz
 fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: usize) {
     // `extend_masked`'s `set_len` relies on every byte of `dst` being written.
     assert_eq!(dst.len(), src.len());
-    let mut m = [0u8; 64];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = mask[(offset + i) % 4];
-    }
+    let m: [u8; 64] = mask_pattern(mask, offset);
     let mut to = dst.chunks_exact_mut(64);
     let mut from = src.chunks_exact(64);
     for (d, s) in (&mut to).zip(&mut from) {
@@ -766,12 +763,15 @@ fn write_masked(dst: &mut [MaybeUninit<u8>], src: &[u8], mask: [u8; 4], offset: 
     }
 }
 
+/// `mask` repeated over `N` bytes, starting `offset` bytes into it: what `N` bytes of data
+/// that start there are XORed with.
+fn mask_pattern<const N: usize>(mask: [u8; 4], offset: usize) -> [u8; N] {
+    std::array::from_fn(|i| mask[(offset + i) % 4])
+}
+
 /// XORs `buf` with `mask`, starting `offset` bytes into the mask.
 fn mask_in_place(buf: &mut [u8], mask: [u8; 4], offset: usize) {
-    let mut m = [0u8; 8];
-    for (i, b) in m.iter_mut().enumerate() {
-        *b = mask[(offset + i) % 4];
-    }
+    let m: [u8; 8] = mask_pattern(mask, offset);
     let word = u64::from_ne_bytes(m);
     let mut chunks = buf.chunks_exact_mut(8);
     for c in &mut chunks {
