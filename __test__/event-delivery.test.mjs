@@ -11,12 +11,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { createRequire } from 'node:module';
 
 import { WebSocketServer } from 'ws';
 import { relayedConnect } from 'hyco-ws-rs';
 
 import { STEP_MS, withTimeout } from './support/relay-steps.mjs';
 import { runNode, describeChild } from './support/socket-steps.mjs';
+
+const require = createRequire(import.meta.url);
 
 /** Sizes a mixed burst cycles through: empty, small, at and over the grouping limit (512). */
 const MIXED = [0, 1, 63, 64, 100, 511, 512, 600, 4096, 7];
@@ -362,3 +365,37 @@ test("many sockets' small messages in one delivery: split into calls of at most 
   assert.ok(result.buffers >= 2, `${result.buffers} buffers for 90,000 bytes`);
 });
 
+
+test("resume() from another socket's listener within a delivery: the resumed socket's later events stay behind what it held", async () => {
+  // A delivery carries several sockets' events (lib/native-events.js hands each to its
+  // socket's `_handle`, as done here by hand, so that the interleaving is certain): A
+  // pauses at its first message, B's listener resumes A, and then comes more for A in the
+  // same delivery. A's held messages must come first, then the rest, in order.
+  const { eventType } = require('../lib/native-events.js');
+  const EV_MESSAGE = eventType('message', ['data', 'binary']);
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
+  await once(wss, 'listening');
+  try {
+    const url = `ws://127.0.0.1:${wss.address().port}/`;
+    const [A, B] = [0, 1].map(() => relayedConnect(url, undefined, { perMessageDeflate: false }));
+    await withTimeout(Promise.all([A, B].map((S) => once(S, 'open'))), STEP_MS, 'two sockets to open');
+    const got = [];
+    A.on('message', (data) => {
+      got.push(String(data));
+      if (got.length === 1) A.pause();
+    });
+    B.on('message', () => A.resume());
+    const list = [EV_MESSAGE, Buffer.from('a1'), false, EV_MESSAGE, Buffer.from('a2'), false];
+    A._handle(list, EV_MESSAGE, 1);
+    A._handle(list, EV_MESSAGE, 4);
+    B._handle([EV_MESSAGE, Buffer.from('b1'), false], EV_MESSAGE, 1);
+    A._handle([EV_MESSAGE, Buffer.from('a3'), false], EV_MESSAGE, 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(got, ['a1', 'a2', 'a3']);
+    A.terminate();
+    B.terminate();
+  } finally {
+    for (const p of wss.clients) p.terminate();
+    await new Promise((resolve) => wss.close(resolve));
+  }
+});

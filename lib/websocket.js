@@ -412,30 +412,10 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Handles events held while paused (a flat list: a type, then its fields), in order. A
-   * throwing listener does not lose the rest, and its exception is rethrown outside (as
-   * an uncaught exception, like any EventEmitter listener).
-   *
-   * @param {Array} list The events
-   * @param {Number} start Where to resume
-   * @private
-   */
-  _dispatch(list, start) {
-    let i = start;
-    while (i < list.length) {
-      const t = list[i];
-      const at = i + 1;
-      i = at + FIELDS[t];
-      try {
-        this._handle(list, t, at);
-      } catch (err) {
-        process.nextTick(rethrow, err);
-      }
-    }
-  }
-
-  /**
-   * Handles one native event, holding reading-side events while paused.
+   * Handles one native event. Reading-side events (messages, pings, pongs, the peer's close
+   * frame) are held while paused, and behind what is held until it has been emitted, so that
+   * they keep their order whatever `resume()` does; an error or the close first emits what
+   * is held, paused or not (as ws).
    *
    * @param {Array} list The event list
    * @param {Number} t The event type
@@ -443,28 +423,70 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _handle(list, t, at) {
-    if (
-      this._paused &&
-      (t === EV_MESSAGE || t === EV_MESSAGES || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED)
-    ) {
-      if (this._held === null) this._held = [];
-      this._held.push(t);
-      for (let k = at; k < at + FIELDS[t]; k++) this._held.push(list[k]);
+    if (t === EV_MESSAGES) {
+      // Holds, or emits, message by message.
+      this._emitRun(list[at]);
       return;
     }
-    if ((t === EV_ERROR || t === EV_CLOSED) && this._held !== null && this._held.length) {
-      // As ws: what was already read is delivered before the error and the close, paused
-      // or not.
-      const held = this._held;
-      this._held = null;
-      const paused = this._paused;
-      this._paused = false;
+    if (t === EV_MESSAGE || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED) {
+      if (this._paused || this._held !== null) {
+        this._hold(t, list, at);
+        return;
+      }
+    } else if ((t === EV_ERROR || t === EV_CLOSED) && this._held !== null) {
+      this._drain(true);
+    }
+    this._act(list, t, at);
+  }
+
+  /**
+   * Holds a reading-side event until `resume()` (or an error or the close).
+   *
+   * @param {Number} t The event type
+   * @param {Array} list The event list
+   * @param {Number} at Index of its first field
+   * @private
+   */
+  _hold(t, list, at) {
+    // `{ list, at }`: the events, and how far they have been emitted. Made only when
+    // something is held, so that a socket carries one field for it.
+    if (this._held === null) this._held = { list: [], at: 0 };
+    const held = this._held.list;
+    held.push(t);
+    for (let k = at; k < at + FIELDS[t]; k++) held.push(list[k]);
+  }
+
+  /**
+   * Emits what is held, in order, until a listener pauses again (unless `force`: the
+   * socket is failing or closing, and what was read is delivered first, paused or not).
+   *
+   * @param {Boolean} force Emit it all
+   * @private
+   */
+  _drain(force) {
+    const held = this._held;
+    while (this._held === held && held.at < held.list.length && (force || !this._paused)) {
+      const t = held.list[held.at];
+      const at = held.at + 1;
+      held.at = at + FIELDS[t];
       try {
-        this._dispatch(held, 0);
-      } finally {
-        this._paused = paused;
+        this._act(held.list, t, at);
+      } catch (err) {
+        process.nextTick(rethrow, err);
       }
     }
+    if (this._held === held && held.at >= held.list.length) this._held = null;
+  }
+
+  /**
+   * Acts on one native event.
+   *
+   * @param {Array} list The event list
+   * @param {Number} t The event type
+   * @param {Number} at Index of its first field
+   * @private
+   */
+  _act(list, t, at) {
     switch (t) {
       case EV_MESSAGE:
         this._emitMessage(list[at], list[at + 1]);
@@ -496,8 +518,13 @@ class RelayedWebSocket extends WebSocket {
         this.emit('open');
         break;
       case EV_CLOSE_RECEIVED:
+        // As ws's receiver: the messages before the close frame have been emitted (and what
+        // their listeners sent is queued); now the echo (nothing natively when our close
+        // went first).
         this._closeFrameReceived = true;
         if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
+        this._flush();
+        native.socketEchoClose(this._id);
         break;
       case EV_ERROR:
         this._emitError(list[at], list[at + 1], list[at + 2], list[at + 3], list[at + 4]);
@@ -519,7 +546,8 @@ class RelayedWebSocket extends WebSocket {
    * message (its length times two, plus one when binary), then their count, little-endian.
    * Each message is a Buffer view of the run, as a ws message is of the chunk its socket
    * read. A throwing listener does not lose the rest (its exception is rethrown outside, as
-   * for separate events), and a `pause()` from a listener holds the rest until `resume()`.
+   * for separate events), and a `pause()` from a listener holds the rest until `resume()`
+   * (as does anything held already).
    *
    * @param {ArrayBuffer} buffer The run
    * @private
@@ -535,9 +563,9 @@ class RelayedWebSocket extends WebSocket {
       const length = word >>> 1;
       const data = Buffer.from(buffer, offset, length);
       offset += length;
-      if (this._paused) {
-        if (this._held === null) this._held = [];
-        this._held.push(EV_MESSAGE, data, (word & 1) === 1);
+      if (this._paused || this._held !== null) {
+        if (this._held === null) this._held = { list: [], at: 0 };
+        this._held.list.push(EV_MESSAGE, data, (word & 1) === 1);
         continue;
       }
       try {
@@ -659,6 +687,10 @@ class RelayedWebSocket extends WebSocket {
    */
   _closed(code, reason, frameReceived, frameSent) {
     this._held = null;
+    // Nothing is left to write: frames packed in this tick and never handed over, or handed
+    // over as the connection ended (too late for a written event), leave `bufferedAmount`
+    // with the rest (their callbacks fail below).
+    this._bufferedAmount = 0;
     this._packed = null;
     this._packedLength = 0;
     this._packedBytes = 0;
@@ -679,7 +711,13 @@ class RelayedWebSocket extends WebSocket {
     unregister(this._id);
     this._id = 0;
     if (this._server !== null) this._server._forget(this);
-    this.emit('close', code, reason);
+    if (this._callbacks !== null) {
+      // Send callbacks run on later ticks (see `_complete`), failed ones too; as with ws,
+      // they run before 'close'.
+      process.nextTick(emitClose, this, code, reason);
+    } else {
+      this.emit('close', code, reason);
+    }
   }
 
   /**
@@ -985,12 +1023,33 @@ class RelayedWebSocket extends WebSocket {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this._paused = false;
     if (this._id !== 0) native.socketResume(this._id);
-    if (this._held !== null && this._held.length) {
-      const held = this._held;
-      this._held = null;
-      process.nextTick(() => this._dispatch(held, 0));
-    }
+    // On the next tick, as a resumed ws socket reads again; events that come meanwhile go
+    // behind these (see `_handle`).
+    if (this._held !== null) process.nextTick(drainHeld, this);
   }
+
+}
+
+/**
+ * Emits 'close' (see `RelayedWebSocket#_closed`).
+ *
+ * @param {RelayedWebSocket} ws The socket
+ * @param {Number} code The close code
+ * @param {Buffer} reason The close reason
+ * @private
+ */
+function emitClose(ws, code, reason) {
+  ws.emit('close', code, reason);
+}
+
+/**
+ * Emits what a resumed socket holds (see `RelayedWebSocket#_drain`).
+ *
+ * @param {RelayedWebSocket} ws The socket
+ * @private
+ */
+function drainHeld(ws) {
+  if (ws._held !== null) ws._drain(false);
 }
 
 /**

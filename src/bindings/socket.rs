@@ -80,6 +80,9 @@ pub fn socket_options(
         .map(|ms| Duration::from_millis(ms as u64));
     // JavaScript's sockets: the JS thread reads them while their traffic is sparse.
     o.inline_reads = reader::enabled();
+    // And they echo the peer's close frame themselves, once the messages before it are
+    // emitted, so that replies to them go out first (`socketEchoClose`), as with ws.
+    o.owner_echoes_close = true;
     o
 }
 
@@ -527,6 +530,13 @@ pub fn socket_close(id: f64, code: Option<u32>, reason: Option<&[u8]>) -> bool {
             reason: reason.map(<[u8]>::to_vec).unwrap_or_default(),
         },
     )
+}
+
+/// Answers the peer's close frame (with its code and reason), once JavaScript has emitted
+/// the messages before it; nothing if a close frame of ours already went.
+#[napi(js_name = "socketEchoClose", catch_unwind)]
+pub fn socket_echo_close(id: f64) -> bool {
+    command(id, Command::EchoClose)
 }
 
 /// Drops the connection now.

@@ -36,6 +36,12 @@ pub struct SocketOptions {
     /// nothing more, offers reading to the owner; an inline read of this much or more hands
     /// it back). Default [`crate::socket::inline::SPARSE_READ`] (8 KiB).
     pub sparse_read: usize,
+    /// The owner answers the peer's close frame ([`Command::EchoClose`]) once it has handled
+    /// the messages that came before it, as ws does (its receiver emits them, then closes):
+    /// a reply the owner sends to one of them goes out before the echo. Default false: the
+    /// connection echoes the close frame as soon as it reads it. The closing-handshake timer
+    /// starts when the peer's close frame is read, either way.
+    pub owner_echoes_close: bool,
 }
 
 impl Default for SocketOptions {
@@ -50,6 +56,7 @@ impl Default for SocketOptions {
             heartbeat: None,
             inline_reads: false,
             sparse_read: crate::socket::inline::SPARSE_READ,
+            owner_echoes_close: false,
         }
     }
 }
@@ -127,6 +134,10 @@ pub enum Command {
         /// Close reason, at most 123 bytes.
         reason: Vec<u8>,
     },
+    /// Answer the peer's close frame with its code and reason (an empty close frame when it
+    /// had no code), with [`SocketOptions::owner_echoes_close`]. Nothing when no close frame
+    /// came, or when a close frame of ours already went.
+    EchoClose,
     /// Drop the connection now.
     Terminate,
 }

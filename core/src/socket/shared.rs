@@ -43,6 +43,8 @@ pub struct Shared {
     pub(super) reader: AtomicU8,
     /// `SocketOptions::inline_reads`.
     pub(super) inline_ok: bool,
+    /// `SocketOptions::owner_echoes_close` (here: the task has no byte to spare).
+    pub(super) owner_echoes: bool,
     /// `SocketOptions::sparse_read`.
     pub(super) sparse_read: usize,
     /// The open socket's descriptor and its stream's read switch, for inline reads; unset
@@ -83,6 +85,7 @@ impl Shared {
             conn: OnceLock::new(),
             reader: AtomicU8::new(0),
             inline_ok: false,
+            owner_echoes: false,
             sparse_read: crate::socket::inline::SPARSE_READ,
             watch: OnceLock::new(),
             attached: AtomicBool::new(false),
@@ -230,6 +233,7 @@ impl Handle {
     pub fn new(socket: &SocketOptions) -> Handle {
         let mut shared = Shared::new(socket.close_timeout, socket.inbound_high_water);
         shared.inline_ok = socket.inline_reads;
+        shared.owner_echoes = socket.owner_echoes_close;
         shared.sparse_read = socket.sparse_read;
         Handle {
             shared: Arc::new(shared),

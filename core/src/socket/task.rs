@@ -242,7 +242,7 @@ pub(super) struct ConnectionTask {
     /// An incomplete frame header left from the last read.
     partial: Vec<u8>,
     /// The peer's close frame, once received.
-    close: Option<Box<(u16, Vec<u8>)>>,
+    close: Option<Box<PeerClose>>,
     /// The peer broke the protocol: everything it sends is discarded.
     failed: bool,
     /// Commands taken from the queue and not yet framed (more than one write's worth).
@@ -276,6 +276,15 @@ pub(super) struct ConnectionTask {
     ext: Option<Box<PerMessage>>,
     /// The heartbeat, when asked for (boxed: most connections have none).
     heartbeat: Option<Box<Heartbeat>>,
+}
+
+/// The peer's close frame.
+struct PeerClose {
+    /// Its code (`None`: it had none, reported as 1005).
+    code: Option<u16>,
+    reason: Vec<u8>,
+    /// With `owner_echoes`: waiting for the owner's [`Command::EchoClose`].
+    echo_pending: bool,
 }
 
 // The budget above, checked when compiling: a field that pushes an idle connection's task
@@ -393,7 +402,9 @@ impl ConnectionTask {
         let (code, reason) = if self.failed {
             (1006, Vec::new())
         } else {
-            self.close.take().map_or((1006, Vec::new()), |c| *c)
+            self.close
+                .take()
+                .map_or((1006, Vec::new()), |c| (c.code.unwrap_or(1005), c.reason))
         };
         closed(&*self.sink, code, reason, &self.shared);
         Poll::Ready(())
@@ -538,19 +549,27 @@ impl ConnectionTask {
                 Incoming::Close(code, reason) => {
                     shared.close_received.store(true, Ordering::SeqCst);
                     self.sink.push(Event::CloseReceived);
-                    // Echo it after what the owner already queued (the same code and reason,
-                    // or an empty frame for "no code"). If our close went first, this only
-                    // completes the handshake.
-                    shared.push(Command::Close {
-                        code,
-                        reason: if code.is_some() {
-                            reason.clone()
-                        } else {
-                            Vec::new()
-                        },
-                    });
+                    if !shared.owner_echoes {
+                        // Echo it after what the owner already queued (the same code and
+                        // reason, or an empty frame for "no code"). If our close went first,
+                        // this only completes the handshake.
+                        shared.push(Command::Close {
+                            code,
+                            reason: if code.is_some() {
+                                reason.clone()
+                            } else {
+                                Vec::new()
+                            },
+                        });
+                    }
                     shared.start_close_timer();
-                    self.close = Some(Box::new((code.unwrap_or(1005), reason)));
+                    self.close = Some(Box::new(PeerClose {
+                        code,
+                        reason,
+                        // Else the owner echoes it once it has handled what came before it
+                        // (see `SocketOptions::owner_echoes_close`).
+                        echo_pending: shared.owner_echoes,
+                    }));
                 }
             }
         }
@@ -772,21 +791,23 @@ impl ConnectionTask {
                         pool::recycle(data);
                     }
                 }
-                Command::Close { code, reason } => {
-                    if !shared.close_sent.swap(true, Ordering::SeqCst) {
-                        let mut payload = Vec::with_capacity(2 + reason.len());
-                        if let Some(c) = code {
-                            payload.extend_from_slice(&c.to_be_bytes());
-                            payload.extend_from_slice(&reason);
+                Command::Close { code, reason } => self.frame_close(code, &reason),
+                Command::EchoClose => {
+                    let echo = match self.close.as_deref_mut() {
+                        Some(c) if c.echo_pending => {
+                            c.echo_pending = false;
+                            // The same code and reason, or an empty frame for "no code".
+                            let reason = if c.code.is_some() {
+                                c.reason.clone()
+                            } else {
+                                Vec::new()
+                            };
+                            Some((c.code, reason))
                         }
-                        frame::encode(
-                            &mut self.out,
-                            true,
-                            frame::OP_CLOSE,
-                            &payload,
-                            rand::random(),
-                        );
-                        shared.start_close_timer();
+                        _ => None,
+                    };
+                    if let Some((code, reason)) = echo {
+                        self.frame_close(code, &reason);
                     }
                 }
                 Command::Terminate => shared.terminate(),
@@ -802,6 +823,26 @@ impl ConnectionTask {
             shared.terminate();
         }
         Some(deflated)
+    }
+
+    /// Frames our close frame into `out`, unless one already went.
+    fn frame_close(&mut self, code: Option<u16>, reason: &[u8]) {
+        if self.shared.close_sent.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut payload = Vec::with_capacity(2 + reason.len());
+        if let Some(c) = code {
+            payload.extend_from_slice(&c.to_be_bytes());
+            payload.extend_from_slice(reason);
+        }
+        frame::encode(
+            &mut self.out,
+            true,
+            frame::OP_CLOSE,
+            &payload,
+            rand::random(),
+        );
+        self.shared.start_close_timer();
     }
 
     /// Frames a send into `out` and takes note of what it accounts for and whom to call
@@ -1345,6 +1386,89 @@ mod tests {
             wire = &wire[at + 4 + len..];
         }
         got
+    }
+
+    /// A plain client connection's task (no extension); its owner echoes the peer's close
+    /// frame when `owner_echoes`.
+    fn plain_task(owner_echoes: bool) -> ConnectionTask {
+        let (a, _b) = tokio::io::duplex(64);
+        let mut shared = Shared::new(Duration::from_secs(1), usize::MAX);
+        shared.owner_echoes = owner_echoes;
+        ConnectionTask::new(
+            Box::new(a),
+            SocketOptions::default(),
+            Arc::new(Ignore),
+            Arc::new(shared),
+            None,
+        )
+    }
+
+    /// A server's close frame with `code` and `reason`.
+    fn server_close(code: u16, reason: &[u8]) -> Vec<u8> {
+        let mut payload = code.to_be_bytes().to_vec();
+        payload.extend_from_slice(reason);
+        frame::server_frame(true, frame::OP_CLOSE, &payload)
+    }
+
+    #[test]
+    fn the_peers_close_is_echoed_at_once_unless_the_owner_echoes_it() {
+        let mut task = plain_task(false);
+        task.on_bytes(&server_close(4000, b"bye"));
+        assert_eq!(task.fill(), Some(0));
+        let frames = client_frame_parts(&task.out);
+        assert_eq!(frames, [(0x88, b"\x0f\xa0bye".to_vec())]);
+        assert!(task.shared.close_sent.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn an_owner_echoes_the_peers_close_after_what_it_sent_in_reply() {
+        let mut task = plain_task(true);
+        task.on_bytes(&server_close(4000, b"bye"));
+        // Nothing goes until the owner has handled what came before the close frame.
+        assert_eq!(task.fill(), None);
+        assert!(task.out.is_empty());
+        assert!(!task.shared.close_sent.load(Ordering::SeqCst));
+        // What it sends in reply goes first, then the echo, with the peer's code and reason;
+        // a second echo, or a close of its own after it, sends nothing more.
+        task.shared.push(Command::Frame {
+            opcode: frame::OP_TEXT,
+            fin: true,
+            payload: b"reply".to_vec(),
+            compress: false,
+            accounted: 11,
+            ack: 1,
+        });
+        task.shared.push(Command::EchoClose);
+        task.shared.push(Command::EchoClose);
+        task.shared.push(Command::Close {
+            code: Some(1000),
+            reason: Vec::new(),
+        });
+        assert_eq!(task.fill(), Some(0));
+        let frames = client_frame_parts(&task.out);
+        assert_eq!(
+            frames,
+            [(0x81, b"reply".to_vec()), (0x88, b"\x0f\xa0bye".to_vec())]
+        );
+        assert_eq!(task.acks, [1]);
+    }
+
+    #[test]
+    fn an_owner_echoes_a_close_without_a_code_as_an_empty_close_frame() {
+        let mut task = plain_task(true);
+        task.on_bytes(&frame::server_frame(true, frame::OP_CLOSE, &[]));
+        task.shared.push(Command::EchoClose);
+        assert_eq!(task.fill(), Some(0));
+        assert_eq!(client_frame_parts(&task.out), [(0x88, Vec::new())]);
+    }
+
+    #[test]
+    fn an_owner_echo_without_a_close_from_the_peer_sends_nothing() {
+        let mut task = plain_task(true);
+        task.shared.push(Command::EchoClose);
+        task.fill();
+        assert!(task.out.is_empty());
+        assert!(!task.shared.close_sent.load(Ordering::SeqCst));
     }
 
     #[test]
