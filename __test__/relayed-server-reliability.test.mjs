@@ -124,6 +124,39 @@ describe('token renewal', () => {
     });
   });
 
+  test("a provider whose expiresOnTimestamp is in seconds: 'warning' ERR_TOKEN_PROVIDER that says so, renewals back off, no offline", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const uri = createRelayListenUri(relay.namespace, 'hc');
+      let calls = 0;
+      // The classic mistake: Unix seconds where milliseconds are expected, so every token
+      // looks expired in 1970 (a renewal was asked for every second, for ever).
+      const server = echo(
+        newServer({
+          server: uri,
+          token: () => {
+            calls++;
+            return {
+              token: createRelayToken(uri, relay.keyName, relay.key, 3600),
+              expiresOnTimestamp: Math.floor(Date.now() / 1000) + 3600 + calls
+            };
+          }
+        })
+      );
+      const warnings = [];
+      server.on('warning', (err) => warnings.push(err));
+      await whenListening(server);
+      await waitUntil(() => warnings.length >= 2, 10_000, () => `two warnings (${warnings.length}; ${calls} provider calls)`);
+      for (const err of warnings) {
+        assert.equal(err.code, 'ERR_TOKEN_PROVIDER');
+        assert.match(err.message, /already expired .*expiresOnTimestamp is in milliseconds/);
+      }
+      // The token itself is good: the listener stays online and serves.
+      assert.equal(eventsOfType(server, 'offline').length, 0, history(server));
+      assert.equal(server.status, 'online');
+      await echoRoundTrip(relay);
+    });
+  });
+
   test("a static token about to expire: 'warning' ERR_TOKEN_EXPIRING before it expires", async () => {
     await withServerRelay(RELAY, async (relay) => {
       const uri = createRelayListenUri(relay.namespace, 'hc');

@@ -51,24 +51,41 @@ fn instant_of(at_ms: f64) -> Instant {
     Instant::now() + Duration::from_millis(wait_ms as u64).max(MIN_RENEW_DELAY)
 }
 
-/// When to renew `token`: when its provider asked (`refreshAfterTimestamp`), else at
-/// `renew_at` (80 %) of its remaining life; `None` when its expiry is unknown.
+/// Longest wait between renewal retries once they back off (see [`retry_time`]).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// When to renew `token`: at `renew_at` (80 %) of its remaining life, or when its provider
+/// asked (`refreshAfterTimestamp`) if that is earlier (a provider's request after the
+/// token's expiry, or at it, would leave the channel with an expired token); `None` when
+/// neither is known.
 fn renewal_time(opts: &ListenerOptions, token: &Token) -> Option<Instant> {
-    if let Some(at) = token.refresh_ms() {
-        return Some(instant_of(at));
-    }
-    let expires = token.expiry_ms()?;
-    let left_ms = (expires - sas::now_ms()).max(0.0);
-    Some(instant_of(
-        sas::now_ms() + left_ms * opts.renew_at.clamp(0.0, 1.0),
-    ))
+    let now = sas::now_ms();
+    let by_life = token
+        .expiry_ms()
+        .map(|expires| now + (expires - now).max(0.0) * opts.renew_at.clamp(0.0, 1.0));
+    let at = match (token.refresh_ms(), by_life) {
+        (Some(refresh), Some(life)) => refresh.min(life),
+        (Some(at), None) | (None, Some(at)) => at,
+        (None, None) => return None,
+    };
+    Some(instant_of(at))
 }
 
-/// When to try a failed renewal again: soon, but well before the token expires.
-fn retry_time(expires_ms: Option<f64>) -> Instant {
+/// When to try a failed renewal again, after `failures` failures in a row: while the
+/// current token lives, soon but well before it expires (a quarter of its life left, from
+/// 1 s to 5 s); once it has expired (or its expiry is unknown), from 1 s, doubling with
+/// each failure up to [`MAX_RETRY_DELAY`], so that a provider that keeps failing is not
+/// called every second.
+fn retry_time(expires_ms: Option<f64>, failures: u32) -> Instant {
     let left_ms = expires_ms.map_or(0.0, |e| (e - sas::now_ms()).max(0.0));
-    let wait = Duration::from_millis((left_ms / 4.0).clamp(0.0, 5000.0) as u64);
-    Instant::now() + wait.max(MIN_RENEW_DELAY)
+    let wait = if left_ms > 0.0 {
+        Duration::from_millis((left_ms / 4.0).min(5000.0) as u64).max(MIN_RENEW_DELAY)
+    } else {
+        MIN_RENEW_DELAY
+            .saturating_mul(1 << failures.saturating_sub(1).min(6))
+            .min(MAX_RETRY_DELAY)
+    };
+    Instant::now() + wait
 }
 
 /// Sends a text message on the control channel.
@@ -98,6 +115,8 @@ struct Session<'a> {
     pong_deadline: Option<Instant>,
     /// The request number of the renewal token asked for, and how long the owner has.
     pending_renewal: Option<u64>,
+    /// Renewals that failed in a row (see [`retry_time`]).
+    renew_failures: u32,
     renewal_deadline: Option<Instant>,
     next_request: &'a mut u64,
     /// The socket's error, reported with its close.
@@ -122,6 +141,7 @@ impl<'a> Session<'a> {
             next_ping: opts.keep_alive.map(|k| Instant::now() + k),
             pong_deadline: None,
             pending_renewal: None,
+            renew_failures: 0,
             renewal_deadline: None,
             next_request,
             last_error: None,
@@ -220,7 +240,8 @@ impl<'a> Session<'a> {
     fn renewal_failed(&mut self, message: String) {
         log::warn!("listener: token renewal failed: {message}");
         self.owner.sink.push(ListenerEvent::TokenError { message });
-        self.renew_at = Some(retry_time(self.expires));
+        self.renew_failures = self.renew_failures.saturating_add(1);
+        self.renew_at = Some(retry_time(self.expires, self.renew_failures));
     }
 
     /// The owner's answer to a renewal: send it to the service if it is a token that
@@ -232,6 +253,12 @@ impl<'a> Session<'a> {
         let checked = result.and_then(|t| match t.expiry_ms() {
             None if t.value.is_empty() => Err("the token provider returned an empty token".to_owned()),
             None => Err("the token provider returned a token whose expiry is unknown (neither SAS, nor a JWT, nor with expiresOnTimestamp)".to_owned()),
+            // Expired as it comes: most likely `expiresOnTimestamp` in seconds, not
+            // milliseconds (renewing it would renew again at once, and on and on).
+            Some(e) if e <= sas::now_ms() => Err(format!(
+                "the token provider returned a token that has already expired (at {} s Unix time; expiresOnTimestamp is in milliseconds)",
+                (e / 1000.0).floor()
+            )),
             Some(e) if current.is_some_and(|c| e <= c) => Err(
                 "the token provider returned a token that does not expire later than the current one"
                     .to_owned(),
@@ -245,6 +272,7 @@ impl<'a> Session<'a> {
                     serde_json::json!({ "renewToken": { "token": t.value } }).to_string(),
                 );
                 self.expires = Some(e);
+                self.renew_failures = 0;
                 self.renew_at = renewal_time(self.opts, &t);
                 log::info!(
                     "listener: token renewed (expires at {} s)",
@@ -327,5 +355,52 @@ pub(super) async fn serve(
                 Some(_) => {}
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Seconds from now until `at` (rounded).
+    fn secs_until(at: Instant) -> u64 {
+        (at - Instant::now()).as_secs_f64().round() as u64
+    }
+
+    fn token(expires_in_s: Option<f64>, refresh_in_s: Option<f64>) -> Token {
+        let now = sas::now_ms();
+        Token {
+            value: "opaque".to_owned(),
+            expires_at_ms: expires_in_s.map(|s| now + s * 1000.0),
+            refresh_at_ms: refresh_in_s.map(|s| now + s * 1000.0),
+        }
+    }
+
+    #[test]
+    fn a_token_is_renewed_at_80_percent_of_its_life_or_earlier_when_its_provider_asks() {
+        let opts = ListenerOptions::new("wss://ns/hc");
+        let at = |t: Token| renewal_time(&opts, &t).map(secs_until);
+        assert_eq!(at(token(Some(100.0), None)), Some(80));
+        assert_eq!(at(token(Some(100.0), Some(50.0))), Some(50));
+        // A provider asking for the renewal at the expiry or after it is not followed.
+        assert_eq!(at(token(Some(100.0), Some(100.0))), Some(80));
+        assert_eq!(at(token(Some(100.0), Some(600.0))), Some(80));
+        assert_eq!(at(token(None, Some(30.0))), Some(30));
+        assert_eq!(at(token(None, None)), None);
+        // Never sooner than a second away.
+        assert_eq!(at(token(Some(-5.0), None)), Some(1));
+    }
+
+    #[test]
+    fn failed_renewals_retry_before_the_expiry_then_back_off_once_it_is_past() {
+        let live = Some(sas::now_ms() + 600_000.0);
+        assert_eq!(secs_until(retry_time(live, 1)), 5);
+        assert_eq!(secs_until(retry_time(live, 30)), 5);
+        let near = Some(sas::now_ms() + 8_000.0);
+        assert_eq!(secs_until(retry_time(near, 3)), 2);
+        let past = Some(sas::now_ms() - 1_000.0);
+        let waits: Vec<u64> = (1..=9).map(|n| secs_until(retry_time(past, n))).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(secs_until(retry_time(None, 2)), 2);
     }
 }
