@@ -274,7 +274,7 @@ describe('renewal', () => {
 });
 
 describe('credentials that fail', () => {
-  test("a credential that throws: a 'warning' ERR_TOKEN_PROVIDER per attempt, retried, then listening", async () => {
+  test("a credential that throws (even a value with no string form): a 'warning' ERR_TOKEN_PROVIDER per attempt, retried, then listening", async () => {
     await withServerRelay(RELAY, async (relay) => {
       const good = relay.entraCredential({ roles: LISTENER });
       let calls = 0;
@@ -282,6 +282,8 @@ describe('credentials that fail', () => {
         async getToken(scope) {
           calls++;
           if (calls <= 2) throw new Error(`token service down (${calls})`);
+          // A rejection with no string form (String() of it throws).
+          if (calls === 3) throw Object.create(null);
           return good.getToken(scope);
         }
       };
@@ -293,7 +295,8 @@ describe('credentials that fail', () => {
         warnings.map((w) => [w.code, w.message]),
         [
           ['ERR_TOKEN_PROVIDER', 'The token provider failed: token service down (1)'],
-          ['ERR_TOKEN_PROVIDER', 'The token provider failed: token service down (2)']
+          ['ERR_TOKEN_PROVIDER', 'The token provider failed: token service down (2)'],
+          ['ERR_TOKEN_PROVIDER', 'The token provider failed: type object']
         ]
       );
       assert.equal(eventsOfType(server, 'error').length, 0, history(server));
@@ -351,6 +354,10 @@ describe('credentials that fail', () => {
       const failed = await senderFailure(relayedConnect(url, null, { credential: failing }));
       assert.equal(failed.error.code, 'ERR_TOKEN_PROVIDER');
       assert.equal(failed.error.message, 'The token provider failed: no network');
+      const odd = { getToken: async () => Promise.reject(Object.create(null)) };
+      const oddFailure = await senderFailure(relayedConnect(url, null, { credential: odd }));
+      assert.equal(oddFailure.error.code, 'ERR_TOKEN_PROVIDER');
+      assert.equal(oddFailure.error.message, 'The token provider failed: type object');
       const silent = { getToken: () => new Promise(() => {}) };
       const timedOut = await senderFailure(relayedConnect(url, null, { credential: silent, handshakeTimeout: 300 }));
       assert.equal(timedOut.error.code, 'ETIMEDOUT');

@@ -15,7 +15,7 @@ const {
   validateOptionsObject
 } = require('./validation');
 const { proxyOption } = require('./proxy');
-const { credentialOption, tokenSource } = require('./tokens');
+const { credentialOption, failureMessage, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -283,7 +283,7 @@ function connectAs(Socket, address, token, options, fn) {
       ws._pending = false;
       if (err && err.code === 'ETIMEDOUT') ws._failPending(err.message, 'ETIMEDOUT');
       else {
-        const message = err && typeof err.message === 'string' ? err.message : String(err);
+        const message = failureMessage(err);
         ws._failPending(`The token provider failed: ${message}`, 'ERR_TOKEN_PROVIDER');
       }
     })

@@ -18,7 +18,7 @@ const { failResponse, relayedRequest } = require('./http/serve');
 const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
-const { credentialOption, tokenSource } = require('./tokens');
+const { credentialOption, failureMessage, tokenSource } = require('./tokens');
 const {
   booleanOption,
   codedError,
@@ -608,7 +608,7 @@ class RelayedServer extends EventEmitter {
         if (this._id !== 0) native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
       })
       .catch((err) => {
-        const message = err && typeof err.message === 'string' ? err.message : String(err);
+        const message = failureMessage(err);
         if (this._id !== 0) native.listenerProvideToken(this._id, request, undefined, message);
       });
   }

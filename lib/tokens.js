@@ -101,4 +101,21 @@ function tokenSource(token, credential) {
   return null;
 }
 
-module.exports = { DEFAULT_SCOPE, credentialOption, readToken, tokenSource };
+/**
+ * What a token function or credential threw or rejected with, as text for an error message:
+ * its `message`, else its string form, else its type (a value such as
+ * `Object.create(null)` has no string form, and `String()` of it throws).
+ *
+ * @param {*} err What was thrown
+ * @return {String} The text
+ */
+function failureMessage(err) {
+  try {
+    if (err !== null && typeof err === 'object' && typeof err.message === 'string') return err.message;
+    return String(err);
+  } catch {
+    return describeType(err);
+  }
+}
+
+module.exports = { DEFAULT_SCOPE, credentialOption, failureMessage, readToken, tokenSource };
