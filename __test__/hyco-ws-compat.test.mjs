@@ -172,8 +172,11 @@ describe('controlChannel', () => {
       const channel = server.controlChannel;
       const closes = [];
       const opens = [];
+      const errors = [];
       channel.onclose = (event) => closes.push(event);
       channel.on('open', () => opens.push(Date.now()));
+      channel.onerror = (event) => errors.push(event);
+      server.on('error', (err) => errors.push(err));
       channel.close();
       await nextOf(server, 'offline');
       await waitUntil(() => eventsOfType(server, 'online').length === 2, STEP_MS, "'online' again after controlChannel.close()");
@@ -185,6 +188,10 @@ describe('controlChannel', () => {
       await waitUntil(() => listens.length === 2, STEP_MS, "the relay's second 'listen'");
       assert.equal(eventsOfType(server, 'listening').length, 1, "the main entry point emits 'listening' once");
       assert.equal(eventsOfType(server, 'error').length, 0, history(server));
+      // Asked for, so not a failure: no 'error' on the channel or the server, and the next
+      // attempt carries none.
+      assert.deepEqual(errors, []);
+      assert.equal(eventsOfType(server, 'connecting').at(-1).args[0], null, history(server));
 
       await withTimeout(new Promise((resolve) => server.close(resolve)), STEP_MS, 'close()');
       assert.equal(channel.readyState, hyco.CLOSED);

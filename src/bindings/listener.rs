@@ -277,8 +277,16 @@ pub fn listen(env: Env, options: NativeListenOptions) -> napi::Result<f64> {
         channel: Mutex::new(None),
     });
     let handle = napi::bindgen_prelude::within_runtime_if_available(|| listener::start(opts, sink));
-    // On the JavaScript thread, so the environment is live and the hub open.
-    hub.insert(id, Arc::new(handle));
+    // On the JavaScript thread, so the environment is live; but the hub refuses new objects
+    // once its environment is being torn down: the listener, which nobody could close then,
+    // stops at once.
+    if !hub.insert(id, Arc::new(handle.clone())) {
+        handle.send(ListenerCommand::Close);
+        return Err(napi::Error::new(
+            Status::GenericFailure,
+            "hyco-ws-rs: the environment is shutting down",
+        ));
+    }
     hub.sync_ref(&env);
     Ok(id as f64)
 }

@@ -288,8 +288,10 @@ pub(super) async fn run(
                 // Asked for: a fresh channel at once, whatever the schedule was.
                 backoff.reset();
                 log::info!("listener: reopening the control channel, as asked");
-                sink.push(ListenerEvent::Offline { error: e.clone() });
-                cause = Some(e);
+                sink.push(ListenerEvent::Offline { error: e });
+                // Not a failure: the next attempt carries no error (hyco-ws reported none
+                // for its controlChannel.close() either).
+                cause = None;
             }
             End::Lost(e) => {
                 if online_at.elapsed() >= STABLE_AFTER {
