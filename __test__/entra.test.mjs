@@ -381,16 +381,18 @@ describe('local authentication disabled', () => {
       await nextOf(refused, 'close');
       assert.equal(eventsOfType(refused, 'warning').length, 0, 'a key cannot mend itself: no retries');
 
+      // A refused listener makes no Hybrid Connection: one with a JWT does, and a sender
+      // with a SAS token is then refused by it.
+      const server = echo(
+        newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential: relay.entraCredential({ roles: LISTENER }) })
+      );
+      await whenListening(server);
       const sendUri = createRelaySendUri(relay.namespace, 'hc');
       const sas = createRelayToken(sendUri, relay.keyName, relay.key);
       const failed = await senderFailure(relayedConnect(sendUri, sas));
       assert.equal(failed.error.statusCode, 401);
       assert.ok(!String(failed.error.message).includes(sas), 'the token is not echoed');
 
-      const server = echo(
-        newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential: relay.entraCredential({ roles: LISTENER }) })
-      );
-      await whenListening(server);
       const ws = await openSender(sendUri, null, { credential: relay.entraCredential({ roles: SENDER }) });
       await echoes(ws);
       ws.close();

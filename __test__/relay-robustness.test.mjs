@@ -11,6 +11,7 @@ import { createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
 import {
   STEP_MS,
   acceptRendezvous,
+  attempt,
   connectPair,
   expectOpen,
   expectStatus,
@@ -243,6 +244,46 @@ describe('garbage input', () => {
         STEP_MS,
         () => `everything back to 0: ${stats()}`
       );
+    });
+  });
+});
+
+describe('refused listeners and accepts', () => {
+  test('a listen request without a valid token makes no Hybrid Connection, and takes no senders from a shorter name', async () => {
+    await withRelay(undefined, async (relay) => {
+      const control = await listen(relay, 'hc');
+      for (let i = 0; i < 20; i++) {
+        await expectStatus(tryListen(relay, `junk${i}`, { token: null }).outcome, 401, `tokenless listener ${i}`);
+      }
+      await expectStatus(tryListen(relay, 'hc/sub', { token: 'SharedAccessSignature sr=x&sig=y&se=1&skn=z' }).outcome, 401, 'a listener with a bad token on hc/sub');
+      assert.equal(relay.stats().hybridConnections, 1, 'only the authorized listener made one');
+      // A sender to hc/sub/x reaches the listener on hc, with /sub/x as its suffix.
+      const sender = startSender(relay, 'hc/sub/x');
+      const accept = await nextAccept(control);
+      assert.match(new URL(accept.address).pathname, /\/hc\/sub\/x$/);
+      const peer = await acceptRendezvous(accept);
+      const ws = await expectOpen(sender.outcome, 'the sender on hc/sub/x');
+      ws.send('hello');
+      assert.equal(String((await nextMessage(peer, STEP_MS, 'the message at the listener')).data), 'hello');
+      control.close();
+    });
+  });
+
+  test("an accept address is good only on its sender's path: the same id on another Hybrid Connection gets 403", async () => {
+    await withRelay(undefined, async (relay) => {
+      const control = await listen(relay, 'hc');
+      const sender = startSender(relay, 'hc/sub', { id: 'fixed-id' });
+      const accept = await nextAccept(control);
+      assert.match(accept.address, /sb-hc-id=fixed-id/);
+      for (const path of ['other', 'hc', 'hc/elsewhere']) {
+        const wrong = accept.address.replace('/$hc/hc/sub?', `/$hc/${path}?`);
+        await expectStatus(attempt(wrong).outcome, 403, `the accept on ${path}`);
+      }
+      const peer = await acceptRendezvous(accept);
+      const ws = await expectOpen(sender.outcome, 'the sender');
+      ws.send('hello');
+      assert.equal(String((await nextMessage(peer, STEP_MS, 'the message at the listener')).data), 'hello');
+      control.close();
     });
   });
 });

@@ -162,8 +162,14 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
     max_bytes: usize,
 ) -> Result<RequestHead, SocketError> {
     let mut chunk = [0u8; 4096];
+    // Parse what is there, then again only when a read ends a line (a head is complete only
+    // at a line's end), when it was the first read (garbage is refused at once) or when the
+    // head is too long: each parse starts from the head's first byte, so a client sending a
+    // byte at a time would otherwise cost the square of the head's length.
+    let mut parse = !buf.is_empty();
+    let mut first = true;
     loop {
-        if !buf.is_empty() {
+        if parse {
             if let Some((head, len)) = parse_head(buf, max_bytes)? {
                 buf.drain(..len);
                 return Ok(head);
@@ -174,11 +180,21 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
             return Err(closed());
         }
         buf.extend_from_slice(&chunk[..n]);
+        parse = first || chunk[..n].contains(&b'\n') || buf.len() > max_bytes;
+        first = false;
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Heads parsed on this thread (tests of how often a slow head is parsed).
+    static PARSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Parses a head at the start of `buf`: the head and its length, `None` if incomplete.
 fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, SocketError> {
+    #[cfg(test)]
+    PARSES.with(|c| c.set(c.get() + 1));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
@@ -307,6 +323,62 @@ mod tests {
         assert_eq!(
             read_head(&mut r, 1024).await.unwrap_err().code,
             Some("ECONNRESET")
+        );
+    }
+
+    /// Gives its bytes one at a time, as a slow (or hostile) client sends them.
+    struct ByteAtATime<'a>(&'a [u8]);
+
+    impl AsyncRead for ByteAtATime<'_> {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some((first, rest)) = self.0.split_first() {
+                buf.put_slice(&[*first]);
+                self.0 = rest;
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_head_sent_a_byte_at_a_time_is_parsed_once_per_line() {
+        let mut head = String::from("GET /$hc/x HTTP/1.1\r\nHost: h\r\n");
+        for i in 0..20 {
+            head.push_str(&format!("X-Filler-{i}: {}\r\n", "a".repeat(400)));
+        }
+        head.push_str("\r\n");
+        PARSES.with(|c| c.set(0));
+        let (got, rest) = read_head(&mut ByteAtATime(head.as_bytes()), 16 * 1024)
+            .await
+            .unwrap();
+        assert_eq!(got.target, "/$hc/x");
+        assert!(rest.is_empty());
+        // Once per line (23) and once for the first byte: not once per byte (8,000 and more).
+        let parses = PARSES.with(|c| c.get());
+        assert!(
+            parses <= 24,
+            "{parses} parses of a {}-byte head",
+            head.len()
+        );
+        // Garbage is still refused at its first read, and an oversize head with no line end
+        // once it is too long.
+        assert_eq!(
+            read_head(&mut ByteAtATime(b"\x00\x01garbage"), 1024)
+                .await
+                .unwrap_err()
+                .status_code,
+            Some(400)
+        );
+        let long = format!("GET /{}", "a".repeat(3000));
+        assert_eq!(
+            read_head(&mut ByteAtATime(long.as_bytes()), 1024)
+                .await
+                .unwrap_err()
+                .status_code,
+            Some(431)
         );
     }
 

@@ -143,6 +143,9 @@ struct Entity {
 pub struct Pending {
     /// Where the listener's answer goes.
     pub outcome: oneshot::Sender<AcceptOutcome>,
+    /// The sender's path (its Hybrid Connection and suffix, as a key), which its accept
+    /// address repeats: only an accept request on it takes the rendezvous.
+    path: String,
 }
 
 /// A Hybrid Connection resolved from a request path.
@@ -225,6 +228,19 @@ impl Registry {
             key: key.to_owned(),
             name: e.name.clone(),
             requires_client_authorization: e.requires_client_authorization,
+        }
+    }
+
+    /// The name of the entity a listener names by `path` (exact match), if it exists or
+    /// would be created ("any" mode), without creating it: a listener must be authorized
+    /// first ([`Registry::entity_for_listener`] creates it).
+    pub fn listener_entity_name(&self, path: &str) -> Option<String> {
+        let key = entity_key(path);
+        let maps = self.lock();
+        match maps.entities.get(&key) {
+            Some(e) => Some(e.name.clone()),
+            None if self.any => Some(path.trim_matches('/').to_owned()),
+            None => None,
         }
     }
 
@@ -337,7 +353,11 @@ impl Registry {
 
     /// Registers a rendezvous under an id unique among those pending: `wanted` when free,
     /// else `wanted` with a `_N` suffix (the service's ids carry such suffixes too).
-    pub fn insert_pending(&self, wanted: &str) -> (String, oneshot::Receiver<AcceptOutcome>) {
+    pub fn insert_pending(
+        &self,
+        wanted: &str,
+        path: &str,
+    ) -> (String, oneshot::Receiver<AcceptOutcome>) {
         let (tx, rx) = oneshot::channel();
         let mut maps = self.lock();
         let mut id = wanted.to_owned();
@@ -346,18 +366,37 @@ impl Registry {
             n += 1;
             id = format!("{wanted}_{n}");
         }
-        maps.pending.insert(id.clone(), Pending { outcome: tx });
+        maps.pending.insert(
+            id.clone(),
+            Pending {
+                outcome: tx,
+                path: entity_key(path),
+            },
+        );
         (id, rx)
     }
 
-    /// Takes a rendezvous (an accept address is valid once).
+    /// Forgets a rendezvous (the sender gave up, or the listener did not answer in time).
     pub fn take_pending(&self, id: &str) -> Option<Pending> {
         self.lock().pending.remove(id)
     }
 
-    /// True when a rendezvous with this id is waiting.
-    pub fn has_pending(&self, id: &str) -> bool {
-        self.lock().pending.contains_key(id)
+    /// Takes the rendezvous `id` for an accept request on `path` (an accept address is
+    /// valid once, and only on the sender's path).
+    pub fn take_pending_at(&self, id: &str, path: &str) -> Option<Pending> {
+        let mut maps = self.lock();
+        if maps.pending.get(id)?.path != entity_key(path) {
+            return None;
+        }
+        maps.pending.remove(id)
+    }
+
+    /// True when a rendezvous with this id is waiting for an accept request on `path`.
+    pub fn has_pending_at(&self, id: &str, path: &str) -> bool {
+        self.lock()
+            .pending
+            .get(id)
+            .is_some_and(|p| p.path == entity_key(path))
     }
 
     /// Sends `make(code, reason)` to the listeners of `entity` (all when `None`).
@@ -477,8 +516,8 @@ mod tests {
         let _b = r.add_listener(&e.key, 2, origin.clone()).unwrap();
         assert!(r.add_listener(&e.key, 2, origin).is_err());
         assert_eq!(r.counts().listeners, 2);
-        let (id1, _rx1) = r.insert_pending("x");
-        let (id2, _rx2) = r.insert_pending("x");
+        let (id1, _rx1) = r.insert_pending("x", "hc");
+        let (id2, _rx2) = r.insert_pending("x", "hc");
         assert_eq!((id1.as_str(), id2.as_str()), ("x", "x_2"));
         assert!(r.take_pending("x").is_some());
         assert!(r.take_pending("x").is_none());

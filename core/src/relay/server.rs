@@ -233,9 +233,10 @@ impl Conn {
 
     async fn listen(mut self) {
         let state = self.state.clone();
-        let Some(entity) = state.registry.entity_for_listener(&self.req.path) else {
-            let d = SocketError::status(404, "Endpoint not found: no such Hybrid Connection");
-            return deny(&state, self.stream, d, None).await;
+        let not_found =
+            || SocketError::status(404, "Endpoint not found: no such Hybrid Connection");
+        let Some(name) = state.registry.listener_entity_name(&self.req.path) else {
+            return deny(&state, self.stream, not_found(), None).await;
         };
         let access = Access {
             right: Right::Listen,
@@ -245,8 +246,13 @@ impl Conn {
         let grant =
             match auth::authorize(&state.config, self.token().as_deref(), &access, unix_now()) {
                 Ok(g) => g,
-                Err(d) => return deny(&state, self.stream, d, Some(&entity.name)).await,
+                Err(d) => return deny(&state, self.stream, d, Some(&name)).await,
             };
+        // Only an authorized listener makes a Hybrid Connection ("any" mode): an entity
+        // left by a refused one would take senders meant for a shorter name.
+        let Some(entity) = state.registry.entity_for_listener(&self.req.path) else {
+            return deny(&state, self.stream, not_found(), None).await;
+        };
         // The addresses this listener is given name the host it connected with.
         let origin: Arc<str> = state.origin_for_host(self.head.header("Host")).into();
         let added = state
@@ -365,7 +371,7 @@ impl Conn {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .unwrap_or_else(new_uuid);
-        let (id, outcome) = state.registry.insert_pending(&wanted);
+        let (id, outcome) = state.registry.insert_pending(&wanted, &self.req.path);
         let message = self.accept_message(&listener.origin, &id);
         if let Err(e) = listener.commands.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
@@ -479,8 +485,9 @@ impl Conn {
             .param("sb-hc-statusCode")
             .map(|s| s.trim().parse::<u16>());
         if let Some(parsed) = &reject_status {
-            if !matches!(parsed, Ok(300..=599)) || !state.registry.has_pending(&id) {
-                let d = if state.registry.has_pending(&id) {
+            let waiting = state.registry.has_pending_at(&id, &self.req.path);
+            if !matches!(parsed, Ok(300..=599)) || !waiting {
+                let d = if waiting {
                     SocketError::status(
                         400,
                         "Bad Request: sb-hc-statusCode must be an HTTP status from 300 to 599",
@@ -491,7 +498,7 @@ impl Conn {
                 return deny(&state, self.stream, d, None).await;
             }
         }
-        let Some(pending) = state.registry.take_pending(&id) else {
+        let Some(pending) = state.registry.take_pending_at(&id, &self.req.path) else {
             return deny(&state, self.stream, invalid, None).await;
         };
         if let Some(Ok(status)) = reject_status {
