@@ -4,20 +4,28 @@
 // arrives, in order, before 'close'; and a frame a listener sends as the connection drops
 // settles its callback before 'close' and leaves bufferedAmount at 0. Each scenario runs
 // with a ws 8 client too, and the two must agree. The peer is a plain ws 8 server on
-// 127.0.0.1.
+// 127.0.0.1 (a worker thread's where the main thread must block while the peer acts); the
+// last test, of a RelayedServer's close, runs through the local relay.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 
 import WebSocket, { WebSocketServer } from 'ws';
-import { relayedConnect } from 'hyco-ws-rs';
+import {
+  RelayedServer,
+  createRelayListenUri,
+  createRelaySendUri,
+  createRelayToken,
+  relayedConnect,
+  startLocalRelay
+} from 'hyco-ws-rs';
 
-import { STEP_MS, withTimeout } from './support/relay-steps.mjs';
+import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
 
 const CLIENTS = {
-  'ws 8': (url) => new WebSocket(url, { perMessageDeflate: false }),
-  'hyco-ws-rs': (url) => relayedConnect(url, undefined, { perMessageDeflate: false })
+  'ws 8': (url, options) => new WebSocket(url, { perMessageDeflate: false, ...options }),
+  'hyco-ws-rs': (url, options) => relayedConnect(url, undefined, { perMessageDeflate: false, ...options })
 };
 
 /**
@@ -42,7 +50,7 @@ async function peerServer(onConnection) {
 /**
  * Runs `scenario` with each client and returns what each saw, by client name.
  *
- * @param {(connect: (url: string) => any) => Promise<any>} scenario One run.
+ * @param {(connect: (url: string, options?: object) => any) => Promise<any>} scenario One run.
  * @returns {Promise<Record<string, any>>}
  */
 async function withEachClient(scenario) {
@@ -159,13 +167,15 @@ test('pause() and resume() around every message while the connection drops: ever
 
 /**
  * A peer in a worker thread, so that it can act while the main thread is blocked: it says
- * when a client is connected; told to `act`, it sends `request` and drops the connection,
- * and sets `signal` once its side is closed.
+ * when a client is connected; told to `act`, it sends `request` (or, with `raw`, writes
+ * those bytes as they are) and drops the connection, and sets `signal` once its side is
+ * closed.
  *
  * @param {Int32Array} signal Set to 1 once the peer's side is closed.
+ * @param {number[]} [raw] Bytes to write instead of the message.
  * @returns {Promise<{ url: string, worker: Worker }>}
  */
-async function droppingPeer(signal) {
+async function droppingPeer(signal, raw) {
   const worker = new Worker(
     `
     const { workerData, parentPort } = require('node:worker_threads');
@@ -179,7 +189,8 @@ async function droppingPeer(signal) {
     });
     parentPort.on('message', (m) => {
       if (m === 'act') {
-        peer.send('request');
+        if (workerData.raw) peer._socket.write(Buffer.from(workerData.raw));
+        else peer.send('request');
         peer.terminate();
         peer.once('close', () => {
           Atomics.store(workerData.signal, 0, 1);
@@ -190,7 +201,7 @@ async function droppingPeer(signal) {
       }
     });
     `,
-    { eval: true, workerData: { signal, ws: import.meta.resolve('ws').replace(/^file:\/\//, '') } }
+    { eval: true, workerData: { signal, raw, ws: import.meta.resolve('ws').replace(/^file:\/\//, '') } }
   );
   const [port] = await withTimeout(once(worker, 'message'), STEP_MS, 'the worker peer to listen');
   return { url: `ws://127.0.0.1:${port}/`, worker };
@@ -213,8 +224,15 @@ test("a listener's send as the connection drops: its callback runs before 'close
         order.push(`message ${data}`);
         S.send('reply', (err) => order.push(err ? 'callback failed' : 'callback ok'));
       });
-      const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
-      order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
+      // Noted in the listener itself: after an await, the callback's tick would have run
+      // whatever the order.
+      const closed = new Promise((resolve) =>
+        S.once('close', (code) => {
+          order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
+          resolve();
+        })
+      );
+      await withTimeout(closed, STEP_MS, "the client's 'close'");
       await new Promise((resolve) => setImmediate(resolve));
       order.push(`later, bufferedAmount ${S.bufferedAmount}`);
       return order;
@@ -238,4 +256,133 @@ test("a listener's send as the connection drops: its callback runs before 'close
     'close 1006, bufferedAmount 0',
     'later, bufferedAmount 0'
   ]);
+});
+
+test("a 'message' listener that takes longer than closeTimeout before its reply: the reply and the echo still go, and the close is clean", async () => {
+  const seen = await withEachClient(async (connect) => {
+    const peerSaw = [];
+    let peerClosed;
+    const server = await peerServer((peer) => {
+      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
+      peer.on('message', (data) => peerSaw.push(String(data)));
+      peer.send('hello');
+      peer.close(1000);
+    });
+    try {
+      const S = connect(server.url, { closeTimeout: 100 });
+      const callbacks = [];
+      S.on('message', () => {
+        // Synchronous work longer than the closing handshake's time: the handshake has not
+        // begun on this side yet (as in ws, its timer starts with the answer).
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+        S.send('reply', (err) => callbacks.push(err ? err.message : 'ok'));
+      });
+      const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
+      return { peerSaw, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), code, callbacks };
+    } finally {
+      await server.close();
+    }
+  });
+  assert.deepEqual(seen['ws 8'], { peerSaw: ['reply'], peerCode: 1000, code: 1000, callbacks: ['ok'] });
+  assert.deepEqual(seen['hyco-ws-rs'], seen['ws 8']);
+});
+
+test('a peer that half-closes right after its close frame still gets the reply and the echo', async () => {
+  const seen = await withEachClient(async (connect) => {
+    const peerSaw = [];
+    let peerClosed;
+    const server = await peerServer((peer) => {
+      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
+      peer.on('message', (data) => peerSaw.push(String(data)));
+      peer.send('hello');
+      peer.close(1000);
+      // Done sending: a FIN, while it still reads.
+      peer._socket.end();
+    });
+    try {
+      const S = connect(server.url);
+      S.on('error', () => {});
+      S.on('message', () => S.send('reply'));
+      const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
+      return { peerSaw, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), code };
+    } finally {
+      await server.close();
+    }
+  });
+  assert.deepEqual(seen['ws 8'], { peerSaw: ['reply'], peerCode: 1000, code: 1000 });
+  assert.deepEqual(seen['hyco-ws-rs'], seen['ws 8']);
+});
+
+test("send() while closing: its bytes still count in bufferedAmount after 'close', and an 'error' listener's send settles its callback before 'close'", async () => {
+  const seen = await withEachClient(async (connect) => {
+    const signal = new Int32Array(new SharedArrayBuffer(4));
+    // A text frame that is not UTF-8, written by hand: the client fails (and sends 1007).
+    const { url, worker } = await droppingPeer(signal, [0x81, 0x02, 0xff, 0xfe]);
+    try {
+      const S = connect(url);
+      const order = [];
+      await withTimeout(Promise.all([once(S, 'open'), once(worker, 'message')]), STEP_MS, 'the client to connect');
+      worker.postMessage('act');
+      // Blocks until the peer has dropped the connection: the failure and the end come to
+      // the client together.
+      assert.notEqual(Atomics.wait(signal, 0, 0, STEP_MS), 'timed-out', 'the peer to drop the connection');
+      S.on('error', (err) => {
+        order.push(`error ${err.code}`);
+        S.send('abcd', (e) => order.push(e ? 'callback failed' : 'callback ok'));
+      });
+      // Noted in the listener itself (after an await, the callback's tick would have run
+      // whatever the order); not events.once(), which rejects on the 'error'.
+      const closed = new Promise((resolve) =>
+        S.once('close', (code) => {
+          order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
+          resolve();
+        })
+      );
+      await withTimeout(closed, STEP_MS, "the client's 'close'");
+      return order;
+    } finally {
+      worker.postMessage('stop');
+      await once(worker, 'exit');
+    }
+  });
+  assert.deepEqual(seen['ws 8'], ['error WS_ERR_INVALID_UTF8', 'callback failed', 'close 1006, bufferedAmount 4']);
+  assert.deepEqual(seen['hyco-ws-rs'], seen['ws 8']);
+});
+
+test("server.close(): every accepted socket's 'close' comes before the server's 'close' and its callback", async () => {
+  const relay = await startLocalRelay();
+  try {
+    const uri = createRelayListenUri(relay.namespace, 'hc');
+    const server = new RelayedServer({ server: uri, token: () => createRelayToken(uri, relay.keyName, relay.key) });
+    await withTimeout(once(server, 'listening'), STEP_MS, 'the server to listen');
+    const order = [];
+    const accepted = new Promise((resolve) =>
+      server.on('connection', (socket) => {
+        // A send with a callback: the socket's 'close' then waits a tick for callbacks.
+        socket.send('hello', () => {});
+        socket.on('close', () => order.push('socket close'));
+        resolve();
+      })
+    );
+    // A ws 8 sender that stops reading, so that its socket closes only after the server's
+    // control channel has.
+    const sendUri = createRelaySendUri(relay.namespace, 'hc');
+    const sender = new WebSocket(sendUri, {
+      headers: { ServiceBusAuthorization: createRelayToken(sendUri, relay.keyName, relay.key) },
+      perMessageDeflate: false
+    });
+    sender.on('error', () => {});
+    await withTimeout(Promise.all([accepted, once(sender, 'message')]), STEP_MS, 'a sender accepted');
+    sender.pause();
+    server.on('close', () => order.push('server close'));
+    const closed = new Promise((resolve) => server.close(() => resolve(order.push('callback'))));
+    await waitUntil(() => relay.stats().listeners === 0, STEP_MS, 'the control channel to close');
+    sender.resume();
+    await withTimeout(closed, STEP_MS, 'server.close()');
+    assert.deepEqual(order, ['socket close', 'server close', 'callback']);
+    sender.terminate();
+  } finally {
+    await relay.close();
+  }
 });

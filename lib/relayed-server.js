@@ -729,18 +729,29 @@ class RelayedServer extends EventEmitter {
   }
 
   /**
-   * A socket of this server has closed: the server forgets it, and may be done closing.
-   * The socket calls this itself, just before its 'close' event, rather than through a
-   * 'close' listener: no listener per socket (a listener may hold thousands), and no way
-   * for the application's `removeAllListeners()` to keep the server waiting for it.
+   * A socket of this server has closed (and left `clients`, see `_forgetClient`): the
+   * server forgets it, and may be done closing, so that the server's 'close' comes after
+   * the socket's. The socket calls this itself, just after its 'close' event, rather than
+   * through a 'close' listener: no listener per socket (a listener may hold thousands), and
+   * no way for the application's `removeAllListeners()` to keep the server waiting for it.
    *
    * @param {RelayedWebSocket} ws The socket
    * @private
    */
   _forget(ws) {
     this._sockets.delete(ws);
-    if (this._config.clientTracking) this._removeClient(ws);
     if (this._state === 'closing') this._maybeFinish();
+  }
+
+  /**
+   * Takes a closed socket out of `clients` (before its 'close' listeners run, as ws's
+   * server does; `_forget` follows once they have).
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @private
+   */
+  _forgetClient(ws) {
+    if (this._config.clientTracking) this._removeClient(ws);
   }
 
   /**

@@ -91,6 +91,12 @@ const EV_ERROR = eventType('error', ['message', 'code', 'rangeError', 'statusCod
 const EV_CLOSED = eventType('closed', ['code', 'reason', 'frameReceived', 'frameSent']);
 const EV_ACCEPTED = eventType('accepted', ['protocol', 'extensions']);
 
+/**
+ * How many entries of a held list (see `RelayedWebSocket#_hold`) may have been emitted
+ * before a pause part way through it lets them go.
+ */
+const HELD_COMPACT = 4096;
+
 // Frames smaller than this are packed, per tick, into one native call (see `_sendFrame`);
 // larger ones go on their own.
 const BATCH_BELOW = 16 * 1024;
@@ -270,8 +276,15 @@ function isValidStatusCode(code) {
  * @private
  */
 function sendAfterClose(ws, data, cb) {
-  if (data) ws._bufferedAmount += toBuffer(data).length;
+  if (data) {
+    const length = toBuffer(data).length;
+    ws._bufferedAmount += length;
+    // As ws: what is sent while closing still counts after 'close' (see `_closed`).
+    if (ws._readyState === WebSocket.CLOSING) ws._lateBytes += length;
+  }
   if (cb) {
+    // Its callback runs on the next tick: 'close' waits for it (see `_closed`).
+    if (ws._callbacks === null) ws._callbacks = new Map();
     const err = new Error(
       `WebSocket is not open: readyState ${ws.readyState} (${readyStates[ws.readyState]})`
     );
@@ -308,6 +321,8 @@ class RelayedWebSocket extends WebSocket {
     this._isServer = false;
     this._url = url;
     this._bufferedAmount = 0;
+    // What `send()` added to it while closing (see `sendAfterClose`).
+    this._lateBytes = 0;
     this._id = 0;
     this._callbacks = null;
     this._nextAck = 1;
@@ -475,7 +490,16 @@ class RelayedWebSocket extends WebSocket {
         process.nextTick(rethrow, err);
       }
     }
-    if (this._held === held && held.at >= held.list.length) this._held = null;
+    if (this._held !== held) return;
+    if (held.at >= held.list.length) {
+      this._held = null;
+      // All emitted: the connection may read again (see `resume()`).
+      if (!this._paused && this._id !== 0) native.socketResume(this._id);
+    } else if (held.at >= HELD_COMPACT) {
+      // Paused again part way: what was emitted is let go.
+      held.list = held.list.slice(held.at);
+      held.at = 0;
+    }
   }
 
   /**
@@ -689,8 +713,9 @@ class RelayedWebSocket extends WebSocket {
     this._held = null;
     // Nothing is left to write: frames packed in this tick and never handed over, or handed
     // over as the connection ended (too late for a written event), leave `bufferedAmount`
-    // with the rest (their callbacks fail below).
-    this._bufferedAmount = 0;
+    // with the rest (their callbacks fail below); what was sent while closing stays, as in
+    // ws.
+    this._bufferedAmount = this._lateBytes;
     this._packed = null;
     this._packedLength = 0;
     this._packedBytes = 0;
@@ -710,13 +735,14 @@ class RelayedWebSocket extends WebSocket {
     }
     unregister(this._id);
     this._id = 0;
-    if (this._server !== null) this._server._forget(this);
+    // Out of `clients` before the 'close' listeners run, as ws's server does it.
+    if (this._server !== null) this._server._forgetClient(this);
     if (this._callbacks !== null) {
       // Send callbacks run on later ticks (see `_complete`), failed ones too; as with ws,
       // they run before 'close'.
       process.nextTick(emitClose, this, code, reason);
     } else {
-      this.emit('close', code, reason);
+      emitClose(this, code, reason);
     }
   }
 
@@ -1022,16 +1048,22 @@ class RelayedWebSocket extends WebSocket {
   resume() {
     if (this.readyState === WebSocket.CONNECTING || this.readyState === WebSocket.CLOSED) return;
     this._paused = false;
-    if (this._id !== 0) native.socketResume(this._id);
-    // On the next tick, as a resumed ws socket reads again; events that come meanwhile go
-    // behind these (see `_handle`).
-    if (this._held !== null) process.nextTick(drainHeld, this);
+    if (this._held !== null) {
+      // What is held is emitted on the next tick, as a resumed ws socket reads again, and
+      // only then does the connection read more (`_drain`): as with ws, nothing more is
+      // read than what was read before the pause until it has been emitted, however often
+      // listeners pause and resume.
+      process.nextTick(drainHeld, this);
+    } else if (this._id !== 0) {
+      native.socketResume(this._id);
+    }
   }
 
 }
 
 /**
- * Emits 'close' (see `RelayedWebSocket#_closed`).
+ * Emits 'close' (see `RelayedWebSocket#_closed`), then lets the socket's server, if any,
+ * finish with it.
  *
  * @param {RelayedWebSocket} ws The socket
  * @param {Number} code The close code
@@ -1039,7 +1071,12 @@ class RelayedWebSocket extends WebSocket {
  * @private
  */
 function emitClose(ws, code, reason) {
-  ws.emit('close', code, reason);
+  try {
+    ws.emit('close', code, reason);
+  } finally {
+    // Its server's 'close' (once every socket is closed) comes after the socket's own.
+    if (ws._server !== null) ws._server._forget(ws);
+  }
 }
 
 /**

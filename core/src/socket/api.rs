@@ -39,8 +39,10 @@ pub struct SocketOptions {
     /// The owner answers the peer's close frame ([`Command::EchoClose`]) once it has handled
     /// the messages that came before it, as ws does (its receiver emits them, then closes):
     /// a reply the owner sends to one of them goes out before the echo. Default false: the
-    /// connection echoes the close frame as soon as it reads it. The closing-handshake timer
-    /// starts when the peer's close frame is read, either way.
+    /// connection echoes the close frame as soon as it reads it, and the closing-handshake
+    /// timer starts then; with it, the timer starts with the owner's echo (as ws's starts
+    /// with its `close()`), or when the peer ends the stream first. The connection does not
+    /// end before the owed echo is written.
     pub owner_echoes_close: bool,
 }
 

@@ -561,8 +561,12 @@ impl ConnectionTask {
                                 Vec::new()
                             },
                         });
+                        shared.start_close_timer();
                     }
-                    shared.start_close_timer();
+                    // Else the closing-handshake timer starts with the owner's echo, as ws's
+                    // with its close(): the time the owner takes over the messages before
+                    // the close frame is not counted against it. A peer that then gives up
+                    // and ends the stream starts it too (see `end_of_input`).
                     self.close = Some(Box::new(PeerClose {
                         code,
                         reason,
@@ -577,7 +581,11 @@ impl ConnectionTask {
 
     /// Nothing is left to write.
     fn written_out(&self) -> bool {
-        self.written == self.out.len()
+        // An echo the owner still owes (`SocketOptions::owner_echoes_close`) is still to be
+        // written: a peer that half-closes after its close frame gets it all the same.
+        let echo_owed = self.close.as_deref().is_some_and(|c| c.echo_pending);
+        !echo_owed
+            && self.written == self.out.len()
             && !self.unflushed
             && self.backlog.is_empty()
             && self
@@ -1451,6 +1459,25 @@ mod tests {
             [(0x81, b"reply".to_vec()), (0x88, b"\x0f\xa0bye".to_vec())]
         );
         assert_eq!(task.acks, [1]);
+    }
+
+    #[test]
+    fn an_owed_echo_holds_the_end_and_starts_the_closing_timer_only_when_framed() {
+        let mut task = plain_task(true);
+        task.on_bytes(&server_close(1000, b""));
+        // The owner may take its time over the messages before the close: no timer yet, and
+        // the connection is not done (a peer that half-closes now still gets the echo).
+        assert!(task.shared.close_deadline.lock().unwrap().is_none());
+        assert!(!task.written_out());
+        task.shared.push(Command::EchoClose);
+        task.fill();
+        assert!(task.shared.close_deadline.lock().unwrap().is_some());
+        // Framed, not yet written.
+        assert!(!task.written_out());
+        // Without the owner echoing, the timer starts at once.
+        let mut task = plain_task(false);
+        task.on_bytes(&server_close(1000, b""));
+        assert!(task.shared.close_deadline.lock().unwrap().is_some());
     }
 
     #[test]
