@@ -358,6 +358,9 @@ describe('credentials that fail', () => {
       const oddFailure = await senderFailure(relayedConnect(url, null, { credential: odd }));
       assert.equal(oddFailure.error.code, 'ERR_TOKEN_PROVIDER');
       assert.equal(oddFailure.error.message, 'The token provider failed: type object');
+      const hostile = new Proxy({}, { get: () => { throw new Error('trap'); } });
+      const hostileFailure = await senderFailure(relayedConnect(url, null, { credential: { getToken: async () => Promise.reject(hostile) } }));
+      assert.equal(hostileFailure.error.message, 'The token provider failed: a value that cannot be described');
       const silent = { getToken: () => new Promise(() => {}) };
       const timedOut = await senderFailure(relayedConnect(url, null, { credential: silent, handshakeTimeout: 300 }));
       assert.equal(timedOut.error.code, 'ETIMEDOUT');

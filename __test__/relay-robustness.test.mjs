@@ -269,13 +269,14 @@ describe('refused listeners and accepts', () => {
     });
   });
 
-  test("an accept address is good only on its sender's path: the same id on another Hybrid Connection gets 403", async () => {
+  test("an accept address is good only on its sender's Hybrid Connection: the same id on another gets 403", async () => {
     await withRelay(undefined, async (relay) => {
       const control = await listen(relay, 'hc');
+      await listen(relay, 'hc2');
       const sender = startSender(relay, 'hc/sub', { id: 'fixed-id' });
       const accept = await nextAccept(control);
       assert.match(accept.address, /sb-hc-id=fixed-id/);
-      for (const path of ['other', 'hc', 'hc/elsewhere']) {
+      for (const path of ['other', 'hc2', 'hc2/sub']) {
         const wrong = accept.address.replace('/$hc/hc/sub?', `/$hc/${path}?`);
         await expectStatus(attempt(wrong).outcome, 403, `the accept on ${path}`);
       }

@@ -268,8 +268,9 @@ function connectAs(Socket, address, token, options, fn) {
   // the handshake's time.
   ws._pending = true;
   let timer;
+  const timeout = codedError(Error, 'ETIMEDOUT', 'Opening handshake has timed out');
   const timedOut = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(codedError(Error, 'ETIMEDOUT', 'Opening handshake has timed out')), handshakeTimeout);
+    timer = setTimeout(() => reject(timeout), handshakeTimeout);
   });
   Promise.race([source(), timedOut])
     .then(({ token: value }) => {
@@ -281,7 +282,8 @@ function connectAs(Socket, address, token, options, fn) {
     .catch((err) => {
       if (!ws._pending) return;
       ws._pending = false;
-      if (err && err.code === 'ETIMEDOUT') ws._failPending(err.message, 'ETIMEDOUT');
+      // Compared, not read: what the provider rejected with may throw when touched.
+      if (err === timeout) ws._failPending(timeout.message, 'ETIMEDOUT');
       else {
         const message = failureMessage(err);
         ws._failPending(`The token provider failed: ${message}`, 'ERR_TOKEN_PROVIDER');

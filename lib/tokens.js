@@ -114,7 +114,12 @@ function failureMessage(err) {
     if (err !== null && typeof err === 'object' && typeof err.message === 'string') return err.message;
     return String(err);
   } catch {
-    return describeType(err);
+    try {
+      return describeType(err);
+    } catch {
+      // A proxy whose every trap throws.
+      return 'a value that cannot be described';
+    }
   }
 }
 

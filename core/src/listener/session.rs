@@ -57,13 +57,17 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 /// When to renew `token`: at `renew_at` (80 %) of its remaining life, or when its provider
 /// asked (`refreshAfterTimestamp`) if that is earlier (a provider's request after the
 /// token's expiry, or at it, would leave the channel with an expired token); `None` when
-/// neither is known.
+/// neither is known. A request for a renewal within [`MIN_RENEW_DELAY`] (or in the past:
+/// typically seconds where milliseconds are meant) is not followed: each fresh token would
+/// be renewed a second later, and on and on.
 fn renewal_time(opts: &ListenerOptions, token: &Token) -> Option<Instant> {
     let now = sas::now_ms();
     let by_life = token
         .expiry_ms()
         .map(|expires| now + (expires - now).max(0.0) * opts.renew_at.clamp(0.0, 1.0));
-    let at = match (token.refresh_ms(), by_life) {
+    let min_ms = MIN_RENEW_DELAY.as_millis() as f64;
+    let refresh = token.refresh_ms().filter(|r| *r > now + min_ms);
+    let at = match (refresh, by_life) {
         (Some(refresh), Some(life)) => refresh.min(life),
         (Some(at), None) | (None, Some(at)) => at,
         (None, None) => return None,
@@ -240,7 +244,13 @@ impl<'a> Session<'a> {
     fn renewal_failed(&mut self, message: String) {
         log::warn!("listener: token renewal failed: {message}");
         self.owner.sink.push(ListenerEvent::TokenError { message });
-        self.renew_failures = self.renew_failures.saturating_add(1);
+        // Counted once the current token has expired (see `retry_time`): failures while it
+        // lived do not lengthen the first retries after.
+        self.renew_failures = if self.expires.is_some_and(|e| e > sas::now_ms()) {
+            0
+        } else {
+            self.renew_failures.saturating_add(1)
+        };
         self.renew_at = Some(retry_time(self.expires, self.renew_failures));
     }
 
@@ -256,8 +266,13 @@ impl<'a> Session<'a> {
             // Expired as it comes: most likely `expiresOnTimestamp` in seconds, not
             // milliseconds (renewing it would renew again at once, and on and on).
             Some(e) if e <= sas::now_ms() => Err(format!(
-                "the token provider returned a token that has already expired (at {} s Unix time; expiresOnTimestamp is in milliseconds)",
-                (e / 1000.0).floor()
+                "the token provider returned a token that has already expired (at {} s Unix time; {})",
+                (e / 1000.0).floor(),
+                if t.expires_at_ms.is_some() {
+                    "expiresOnTimestamp is in milliseconds"
+                } else {
+                    "by the token's own expiry: is this machine's clock right?"
+                }
             )),
             Some(e) if current.is_some_and(|c| e <= c) => Err(
                 "the token provider returned a token that does not expire later than the current one"
@@ -386,6 +401,9 @@ mod tests {
         assert_eq!(at(token(Some(100.0), Some(100.0))), Some(80));
         assert_eq!(at(token(Some(100.0), Some(600.0))), Some(80));
         assert_eq!(at(token(None, Some(30.0))), Some(30));
+        // Nor one asking for it now or in the past (seconds where milliseconds are meant).
+        assert_eq!(at(token(Some(100.0), Some(0.0))), Some(80));
+        assert_eq!(at(token(Some(100.0), Some(-1.7e6))), Some(80));
         assert_eq!(at(token(None, None)), None);
         // Never sooner than a second away.
         assert_eq!(at(token(Some(-5.0), None)), Some(1));

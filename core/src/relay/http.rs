@@ -163,13 +163,23 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
 ) -> Result<RequestHead, SocketError> {
     let mut chunk = [0u8; 4096];
     // Parse what is there, then again only when a read ends a line (a head is complete only
-    // at a line's end), when it was the first read (garbage is refused at once) or when the
-    // head is too long: each parse starts from the head's first byte, so a client sending a
-    // byte at a time would otherwise cost the square of the head's length.
+    // at a line's end), when it was the first read (garbage is refused at once; garbage
+    // coming later waits for a line's end, the size limit or the caller's timeout) or when
+    // the head is too long: each parse starts from the head's first byte, so a client
+    // sending a byte at a time would otherwise cost the square of the head's length. Empty
+    // lines before the request line are dropped as they come (RFC 9112 2.2 lets a server
+    // ignore them; httparse would skip them at every parse).
     let mut parse = !buf.is_empty();
     let mut first = true;
     loop {
-        if parse {
+        let blank = buf
+            .iter()
+            .take_while(|b| matches!(b, b'\r' | b'\n'))
+            .count();
+        if blank > 0 {
+            buf.drain(..blank);
+        }
+        if parse && !buf.is_empty() {
             if let Some((head, len)) = parse_head(buf, max_bytes)? {
                 buf.drain(..len);
                 return Ok(head);
@@ -363,6 +373,18 @@ mod tests {
             "{parses} parses of a {}-byte head",
             head.len()
         );
+        // Empty lines before the request line cost nothing either.
+        let padded = format!(
+            "{}GET /$hc/y HTTP/1.1\r\nHost: h\r\n\r\n",
+            "\r\n".repeat(4000)
+        );
+        PARSES.with(|c| c.set(0));
+        let (got, _) = read_head(&mut ByteAtATime(padded.as_bytes()), 16 * 1024)
+            .await
+            .unwrap();
+        assert_eq!(got.target, "/$hc/y");
+        let parses = PARSES.with(|c| c.get());
+        assert!(parses <= 4, "{parses} parses after 4,000 empty lines");
         // Garbage is still refused at its first read, and an oversize head with no line end
         // once it is too long.
         assert_eq!(

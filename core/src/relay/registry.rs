@@ -143,9 +143,9 @@ struct Entity {
 pub struct Pending {
     /// Where the listener's answer goes.
     pub outcome: oneshot::Sender<AcceptOutcome>,
-    /// The sender's path (its Hybrid Connection and suffix, as a key), which its accept
-    /// address repeats: only an accept request on it takes the rendezvous.
-    path: String,
+    /// The key of the Hybrid Connection the sender reached: only an accept request that
+    /// reaches it too takes the rendezvous.
+    entity: String,
 }
 
 /// A Hybrid Connection resolved from a request path.
@@ -356,7 +356,7 @@ impl Registry {
     pub fn insert_pending(
         &self,
         wanted: &str,
-        path: &str,
+        entity: &str,
     ) -> (String, oneshot::Receiver<AcceptOutcome>) {
         let (tx, rx) = oneshot::channel();
         let mut maps = self.lock();
@@ -370,7 +370,7 @@ impl Registry {
             id.clone(),
             Pending {
                 outcome: tx,
-                path: entity_key(path),
+                entity: entity.to_owned(),
             },
         );
         (id, rx)
@@ -382,21 +382,25 @@ impl Registry {
     }
 
     /// Takes the rendezvous `id` for an accept request on `path` (an accept address is
-    /// valid once, and only on the sender's path).
+    /// valid once, and only on the Hybrid Connection the sender reached: its path may
+    /// differ, as a URL parser normalises it, but not its Hybrid Connection).
     pub fn take_pending_at(&self, id: &str, path: &str) -> Option<Pending> {
+        let entity = self.entity_for_sender(path).map(|(e, _)| e.key);
         let mut maps = self.lock();
-        if maps.pending.get(id)?.path != entity_key(path) {
+        if Some(&maps.pending.get(id)?.entity) != entity.as_ref() {
             return None;
         }
         maps.pending.remove(id)
     }
 
-    /// True when a rendezvous with this id is waiting for an accept request on `path`.
+    /// True when a rendezvous with this id is waiting for an accept request on `path` (see
+    /// [`Registry::take_pending_at`]).
     pub fn has_pending_at(&self, id: &str, path: &str) -> bool {
+        let entity = self.entity_for_sender(path).map(|(e, _)| e.key);
         self.lock()
             .pending
             .get(id)
-            .is_some_and(|p| p.path == entity_key(path))
+            .is_some_and(|p| Some(&p.entity) == entity.as_ref())
     }
 
     /// Sends `make(code, reason)` to the listeners of `entity` (all when `None`).

@@ -371,7 +371,7 @@ impl Conn {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .unwrap_or_else(new_uuid);
-        let (id, outcome) = state.registry.insert_pending(&wanted, &self.req.path);
+        let (id, outcome) = state.registry.insert_pending(&wanted, &entity.key);
         let message = self.accept_message(&listener.origin, &id);
         if let Err(e) = listener.commands.send(ControlCommand::Accept(message)) {
             state.registry.take_pending(&id);
