@@ -386,3 +386,45 @@ test("server.close(): every accepted socket's 'close' comes before the server's 
     await relay.close();
   }
 });
+
+test('a socket paused with the peer\'s close frame read: its own close() still ends it at once', async () => {
+  for (const [name, connect] of Object.entries(CLIENTS)) {
+    const server = await peerServer((peer) => {
+      peer.send('hello');
+      peer.close(1000);
+    });
+    try {
+      // A closing time far longer than the wait below: the close must not wait for it.
+      const S = connect(server.url, { closeTimeout: 60_000 });
+      S.on('error', () => {});
+      const closed = new Promise((resolve) => S.once('close', resolve));
+      S.on('message', () => {
+        S.pause();
+        S.close(1001);
+      });
+      const code = await withTimeout(closed, STEP_MS, `${name}: 'close' after close() while paused`);
+      assert.equal(typeof code, 'number', name);
+    } finally {
+      await server.close();
+    }
+  }
+});
+
+test("a socket that stays paused after the peer's close frame: closeTimeout still ends it", async () => {
+  // The peer closes and then waits (ws 8's server waits 30 s for the answer before it ends
+  // the connection); the socket never resumes, so the close frame stays behind the held
+  // message. The closing time bounds that.
+  const server = await peerServer((peer) => {
+    peer.send('hello');
+    peer.close(1000);
+  });
+  try {
+    const S = relayedConnect(server.url, undefined, { perMessageDeflate: false, closeTimeout: 200 });
+    S.on('error', () => {});
+    const closed = new Promise((resolve) => S.once('close', resolve));
+    S.once('message', () => S.pause());
+    await withTimeout(closed, STEP_MS, "'close' while paused with the peer's close frame held");
+  } finally {
+    await server.close();
+  }
+});

@@ -93,7 +93,7 @@ const EV_ACCEPTED = eventType('accepted', ['protocol', 'extensions']);
 
 /**
  * How many entries of a held list (see `RelayedWebSocket#_hold`) may have been emitted
- * before a pause part way through it lets them go.
+ * before a pause part way through it lets them go (once they are at least half of it).
  */
 const HELD_COMPACT = 4096;
 
@@ -495,8 +495,9 @@ class RelayedWebSocket extends WebSocket {
       this._held = null;
       // All emitted: the connection may read again (see `resume()`).
       if (!this._paused && this._id !== 0) native.socketResume(this._id);
-    } else if (held.at >= HELD_COMPACT) {
-      // Paused again part way: what was emitted is let go.
+    } else if (held.at >= HELD_COMPACT && 2 * held.at >= held.list.length) {
+      // Paused again part way, with most of it emitted: what was emitted is let go (only
+      // then, so that the copies cost no more than the list's length in all).
       held.list = held.list.slice(held.at);
       held.at = 0;
     }

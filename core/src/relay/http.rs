@@ -171,6 +171,7 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
     // ignore them; httparse would skip them at every parse).
     let mut parse = !buf.is_empty();
     let mut first = true;
+    let mut blanks = 0;
     loop {
         let blank = buf
             .iter()
@@ -178,6 +179,11 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
             .count();
         if blank > 0 {
             buf.drain(..blank);
+            // They count towards the head's size all the same.
+            blanks += blank;
+            if blanks > max_bytes {
+                return Err(too_large());
+            }
         }
         if parse && !buf.is_empty() {
             if let Some((head, len)) = parse_head(buf, max_bytes)? {
@@ -385,6 +391,14 @@ mod tests {
         assert_eq!(got.target, "/$hc/y");
         let parses = PARSES.with(|c| c.get());
         assert!(parses <= 4, "{parses} parses after 4,000 empty lines");
+        // And count towards the head's size.
+        assert_eq!(
+            read_head(&mut ByteAtATime(padded.as_bytes()), 1024)
+                .await
+                .unwrap_err()
+                .status_code,
+            Some(431)
+        );
         // Garbage is still refused at its first read, and an oversize head with no line end
         // once it is too long.
         assert_eq!(

@@ -187,6 +187,12 @@ fn entity_key(path: &str) -> String {
     path.trim_matches('/').to_lowercase()
 }
 
+/// True when the path key `key` names the entity `entity` or something under it.
+fn under(key: &str, entity: &str) -> bool {
+    key.strip_prefix(entity)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
 impl Registry {
     /// A registry for the configured entities.
     pub fn new(entities: &Entities) -> Self {
@@ -382,12 +388,11 @@ impl Registry {
     }
 
     /// Takes the rendezvous `id` for an accept request on `path` (an accept address is
-    /// valid once, and only on the Hybrid Connection the sender reached: its path may
-    /// differ, as a URL parser normalises it, but not its Hybrid Connection).
+    /// valid once, and only on the Hybrid Connection the sender reached: on its name or
+    /// under it, as a URL parser may normalise the rest of the address).
     pub fn take_pending_at(&self, id: &str, path: &str) -> Option<Pending> {
-        let entity = self.entity_for_sender(path).map(|(e, _)| e.key);
         let mut maps = self.lock();
-        if Some(&maps.pending.get(id)?.entity) != entity.as_ref() {
+        if !under(&entity_key(path), &maps.pending.get(id)?.entity) {
             return None;
         }
         maps.pending.remove(id)
@@ -396,11 +401,11 @@ impl Registry {
     /// True when a rendezvous with this id is waiting for an accept request on `path` (see
     /// [`Registry::take_pending_at`]).
     pub fn has_pending_at(&self, id: &str, path: &str) -> bool {
-        let entity = self.entity_for_sender(path).map(|(e, _)| e.key);
+        let key = entity_key(path);
         self.lock()
             .pending
             .get(id)
-            .is_some_and(|p| Some(&p.entity) == entity.as_ref())
+            .is_some_and(|p| under(&key, &p.entity))
     }
 
     /// Sends `make(code, reason)` to the listeners of `entity` (all when `None`).
@@ -508,6 +513,21 @@ mod tests {
         assert_eq!((e.name.as_str(), suffix.as_str()), ("a", ""));
         assert!(r.entity_for_sender("ab").is_none());
         assert!(r.entity_for_listener("zzz").is_none());
+    }
+
+    #[test]
+    fn an_accept_takes_a_rendezvous_only_on_its_senders_hybrid_connection() {
+        let r = Registry::new(&Entities::Any);
+        let (id, _rx) = r.insert_pending("s", "hc");
+        for other in ["other", "hc2", "hc2/sub", "h", ""] {
+            assert!(!r.has_pending_at(&id, other), "{other}");
+            assert!(r.take_pending_at(&id, other).is_none(), "{other}");
+        }
+        // Its name, any case, or anything under it (a suffix, as a URL parser left it).
+        assert!(r.has_pending_at(&id, "/HC/"));
+        assert!(r.has_pending_at(&id, "hc/sub/x"));
+        assert!(r.take_pending_at(&id, "hc/b").is_some());
+        assert!(r.take_pending_at(&id, "hc").is_none(), "taken once");
     }
 
     #[test]

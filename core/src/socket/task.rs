@@ -562,11 +562,15 @@ impl ConnectionTask {
                             },
                         });
                         shared.start_close_timer();
+                    } else if shared.paused.load(Ordering::SeqCst) {
+                        // The owner echoes it, and its closing-handshake timer starts with
+                        // the echo, as ws's with its close(): the time the owner takes over
+                        // the messages before the close frame is not counted against it. A
+                        // peer that then ends the stream starts it too (`end_of_input`), and
+                        // so does an owner that is paused (now, or later: `Shared::pause`),
+                        // which may not answer for as long as it stays so.
+                        shared.start_close_timer();
                     }
-                    // Else the closing-handshake timer starts with the owner's echo, as ws's
-                    // with its close(): the time the owner takes over the messages before
-                    // the close frame is not counted against it. A peer that then gives up
-                    // and ends the stream starts it too (see `end_of_input`).
                     self.close = Some(Box::new(PeerClose {
                         code,
                         reason,
@@ -582,8 +586,10 @@ impl ConnectionTask {
     /// Nothing is left to write.
     fn written_out(&self) -> bool {
         // An echo the owner still owes (`SocketOptions::owner_echoes_close`) is still to be
-        // written: a peer that half-closes after its close frame gets it all the same.
-        let echo_owed = self.close.as_deref().is_some_and(|c| c.echo_pending);
+        // written: a peer that half-closes after its close frame gets it all the same. (Not
+        // once a close frame of ours went: the echo would be nothing then.)
+        let echo_owed = self.close.as_deref().is_some_and(|c| c.echo_pending)
+            && !self.shared.close_sent.load(Ordering::SeqCst);
         !echo_owed
             && self.written == self.out.len()
             && !self.unflushed
@@ -1474,6 +1480,26 @@ mod tests {
         assert!(task.shared.close_deadline.lock().unwrap().is_some());
         // Framed, not yet written.
         assert!(!task.written_out());
+        // Once a close of ours went, no echo is owed.
+        let mut task = plain_task(true);
+        task.on_bytes(&server_close(1000, b""));
+        task.shared.push(Command::Close {
+            code: Some(1001),
+            reason: Vec::new(),
+        });
+        task.fill();
+        task.out.clear();
+        assert!(task.written_out());
+        // A paused owner may not answer: the timer bounds the wait, whether it paused
+        // before the close frame came or after.
+        let mut task = plain_task(true);
+        task.shared.pause();
+        task.on_bytes(&server_close(1000, b""));
+        assert!(task.shared.close_deadline.lock().unwrap().is_some());
+        let mut task = plain_task(true);
+        task.on_bytes(&server_close(1000, b""));
+        task.shared.pause();
+        assert!(task.shared.close_deadline.lock().unwrap().is_some());
         // Without the owner echoing, the timer starts at once.
         let mut task = plain_task(false);
         task.on_bytes(&server_close(1000, b""));
