@@ -410,21 +410,64 @@ test('a socket paused with the peer\'s close frame read: its own close() still e
   }
 });
 
-test("a socket that stays paused after the peer's close frame: closeTimeout still ends it", async () => {
-  // The peer closes and then waits (ws 8's server waits 30 s for the answer before it ends
-  // the connection); the socket never resumes, so the close frame stays behind the held
-  // message. The closing time bounds that.
-  const server = await peerServer((peer) => {
-    peer.send('hello');
-    peer.close(1000);
+test("a socket paused when the peer's close frame comes: what was read is emitted, and the close answered at once, as ws", async () => {
+  const seen = await withEachClient(async (connect) => {
+    let peerClosed;
+    const server = await peerServer((peer) => {
+      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
+      peer.send('a');
+      peer.send('b');
+      peer.close(1000);
+    });
+    try {
+      // Paused for good at the first message, with a closing time far longer than the wait.
+      const S = connect(server.url, { closeTimeout: 60_000 });
+      const got = [];
+      S.on('message', (data) => {
+        got.push(String(data));
+        S.pause();
+      });
+      const closed = new Promise((resolve) => S.once('close', resolve));
+      const code = await withTimeout(closed, STEP_MS, "the client's 'close' while paused");
+      return { got, code, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), paused: S.isPaused };
+    } finally {
+      await server.close();
+    }
   });
-  try {
-    const S = relayedConnect(server.url, undefined, { perMessageDeflate: false, closeTimeout: 200 });
-    S.on('error', () => {});
-    const closed = new Promise((resolve) => S.once('close', resolve));
-    S.once('message', () => S.pause());
-    await withTimeout(closed, STEP_MS, "'close' while paused with the peer's close frame held");
-  } finally {
-    await server.close();
-  }
+  assert.deepEqual(seen['ws 8'], { got: ['a', 'b'], code: 1000, peerCode: 1000, paused: true });
+  assert.deepEqual(seen['hyco-ws-rs'], seen['ws 8']);
+});
+
+test("pause() and a quick resume() before a slow reply to the peer's last message: the reply and a clean close, as ws", async () => {
+  const seen = await withEachClient(async (connect) => {
+    const peerSaw = [];
+    let peerClosed;
+    const server = await peerServer((peer) => {
+      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
+      peer.on('message', (data) => peerSaw.push(String(data)));
+      peer.send('a');
+      peer.send('b');
+      peer.close(1000);
+    });
+    try {
+      const S = connect(server.url, { closeTimeout: 100 });
+      S.on('message', (data) => {
+        if (String(data) === 'a') {
+          S.pause();
+          setTimeout(() => S.resume(), 10);
+          return;
+        }
+        // Longer than the closing time, which has not begun on this side.
+        const until = Date.now() + 400;
+        while (Date.now() < until);
+        S.send('reply');
+      });
+      const code = await withTimeout(new Promise((resolve) => S.once('close', resolve)), STEP_MS, "the client's 'close'");
+      return { peerSaw, code, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'") };
+    } finally {
+      await server.close();
+    }
+  });
+  assert.deepEqual(seen['ws 8'], { peerSaw: ['reply'], code: 1000, peerCode: 1000 });
+  assert.deepEqual(seen['hyco-ws-rs'], seen['ws 8']);
 });

@@ -427,10 +427,10 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Handles one native event. Reading-side events (messages, pings, pongs, the peer's close
-   * frame) are held while paused, and behind what is held until it has been emitted, so that
-   * they keep their order whatever `resume()` does; an error or the close first emits what
-   * is held, paused or not (as ws).
+   * Handles one native event. Messages, pings and pongs are held while paused, and behind
+   * what is held until it has been emitted, so that they keep their order whatever
+   * `resume()` does; the peer's close frame, an error or the close first emits what is
+   * held, paused or not (as ws emits what it has read before it answers a close frame).
    *
    * @param {Array} list The event list
    * @param {Number} t The event type
@@ -443,12 +443,12 @@ class RelayedWebSocket extends WebSocket {
       this._emitRun(list[at]);
       return;
     }
-    if (t === EV_MESSAGE || t === EV_PING || t === EV_PONG || t === EV_CLOSE_RECEIVED) {
+    if (t === EV_MESSAGE || t === EV_PING || t === EV_PONG) {
       if (this._paused || this._held !== null) {
         this._hold(t, list, at);
         return;
       }
-    } else if ((t === EV_ERROR || t === EV_CLOSED) && this._held !== null) {
+    } else if ((t === EV_CLOSE_RECEIVED || t === EV_ERROR || t === EV_CLOSED) && this._held !== null) {
       this._drain(true);
     }
     this._act(list, t, at);

@@ -93,19 +93,9 @@ impl Shared {
         }
     }
 
-    /// Stops reading from the socket. A peer's close frame that the owner is to echo
-    /// (`SocketOptions::owner_echoes_close`) may now wait for as long as the owner stays
-    /// paused: the closing-handshake timer bounds that wait.
+    /// Stops reading from the socket.
     pub fn pause(&self) {
         self.paused.store(true, Ordering::SeqCst);
-        if self.owner_echoes && self.echo_owed() {
-            self.start_close_timer();
-        }
-    }
-
-    /// The peer's close frame came and no close frame of ours has gone yet.
-    pub(super) fn echo_owed(&self) -> bool {
-        self.close_received.load(Ordering::SeqCst) && !self.close_sent.load(Ordering::SeqCst)
     }
 
     /// Reads again.

@@ -562,15 +562,12 @@ impl ConnectionTask {
                             },
                         });
                         shared.start_close_timer();
-                    } else if shared.paused.load(Ordering::SeqCst) {
-                        // The owner echoes it, and its closing-handshake timer starts with
-                        // the echo, as ws's with its close(): the time the owner takes over
-                        // the messages before the close frame is not counted against it. A
-                        // peer that then ends the stream starts it too (`end_of_input`), and
-                        // so does an owner that is paused (now, or later: `Shared::pause`),
-                        // which may not answer for as long as it stays so.
-                        shared.start_close_timer();
                     }
+                    // Else the owner echoes it, and the closing-handshake timer starts with
+                    // the echo, as ws's with its close(): the time the owner takes over the
+                    // messages before the close frame is not counted against it (a paused
+                    // owner answers at once, as ws does). A peer that ends the stream first
+                    // starts it too (`end_of_input`).
                     self.close = Some(Box::new(PeerClose {
                         code,
                         reason,
@@ -1490,16 +1487,6 @@ mod tests {
         task.fill();
         task.out.clear();
         assert!(task.written_out());
-        // A paused owner may not answer: the timer bounds the wait, whether it paused
-        // before the close frame came or after.
-        let mut task = plain_task(true);
-        task.shared.pause();
-        task.on_bytes(&server_close(1000, b""));
-        assert!(task.shared.close_deadline.lock().unwrap().is_some());
-        let mut task = plain_task(true);
-        task.on_bytes(&server_close(1000, b""));
-        task.shared.pause();
-        assert!(task.shared.close_deadline.lock().unwrap().is_some());
         // Without the owner echoing, the timer starts at once.
         let mut task = plain_task(false);
         task.on_bytes(&server_close(1000, b""));
