@@ -29,17 +29,27 @@ const CLIENTS = {
 };
 
 /**
- * A ws 8 server on 127.0.0.1 whose connections `onConnection` drives.
+ * A ws 8 server on 127.0.0.1 whose connections `onConnection` drives. It notes the text of
+ * what its last connection receives (`saw`), and `peerClose()` waits for that connection's
+ * 'close'.
  *
  * @param {(peer: WebSocket) => void} onConnection Called with each connection.
- * @returns {Promise<{ url: string, close: () => Promise<void> }>}
+ * @returns {Promise<{ url: string, saw: string[], peerClose: () => Promise<{ code: number, reason: string }>, close: () => Promise<void> }>}
  */
 async function peerServer(onConnection) {
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, perMessageDeflate: false });
   await once(wss, 'listening');
-  wss.on('connection', onConnection);
+  const saw = [];
+  let closed = null;
+  wss.on('connection', (peer) => {
+    closed = new Promise((resolve) => peer.once('close', (code, reason) => resolve({ code, reason: String(reason) })));
+    peer.on('message', (data) => saw.push(String(data)));
+    onConnection(peer);
+  });
   return {
     url: `ws://127.0.0.1:${wss.address().port}/`,
+    saw,
+    peerClose: () => withTimeout(closed, STEP_MS, "the peer's 'close'"),
     close: async () => {
       for (const p of wss.clients) p.terminate();
       await new Promise((resolve) => wss.close(resolve));
@@ -63,11 +73,7 @@ async function withEachClient(scenario) {
 
 test("a listener's reply to the peer's last message reaches the peer before the close is answered", async () => {
   const seen = await withEachClient(async (connect) => {
-    const peerSaw = [];
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
-      peer.on('message', (data) => peerSaw.push(String(data)));
       peer.send('request 1');
       peer.send('request 2');
       peer.close(1000, 'done');
@@ -79,8 +85,8 @@ test("a listener's reply to the peer's last message reaches the peer before the 
         S.send(`reply to ${data}`, (err) => callbacks.push(err ? err.message : 'ok'));
       });
       const [code, reason] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
-      const peerCode = await withTimeout(peerClosed, STEP_MS, "the peer's 'close'");
-      return { peerSaw, peerCode, code, reason: String(reason), callbacks, bufferedAmount: S.bufferedAmount };
+      const peerCode = (await server.peerClose()).code;
+      return { peerSaw: server.saw, peerCode, code, reason: String(reason), callbacks, bufferedAmount: S.bufferedAmount };
     } finally {
       await server.close();
     }
@@ -98,9 +104,7 @@ test("a listener's reply to the peer's last message reaches the peer before the 
 
 test("close() from a listener in the peer's last message: its code goes out, not the echo's", async () => {
   const seen = await withEachClient(async (connect) => {
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code, reason) => resolve([code, String(reason)])));
       peer.send('bye?');
       peer.close(1000, 'peer');
     });
@@ -108,7 +112,8 @@ test("close() from a listener in the peer's last message: its code goes out, not
       const S = connect(server.url);
       S.on('message', () => S.close(4001, 'client'));
       const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
-      return { peer: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), code };
+      const { code: peerCode, reason } = await server.peerClose();
+      return { peer: [peerCode, reason], code };
     } finally {
       await server.close();
     }
@@ -260,11 +265,7 @@ test("a listener's send as the connection drops: its callback runs before 'close
 
 test("a 'message' listener that takes longer than closeTimeout before its reply: the reply and the echo still go, and the close is clean", async () => {
   const seen = await withEachClient(async (connect) => {
-    const peerSaw = [];
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
-      peer.on('message', (data) => peerSaw.push(String(data)));
       peer.send('hello');
       peer.close(1000);
     });
@@ -279,7 +280,7 @@ test("a 'message' listener that takes longer than closeTimeout before its reply:
         S.send('reply', (err) => callbacks.push(err ? err.message : 'ok'));
       });
       const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
-      return { peerSaw, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), code, callbacks };
+      return { peerSaw: server.saw, peerCode: (await server.peerClose()).code, code, callbacks };
     } finally {
       await server.close();
     }
@@ -290,11 +291,7 @@ test("a 'message' listener that takes longer than closeTimeout before its reply:
 
 test('a peer that half-closes right after its close frame still gets the reply and the echo', async () => {
   const seen = await withEachClient(async (connect) => {
-    const peerSaw = [];
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
-      peer.on('message', (data) => peerSaw.push(String(data)));
       peer.send('hello');
       peer.close(1000);
       // Done sending: a FIN, while it still reads.
@@ -305,7 +302,7 @@ test('a peer that half-closes right after its close frame still gets the reply a
       S.on('error', () => {});
       S.on('message', () => S.send('reply'));
       const [code] = await withTimeout(once(S, 'close'), STEP_MS, "the client's 'close'");
-      return { peerSaw, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), code };
+      return { peerSaw: server.saw, peerCode: (await server.peerClose()).code, code };
     } finally {
       await server.close();
     }
@@ -412,9 +409,7 @@ test('a socket paused with the peer\'s close frame read: its own close() still e
 
 test("a socket paused when the peer's close frame comes: what was read is emitted, and the close answered at once, as ws", async () => {
   const seen = await withEachClient(async (connect) => {
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
       peer.send('a');
       peer.send('b');
       peer.close(1000);
@@ -429,7 +424,7 @@ test("a socket paused when the peer's close frame comes: what was read is emitte
       });
       const closed = new Promise((resolve) => S.once('close', resolve));
       const code = await withTimeout(closed, STEP_MS, "the client's 'close' while paused");
-      return { got, code, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'"), paused: S.isPaused };
+      return { got, code, peerCode: (await server.peerClose()).code, paused: S.isPaused };
     } finally {
       await server.close();
     }
@@ -440,11 +435,7 @@ test("a socket paused when the peer's close frame comes: what was read is emitte
 
 test("pause() and a quick resume() before a slow reply to the peer's last message: the reply and a clean close, as ws", async () => {
   const seen = await withEachClient(async (connect) => {
-    const peerSaw = [];
-    let peerClosed;
     const server = await peerServer((peer) => {
-      peerClosed = new Promise((resolve) => peer.once('close', (code) => resolve(code)));
-      peer.on('message', (data) => peerSaw.push(String(data)));
       peer.send('a');
       peer.send('b');
       peer.close(1000);
@@ -463,7 +454,7 @@ test("pause() and a quick resume() before a slow reply to the peer's last messag
         S.send('reply');
       });
       const code = await withTimeout(new Promise((resolve) => S.once('close', resolve)), STEP_MS, "the client's 'close'");
-      return { peerSaw, code, peerCode: await withTimeout(peerClosed, STEP_MS, "the peer's 'close'") };
+      return { peerSaw: server.saw, code, peerCode: (await server.peerClose()).code };
     } finally {
       await server.close();
     }
