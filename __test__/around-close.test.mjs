@@ -58,6 +58,19 @@ async function peerServer(onConnection) {
 }
 
 /**
+ * Runs `send` with the peer's socket corked, so that the frames it sends reach the client
+ * in one segment (read together: a pause() from a listener cannot come between them).
+ *
+ * @param {WebSocket} peer The peer.
+ * @param {() => void} send Sends the frames.
+ */
+function together(peer, send) {
+  peer._socket.cork();
+  send();
+  process.nextTick(() => peer._socket.uncork());
+}
+
+/**
  * Runs `scenario` with each client and returns what each saw, by client name.
  *
  * @param {(connect: (url: string, options?: object) => any) => Promise<any>} scenario One run.
@@ -386,10 +399,12 @@ test("server.close(): every accepted socket's 'close' comes before the server's 
 
 test('a socket paused with the peer\'s close frame read: its own close() still ends it at once', async () => {
   for (const [name, connect] of Object.entries(CLIENTS)) {
-    const server = await peerServer((peer) => {
-      peer.send('hello');
-      peer.close(1000);
-    });
+    const server = await peerServer((peer) =>
+      together(peer, () => {
+        peer.send('hello');
+        peer.close(1000);
+      })
+    );
     try {
       // A closing time far longer than the wait below: the close must not wait for it.
       const S = connect(server.url, { closeTimeout: 60_000 });
@@ -407,13 +422,17 @@ test('a socket paused with the peer\'s close frame read: its own close() still e
   }
 });
 
-test("a socket paused when the peer's close frame comes: what was read is emitted, and the close answered at once, as ws", async () => {
+test("a socket paused when the peer's close frame is read: what was read is emitted, and the close answered at once, as ws", async () => {
   const seen = await withEachClient(async (connect) => {
-    const server = await peerServer((peer) => {
-      peer.send('a');
-      peer.send('b');
-      peer.close(1000);
-    });
+    // Read together: a close frame that comes after the pause has taken effect waits for
+    // resume(), with either client.
+    const server = await peerServer((peer) =>
+      together(peer, () => {
+        peer.send('a');
+        peer.send('b');
+        peer.close(1000);
+      })
+    );
     try {
       // Paused for good at the first message, with a closing time far longer than the wait.
       const S = connect(server.url, { closeTimeout: 60_000 });

@@ -455,7 +455,8 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
-   * Holds a reading-side event until `resume()` (or an error or the close).
+   * Holds a message, ping or pong until `resume()` (or the peer's close frame, an error or
+   * the close).
    *
    * @param {Number} t The event type
    * @param {Array} list The event list
