@@ -1060,7 +1060,6 @@ class RelayedWebSocket extends WebSocket {
       native.socketResume(this._id);
     }
   }
-
 }
 
 /**
