@@ -1,7 +1,8 @@
 //! An open connection's one task: reading, writing, the closing handshake and its timer.
 //!
-//! - Reading parses frames (on a tokio thread), answers pings, echoes close frames, and
-//!   pushes events to an [`EventSink`]. It stops reading the socket while the connection is
+//! - Reading parses frames (on a tokio thread), answers pings, echoes close frames (or
+//!   leaves the echo to the owner: `SocketOptions::owner_echoes_close`), and pushes events
+//!   to an [`EventSink`]. It stops reading the socket while the connection is
 //!   paused or while more than `inbound_high_water` bytes of messages wait to be consumed,
 //!   so a slow consumer holds back the peer through TCP. Reads go into a buffer per tokio
 //!   thread; between reads a connection keeps at most an incomplete frame header.
