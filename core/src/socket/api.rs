@@ -137,8 +137,9 @@ pub enum Command {
         reason: Vec<u8>,
     },
     /// Answer the peer's close frame with its code and reason (an empty close frame when it
-    /// had no code), with [`SocketOptions::owner_echoes_close`]. Nothing when no close frame
-    /// came, or when a close frame of ours already went.
+    /// had no code): the owner sends it with [`SocketOptions::owner_echoes_close`], the
+    /// connection itself otherwise. Nothing when no close frame came, or when a close frame
+    /// of ours already went.
     EchoClose,
     /// Drop the connection now.
     Terminate,

@@ -284,7 +284,8 @@ struct PeerClose {
     /// Its code (`None`: it had none, reported as 1005).
     code: Option<u16>,
     reason: Vec<u8>,
-    /// With `owner_echoes`: waiting for the owner's [`Command::EchoClose`].
+    /// Not echoed yet: waiting for [`Command::EchoClose`] (queued at once, unless the owner
+    /// echoes it: `SocketOptions::owner_echoes_close`).
     echo_pending: bool,
 }
 
@@ -550,32 +551,23 @@ impl ConnectionTask {
                 Incoming::Close(code, reason) => {
                     shared.close_received.store(true, Ordering::SeqCst);
                     self.sink.push(Event::CloseReceived);
-                    if !shared.owner_echoes {
-                        // Echo it after what the owner already queued (the same code and
-                        // reason, or an empty frame for "no code"). If our close went first,
-                        // this only completes the handshake.
-                        shared.push(Command::Close {
-                            code,
-                            reason: if code.is_some() {
-                                reason.clone()
-                            } else {
-                                Vec::new()
-                            },
-                        });
-                        shared.start_close_timer();
-                    }
-                    // Else the owner echoes it, and the closing-handshake timer starts with
-                    // the echo, as ws's with its close(): the time the owner takes over the
-                    // messages before the close frame is not counted against it (a paused
-                    // owner answers at once, as ws does). A peer that ends the stream first
-                    // starts it too (`end_of_input`).
+                    // The echo (the same code and reason, or an empty frame for "no code";
+                    // nothing if our close went first) is framed by `Command::EchoClose`.
                     self.close = Some(Box::new(PeerClose {
                         code,
                         reason,
-                        // Else the owner echoes it once it has handled what came before it
-                        // (see `SocketOptions::owner_echoes_close`).
-                        echo_pending: shared.owner_echoes,
+                        echo_pending: true,
                     }));
+                    if !shared.owner_echoes {
+                        // Echoed after what the owner already queued.
+                        shared.push(Command::EchoClose);
+                        shared.start_close_timer();
+                    }
+                    // Else the owner echoes it once it has handled what came before it, and
+                    // the closing-handshake timer starts with the echo, as ws's with its
+                    // close(): the time the owner takes over those messages is not counted
+                    // against it (a paused owner answers at once, as ws does). A peer that
+                    // ends the stream first starts it too (`end_of_input`).
                 }
             }
         }
@@ -808,13 +800,9 @@ impl ConnectionTask {
                     let echo = match self.close.as_deref_mut() {
                         Some(c) if c.echo_pending => {
                             c.echo_pending = false;
-                            // The same code and reason, or an empty frame for "no code".
-                            let reason = if c.code.is_some() {
-                                c.reason.clone()
-                            } else {
-                                Vec::new()
-                            };
-                            Some((c.code, reason))
+                            // The same code and reason (a frame without a code has no
+                            // reason either: an empty frame answers it).
+                            Some((c.code, c.reason.clone()))
                         }
                         _ => None,
                     };
