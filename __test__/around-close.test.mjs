@@ -71,6 +71,41 @@ function together(peer, send) {
 }
 
 /**
+ * Once `S` is open and the worker peer (see `droppingPeer`) has it, tells the peer to act
+ * and blocks this thread until the peer has dropped the connection, so that the client
+ * reads what the peer sent and the end together when it runs again.
+ *
+ * @param {any} S The client.
+ * @param {Worker} worker The peer.
+ * @param {Int32Array} signal The peer's signal.
+ * @returns {Promise<void>}
+ */
+async function actWhileBlocked(S, worker, signal) {
+  await withTimeout(Promise.all([once(S, 'open'), once(worker, 'message')]), STEP_MS, 'the client to connect');
+  worker.postMessage('act');
+  assert.notEqual(Atomics.wait(signal, 0, 0, STEP_MS), 'timed-out', 'the peer to drop the connection');
+}
+
+/**
+ * Waits for `S`'s 'close', noting its code and `bufferedAmount` in `order` in the listener
+ * itself (after an await, a callback's tick would have run whatever the order; and not
+ * events.once(), which rejects on an 'error').
+ *
+ * @param {any} S The client.
+ * @param {string[]} order What happened, in order.
+ * @returns {Promise<void>}
+ */
+function closeNoted(S, order) {
+  const closed = new Promise((resolve) =>
+    S.once('close', (code) => {
+      order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
+      resolve();
+    })
+  );
+  return withTimeout(closed, STEP_MS, "the client's 'close'");
+}
+
+/**
  * Runs `scenario` with each client and returns what each saw, by client name.
  *
  * @param {(connect: (url: string, options?: object) => any) => Promise<any>} scenario One run.
@@ -233,24 +268,12 @@ test("a listener's send as the connection drops: its callback runs before 'close
       const S = connect(url);
       const order = [];
       S.on('error', () => {});
-      await withTimeout(Promise.all([once(S, 'open'), once(worker, 'message')]), STEP_MS, 'the client to connect');
-      worker.postMessage('act');
-      // Blocks this thread until the peer (in its worker) has sent and dropped the
-      // connection, so that the client reads both before it runs again.
-      assert.notEqual(Atomics.wait(signal, 0, 0, STEP_MS), 'timed-out', 'the peer to drop the connection');
+      await actWhileBlocked(S, worker, signal);
       S.on('message', (data) => {
         order.push(`message ${data}`);
         S.send('reply', (err) => order.push(err ? 'callback failed' : 'callback ok'));
       });
-      // Noted in the listener itself: after an await, the callback's tick would have run
-      // whatever the order.
-      const closed = new Promise((resolve) =>
-        S.once('close', (code) => {
-          order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
-          resolve();
-        })
-      );
-      await withTimeout(closed, STEP_MS, "the client's 'close'");
+      await closeNoted(S, order);
       await new Promise((resolve) => setImmediate(resolve));
       order.push(`later, bufferedAmount ${S.bufferedAmount}`);
       return order;
@@ -332,24 +355,12 @@ test("send() while closing: its bytes still count in bufferedAmount after 'close
     try {
       const S = connect(url);
       const order = [];
-      await withTimeout(Promise.all([once(S, 'open'), once(worker, 'message')]), STEP_MS, 'the client to connect');
-      worker.postMessage('act');
-      // Blocks until the peer has dropped the connection: the failure and the end come to
-      // the client together.
-      assert.notEqual(Atomics.wait(signal, 0, 0, STEP_MS), 'timed-out', 'the peer to drop the connection');
+      await actWhileBlocked(S, worker, signal);
       S.on('error', (err) => {
         order.push(`error ${err.code}`);
         S.send('abcd', (e) => order.push(e ? 'callback failed' : 'callback ok'));
       });
-      // Noted in the listener itself (after an await, the callback's tick would have run
-      // whatever the order); not events.once(), which rejects on the 'error'.
-      const closed = new Promise((resolve) =>
-        S.once('close', (code) => {
-          order.push(`close ${code}, bufferedAmount ${S.bufferedAmount}`);
-          resolve();
-        })
-      );
-      await withTimeout(closed, STEP_MS, "the client's 'close'");
+      await closeNoted(S, order);
       return order;
     } finally {
       worker.postMessage('stop');
