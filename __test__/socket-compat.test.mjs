@@ -925,6 +925,15 @@ describe('12 EventTarget emulation', () => {
       assert.ok(Array.isArray(r.evt.data), 'an array of fragments');
       assert.ok(r.evt.data.every((b) => Buffer.isBuffer(b)), 'of Buffers');
       assert.equal(Buffer.concat(r.evt.data).toString(), 'baz');
+      // ws lists only the frames that carried bytes: an empty message is [] (not [<Buffer >]).
+      r = await receive(() => peer.send(Buffer.alloc(0)), 'empty binary, fragments');
+      assert.deepEqual(r.evt.data, [], 'an empty message has no fragments');
+      r = await receive(() => {
+        peer.send(Buffer.from('a'), { binary: true, fin: false });
+        peer.send(Buffer.alloc(0), { binary: true, fin: false });
+        peer.send(Buffer.from('b'), { binary: true, fin: true });
+      }, 'binary with an empty middle frame, fragments');
+      assert.deepEqual(r.evt.data.map((b) => b.toString()), ['a', 'b'], 'empty frames are left out');
 
       if (typeof Blob !== 'undefined') {
         S.binaryType = 'blob';

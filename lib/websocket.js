@@ -242,6 +242,17 @@ function toBuffer(data) {
 }
 
 /**
+ * Whether a frame's payload has bytes.
+ *
+ * @param {Buffer} buf The payload
+ * @return {Boolean} Whether it is not empty
+ * @private
+ */
+function hasBytes(buf) {
+  return buf.length !== 0;
+}
+
+/**
  * The size a frame with `length` payload bytes takes on the wire (client frames are masked).
  *
  * @param {Number} length Payload bytes
@@ -627,7 +638,8 @@ class RelayedWebSocket extends WebSocket {
         break;
       }
       case 'fragments':
-        data = frames;
+        // As ws: only the frames that carried bytes (an empty message is []).
+        data = frames.every(hasBytes) ? frames : frames.filter(hasBytes);
         break;
       case 'blob':
         data = new Blob(frames);
