@@ -29,6 +29,7 @@ import {
 } from './support/server-steps.mjs';
 
 const require = createRequire(import.meta.url);
+const { native } = require('../lib/native-events.js');
 
 /**
  * A recorded `hyco-ws-rs/hyco-ws` server (closed by `withServerRelay`).
@@ -178,7 +179,8 @@ describe('controlChannel', () => {
       channel.onerror = (event) => errors.push(event);
       server.on('error', (err) => errors.push(err));
       channel.close();
-      await nextOf(server, 'offline');
+      const offline = await nextOf(server, 'offline');
+      assert.equal(offline.args[0].code, 'ERR_CONTROL_CHANNEL_REOPENED', offline.args[0].message);
       await waitUntil(() => eventsOfType(server, 'online').length === 2, STEP_MS, "'online' again after controlChannel.close()");
       assert.equal(channel.readyState, hyco.OPEN);
       assert.equal(closes.length, 1);
@@ -198,6 +200,31 @@ describe('controlChannel', () => {
       channel.close();
       assert.equal(server.status, 'closed');
       assert.equal(relay.stats().listeners, 0);
+    });
+  });
+  test('close() just as the channel is lost: the loss is reported (1006, not a clean close), and the channel comes back', async () => {
+    await withServerRelay(undefined, async (relay) => {
+      const server = newServer(listenOptions(relay));
+      server.on('error', () => {});
+      await whenListening(server);
+      const channel = server.controlChannel;
+      const closes = [];
+      channel.on('close', (code, reason) => closes.push({ code, reason }));
+      assert.equal(native.liveCounts().queued, 0, 'nothing queued for JavaScript while idle');
+      assert.equal(await withTimeout(relay.dropListeners({ code: 1011, reason: 'gone' }), STEP_MS, 'dropListeners'), 1);
+      // Without yielding to the event loop, so that the loss is queued for JavaScript but
+      // not yet seen there when close() is called (the race to pin).
+      const deadline = Date.now() + STEP_MS;
+      while (native.liveCounts().queued === 0) {
+        assert.ok(Date.now() < deadline, "the loss to be queued for JavaScript");
+      }
+      channel.close();
+      await nextOf(server, 'offline');
+      await waitUntil(() => closes.length === 1, STEP_MS, "the channel's 'close'");
+      assert.equal(closes[0].code, 1006, `the channel's close: ${JSON.stringify(closes)}`);
+      assert.equal(server.lastError.code, 'ERR_CONTROL_CHANNEL_CLOSED', server.lastError.message);
+      await waitUntil(() => eventsOfType(server, 'online').length === 2, STEP_MS, "'online' again after the loss");
+      assert.equal(channel.readyState, hyco.OPEN);
     });
   });
 });

@@ -481,9 +481,9 @@ class RelayedServer extends EventEmitter {
       case EV_OFFLINE:
         this.status = 'offline';
         this.lastError = toError(list[at]);
-        // A reopen that controlChannel.close() asked for is a clean close.
-        this.controlChannel._closed(this._reopening ? null : this.lastError);
-        this._reopening = false;
+        // A reopen that controlChannel.close() asked for is a clean close. Told by the
+        // event itself: a loss already on its way when close() was called is a loss.
+        this.controlChannel._closed(this.lastError.code === 'ERR_CONTROL_CHANNEL_REOPENED' ? null : this.lastError);
         this.emit('offline', this.lastError);
         break;
       case EV_CONTROL_MESSAGE:
@@ -1082,8 +1082,7 @@ class RelayedServer extends EventEmitter {
    */
   _reopenControlChannel() {
     if (this._state !== 'running' || this._id === 0 || this.status !== 'online') return false;
-    this._reopening = native.listenerReconnect(this._id);
-    return this._reopening;
+    return native.listenerReconnect(this._id);
   }
 }
 

@@ -322,7 +322,8 @@ impl<'a> Session<'a> {
         self.handle.send(Command::Terminate);
         End::Reopen(error(
             "the control channel was closed by its owner (controlChannel.close())",
-            "ERR_CONTROL_CHANNEL_CLOSED",
+            // Its own code: JavaScript tells a reopen it asked for from a loss by it.
+            "ERR_CONTROL_CHANNEL_REOPENED",
         ))
     }
 }
