@@ -605,7 +605,8 @@ declare namespace HycoWebSocket {
     error: (err: RelayedConnectError) => void;
     /** Before each accept handshake: push `'Name: value'` strings to add headers. */
     headers: (headers: string[], req: RelayedRequest) => void;
-    /** After `close()` completes, or after a final error. */
+    /** After `close()` completes, or after a final error once the accepted sockets it
+     * closes (1001) have closed. */
     close: () => void;
     /** An HTTP request, with Node's own classes: an Express app, or any
      * `(req: IncomingMessage, res: ServerResponse) => void` handler, is a listener as it is.
@@ -719,7 +720,8 @@ declare namespace HycoWebSocket {
     /** The last error seen (a failed connect, a lost channel, a final error). */
     lastError: Error | null;
     /** Closes the control channel (1000) and every accepted socket (1001), then emits
-     * 'close' and calls `cb`; a second call gets `Error('The server is not running')`. */
+     * 'close' and calls `cb` (a call while it closes, after `close()` or a final error,
+     * too); a call once it has closed gets `Error('The server is not running')`. */
     close(cb?: (err?: Error) => void): void;
 
     // hyco-ws's fields, for code written against it.

@@ -181,6 +181,27 @@ describe('token renewal', () => {
   });
 });
 
+describe('final errors', () => {
+  test("a static token refused once it expired (final): 'error', the accepted sockets close, then the server's 'close'", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const uri = createRelayListenUri(relay.namespace, 'hc');
+      const server = newServer({ server: uri, token: createRelayToken(uri, relay.keyName, relay.key, 3) });
+      server.on('warning', () => {});
+      const order = [];
+      server.on('error', (err) => order.push(`server error ${err.statusCode}`));
+      server.on('close', () => order.push('server close'));
+      await whenListening(server);
+      const sender = wsSender(relay, 'hc');
+      const { socket } = await nextConnection(server);
+      assert.equal((await withTimeout(sender.outcome, STEP_MS, 'the sender to open')).ok, true);
+      socket.on('close', (code) => order.push(`socket close ${code}`));
+      await nextOf(server, 'close', 10_000, "the server's 'close' once the token expired");
+      assert.deepEqual(order, ['server error 401', 'socket close 1001', 'server close'], history(server));
+      assert.equal(server.clients.size, 0);
+    });
+  });
+});
+
 describe('reconnect', () => {
   test("relay.restart(): 'offline', 'connecting', 'online' again, one control channel at every 'online'; no 'error' listener needed", async () => {
     await withServerRelay(RELAY, async (relay) => {

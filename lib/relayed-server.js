@@ -914,15 +914,19 @@ class RelayedServer extends EventEmitter {
     if (err) {
       this.lastError = err;
       if (this._state === 'running') {
-        this._state = 'closed';
-        // The listener is gone for good: so are its connections, as with close().
+        // The listener is gone for good: so are its connections, as with close(), and
+        // 'close' comes once they have closed, as after close().
+        this._state = 'closing';
         for (const ws of this._sockets) this._shutDown(ws);
         try {
           this.emit('error', err);
         } finally {
           // Without an 'error' listener the error is thrown (Node's convention); 'close'
-          // still follows.
-          process.nextTick(() => this.emit('close'));
+          // still follows. Not before 'error', even if every socket closed at once.
+          process.nextTick(() => {
+            this._listenerClosed = true;
+            this._maybeFinish();
+          });
         }
         return;
       }
