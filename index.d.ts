@@ -384,7 +384,8 @@ declare namespace HycoWebSocket {
     protocols?: string | string[];
     /** Tracking id, sent as `sb-hc-id` (unless the address already has one). */
     id?: string;
-    /** Time allowed for the whole handshake, ms. Default `70000` (as Microsoft's .NET client). */
+    /** Time allowed for the whole handshake (a token function's wait included), ms. Default
+     * `70000` (as Microsoft's .NET client). */
     handshakeTimeout?: number;
     /** Largest message accepted, bytes; `0` for no limit. Default `104857600` (100 MiB, as ws). */
     maxPayload?: number;

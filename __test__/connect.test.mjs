@@ -4,6 +4,7 @@
 // TCP server where the relay would be, to see exactly what the sender sends or how it fails.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -11,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 
+import WebSocket from 'ws';
 import { createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
 
 import {
@@ -89,6 +91,27 @@ async function silentServer() {
 }
 
 /**
+ * An HTTP server that notes every upgrade request (`url`, `headers`) and answers it 404.
+ *
+ * @returns {Promise<{ port: number, upgrades: Array<{ url: string, headers: object }>, close: () => Promise<void> }>}
+ */
+async function refusingServer() {
+  const upgrades = [];
+  const sockets = new Set();
+  const server = http.createServer((req, res) => res.end());
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('upgrade', (req, socket) => {
+    upgrades.push({ url: req.url, headers: req.headers });
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  });
+  const port = await listenLocal(server);
+  return { port, upgrades, close: () => closeServer(server, sockets) };
+}
+
+/**
  * Calls `relayedConnect(...args)` for a test that expects it to throw; should it return a
  * socket instead, that socket is ended (and its 'error' swallowed) so that the failure is
  * the assertion's, not a stray connection's.
@@ -155,6 +178,12 @@ describe('relayedConnect: arguments', () => {
         }
       );
     }
+    // A password written in an address that is not a URL is not echoed.
+    assert.throws(connecting('wss://alice:hunter2@bad host/$hc/hc', null), (err) => {
+      assert.ok(err instanceof SyntaxError);
+      assert.equal(err.message, 'Invalid URL: wss://alice:<redacted>@bad host/$hc/hc');
+      return true;
+    });
   });
 
   test('an address that is neither a string nor a URL throws a SyntaxError "Invalid URL: …" (as ws)', () => {
@@ -281,18 +310,7 @@ describe('relayedConnect: the callback and options', () => {
   });
 
   test('the token goes in ServiceBusAuthorization (none when null/undefined); id as sb-hc-id; headers are sent', async () => {
-    const upgrades = [];
-    const sockets = new Set();
-    const server = http.createServer((req, res) => res.end());
-    server.on('connection', (s) => {
-      sockets.add(s);
-      s.on('close', () => sockets.delete(s));
-    });
-    server.on('upgrade', (req, socket) => {
-      upgrades.push({ url: req.url, headers: req.headers });
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-    });
-    const port = await listenLocal(server);
+    const { port, upgrades, close } = await refusingServer();
     try {
       const uri = sendUriAt(`127.0.0.1:${port}`);
       const token = createRelayToken(uri, 'RootManageSharedAccessKey', 'a-key');
@@ -323,7 +341,7 @@ describe('relayedConnect: the callback and options', () => {
       assert.equal(upgrades.length, 4);
     } finally {
       endSockets();
-      await closeServer(server, sockets);
+      await close();
     }
   });
 
@@ -497,6 +515,164 @@ describe('relayedConnect: handshake failures', () => {
       assert.equal(err.message, 'Opening handshake has timed out');
       assert.equal(err.code, 'ETIMEDOUT');
     });
+  });
+});
+
+/**
+ * A TCP server that answers every upgrade request with `respond(accept)`'s bytes, where
+ * `accept` is the right Sec-WebSocket-Accept, then keeps the connection open.
+ *
+ * @param {(accept: string) => string} respond The answer.
+ * @returns {Promise<{ port: number, close: () => Promise<void> }>}
+ */
+async function answeringServer(respond) {
+  const sockets = new Set();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => {});
+    s.on('close', () => sockets.delete(s));
+    let head = '';
+    s.on('data', (chunk) => {
+      if (head.includes('\r\n\r\n')) return;
+      head += chunk;
+      if (!head.includes('\r\n\r\n')) return;
+      const key = /^sec-websocket-key:\s*(\S+)/im.exec(head)[1];
+      s.write(respond(crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64')));
+    });
+  });
+  const port = await listenLocal(server);
+  return { port, close: () => closeServer(server, sockets) };
+}
+
+describe('relayedConnect: as ws 8, where the handshake has room for it', () => {
+  test('informational answers (100, 103) before the 101 are skipped, and a 101 with 300 headers opens, with both clients', async () => {
+    const many = Array.from({ length: 300 }, (_, i) => `X-Header-${i}: ${i}`);
+    const answers = {
+      informational: (accept) =>
+        'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n' +
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
+      'many headers': (accept) =>
+        ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Accept: ${accept}`, ...many, '', ''].join(
+          '\r\n'
+        )
+    };
+    for (const [what, respond] of Object.entries(answers)) {
+      const server = await answeringServer(respond);
+      try {
+        const uri = sendUriAt(`127.0.0.1:${server.port}`);
+        const W = new WebSocket(uri, { perMessageDeflate: false });
+        const wsOutcome = await withTimeout(
+          new Promise((resolve) => {
+            W.once('open', () => resolve('open'));
+            W.once('error', (err) => resolve(err.message));
+          }),
+          STEP_MS,
+          `ws 8 against ${what}`
+        );
+        W.terminate();
+        assert.equal(wsOutcome, 'open', `ws 8 against ${what}`);
+        const S = relayed(uri, null);
+        const first = await withTimeout(
+          new Promise((resolve) => {
+            S.once('open', () => resolve('open'));
+            S.once('error', (err) => resolve(err.message));
+          }),
+          STEP_MS,
+          `relayedConnect against ${what}`
+        );
+        assert.equal(first, 'open', `relayedConnect against ${what}`);
+      } finally {
+        endSockets();
+        await server.close();
+      }
+    }
+  });
+
+  test("options.id is added to the address's query as written: the rest of it is not re-encoded", async () => {
+    const { port, upgrades, close } = await refusingServer();
+    try {
+      const uri = `${sendUriAt(`127.0.0.1:${port}`)}&app=a%20b~c&flag`;
+      for (const id of [undefined, 'track 1/&']) {
+        const S = relayed(uri, null, id === undefined ? {} : { id });
+        await handshakeFailure(S, null);
+        const sent = upgrades.at(-1).url;
+        assert.ok(sent.includes('&app=a%20b~c&flag'), `the query as written (id ${id}): ${sent}`);
+        if (id !== undefined) {
+          assert.ok(sent.endsWith(`&flag&sb-hc-id=${encodeURIComponent(id)}`), sent);
+          assert.equal(S.url, `${uri}&sb-hc-id=${encodeURIComponent(id)}`);
+        }
+      }
+    } finally {
+      endSockets();
+      await close();
+    }
+  });
+
+  test('a token a header cannot carry: a TypeError ERR_INVALID_CHAR at once; from a token function, ERR_TOKEN_PROVIDER', async () => {
+    const uri = sendUriAt('127.0.0.1:9');
+    for (const token of ['SharedAccessSignature sr=a\r\nX-Evil: 1', 'a\u0001b', 'a\u20acb']) {
+      assert.throws(connecting(uri, token), (err) => {
+        assert.ok(err instanceof TypeError, `${JSON.stringify(token)}: ${err}`);
+        assert.equal(err.code, 'ERR_INVALID_CHAR');
+        assert.equal(err.message, 'Invalid character in header content ["ServiceBusAuthorization"]');
+        return true;
+      });
+      const S = relayed(uri, () => token);
+      const err = await handshakeFailure(S, token);
+      assert.equal(err.code, 'ERR_TOKEN_PROVIDER');
+      assert.equal(err.message, 'The token provider failed: the token has characters a header cannot carry');
+    }
+  });
+
+  test('close() while a token function has not answered: the socket closes and nothing keeps the process alive', async () => {
+    const script = `
+      const { relayedConnect } = require(process.env.HYCO_PKG);
+      const ws = relayedConnect('ws://127.0.0.1:9/$hc/hc?sb-hc-action=connect', () => new Promise(() => {}), { handshakeTimeout: 600000 });
+      ws.on('error', (err) => console.log('error', err.message));
+      ws.on('close', (code) => console.log('close', code));
+      ws.close();
+    `;
+    const r = await runNode(script, { ms: STEP_MS * 2 }).done;
+    assert.equal(r.timedOut, false, `the process exits by itself: ${describeChild(r)}`);
+    assert.equal(r.code, 0, describeChild(r));
+    assert.equal(r.stdout, 'error WebSocket was closed before the connection was established\nclose 1006\n');
+  });
+
+  test('a token function with a handshakeTimeout beyond a timer\'s range (2^31 ms) waits for the token', async () => {
+    const server = await answeringServer(() => 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n');
+    try {
+      const uri = sendUriAt(`127.0.0.1:${server.port}`);
+      const token = createRelayToken(uri, 'k', 'secret-key');
+      for (const handshakeTimeout of [2 ** 31, 30 * 86_400_000]) {
+        // (A timer of more than 2^31 - 1 ms fires after 1 ms: the token comes later.)
+        const S = relayed(uri, () => new Promise((resolve) => setTimeout(resolve, 50, token)), { handshakeTimeout });
+        const err = await handshakeFailure(S, token);
+        assert.equal(err.message, 'Unexpected server response: 404', `handshakeTimeout ${handshakeTimeout}`);
+      }
+    } finally {
+      endSockets();
+      await server.close();
+    }
+  });
+
+  test("a token function's wait counts towards handshakeTimeout: the handshake gets what is left", async () => {
+    const silent = await silentServer();
+    try {
+      const uri = sendUriAt(`127.0.0.1:${silent.port}`);
+      const token = createRelayToken(uri, 'k', 'secret-key');
+      const started = Date.now();
+      const provider = () => new Promise((resolve) => setTimeout(resolve, 1000, token));
+      const S = relayed(uri, provider, { handshakeTimeout: 1200 });
+      const err = await handshakeFailure(S, token, 10_000);
+      const elapsed = eventsOf(S)[0].at - started;
+      assert.equal(err.code, 'ETIMEDOUT');
+      // 1,200 ms from the start, not 1,000 + 1,200.
+      assert.ok(elapsed < 2000, `timed out ${elapsed} ms after the start (handshakeTimeout 1200)`);
+      assert.ok(elapsed >= 1100, `timed out ${elapsed} ms after the start, before handshakeTimeout`);
+    } finally {
+      endSockets();
+      await silent.close();
+    }
   });
 });
 

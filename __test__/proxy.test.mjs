@@ -118,6 +118,24 @@ describe('proxy: ws: addresses', () => {
       })
     ));
 
+  test('an empty lower-case variable counts as unset: the upper-case one applies, as in curl', () =>
+    withProxy({}, (proxy) =>
+      withServerRelay(undefined, async (relay) => {
+        const server = echo(await startServer(relay));
+        const viaProxy = async () => {
+          await echoingSender(relay, {});
+          const { req } = await nextConnection(server);
+          return proxy.viaTunnel(req.socket.remotePort);
+        };
+        await withEnv({ ...NO_PROXY_VARS, http_proxy: '', HTTP_PROXY: proxy.url }, async () => {
+          assert.equal(await viaProxy(), true, "http_proxy='' leaves HTTP_PROXY in force");
+        });
+        await withEnv({ ...NO_PROXY_VARS, HTTP_PROXY: proxy.url, no_proxy: '', NO_PROXY: '127.0.0.1' }, async () => {
+          assert.equal(await viaProxy(), false, "no_proxy='' leaves NO_PROXY in force");
+        });
+      })
+    ));
+
   test('a listener whose rejects and HTTP rendezvous go through the proxy too', () =>
     withProxy({}, (proxy) =>
       withEnv(NO_PROXY_VARS, () =>

@@ -20,6 +20,9 @@ const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
 
+// setTimeout's longest delay: a longer one fires at once.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 const DEFAULT_HANDSHAKE_TIMEOUT = 70000;
 const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
 const DEFAULT_CLOSE_TIMEOUT = 30000;
@@ -38,7 +41,20 @@ const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
  * @private
  */
 function redact(url) {
-  return String(url).replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>');
+  return String(url)
+    .replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>')
+    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#@]*@/i, '$1<redacted>@');
+}
+
+/**
+ * Checks a token as a header value, as Node.js checks the `headers` option's.
+ *
+ * @param {String} token The token
+ * @return {Boolean} Whether it can be sent in a header
+ * @private
+ */
+function isHeaderValue(token) {
+  return !invalidHeaderChar.test(token);
 }
 
 /**
@@ -69,7 +85,11 @@ function parseAddress(address, id) {
     );
   }
   if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
-  if (id !== undefined && !url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
+  if (id !== undefined && !url.searchParams.has('sb-hc-id')) {
+    // Appended as text: searchParams would rewrite the whole query in its own encoding
+    // (%20 as +, ~ as %7E, a bare name with =), the token's value included.
+    url.search = `${url.search || '?'}${url.search.length > 1 ? '&' : ''}sb-hc-id=${encodeURIComponent(id)}`;
+  }
   return url;
 }
 
@@ -208,6 +228,9 @@ function connectAs(Socket, address, token, options, fn) {
       `The "token" argument must be a non-empty string, a function or null. Received ${describeType(token)}`
     );
   }
+  if (typeof token === 'string' && !isHeaderValue(token)) {
+    throw codedError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in header content ["ServiceBusAuthorization"]');
+  }
   const source = tokenSource(token, credentialOption(options));
   if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) {
     invalidOption('id', 'a non-empty string', options.id);
@@ -241,13 +264,13 @@ function connectAs(Socket, address, token, options, fn) {
   });
   if (fn) ws.once('open', () => fn(ws));
   const perMessageDeflate = deflate ? deflate.native : undefined;
-  const connect = () =>
+  const connect = (timeLeft) =>
     ws._attach(
       native.connectSocket({
         url: url.href,
         headers,
         protocols,
-        handshakeTimeout,
+        handshakeTimeout: timeLeft,
         maxPayload,
         ca,
         closeTimeout,
@@ -261,26 +284,41 @@ function connectAs(Socket, address, token, options, fn) {
   if (typeof token === 'string' || source === null) {
     // A fixed token (or none): connect at once, as ws does.
     if (token) headers.ServiceBusAuthorization = token;
-    connect();
+    connect(handshakeTimeout);
     return ws;
   }
-  // A token function or a credential: the handshake starts once it has answered, within
-  // the handshake's time.
-  ws._pending = true;
-  let timer;
+  // A token function or a credential: the handshake starts once it has answered, and the
+  // two share the handshake's time. `_pending` holds the timer while the token is awaited:
+  // close() and terminate() clear it, so that nothing keeps the process alive after them.
+  const started = Date.now();
   const timeout = codedError(Error, 'ETIMEDOUT', 'Opening handshake has timed out');
   const timedOut = new Promise((resolve, reject) => {
-    timer = setTimeout(() => reject(timeout), handshakeTimeout);
+    ws._pending = setTimeout(() => reject(timeout), Math.min(handshakeTimeout, MAX_TIMER_MS));
   });
   Promise.race([source(), timedOut])
     .then(({ token: value }) => {
       if (!ws._pending) return;
+      clearTimeout(ws._pending);
       ws._pending = false;
+      if (!isHeaderValue(value)) {
+        ws._failPending(
+          'The token provider failed: the token has characters a header cannot carry',
+          'ERR_TOKEN_PROVIDER'
+        );
+        return;
+      }
       headers.ServiceBusAuthorization = value;
-      connect();
+      try {
+        connect(Math.max(1, handshakeTimeout - (Date.now() - started)));
+      } catch (err) {
+        // A failing native call (a panic turned into an exception) ends the socket, rather
+        // than leaving it CONNECTING with nothing to end it.
+        ws._failPending(err && typeof err.message === 'string' ? err.message : 'connect failed', 'ERR_INTERNAL');
+      }
     })
     .catch((err) => {
       if (!ws._pending) return;
+      clearTimeout(ws._pending);
       ws._pending = false;
       // Compared, not read: what the provider rejected with may throw when touched.
       if (err === timeout) ws._failPending(timeout.message, 'ETIMEDOUT');
@@ -288,8 +326,7 @@ function connectAs(Socket, address, token, options, fn) {
         const message = failureMessage(err);
         ws._failPending(`The token provider failed: ${message}`, 'ERR_TOKEN_PROVIDER');
       }
-    })
-    .finally(() => clearTimeout(timer));
+    });
   return ws;
 }
 

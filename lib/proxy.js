@@ -21,7 +21,8 @@ const { codedError, describeType } = require('./validation');
 const native = loadNative();
 
 /**
- * An environment variable by its lower-case name, else its upper-case one.
+ * An environment variable by its lower-case name, else its upper-case one; an empty one
+ * counts as unset (so an empty `no_proxy` leaves `NO_PROXY` in force, as in curl).
  *
  * @param {Object} env The environment
  * @param {String} name The lower-case name
@@ -29,8 +30,8 @@ const native = loadNative();
  * @private
  */
 function envValue(env, name) {
-  const lower = env[name];
-  return lower !== undefined ? lower : env[name.toUpperCase()];
+  const lower = present(env[name]);
+  return lower !== undefined ? lower : present(env[name.toUpperCase()]);
 }
 
 /**

@@ -350,7 +350,8 @@ class RelayedWebSocket extends WebSocket {
     this._server = null;
     // The `req` of a socket a RelayedServer accepts natively, until its 'connection'.
     this._acceptRequest = null;
-    // Its token is being fetched (a token function or a credential): no native socket yet.
+    // While its token is being fetched (a token function or a credential), with no
+    // native socket yet: the handshake's timer (see connect.js); false otherwise.
     this._pending = false;
   }
 
@@ -1039,6 +1040,8 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _abortPending() {
+    // While a token is awaited, `_pending` is the handshake's timer (see connect.js).
+    clearTimeout(this._pending);
     this._pending = false;
     process.nextTick(() => this._failPending('WebSocket was closed before the connection was established', null));
   }

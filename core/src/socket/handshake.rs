@@ -169,9 +169,38 @@ pub struct ResponseHead {
 #[doc(hidden)]
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, SocketError> {
     let mut headers = [httparse::EMPTY_HEADER; 128];
-    let mut resp = httparse::Response::new(&mut headers);
-    match resp.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => {
+    match parse_with(buf, &mut headers) {
+        // Node.js takes any number of headers: room for one per line of the head (which
+        // MAX_RESPONSE_HEAD bounds).
+        Err(httparse::Error::TooManyHeaders) => {
+            let lines = buf.iter().filter(|&&b| b == b'\n').count();
+            parse_with(buf, &mut vec![httparse::EMPTY_HEADER; lines + 1])
+        }
+        parsed => parsed,
+    }
+    .map_err(|_| {
+        fail(
+            "Invalid handshake response",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        )
+    })
+    .and_then(|parsed| match parsed {
+        None if buf.len() > MAX_RESPONSE_HEAD => Err(fail(
+            "Invalid handshake response: the header is too large",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        )),
+        parsed => Ok(parsed),
+    })
+}
+
+/// [`parse_response_head`] with room for `headers.len()` headers.
+fn parse_with<'b>(
+    buf: &'b [u8],
+    headers: &mut [httparse::Header<'b>],
+) -> Result<Option<(ResponseHead, usize)>, httparse::Error> {
+    let mut resp = httparse::Response::new(headers);
+    match resp.parse(buf)? {
+        httparse::Status::Complete(len) => {
             let head = ResponseHead {
                 status: resp.code.unwrap_or(0),
                 reason: resp.reason.unwrap_or("").to_owned(),
@@ -188,15 +217,7 @@ pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, 
             };
             Ok(Some((head, len)))
         }
-        Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => Err(fail(
-            "Invalid handshake response: the header is too large",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        )),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(_) => Err(fail(
-            "Invalid handshake response",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        )),
+        httparse::Status::Partial => Ok(None),
     }
 }
 
@@ -207,7 +228,7 @@ async fn read_response(stream: &mut IoStream) -> Result<(ResponseHead, Vec<u8>),
     let mut buf = Vec::with_capacity(1024);
     loop {
         if buf.capacity() - buf.len() < 512 {
-            buf.reserve(buf.capacity());
+            buf.reserve(buf.capacity().max(1024));
         }
         let n = stream
             .read_buf(&mut buf)
@@ -216,8 +237,15 @@ async fn read_response(stream: &mut IoStream) -> Result<(ResponseHead, Vec<u8>),
         if n == 0 {
             return Err(fail("socket hang up", Some("ECONNRESET")));
         }
-        if let Some((head, len)) = parse_response_head(&buf)? {
-            return Ok((head, buf.split_off(len)));
+        while let Some((head, len)) = parse_response_head(&buf)? {
+            let rest = buf.split_off(len);
+            // An informational answer (100 Continue, 103 Early Hints) comes before the real
+            // one: skipped, as Node.js's parser does for ws.
+            if (100..200).contains(&head.status) && head.status != 101 {
+                buf = rest;
+                continue;
+            }
+            return Ok((head, rest));
         }
     }
 }
@@ -552,5 +580,24 @@ mod tests {
         assert_eq!((t.port, t.authority.as_str()), (9000, "127.0.0.1:9000"));
         assert!(parse_target("ftp://h/").is_err());
         assert!(parse_target("not a url").is_err());
+    }
+
+    #[test]
+    fn a_head_with_more_headers_than_the_first_try_has_room_for() {
+        let mut text = String::from("HTTP/1.1 101 Switching Protocols\r\n");
+        for i in 0..300 {
+            text.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        text.push_str("\r\n");
+        let (head, len) = parse_response_head(text.as_bytes())
+            .map_err(|e| e.message)
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.status, head.headers.len(), len), (101, 300, text.len()));
+        assert_eq!(head.headers[299], ("x-299".to_owned(), "299".to_owned()));
+        // Incomplete, it is still waited for; past the limit, refused.
+        assert!(matches!(parse_response_head(&text.as_bytes()[..text.len() - 2]), Ok(None)));
+        let huge = format!("HTTP/1.1 101 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
+        assert!(parse_response_head(huge.as_bytes()).is_err());
     }
 }
