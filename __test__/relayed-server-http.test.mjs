@@ -4,7 +4,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 
 import express from 'express';
 import { createRelayedServer, relayedFetch } from 'hyco-ws-rs';
@@ -336,6 +336,101 @@ describe('failures', () => {
       assert.equal(w.code, 'ERR_REQUEST_HANDLER');
       assert.equal(w.cause.message, 'handler bug');
       assert.equal((await sendHttp(httpAddress(relay, 'hc/ok').url, { token })).body.toString(), 'fine');
+    }));
+
+  test('a response given up before any of it went out (res.destroy(err), a failed pipeline(), a throw after write()): no uncaught error, the sender gets 500 at once', () =>
+    withServerRelay(undefined, async (relay) => {
+      const piped = [];
+      const server = await httpServer(relay, (req, res) => {
+        if (req.url === '/destroy') {
+          res.destroy(new Error('disk read failed'));
+        } else if (req.url === '/pipeline') {
+          const source = new Readable({ read() {} });
+          source.push('first part ');
+          pipeline(source, res, (err) => piped.push(err && err.message));
+          setImmediate(() => source.destroy(new Error('disk read failed')));
+        } else {
+          res.write('partial');
+          throw new Error('handler bug');
+        }
+      });
+      server.on('warning', () => {});
+      const { token } = httpAddress(relay);
+      // The relay's own deadline (60 s) is far beyond these waits.
+      for (const path of ['destroy', 'pipeline', 'throw-after-write']) {
+        const r = await sendHttp(httpAddress(relay, `hc/${path}`).url, { token });
+        assert.equal(r.status, 500, path);
+        assert.ok(r.headers.via, `${path}: the listener answered, not the relay`);
+      }
+      assert.deepEqual(piped, ['disk read failed']);
+    }));
+
+  test("a handler that ends its response and then throws: the response arrives whole, with a 'warning'", () =>
+    withServerRelay(undefined, async (relay) => {
+      const server = await httpServer(relay, (req, res) => {
+        res.end('all of it');
+        throw new Error('handler bug after end');
+      });
+      server.on('warning', () => {});
+      const warning = nextOf(server, 'warning');
+      const { url, token } = httpAddress(relay);
+      const r = await sendHttp(url, { token });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'all of it');
+      assert.equal((await warning).args[0].code, 'ERR_REQUEST_HANDLER');
+    }));
+
+  test('a response with 300 headers (200 of them Set-Cookie) reaches the sender', () =>
+    withServerRelay(undefined, async (relay) => {
+      await httpServer(relay, (req, res) => {
+        for (let i = 0; i < 100; i++) res.setHeader(`X-Header-${i}`, String(i));
+        res.setHeader('Set-Cookie', Array.from({ length: 200 }, (_, i) => `c${i}=${i}`));
+        res.end('many headers');
+      });
+      const { url, token } = httpAddress(relay);
+      const r = await sendHttp(url, { token });
+      assert.equal(r.status, 200);
+      assert.equal(r.body.toString(), 'many headers');
+      assert.equal(r.headers['x-header-99'], '99');
+      // One line, joined (README: the protocol's message holds one string per name).
+      assert.equal(r.headers['set-cookie'].join(', ').split(', ').length, 200);
+    }));
+
+  test("close() while a response waits for 'drain': no uncaught error, res closes without 'finish'", () =>
+    withServerRelay(undefined, async (relay) => {
+      let blocked;
+      const waiting = new Promise((r) => (blocked = r));
+      const events = [];
+      const server = await httpServer(relay, (req, res) => {
+        res.on('finish', () => events.push('finish'));
+        res.on('close', () => events.push('close'));
+        const piece = Buffer.alloc(64 * 1024, 7);
+        const pump = () => {
+          while (!res.destroyed) {
+            if (!res.write(piece)) {
+              res.once('drain', pump);
+              blocked();
+              return;
+            }
+          }
+        };
+        pump();
+      });
+      const { url, token } = httpAddress(relay);
+      const sender = http.request(url, { headers: { ServiceBusAuthorization: token }, agent: false }, (res) => {
+        res.pause(); // reads nothing: the response backs up to the listener
+        res.on('error', () => {});
+      });
+      sender.on('error', () => {});
+      sender.end();
+      try {
+        await withTimeout(waiting, STEP_MS * 2, "the response to wait for 'drain'");
+        await withTimeout(new Promise((r) => server.close(r)), STEP_MS, 'close()');
+        await waitUntil(() => events.includes('close'), STEP_MS, "res's 'close'");
+        assert.deepEqual(events, ['close']);
+      } finally {
+        sender.destroy();
+      }
     }));
 
   test('502 and 504 from a handler reach the sender as 500 (the relay reserves them)', () =>

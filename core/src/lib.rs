@@ -13,6 +13,7 @@
 pub mod connection_string;
 pub mod encode;
 pub mod error;
+pub(crate) mod http_head;
 pub mod io;
 pub mod legacy_url;
 pub mod listener;

@@ -175,11 +175,13 @@ function relayedRequest(request, onOver) {
 
 /**
  * Answers a request whose handler threw: 500 if nothing was sent yet, else the response is
- * cut short (the sender sees its connection drop).
+ * cut short (the sender sees its connection drop); a response the handler had ended stands.
  *
  * @param {ServerResponse} res The response
  */
 function failResponse(res) {
+  // Ended before the throw: the response is whole (and may still be on its way out).
+  if (res.writableEnded) return;
   if (res.headersSent) {
     res.destroy();
     return;

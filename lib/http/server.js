@@ -35,7 +35,8 @@ class RelayedHttpServer extends RelayedServer {
   listen(callback) {
     const cb = [...arguments].reverse().find((a) => typeof a === 'function');
     if (cb === undefined) return this;
-    if (this.status === 'online') process.nextTick(cb);
+    // 'listening' comes once: a server that listened and is reconnecting has listened.
+    if (this._listened) process.nextTick(cb);
     else this.once('listening', () => cb());
     return this;
   }

@@ -38,6 +38,14 @@ function abortedError(detail) {
 }
 
 /**
+ * The socket's 'error' listener: what it is destroyed with is its request's and response's
+ * business (see the constructor).
+ *
+ * @private
+ */
+function ignoreError() {}
+
+/**
  * A relayed HTTP request's socket.
  *
  * @extends Duplex
@@ -69,6 +77,10 @@ class RelayHttpSocket extends Duplex {
     this._flushQueued = false;
     // The native side asked to wait: write callbacks are held until it drains.
     this._blocked = false;
+    // As the sockets of Node's own server, which always have an 'error' listener: an error
+    // the socket is destroyed with (`res.destroy(err)`, a failed `pipeline()` into `res`)
+    // reaches `req`/`res` as their close, not the process as an uncaught exception.
+    this.on('error', ignoreError);
     register(id, this);
   }
 
@@ -253,14 +265,18 @@ class RelayHttpSocket extends Duplex {
         break;
       case EV_ABORTED: {
         const [message, code] = list[at];
-        this._ended();
         const err = abortedError(message);
         if (code) err.cause = code;
-        // As Node's server when a connection drops: the request is aborted (if its body
-        // was not all read), and the socket's close ends the response ('close' without
-        // 'finish' if it had not finished).
-        if (req !== null && !req.destroyed) req.destroy(err);
+        // Destroyed before `_ended()` could release a held write callback with an error:
+        // a destroyed stream takes that error quietly (a live one would emit it). `_over`
+        // first: the native side has ended the exchange, nothing to abort there.
+        this._over = true;
         if (!this.destroyed) this.destroy();
+        this._ended();
+        // As Node's server when a connection drops: the socket's close ends the response
+        // ('close' without 'finish' if it had not finished), and the request is aborted
+        // (if its body was not all read).
+        if (req !== null && !req.destroyed) req.destroy(err);
         break;
       }
       default:

@@ -168,56 +168,33 @@ pub struct ResponseHead {
 /// `None` while it is incomplete. Public (hidden) for the generated-input tests.
 #[doc(hidden)]
 pub fn parse_response_head(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, SocketError> {
-    let mut headers = [httparse::EMPTY_HEADER; 128];
-    match parse_with(buf, &mut headers) {
-        // Node.js takes any number of headers: room for one per line of the head (which
-        // MAX_RESPONSE_HEAD bounds).
-        Err(httparse::Error::TooManyHeaders) => {
-            let lines = buf.iter().filter(|&&b| b == b'\n').count();
-            parse_with(buf, &mut vec![httparse::EMPTY_HEADER; lines + 1])
-        }
-        parsed => parsed,
-    }
-    .map_err(|_| {
-        fail(
-            "Invalid handshake response",
-            Some("ERR_INVALID_HTTP_RESPONSE"),
-        )
-    })
-    .and_then(|parsed| match parsed {
-        None if buf.len() > MAX_RESPONSE_HEAD => Err(fail(
+    let parsed = crate::http_head::parse_response(buf, |resp, len| {
+        let head = ResponseHead {
+            status: resp.code.unwrap_or(0),
+            reason: resp.reason.unwrap_or("").to_owned(),
+            headers: resp
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect(),
+        };
+        (head, len)
+    });
+    match parsed {
+        Ok(None) if buf.len() > MAX_RESPONSE_HEAD => Err(fail(
             "Invalid handshake response: the header is too large",
             Some("ERR_INVALID_HTTP_RESPONSE"),
         )),
-        parsed => Ok(parsed),
-    })
-}
-
-/// [`parse_response_head`] with room for `headers.len()` headers.
-fn parse_with<'b>(
-    buf: &'b [u8],
-    headers: &mut [httparse::Header<'b>],
-) -> Result<Option<(ResponseHead, usize)>, httparse::Error> {
-    let mut resp = httparse::Response::new(headers);
-    match resp.parse(buf)? {
-        httparse::Status::Complete(len) => {
-            let head = ResponseHead {
-                status: resp.code.unwrap_or(0),
-                reason: resp.reason.unwrap_or("").to_owned(),
-                headers: resp
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
-                    .collect(),
-            };
-            Ok(Some((head, len)))
-        }
-        httparse::Status::Partial => Ok(None),
+        Ok(parsed) => Ok(parsed),
+        Err(_) => Err(fail(
+            "Invalid handshake response",
+            Some("ERR_INVALID_HTTP_RESPONSE"),
+        )),
     }
 }
 
@@ -593,10 +570,16 @@ mod tests {
             .map_err(|e| e.message)
             .unwrap()
             .unwrap();
-        assert_eq!((head.status, head.headers.len(), len), (101, 300, text.len()));
+        assert_eq!(
+            (head.status, head.headers.len(), len),
+            (101, 300, text.len())
+        );
         assert_eq!(head.headers[299], ("x-299".to_owned(), "299".to_owned()));
         // Incomplete, it is still waited for; past the limit, refused.
-        assert!(matches!(parse_response_head(&text.as_bytes()[..text.len() - 2]), Ok(None)));
+        assert!(matches!(
+            parse_response_head(&text.as_bytes()[..text.len() - 2]),
+            Ok(None)
+        ));
         let huge = format!("HTTP/1.1 101 OK\r\nX: {}", "a".repeat(MAX_RESPONSE_HEAD));
         assert!(parse_response_head(huge.as_bytes()).is_err());
     }

@@ -502,6 +502,8 @@ enum Outcome {
     Finished,
     /// It did not: why.
     Failed(SocketError),
+    /// The relay stopped waiting for it (and answered the sender itself).
+    Overdue(SocketError),
 }
 
 /// The task of one exchange.
@@ -573,7 +575,7 @@ impl ExchangeTask {
                     self.switch_at = None;
                     self.start_streaming().await.err().map(Outcome::Failed)
                 }
-                _ = &mut deadline, if self.stream.is_none() => Some(Outcome::Failed(SocketError::coded(
+                _ = &mut deadline, if self.stream.is_none() => Some(Outcome::Overdue(SocketError::coded(
                     format!(
                         "the relay stopped waiting for the response after {} ms",
                         self.ctx.request_timeout.as_millis()
@@ -599,10 +601,20 @@ impl ExchangeTask {
             Outcome::Finished => self.state.finish(ExchangeEvent::Finished),
             Outcome::Failed(e) => {
                 log::debug!("listener: request {}: {}", self.request_id, e.message);
-                if let Some(s) = &self.stream {
+                match &self.stream {
                     // The sender's response is cut short: the relay drops its connection.
-                    s.send(Command::Terminate);
+                    Some(s) => {
+                        s.send(Command::Terminate);
+                    }
+                    // Nothing of the response went out (destroyed, unparsable, its
+                    // rendezvous refused): the sender hears at once, as Node's own server
+                    // drops the connection, rather than at the relay's deadline.
+                    None => answer(&self.route, &self.request_id, 500, "Internal Server Error"),
                 }
+                self.state.finish(ExchangeEvent::Aborted(e));
+            }
+            Outcome::Overdue(e) => {
+                log::debug!("listener: request {}: {}", self.request_id, e.message);
                 self.state.finish(ExchangeEvent::Aborted(e));
             }
         }

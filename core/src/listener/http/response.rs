@@ -174,57 +174,31 @@ impl ResponseParser {
 
     /// Parses a head at the start of `buf`; returns the bytes it took (0: incomplete).
     fn head(&mut self, buf: &[u8], out: &mut Vec<Part>) -> Result<usize, SocketError> {
-        let mut headers = [httparse::EMPTY_HEADER; 128];
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) => return Ok(0),
+        let parsed = crate::http_head::parse_response(buf, |resp, len| {
+            let status = resp.code.unwrap_or(0);
+            if (100..200).contains(&status) && status != 101 {
+                // An interim response (100 Continue, 103 Early Hints): the relay has no way
+                // to pass one on, and the final head follows.
+                return Ok((len, None));
+            }
+            if !(200..1000).contains(&status) {
+                return Err(malformed(&format!("status {status}")));
+            }
+            Ok((len, Some(final_head(resp, status))))
+        });
+        let (len, head) = match parsed {
+            Ok(Some(head)) => head?,
+            Ok(None) => return Ok(0),
             Err(_) => return Err(malformed("not an HTTP/1.1 head")),
         };
-        let status = resp.code.unwrap_or(0);
-        if (100..200).contains(&status) && status != 101 {
-            // An interim response (100 Continue, 103 Early Hints): the relay has no way to
-            // pass one on, and the final head follows.
-            return Ok(len);
+        if let Some((head, chunked)) = head {
+            out.push(Part::Head(head));
+            self.state = if chunked {
+                State::ChunkSize
+            } else {
+                State::Raw
+            };
         }
-        if !(200..1000).contains(&status) {
-            return Err(malformed(&format!("status {status}")));
-        }
-        let mut connection_names = Vec::new();
-        let mut chunked = false;
-        for h in resp.headers.iter() {
-            let value = String::from_utf8_lossy(h.value);
-            if h.name.eq_ignore_ascii_case("connection") {
-                connection_names.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()));
-            }
-            if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = value
-                    .split(',')
-                    .next_back()
-                    .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
-            }
-        }
-        let headers = resp
-            .headers
-            .iter()
-            .filter(|h| !is_hop_by_hop(h.name, &connection_names))
-            .map(|h| {
-                (
-                    h.name.to_owned(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
-            .collect();
-        out.push(Part::Head(Head {
-            status,
-            reason: resp.reason.unwrap_or("").to_owned(),
-            headers,
-        }));
-        self.state = if chunked {
-            State::ChunkSize
-        } else {
-            State::Raw
-        };
         Ok(len)
     }
 
@@ -246,6 +220,42 @@ impl ResponseParser {
         };
         Ok(n)
     }
+}
+
+/// A final response's head without its hop-by-hop headers (the relay frames the body
+/// itself), and whether its body is chunked.
+fn final_head(resp: &httparse::Response<'_, '_>, status: u16) -> (Head, bool) {
+    let mut connection_names = Vec::new();
+    let mut chunked = false;
+    for h in resp.headers.iter() {
+        let value = String::from_utf8_lossy(h.value);
+        if h.name.eq_ignore_ascii_case("connection") {
+            connection_names.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()));
+        }
+        if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .split(',')
+                .next_back()
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        }
+    }
+    let headers = resp
+        .headers
+        .iter()
+        .filter(|h| !is_hop_by_hop(h.name, &connection_names))
+        .map(|h| {
+            (
+                h.name.to_owned(),
+                String::from_utf8_lossy(h.value).into_owned(),
+            )
+        })
+        .collect();
+    let head = Head {
+        status,
+        reason: resp.reason.unwrap_or("").to_owned(),
+        headers,
+    };
+    (head, chunked)
 }
 
 /// The first line of `buf`: (its length without CRLF, its length with it); `None` if `buf`

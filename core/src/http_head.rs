@@ -1,0 +1,63 @@
+//! HTTP response heads parsed with room for every header they carry: Node.js takes any
+//! number of headers, and so must what stands in for it (a WebSocket handshake's answer, a
+//! relayed request's response as Node.js serializes it). Callers bound the head's size.
+
+/// Headers a first parse has room for, on the stack; a head with more is parsed again with
+/// room for one per line.
+const FIRST_TRY: usize = 128;
+
+/// Parses the response head at the start of `buf`; once it is complete, calls `f` with it
+/// and the head's length in bytes. `Ok(None)` while it is incomplete.
+pub(crate) fn parse_response<R>(
+    buf: &[u8],
+    f: impl FnOnce(&httparse::Response<'_, '_>, usize) -> R,
+) -> Result<Option<R>, httparse::Error> {
+    let mut headers = [httparse::EMPTY_HEADER; FIRST_TRY];
+    match parse_with(buf, &mut headers) {
+        Err(httparse::Error::TooManyHeaders) => {}
+        parsed => return parsed.map(|p| p.map(|(resp, len)| f(&resp, len))),
+    }
+    let lines = buf.iter().filter(|&&b| b == b'\n').count();
+    let mut headers = vec![httparse::EMPTY_HEADER; lines + 1];
+    parse_with(buf, &mut headers).map(|p| p.map(|(resp, len)| f(&resp, len)))
+}
+
+/// [`parse_response`] with room for `headers.len()` headers.
+fn parse_with<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(httparse::Response<'h, 'b>, usize)>, httparse::Error> {
+    let mut resp = httparse::Response::new(headers);
+    match resp.parse(buf)? {
+        httparse::Status::Complete(len) => Ok(Some((resp, len))),
+        httparse::Status::Partial => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_with(n: usize) -> String {
+        let mut text = String::from("HTTP/1.1 200 OK\r\n");
+        for i in 0..n {
+            text.push_str(&format!("X-{i}: {i}\r\n"));
+        }
+        text + "\r\n"
+    }
+
+    #[test]
+    fn any_number_of_headers() {
+        for n in [0, 1, FIRST_TRY, FIRST_TRY + 1, 1000] {
+            let text = head_with(n);
+            let got = parse_response(text.as_bytes(), |r, len| (r.headers.len(), len));
+            assert_eq!(got, Ok(Some((n, text.len()))), "{n} headers");
+            // Every prefix is incomplete, never an error.
+            for cut in [1, text.len() / 2, text.len() - 1] {
+                let got = parse_response(&text.as_bytes()[..cut], |_, len| len);
+                assert_eq!(got, Ok(None), "{n} headers, cut at {cut}");
+            }
+        }
+        assert!(parse_response(b"HTTP/1.1 2OO OK\r\n\r\n", |_, len| len).is_err());
+    }
+}
