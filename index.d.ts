@@ -793,7 +793,8 @@ declare namespace HycoWebSocket {
    * Through a proxy (the `proxy` option or the environment), the response is still Node's
    * `Response`, and the proxy's failures reject as a {@link RelayedConnectError} would
    * report them (`ERR_PROXY_AUTH`, `ERR_PROXY_REFUSED`, `ERR_PROXY_INVALID`, or the
-   * failure to reach the proxy, naming it).
+   * failure to reach the proxy, naming it). Redirects are followed as `fetch` follows them,
+   * but the token (and `Authorization`, `Cookie`) is not sent to another origin.
    */
   function relayedFetch(address: string | URL, init?: RelayedFetchInit): Promise<Response>;
 }

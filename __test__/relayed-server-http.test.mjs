@@ -575,6 +575,54 @@ describe('relayedFetch', () => {
       assert.equal(await r.text(), 'no such item');
     }));
 
+  test("redirects: followed with the token on the relay's origin only; a POST redirected 302 or 303 becomes a GET", () =>
+    withServerRelay(undefined, async (relay) => {
+      const elsewhere = [];
+      const other = http.createServer((req, res) => {
+        elsewhere.push(req.headers);
+        res.end('elsewhere');
+      });
+      await new Promise((resolve) => other.listen(0, '127.0.0.1', resolve));
+      const away = `http://127.0.0.1:${other.address().port}/away`;
+      try {
+        const seen = [];
+        await httpServer(relay, (req, res) => {
+          seen.push(`${req.method} ${req.url}`);
+          const to = { '/start': ['/hc/next', 302], '/next': [away, 303], '/same': ['/hc/last', 307] }[req.url];
+          if (to === undefined) {
+            res.end(`served ${req.url}`);
+            return;
+          }
+          res.writeHead(to[1], { Location: to[0] });
+          res.end();
+        });
+        const { token } = httpAddress(relay);
+        const r = await relayedFetch(httpAddress(relay, 'hc/start').url, {
+          token,
+          method: 'POST',
+          body: 'an order',
+          headers: { Authorization: 'Bearer app-token', Cookie: 'a=1' }
+        });
+        assert.equal(await r.text(), 'elsewhere');
+        assert.equal(r.url, away);
+        assert.deepEqual(seen, ['POST /start', 'GET /next']);
+        assert.equal(elsewhere.length, 1);
+        for (const name of ['servicebusauthorization', 'authorization', 'cookie']) {
+          assert.equal(elsewhere[0][name], undefined, `${name} is not sent to another origin`);
+        }
+        // A 307 keeps the method and the body, and the token on the same origin.
+        const kept = await relayedFetch(httpAddress(relay, 'hc/same').url, { token, method: 'PUT', body: 'again' });
+        assert.equal(await kept.text(), 'served /last');
+        assert.deepEqual(seen.slice(2), ['PUT /same', 'PUT /last']);
+        // redirect: 'manual' is left to fetch: the redirect is the answer.
+        const manual = await relayedFetch(httpAddress(relay, 'hc/start').url, { token, redirect: 'manual' });
+        assert.equal(manual.status, 302);
+        assert.equal(manual.headers.get('location'), '/hc/next');
+      } finally {
+        await new Promise((resolve) => other.close(resolve));
+      }
+    }));
+
   test('bad arguments throw at once', async () => {
     await assert.rejects(relayedFetch(42), { code: 'ERR_INVALID_ARG_TYPE' });
     await assert.rejects(relayedFetch('not a url'), SyntaxError);

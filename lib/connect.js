@@ -58,6 +58,21 @@ function isHeaderValue(token) {
 }
 
 /**
+ * Adds `name=value` to `url`'s query as text: `searchParams.append()` would rewrite the
+ * whole query in its own encoding (%20 as +, ~ as %7E, a bare name with =), a token's
+ * value included.
+ *
+ * @param {URL} url The address (changed)
+ * @param {String} name The parameter's name (URL-safe)
+ * @param {String} value Its value, encoded here
+ * @private
+ */
+function appendParam(url, name, value) {
+  const query = url.search.length > 1 ? `${url.search}&` : '?';
+  url.search = `${query}${name}=${encodeURIComponent(value)}`;
+}
+
+/**
  * Parses and checks the address as ws does (same SyntaxErrors), without echoing secrets.
  *
  * @param {(String|URL)} address The address
@@ -85,11 +100,7 @@ function parseAddress(address, id) {
     );
   }
   if (url.hash) throw new SyntaxError('The URL contains a fragment identifier');
-  if (id !== undefined && !url.searchParams.has('sb-hc-id')) {
-    // Appended as text: searchParams would rewrite the whole query in its own encoding
-    // (%20 as +, ~ as %7E, a bare name with =), the token's value included.
-    url.search = `${url.search || '?'}${url.search.length > 1 ? '&' : ''}sb-hc-id=${encodeURIComponent(id)}`;
-  }
+  if (id !== undefined && !url.searchParams.has('sb-hc-id')) appendParam(url, 'sb-hc-id', id);
   return url;
 }
 
@@ -330,4 +341,4 @@ function connectAs(Socket, address, token, options, fn) {
   return ws;
 }
 
-module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, connectAs, redact, relayedConnect };
+module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, connectAs, redact, relayedConnect };

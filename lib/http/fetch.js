@@ -6,9 +6,10 @@
  * refusals turned into errors, and the proxy of the `proxy` option or the environment.
  */
 
-const { redact } = require('../connect');
+const { appendParam, redact } = require('../connect');
 const { proxyFor, proxyOption } = require('../proxy');
 const { fetchThroughProxy } = require('./proxy-fetch');
+const { followRedirects } = require('./redirects');
 const { credentialOption, tokenSource } = require('../tokens');
 const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
 
@@ -81,15 +82,21 @@ async function relayedFetch(address, init = {}) {
   }
   if (id !== undefined) {
     if (typeof id !== 'string' || id === '') invalidOption('id', 'a non-empty string', id);
-    if (!url.searchParams.has('sb-hc-id')) url.searchParams.append('sb-hc-id', id);
+    if (!url.searchParams.has('sb-hc-id')) appendParam(url, 'sb-hc-id', id);
   }
   // Before the token: a request that cannot be sent asks for none.
-  const via = rest.dispatcher === undefined ? proxyFor(settings, url) : null;
+  if (rest.dispatcher === undefined) proxyFor(settings, url);
   const headers = new Headers(rest.headers);
   const value = entra !== null ? (await tokenSource(undefined, entra)()).token : await resolveToken(token);
   if (value !== null) headers.set('ServiceBusAuthorization', value);
   const options = { ...rest, headers };
-  const res = via === null ? await fetch(url, options) : await fetchThroughProxy(url, options, via);
+  const send = (to, opts) => {
+    const via = opts.dispatcher === undefined ? proxyFor(settings, to) : null;
+    return via === null ? fetch(to, opts) : fetchThroughProxy(to, opts, via);
+  };
+  // fetch would follow a redirect with the token to any host: followed here instead.
+  const follow = rest.redirect === undefined || rest.redirect === 'follow';
+  const res = follow ? await followRedirects(url, options, send) : await send(url, options);
   if (res.status >= 400 && !res.headers.has('via')) {
     // The relay answered, not the listener. The body says the same as the status line.
     await res.arrayBuffer().catch(() => {});
