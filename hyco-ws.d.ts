@@ -47,7 +47,8 @@ interface HycoWsMessageFlags {
  * taken (see the top of this file).
  */
 interface HycoWsSocketEvents<Socket> {
-  close(this: Socket, code: number, reason: Buffer): void;
+  /** `reason` a string, as ws 1.1 and 7 gave it (ws 8: a Buffer). */
+  close(this: Socket, code: number, reason: string): void;
   error(this: Socket, error: Error): void;
   upgrade(this: Socket, request: IncomingMessage): void;
   /** hyco-ws's form: `data` a string for text, `RawData` for binary; `flags.binary`. */

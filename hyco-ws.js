@@ -55,7 +55,6 @@ module.exports = overlayOn(HycoWsWebSocket, {
   createRelayedServer,
   setInboundBudget,
   getInboundBudget,
-  WebSocket: HycoWsWebSocket,
   WebSocketServer: HycoWsServer,
   Server: HycoWsServer,
   createWebSocketStream: WebSocket.createWebSocketStream,
@@ -65,3 +64,7 @@ module.exports = overlayOn(HycoWsWebSocket, {
   Sender: WebSocket.Sender,
   subprotocol: WebSocket.subprotocol
 });
+
+// `WebSocket` is the export itself, relay helpers included, as its declaration says (and as
+// `require('ws').WebSocket === require('ws')`).
+module.exports.WebSocket = module.exports;

@@ -230,6 +230,43 @@ describe('controlChannel', () => {
 });
 
 describe('the hyco-ws-rs/hyco-ws entry point', () => {
+  test("an accepted socket emits 'open' after 'connection' (where hyco-ws apps greet); close reasons are strings; every socket is an instance of the export, which is its own WebSocket", async () => {
+    await withServerRelay(undefined, async (relay) => {
+      const server = newHycoWsServer(listenOptions(relay));
+      const order = [];
+      const accepted = new Promise((resolve) => {
+        server.on('connection', (ws) => {
+          order.push(`connection ${ws.readyState}`);
+          // As a hyco-ws app: the socket was still connecting here, so the work starts in 'open'.
+          ws.on('open', () => {
+            order.push('open');
+            ws.send('greeting');
+          });
+          ws.on('close', (code, reason) => resolve({ ws, code, reason }));
+        });
+      });
+      await whenListening(server);
+      const uri = createRelaySendUri(relay.namespace, 'hc');
+      const sender = HycoWs.relayedConnect(uri, createRelayToken(uri, relay.keyName, relay.key));
+      const [greeting] = await nextMessage(sender, 'the greeting');
+      assert.equal(greeting, 'greeting');
+      assert.deepEqual(order, ['connection 1', 'open']);
+      const clientClosed = withTimeout(once(sender, 'close'), STEP_MS, "the sender's 'close'");
+      sender.close(4000, 'see you');
+      const { ws, code, reason } = await withTimeout(accepted, STEP_MS, "the accepted socket's 'close'");
+      assert.equal(code, 4000);
+      assert.equal(reason, 'see you', 'a string, as ws 1.1 gave it');
+      const [, clientReason] = await clientClosed;
+      assert.equal(typeof clientReason, 'string');
+      for (const socket of [ws, sender, new HycoWs('ws://127.0.0.1:9', null).on('error', () => {})]) {
+        assert.ok(socket instanceof HycoWs, 'an instance of the export');
+        assert.ok(socket instanceof HycoWs.WebSocket, 'an instance of its WebSocket');
+      }
+      assert.equal(HycoWs.WebSocket, HycoWs);
+      assert.equal(typeof HycoWs.WebSocket.createRelaySendUri, 'function');
+    });
+  });
+
   test('text arrives as a string with flags (accepted sockets, relayedConnect, new WebSocket(url, null, options)); binary as a Buffer; an echo keeps the type', async () => {
     await withServerRelay(undefined, async (relay) => {
       const server = newHycoWsServer(listenOptions(relay));
@@ -385,7 +422,10 @@ describe('the hyco-ws-rs/hyco-ws entry point', () => {
     for (const name of ['createRelayedServer', 'relayedConnect', 'createRelayToken', 'RelayedServer', 'WebSocket', 'WebSocketServer', 'startLocalRelay']) {
       assert.equal(esm[name], HycoWs[name], name);
     }
-    assert.equal(HycoWs.WebSocket, HycoWs.prototype.constructor);
+    // The export is its own WebSocket, helpers included, as ws 8's is (it was the bare class,
+    // which the declarations said it was not).
+    assert.equal(HycoWs.WebSocket, HycoWs);
+    assert.equal(Object.getPrototypeOf(HycoWs.prototype), hyco.prototype);
     assert.ok(new HycoWs.RelayedServer({ server: 'wss://x.invalid/$hc/y', token: 't', reconnectDelays: [60000] }).close() === undefined);
     assert.ok(HycoWs.RelayedServer.prototype instanceof hyco.RelayedServer);
     assert.equal(HycoWs.OPEN, 1);

@@ -18,7 +18,7 @@ client.on('message', function (data, flags) {
   const f: WebSocket.MessageFlags = flags;
   void [self, payload, f];
 });
-client.on('close', (code, reason) => void [code.toFixed(), reason.byteLength]);
+client.on('close', (code, reason) => void [code.toFixed(), reason.toUpperCase()]);
 const asWs: WS = client;
 const asMain: hyco.WebSocket = client;
 const isWs: boolean = client instanceof WS;

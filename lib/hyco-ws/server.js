@@ -3,7 +3,7 @@
 /**
  * The `RelayedServer` of the `hyco-ws-rs/hyco-ws` entry point: this package's listener with
  * hyco-ws's habits, for code written against it. `clients` is an array; accepted sockets
- * deliver messages as hyco-ws did; `'listening'` comes each time the control channel opens;
+ * deliver messages as hyco-ws did, and emit `'open'` after `'connection'`; `'listening'` comes each time the control channel opens;
  * every failed attempt to open it is an `'error'` (when an `'error'` listener exists; the
  * server retries all the same); closing the server closes its connections with a plain
  * 1000.
@@ -44,6 +44,21 @@ class HycoWsRelayedServer extends RelayedServer {
   _attemptFailed(err) {
     super._attemptFailed(err);
     if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  /**
+   * An accepted socket is open: 'connection', then the socket's own 'open'. hyco-ws handed
+   * over its sockets while they were still connecting (a send() there threw), so its apps
+   * greet, and start their work, in 'open'; here the socket is open at 'connection', and
+   * that code would never run without this 'open'.
+   *
+   * @param {RelayedWebSocket} ws The socket
+   * @param {Object} req The request
+   * @private
+   */
+  _connected(ws, req) {
+    super._connected(ws, req);
+    if (ws.readyState === WebSocket.OPEN && this._state === 'running') ws.emit('open');
   }
 
   /**

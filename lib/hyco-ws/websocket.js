@@ -27,6 +27,17 @@ class HycoWsWebSocket extends WebSocket {
   constructor(address, protocols, options) {
     super(address, protocols === null ? undefined : protocols, options);
   }
+
+  /**
+   * `instanceof` the entry point's `WebSocket` holds for every socket it makes, relayed
+   * ones (`HycoWsRelayedWebSocket`, not a subclass of this one) included, as in hyco-ws.
+   *
+   * @param {*} value The value
+   * @return {Boolean} Whether it is a WebSocket
+   */
+  static [Symbol.hasInstance](value) {
+    return value instanceof WebSocket;
+  }
 }
 
 /**
@@ -38,7 +49,7 @@ class HycoWsWebSocket extends WebSocket {
 class HycoWsRelayedWebSocket extends RelayedWebSocket {}
 
 /**
- * EventEmitter's `emit`, with `'message'` in hyco-ws's form: the `emit` of both classes
+ * EventEmitter's `emit`, with `'message'` (and the `'close'` reason) in hyco-ws's form: the `emit` of both classes
  * above (neither ws's class nor RelayedWebSocket has an `emit` of its own).
  *
  * @param {(String|Symbol)} event The event
@@ -48,6 +59,8 @@ class HycoWsRelayedWebSocket extends RelayedWebSocket {}
  */
 function emitInHycoWsForm(event, ...args) {
   if (event === 'message') return EventEmitter.prototype.emit.call(this, 'message', ...legacyMessage(args[0], args[1]));
+  // ws 1.1 and 7 gave the close reason as a string (ws 8: a Buffer).
+  if (event === 'close') return EventEmitter.prototype.emit.call(this, 'close', args[0], String(args[1]));
   return EventEmitter.prototype.emit.call(this, event, ...args);
 }
 

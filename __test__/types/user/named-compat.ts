@@ -78,8 +78,8 @@ export function client(uri: string, token: string): WebSocket {
   // Text-only handlers, as hyco-ws code often had them.
   ws.once('message', (text: string) => console.log(text.toUpperCase()));
   ws.addListener('message', (data: RawData, flags: { binary: boolean }) => void [data, flags]);
-  // The other events are ws 8's.
-  ws.on('close', (code: number, reason: Buffer) => console.log(code, reason.toString()));
+  // The close reason is a string, as ws 1.1's and 7's; the other events are ws 8's.
+  ws.on('close', (code: number, reason: string) => console.log(code, reason.toUpperCase()));
   ws.on('error', (err: Error) => console.error(err.message));
   ws.on('ping', (data) => void data.byteLength);
   // Other names go to EventEmitter's catch-all.
@@ -106,7 +106,7 @@ export function sender(uri: string, token: string | null): RelayedWebSocket {
     if (message === 'ping') socket.send('pong');
   });
   socket.on('error', (err: RelayedConnectError) => void [err.code, err.statusCode, err.statusDescription]);
-  socket.on('close', (code, reason) => void [code, reason.byteLength]);
+  socket.on('close', (code, reason) => void [code, reason.toUpperCase()]);
   const asWs: WsWebSocket = socket;
   const asMain: main.RelayedWebSocket = socket;
   const alias: RelayedWebSocket = createRelayedConnection(uri, token, (open: WsWebSocket) => open.close(1000));
