@@ -522,12 +522,14 @@ describe('relayedConnect: handshake failures', () => {
  * A TCP server that answers every upgrade request with `respond(accept)`'s bytes, where
  * `accept` is the right Sec-WebSocket-Accept, then keeps the connection open.
  *
- * @param {(accept: string) => string} respond The answer.
+ * @param {(accept: string) => (string|Buffer)} respond The answer.
+ * @param {(socket: net.Socket) => void} [onSocket] Sees each connection.
  * @returns {Promise<{ port: number, close: () => Promise<void> }>}
  */
-async function answeringServer(respond) {
+async function answeringServer(respond, onSocket) {
   const sockets = new Set();
   const server = net.createServer((s) => {
+    if (onSocket) onSocket(s);
     sockets.add(s);
     s.on('error', () => {});
     s.on('close', () => sockets.delete(s));
@@ -585,6 +587,42 @@ describe('relayedConnect: as ws 8, where the handshake has room for it', () => {
         endSockets();
         await server.close();
       }
+    }
+  });
+
+  test('after a protocol error from the peer, the close frame goes out and the connection is half-closed at once, with both clients', async () => {
+    let ended;
+    const answer = (accept) =>
+      Buffer.concat([
+        Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`),
+        Buffer.from([0x80, 0x00]) // a continuation frame with nothing to continue: 1002
+      ]);
+    const server = await answeringServer(answer, (s) => {
+      const got = [];
+      s.on('data', (d) => got.push(d));
+      // The peer never answers the close: only the client's half-close ends this wait.
+      s.on('end', () => ended(Buffer.concat(got)));
+    });
+    try {
+      const uri = sendUriAt(`127.0.0.1:${server.port}`);
+      for (const [name, connect] of [
+        ['ws 8', () => new WebSocket(uri, { perMessageDeflate: false })],
+        ['relayedConnect', () => relayed(uri, null)]
+      ]) {
+        const half = new Promise((resolve) => (ended = resolve));
+        const S = connect();
+        S.on('error', () => {});
+        const bytes = await withTimeout(half, STEP_MS, `${name}: the client's half-close`);
+        // The close frame (masked, 1002) came before the end.
+        const frame = bytes.subarray(bytes.indexOf('\r\n\r\n') + 4);
+        assert.equal(frame[0], 0x88, `${name}: a close frame`);
+        const code = (frame[6] ^ frame[2]) * 256 + (frame[7] ^ frame[3]);
+        assert.equal(code, 1002, `${name}: its code`);
+        S.terminate();
+      }
+    } finally {
+      endSockets();
+      await server.close();
     }
   });
 

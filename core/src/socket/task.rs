@@ -1187,9 +1187,11 @@ impl ConnectionTask {
         }
         if !self.shut
             && self.shared.close_sent.load(Ordering::SeqCst)
-            && self.shared.close_received.load(Ordering::SeqCst)
+            && (self.shared.close_received.load(Ordering::SeqCst) || self.failed)
         {
-            // Both close frames are out: half-close, and let the server end the connection.
+            // Both close frames are out, or ours answers the peer's protocol error (nothing
+            // it sends is read any more): half-close, and let the server end the connection,
+            // as ws does.
             match Pin::new(&mut self.stream).poll_shutdown(cx) {
                 Poll::Pending => return Ok(Wrote::of(progress)),
                 Poll::Ready(_) => {
