@@ -310,38 +310,44 @@ describe('a ws 8 sender and RelayedServer', () => {
     });
   });
 
-  test('a browser-style offer (two offers) over a raw connection: the answer, then RSV1 frames both ways', async () => {
+  test('a browser-style offer (two offers, in one header line or two) over a raw connection: the answer, then RSV1 frames both ways', async () => {
     await withServerRelay({ hybridConnections: ['hc'] }, async (relay) => {
       await echo(await startServer(relay, { perMessageDeflate: true }));
       const { uri, token } = sendAddress(relay);
-      const raw = await rawConnect(relay.port);
-      const target = new URL(uri);
-      raw.write(
-        `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: 127.0.0.1:${relay.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
-          'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, permessage-deflate\r\n' +
-          `ServiceBusAuthorization: ${token}\r\n\r\n`
-      );
-      assert.equal(await rawWaitFor(raw, (t) => t.includes('\r\n\r\n'), STEP_MS, 'the 101'), 'matched');
-      const head = raw.text().split('\r\n\r\n')[0];
-      assert.match(head, /^HTTP\/1\.1 101/);
-      assert.match(head, /\r\nSec-WebSocket-Extensions: permessage-deflate(\r\n|$)/i);
-      const headLength = Buffer.byteLength(head, 'latin1') + 4;
-      const text = json(4000);
-      const compressed = zlib.deflateRawSync(text, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
-      assert.ok(compressed.subarray(-4).equals(TAIL));
-      raw.write(maskedFrame(0xc1, compressed.subarray(0, -4)));
-      const frameIn = () => Buffer.concat(raw.received).subarray(headLength);
-      await rawWaitFor(raw, () => {
+      // Two lines are one list (RFC 7230 3.2.2), for the listener and the relay alike.
+      for (const offer of [
+        'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, permessage-deflate\r\n',
+        'Sec-WebSocket-Extensions: x-unknown\r\nSec-WebSocket-Extensions: permessage-deflate\r\n'
+      ]) {
+        const raw = await rawConnect(relay.port);
+        const target = new URL(uri);
+        raw.write(
+          `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: 127.0.0.1:${relay.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+            offer +
+            `ServiceBusAuthorization: ${token}\r\n\r\n`
+        );
+        assert.equal(await rawWaitFor(raw, (t) => t.includes('\r\n\r\n'), STEP_MS, 'the 101'), 'matched');
+        const head = raw.text().split('\r\n\r\n')[0];
+        assert.match(head, /^HTTP\/1\.1 101/);
+        assert.match(head, /\r\nSec-WebSocket-Extensions: permessage-deflate(\r\n|$)/i);
+        const headLength = Buffer.byteLength(head, 'latin1') + 4;
+        const text = json(4000);
+        const compressed = zlib.deflateRawSync(text, { finishFlush: zlib.constants.Z_SYNC_FLUSH });
+        assert.ok(compressed.subarray(-4).equals(TAIL));
+        raw.write(maskedFrame(0xc1, compressed.subarray(0, -4)));
+        const frameIn = () => Buffer.concat(raw.received).subarray(headLength);
+        await rawWaitFor(raw, () => {
+          const f = frameIn();
+          return f.length >= 4 && f.length >= 4 + f.readUInt16BE(2);
+        }, STEP_MS, 'the echo');
         const f = frameIn();
-        return f.length >= 4 && f.length >= 4 + f.readUInt16BE(2);
-      }, STEP_MS, 'the echo');
-      const f = frameIn();
-      assert.equal(f[0], 0xc1, 'FIN, RSV1, text: the echo is compressed');
-      assert.equal(f[1], 126);
-      const payload = f.subarray(4, 4 + f.readUInt16BE(2));
-      assert.equal(zlib.inflateRawSync(Buffer.concat([payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString(), text);
-      raw.destroy();
+        assert.equal(f[0], 0xc1, 'FIN, RSV1, text: the echo is compressed');
+        assert.equal(f[1], 126);
+        const payload = f.subarray(4, 4 + f.readUInt16BE(2));
+        assert.equal(zlib.inflateRawSync(Buffer.concat([payload, TAIL]), { finishFlush: zlib.constants.Z_SYNC_FLUSH }).toString(), text);
+        raw.destroy();
+      }
     });
   });
 });

@@ -32,6 +32,18 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every line of the header named `name` (case-insensitive), joined with `", "` as one
+    /// list (as the listener sees it in `connectHeaders`); `None` when there is none.
+    pub fn header_joined(&self, name: &str) -> Option<String> {
+        let mut lines = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = lines.next()?.to_owned();
+        Some(lines.fold(first, |all, v| all + ", " + v))
+    }
+
     /// True when the header holds `token` in its comma-separated list (case-insensitive).
     pub fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers

@@ -403,8 +403,8 @@ impl Conn {
                 let rsv1 = answer.is_some()
                     && self
                         .head
-                        .header("Sec-WebSocket-Extensions")
-                        .is_some_and(names_deflate);
+                        .header_joined("Sec-WebSocket-Extensions")
+                        .is_some_and(|h| names_deflate(&h));
                 if http::write_switching_with(
                     &mut self.stream,
                     &self.key,
@@ -528,7 +528,7 @@ impl Conn {
         // listener negotiates nothing.
         let extensions = self
             .head
-            .header("Sec-WebSocket-Extensions")
+            .header_joined("Sec-WebSocket-Extensions")
             .map(|e| e.trim().to_owned())
             .filter(|e| deflate::is_answer(e));
         if http::write_switching_with(
