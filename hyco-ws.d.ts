@@ -137,14 +137,15 @@ type Ws8MessageListener = (data: WS.RawData, isBinary: boolean) => void;
 
 /**
  * The class of this entry point's relayed sockets; the namespace exports it as
- * `RelayedWebSocket`. Only 'message' is declared here: the type of a relayed socket
- * intersects this class with ws's `WebSocket` (see the top of this file), whose overloads
- * type the other events, after these.
+ * `RelayedWebSocket`. Only 'message' and 'close' (its reason a string) are declared here:
+ * the type of a relayed socket intersects this class with ws's `WebSocket` (see the top of
+ * this file), whose overloads type the other events, after these.
  */
 declare class HycoWsRelayedWebSocketClass extends WS {
   private constructor();
 
   on(event: 'message', listener: HycoWsSocketEvents<this>['message']): this;
+  on(event: 'close', listener: HycoWsSocketEvents<this>['close']): this;
   /** @deprecated Not ws 8's `(data, isBinary)`: on `hyco-ws-rs/hyco-ws` a 'message' listener
    * gets hyco-ws's `(data, flags)`, `data` a string for text and `flags` an object,
    * `{ binary }` (always truthy). Write `(data, flags) => … flags.binary …`, or use the main
@@ -152,16 +153,20 @@ declare class HycoWsRelayedWebSocketClass extends WS {
   on(event: 'message', listener: Ws8MessageListener): this;
   on<E extends string | symbol>(event: NotWsEvent<E>, listener: (this: this, ...args: any[]) => void): this;
   once(event: 'message', listener: HycoWsSocketEvents<this>['message']): this;
+  once(event: 'close', listener: HycoWsSocketEvents<this>['close']): this;
   /** @deprecated Not ws 8's `(data, isBinary)`: see `on`. */
   once(event: 'message', listener: Ws8MessageListener): this;
   once<E extends string | symbol>(event: NotWsEvent<E>, listener: (this: this, ...args: any[]) => void): this;
   off(event: 'message', listener: HycoWsSocketEvents<this>['message']): this;
+  off(event: 'close', listener: HycoWsSocketEvents<this>['close']): this;
   off<E extends string | symbol>(event: NotWsEvent<E>, listener: (this: this, ...args: any[]) => void): this;
   addListener(event: 'message', listener: HycoWsSocketEvents<this>['message']): this;
+  addListener(event: 'close', listener: HycoWsSocketEvents<this>['close']): this;
   /** @deprecated Not ws 8's `(data, isBinary)`: see `on`. */
   addListener(event: 'message', listener: Ws8MessageListener): this;
   addListener<E extends string | symbol>(event: NotWsEvent<E>, listener: (this: this, ...args: any[]) => void): this;
   removeListener(event: 'message', listener: HycoWsSocketEvents<this>['message']): this;
+  removeListener(event: 'close', listener: HycoWsSocketEvents<this>['close']): this;
   removeListener<E extends string | symbol>(event: NotWsEvent<E>, listener: (this: this, ...args: any[]) => void): this;
 }
 

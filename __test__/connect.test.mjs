@@ -179,11 +179,17 @@ describe('relayedConnect: arguments', () => {
       );
     }
     // A password written in an address that is not a URL is not echoed.
-    assert.throws(connecting('wss://alice:hunter2@bad host/$hc/hc', null), (err) => {
-      assert.ok(err instanceof SyntaxError);
-      assert.equal(err.message, 'Invalid URL: wss://alice:<redacted>@bad host/$hc/hc');
-      return true;
-    });
+    for (const [address, shown] of [
+      ['wss://alice:hunter2@bad host/$hc/hc', 'wss://alice:<redacted>@bad host/$hc/hc'],
+      ['wss://alice:hun@ter2@bad host/$hc/hc', 'wss://alice:<redacted>@bad host/$hc/hc'],
+      [' wss://alice:hunter2@bad host/', ' wss://alice:<redacted>@bad host/']
+    ]) {
+      assert.throws(connecting(address, null), (err) => {
+        assert.ok(err instanceof SyntaxError);
+        assert.equal(err.message, `Invalid URL: ${shown}`);
+        return true;
+      });
+    }
   });
 
   test('an address that is neither a string nor a URL throws a SyntaxError "Invalid URL: …" (as ws)', () => {

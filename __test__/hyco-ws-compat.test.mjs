@@ -264,6 +264,12 @@ describe('the hyco-ws-rs/hyco-ws entry point', () => {
       }
       assert.equal(HycoWs.WebSocket, HycoWs);
       assert.equal(typeof HycoWs.WebSocket.createRelaySendUri, 'function');
+      // A subclass keeps instanceof's usual meaning.
+      class Mine extends HycoWs {}
+      const mine = new Mine('ws://127.0.0.1:9', null).on('error', () => {});
+      assert.ok(mine instanceof Mine && mine instanceof HycoWs);
+      assert.equal(sender instanceof Mine, false);
+      assert.equal(new HycoWs('ws://127.0.0.1:9', null).on('error', () => {}) instanceof Mine, false);
     });
   });
 

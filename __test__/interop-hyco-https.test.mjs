@@ -164,5 +164,10 @@ describe('hyco-ws-rs/https: the same code with only the require changed', () => 
     } finally {
       await withTimeout(new Promise((resolve) => server.close(resolve)), WAIT, 'close()');
     }
+    // Closed, it does not listen: listen(cb) does not call back.
+    let called = false;
+    assert.equal(server.listen(() => (called = true)), server);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(called, false);
   });
 });

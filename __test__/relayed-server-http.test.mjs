@@ -580,6 +580,7 @@ describe('relayedFetch', () => {
       const elsewhere = [];
       const other = http.createServer((req, res) => {
         elsewhere.push(req.headers);
+        if (req.url === '/missing') res.statusCode = 404;
         res.end('elsewhere');
       });
       await new Promise((resolve) => other.listen(0, '127.0.0.1', resolve));
@@ -588,7 +589,12 @@ describe('relayedFetch', () => {
         const seen = [];
         await httpServer(relay, (req, res) => {
           seen.push(`${req.method} ${req.url}`);
-          const to = { '/start': ['/hc/next', 302], '/next': [away, 303], '/same': ['/hc/last', 307] }[req.url];
+          const to = {
+            '/start': ['/hc/next', 302],
+            '/next': [away, 303],
+            '/same': ['/hc/last', 307],
+            '/gone': [`${away.replace('/away', '/missing')}`, 302]
+          }[req.url];
           if (to === undefined) {
             res.end(`served ${req.url}`);
             return;
@@ -614,6 +620,15 @@ describe('relayedFetch', () => {
         const kept = await relayedFetch(httpAddress(relay, 'hc/same').url, { token, method: 'PUT', body: 'again' });
         assert.equal(await kept.text(), 'served /last');
         assert.deepEqual(seen.slice(2), ['PUT /same', 'PUT /last']);
+        // A form is sent again too, as fetch sends it.
+        const form = new FormData();
+        form.append('field', 'value');
+        const formed = await relayedFetch(httpAddress(relay, 'hc/same').url, { token, method: 'POST', body: form });
+        assert.equal(await formed.text(), 'served /last');
+        // Another host's error status after a redirect is a response, not the relay's refusal.
+        const missing = await relayedFetch(httpAddress(relay, 'hc/gone').url, { token });
+        assert.equal(missing.status, 404);
+        assert.equal(await missing.text(), 'elsewhere');
         // redirect: 'manual' is left to fetch: the redirect is the answer.
         const manual = await relayedFetch(httpAddress(relay, 'hc/start').url, { token, redirect: 'manual' });
         assert.equal(manual.status, 302);
@@ -630,6 +645,19 @@ describe('relayedFetch', () => {
     await assert.rejects(relayedFetch('http://h/x', null), { code: 'ERR_INVALID_ARG_TYPE' });
     await assert.rejects(relayedFetch('http://h/x', { token: 5 }), TypeError);
     await assert.rejects(relayedFetch('http://h/x', { id: '' }), TypeError);
+    // A token a header cannot carry is refused without being quoted.
+    const bad = 'SharedAccessSignature sr=x&sig=SECRET\r\nX-Evil: 1';
+    await assert.rejects(relayedFetch('http://127.0.0.1:9/hc', { token: bad }), (err) => {
+      assert.ok(err instanceof TypeError);
+      assert.equal(err.code, 'ERR_INVALID_CHAR');
+      assert.ok(!err.message.includes('SECRET'), err.message);
+      return true;
+    });
+    await assert.rejects(relayedFetch('http://127.0.0.1:9/hc', { token: () => bad }), (err) => {
+      assert.equal(err.code, 'ERR_TOKEN_PROVIDER');
+      assert.ok(!err.message.includes('SECRET'), err.message);
+      return true;
+    });
   });
 });
 

@@ -34,7 +34,8 @@ const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
 
 /**
- * `url` with the values of `sb-hc-token` and `sig` replaced, for error messages.
+ * `url` with the values of `sb-hc-token` and `sig`, a URL-encoded SAS token in any
+ * parameter and a password replaced, for error messages.
  *
  * @param {String} url The URL
  * @return {String} The URL without secrets
@@ -43,7 +44,8 @@ const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
 function redact(url) {
   return String(url)
     .replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>')
-    .replace(/^([a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#@]*@/i, '$1<redacted>@');
+    .replace(/(SharedAccessSignature(?:%20|\+))[^&#\s]*/gi, '$1<redacted>')
+    .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#]*@/i, '$1<redacted>@');
 }
 
 /**
@@ -341,4 +343,4 @@ function connectAs(Socket, address, token, options, fn) {
   return ws;
 }
 
-module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, connectAs, redact, relayedConnect };
+module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, connectAs, isHeaderValue, redact, relayedConnect };

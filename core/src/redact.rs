@@ -38,7 +38,8 @@ fn redact_userinfo(text: &str) -> String {
 }
 
 /// `text` with every `sb-hc-token=…`, `sig=…` and `SharedAccessKey=…` value, every
-/// `SharedAccessSignature …` token and every URL's password replaced by `<redacted>`.
+/// `SharedAccessSignature …` token (URL-encoded too) and every URL's password replaced by
+/// `<redacted>`.
 pub fn redact_secrets(text: &str) -> String {
     let text = &redact_userinfo(text);
     let mut out = String::with_capacity(text.len());
@@ -55,6 +56,10 @@ pub fn redact_secrets(text: &str) -> String {
             ("sig=", true),
             ("sharedaccesskey=", true),
             ("sharedaccesssignature ", false),
+            // URL-encoded, as a token in any query parameter is (`%20` or `+` for the
+            // space): it holds no raw `&`, so it runs to the parameter's end.
+            ("sharedaccesssignature%20", true),
+            ("sharedaccesssignature+", true),
         ]
         .iter()
         .filter_map(|(pat, is_param)| {
@@ -107,6 +112,15 @@ mod tests {
             "https://h/p?sig=<redacted>&x=1"
         );
         assert_eq!(redact_secrets("nothing secret"), "nothing secret");
+        // A token in a parameter of any name, URL-encoded either way.
+        assert_eq!(
+            redact_secrets("/hc?token=SharedAccessSignature%20sr%3Dx%26sig%3Dy&z=1"),
+            "/hc?token=SharedAccessSignature%20<redacted>&z=1"
+        );
+        assert_eq!(
+            redact_secrets("/hc?t=sharedaccesssignature+sr%3Dx%26sig%3Dy"),
+            "/hc?t=sharedaccesssignature+<redacted>"
+        );
         assert_eq!(
             redact_secrets("proxy http://alice:s3cr%40t@proxy:3128/ and https://bob@h:1"),
             "proxy http://alice:<redacted>@proxy:3128/ and https://bob@h:1"

@@ -6,7 +6,7 @@
  * refusals turned into errors, and the proxy of the `proxy` option or the environment.
  */
 
-const { appendParam, redact } = require('../connect');
+const { appendParam, isHeaderValue, redact } = require('../connect');
 const { proxyFor, proxyOption } = require('../proxy');
 const { fetchThroughProxy } = require('./proxy-fetch');
 const { followRedirects } = require('./redirects');
@@ -88,7 +88,16 @@ async function relayedFetch(address, init = {}) {
   if (rest.dispatcher === undefined) proxyFor(settings, url);
   const headers = new Headers(rest.headers);
   const value = entra !== null ? (await tokenSource(undefined, entra)()).token : await resolveToken(token);
-  if (value !== null) headers.set('ServiceBusAuthorization', value);
+  if (value !== null) {
+    // Checked here, as relayedConnect checks it: fetch's own error would quote the token.
+    if (!isHeaderValue(value)) {
+      if (typeof token === 'string') {
+        throw codedError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in header content ["ServiceBusAuthorization"]');
+      }
+      throw codedError(Error, 'ERR_TOKEN_PROVIDER', 'The token provider failed: the token has characters a header cannot carry');
+    }
+    headers.set('ServiceBusAuthorization', value);
+  }
   const options = { ...rest, headers };
   const send = (to, opts) => {
     const via = opts.dispatcher === undefined ? proxyFor(settings, to) : null;
@@ -97,7 +106,8 @@ async function relayedFetch(address, init = {}) {
   // fetch would follow a redirect with the token to any host: followed here instead.
   const follow = rest.redirect === undefined || rest.redirect === 'follow';
   const res = follow ? await followRedirects(url, options, send) : await send(url, options);
-  if (res.status >= 400 && !res.headers.has('via')) {
+  // Only the relay's own answers: a redirect may have led elsewhere.
+  if (res.status >= 400 && !res.headers.has('via') && new URL(res.url || url.href).origin === url.origin) {
     // The relay answered, not the listener. The body says the same as the status line.
     await res.arrayBuffer().catch(() => {});
     const err = codedError(

@@ -1,9 +1,10 @@
 'use strict';
 
 /**
- * Redirects for `relayedFetch`, followed here rather than by `fetch`: `fetch` drops only
- * `Authorization` when a redirect leaves the origin, and the relay's token travels in
- * `ServiceBusAuthorization`, which it would carry on to any host a listener names.
+ * Redirects for `relayedFetch`, followed here rather than by `fetch`: `fetch` drops the
+ * standard credentials (`Authorization`, `Cookie`, …) when a redirect leaves the origin, but
+ * the relay's token travels in `ServiceBusAuthorization`, which it would carry on to any
+ * host a listener names.
  */
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -11,7 +12,8 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 // fetch's own limit.
 const MAX_REDIRECTS = 20;
 
-// What a redirect to another origin leaves behind: the relay's token, and what fetch drops.
+// What a redirect to another origin leaves behind: the relay's token, and what fetch drops
+// itself (Node's: Authorization, Proxy-Authorization, Cookie).
 const CREDENTIALS = ['servicebusauthorization', 'authorization', 'proxy-authorization', 'cookie'];
 
 // What goes with a body a redirect turns into a GET.
@@ -43,7 +45,8 @@ function canResend(body) {
     body instanceof ArrayBuffer ||
     ArrayBuffer.isView(body) ||
     body instanceof URLSearchParams ||
-    body instanceof Blob
+    body instanceof Blob ||
+    body instanceof FormData
   );
 }
 

@@ -35,7 +35,9 @@ class RelayedHttpServer extends RelayedServer {
   listen(callback) {
     const cb = [...arguments].reverse().find((a) => typeof a === 'function');
     if (cb === undefined) return this;
-    // 'listening' comes once: a server that listened and is reconnecting has listened.
+    // 'listening' comes once: a server that listened and is reconnecting has listened. A
+    // closed one does not listen: no call.
+    if (this._state !== 'running') return this;
     if (this._listened) process.nextTick(cb);
     else this.once('listening', () => cb());
     return this;

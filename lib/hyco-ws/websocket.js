@@ -31,11 +31,13 @@ class HycoWsWebSocket extends WebSocket {
   /**
    * `instanceof` the entry point's `WebSocket` holds for every socket it makes, relayed
    * ones (`HycoWsRelayedWebSocket`, not a subclass of this one) included, as in hyco-ws.
+   * A subclass of it keeps the usual meaning.
    *
    * @param {*} value The value
    * @return {Boolean} Whether it is a WebSocket
    */
   static [Symbol.hasInstance](value) {
+    if (this.prototype !== HycoWsWebSocket.prototype) return Function.prototype[Symbol.hasInstance].call(this, value);
     return value instanceof WebSocket;
   }
 }
