@@ -230,6 +230,39 @@ describe('controlChannel', () => {
 });
 
 describe('the hyco-ws-rs/hyco-ws entry point', () => {
+  test("the helpers take what hyco-ws 1.0.5 took with a well-defined result (a lifetime as a string, a Buffer key, a numeric id), and give what it gave; null options count as absent", () => {
+    const original = require('hyco-ws');
+    const uri = 'wss://contoso.servicebus.windows.net:443/$hc/hyco?sb-hc-action=connect';
+    const cases = [
+      ['createRelayToken', [uri, 'rule', 'key', '120']],
+      ['appendRelayToken', [uri, 'rule', 'key', ' 7200 ']],
+      ['createRelayToken', [uri, 'rule', Buffer.from('a2V5'), 60]],
+      ['createRelaySendUri', ['contoso.servicebus.windows.net', 'hyco', null, 42]],
+      ['createRelayListenUri', ['contoso.servicebus.windows.net', 'hyco', 17, 7]]
+    ];
+    for (const [fn, args] of cases) {
+      // The same second for both (a token's expiry counts from now): again if it turned.
+      let ours;
+      let theirs;
+      for (let i = 0; i < 3 && (i === 0 || ours !== theirs); i++) {
+        theirs = original[fn](...args);
+        ours = HycoWs[fn](...args);
+      }
+      assert.equal(ours, theirs, `${fn}(${args.slice(1).join(', ')})`);
+    }
+    // The main entry point keeps its strict checks.
+    assert.throws(() => hyco.createRelayToken(uri, 'rule', 'key', '120'), TypeError);
+    // A server made again from another's options, as hyco-ws allowed (id: null in them).
+    const first = new HycoWs.RelayedServer({ server: 'ws://127.0.0.1:9/$hc/hc', token: 't', reconnectDelays: [60000], maxPayload: null, clientTracking: null });
+    first.on('error', () => {});
+    assert.equal(first.options.id, null);
+    const again = new HycoWs.RelayedServer(first.options);
+    again.on('error', () => {});
+    const main = new hyco.RelayedServer({ ...first.options, reconnectDelays: [60000] });
+    main.on('error', () => {});
+    for (const s of [first, again, main]) s.close();
+  });
+
   test("an accepted socket emits 'open' after 'connection' (where hyco-ws apps greet); close reasons are strings; every socket is an instance of the export, which is its own WebSocket", async () => {
     await withServerRelay(undefined, async (relay) => {
       const server = newHycoWsServer(listenOptions(relay));

@@ -39,6 +39,9 @@ function createRelayBaseUri(namespace, path) {
 const STRICT = Object.freeze({ hycoWs: false });
 const HYCO_WS = Object.freeze({ hycoWs: true });
 
+// A lifetime as a string of digits (hyco-ws's rules take it, as moment did).
+const NUMERIC = /^\s*-?\d+(?:\.\d+)?\s*$/;
+
 /**
  * Checks a path (or a key) that hyco-ws's rules allow to be empty.
  *
@@ -75,6 +78,11 @@ function baseUri([namespace, path], rules = STRICT) {
  * @private
  */
 function actionUri(listen, [namespace, path, token, id], rules = STRICT) {
+  if (rules.hycoWs) {
+    // hyco-ws wrote numbers (a counter as the id) as they print.
+    if (typeof token === 'number' && Number.isFinite(token)) token = String(token);
+    if (typeof id === 'number' && Number.isFinite(id)) id = String(id);
+  }
   validateString(namespace, 'namespace');
   validateMaybeEmpty(path, 'path', rules);
   return native.createRelayActionUri(
@@ -158,6 +166,13 @@ function createRelayToken(uri, keyName, key, expirationSeconds) {
  * @private
  */
 function token(append, [uri, keyName, key, expirationSeconds], rules = STRICT) {
+  if (rules.hycoWs) {
+    // hyco-ws took a lifetime read from the environment ('120') and a key read from a file.
+    if (typeof expirationSeconds === 'string' && NUMERIC.test(expirationSeconds)) {
+      expirationSeconds = Number(expirationSeconds);
+    }
+    if (Buffer.isBuffer(key) && Buffer.from(key.toString()).equals(key)) key = key.toString();
+  }
   validateString(uri, 'uri');
   validateString(keyName, 'keyName');
   validateMaybeEmpty(key, 'key', rules);

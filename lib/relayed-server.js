@@ -168,7 +168,8 @@ function normalize(options) {
   if (!parsed.pathname.startsWith('/$hc/')) {
     throw new SyntaxError('The "options.server" address must have a /$hc/{path} path');
   }
-  if (options.id !== undefined) {
+  // `id: null` is hyco-ws's default, and `server.options` carries it: absent.
+  if (options.id !== undefined && options.id !== null) {
     if (typeof options.id !== 'string' || options.id === '') invalidOption('id', 'a non-empty string', options.id);
     if (!parsed.searchParams.has('sb-hc-id')) parsed.searchParams.append('sb-hc-id', options.id);
   }
@@ -224,7 +225,7 @@ function normalize(options) {
   return {
     url: parsed.href,
     listenUri:
-      options.id !== undefined && !new URL(listenUri).searchParams.has('sb-hc-id')
+      options.id !== undefined && options.id !== null && !new URL(listenUri).searchParams.has('sb-hc-id')
         ? `${listenUri}${listenUri.includes('?') ? '&' : '?'}sb-hc-id=${encodeURIComponent(options.id)}`
         : listenUri,
     entity,

@@ -21,6 +21,17 @@ const { HycoWsRelayedWebSocket } = require('./websocket');
  */
 class HycoWsRelayedServer extends RelayedServer {
   /**
+   * Options set to `null` count as absent, as hyco-ws's defaults (`id`, `maxPayload`,
+   * `clientTracking`, ... were `null` there) and `server.options` have them.
+   *
+   * @param {Object} options See RelayedServer
+   * @param {Function} [callback] A 'listening' listener
+   */
+  constructor(options, callback) {
+    super(withoutNulls(options), callback);
+  }
+
+  /**
    * The control channel is open: 'listening' and 'online', each time, as hyco-ws emitted
    * 'listening' for every channel it opened.
    *
@@ -99,6 +110,19 @@ class HycoWsRelayedServer extends RelayedServer {
     if (ws.readyState === WebSocket.OPEN) ws.close(1000);
     else ws.terminate();
   }
+}
+
+/**
+ * `options` without its `null` values (anything else, a non-object included, as given: the
+ * server's own checks report it).
+ *
+ * @param {*} options The options
+ * @return {*} The options to check
+ * @private
+ */
+function withoutNulls(options) {
+  if (options === null || typeof options !== 'object') return options;
+  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== null));
 }
 
 /** Accepted sockets deliver messages as hyco-ws's did. */
