@@ -254,7 +254,10 @@ describe('relayedConnect: arguments', () => {
       ['headers', 'X-A: b'],
       ['headers', 42],
       ['ca', 42],
-      ['ca', [42]]
+      ['ca', [42]],
+      // No certificate in it: refused at the call, not when TLS starts (wss: only).
+      ['ca', 'not a pem'],
+      ['ca', [Buffer.from('neither')]]
     ];
     for (const [name, value] of cases) {
       assert.throws(

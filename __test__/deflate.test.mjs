@@ -584,9 +584,15 @@ describe('relayedConnect and RelayedServer', () => {
         (e) => e instanceof Ctor && e.message === message
       );
     }
-    // What ws takes and this package has no use for is accepted.
-    const S = relayedConnect(uri, token, { perMessageDeflate: { concurrencyLimit: 4, zlibInflateOptions: { chunkSize: 1024 } } });
-    S.on('error', () => {});
-    S.terminate();
+    // What ws takes and this package has no use for is accepted, and what ws reads as
+    // "none" or "never" (zlibDeflateOptions: null, threshold: Infinity).
+    for (const options of [
+      { concurrencyLimit: 4, zlibInflateOptions: { chunkSize: 1024 } },
+      { zlibDeflateOptions: null, threshold: Infinity }
+    ]) {
+      const S = relayedConnect(uri, token, { perMessageDeflate: options });
+      S.on('error', () => {});
+      S.terminate();
+    }
   });
 });

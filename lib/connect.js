@@ -8,6 +8,7 @@ const { deflateOption } = require('./deflate');
 const { loadNative } = require('./native');
 const {
   booleanOption,
+  caOption,
   codedError,
   describeType,
   invalidOption,
@@ -152,23 +153,6 @@ function parseHeaders(headers) {
 }
 
 /**
- * Checks the `ca` option: PEM strings or Buffers.
- *
- * @param {*} ca The option
- * @return {(Buffer[]|undefined)} The certificates
- * @private
- */
-function parseCa(ca) {
-  if (ca === undefined) return undefined;
-  const list = Array.isArray(ca) ? ca : [ca];
-  return list.map((c) => {
-    if (typeof c === 'string') return Buffer.from(c);
-    if (Buffer.isBuffer(c)) return c;
-    return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
-  });
-}
-
-/**
  * Connects to a Hybrid Connection as a sender. Compatible with hyco-ws's
  * `relayedConnect(address, token, fn)`.
  *
@@ -266,7 +250,7 @@ function connectAs(Socket, address, token, options, fn) {
   );
   const heartbeatMs = numberOption(options.heartbeatInterval, 'heartbeatInterval', 0, true);
   const autoPong = booleanOption(options.autoPong, 'autoPong', true);
-  const ca = parseCa(options.ca);
+  const ca = caOption(options.ca);
   const proxy = proxyOption(options.proxy);
   const deflate = deflateOption(options.perMessageDeflate, true);
 

@@ -92,8 +92,9 @@ function deflateOption(value, dflt) {
   if (value === false || value === null) return null;
   if (value === true) value = {};
   if (typeof value !== 'object') invalidOption('perMessageDeflate', 'a boolean or an object', value);
-  const zlib = value.zlibDeflateOptions;
-  if (zlib !== undefined && (zlib === null || typeof zlib !== 'object')) {
+  // `null` is no options, as ws spreads it.
+  const zlib = value.zlibDeflateOptions === null ? undefined : value.zlibDeflateOptions;
+  if (zlib !== undefined && typeof zlib !== 'object') {
     invalidOption('perMessageDeflate.zlibDeflateOptions', 'an object', zlib);
   }
   const native = {
@@ -104,7 +105,11 @@ function deflateOption(value, dflt) {
     level: zlib ? zlibNumber(zlib.level, 'level', -1, 9) : undefined,
     memLevel: zlib ? zlibNumber(zlib.memLevel, 'memLevel', 1, 9) : undefined
   };
-  const threshold = numberOption(value.threshold, 'perMessageDeflate.threshold', DEFAULT_THRESHOLD, true);
+  // Infinity: nothing is compressed (ws compares sizes with it).
+  const threshold =
+    value.threshold === Infinity
+      ? Infinity
+      : numberOption(value.threshold, 'perMessageDeflate.threshold', DEFAULT_THRESHOLD, true);
   return { native, threshold };
 }
 

@@ -21,6 +21,7 @@ const { eventType, native, register, unregister } = require('./native-events');
 const { credentialOption, failureMessage, tokenSource } = require('./tokens');
 const {
   booleanOption,
+  caOption,
   codedError,
   describeType,
   invalidOption,
@@ -206,14 +207,7 @@ function normalize(options) {
     invalidOption('reconnectDelays', 'a non-empty array of numbers', reconnectDelays);
   }
   reconnectDelays.forEach((d, i) => numberOption(d, `reconnectDelays[${i}]`, 0, true));
-  let ca;
-  if (options.ca !== undefined) {
-    ca = (Array.isArray(options.ca) ? options.ca : [options.ca]).map((c) => {
-      if (typeof c === 'string') return Buffer.from(c);
-      if (Buffer.isBuffer(c)) return c;
-      return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
-    });
-  }
+  const ca = caOption(options.ca);
   const deflate = deflateOption(options.perMessageDeflate, false);
   let entity;
   try {

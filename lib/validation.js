@@ -197,8 +197,31 @@ function booleanOption(value, name, dflt) {
   return value;
 }
 
+/**
+ * Checks the `ca` option: PEM strings or Buffers holding at least one certificate each
+ * (checked here, when the call is made: the native side reads them only once TLS starts).
+ *
+ * @param {*} ca The option
+ * @return {(Buffer[]|undefined)} The certificates
+ * @throws {TypeError} With code `ERR_INVALID_ARG_TYPE` for anything else
+ * @private
+ */
+function caOption(ca) {
+  if (ca === undefined) return undefined;
+  const list = Array.isArray(ca) ? ca : [ca];
+  return list.map((c) => {
+    const pem = typeof c === 'string' ? Buffer.from(c) : c;
+    if (!Buffer.isBuffer(pem)) return invalidOption('ca', 'a PEM string, a Buffer or an array of them', c);
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) {
+      return invalidOption('ca', 'PEM certificates (-----BEGIN CERTIFICATE-----)', c);
+    }
+    return pem;
+  });
+}
+
 module.exports = {
   booleanOption,
+  caOption,
   codedError,
   describeType,
   invalidOption,

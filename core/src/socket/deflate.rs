@@ -353,33 +353,13 @@ pub fn parse(header: &str) -> Result<Offers, String> {
     Ok(offers)
 }
 
-/// JavaScript's `+value` for a header token, where the result can be a window size: decimal
-/// (with a fraction or an exponent) and `0x`/`0o`/`0b` integers.
-fn js_number(s: &str) -> Option<f64> {
-    let radix = |p: &str, r: u32| {
-        s.get(..2)
-            .filter(|h| h.eq_ignore_ascii_case(p))
-            .and_then(|_| u64::from_str_radix(&s[2..], r).ok())
-            .map(|n| n as f64)
-    };
-    radix("0x", 16)
-        .or_else(|| radix("0o", 8))
-        .or_else(|| radix("0b", 2))
-        .or_else(|| {
-            let ok = !s.is_empty()
-                && s.bytes()
-                    .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'E' | b'+' | b'-'));
-            if ok {
-                s.parse::<f64>().ok()
-            } else {
-                None
-            }
-        })
-}
-
+/// A window size as RFC 7692 writes it and ws 8.23 reads it: 8 to 15 in decimal, without a
+/// sign, leading zero, fraction or exponent (earlier ws took JavaScript's `+value`, so
+/// `0xa` and `1e1` were 10).
 fn window_value(key: &str, v: &str) -> Result<u8, String> {
-    match js_number(v) {
-        Some(n) if n.fract() == 0.0 && (8.0..=15.0).contains(&n) => Ok(n as u8),
+    match v.as_bytes() {
+        [d @ b'8'..=b'9'] => Ok(d - b'0'),
+        [b'1', d @ b'0'..=b'5'] => Ok(10 + d - b'0'),
         _ => Err(format!("Invalid value for parameter \"{key}\": {v}")),
     }
 }
@@ -790,9 +770,14 @@ mod tests {
         ] {
             assert_eq!(server(d, bad).unwrap_err(), refused, "{bad}");
         }
-        // JavaScript's number syntax: 0xa is 10.
+        // Decimal only, as RFC 7692 and ws 8.23 (JavaScript's 0xa, 010, 1e1, 10.0, +10 are
+        // refused).
+        for odd in ["0xa", "010", "1e1", "10.0", "+10", "0b1010", "16", "7"] {
+            let offer = format!("permessage-deflate; server_max_window_bits={odd}");
+            assert_eq!(server(d, &offer).unwrap_err(), refused, "{odd}");
+        }
         assert_eq!(
-            ok(d, "permessage-deflate; server_max_window_bits=0xa").as_deref(),
+            ok(d, "permessage-deflate; server_max_window_bits=10").as_deref(),
             Some("permessage-deflate; server_max_window_bits=10")
         );
     }
