@@ -273,6 +273,9 @@ struct Assembly {
     compressed: bool,
     /// Inflated bytes so far.
     inflated: u64,
+    /// Data frames so far, as ws counts them against `max_fragments` (a compressed frame
+    /// that inflates to nothing counts, though it adds no buffer).
+    parts: u32,
 }
 
 impl Decoder {
@@ -350,11 +353,18 @@ impl Decoder {
                 // A fragment goes into the message's box (made at its first frame); a whole
                 // message in one frame needs no box.
                 let mut boxed = self.message.take();
-                let (opcode, mut frames, total, mut inflated) = match boxed.as_deref_mut() {
-                    Some(m) => (m.opcode, std::mem::take(&mut m.frames), m.total, m.inflated),
-                    None => (h.opcode, Frames::new(), 0, 0),
+                let (opcode, mut frames, total, mut inflated, parts) = match boxed.as_deref_mut() {
+                    Some(m) => (
+                        m.opcode,
+                        std::mem::take(&mut m.frames),
+                        m.total,
+                        m.inflated,
+                        m.parts,
+                    ),
+                    None => (h.opcode, Frames::new(), 0, 0, 0),
                 };
                 let total = total + h.len;
+                let parts = parts.saturating_add(1);
                 match inflater {
                     Some(inflater) if h.compressed => {
                         // As ws: each frame is inflated as it completes, and the message's
@@ -377,9 +387,7 @@ impl Decoder {
                     }
                     _ => frames.push(payload),
                 }
-                if self.limits.max_fragments > 0
-                    && frames.len() > self.limits.max_fragments as usize
-                {
+                if self.limits.max_fragments > 0 && parts > self.limits.max_fragments {
                     return Err(SocketError::protocol(
                         "WS_ERR_TOO_MANY_BUFFERED_PARTS",
                         "Too many message fragments",
@@ -396,6 +404,7 @@ impl Decoder {
                         emitted: false,
                         compressed: h.compressed,
                         inflated,
+                        parts,
                     };
                     self.message = Some(m);
                     return Ok(());
@@ -1258,6 +1267,27 @@ mod tests {
             code(rsv_frame(true, true, OP_TEXT, &c), l, true).0,
             "WS_ERR_INVALID_UTF8"
         );
+    }
+
+    #[test]
+    fn compressed_frames_that_inflate_to_nothing_count_as_fragments() {
+        let (mut server, mut client) = deflate_pair();
+        let mut c = Vec::new();
+        server.deflate.decide(true, true);
+        server.deflate.compress(b"hello", false, &mut c).unwrap();
+        let mut wire = rsv_frame(false, true, OP_TEXT, &c);
+        for _ in 0..3 {
+            wire.extend(rsv_frame(false, false, OP_CONTINUATION, &[]));
+        }
+        let limits = Limits {
+            max_fragments: 3,
+            ..Limits::default()
+        };
+        let mut d = Decoder::new(limits);
+        let e = d
+            .decode_with(&wire, &mut Vec::new(), Some(&mut client.inflate))
+            .unwrap_err();
+        assert_eq!(e.code, Some("WS_ERR_TOO_MANY_BUFFERED_PARTS"));
     }
 
     #[test]
