@@ -161,6 +161,25 @@ where
     }
 }
 
+/// Node's error for a failed lookup of `host`: `getaddrinfo CODE host`.
+fn lookup_code(host: &str, code: &'static str) -> SocketError {
+    SocketError::coded(format!("getaddrinfo {code} {host}"), code)
+}
+
+/// A failed lookup as Node reports it. The standard library keeps only getaddrinfo's text
+/// (`gai_strerror`): a temporary failure (`EAI_AGAIN`, which applications retry) is told
+/// apart by glibc's and musl's wording of it; anything else (and any other platform's
+/// wording) is `ENOTFOUND`, as Node reports `EAI_NONAME` and `EAI_NODATA`.
+fn lookup_error(host: &str, e: &std::io::Error) -> SocketError {
+    if e.to_string()
+        .contains("Temporary failure in name resolution")
+    {
+        lookup_code(host, "EAI_AGAIN")
+    } else {
+        lookup_code(host, "ENOTFOUND")
+    }
+}
+
 /// Resolves `host` and connects to `port` on one of its addresses (see [`race`]), by
 /// `deadline`.
 pub async fn connect_host(
@@ -168,15 +187,14 @@ pub async fn connect_host(
     port: u16,
     deadline: Instant,
 ) -> Result<TcpStream, SocketError> {
-    let not_found = || SocketError::coded(format!("getaddrinfo ENOTFOUND {host}"), "ENOTFOUND");
     let addrs: Vec<SocketAddr> =
         tokio::time::timeout_at(deadline, tokio::net::lookup_host((host, port)))
             .await
             .map_err(|_| timed_out())?
-            .map_err(|_| not_found())?
+            .map_err(|e| lookup_error(host, &e))?
             .collect();
     if addrs.is_empty() {
-        return Err(not_found());
+        return Err(lookup_code(host, "ENOTFOUND"));
     }
     let tcp = race(
         &interleave(addrs),
@@ -210,6 +228,29 @@ pub fn tune(tcp: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_failures_as_node_names_them() {
+        let gai = |text: &str| {
+            let e = std::io::Error::other(format!("failed to lookup address information: {text}"));
+            let err = lookup_error("relay.example", &e);
+            (err.code, err.message)
+        };
+        assert_eq!(
+            gai("Temporary failure in name resolution"),
+            (
+                Some("EAI_AGAIN"),
+                "getaddrinfo EAI_AGAIN relay.example".to_owned()
+            )
+        );
+        assert_eq!(
+            gai("Name or service not known"),
+            (
+                Some("ENOTFOUND"),
+                "getaddrinfo ENOTFOUND relay.example".to_owned()
+            )
+        );
+    }
 
     #[tokio::test]
     async fn connections_get_keep_alive_and_no_delay() {
