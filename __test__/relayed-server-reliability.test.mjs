@@ -124,12 +124,12 @@ describe('token renewal', () => {
     });
   });
 
-  test("a provider whose expiresOnTimestamp is in seconds: 'warning' ERR_TOKEN_PROVIDER that says so, renewals back off, no offline", async () => {
+  test('a provider whose expiresOnTimestamp is in seconds: read as seconds (no renewal loop, no warning), online and serving', async () => {
     await withServerRelay(RELAY, async (relay) => {
       const uri = createRelayListenUri(relay.namespace, 'hc');
       let calls = 0;
-      // The classic mistake: Unix seconds where milliseconds are expected, so every token
-      // looks expired in 1970 (a renewal was asked for every second, for ever).
+      // The classic mistake: Unix seconds where milliseconds are expected (as milliseconds,
+      // every token looks expired in 1970, and a renewal was asked for every second).
       const server = echo(
         newServer({
           server: uri,
@@ -145,13 +145,42 @@ describe('token renewal', () => {
       const warnings = [];
       server.on('warning', (err) => warnings.push(err));
       await whenListening(server);
-      await waitUntil(() => warnings.length >= 2, 10_000, () => `two warnings (${warnings.length}; ${calls} provider calls)`);
-      for (const err of warnings) {
-        assert.equal(err.code, 'ERR_TOKEN_PROVIDER');
-        assert.match(err.message, /already expired .*expiresOnTimestamp is in milliseconds/);
-      }
-      // The token itself is good: the listener stays online and serves.
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // observation window
+      assert.deepEqual(warnings, [], 'no warning');
+      assert.equal(calls, 1, 'no renewal: the token has an hour to live');
       assert.equal(eventsOfType(server, 'offline').length, 0, history(server));
+      await echoRoundTrip(relay);
+    });
+  });
+
+  test("a credential that gives its cached token back at the renewal (MSAL, az): asked again later, quietly, while the token has time left", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const uri = createRelayListenUri(relay.namespace, 'hc');
+      const cached = {
+        token: createRelayToken(uri, relay.keyName, relay.key, 600),
+        expiresOnTimestamp: Date.now() + 600_000,
+        // The renewal is asked for early, so that the test sees it.
+        refreshAfterTimestamp: Date.now() + 2000
+      };
+      let calls = 0;
+      const server = echo(
+        newServer({
+          server: uri,
+          credential: {
+            getToken: async () => {
+              calls++;
+              return cached;
+            }
+          }
+        })
+      );
+      const warnings = [];
+      server.on('warning', (err) => warnings.push(err));
+      await whenListening(server);
+      await waitUntil(() => calls >= 2, 10_000, () => `the renewal's call (${calls} calls)`);
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // observation window
+      assert.deepEqual(warnings.map((w) => w.message), [], 'no warning for a cached token');
+      assert.equal(calls, 2, 'asked again later, not at once');
       assert.equal(server.status, 'online');
       await echoRoundTrip(relay);
     });

@@ -51,6 +51,11 @@ fn instant_of(at_ms: f64) -> Instant {
     Instant::now() + Duration::from_millis(wait_ms as u64).max(MIN_RENEW_DELAY)
 }
 
+/// While the current token has more than this left, a renewal that gives back a token that
+/// expires no later (a credential's cached one) is asked for again quietly (see
+/// `renewal_answered`); closer to the expiry it is a failure, with a warning.
+const QUIET_WHILE_MS: f64 = 120_000.0;
+
 /// Longest wait between renewal retries once they back off (see [`retry_time`]).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
 
@@ -260,6 +265,18 @@ impl<'a> Session<'a> {
         self.pending_renewal = None;
         self.renewal_deadline = None;
         let current = self.expires;
+        let now = sas::now_ms();
+        // A credential's cache (MSAL's, the `az` CLI's) gives its token back until a few
+        // minutes before it expires: not a failure while the current token has time left.
+        // Asked again later, quietly.
+        let cached = matches!(&result, Ok(t) if t.expiry_ms().is_some_and(|e| e > now && current.is_some_and(|c| e <= c)));
+        let left_ms = current.map_or(0.0, |c| c - now);
+        if cached && left_ms > QUIET_WHILE_MS {
+            log::debug!("listener: the token provider gave back a token that does not expire later (a cached one): asking again later");
+            let wait = Duration::from_millis((left_ms / 4.0).min(60_000.0) as u64);
+            self.renew_at = Some(Instant::now() + wait.max(MIN_RENEW_DELAY));
+            return;
+        }
         let checked = result.and_then(|t| match t.expiry_ms() {
             None if t.value.is_empty() => Err("the token provider returned an empty token".to_owned()),
             None => Err("the token provider returned a token whose expiry is unknown (neither SAS, nor a JWT, nor with expiresOnTimestamp)".to_owned()),

@@ -29,10 +29,13 @@ impl Token {
     }
 
     /// When it expires, Unix milliseconds: as its provider said, else as the token says
-    /// (SAS `se`, JWT `exp`); `None` when nobody says.
+    /// (SAS `se`, JWT `exp`); `None` when nobody says. A provider's time below
+    /// [`SECONDS_BELOW`] is Unix seconds (the classic mistake for `expiresOnTimestamp`), and
+    /// read as such.
     pub fn expiry_ms(&self) -> Option<f64> {
         self.expires_at_ms
             .filter(|e| e.is_finite() && *e > 0.0)
+            .map(|e| if e < SECONDS_BELOW { e * 1000.0 } else { e })
             .or_else(|| {
                 sas::parse_token(&self.value)
                     .ok()
@@ -41,11 +44,18 @@ impl Token {
             .or_else(|| jwt_expiry(&self.value).map(|s| s as f64 * 1000.0))
     }
 
-    /// When its provider wants it renewed, Unix milliseconds, if it said.
+    /// When its provider wants it renewed, Unix milliseconds, if it said (in seconds too,
+    /// as [`Token::expiry_ms`] reads them).
     pub fn refresh_ms(&self) -> Option<f64> {
-        self.refresh_at_ms.filter(|r| r.is_finite() && *r > 0.0)
+        self.refresh_at_ms
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(|r| if r < SECONDS_BELOW { r * 1000.0 } else { r })
     }
 }
+
+/// A provider's time below this many milliseconds (1e11: March 1973) is Unix seconds: as
+/// milliseconds it would be long past, and as seconds it is until the year 5138.
+pub const SECONDS_BELOW: f64 = 1e11;
 
 /// The `exp` claim (Unix seconds) of a JWT (`header.payload.signature`, base64url), read
 /// without checking the signature: the listener only schedules its renewal with it.
@@ -78,6 +88,14 @@ mod tests {
         assert_eq!(sas.expiry_ms(), Some(1_700_000_000_000.0));
         let j = Token::new(jwt(r#"{"aud":"https://relay.azure.net","exp":1800000000}"#));
         assert_eq!(j.expiry_ms(), Some(1_800_000_000_000.0));
+        // A provider's times in seconds are read as seconds.
+        let seconds = Token {
+            expires_at_ms: Some(1_800_000_000.0),
+            refresh_at_ms: Some(1_799_000_000.0),
+            ..Token::new("opaque")
+        };
+        assert_eq!(seconds.expiry_ms(), Some(1_800_000_000_000.0));
+        assert_eq!(seconds.refresh_ms(), Some(1_799_000_000_000.0));
         let given = Token {
             expires_at_ms: Some(5.0e12),
             refresh_at_ms: Some(4.0e12),
