@@ -764,8 +764,9 @@ declare namespace HycoWebSocket {
 
   /** `fetch`'s options, plus the relay's. */
   interface RelayedFetchInit extends RequestInit {
-    /** A SAS (or Entra ID) token, or a function that gives one; sent as `ServiceBusAuthorization`. */
-    token?: string | null | (() => string | Promise<string>);
+    /** A SAS (or Entra ID) token, or a function that gives one; sent as `ServiceBusAuthorization`.
+     * A failing function is `ERR_TOKEN_PROVIDER`; one silent for 30 s, `ETIMEDOUT`. */
+    token?: TokenProvider | null;
     /** An Entra ID credential, instead of `token`. */
     credential?: RelayTokenCredential;
     /** The credential's scope. Default `'https://relay.azure.net//.default'`. */

@@ -638,6 +638,35 @@ describe('relayedFetch', () => {
       }
     }));
 
+  test("tokens as relayedConnect gets them: { token, expiresOnTimestamp } from a function, a provider's failure ERR_TOKEN_PROVIDER, a credential that never answers ends with the request's signal", () =>
+    withServerRelay(undefined, async (relay) => {
+      await httpServer(relay, (req, res) => res.end('ok'));
+      const { url, token } = httpAddress(relay);
+      const r = await relayedFetch(url, { token: () => ({ token, expiresOnTimestamp: Date.now() + 60_000 }) });
+      assert.equal(await r.text(), 'ok');
+      for (const failing of [() => Promise.reject(undefined), () => Promise.reject(new Error('no login')), () => null]) {
+        await assert.rejects(relayedFetch(url, { token: failing }), (err) => {
+          assert.equal(err.code, 'ERR_TOKEN_PROVIDER', String(err));
+          assert.match(err.message, /^The token provider failed: /);
+          return true;
+        });
+      }
+      let seen;
+      const stuck = {
+        getToken: (scope, options) => {
+          seen = options;
+          return new Promise(() => {});
+        }
+      };
+      const signal = AbortSignal.timeout(200);
+      await withTimeout(
+        assert.rejects(relayedFetch(url, { credential: stuck, signal }), (err) => err === signal.reason),
+        STEP_MS,
+        'the signal to end the wait'
+      );
+      assert.equal(seen.abortSignal, signal, 'the signal reaches getToken');
+    }));
+
   test('bad arguments throw at once', async () => {
     await assert.rejects(relayedFetch(42), { code: 'ERR_INVALID_ARG_TYPE' });
     await assert.rejects(relayedFetch('not a url'), SyntaxError);

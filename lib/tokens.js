@@ -72,7 +72,8 @@ function readToken(result, what) {
  *
  * @param {(String|Function|null|undefined)} token The `token` argument or option
  * @param {?{credential: Object, scope: String}} credential From `credentialOption`
- * @return {?Function} `() => Promise<{token, expiresAt, refreshAt}>`, or `null` without a
+ * @return {?Function} `(options) => Promise<{token, expiresAt, refreshAt}>` (`options`
+ *     goes to a credential's `getToken`, e.g. `{ abortSignal }`), or `null` without a
  *     source
  * @private
  */
@@ -85,8 +86,8 @@ function tokenSource(token, credential) {
         'Give either a token or a credential, not both'
       );
     }
-    return async () => {
-      const result = await credential.credential.getToken(credential.scope);
+    return async (options) => {
+      const result = await credential.credential.getToken(credential.scope, options);
       if (result === null || result === undefined) {
         throw new Error(`the credential returned no token for ${credential.scope}`);
       }

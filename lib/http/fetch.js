@@ -10,24 +10,47 @@ const { appendParam, isHeaderValue, redact } = require('../connect');
 const { proxyFor, proxyOption } = require('../proxy');
 const { fetchThroughProxy } = require('./proxy-fetch');
 const { followRedirects } = require('./redirects');
-const { credentialOption, tokenSource } = require('../tokens');
+const { credentialOption, failureMessage, tokenSource } = require('../tokens');
 const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
 
+// Time allowed for a token function or a credential: the listener's own wait for one.
+const TOKEN_TIMEOUT_MS = 30000;
+
 /**
- * The token to send: a string, `null`/`undefined` for none, or what a token function
- * returns (a string, or a Promise of one).
+ * The token to send, from a token function or a credential (`source`, see tokens.js), as
+ * `relayedConnect` gets it: its failures are `ERR_TOKEN_PROVIDER`, a wait longer than
+ * `TOKEN_TIMEOUT_MS` is `ETIMEDOUT`, and the request's `signal` ends the wait (rejecting
+ * with its reason, as fetch does).
  *
- * @param {*} token The `token` option
- * @return {Promise<?String>} The token
+ * @param {Function} source The token source
+ * @param {?AbortSignal} signal The request's signal
+ * @return {Promise<String>} The token
  * @private
  */
-async function resolveToken(token) {
-  const value = typeof token === 'function' ? await token() : token;
-  if (value === null || value === undefined) return null;
-  if (typeof value !== 'string' || value === '') {
-    invalidOption('token', 'a non-empty string, or a function that returns one', value);
-  }
-  return value;
+function awaitToken(source, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const done = (settle) => (value) => {
+      clearTimeout(timer);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      settle(value);
+    };
+    const onAbort = done(() => reject(signal.reason));
+    const timer = setTimeout(
+      done(() =>
+        reject(codedError(Error, 'ETIMEDOUT', `The token provider did not answer within ${TOKEN_TIMEOUT_MS} ms`))
+      ),
+      TOKEN_TIMEOUT_MS
+    );
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    source(signal ? { abortSignal: signal } : undefined).then(
+      done(({ token }) => resolve(token)),
+      done((err) => reject(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${failureMessage(err)}`)))
+    );
+  });
 }
 
 /**
@@ -87,7 +110,16 @@ async function relayedFetch(address, init = {}) {
   // Before the token: a request that cannot be sent asks for none.
   if (rest.dispatcher === undefined) proxyFor(settings, url);
   const headers = new Headers(rest.headers);
-  const value = entra !== null ? (await tokenSource(undefined, entra)()).token : await resolveToken(token);
+  if (
+    token !== undefined &&
+    token !== null &&
+    typeof token !== 'function' &&
+    (typeof token !== 'string' || token === '')
+  ) {
+    invalidOption('token', 'a non-empty string, or a function that returns one', token);
+  }
+  const source = tokenSource(token, entra);
+  const value = source === null ? null : await awaitToken(source, rest.signal);
   if (value !== null) {
     // Checked here, as relayedConnect checks it: fetch's own error would quote the token.
     if (!isHeaderValue(value)) {
