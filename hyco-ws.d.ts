@@ -208,7 +208,8 @@ interface HycoWsRelayedServerEvents
  */
 declare class HycoWsRelayedServer extends EventEmitter {
   /** @param callback Added as a 'listening' listener (called each time the channel opens). */
-  constructor(options: hyco.RelayedServerOptions, callback?: () => void);
+  /** `options` may be another server's `options` (hyco-ws's null defaults count as absent). */
+  constructor(options: hyco.RelayedServerOptions | hyco.RelayedServerOptionsWithDefaults, callback?: () => void);
   /** Open accepted sockets, an array as in hyco-ws (empty with `clientTracking: false`). */
   clients: HycoWsRelayedWebSocket[];
   /** The control channel's state. */
@@ -291,21 +292,23 @@ declare namespace HycoWsWebSocket {
   function createRelayBaseUri(namespace: string, path: string): string;
   /** The listener's control-channel address, as {@link hyco.createRelayListenUri}; an empty
    * `path` is taken, as in hyco-ws. */
-  function createRelayListenUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
+  function createRelayListenUri(namespace: string, path: string, token?: string | number | null, id?: string | number | null): string;
   /** The sender's address, as {@link hyco.createRelaySendUri}; an empty `path` is taken, as
-   * in hyco-ws. */
-  function createRelaySendUri(namespace: string, path: string, token?: string | null, id?: string | null): string;
+   * in hyco-ws; a number as `token` or `id` is written as it prints, as hyco-ws did. */
+  function createRelaySendUri(namespace: string, path: string, token?: string | number | null, id?: string | number | null): string;
   /**
    * A SAS token for `uri`, as {@link hyco.createRelayToken}, with what hyco-ws took: an empty
    * `key` signs, and a negative lifetime gives a token that has already expired. An empty
-   * key name is still refused (no service takes the token hyco-ws wrote).
+   * key name is still refused (no service takes the token hyco-ws wrote). A `Buffer` key is
+   * its text (UTF-8).
    *
-   * @param expirationSeconds Lifetime in seconds. Default 3600; `0` also means 3600.
+   * @param expirationSeconds Lifetime in seconds, or a string of digits (as read from the
+   *     environment; one worth 0 is refused). Default 3600; `0` also means 3600.
    */
-  function createRelayToken(uri: string, keyName: string, key: string, expirationSeconds?: number | null): string;
+  function createRelayToken(uri: string, keyName: string, key: string | Buffer, expirationSeconds?: number | string | null): string;
   /** `uri` with a fresh token added as `sb-hc-token`, as {@link hyco.appendRelayToken}, the
    * token made as this entry point's {@link createRelayToken}. */
-  function appendRelayToken(uri: string, keyName: string, key: string, expirationSeconds?: number | null): string;
+  function appendRelayToken(uri: string, keyName: string, key: string | Buffer, expirationSeconds?: number | string | null): string;
   export import createRelayHttpsUri = hyco.createRelayHttpsUri;
   export import parseRelayToken = hyco.parseRelayToken;
   export import RelayTokenInfo = hyco.RelayTokenInfo;
@@ -384,7 +387,7 @@ declare namespace HycoWsWebSocket {
   type RelayedServerEvents = HycoWsRelayedServerEvents;
   /** hyco-ws's factory: a {@link RelayedServer} with `fn` as its 'connection' listener. */
   function createRelayedServer(
-    options: hyco.RelayedServerOptions,
+    options: hyco.RelayedServerOptions | hyco.RelayedServerOptionsWithDefaults,
     fn?: HycoWsRelayedServerEvents['connection']
   ): HycoWsRelayedServer;
   export import RelayedServerOptions = hyco.RelayedServerOptions;

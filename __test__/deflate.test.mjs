@@ -317,7 +317,8 @@ describe('a ws 8 sender and RelayedServer', () => {
       // Two lines are one list (RFC 7230 3.2.2), for the listener and the relay alike.
       for (const offer of [
         'Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits, permessage-deflate\r\n',
-        'Sec-WebSocket-Extensions: x-unknown\r\nSec-WebSocket-Extensions: permessage-deflate\r\n'
+        'Sec-WebSocket-Extensions: x-unknown\r\nSec-WebSocket-Extensions: permessage-deflate\r\n',
+        'Sec-WebSocket-Extensions: \r\nSec-WebSocket-Extensions: permessage-deflate\r\n'
       ]) {
         const raw = await rawConnect(relay.port);
         const target = new URL(uri);

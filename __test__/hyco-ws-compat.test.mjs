@@ -250,8 +250,13 @@ describe('the hyco-ws-rs/hyco-ws entry point', () => {
       }
       assert.equal(ours, theirs, `${fn}(${args.slice(1).join(', ')})`);
     }
-    // The main entry point keeps its strict checks.
+    // The main entry point keeps its strict checks; and a lifetime string worth 0 (hyco-ws:
+    // a token expired at once, where 0 means the default) is refused.
     assert.throws(() => hyco.createRelayToken(uri, 'rule', 'key', '120'), TypeError);
+    for (const zero of ['0', ' 0 ', '0.0', '-0']) assert.throws(() => HycoWs.createRelayToken(uri, 'rule', 'key', zero), TypeError);
+    // Only hyco-ws's own null defaults count as absent: proxy: null is a mistake, as on the
+    // main entry point.
+    assert.throws(() => new HycoWs.RelayedServer({ server: 'ws://127.0.0.1:9/$hc/hc', token: 't', proxy: null }), TypeError);
     // A server made again from another's options, as hyco-ws allowed (id: null in them).
     const first = new HycoWs.RelayedServer({ server: 'ws://127.0.0.1:9/$hc/hc', token: 't', reconnectDelays: [60000], maxPayload: null, clientTracking: null });
     first.on('error', () => {});

@@ -46,7 +46,7 @@ function redact(url) {
   return String(url)
     .replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>')
     .replace(/(SharedAccessSignature(?:%20|\+))[^&#\s]*/gi, '$1<redacted>')
-    .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#@:]*:)[^/?#]*@/i, '$1<redacted>@');
+    .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#:]*:)[^/?#]*@/i, '$1<redacted>@');
 }
 
 /**

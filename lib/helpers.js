@@ -168,7 +168,9 @@ function createRelayToken(uri, keyName, key, expirationSeconds) {
 function token(append, [uri, keyName, key, expirationSeconds], rules = STRICT) {
   if (rules.hycoWs) {
     // hyco-ws took a lifetime read from the environment ('120') and a key read from a file.
-    if (typeof expirationSeconds === 'string' && NUMERIC.test(expirationSeconds)) {
+    // Not one worth 0: hyco-ws made that token expire at once ('0' is truthy), where a
+    // number 0 means the default here; refused rather than made differently.
+    if (typeof expirationSeconds === 'string' && NUMERIC.test(expirationSeconds) && Number(expirationSeconds) !== 0) {
       expirationSeconds = Number(expirationSeconds);
     }
     if (Buffer.isBuffer(key) && Buffer.from(key.toString()).equals(key)) key = key.toString();

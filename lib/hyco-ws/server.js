@@ -112,9 +112,25 @@ class HycoWsRelayedServer extends RelayedServer {
   }
 }
 
+// The options hyco-ws (and ws 1.1 under it) defaulted to null, or `server.options` carries
+// as null: null there is absent. Any other option set to null is still refused.
+const HYCO_WS_NULLS = new Set([
+  'server',
+  'token',
+  'id',
+  'verifyClient',
+  'handleProtocols',
+  'clientTracking',
+  'maxPayload',
+  'perMessageDeflate',
+  'path',
+  'backlog',
+  'disableHixie'
+]);
+
 /**
- * `options` without its `null` values (anything else, a non-object included, as given: the
- * server's own checks report it).
+ * `options` without the `null` values of `HYCO_WS_NULLS` (anything else, a non-object
+ * included, as given: the server's own checks report it).
  *
  * @param {*} options The options
  * @return {*} The options to check
@@ -122,7 +138,7 @@ class HycoWsRelayedServer extends RelayedServer {
  */
 function withoutNulls(options) {
   if (options === null || typeof options !== 'object') return options;
-  return Object.fromEntries(Object.entries(options).filter(([, v]) => v !== null));
+  return Object.fromEntries(Object.entries(options).filter(([k, v]) => v !== null || !HYCO_WS_NULLS.has(k)));
 }
 
 /** Accepted sockets deliver messages as hyco-ws's did. */

@@ -176,3 +176,11 @@ export async function wsExports(): Promise<void> {
   await local.close();
   void [legacy, offers, protocols, deflate, receiver, frames, res];
 }
+
+/** hyco-ws's lenient helper arguments, and a server made again from another's options. */
+export function lenient(server: InstanceType<typeof RelayedServer>): string {
+  const again = new RelayedServer(server.options);
+  void again;
+  const token = createRelayToken('wss://ns/$hc/hc', 'rule', Buffer.from('key'), '120');
+  return createRelaySendUri('ns', 'hc', null, 42) + token;
+}

@@ -32,13 +32,14 @@ impl RequestHead {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every line of the header named `name` (case-insensitive), joined with `", "` as one
-    /// list (as the listener sees it in `connectHeaders`); `None` when there is none.
+    /// Every non-empty line of the header named `name` (case-insensitive), joined with
+    /// `", "` as one list (as the listener sees it in `connectHeaders`, where an empty line
+    /// adds nothing); `None` when there is none.
     pub fn header_joined(&self, name: &str) -> Option<String> {
         let mut lines = self
             .headers
             .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .filter(|(k, v)| k.eq_ignore_ascii_case(name) && !v.trim().is_empty())
             .map(|(_, v)| v.as_str());
         let first = lines.next()?.to_owned();
         Some(lines.fold(first, |all, v| all + ", " + v))
