@@ -193,6 +193,32 @@ describe('the token on the wire', () => {
   });
 });
 
+describe('odd tokens', () => {
+  test("the stand-in credential reports its token's own exp; a listener's token a header cannot carry is a provider failure, retried", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const { token, expiresOnTimestamp } = await relay.entraCredential({ roles: LISTENER, ttl: 2.9 }).getToken(SCOPE);
+      const exp = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).exp;
+      assert.equal(expiresOnTimestamp, exp * 1000);
+
+      const good = relay.entraCredential({ roles: LISTENER });
+      let calls = 0;
+      const server = echo(
+        newServer({
+          server: createRelayListenUri(relay.namespace, 'hc'),
+          token: async () => (++calls === 1 ? 'not\u0001a header value' : (await good.getToken(SCOPE)).token),
+          reconnectDelays: [50]
+        })
+      );
+      const warnings = [];
+      server.on('warning', (err) => warnings.push(err));
+      await whenListening(server);
+      assert.equal(warnings.length, 1, history(server));
+      assert.equal(warnings[0].code, 'ERR_TOKEN_PROVIDER');
+      assert.match(warnings[0].message, /characters a header cannot carry/);
+    });
+  });
+});
+
 describe('renewal', () => {
   // The two 30-second waits of the issue run side by side, on two Hybrid Connections of one
   // relay: 3-second tokens renewed for 30 s, and a credential whose first getToken never

@@ -149,6 +149,17 @@ function entraTokenOptions(options) {
 }
 
 /**
+ * The `exp` claim of a JWT this relay made.
+ *
+ * @param {String} token The JWT
+ * @return {Number} Unix seconds
+ * @private
+ */
+function jwtExpiry(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).exp;
+}
+
+/**
  * A running local relay. Create it with `startLocalRelay()`.
  *
  * Emits `'event'` with `{ type, hybridConnection, id, status, message }` for each thing that
@@ -275,7 +286,10 @@ class LocalRelay extends EventEmitter {
        */
       async getToken(scope) {
         scopes.push(scope);
-        return { token: relay.createEntraToken({ roles, ttl }), expiresOnTimestamp: Date.now() + ttl * 1000 };
+        const token = relay.createEntraToken({ roles, ttl });
+        // The token's own `exp` (whole seconds), not now + ttl: the two differ by up to a
+        // second, and more for a fractional ttl.
+        return { token, expiresOnTimestamp: jwtExpiry(token) * 1000 };
       }
     };
   }

@@ -11,7 +11,7 @@ const EventEmitter = require('events');
 const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
-const { DEFAULT_INBOUND_HIGH_WATER_MARK, redact } = require('./connect');
+const { DEFAULT_INBOUND_HIGH_WATER_MARK, isHeaderValue, redact } = require('./connect');
 const { ControlChannel } = require('./control-channel');
 const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
@@ -600,7 +600,14 @@ class RelayedServer extends EventEmitter {
     this._config
       .provider()
       .then(({ token, expiresAt, refreshAt }) => {
-        if (this._id !== 0) native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
+        if (this._id === 0) return;
+        // As a sender checks it: the relay would refuse it, and the listener retry as if
+        // the token had been refused.
+        if (!isHeaderValue(token)) {
+          native.listenerProvideToken(this._id, request, undefined, 'the token has characters a header cannot carry');
+          return;
+        }
+        native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
       })
       .catch((err) => {
         const message = failureMessage(err);
