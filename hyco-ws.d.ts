@@ -300,7 +300,7 @@ declare namespace HycoWsWebSocket {
    * A SAS token for `uri`, as {@link hyco.createRelayToken}, with what hyco-ws took: an empty
    * `key` signs, and a negative lifetime gives a token that has already expired. An empty
    * key name is still refused (no service takes the token hyco-ws wrote). A `Buffer` key is
-   * its text (UTF-8).
+   * its text (it must be UTF-8).
    *
    * @param expirationSeconds Lifetime in seconds, or a string of digits (as read from the
    *     environment; one worth 0 is refused). Default 3600; `0` also means 3600.

@@ -183,6 +183,7 @@ describe('relayedConnect: arguments', () => {
       ['wss://alice:hunter2@bad host/$hc/hc', 'wss://alice:<redacted>@bad host/$hc/hc'],
       ['wss://alice:hun@ter2@bad host/$hc/hc', 'wss://alice:<redacted>@bad host/$hc/hc'],
       ['wss://alice@corp:s3cret@bad host/$hc/hc', 'wss://alice@corp:<redacted>@bad host/$hc/hc'],
+      ['wss://alice:pa/ss#w?rd@bad host/$hc/hc', 'wss://alice:<redacted>@bad host/$hc/hc'],
       [' wss://alice:hunter2@bad host/', ' wss://alice:<redacted>@bad host/']
     ]) {
       assert.throws(connecting(address, null), (err) => {

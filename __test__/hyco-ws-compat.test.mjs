@@ -230,30 +230,17 @@ describe('controlChannel', () => {
 });
 
 describe('the hyco-ws-rs/hyco-ws entry point', () => {
-  test("the helpers take what hyco-ws 1.0.5 took with a well-defined result (a lifetime as a string, a Buffer key, a numeric id), and give what it gave; null options count as absent", () => {
-    const original = require('hyco-ws');
+  test("the helpers' lenient forms (compared with hyco-ws 1.0.5 itself in interop-hyco-ws): refused where hyco-ws's result differs; null options count as absent", () => {
     const uri = 'wss://contoso.servicebus.windows.net:443/$hc/hyco?sb-hc-action=connect';
-    const cases = [
-      ['createRelayToken', [uri, 'rule', 'key', '120']],
-      ['appendRelayToken', [uri, 'rule', 'key', ' 7200 ']],
-      ['createRelayToken', [uri, 'rule', Buffer.from('a2V5'), 60]],
-      ['createRelaySendUri', ['contoso.servicebus.windows.net', 'hyco', null, 42]],
-      ['createRelayListenUri', ['contoso.servicebus.windows.net', 'hyco', 17, 7]]
-    ];
-    for (const [fn, args] of cases) {
-      // The same second for both (a token's expiry counts from now): again if it turned.
-      let ours;
-      let theirs;
-      for (let i = 0; i < 3 && (i === 0 || ours !== theirs); i++) {
-        theirs = original[fn](...args);
-        ours = HycoWs[fn](...args);
-      }
-      assert.equal(ours, theirs, `${fn}(${args.slice(1).join(', ')})`);
-    }
+    const life = hyco.parseRelayToken(HycoWs.createRelayToken(uri, 'rule', 'key', '120')).expiresAt.getTime() - Date.now();
+    assert.ok(life > 118_000 && life <= 120_000, `a '120' lifetime is 120 s (${life} ms)`);
     // The main entry point keeps its strict checks; and a lifetime string worth 0 (hyco-ws:
     // a token expired at once, where 0 means the default) is refused.
     assert.throws(() => hyco.createRelayToken(uri, 'rule', 'key', '120'), TypeError);
-    for (const zero of ['0', ' 0 ', '0.0', '-0']) assert.throws(() => HycoWs.createRelayToken(uri, 'rule', 'key', zero), TypeError);
+    for (const zero of ['0', ' 0 ', '0.0', '-0']) {
+      assert.throws(() => HycoWs.createRelayToken(uri, 'rule', 'key', zero), { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+    }
+    assert.throws(() => HycoWs.createRelayToken(uri, 'rule', Buffer.from([0xff, 0xfe]), 60), /must hold UTF-8 text/);
     // Only hyco-ws's own null defaults count as absent: proxy: null is a mistake, as on the
     // main entry point.
     assert.throws(() => new HycoWs.RelayedServer({ server: 'ws://127.0.0.1:9/$hc/hc', token: 't', proxy: null }), TypeError);

@@ -152,15 +152,15 @@ describe('hyco-ws-rs/https: the same code with only the require changed', () => 
     const server = new relayHttps.Server({ server: listenUri, token }, (req, res) => res.end('from Server'));
     try {
       await withTimeout(new Promise((resolve) => server.listen(resolve)), WAIT, 'listen(cb)');
-      // Once listening, listen(cb) still calls back; while reconnecting too ('listening'
-      // comes once).
+      // Once listening, listen(cb) still calls back.
       await withTimeout(new Promise((resolve) => server.listen(resolve)), WAIT, 'a second listen(cb)');
-      const offline = new Promise((resolve) => server.once('offline', () => server.listen(resolve)));
-      await withTimeout(relay.dropListeners({ hybridConnection: 'server-class' }), WAIT, 'dropListeners');
-      await withTimeout(offline, WAIT, "listen(cb) called in 'offline'");
       assert.equal(server.setTimeout(1000), server);
       const r = await fetchVia(relayHttps, 'server-class');
       assert.equal(r.body.toString(), 'from Server');
+      // While reconnecting too ('listening' comes once).
+      const offline = new Promise((resolve) => server.once('offline', () => server.listen(resolve)));
+      await withTimeout(relay.dropListeners({ hybridConnection: 'server-class' }), WAIT, 'dropListeners');
+      await withTimeout(offline, WAIT, "listen(cb) called in 'offline'");
     } finally {
       await withTimeout(new Promise((resolve) => server.close(resolve)), WAIT, 'close()');
     }

@@ -17,6 +17,7 @@ import { nextEvent } from './support/relay-steps.mjs';
 
 const require = createRequire(import.meta.url);
 const hycoWs = require('hyco-ws');
+const ours = require('hyco-ws-rs/hyco-ws');
 
 const WAIT = 10000;
 
@@ -88,5 +89,26 @@ test('our relayedConnect talks to a hyco-ws RelayedServer', async () => {
   } finally {
     theirs.close();
     await relay.close();
+  }
+});
+
+test('hyco-ws-rs/hyco-ws helpers take what hyco-ws 1.0.5 took with a well-defined result (a lifetime as a string, a Buffer key, a numeric id), and give what it gave', () => {
+  const uri = 'wss://contoso.servicebus.windows.net:443/$hc/hyco?sb-hc-action=connect';
+  const cases = [
+    ['createRelayToken', [uri, 'rule', 'key', '120']],
+    ['appendRelayToken', [uri, 'rule', 'key', ' 7200 ']],
+    ['createRelayToken', [uri, 'rule', Buffer.from('a2V5'), 60]],
+    ['createRelaySendUri', ['contoso.servicebus.windows.net', 'hyco', null, 42]],
+    ['createRelayListenUri', ['contoso.servicebus.windows.net', 'hyco', 17, 7]]
+  ];
+  for (const [fn, args] of cases) {
+    // The same second for both (a token's expiry counts from now): again if it turned.
+    let mine;
+    let theirs;
+    for (let i = 0; i < 3 && (i === 0 || mine !== theirs); i++) {
+      theirs = hycoWs[fn](...args);
+      mine = ours[fn](...args);
+    }
+    assert.equal(mine, theirs, `${fn}(${args.slice(1).join(', ')})`);
   }
 });

@@ -46,7 +46,9 @@ function redact(url) {
   return String(url)
     .replace(/([?&](?:sb-hc-token|sig)=)[^&#]*/gi, '$1<redacted>')
     .replace(/(SharedAccessSignature(?:%20|\+))[^&#\s]*/gi, '$1<redacted>')
-    .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#:]*:)[^/?#]*@/i, '$1<redacted>@');
+    // To the last '@' of the string: in an address that does not parse, a password may
+    // hold '/', '?' or '#' (too much hidden is harmless in a message).
+    .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#:]*:)\S*@/i, '$1<redacted>@');
 }
 
 /**

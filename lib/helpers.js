@@ -8,6 +8,7 @@
 
 const { loadNative } = require('./native');
 const {
+  codedError,
   optionalString,
   validateExpiration,
   validateString
@@ -168,12 +169,24 @@ function createRelayToken(uri, keyName, key, expirationSeconds) {
 function token(append, [uri, keyName, key, expirationSeconds], rules = STRICT) {
   if (rules.hycoWs) {
     // hyco-ws took a lifetime read from the environment ('120') and a key read from a file.
-    // Not one worth 0: hyco-ws made that token expire at once ('0' is truthy), where a
-    // number 0 means the default here; refused rather than made differently.
-    if (typeof expirationSeconds === 'string' && NUMERIC.test(expirationSeconds) && Number(expirationSeconds) !== 0) {
+    if (typeof expirationSeconds === 'string' && NUMERIC.test(expirationSeconds)) {
+      // Not one worth 0: hyco-ws made that token expire at once ('0' is truthy), where a
+      // number 0 means the default here; refused rather than made differently.
+      if (Number(expirationSeconds) === 0) {
+        throw codedError(
+          TypeError,
+          'ERR_INVALID_ARG_VALUE',
+          `The "expirationSeconds" argument, a string worth 0, is refused (hyco-ws made such a token expire at once); pass 0 for the default. Received '${expirationSeconds}'`
+        );
+      }
       expirationSeconds = Number(expirationSeconds);
     }
-    if (Buffer.isBuffer(key) && Buffer.from(key.toString()).equals(key)) key = key.toString();
+    if (Buffer.isBuffer(key)) {
+      if (!Buffer.from(key.toString()).equals(key)) {
+        throw codedError(TypeError, 'ERR_INVALID_ARG_VALUE', 'The "key" argument, a Buffer, must hold UTF-8 text');
+      }
+      key = key.toString();
+    }
   }
   validateString(uri, 'uri');
   validateString(keyName, 'keyName');

@@ -273,7 +273,14 @@ impl<'a> Session<'a> {
         let left_ms = current.map_or(0.0, |c| c - now);
         if cached && left_ms > QUIET_WHILE_MS {
             log::debug!("listener: the token provider gave back a token that does not expire later (a cached one): asking again later");
-            let wait = Duration::from_millis((left_ms / 4.0).min(60_000.0) as u64);
+            // When the credential said it refreshes (not past the quiet time), else every
+            // quarter of the time left, at most a minute.
+            let refresh = result.as_ref().ok().and_then(Token::refresh_ms);
+            let wait_ms = match refresh {
+                Some(r) if r > now => (r - now).min(left_ms - QUIET_WHILE_MS),
+                _ => (left_ms / 4.0).min(60_000.0),
+            };
+            let wait = Duration::from_millis(wait_ms as u64);
             self.renew_at = Some(Instant::now() + wait.max(MIN_RENEW_DELAY));
             return;
         }
@@ -286,7 +293,7 @@ impl<'a> Session<'a> {
                 "the token provider returned a token that has already expired (at {} s Unix time; {})",
                 (e / 1000.0).floor(),
                 if t.expires_at_ms.is_some() {
-                    "expiresOnTimestamp is in milliseconds"
+                    "expiresOnTimestamp must be an absolute Unix time in milliseconds, not a lifetime"
                 } else {
                     "by the token's own expiry: is this machine's clock right?"
                 }

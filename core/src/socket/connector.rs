@@ -166,18 +166,36 @@ fn lookup_code(host: &str, code: &'static str) -> SocketError {
     SocketError::coded(format!("getaddrinfo {code} {host}"), code)
 }
 
-/// A failed lookup as Node reports it. The standard library keeps only getaddrinfo's text
-/// (`gai_strerror`): a temporary failure (`EAI_AGAIN`, which applications retry) is told
-/// apart by glibc's and musl's wording of it; anything else (and any other platform's
-/// wording) is `ENOTFOUND`, as Node reports `EAI_NONAME` and `EAI_NODATA`.
+/// A failed lookup as Node reports it: `EAI_AGAIN` for a temporary failure (applications
+/// retry it), else `ENOTFOUND`, as Node reports `EAI_NONAME` and `EAI_NODATA`.
 fn lookup_error(host: &str, e: &std::io::Error) -> SocketError {
-    if e.to_string()
-        .contains("Temporary failure in name resolution")
-    {
+    if is_temporary(e) {
         lookup_code(host, "EAI_AGAIN")
     } else {
         lookup_code(host, "ENOTFOUND")
     }
+}
+
+/// Whether a lookup failed for now only. On Unix the standard library keeps only
+/// getaddrinfo's text (`gai_strerror`): compared with that function's own text for
+/// `EAI_AGAIN`, in whatever libc and locale this process has. On Windows the error is the
+/// socket error itself, `WSATRY_AGAIN` (11002).
+#[cfg(unix)]
+fn is_temporary(e: &std::io::Error) -> bool {
+    // SAFETY: gai_strerror returns a pointer to a static, NUL-terminated string for any code.
+    let text = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(libc::EAI_AGAIN)) };
+    let text = text.to_string_lossy();
+    !text.is_empty() && e.to_string().contains(&*text)
+}
+
+#[cfg(windows)]
+fn is_temporary(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(11002)
+}
+
+#[cfg(not(any(unix, windows)))]
+fn is_temporary(_: &std::io::Error) -> bool {
+    false
 }
 
 /// Resolves `host` and connects to `port` on one of its addresses (see [`race`]), by
@@ -229,6 +247,7 @@ pub fn tune(tcp: &TcpStream) {
 mod tests {
     use super::*;
 
+    #[cfg(unix)]
     #[test]
     fn lookup_failures_as_node_names_them() {
         let gai = |text: &str| {
@@ -236,8 +255,12 @@ mod tests {
             let err = lookup_error("relay.example", &e);
             (err.code, err.message)
         };
+        // This libc's own words for EAI_AGAIN (glibc: "Temporary failure in name
+        // resolution"; musl: "Try again").
+        // SAFETY: as in `is_temporary`.
+        let again = unsafe { std::ffi::CStr::from_ptr(libc::gai_strerror(libc::EAI_AGAIN)) };
         assert_eq!(
-            gai("Temporary failure in name resolution"),
+            gai(&again.to_string_lossy()),
             (
                 Some("EAI_AGAIN"),
                 "getaddrinfo EAI_AGAIN relay.example".to_owned()
