@@ -11,8 +11,11 @@
  * - a `RelayedServer`'s `clients` is an array, `'listening'` comes each time the control
  *   channel opens, each failed attempt is an `'error'` (when something listens for it), and
  *   its connections close with 1000 when it closes;
+ * - accepted sockets emit 'open' after 'connection', close reasons are strings, and every
+ *   socket is an instance of the export (which is its own `WebSocket`);
  * - the helpers take what hyco-ws took where the result is well defined: an empty path, an
- *   empty key, a negative lifetime.
+ *   empty key, a negative lifetime, a lifetime as a string of digits, a key as a Buffer, a
+ *   number as the id or token; options hyco-ws defaulted to null may be null.
  *
  * The main entry point (`require('hyco-ws-rs')`) keeps ws 8's behaviour.
  */
