@@ -12,11 +12,12 @@ const {
   codedError,
   describeType,
   invalidOption,
+  isHeaderValue,
   numberOption,
   validateOptionsObject
 } = require('./validation');
 const { proxyOption } = require('./proxy');
-const { credentialOption, failureMessage, tokenSource } = require('./tokens');
+const { credentialOption, failureMessage, isTokenArgument, tokenCharsError, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -31,8 +32,6 @@ const DEFAULT_INBOUND_HIGH_WATER_MARK = 16 * 1024 * 1024;
 
 const subprotocolRegex = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;
 const tokenRegex = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// eslint-disable-next-line no-control-regex
-const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
 
 /**
  * `url` with the values of `sb-hc-token` and `sig`, a URL-encoded SAS token in any
@@ -49,17 +48,6 @@ function redact(url) {
     // To the last '@' of the string: in an address that does not parse, a password may
     // hold '/', '?' or '#' (too much hidden is harmless in a message).
     .replace(/^(\s*[a-z][a-z0-9+.-]*:\/\/[^/?#:]*:)\S*@/i, '$1<redacted>@');
-}
-
-/**
- * Checks a token as a header value, as Node.js checks the `headers` option's.
- *
- * @param {String} token The token
- * @return {Boolean} Whether it can be sent in a header
- * @private
- */
-function isHeaderValue(token) {
-  return !invalidHeaderChar.test(token);
 }
 
 /**
@@ -146,7 +134,7 @@ function parseHeaders(headers) {
       throw codedError(TypeError, 'ERR_INVALID_HTTP_TOKEN', `Header name must be a valid HTTP token ["${name}"]`);
     }
     const text = Array.isArray(value) ? value.join(', ') : String(value);
-    if (invalidHeaderChar.test(text)) {
+    if (!isHeaderValue(text)) {
       throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
     }
     out[name] = text;
@@ -215,21 +203,14 @@ function connectAs(Socket, address, token, options, fn) {
       `The "fn" argument must be of type function. Received ${describeType(fn)}`
     );
   }
-  if (
-    token !== undefined &&
-    token !== null &&
-    typeof token !== 'function' &&
-    (typeof token !== 'string' || token === '')
-  ) {
+  if (!isTokenArgument(token)) {
     throw codedError(
       TypeError,
       'ERR_INVALID_ARG_TYPE',
       `The "token" argument must be a non-empty string, a function or null. Received ${describeType(token)}`
     );
   }
-  if (typeof token === 'string' && !isHeaderValue(token)) {
-    throw codedError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in header content ["ServiceBusAuthorization"]');
-  }
+  if (typeof token === 'string' && !isHeaderValue(token)) throw tokenCharsError(false);
   const source = tokenSource(token, credentialOption(options));
   if (options.id !== undefined && (typeof options.id !== 'string' || options.id === '')) {
     invalidOption('id', 'a non-empty string', options.id);
@@ -300,10 +281,8 @@ function connectAs(Socket, address, token, options, fn) {
       clearTimeout(ws._pending);
       ws._pending = false;
       if (!isHeaderValue(value)) {
-        ws._failPending(
-          'The token provider failed: the token has characters a header cannot carry',
-          'ERR_TOKEN_PROVIDER'
-        );
+        const err = tokenCharsError(true);
+        ws._failPending(err.message, err.code);
         return;
       }
       headers.ServiceBusAuthorization = value;
@@ -329,4 +308,4 @@ function connectAs(Socket, address, token, options, fn) {
   return ws;
 }
 
-module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, connectAs, isHeaderValue, redact, relayedConnect };
+module.exports = { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, connectAs, redact, relayedConnect };

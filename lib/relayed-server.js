@@ -11,20 +11,21 @@ const EventEmitter = require('events');
 const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
-const { DEFAULT_INBOUND_HIGH_WATER_MARK, isHeaderValue, redact } = require('./connect');
+const { DEFAULT_INBOUND_HIGH_WATER_MARK, redact } = require('./connect');
 const { ControlChannel } = require('./control-channel');
 const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
 const { proxyOption } = require('./proxy');
 const { createRelayListenUri, createRelayToken, parseConnectionString } = require('./helpers');
 const { eventType, native, register, unregister } = require('./native-events');
-const { credentialOption, failureMessage, tokenSource } = require('./tokens');
+const { TOKEN_NOT_A_HEADER, credentialOption, failureMessage, tokenSource } = require('./tokens');
 const {
   booleanOption,
   caOption,
   codedError,
   describeType,
   invalidOption,
+  isHeaderValue,
   numberOption,
   validateOptionsObject
 } = require('./validation');
@@ -604,7 +605,7 @@ class RelayedServer extends EventEmitter {
         // As a sender checks it: the relay would refuse it, and the listener retry as if
         // the token had been refused.
         if (!isHeaderValue(token)) {
-          native.listenerProvideToken(this._id, request, undefined, 'the token has characters a header cannot carry');
+          native.listenerProvideToken(this._id, request, undefined, TOKEN_NOT_A_HEADER);
           return;
         }
         native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);

@@ -124,4 +124,42 @@ function failureMessage(err) {
   }
 }
 
-module.exports = { DEFAULT_SCOPE, credentialOption, failureMessage, readToken, tokenSource };
+/** Why a token that a header cannot carry is refused (a provider's failure message). */
+const TOKEN_NOT_A_HEADER = 'the token has characters a header cannot carry';
+
+/**
+ * The error for a token with characters a header cannot carry, without quoting it: the
+ * `TypeError` Node.js throws for such a header, or the token provider's failure.
+ *
+ * @param {Boolean} fromProvider The token came from a function or a credential
+ * @return {Error} The error
+ * @private
+ */
+function tokenCharsError(fromProvider) {
+  return fromProvider
+    ? codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${TOKEN_NOT_A_HEADER}`)
+    : codedError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in header content ["ServiceBusAuthorization"]');
+}
+
+/**
+ * Whether a `token` argument or option has a usable form: none (`undefined`, `null`), a
+ * function, or a non-empty string.
+ *
+ * @param {*} token The argument
+ * @return {Boolean} Whether it has
+ * @private
+ */
+function isTokenArgument(token) {
+  return token === undefined || token === null || typeof token === 'function' || (typeof token === 'string' && token !== '');
+}
+
+module.exports = {
+  DEFAULT_SCOPE,
+  TOKEN_NOT_A_HEADER,
+  credentialOption,
+  failureMessage,
+  isTokenArgument,
+  readToken,
+  tokenCharsError,
+  tokenSource
+};

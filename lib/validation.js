@@ -197,6 +197,21 @@ function booleanOption(value, name, dflt) {
   return value;
 }
 
+// What Node.js refuses in a header value (its `checkInvalidHeaderChar`).
+// eslint-disable-next-line no-control-regex
+const invalidHeaderChar = /[^\t\x20-\x7e\x80-\xff]/;
+
+/**
+ * Whether `value` can be sent as a header value, as Node.js checks the `headers` option's.
+ *
+ * @param {String} value The value
+ * @return {Boolean} Whether it can
+ * @private
+ */
+function isHeaderValue(value) {
+  return !invalidHeaderChar.test(value);
+}
+
 /**
  * Checks the `ca` option: PEM strings or Buffers holding at least one certificate each
  * (checked here, when the call is made: the native side reads them only once TLS starts).
@@ -225,6 +240,7 @@ module.exports = {
   codedError,
   describeType,
   invalidOption,
+  isHeaderValue,
   numberOption,
   optionalString,
   outOfRange,

@@ -6,12 +6,12 @@
  * refusals turned into errors, and the proxy of the `proxy` option or the environment.
  */
 
-const { appendParam, isHeaderValue, redact } = require('../connect');
+const { appendParam, redact } = require('../connect');
 const { proxyFor, proxyOption } = require('../proxy');
 const { fetchThroughProxy } = require('./proxy-fetch');
 const { followRedirects } = require('./redirects');
-const { credentialOption, failureMessage, tokenSource } = require('../tokens');
-const { codedError, describeType, invalidOption, validateOptionsObject } = require('../validation');
+const { credentialOption, failureMessage, isTokenArgument, tokenCharsError, tokenSource } = require('../tokens');
+const { codedError, describeType, invalidOption, isHeaderValue, validateOptionsObject } = require('../validation');
 
 // Time allowed for a token function or a credential: the listener's own wait for one.
 const TOKEN_TIMEOUT_MS = 30000;
@@ -110,24 +110,12 @@ async function relayedFetch(address, init = {}) {
   // Before the token: a request that cannot be sent asks for none.
   if (rest.dispatcher === undefined) proxyFor(settings, url);
   const headers = new Headers(rest.headers);
-  if (
-    token !== undefined &&
-    token !== null &&
-    typeof token !== 'function' &&
-    (typeof token !== 'string' || token === '')
-  ) {
-    invalidOption('token', 'a non-empty string, or a function that returns one', token);
-  }
+  if (!isTokenArgument(token)) invalidOption('token', 'a non-empty string, or a function that returns one', token);
   const source = tokenSource(token, entra);
   const value = source === null ? null : await awaitToken(source, rest.signal);
   if (value !== null) {
     // Checked here, as relayedConnect checks it: fetch's own error would quote the token.
-    if (!isHeaderValue(value)) {
-      if (typeof token === 'string') {
-        throw codedError(TypeError, 'ERR_INVALID_CHAR', 'Invalid character in header content ["ServiceBusAuthorization"]');
-      }
-      throw codedError(Error, 'ERR_TOKEN_PROVIDER', 'The token provider failed: the token has characters a header cannot carry');
-    }
+    if (!isHeaderValue(value)) throw tokenCharsError(typeof token !== 'string');
     headers.set('ServiceBusAuthorization', value);
   }
   const options = { ...rest, headers };
