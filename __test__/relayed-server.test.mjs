@@ -606,6 +606,23 @@ describe('the accept handshake, seen by a fake service', () => {
     }
   });
 
+  test("options.id is added to the listen address's query as written: the rest of it is not re-encoded", async () => {
+    try {
+      const fake = await startFakeService();
+      const server = `${fake.listenUri}&app=a%20b~c&flag`;
+      const id = 'track 1/&';
+      const s = newServer({ server, token: createRelayToken(fake.listenUri, 'fake-rule', 'a2V5', 3600), id });
+      const control = await fake.nextControl();
+      await whenListening(s);
+      const expected = `&app=a%20b~c&flag&sb-hc-id=${encodeURIComponent(id)}`;
+      assert.ok(control.req.url.endsWith(expected), `the query as written, then the id: ${control.req.url}`);
+      assert.equal(control.parsedUrl.searchParams.get('sb-hc-id'), id);
+      assert.equal(s.listenUri, `${server}&sb-hc-id=${encodeURIComponent(id)}`);
+    } finally {
+      await cleanup();
+    }
+  });
+
   test('a refusal opens the accept address with sb-hc-statusCode and sb-hc-statusDescription', async () => {
     try {
       const fake = await startFakeService();

@@ -11,7 +11,7 @@ const EventEmitter = require('events');
 const { STATUS_CODES } = require('http');
 const WebSocket = require('ws');
 
-const { DEFAULT_INBOUND_HIGH_WATER_MARK, redact } = require('./connect');
+const { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, redact } = require('./connect');
 const { ControlChannel } = require('./control-channel');
 const { deflateOption } = require('./deflate');
 const { failResponse, relayedRequest } = require('./http/serve');
@@ -173,7 +173,8 @@ function normalize(options) {
   // `id: null` is hyco-ws's default, and `server.options` carries it: absent.
   if (options.id !== undefined && options.id !== null) {
     if (typeof options.id !== 'string' || options.id === '') invalidOption('id', 'a non-empty string', options.id);
-    if (!parsed.searchParams.has('sb-hc-id')) parsed.searchParams.append('sb-hc-id', options.id);
+    // As written: searchParams.append() would re-encode the whole query (see appendParam).
+    if (!parsed.searchParams.has('sb-hc-id')) appendParam(parsed, 'sb-hc-id', options.id);
   }
   const staticToken = typeof token === 'string';
   if (staticToken && token === '') invalidOption('token', 'a non-empty string or a function', token);
