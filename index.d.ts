@@ -374,7 +374,8 @@ declare namespace HycoWebSocket {
 
   /** Options of {@link relayedConnect}. */
   interface RelayedConnectOptions {
-    /** An Entra ID credential, instead of the `token` argument (which is then `null`). */
+    /** An Entra ID credential, instead of the `token` argument (which is then `null`).
+     * `close()`/`terminate()` before it answers aborts its `getToken` (`abortSignal`). */
     credential?: RelayTokenCredential;
     /** The credential's scope. Default `'https://relay.azure.net//.default'`. */
     scope?: string;

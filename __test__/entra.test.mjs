@@ -397,6 +397,22 @@ describe('credentials that fail', () => {
       assert.match(none.error.message, /no token for https:\/\/relay\.azure\.net\/\/\.default/);
     });
   });
+
+  test("close() or terminate() before a sender's credential answers aborts its getToken", async () => {
+    for (const end of ['close', 'terminate']) {
+      const seen = [];
+      const silent = { getToken: (scopes, options) => { seen.push(options && options.abortSignal); return new Promise(() => {}); } };
+      const ws = relayedConnect('ws://127.0.0.1:9/$hc/hc?sb-hc-action=connect', null, { credential: silent });
+      const failure = senderFailure(ws);
+      await waitUntil(() => seen.length === 1, STEP_MS, 'getToken to be called');
+      assert.ok(seen[0] instanceof AbortSignal, `${end}: getToken gets an abortSignal`);
+      assert.equal(seen[0].aborted, false);
+      ws[end]();
+      const { error } = await failure;
+      assert.equal(error.message, 'WebSocket was closed before the connection was established');
+      assert.equal(seen[0].aborted, true, `${end}() aborts the credential's request`);
+    }
+  });
 });
 
 describe('local authentication disabled', () => {

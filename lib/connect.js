@@ -17,7 +17,7 @@ const {
   validateOptionsObject
 } = require('./validation');
 const { proxyOption } = require('./proxy');
-const { credentialOption, failureMessage, isTokenArgument, tokenCharsError, tokenSource } = require('./tokens');
+const { awaitToken, credentialOption, isTokenArgument, tokenCharsError, tokenSource } = require('./tokens');
 const { RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
@@ -268,17 +268,16 @@ function connectAs(Socket, address, token, options, fn) {
     return ws;
   }
   // A token function or a credential: the handshake starts once it has answered, and the
-  // two share the handshake's time. `_pending` holds the timer while the token is awaited:
-  // close() and terminate() clear it, so that nothing keeps the process alive after them.
+  // two share the handshake's time. `_pending` holds the wait's AbortController: close() and
+  // terminate() abort it, which clears its timer (nothing then keeps the process alive) and
+  // reaches a credential's getToken as its abortSignal.
   const started = Date.now();
   const timeout = codedError(Error, 'ETIMEDOUT', 'Opening handshake has timed out');
-  const timedOut = new Promise((resolve, reject) => {
-    ws._pending = setTimeout(() => reject(timeout), Math.min(handshakeTimeout, MAX_TIMER_MS));
-  });
-  Promise.race([source(), timedOut])
-    .then(({ token: value }) => {
-      if (!ws._pending) return;
-      clearTimeout(ws._pending);
+  const waiting = new AbortController();
+  ws._pending = waiting;
+  awaitToken(source, Math.min(handshakeTimeout, MAX_TIMER_MS), timeout, waiting.signal).then(
+    (value) => {
+      if (ws._pending !== waiting) return;
       ws._pending = false;
       if (!isHeaderValue(value)) {
         const err = tokenCharsError(true);
@@ -293,18 +292,14 @@ function connectAs(Socket, address, token, options, fn) {
         // than leaving it CONNECTING with nothing to end it.
         ws._failPending(err && typeof err.message === 'string' ? err.message : 'connect failed', 'ERR_INTERNAL');
       }
-    })
-    .catch((err) => {
-      if (!ws._pending) return;
-      clearTimeout(ws._pending);
+    },
+    (err) => {
+      // Aborted by close() or terminate(), which end the socket themselves.
+      if (ws._pending !== waiting) return;
       ws._pending = false;
-      // Compared, not read: what the provider rejected with may throw when touched.
-      if (err === timeout) ws._failPending(timeout.message, 'ETIMEDOUT');
-      else {
-        const message = failureMessage(err);
-        ws._failPending(`The token provider failed: ${message}`, 'ERR_TOKEN_PROVIDER');
-      }
-    });
+      ws._failPending(err.message, err.code);
+    }
+  );
   return ws;
 }
 

@@ -124,6 +124,44 @@ function failureMessage(err) {
   }
 }
 
+/**
+ * The token from a token function or a credential (`source`, from `tokenSource`), waited
+ * for as `relayedConnect` and `relayedFetch` wait: the source's failures are
+ * `ERR_TOKEN_PROVIDER`, no answer within `ms` rejects with `timeout`, and `signal` ends the
+ * wait with its reason (it also reaches a credential's `getToken` as `abortSignal`). The
+ * timer is cleared however the wait ends, so that nothing keeps the process alive after it.
+ *
+ * @param {Function} source The token source
+ * @param {Number} ms The time allowed, at most 2^31 - 1 ms
+ * @param {Error} timeout The error for a source that does not answer in time
+ * @param {?AbortSignal} signal Ends the wait
+ * @return {Promise<String>} The token
+ * @private
+ */
+function awaitToken(source, ms, timeout, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const done = (settle) => (value) => {
+      clearTimeout(timer);
+      if (signal) signal.removeEventListener('abort', onAbort);
+      settle(value);
+    };
+    const onAbort = done(() => reject(signal.reason));
+    const timer = setTimeout(
+      done(() => reject(timeout)),
+      ms
+    );
+    if (signal) signal.addEventListener('abort', onAbort, { once: true });
+    source(signal ? { abortSignal: signal } : undefined).then(
+      done(({ token }) => resolve(token)),
+      done((err) => reject(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${failureMessage(err)}`)))
+    );
+  });
+}
+
 /** Why a token that a header cannot carry is refused (a provider's failure message). */
 const TOKEN_NOT_A_HEADER = 'the token has characters a header cannot carry';
 
@@ -156,6 +194,7 @@ function isTokenArgument(token) {
 module.exports = {
   DEFAULT_SCOPE,
   TOKEN_NOT_A_HEADER,
+  awaitToken,
   credentialOption,
   failureMessage,
   isTokenArgument,

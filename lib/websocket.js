@@ -351,7 +351,7 @@ class RelayedWebSocket extends WebSocket {
     // The `req` of a socket a RelayedServer accepts natively, until its 'connection'.
     this._acceptRequest = null;
     // While its token is being fetched (a token function or a credential), with no
-    // native socket yet: the handshake's timer (see connect.js); false otherwise.
+    // native socket yet: the AbortController of that wait (see connect.js); false otherwise.
     this._pending = false;
   }
 
@@ -1040,9 +1040,10 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _abortPending() {
-    // While a token is awaited, `_pending` is the handshake's timer (see connect.js).
-    clearTimeout(this._pending);
+    // While a token is awaited, `_pending` is the wait's AbortController (see connect.js).
+    const waiting = this._pending;
     this._pending = false;
+    waiting.abort();
     process.nextTick(() => this._failPending('WebSocket was closed before the connection was established', null));
   }
 

@@ -10,47 +10,20 @@ const { appendParam, redact } = require('../connect');
 const { proxyFor, proxyOption } = require('../proxy');
 const { fetchThroughProxy } = require('./proxy-fetch');
 const { followRedirects } = require('./redirects');
-const { credentialOption, failureMessage, isTokenArgument, tokenCharsError, tokenSource } = require('../tokens');
+const { awaitToken, credentialOption, isTokenArgument, tokenCharsError, tokenSource } = require('../tokens');
 const { codedError, describeType, invalidOption, isHeaderValue, validateOptionsObject } = require('../validation');
 
 // Time allowed for a token function or a credential: the listener's own wait for one.
 const TOKEN_TIMEOUT_MS = 30000;
 
 /**
- * The token to send, from a token function or a credential (`source`, see tokens.js), as
- * `relayedConnect` gets it: its failures are `ERR_TOKEN_PROVIDER`, a wait longer than
- * `TOKEN_TIMEOUT_MS` is `ETIMEDOUT`, and the request's `signal` ends the wait (rejecting
- * with its reason, as fetch does).
+ * The error for a token source that does not answer within `TOKEN_TIMEOUT_MS`.
  *
- * @param {Function} source The token source
- * @param {?AbortSignal} signal The request's signal
- * @return {Promise<String>} The token
+ * @return {Error} The error
  * @private
  */
-function awaitToken(source, signal) {
-  return new Promise((resolve, reject) => {
-    if (signal && signal.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const done = (settle) => (value) => {
-      clearTimeout(timer);
-      if (signal) signal.removeEventListener('abort', onAbort);
-      settle(value);
-    };
-    const onAbort = done(() => reject(signal.reason));
-    const timer = setTimeout(
-      done(() =>
-        reject(codedError(Error, 'ETIMEDOUT', `The token provider did not answer within ${TOKEN_TIMEOUT_MS} ms`))
-      ),
-      TOKEN_TIMEOUT_MS
-    );
-    if (signal) signal.addEventListener('abort', onAbort, { once: true });
-    source(signal ? { abortSignal: signal } : undefined).then(
-      done(({ token }) => resolve(token)),
-      done((err) => reject(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${failureMessage(err)}`)))
-    );
-  });
+function tokenTimeout() {
+  return codedError(Error, 'ETIMEDOUT', `The token provider did not answer within ${TOKEN_TIMEOUT_MS} ms`);
 }
 
 /**
@@ -112,7 +85,7 @@ async function relayedFetch(address, init = {}) {
   const headers = new Headers(rest.headers);
   if (!isTokenArgument(token)) invalidOption('token', 'a non-empty string, or a function that returns one', token);
   const source = tokenSource(token, entra);
-  const value = source === null ? null : await awaitToken(source, rest.signal);
+  const value = source === null ? null : await awaitToken(source, TOKEN_TIMEOUT_MS, tokenTimeout(), rest.signal);
   if (value !== null) {
     // Checked here, as relayedConnect checks it: fetch's own error would quote the token.
     if (!isHeaderValue(value)) throw tokenCharsError(typeof token !== 'string');
