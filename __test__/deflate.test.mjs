@@ -575,6 +575,11 @@ describe('relayedConnect and RelayedServer', () => {
       [{ clientMaxWindowBits: '9' }, TypeError, 'The "options.perMessageDeflate.clientMaxWindowBits" property must be a boolean or a number. Received type string'],
       [{ serverNoContextTakeover: 1 }, TypeError, 'The "options.perMessageDeflate.serverNoContextTakeover" property must be of type boolean. Received type number'],
       [{ threshold: -1 }, RangeError, 'The value of "options.perMessageDeflate.threshold" is out of range. It must be a finite number >= 0. Received -1'],
+      // ws takes these unchecked; refused here, as the README says.
+      [{ threshold: NaN }, RangeError, 'The value of "options.perMessageDeflate.threshold" is out of range. It must be a finite number >= 0. Received NaN'],
+      [{ threshold: '2048' }, TypeError, 'The "options.perMessageDeflate.threshold" property must be of type number. Received type string'],
+      [{ serverMaxWindowBits: 0 }, RangeError, 'The value of "options.perMessageDeflate.serverMaxWindowBits" is out of range. It must be an integer from 8 to 15. Received 0'],
+      [1, TypeError, 'The "options.perMessageDeflate" property must be a boolean or an object. Received type number'],
       [{ zlibDeflateOptions: { level: 10 } }, RangeError, 'The value of "options.level" is out of range. It must be >= -1 and <= 9. Received 10'],
       [{ zlibDeflateOptions: { memLevel: 0 } }, RangeError, 'The value of "options.memLevel" is out of range. It must be >= 1 and <= 9. Received 0']
     ];

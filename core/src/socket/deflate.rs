@@ -6,6 +6,8 @@
 //! WebSocket client on the wire but the deflate *server* (it compresses under the `server_*`
 //! parameters and inflates under the `client_*` ones). [`Agreement::server`] says which.
 
+use std::collections::HashMap;
+
 use crate::socket::error::SocketError;
 
 /// The extension's name.
@@ -223,10 +225,37 @@ fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
-fn push<T>(dest: &mut Vec<(String, Vec<T>)>, name: &str, elem: T) {
-    match dest.iter_mut().find(|(k, _)| k == name) {
-        Some((_, list)) => list.push(elem),
-        None => dest.push((name.to_owned(), vec![elem])),
+/// Entries grouped by name, in the order names first appear, with an index by name: a
+/// linear search per entry made a header of tens of thousands of distinct names take
+/// seconds (256 KiB: 4.5 s; ws parses it in about 0.1 s).
+struct Grouped<T> {
+    list: Vec<(String, Vec<T>)>,
+    index: HashMap<String, usize>,
+}
+
+impl<T> Grouped<T> {
+    fn new() -> Self {
+        Grouped {
+            list: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+
+    /// Adds `elem` under `name`.
+    fn push(&mut self, name: &str, elem: T) {
+        match self.index.get(name) {
+            Some(&at) => self.list[at].1.push(elem),
+            None => {
+                self.index.insert(name.to_owned(), self.list.len());
+                self.list.push((name.to_owned(), vec![elem]));
+            }
+        }
+    }
+
+    /// Everything so far, leaving this empty.
+    fn take(&mut self) -> Vec<(String, Vec<T>)> {
+        self.index.clear();
+        std::mem::take(&mut self.list)
     }
 }
 
@@ -235,8 +264,8 @@ fn push<T>(dest: &mut Vec<(String, Vec<T>)>, name: &str, elem: T) {
 pub fn parse(header: &str) -> Result<Offers, String> {
     let b = header.as_bytes();
     let unexpected = |i: usize| format!("Unexpected character at index {i}");
-    let mut offers = Offers::new();
-    let mut params = Values::new();
+    let mut offers = Grouped::new();
+    let mut params = Grouped::new();
     let (mut must_unescape, mut is_escaping, mut in_quotes) = (false, false, false);
     let mut extension: Option<String> = None;
     let mut param: Option<String> = None;
@@ -256,7 +285,7 @@ pub fn parse(header: &str) -> Result<Offers, String> {
                 let s = start.ok_or_else(|| unexpected(i))?;
                 let name = &header[s..end.unwrap_or(i)];
                 if code == b',' {
-                    push(&mut offers, name, std::mem::take(&mut params));
+                    offers.push(name, params.take());
                 } else {
                     extension = Some(name.to_owned());
                 }
@@ -273,10 +302,10 @@ pub fn parse(header: &str) -> Result<Offers, String> {
                 }
             } else if code == b';' || code == b',' {
                 let s = start.ok_or_else(|| unexpected(i))?;
-                push(&mut params, &header[s..end.unwrap_or(i)], None);
+                params.push(&header[s..end.unwrap_or(i)], None);
                 if code == b',' {
                     let ext = extension.take().unwrap_or_default();
-                    push(&mut offers, &ext, std::mem::take(&mut params));
+                    offers.push(&ext, params.take());
                 }
                 (start, end) = (None, None);
             } else if code == b'=' && start.is_some() && end.is_none() {
@@ -322,10 +351,10 @@ pub fn parse(header: &str) -> Result<Offers, String> {
                 must_unescape = false;
             }
             let name = param.take().unwrap_or_default();
-            push(&mut params, &name, Some(value));
+            params.push(&name, Some(value));
             if code == b',' {
                 let ext = extension.take().unwrap_or_default();
-                push(&mut offers, &ext, std::mem::take(&mut params));
+                offers.push(&ext, params.take());
             }
             (start, end) = (None, None);
         } else {
@@ -340,17 +369,17 @@ pub fn parse(header: &str) -> Result<Offers, String> {
     }
     let token = &header[s..end.unwrap_or(b.len())];
     match extension {
-        None => push(&mut offers, token, params),
+        None => offers.push(token, params.take()),
         Some(ext) => {
             match param {
-                None => push(&mut params, token, None),
-                Some(p) if must_unescape => push(&mut params, &p, Some(token.replace('\\', ""))),
-                Some(p) => push(&mut params, &p, Some(token.to_owned())),
+                None => params.push(token, None),
+                Some(p) if must_unescape => params.push(&p, Some(token.replace('\\', ""))),
+                Some(p) => params.push(&p, Some(token.to_owned())),
             }
-            push(&mut offers, &ext, params);
+            offers.push(&ext, params.take());
         }
     }
-    Ok(offers)
+    Ok(offers.take())
 }
 
 /// A window size as RFC 7692 writes it and ws 8.23 reads it: 8 to 15 in decimal, without a
