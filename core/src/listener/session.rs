@@ -269,7 +269,9 @@ impl<'a> Session<'a> {
         // A credential's cache (MSAL's, the `az` CLI's) gives its token back until a few
         // minutes before it expires: not a failure while the current token has time left.
         // Asked again later, quietly.
-        let cached = matches!(&result, Ok(t) if t.expiry_ms().is_some_and(|e| e > now && current.is_some_and(|c| e <= c)));
+        // The returned token's expiry, read once (parsing a SAS or a JWT).
+        let expiry = result.as_ref().ok().and_then(Token::expiry_ms);
+        let cached = expiry.is_some_and(|e| e > now && current.is_some_and(|c| e <= c));
         let left_ms = current.map_or(0.0, |c| c - now);
         if cached && left_ms > QUIET_WHILE_MS {
             log::debug!("listener: the token provider gave back a token that does not expire later (a cached one): asking again later");
@@ -284,12 +286,12 @@ impl<'a> Session<'a> {
             self.renew_at = Some(Instant::now() + wait.max(MIN_RENEW_DELAY));
             return;
         }
-        let checked = result.and_then(|t| match t.expiry_ms() {
+        let checked = result.and_then(|t| match expiry {
             None if t.value.is_empty() => Err("the token provider returned an empty token".to_owned()),
             None => Err("the token provider returned a token whose expiry is unknown (neither SAS, nor a JWT, nor with expiresOnTimestamp)".to_owned()),
             // Expired as it comes: most likely `expiresOnTimestamp` in seconds, not
             // milliseconds (renewing it would renew again at once, and on and on).
-            Some(e) if e <= sas::now_ms() => Err(format!(
+            Some(e) if e <= now => Err(format!(
                 "the token provider returned a token that has already expired (at {} s Unix time; {})",
                 (e / 1000.0).floor(),
                 if t.expires_at_ms.is_some() {
