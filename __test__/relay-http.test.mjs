@@ -223,6 +223,35 @@ test('noListenerStatus: the status when no listener is connected (404 by default
   });
 });
 
+test("HEAD: the relay's own answers carry no body (no listener, no token, no response in time), so the connection stays in step", async () => {
+  await withRelay({ hybridConnections: ['hc'], requestTimeoutMs: 300 }, async (relay) => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const noListener = await send(relay, '/hc', { method: 'HEAD', agent });
+      assert.equal(noListener.status, 404);
+      assert.equal(noListener.body.length, 0);
+      const noToken = await send(relay, '/hc', { method: 'HEAD', agent, token: false });
+      assert.equal(noToken.status, 401);
+      const control = await listen(relay, 'hc');
+      const late = send(relay, '/hc', { method: 'HEAD', agent });
+      await nextJson(control, 'the HEAD request');
+      const timedOut = await late;
+      assert.equal(timedOut.status, 504);
+      assert.equal(timedOut.body.length, 0);
+      // The same kept-alive connection serves the next request: no stray body was read
+      // as the start of its response.
+      const next = send(relay, '/hc/next', { agent });
+      const { request } = await nextJson(control, 'the next request');
+      respond(control, request.id, 200, {}, 'ok');
+      const res = await next;
+      assert.equal(res.status, 200);
+      assert.equal(res.body.toString(), 'ok');
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
 test('401 without a token, and the token may come as sb-hc-token', async () => {
   await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
     const control = await listen(relay, 'hc');

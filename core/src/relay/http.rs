@@ -275,10 +275,22 @@ pub fn sanitize_reason(text: &str) -> String {
 
 /// Writes an error (or 410) response and ends the stream.
 pub async fn write_status<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, description: &str) {
+    write_status_for(stream, status, description, false).await;
+}
+
+/// [`write_status`], for a request whose method may be HEAD (`head`): then without the body
+/// (RFC 9110 §9.3.2), as the service answers it.
+pub async fn write_status_for<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    description: &str,
+    head: bool,
+) {
     let reason = sanitize_reason(description);
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reason}",
-        reason.len()
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        reason.len(),
+        if head { "" } else { reason.as_str() }
     );
     // The peer may be gone already; there is nobody to report a failure to.
     let _ = stream.write_all(response.as_bytes()).await;

@@ -98,7 +98,8 @@ impl SenderConn {
             format!("{status} {why}"),
         );
         let close = close || ctx.close;
-        let out = http_message::relay_response(status, code, why, close);
+        let head = ctx.method.eq_ignore_ascii_case("HEAD");
+        let out = http_message::relay_response(status, code, why, close, head);
         if self.writer.write_all(&out).await.is_err() || self.writer.flush().await.is_err() || close
         {
             return Next::Close;
@@ -349,7 +350,8 @@ impl SenderConn {
                         Some(400),
                         message.clone(),
                     );
-                    http::write_status(&mut self.writer, 400, &message).await;
+                    let head = ctx.method.eq_ignore_ascii_case("HEAD");
+                    http::write_status_for(&mut self.writer, 400, &message, head).await;
                 }
                 rv.close(1011, "The sender's request body is malformed")
                     .await;

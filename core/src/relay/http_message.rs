@@ -386,8 +386,16 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
 
 /// A response the relay gives itself about a relayed request (no `Via`: the article's way of
 /// telling it from a listener's): the status, `description` as reason phrase, and a JSON
-/// error body like the service's (`{"error":{"code":…,"message":…}}`).
-pub fn relay_response(status: u16, code: &str, description: &str, close: bool) -> Vec<u8> {
+/// error body like the service's (`{"error":{"code":…,"message":…}}`), left out when it
+/// answers a HEAD request (RFC 9110 §9.3.2: the headers say what a GET would have had; a
+/// body there is read as the start of the next response).
+pub fn relay_response(
+    status: u16,
+    code: &str,
+    description: &str,
+    close: bool,
+    head: bool,
+) -> Vec<u8> {
     let reason = super::http::sanitize_reason(description);
     let body = serde_json::json!({ "error": { "code": code, "message": description } }).to_string();
     let mut out = format!(
@@ -398,7 +406,9 @@ pub fn relay_response(status: u16, code: &str, description: &str, close: bool) -
         out.push_str("Connection: close\r\n");
     }
     out.push_str("\r\n");
-    out.push_str(&body);
+    if !head {
+        out.push_str(&body);
+    }
     out.into_bytes()
 }
 

@@ -80,6 +80,9 @@ pub(crate) struct SenderConn {
     pub(crate) rendezvous: Option<KeptRendezvous>,
     /// The id base of requests without an `sb-hc-id`.
     base_id: String,
+    /// The request being handled is a HEAD request: the relay's own answers to it carry
+    /// no body.
+    head_request: bool,
 }
 
 /// A rendezvous kept for a sender connection's later requests.
@@ -138,6 +141,7 @@ pub async fn serve(
         peer,
         rendezvous: None,
         base_id: new_uuid(),
+        head_request: false,
     };
     let mut head = Some(head);
     let upgrade = loop {
@@ -281,7 +285,7 @@ impl SenderConn {
             event = event.hc(name);
         }
         self.state.emit(event);
-        http::write_status(&mut self.writer, status, &d.message).await;
+        http::write_status_for(&mut self.writer, status, &d.message, self.head_request).await;
         Next::Close
     }
 
@@ -350,6 +354,7 @@ impl SenderConn {
 
     /// Relays one request and answers the sender.
     async fn handle(&mut self, head: RequestHead) -> Next {
+        self.head_request = head.method.eq_ignore_ascii_case("HEAD");
         let checked = match self.check(&head) {
             Ok(c) => c,
             Err((d, hc)) => return self.refuse(d, hc.as_deref()).await,
