@@ -397,7 +397,9 @@ declare namespace HycoWebSocket {
     /** Answer pings automatically. Default `true`. */
     autoPong?: boolean;
     /** Ping every this many ms, and drop the connection ('error' `ETIMEDOUT`, then 'close'
-     * 1006) when a ping is still unanswered at the next; `0` for none. Default `0`. */
+     * 1006) when a ping is still unanswered at the next; `0` for none. Default `0`. A pong
+     * that could not be read (a busy event loop, reading held at the high-water mark, bytes
+     * still coming) is waited for longer. */
     heartbeatInterval?: number;
     /** Bytes of received messages waiting for the event loop above which the socket stops
      * reading (TCP backpressure). Default `16777216` (16 MiB). See {@link setInboundBudget}. */
@@ -566,7 +568,7 @@ declare namespace HycoWebSocket {
     /** Accepted sockets: answer pings automatically. Default `true`. */
     autoPong?: boolean;
     /** Accepted sockets: ping every this many ms and drop a sender that does not answer by
-     * the next; `0` for none. Default `0`. */
+     * the next (as `RelayedConnectOptions.heartbeatInterval`); `0` for none. Default `0`. */
     heartbeatInterval?: number;
     /** Accepted sockets: bytes of received messages waiting for the event loop above which
      * a socket stops reading. Default `16777216` (16 MiB). */

@@ -17,6 +17,7 @@ import { WebSocket, WebSocketServer } from 'ws';
 
 import { STEP_MS, waitUntil, withTimeout } from './support/relay-steps.mjs';
 import { listenOptions, newServer, nextConnection, sendAddress, whenListening, withServerRelay } from './support/server-steps.mjs';
+import { watched } from './support/inline-steps.mjs';
 
 const blaster = fileURLToPath(new URL('./fixtures/blaster.js', import.meta.url));
 const KiB = 1024;
@@ -209,6 +210,45 @@ test("heartbeatInterval: a ping every interval; a peer that does not answer is d
   } finally {
     wss.close();
     answering.close();
+  }
+});
+
+test('heartbeatInterval: a peer that answers is not dropped while the event loop is busy, whether the loop reads the socket or reading is held', async () => {
+  // total 0: an idle socket, which the event loop reads itself (inline reads); 8 MiB: a
+  // socket whose reading is held at its high-water mark while the loop is blocked. Either
+  // way the pongs wait unread for more than two intervals.
+  for (const total of [0, 8 * MiB]) {
+    const peer = await startBlaster(['server', String(total)]);
+    try {
+      const port = Number((await peer.next(/^port \d+$/)).split(' ')[1]);
+      const ws = relayedConnect(`ws://127.0.0.1:${port}/`, null, {
+        heartbeatInterval: 100,
+        inboundHighWaterMark: 256 * KiB,
+        perMessageDeflate: false
+      });
+      const events = [];
+      ws.on('error', (err) => events.push(`error ${err.code} ${err.message}`));
+      ws.on('close', (code) => events.push(`close ${code}`));
+      const received = counter(ws);
+      await withTimeout(once(ws, 'open'), STEP_MS, 'the socket to open');
+      if (total === 0) {
+        await waitUntil(() => watched() === 1, STEP_MS, 'the idle socket to be read by the event loop');
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+      } else {
+        const { reached, max } = blockAndWatch(256 * KiB, 1000);
+        assert.ok(reached, `reading was held at the high-water mark (max ${max})`);
+        await waitUntil(() => received.bytes === total, 30_000, () => `every byte (${received.bytes} of ${total})`);
+      }
+      // Whatever the socket went through while the loop was blocked comes before this pong.
+      ws.ping();
+      await withTimeout(once(ws, 'pong'), STEP_MS, 'a pong after the busy loop');
+      assert.deepEqual(events, [], `total ${total}: the connection lives`);
+      assert.equal(ws.readyState, ws.OPEN);
+      ws.close();
+      await withTimeout(once(ws, 'close'), STEP_MS, 'the close');
+    } finally {
+      peer.child.stdin.end();
+    }
   }
 });
 

@@ -1,6 +1,10 @@
 //! ws's heartbeat, built in: a ping every interval, and a connection whose peer has not
 //! answered the last ping by the next one is dropped. It finds a peer that vanished without a
 //! FIN (a dead NAT, a pulled cable) within two intervals, where TCP alone may take hours.
+//!
+//! Unlike ws's pattern, whose timer runs on the event loop, this one runs on the connection's
+//! own thread, and so keeps time while the event loop is busy: the connection then judges
+//! only a pong it could have read (see `ConnectionTask::poll_heartbeat`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +27,11 @@ pub(super) struct Heartbeat {
     interval: Duration,
     sleep: Pin<Box<Sleep>>,
     awaiting_pong: bool,
+    /// The connection has taken reading back from its owner's thread once for the ping
+    /// awaited (see [`Heartbeat::take_grace`]).
+    grace_used: bool,
+    /// Bytes came from the peer since the last ping or wait ([`Heartbeat::heard`]).
+    heard: bool,
 }
 
 impl Heartbeat {
@@ -32,6 +41,8 @@ impl Heartbeat {
             interval,
             sleep: Box::pin(tokio::time::sleep(interval)),
             awaiting_pong: false,
+            grace_used: false,
+            heard: false,
         }
     }
 
@@ -44,14 +55,42 @@ impl Heartbeat {
             return Poll::Ready(Beat::Dead);
         }
         self.awaiting_pong = true;
+        self.grace_used = false;
+        self.heard = false;
         let next = Instant::now() + self.interval;
         self.sleep.as_mut().reset(next);
         Poll::Ready(Beat::Ping)
     }
 
+    /// The last ping is unanswered, but its pong could not have been read: waits one more
+    /// interval for it (still awaited), woken through `cx` when that is over.
+    pub(super) fn wait_longer(&mut self, cx: &mut Context<'_>) {
+        self.heard = false;
+        self.sleep.as_mut().reset(Instant::now() + self.interval);
+        // Registers `cx`'s waker with the new deadline; a full interval is never ready yet.
+        let _ = self.sleep.as_mut().poll(cx);
+    }
+
+    /// Whether the one extra interval allowed per ping, while the owner's thread was
+    /// reading, is still to be had (it is taken now).
+    pub(super) fn take_grace(&mut self) -> bool {
+        !std::mem::replace(&mut self.grace_used, true)
+    }
+
     /// A pong arrived: the peer is alive.
     pub(super) fn pong(&mut self) {
         self.awaiting_pong = false;
+    }
+
+    /// Bytes came from the peer: it was alive when it sent them, and a pong may be queued
+    /// behind them (a read held at the high-water mark takes a while to reach it).
+    pub(super) fn heard(&mut self) {
+        self.heard = true;
+    }
+
+    /// Whether bytes came since the last ping or wait.
+    pub(super) fn heard_since(&self) -> bool {
+        self.heard
     }
 
     /// The interval, for messages.
@@ -88,6 +127,43 @@ mod tests {
             poll(&mut hb),
             Poll::Ready(Beat::Dead),
             "unanswered for an interval"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_longer_for_a_pong_that_could_not_be_read() {
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut hb = Heartbeat::new(Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(poll(&mut hb), Poll::Ready(Beat::Ping));
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(poll(&mut hb), Poll::Ready(Beat::Dead));
+        assert!(!hb.heard_since(), "nothing came");
+        hb.heard();
+        assert!(hb.heard_since());
+        assert!(hb.take_grace(), "one grace per ping");
+        assert!(!hb.take_grace(), "only one");
+        hb.wait_longer(&mut cx);
+        assert!(!hb.heard_since(), "a wait starts a new interval");
+        assert_eq!(poll(&mut hb), Poll::Pending, "a whole interval more");
+        tokio::time::advance(Duration::from_millis(500)).await;
+        hb.pong();
+        tokio::time::advance(Duration::from_millis(501)).await;
+        assert_eq!(
+            poll(&mut hb),
+            Poll::Ready(Beat::Ping),
+            "answered while waiting: the next ping"
+        );
+        assert!(hb.take_grace(), "a new ping, a new grace");
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(poll(&mut hb), Poll::Ready(Beat::Dead));
+        hb.wait_longer(&mut cx);
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert_eq!(
+            poll(&mut hb),
+            Poll::Ready(Beat::Dead),
+            "still unanswered after waiting"
         );
     }
 }

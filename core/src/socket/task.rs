@@ -373,6 +373,15 @@ impl ConnectionTask {
     /// The heartbeat's turn: a ping when one is due; `Ready` when the peer has not answered
     /// the last one (the connection is then dropped). Silent once the closing handshake has
     /// begun (its own timer bounds it).
+    ///
+    /// Only a pong this task could have read counts as missing: its timer keeps running
+    /// while the owner's thread (JavaScript's event loop) is busy, and a busy owner may be
+    /// what kept the pong unread. So the heartbeat waits another interval, and again, while
+    /// reading is held (paused, or messages waiting for the owner beyond the high-water mark
+    /// or the process's budget) or bytes keep coming (the pong may be queued behind them);
+    /// while the owner's thread reads the socket (inline reads), the task takes reading back
+    /// and waits one more interval, once per ping. A peer gone silent is still dropped:
+    /// within two intervals once nothing holds reading back.
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let closing = self.close.is_some()
             || self.shared.close_sent.load(Ordering::SeqCst)
@@ -387,6 +396,27 @@ impl ConnectionTask {
                 Poll::Pending
             }
             Poll::Ready(Beat::Dead) => {
+                let held = !self.eof
+                    && (self.shared.paused.load(Ordering::SeqCst)
+                        || self.shared.over_high_water()
+                        || budget::spent(cx.waker()));
+                let owner_reads = self.shared.reader() == Reader::Owner && !self.read_ended;
+                let Some(hb) = self.heartbeat.as_deref_mut() else {
+                    return Poll::Pending;
+                };
+                if held || hb.heard_since() {
+                    log::debug!("socket: heartbeat: no pong yet, but reading is held or bytes keep coming; waiting");
+                    hb.wait_longer(cx);
+                    return Poll::Pending;
+                }
+                if owner_reads && hb.take_grace() {
+                    log::debug!(
+                        "socket: heartbeat: no pong yet while the owner reads; reading it here"
+                    );
+                    self.shared.hand_back();
+                    hb.wait_longer(cx);
+                    return Poll::Pending;
+                }
                 let ms = hb.interval().as_millis();
                 log::debug!("socket: no pong within the heartbeat interval ({ms} ms); dropping");
                 self.sink.push(Event::Error(SocketError::coded(
@@ -1275,6 +1305,9 @@ impl Future for ConnectionTask {
             let read = match step {
                 ReadStep::Progress(n) => {
                     read_total += n;
+                    if let Some(hb) = this.heartbeat.as_deref_mut() {
+                        hb.heard();
+                    }
                     true
                 }
                 ReadStep::Drained | ReadStep::Held => false,
