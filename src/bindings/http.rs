@@ -34,8 +34,15 @@ impl ExchangeSink for HubExchangeSink {
             ExchangeEvent::BodyEnd => hub.push(id, up::HttpBodyEnd(), Then::Nothing),
             ExchangeEvent::Drained => hub.push(id, up::HttpDrained(), Then::Nothing),
             // JavaScript treats its own end of the response as the exchange's (see
-            // lib/http/socket.js): this only has to reach the hub, not wake JavaScript.
-            ExchangeEvent::Finished => hub.push_quiet(id, up::HttpFinished(), Then::Last),
+            // lib/http/socket.js): this only has to reach the hub, not wake JavaScript;
+            // unless the exchange is the last object keeping the event loop alive (its
+            // listener closed meanwhile): then it goes now, so that the process can exit.
+            ExchangeEvent::Finished => {
+                hub.push_quiet(id, up::HttpFinished(), Then::Last);
+                if hub.counts().0 <= 1 {
+                    hub.wake();
+                }
+            }
             ExchangeEvent::Aborted(e) => {
                 hub.push(id, up::HttpAborted(error_list(Some(e))), Then::Last)
             }

@@ -201,11 +201,24 @@ impl SocketSink {
 impl SocketSink {
     /// Queues an event for JavaScript: at once, or at the end of the task's turn.
     fn up<const N: usize>(&self, event: [Flat; N], then: Then) {
-        if self.turn.load(Ordering::Relaxed) {
+        if self.turn.load(Ordering::SeqCst) {
             self.hub.push_quiet(self.id, event, then);
-            self.held.store(true, Ordering::Relaxed);
+            self.wake_at_turn_end();
         } else {
             self.hub.push(self.id, event, then);
+        }
+    }
+
+    /// After something queued quietly because a turn was on: asks for the wake-up at the
+    /// turn's end, or gives it now if the turn has ended meanwhile. A push from another
+    /// thread than the turn's (the JS thread's inline read, which takes the connection's
+    /// lock between the task's poll and its `turn_end`) can see the turn on and then miss its
+    /// end. All four operations are SeqCst, here and in `turn_end`: whichever of the two
+    /// comes second in their order sees the other's store, so one of them wakes.
+    fn wake_at_turn_end(&self) {
+        self.held.store(true, Ordering::SeqCst);
+        if !self.turn.load(Ordering::SeqCst) && self.held.swap(false, Ordering::SeqCst) {
+            self.hub.wake();
         }
     }
 
@@ -241,12 +254,13 @@ impl SocketSink {
 
 impl EventSink for SocketSink {
     fn turn_start(&self) {
-        self.turn.store(true, Ordering::Relaxed);
+        self.turn.store(true, Ordering::SeqCst);
     }
 
     fn turn_end(&self) {
-        self.turn.store(false, Ordering::Relaxed);
-        if self.held.swap(false, Ordering::Relaxed) {
+        // SeqCst: see `wake_at_turn_end`.
+        self.turn.store(false, Ordering::SeqCst);
+        if self.held.swap(false, Ordering::SeqCst) {
             self.hub.wake();
         }
     }
@@ -264,9 +278,9 @@ impl EventSink for SocketSink {
 
     fn inline_wanted(&self) {
         self.hub.want_inline(self.id);
-        if self.turn.load(Ordering::Relaxed) {
+        if self.turn.load(Ordering::SeqCst) {
             // Asked for at the turn's end, with its events.
-            self.held.store(true, Ordering::Relaxed);
+            self.wake_at_turn_end();
         } else {
             self.hub.wake();
         }
@@ -441,13 +455,23 @@ pub fn connect_socket(env: Env, options: NativeConnectOptions) -> napi::Result<f
     let id = hub.next_id();
     let handle = Handle::new(&socket_options);
     let sink: Arc<dyn EventSink> = Arc::new(SocketSink::new(id, hub.clone(), &handle, false));
-    // On the JavaScript thread, so the environment is live and the hub open.
-    hub.insert(id, Arc::new(handle.clone()));
-    hub.sync_ref(&env);
-    // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime.
+    // The core spawns its tasks with `tokio::spawn`: run it inside napi's runtime. Started
+    // before it is added, as `listen()` does: a start that fails (a panic, which napi turns
+    // into an exception) leaves no object that no event would ever remove, keeping the event
+    // loop alive. Its events wait in the queue meanwhile: deliveries run on this thread.
     napi::bindgen_prelude::within_runtime_if_available(|| {
         handle.start(connect, socket_options, sink)
     });
+    // The hub refuses new objects once its environment is being torn down: the socket,
+    // which nobody could close then, stops at once.
+    if !hub.insert(id, Arc::new(handle.clone())) {
+        handle.send(Command::Terminate);
+        return Err(napi::Error::new(
+            napi::Status::GenericFailure,
+            "hyco-ws-rs: the environment is shutting down",
+        ));
+    }
+    hub.sync_ref(&env);
     Ok(id as f64)
 }
 
