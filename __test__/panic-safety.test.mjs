@@ -70,6 +70,23 @@ const once = (emitter, event) => new Promise((resolve) => emitter.once(event, (.
   await once(second, 'close');
   await new Promise((resolve) => server.close(resolve));
   await relay.close();
+
+  // A panic as the event loop starts reading an idle socket itself (inline reads, after a
+  // delivery): that socket ends ('error', close 1006), the process goes on. The peer is a
+  // plain ws server, whose own sockets take no inline reads.
+  const peer = new WebSocket.Server({ host: '127.0.0.1', port: 0 });
+  // A message read by the task makes a sparse turn, after which it offers reading.
+  peer.on('connection', (socket) => socket.send('hello'));
+  await once(peer, 'listening');
+  native.testPanic('inline');
+  const idle = hyco.relayedConnect('ws://127.0.0.1:' + peer.address().port + '/', null);
+  const idleEvents = [];
+  idle.on('error', (err) => idleEvents.push('error ' + err.code));
+  idle.on('open', () => idleEvents.push('open'));
+  idle.on('message', (data) => idleEvents.push('message ' + data));
+  const [idleCode] = await once(idle, 'close');
+  console.log('inline:', idleEvents.join(','), 'close', idleCode);
+  await new Promise((resolve) => peer.close(resolve));
   console.log('done');
 })().catch((err) => {
   console.log('scenario failed', err && err.stack);
@@ -115,10 +132,11 @@ test('a panic in a napi call, a connection task or a listener ends as an error o
     // The panicked accept leaves the sender to the relay's accept timeout (504).
     'first sender: error Unexpected server response: 504',
     'second sender: echo still here',
+    'inline: open,message hello,error ERR_INTERNAL close 1006',
     'done'
   ]);
   // The panics did happen (they are reported on stderr by Rust's panic hook).
-  assert.equal(err.match(/test hook: a panic/g)?.length, 4, err.slice(0, 2000));
+  assert.equal(err.match(/test hook: a panic/g)?.length, 5, err.slice(0, 2000));
 });
 
 /**

@@ -12,15 +12,20 @@ pub enum Site {
     Socket,
     /// The next listener loop to start.
     Listener,
+    /// The next socket whose reading the owner's thread takes over (inline reads), as it
+    /// reads it for the first time.
+    Inline,
 }
 
 static SOCKET: AtomicBool = AtomicBool::new(false);
 static LISTENER: AtomicBool = AtomicBool::new(false);
+static INLINE: AtomicBool = AtomicBool::new(false);
 
 fn flag(site: Site) -> &'static AtomicBool {
     match site {
         Site::Socket => &SOCKET,
         Site::Listener => &LISTENER,
+        Site::Inline => &INLINE,
     }
 }
 

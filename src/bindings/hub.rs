@@ -56,7 +56,7 @@ use crate::bindings::delivery;
 use crate::bindings::flat::Flat;
 use crate::bindings::reader;
 use crate::bindings::uv;
-use hyco_core::socket::Handle;
+use hyco_core::socket::{Command, Handle};
 
 /// Empties a locked collection, returning what it held (nothing if the lock is poisoned).
 fn take_all<T: Default>(m: &Mutex<T>) -> T {
@@ -382,8 +382,18 @@ impl Drop for Attach<'_> {
     fn drop(&mut self) {
         for id in self.2.drain(..) {
             if let Some(handle) = self.0.with(id, |h: &Handle| h.clone()) {
-                // SAFETY: on the JS thread of the live environment `self.1` (a delivery's).
-                unsafe { reader::watch(self.1, id, &handle) };
+                // Watching reads the socket at once, on the JS thread (possibly while a panic
+                // of the delivery unwinds): a panic there ends that connection, and goes no
+                // further.
+                let watched = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: on the JS thread of the live environment `self.1` (a
+                    // delivery's).
+                    unsafe { reader::watch(self.1, id, &handle) };
+                }));
+                if watched.is_err() {
+                    log::error!("hyco-ws-rs: internal error while starting inline reads");
+                    handle.send(Command::Terminate);
+                }
             }
         }
     }

@@ -182,26 +182,34 @@ unsafe extern "C" fn on_readable(poll: *mut uv::Poll, status: c_int, _events: c_
         watcher.handle.stop_inline();
         return;
     };
-    hub.deliver_after(|| {
-        let handle = &watcher.handle;
-        let step = if status < 0 {
-            handle.stop_inline();
-            Inline::Stop
-        } else {
-            // This runs on the JavaScript thread, called by libuv: a panic must not unwind
-            // into it (none is known). The connection (its lock poisoned) is ended instead.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.read_inline()))
-                .unwrap_or_else(|_| {
-                    log::error!("hyco-ws-rs: internal error while reading a socket inline");
-                    handle.send(Command::Terminate);
-                    Inline::Stop
-                })
-        };
-        if step == Inline::Stop {
-            // SAFETY: the open handle this callback is for.
-            unsafe { stop(watcher) };
-        }
-    });
+    // This runs on the JavaScript thread, called by libuv: a panic must not unwind into it.
+    // The read below has its own guard (its connection is ended); this one covers the
+    // delivery that follows, as `on_wake`'s does.
+    let delivered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        hub.deliver_after(|| {
+            let handle = &watcher.handle;
+            let step = if status < 0 {
+                handle.stop_inline();
+                Inline::Stop
+            } else {
+                // This runs on the JavaScript thread, called by libuv: a panic must not unwind
+                // into it (none is known). The connection (its lock poisoned) is ended instead.
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle.read_inline()))
+                    .unwrap_or_else(|_| {
+                        log::error!("hyco-ws-rs: internal error while reading a socket inline");
+                        handle.send(Command::Terminate);
+                        Inline::Stop
+                    })
+            };
+            if step == Inline::Stop {
+                // SAFETY: the open handle this callback is for.
+                unsafe { stop(watcher) };
+            }
+        })
+    }));
+    if delivered.is_err() {
+        log::error!("hyco-ws-rs: internal error while handing events to JavaScript");
+    }
     // The delivery may have closed the watcher (the socket's last event): not used from
     // here on.
 }

@@ -5,7 +5,8 @@ use hyco_core::test_hooks::{arm, Site};
 use napi_derive::napi;
 
 /// `testPanic(site)`: `'napi'` panics here, inside this call (the caller gets an Error);
-/// `'socket'` and `'listener'` make the next connection task or listener loop to start panic.
+/// `'socket'` and `'listener'` make the next connection task or listener loop to start panic;
+/// `'inline'` the next socket whose reading the JS thread takes over, as it starts.
 /// Returns whether it armed anything (false without `HYCO_WS_RS_TEST_HOOKS=1`).
 #[napi(js_name = "testPanic", catch_unwind)]
 pub fn test_panic(site: String) -> napi::Result<bool> {
@@ -16,6 +17,7 @@ pub fn test_panic(site: String) -> napi::Result<bool> {
         "napi" => panic!("hyco-ws-rs test hook: a panic in a napi call, as asked"),
         "socket" => arm(Site::Socket),
         "listener" => arm(Site::Listener),
+        "inline" => arm(Site::Inline),
         other => {
             return Err(napi::Error::from_reason(format!(
                 "testPanic: unknown site {other:?}"

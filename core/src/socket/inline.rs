@@ -177,6 +177,7 @@ impl Handle {
         }
         shared.reader.store(Reader::Owner as u8, Ordering::SeqCst);
         shared.switch_reads(true);
+        crate::test_hooks::fire(crate::test_hooks::Site::Inline);
         task.read_inline() == Inline::Read
     }
 
