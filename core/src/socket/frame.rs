@@ -385,6 +385,10 @@ impl Decoder {
                             frames.push(data);
                         }
                     }
+                    // As ws: an empty fragment counts (`parts`) but is not kept, unless it is
+                    // all of the message; a peer's thousands of empty frames would otherwise
+                    // reach JavaScript as as many Buffers.
+                    _ if payload.is_empty() && !(h.fin && frames.is_empty()) => {}
                     _ => frames.push(payload),
                 }
                 if self.limits.max_fragments > 0 && parts > self.limits.max_fragments {
@@ -1267,6 +1271,43 @@ mod tests {
             code(rsv_frame(true, true, OP_TEXT, &c), l, true).0,
             "WS_ERR_INVALID_UTF8"
         );
+    }
+
+    #[test]
+    fn empty_fragments_count_but_are_not_kept() {
+        let mut wire = server_frame(false, OP_BINARY, &[]);
+        for _ in 0..1000 {
+            wire.extend(server_frame(false, OP_CONTINUATION, &[]));
+        }
+        wire.extend(server_frame(false, OP_CONTINUATION, &[1, 2]));
+        wire.extend(server_frame(true, OP_CONTINUATION, &[]));
+        wire.extend(server_frame(false, OP_BINARY, &[]));
+        wire.extend(server_frame(true, OP_CONTINUATION, &[]));
+        let out = decode_all(&wire, Limits::default()).unwrap();
+        assert_eq!(
+            out,
+            vec![
+                Incoming::Message {
+                    binary: true,
+                    frames: vec![vec![1, 2]].into()
+                },
+                Incoming::Message {
+                    binary: true,
+                    frames: vec![Vec::new()].into()
+                },
+            ],
+            "only the frames with bytes; an empty message keeps one empty frame"
+        );
+        let mut wire = server_frame(false, OP_BINARY, &[]);
+        for _ in 0..3 {
+            wire.extend(server_frame(false, OP_CONTINUATION, &[]));
+        }
+        let limits = Limits {
+            max_fragments: 3,
+            ..Limits::default()
+        };
+        let e = decode_all(&wire, limits).unwrap_err();
+        assert_eq!(e.code, Some("WS_ERR_TOO_MANY_BUFFERED_PARTS"));
     }
 
     #[test]
