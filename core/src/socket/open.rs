@@ -21,16 +21,22 @@ pub fn connect(options: ConnectOptions, socket: SocketOptions, sink: Arc<dyn Eve
     handle
 }
 
+/// Whether the owner has closed or terminated the connection: while it is in its handshake,
+/// that aborts it.
+fn abort_pending(shared: &Shared) -> bool {
+    let closing = shared
+        .queue
+        .lock()
+        .map(|q| q.iter().any(|c| matches!(c, Command::Close { .. })))
+        .unwrap_or(false);
+    closing || shared.cancelled()
+}
+
 /// Completes when the owner closes or terminates a connection still in its handshake.
 fn abort_requested(shared: &Shared) -> impl Future<Output = ()> + '_ {
     std::future::poll_fn(move |cx| {
         shared.register(cx.waker());
-        let closing = shared
-            .queue
-            .lock()
-            .map(|q| q.iter().any(|c| matches!(c, Command::Close { .. })))
-            .unwrap_or(false);
-        if closing || shared.cancelled() {
+        if abort_pending(shared) {
             Poll::Ready(())
         } else {
             Poll::Pending
@@ -81,12 +87,22 @@ pub(super) async fn run(
     mut then: Then,
 ) {
     let sent = || sink.request_sent();
-    let established = tokio::select! {
-        r = handshake::connect_with(&options, spare, &sent) => r,
-        _ = abort_requested(&shared) => Err(SocketError::new(
+    let aborted = || {
+        Err(SocketError::new(
             "WebSocket was closed before the connection was established",
             None,
-        )),
+        ))
+    };
+    let established = tokio::select! {
+        r = handshake::connect_with(&options, spare, &sent) => r,
+        _ = abort_requested(&shared) => aborted(),
+    };
+    // A close queued as the handshake completed came before the owner could see the open
+    // event, so it aborts the handshake too, as ws's: no close frame goes out (the task would
+    // have framed it, and the peer seen 1005 rather than the dropped connection).
+    let established = match established {
+        Ok(_) if abort_pending(&shared) => aborted(),
+        other => other,
     };
     let established = match established {
         Ok(e) => e,
