@@ -125,6 +125,7 @@ test('a GET goes inline with every field; the response comes back with Via, Set-
     assert.ok(Number.isInteger(request.remoteEndpoint.port));
     assert.equal(request.requestHeaders['X-App'], 'one');
     assert.equal(request.requestHeaders.Host, `127.0.0.1:${relay.port}`);
+    assert.equal(request.requestHeaders.Via, `1.1 127.0.0.1:${relay.port}`, 'the relay adds itself to Via, as the service does');
     assert.equal(request.requestHeaders.ServiceBusAuthorization, undefined, 'the token is stripped');
     assert.equal(request.requestHeaders.Connection, undefined, 'hop-by-hop headers are stripped');
     assert.equal(relay.stats().pendingRequests, 1);

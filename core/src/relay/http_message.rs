@@ -66,10 +66,14 @@ pub fn request_target(target: &str) -> String {
 /// and framing headers, `ServiceBusAuthorization`, `Authorization` when it carried the relay
 /// token (`strip_authorization`), and `Expect` (the relay answers `100-continue` itself).
 /// `Host` is kept, as the service does. Repeated names (compared case-insensitively, spelled
-/// as first seen) fold into one value joined with `", "`, `Cookie` with `"; "`.
+/// as first seen) fold into one value joined with `", "`, `Cookie` with `"; "`. The relay
+/// adds itself to `Via` (`1.1 {via}`, after the sender's own entries), as the article says
+/// the service does and a captured request message shows
+/// (`"Via":"1.1 {namespace}.servicebus.windows.net"`).
 pub fn request_headers(
     headers: &[(String, String)],
     strip_authorization: bool,
+    via: &str,
 ) -> Map<String, Value> {
     let named = connection_names(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let mut folded: Vec<(String, String)> = Vec::new();
@@ -95,6 +99,17 @@ pub fn request_headers(
             }
             None => folded.push((name.clone(), value.clone())),
         }
+    }
+    let hop = format!("1.1 {via}");
+    match folded
+        .iter_mut()
+        .find(|(k, _)| k.eq_ignore_ascii_case("Via"))
+    {
+        Some((_, v)) => {
+            v.push_str(", ");
+            v.push_str(&hop);
+        }
+        None => folded.push(("Via".to_owned(), hop)),
     }
     folded
         .into_iter()
@@ -455,12 +470,19 @@ mod tests {
             ("cookie", "b=2"),
             ("Expect", "100-continue"),
         ]);
-        let m = request_headers(&sent, false);
+        let m = request_headers(&sent, false, "ns.example");
         let keys: Vec<&str> = m.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["Authorization", "Cookie", "Host", "X-Multi"]);
+        assert_eq!(keys, ["Authorization", "Cookie", "Host", "Via", "X-Multi"]);
         assert_eq!(m["X-Multi"], "a, b");
         assert_eq!(m["Cookie"], "a=1; b=2");
-        assert!(!request_headers(&sent, true).contains_key("Authorization"));
+        assert_eq!(m["Via"], "1.1 ns.example", "the relay adds itself");
+        assert!(!request_headers(&sent, true, "ns.example").contains_key("Authorization"));
+        let proxied = h(&[("via", "1.0 proxy"), ("Via", "1.1 other")]);
+        assert_eq!(
+            request_headers(&proxied, false, "ns.example")["via"],
+            "1.0 proxy, 1.1 other, 1.1 ns.example",
+            "after the sender's own entries"
+        );
     }
 
     #[test]

@@ -394,20 +394,25 @@ impl SenderConn {
         }
         let http = self.state.http.clone();
         let id = http.new_id(checked.tracking_id.as_deref().unwrap_or(&self.base_id));
+        let via = via_host(&head, &self.state.origin());
         let mut info = RequestInfo {
             address: rendezvous_address(&origin, &entity.name, &id),
             id: id.clone(),
             target: http_message::request_target(&origin_form(&head.target)),
             method: head.method.clone(),
             remote: self.peer,
-            headers: http_message::request_headers(&head.headers, checked.strip_authorization),
+            headers: http_message::request_headers(
+                &head.headers,
+                checked.strip_authorization,
+                &via,
+            ),
             body: checked.framing != BodyFraming::None,
         };
         let ctx = RequestCtx {
             id: id.clone(),
             hc: entity.name.clone(),
             method: head.method.clone(),
-            via: via_host(&head, &self.state.origin()),
+            via,
             close: head.version == 0 || head.header_has_token("Connection", "close"),
             http10: head.version == 0,
             // Capped: a deadline centuries away would overflow `Instant`.
