@@ -137,6 +137,9 @@ struct Entity {
     name: String,
     requires_client_authorization: bool,
     listeners: Vec<ListenerEntry>,
+    /// Made by a listener in "any" mode (not configured): it routes senders only while it
+    /// has listeners (see [`Registry::entity_for_sender`]).
+    auto: bool,
 }
 
 /// A sender waiting for its listener.
@@ -211,6 +214,7 @@ impl Registry {
                             name: name.trim_matches('/').to_owned(),
                             requires_client_authorization: *requires_client_authorization,
                             listeners: Vec::new(),
+                            auto: false,
                         },
                     );
                 }
@@ -264,6 +268,7 @@ impl Registry {
             name: path.trim_matches('/').to_owned(),
             requires_client_authorization: true,
             listeners: Vec::new(),
+            auto: true,
         };
         let r = Self::entity_ref(&key, &e);
         maps.entities.insert(key, e);
@@ -272,20 +277,33 @@ impl Registry {
 
     /// The entity a sender's `path` reaches (the longest known name that is a prefix at a
     /// `/` boundary) and the rest of the path (the suffix, with its leading `/`).
+    ///
+    /// In "any" mode an entity that a listener made and no listener holds any more does not
+    /// count while another name matches: a listener that once listened on `hc/x` would
+    /// otherwise take `hc/x/...` senders from `hc`'s listeners for ever.
     pub fn entity_for_sender(&self, path: &str) -> Option<(EntityRef, String)> {
         let trimmed = path.trim_start_matches('/');
         let lower = trimmed.to_lowercase();
         let maps = self.lock();
+        // The longest match among live entities, else among all (its "no listener" answer).
         let mut best: Option<(&String, &Entity)> = None;
+        let mut best_any: Option<(&String, &Entity)> = None;
         for (key, e) in &maps.entities {
             let matches = lower == *key
                 || (lower.starts_with(key.as_str())
                     && lower.as_bytes().get(key.len()) == Some(&b'/'));
-            if matches && best.is_none_or(|(k, _)| k.len() < key.len()) {
+            if !matches {
+                continue;
+            }
+            if best_any.is_none_or(|(k, _)| k.len() < key.len()) {
+                best_any = Some((key, e));
+            }
+            let live = !e.auto || !e.listeners.is_empty();
+            if live && best.is_none_or(|(k, _)| k.len() < key.len()) {
                 best = Some((key, e));
             }
         }
-        best.map(|(key, e)| {
+        best.or(best_any).map(|(key, e)| {
             // `to_lowercase` can change byte lengths outside ASCII; fall back to no suffix then.
             let suffix = trimmed.get(key.len()..).unwrap_or("").to_owned();
             (Self::entity_ref(key, e), suffix)
@@ -563,6 +581,32 @@ mod tests {
         assert_eq!(q.send(accept()), Err(QueueError::Gone));
         assert!(q.is_closed());
         assert_eq!(QueueError::Gone.refusal().status_code, Some(404));
+    }
+
+    #[test]
+    fn a_listener_gone_from_a_sub_path_no_longer_takes_its_parents_senders() {
+        let r = Registry::new(&Entities::Any);
+        let origin: Arc<str> = Arc::from("ws://ns.test:80");
+        let hc = r.entity_for_listener("hc").unwrap();
+        let _parent = r.add_listener(&hc.key, 5, origin.clone()).unwrap();
+        let sub = r.entity_for_listener("hc/x").unwrap();
+        let (id, _rx, _frozen) = r.add_listener(&sub.key, 5, origin).unwrap();
+        let (e, suffix) = r.entity_for_sender("hc/x/y").unwrap();
+        assert_eq!(
+            (e.name.as_str(), suffix.as_str()),
+            ("hc/x", "/y"),
+            "while it listens"
+        );
+        r.remove_listener(&sub.key, id);
+        let (e, suffix) = r.entity_for_sender("hc/x/y").unwrap();
+        assert_eq!(
+            (e.name.as_str(), suffix.as_str()),
+            ("hc", "/x/y"),
+            "once it is gone"
+        );
+        // With no listener anywhere, the longest name still answers (no listener: 404).
+        let lone = r.entity_for_listener("lone/deep").unwrap();
+        assert_eq!(r.entity_for_sender("lone/deep/z").unwrap().0.key, lone.key);
     }
 
     #[test]
