@@ -290,7 +290,8 @@ declare namespace HycoWebSocket {
     /** A stand-in for `@azure/identity`'s credentials: `getToken` gives a fresh
      * {@link createEntraToken} token; `scopes` records what it was asked for. */
     entraCredential(options?: EntraTokenOptions): RelayTokenCredential & { readonly scopes: Array<string | string[]> };
-    /** Test hook: closes control channels with a close code (default 1011). */
+    /** Test hook: closes control channels with a close code (default 1011; one a close frame
+     * may carry, else a RangeError) and a reason of at most 123 bytes. */
     dropListeners(options?: { hybridConnection?: string; code?: number; reason?: string }): Promise<number>;
     /** Test hook: stops (or with `frozen: false` resumes) reading control channels: pings
      * go unanswered and no sender is routed to them. */

@@ -61,11 +61,18 @@ test('a port in use gives ERR_IO and the first relay keeps serving', async () =>
   }
 });
 
-test('dropListeners refuses a close code outside 1000-4999', async () => {
+test('dropListeners refuses a close code or reason a close frame cannot carry', async () => {
   const relay = await startLocalRelay();
   try {
-    await assert.rejects(relay.dropListeners({ code: 999 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
-    await assert.rejects(relay.dropListeners({ code: 5000 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    for (const code of [999, 5000, 1004, 1005, 1006, 1015, 2000]) {
+      await assert.rejects(relay.dropListeners({ code }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }, `code ${code}`);
+    }
+    await assert.rejects(relay.dropListeners({ reason: 'x'.repeat(124) }), {
+      name: 'RangeError',
+      code: 'ERR_OUT_OF_RANGE',
+      message: 'The message must not be greater than 123 bytes'
+    });
+    assert.equal(await relay.dropListeners({ code: 4000, reason: 'é'.repeat(61) }), 0, '122 bytes');
     assert.equal(await relay.dropListeners({ code: 1001 }), 0);
   } finally {
     await relay.close();

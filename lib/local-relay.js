@@ -9,6 +9,7 @@ const EventEmitter = require('events');
 
 const { fromNative } = require('./errors');
 const { loadNative } = require('./native');
+const { isValidStatusCode } = require('./websocket');
 const { codedError, invalidOption, outOfRange, validateOptionsObject, validateString } = require('./validation');
 
 const native = loadNative();
@@ -313,16 +314,23 @@ class LocalRelay extends EventEmitter {
    *
    * @param {Object} [options]
    * @param {String} [options.hybridConnection] Only this one (default: all)
-   * @param {Number} [options.code=1011] The close code
-   * @param {String} [options.reason=''] The close reason
+   * @param {Number} [options.code=1011] The close code: one a close frame may carry (ws's
+   *     rule: 1000-1003, 1007-1014, 3000-4999)
+   * @param {String} [options.reason=''] The close reason, at most 123 bytes
    * @return {Promise<Number>} How many control channels were closed
    * @public
    */
   async dropListeners({ hybridConnection, code = 1011, reason = '' } = {}) {
-    if (!Number.isInteger(code) || code < 1000 || code > 4999) {
-      outOfRange('code', 'an integer from 1000 to 4999', code);
+    // A close frame with another code, or a longer reason, breaks the protocol: the listener
+    // would see its own protocol error (1006), not the close this hook is for.
+    if (!Number.isInteger(code) || !isValidStatusCode(code)) {
+      outOfRange('code', 'a close code a close frame may carry (1000-1003, 1007-1014, 3000-4999)', code);
     }
-    return this._native.dropListeners(hybridConnection, code, String(reason));
+    const text = String(reason);
+    if (Buffer.byteLength(text) > 123) {
+      throw codedError(RangeError, 'ERR_OUT_OF_RANGE', 'The message must not be greater than 123 bytes');
+    }
+    return this._native.dropListeners(hybridConnection, code, text);
   }
 
   /**
