@@ -45,13 +45,13 @@ function senderToken(relay, hc) {
  *
  * @param {any} relay The relay.
  * @param {string} path The request target (`/hc/...`).
- * @param {{ method?: string, headers?: object, body?: Buffer|string|Buffer[], agent?: http.Agent|false, hc?: string, token?: boolean, client?: typeof http | typeof https }} [opts]
+ * @param {{ method?: string, headers?: object, body?: Buffer|string|Buffer[], agent?: http.Agent|false, hc?: string, token?: boolean, client?: typeof http | typeof https, maxHeaderSize?: number }} [opts]
  *   `token: false` sends no ServiceBusAuthorization header; a body given as an array is
  *   written piece by piece (chunked); `client: https` for a relay with TLS.
  * @returns {Promise<{ status: number, statusMessage: string, headers: object, body: Buffer }>}
  */
 function send(relay, path, opts = {}) {
-  const { method = 'GET', headers = {}, body, agent = false, hc = 'hc', token = true, client = http } = opts;
+  const { method = 'GET', headers = {}, body, agent = false, hc = 'hc', token = true, client = http, maxHeaderSize } = opts;
   const p = new Promise((resolve, reject) => {
     const req = client.request(
       {
@@ -60,6 +60,7 @@ function send(relay, path, opts = {}) {
         path,
         method,
         agent,
+        ...(maxHeaderSize === undefined ? {} : { maxHeaderSize }),
         headers: { ...(token ? { ServiceBusAuthorization: senderToken(relay, hc) } : {}), ...headers }
       },
       (res) => {
@@ -221,6 +222,33 @@ test('noListenerStatus: the status when no listener is connected (404 by default
     assert.equal((await send(relay, '/hc')).status, 502);
     const [e] = await denied;
     assert.deepEqual([e.type, e.status, e.hybridConnection], ['denied', 502, 'hc']);
+  });
+});
+
+test('a response over 32 KiB on the control channel fails its request (502), as the article requires a rendezvous for it; 32 KiB passes', async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    const control = await listen(relay, 'hc');
+    // The message's size, as the listener measures it: the whole `response` text.
+    const withHeader = (id, bytes) => {
+      const head = (pad) => JSON.stringify({ response: { requestId: id, statusCode: 200, responseHeaders: { 'X-Pad': pad }, body: true } });
+      return head('x'.repeat(bytes - head('').length));
+    };
+    for (const [bytes, status] of [[32 * 1024, 200], [32 * 1024 + 1, 502]]) {
+      const response = send(relay, '/hc', { maxHeaderSize: 64 * 1024 });
+      const { request } = await nextJson(control, 'the request');
+      const message = withHeader(request.id, bytes);
+      assert.equal(message.length, bytes);
+      control.send(message);
+      control.send(Buffer.from('ok'), { binary: true });
+      const res = await response;
+      assert.equal(res.status, status, `a ${bytes}-byte response message`);
+      assert.equal(res.headers.via === undefined, status === 502, 'a 502 is the relay\'s own');
+    }
+    // The channel still serves.
+    const next = send(relay, '/hc/next');
+    const { request } = await nextJson(control, 'the next request');
+    respond(control, request.id, 200, {}, 'fine');
+    assert.equal((await next).body.toString(), 'fine');
   });
 });
 

@@ -92,9 +92,33 @@ fn classify(text: &str) -> ListenerMessage {
             None => ListenerMessage::Renew(String::new()),
         },
         None if value.get("response").is_some() => {
-            ListenerMessage::Reply(http_message::parse_reply(text))
+            ListenerMessage::Reply(within_limit(text, http_message::parse_reply(text)))
         }
         None => ListenerMessage::Other("an unknown command"),
+    }
+}
+
+/// The article's limit on a response on the control channel: "HTTP header metadata is
+/// limited to a total of 32 kB", and a listener whose response exceeds it "MUST upgrade to
+/// a rendezvous". Measured as this package's listener measures it (the `response` message).
+const CONTROL_RESPONSE_MAX: usize = 32 * 1024;
+
+/// `reply`, unless its message (`text`) is over [`CONTROL_RESPONSE_MAX`]: then its request
+/// fails (502). The service's reaction is not documented; failing here shows a listener
+/// that would break the rule what it risks there.
+fn within_limit(text: &str, reply: ListenerReply) -> ListenerReply {
+    match reply {
+        ListenerReply::Response(head) if text.len() > CONTROL_RESPONSE_MAX => {
+            ListenerReply::Invalid {
+                request_id: head.request_id,
+                body: head.body,
+                why: format!(
+                    "the response message is {} bytes, over the control channel's 32 KiB of header metadata (a larger response goes over a rendezvous)",
+                    text.len()
+                ),
+            }
+        }
+        other => other,
     }
 }
 
