@@ -197,11 +197,12 @@ async fn write_commands(
             }
             ControlCommand::Request { id, messages } => {
                 // A request whose sender left (or timed out) while it was queued is not
-                // worth the listener's time.
-                if !ctx.state.http.contains(&id) {
+                // worth the listener's time (its end took the messages).
+                let Some(messages) = messages.take().filter(|_| ctx.state.http.contains(&id))
+                else {
                     log::debug!("relay: not sending request {id}: its sender is gone");
                     continue;
-                }
+                };
                 for m in messages {
                     if sink.feed(m).await.is_err() {
                         return End::Gone("write failed");

@@ -30,7 +30,9 @@ use crate::relay::http::{self, RequestHead};
 use crate::relay::http_body::{body_framing, BodyFraming, BodyReader, SenderReader, PIECE_BYTES};
 use crate::relay::http_message::{self, RequestInfo};
 use crate::relay::http_pending::{Delivery, Route};
-use crate::relay::registry::{new_uuid, ControlCommand, EntityRef, PickedListener, QueueError};
+use crate::relay::registry::{
+    new_uuid, ControlCommand, EntityRef, PickedListener, QueueError, RequestMessages,
+};
 use crate::relay::rendezvous::Rendezvous;
 use crate::relay::server;
 use crate::relay::state::{RelayEvent, RelayState};
@@ -111,6 +113,15 @@ pub(crate) struct RequestCtx {
     /// The origin of the listener's addresses (the host its control channel connected
     /// with).
     pub(crate) origin: Arc<str>,
+}
+
+/// Drops a request's messages still queued for its listener when the request ends.
+struct DropUnsent(RequestMessages);
+
+impl Drop for DropUnsent {
+    fn drop(&mut self) {
+        drop(self.0.take());
+    }
 }
 
 /// A request that passed the checks.
@@ -460,6 +471,9 @@ impl SenderConn {
         };
         let (_guard, rx) = http.insert(&id, &entity.key, route);
         let awaiting = http.awaiting();
+        let messages = RequestMessages::new(messages);
+        // However this request ends, messages still queued for the listener go with it.
+        let _unsent = DropUnsent(messages.clone());
         let sent = listener.send(ControlCommand::Request {
             id: id.clone(),
             messages,

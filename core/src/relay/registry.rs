@@ -23,8 +23,9 @@ pub enum ControlCommand {
     Request {
         /// The request id.
         id: String,
-        /// The messages (or raw frames), in order.
-        messages: Vec<Message>,
+        /// The messages (or raw frames), in order, until the writer takes them or the
+        /// request ends (see [`RequestMessages`]).
+        messages: RequestMessages,
     },
     /// Close the channel with this code and reason (test hook).
     Drop {
@@ -33,6 +34,25 @@ pub enum ControlCommand {
         /// Close reason.
         reason: String,
     },
+}
+
+/// A queued request's messages, shared by the queue and the request: whichever comes first
+/// takes them, the listener's writer to send them or the request's end to drop them. A
+/// request whose sender left or timed out thus frees its body (up to 64 KiB) at once, not
+/// when a slow listener's writer reaches its place in the queue (1,024 commands).
+#[derive(Debug, Clone, Default)]
+pub struct RequestMessages(Arc<Mutex<Option<Vec<Message>>>>);
+
+impl RequestMessages {
+    /// Messages to send.
+    pub fn new(messages: Vec<Message>) -> Self {
+        RequestMessages(Arc::new(Mutex::new(Some(messages))))
+    }
+
+    /// The messages, if nobody took them yet.
+    pub fn take(&self) -> Option<Vec<Message>> {
+        self.0.lock().ok().and_then(|mut m| m.take())
+    }
 }
 
 /// How a rendezvous ended on the listener's side.
@@ -607,6 +627,20 @@ mod tests {
         // With no listener anywhere, the longest name still answers (no listener: 404).
         let lone = r.entity_for_listener("lone/deep").unwrap();
         assert_eq!(r.entity_for_sender("lone/deep/z").unwrap().0.key, lone.key);
+    }
+
+    #[test]
+    fn a_queued_requests_messages_go_to_whichever_takes_them_first() {
+        let queued = RequestMessages::new(vec![Message::text("request")]);
+        let request = queued.clone();
+        // The request ended (its sender left) before the writer reached it: its messages
+        // are freed then, and the writer finds none.
+        assert_eq!(request.take().map(|m| m.len()), Some(1));
+        assert!(queued.take().is_none());
+        let queued = RequestMessages::new(vec![Message::text("request")]);
+        let request = queued.clone();
+        assert!(queued.take().is_some(), "the writer first");
+        assert!(request.take().is_none());
     }
 
     #[test]
