@@ -21,6 +21,8 @@ test('bad options are TypeErrors or RangeErrors naming the option', async () => 
     [{ rules: [{ name: 'r', key: 'k', rights: ['Read'] }] }, TypeError, /"options\.rules\[0\]\.rights"/],
     [{ tls: { cert: 5, key: 'x' } }, TypeError, /"options\.tls\.cert"/],
     [{ acceptTimeoutMs: 0 }, RangeError, /"options\.acceptTimeoutMs"/],
+    [{ acceptTimeoutMs: 0.5 }, RangeError, /"options\.acceptTimeoutMs" is out of range\. It must be a number from 1 to 2147483647/],
+    [{ acceptTimeoutMs: 2 ** 31 }, RangeError, /"options\.acceptTimeoutMs"/],
     [{ acceptTimeoutMs: NaN }, RangeError, /"options\.acceptTimeoutMs"/],
     [{ maxListeners: 0 }, RangeError, /"options\.maxListeners"/],
     [{ requestTimeoutMs: 0 }, RangeError, /"options\.requestTimeoutMs"/],

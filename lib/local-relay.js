@@ -94,8 +94,14 @@ function nativeOptions(options) {
     out.tlsCert = pem(tls.cert, 'cert');
     out.tlsKey = pem(tls.key, 'key');
   }
-  if (typeof acceptTimeoutMs !== 'number' || !Number.isFinite(acceptTimeoutMs) || acceptTimeoutMs <= 0) {
-    outOfRange('options.acceptTimeoutMs', 'a finite number > 0', acceptTimeoutMs);
+  // As requestTimeoutMs: the relay counts whole milliseconds (0.5 became 0, refused there).
+  if (
+    typeof acceptTimeoutMs !== 'number' ||
+    !Number.isFinite(acceptTimeoutMs) ||
+    acceptTimeoutMs < 1 ||
+    acceptTimeoutMs > MAX_TIMER_MS
+  ) {
+    outOfRange('options.acceptTimeoutMs', `a number from 1 to ${MAX_TIMER_MS}`, acceptTimeoutMs);
   }
   out.acceptTimeoutMs = acceptTimeoutMs;
   if (!Number.isInteger(maxListeners) || maxListeners < 1 || maxListeners > 100000) {
