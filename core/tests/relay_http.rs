@@ -109,9 +109,21 @@ async fn get_inline_carries_every_field_and_strips_what_the_service_strips() {
     names.sort_unstable();
     assert_eq!(
         names,
-        ["Authorization", "Cookie", "Host", "User-Agent", "X-Multi"]
+        [
+            "Authorization",
+            "Cookie",
+            "Host",
+            "User-Agent",
+            "Via",
+            "X-Multi"
+        ]
     );
     assert_eq!(headers["Host"], format!("127.0.0.1:{}", relay.port()));
+    assert_eq!(
+        headers["Via"],
+        format!("1.1 127.0.0.1:{}", relay.port()),
+        "the relay adds itself"
+    );
     assert_eq!(headers["X-Multi"], "a, b");
     assert_eq!(headers["Cookie"], "c1=1; c2=2");
     assert_eq!(
