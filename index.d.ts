@@ -399,8 +399,8 @@ declare namespace HycoWebSocket {
     autoPong?: boolean;
     /** Ping every this many ms, and drop the connection ('error' `ETIMEDOUT`, then 'close'
      * 1006) when a ping is still unanswered at the next; `0` for none. Default `0`. A pong
-     * that could not be read (a busy event loop, reading held at the high-water mark, bytes
-     * still coming) is waited for longer. */
+     * that could not be read (a busy event loop, reading held at the high-water mark) is
+     * waited for longer; a paused socket is not judged until `resume()`. */
     heartbeatInterval?: number;
     /** Bytes of received messages waiting for the event loop above which the socket stops
      * reading (TCP backpressure). Default `16777216` (16 MiB). See {@link setInboundBudget}. */

@@ -205,6 +205,30 @@ test("heartbeatInterval: a ping every interval; a peer that does not answer is d
     assert.equal(alive.readyState, WebSocket.OPEN);
     alive.close();
     await withTimeout(once(alive, 'close'), STEP_MS, 'the close');
+
+    // A peer that keeps sending but never answers is dropped too (messages are no pong).
+    // permessage-deflate agreed, so that the connection's own thread reads, not the loop.
+    const chatty = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false, perMessageDeflate: true });
+    await once(chatty, 'listening');
+    const timers = new Set();
+    chatty.on('connection', (peer) => {
+      const t = setInterval(() => peer.send('still here'), 30);
+      timers.add(t);
+      peer.on('close', () => clearInterval(t));
+    });
+    try {
+      const talker = relayedConnect(`ws://127.0.0.1:${chatty.address().port}/`, null, { heartbeatInterval: 100, perMessageDeflate: true });
+      const heard = [];
+      talker.on('message', () => heard.push(1));
+      talker.on('error', (err) => heard.push(`error ${err.code}`));
+      const [talkerCode] = await withTimeout(closeOf(talker), STEP_MS, 'the peer that never pongs to be dropped');
+      assert.equal(talkerCode, 1006);
+      assert.ok(heard.includes('error ETIMEDOUT'), `dropped by the heartbeat: ${heard.filter((h) => h !== 1)}`);
+      assert.equal(talker.extensions, 'permessage-deflate');
+    } finally {
+      for (const t of timers) clearInterval(t);
+      chatty.close();
+    }
     assert.throws(() => relayedConnect('ws://127.0.0.1:1/', null, { heartbeatInterval: -1 }), { name: 'RangeError' });
     assert.throws(() => relayedConnect('ws://127.0.0.1:1/', null, { inboundHighWaterMark: 0 }), { name: 'RangeError' });
   } finally {

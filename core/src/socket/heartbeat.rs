@@ -30,8 +30,8 @@ pub(super) struct Heartbeat {
     /// The connection has taken reading back from its owner's thread once for the ping
     /// awaited (see [`Heartbeat::take_grace`]).
     grace_used: bool,
-    /// Bytes came from the peer since the last ping or wait ([`Heartbeat::heard`]).
-    heard: bool,
+    /// Reading was held since the last ping or wait ([`Heartbeat::reading_held`]).
+    held: bool,
 }
 
 impl Heartbeat {
@@ -42,7 +42,7 @@ impl Heartbeat {
             sleep: Box::pin(tokio::time::sleep(interval)),
             awaiting_pong: false,
             grace_used: false,
-            heard: false,
+            held: false,
         }
     }
 
@@ -56,7 +56,7 @@ impl Heartbeat {
         }
         self.awaiting_pong = true;
         self.grace_used = false;
-        self.heard = false;
+        self.held = false;
         let next = Instant::now() + self.interval;
         self.sleep.as_mut().reset(next);
         Poll::Ready(Beat::Ping)
@@ -65,7 +65,7 @@ impl Heartbeat {
     /// The last ping is unanswered, but its pong could not have been read: waits one more
     /// interval for it (still awaited), woken through `cx` when that is over.
     pub(super) fn wait_longer(&mut self, cx: &mut Context<'_>) {
-        self.heard = false;
+        self.held = false;
         self.sleep.as_mut().reset(Instant::now() + self.interval);
         // Registers `cx`'s waker with the new deadline; a full interval is never ready yet.
         let _ = self.sleep.as_mut().poll(cx);
@@ -82,15 +82,20 @@ impl Heartbeat {
         self.awaiting_pong = false;
     }
 
-    /// Bytes came from the peer: it was alive when it sent them, and a pong may be queued
-    /// behind them (a read held at the high-water mark takes a while to reach it).
-    pub(super) fn heard(&mut self) {
-        self.heard = true;
+    /// The connection held its reading back (paused, or behind its consumer): a pong may
+    /// wait unread, or behind messages that will take a while to read once it reads again.
+    pub(super) fn reading_held(&mut self) {
+        self.held = true;
     }
 
-    /// Whether bytes came since the last ping or wait.
-    pub(super) fn heard_since(&self) -> bool {
-        self.heard
+    /// Whether reading was held since the last ping or wait.
+    pub(super) fn was_held(&self) -> bool {
+        self.held
+    }
+
+    /// Whether the last ping is still unanswered.
+    pub(super) fn awaiting_pong(&self) -> bool {
+        self.awaiting_pong
     }
 
     /// The interval, for messages.
@@ -139,13 +144,14 @@ mod tests {
         assert_eq!(poll(&mut hb), Poll::Ready(Beat::Ping));
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert_eq!(poll(&mut hb), Poll::Ready(Beat::Dead));
-        assert!(!hb.heard_since(), "nothing came");
-        hb.heard();
-        assert!(hb.heard_since());
+        assert!(hb.awaiting_pong());
+        assert!(!hb.was_held(), "reading went on");
+        hb.reading_held();
+        assert!(hb.was_held());
         assert!(hb.take_grace(), "one grace per ping");
         assert!(!hb.take_grace(), "only one");
         hb.wait_longer(&mut cx);
-        assert!(!hb.heard_since(), "a wait starts a new interval");
+        assert!(!hb.was_held(), "a wait starts a new interval");
         assert_eq!(poll(&mut hb), Poll::Pending, "a whole interval more");
         tokio::time::advance(Duration::from_millis(500)).await;
         hb.pong();

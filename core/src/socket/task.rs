@@ -377,11 +377,13 @@ impl ConnectionTask {
     /// Only a pong this task could have read counts as missing: its timer keeps running
     /// while the owner's thread (JavaScript's event loop) is busy, and a busy owner may be
     /// what kept the pong unread. So the heartbeat waits another interval, and again, while
-    /// reading is held (paused, or messages waiting for the owner beyond the high-water mark
-    /// or the process's budget) or bytes keep coming (the pong may be queued behind them);
-    /// while the owner's thread reads the socket (inline reads), the task takes reading back
-    /// and waits one more interval, once per ping. A peer gone silent is still dropped:
-    /// within two intervals once nothing holds reading back.
+    /// reading is held, or was in the last interval (paused, or messages waiting for the
+    /// owner beyond the high-water mark or the process's budget: the pong may then be
+    /// behind messages still to read); while the owner's thread reads the socket (inline
+    /// reads), the task takes reading back and waits one more interval, once per ping; and
+    /// when the task reads, it reads what the socket holds before it judges (the timer and
+    /// the pong may come in the same poll). Bytes that keep coming do not count: a peer
+    /// that sends but never answers is dropped, as with ws's pattern.
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         let closing = self.close.is_some()
             || self.shared.close_sent.load(Ordering::SeqCst)
@@ -401,11 +403,20 @@ impl ConnectionTask {
                         || self.shared.over_high_water()
                         || budget::spent(cx.waker()));
                 let owner_reads = self.shared.reader() == Reader::Owner && !self.read_ended;
+                if !held && !owner_reads && matches!(self.poll_read(cx), ReadStep::Ended) {
+                    return Poll::Ready(());
+                }
                 let Some(hb) = self.heartbeat.as_deref_mut() else {
                     return Poll::Pending;
                 };
-                if held || hb.heard_since() {
-                    log::debug!("socket: heartbeat: no pong yet, but reading is held or bytes keep coming; waiting");
+                if !hb.awaiting_pong() {
+                    // The pong was in what the socket held.
+                    return Poll::Pending;
+                }
+                if held || hb.was_held() {
+                    log::debug!(
+                        "socket: heartbeat: no pong yet, but reading is or was held; waiting"
+                    );
                     hb.wait_longer(cx);
                     return Poll::Pending;
                 }
@@ -637,6 +648,9 @@ impl ConnectionTask {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
             // error) is in, nothing more is delivered, so reading goes on regardless: the
             // peer's end of the connection must not wait for a `resume()`.
+            if let Some(hb) = self.heartbeat.as_deref_mut() {
+                hb.reading_held();
+            }
             return ReadStep::Held;
         }
         let max = (self.read_buffer as usize).max(4096);
@@ -1305,9 +1319,6 @@ impl Future for ConnectionTask {
             let read = match step {
                 ReadStep::Progress(n) => {
                     read_total += n;
-                    if let Some(hb) = this.heartbeat.as_deref_mut() {
-                        hb.heard();
-                    }
                     true
                 }
                 ReadStep::Drained | ReadStep::Held => false,
