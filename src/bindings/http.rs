@@ -35,14 +35,9 @@ impl ExchangeSink for HubExchangeSink {
             ExchangeEvent::Drained => hub.push(id, up::HttpDrained(), Then::Nothing),
             // JavaScript treats its own end of the response as the exchange's (see
             // lib/http/socket.js): this only has to reach the hub, not wake JavaScript;
-            // unless the exchange is the last object keeping the event loop alive (its
-            // listener closed meanwhile): then it goes now, so that the process can exit.
-            ExchangeEvent::Finished => {
-                hub.push_quiet(id, up::HttpFinished(), Then::Last);
-                if hub.counts().0 <= 1 {
-                    hub.wake();
-                }
-            }
+            // unless every object left is ending so (the listener closed meanwhile): then
+            // it goes now, so that the event loop, and the process, can end.
+            ExchangeEvent::Finished => hub.push_last_quiet(id, up::HttpFinished()),
             ExchangeEvent::Aborted(e) => {
                 hub.push(id, up::HttpAborted(error_list(Some(e))), Then::Last)
             }

@@ -646,6 +646,20 @@ impl Hub {
         }
     }
 
+    /// Queues object `id`'s last event without waking JavaScript (see [`Hub::push_quiet`]),
+    /// unless every object left has its last event queued: then nothing else would deliver
+    /// them, and the event loop, kept alive for them, would never end.
+    pub fn push_last_quiet<const N: usize>(&self, id: Id, event: [Flat; N]) {
+        self.push_quiet(id, event, Then::Last);
+        // Two locks, one after the other (never nested): a delivery between them can only
+        // make the wake-up one too many, which finds nothing to do.
+        let finals = self.queue.lock().map(|q| q.finished.len()).unwrap_or(0);
+        let objects = self.targets.lock().map(|t| t.len()).unwrap_or(0);
+        if objects <= finals {
+            self.schedule();
+        }
+    }
+
     /// Schedules a JS call if anything is queued (see [`Hub::push_quiet`]), events or
     /// sockets to read inline.
     pub fn wake(&self) {
