@@ -281,7 +281,9 @@ function connectAs(Socket, address, token, options, fn) {
       ws._pending = false;
       if (!isHeaderValue(value)) {
         const err = tokenCharsError(true);
-        ws._failPending(err.message, err.code);
+        // On a tick of its own, as the failures below: an 'error' nobody listens for
+        // throws there (as ws's would), not into this promise's chain.
+        process.nextTick(() => ws._failPending(err.message, err.code));
         return;
       }
       headers.ServiceBusAuthorization = value;
@@ -290,14 +292,15 @@ function connectAs(Socket, address, token, options, fn) {
       } catch (err) {
         // A failing native call (a panic turned into an exception) ends the socket, rather
         // than leaving it CONNECTING with nothing to end it.
-        ws._failPending(err && typeof err.message === 'string' ? err.message : 'connect failed', 'ERR_INTERNAL');
+        const message = err && typeof err.message === 'string' ? err.message : 'connect failed';
+        process.nextTick(() => ws._failPending(message, 'ERR_INTERNAL'));
       }
     },
     (err) => {
       // Aborted by close() or terminate(), which end the socket themselves.
       if (ws._pending !== waiting) return;
       ws._pending = false;
-      ws._failPending(err.message, err.code);
+      process.nextTick(() => ws._failPending(err.message, err.code));
     }
   );
   return ws;
