@@ -235,7 +235,11 @@ fn via_host(head: &RequestHead, fallback: &str) -> String {
         .take(255)
         .collect();
     if host.is_empty() {
-        fallback.to_owned()
+        // The relay's own origin (`ws://host:port`), as a Via received-by: its authority.
+        fallback
+            .split_once("://")
+            .map_or(fallback, |(_, authority)| authority)
+            .to_owned()
     } else {
         host
     }
@@ -644,6 +648,30 @@ mod tests {
             query_param("/hc?a=1&sb-hc-token=Shared%20x&sb-hc-id=", "sb-hc-token").as_deref(),
             Some("Shared x")
         );
+    }
+
+    #[test]
+    fn via_names_the_host_addressed_or_the_relays_authority() {
+        let head = |headers: &[(&str, &str)]| RequestHead {
+            method: "GET".into(),
+            version: 0,
+            target: "/hc".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let origin = "ws://127.0.0.1:9090";
+        assert_eq!(
+            via_host(&head(&[("Host", "ns.example")]), origin),
+            "ns.example"
+        );
+        assert_eq!(
+            via_host(&head(&[]), origin),
+            "127.0.0.1:9090",
+            "HTTP/1.0 without Host"
+        );
+        assert_eq!(via_host(&head(&[("Host", "a b\r")]), origin), "ab");
     }
 
     #[test]
