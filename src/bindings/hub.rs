@@ -525,6 +525,7 @@ impl Hub {
         // Cleared before draining, so that an event pushed meanwhile schedules a wake-up.
         self.scheduled.store(false, Ordering::Release);
         let (mut list, starts, inline) = self.drain();
+        self.wake_if_only_finals();
         self.sync_ref_here();
         let (env, callback, context) = match self.js.lock().ok().as_deref() {
             Some(Some(side)) => (side.env, side.callback, side.context),
@@ -651,9 +652,20 @@ impl Hub {
     /// them, and the event loop, kept alive for them, would never end.
     pub fn push_last_quiet<const N: usize>(&self, id: Id, event: [Flat; N]) {
         self.push_quiet(id, event, Then::Last);
-        // Two locks, one after the other (never nested): a delivery between them can only
-        // make the wake-up one too many, which finds nothing to do.
+        self.wake_if_only_finals();
+    }
+
+    /// Schedules a delivery when every object left has its last event queued. Called after
+    /// such a push, and by each delivery once it has removed the objects it ended: a push
+    /// that reads the counts while a delivery is between taking the queue and removing its
+    /// objects sees those objects still there, but then the delivery's own check, which
+    /// comes after both, sees the pushed event and the removal.
+    fn wake_if_only_finals(&self) {
+        // Two locks, one after the other (never nested).
         let finals = self.queue.lock().map(|q| q.finished.len()).unwrap_or(0);
+        if finals == 0 {
+            return;
+        }
         let objects = self.targets.lock().map(|t| t.len()).unwrap_or(0);
         if objects <= finals {
             self.schedule();

@@ -27,8 +27,7 @@ pub(super) struct Heartbeat {
     interval: Duration,
     sleep: Pin<Box<Sleep>>,
     awaiting_pong: bool,
-    /// The connection has taken reading back from its owner's thread once for the ping
-    /// awaited (see [`Heartbeat::take_grace`]).
+    /// The one extra interval per ping is taken (see [`Heartbeat::take_grace`]).
     grace_used: bool,
     /// Reading was held since the last ping or wait ([`Heartbeat::reading_held`]).
     held: bool,
@@ -71,8 +70,9 @@ impl Heartbeat {
         let _ = self.sleep.as_mut().poll(cx);
     }
 
-    /// Whether the one extra interval allowed per ping, while the owner's thread was
-    /// reading, is still to be had (it is taken now).
+    /// Whether the one extra interval allowed per ping (when the pong may not have been
+    /// read: the owner's thread was reading, or reading was held for a while) is still to
+    /// be had (it is taken now).
     pub(super) fn take_grace(&mut self) -> bool {
         !std::mem::replace(&mut self.grace_used, true)
     }

@@ -371,24 +371,28 @@ impl ConnectionTask {
     }
 
     /// The heartbeat's turn: a ping when one is due; `Ready` when the peer has not answered
-    /// the last one (the connection is then dropped). Silent once the closing handshake has
-    /// begun (its own timer bounds it).
+    /// the last one (the connection is then dropped), or when the stream ended. Silent once
+    /// the closing handshake has begun (its own timer bounds it).
     ///
     /// Only a pong this task could have read counts as missing: its timer keeps running
     /// while the owner's thread (JavaScript's event loop) is busy, and a busy owner may be
-    /// what kept the pong unread. So the heartbeat waits another interval, and again, while
-    /// reading is held, or was in the last interval (paused, or messages waiting for the
-    /// owner beyond the high-water mark or the process's budget: the pong may then be
-    /// behind messages still to read); while the owner's thread reads the socket (inline
-    /// reads), the task takes reading back and waits one more interval, once per ping; and
-    /// when the task reads, it reads what the socket holds before it judges (the timer and
-    /// the pong may come in the same poll). Bytes that keep coming do not count: a peer
-    /// that sends but never answers is dropped, as with ws's pattern.
+    /// what kept the pong unread. So, when the last ping is unanswered at the deadline:
+    /// - when the task reads, it first reads what the socket holds (the timer and the pong
+    ///   may come in the same poll, after a busy spell of its thread);
+    /// - while reading is held at the deadline (paused, or messages waiting for the owner
+    ///   beyond the high-water mark or the process's budget), it waits another interval, and
+    ///   again;
+    /// - once per ping, when reading was held during the interval (the pong may be behind
+    ///   messages still to read) or the owner's thread was reading the socket (inline reads:
+    ///   the task takes reading back), it waits one interval more.
+    ///
+    /// Bytes that keep coming do not count: a peer that sends but never answers is dropped,
+    /// as with ws's pattern.
     fn poll_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let closing = self.close.is_some()
-            || self.shared.close_sent.load(Ordering::SeqCst)
-            || self.shared.close_received.load(Ordering::SeqCst);
-        let Some(hb) = self.heartbeat.as_deref_mut().filter(|_| !closing) else {
+        if self.closing() {
+            return Poll::Pending;
+        }
+        let Some(hb) = self.heartbeat.as_deref_mut() else {
             return Poll::Pending;
         };
         match hb.poll_beat(cx) {
@@ -397,46 +401,76 @@ impl ConnectionTask {
                 self.shared.push(Command::empty_ping());
                 Poll::Pending
             }
-            Poll::Ready(Beat::Dead) => {
-                let held = !self.eof
-                    && (self.shared.paused.load(Ordering::SeqCst)
-                        || self.shared.over_high_water()
-                        || budget::spent(cx.waker()));
-                let owner_reads = self.shared.reader() == Reader::Owner && !self.read_ended;
-                if !held && !owner_reads && matches!(self.poll_read(cx), ReadStep::Ended) {
-                    return Poll::Ready(());
+            Poll::Ready(Beat::Dead) => self.judge_heartbeat(cx),
+        }
+    }
+
+    /// The closing handshake has begun, or the peer broke the protocol or finished sending:
+    /// the heartbeat is silent (the close timer, or the end of what is queued, ends it).
+    fn closing(&self) -> bool {
+        self.close.is_some()
+            || self.failed
+            || self.eof
+            || self.shared.close_sent.load(Ordering::SeqCst)
+            || self.shared.close_received.load(Ordering::SeqCst)
+    }
+
+    /// The last ping is unanswered at the deadline: reads what can be read, then waits
+    /// longer or drops the connection (see [`ConnectionTask::poll_heartbeat`]).
+    fn judge_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let owner_reads = self.shared.reader() == Reader::Owner && !self.read_ended;
+        if !owner_reads && !self.read_ended {
+            for _ in 0..ROUNDS_PER_POLL {
+                let answered = !self
+                    .heartbeat
+                    .as_deref()
+                    .is_some_and(Heartbeat::awaiting_pong);
+                if answered {
+                    break;
                 }
-                let Some(hb) = self.heartbeat.as_deref_mut() else {
-                    return Poll::Pending;
-                };
-                if !hb.awaiting_pong() {
-                    // The pong was in what the socket held.
-                    return Poll::Pending;
+                match self.poll_read(cx) {
+                    ReadStep::Ended => return Poll::Ready(()),
+                    ReadStep::Progress(_) => {}
+                    ReadStep::Drained | ReadStep::Held => break,
                 }
-                if held || hb.was_held() {
-                    log::debug!(
-                        "socket: heartbeat: no pong yet, but reading is or was held; waiting"
-                    );
-                    hb.wait_longer(cx);
-                    return Poll::Pending;
-                }
-                if owner_reads && hb.take_grace() {
-                    log::debug!(
-                        "socket: heartbeat: no pong yet while the owner reads; reading it here"
-                    );
-                    self.shared.hand_back();
-                    hb.wait_longer(cx);
-                    return Poll::Pending;
-                }
-                let ms = hb.interval().as_millis();
-                log::debug!("socket: no pong within the heartbeat interval ({ms} ms); dropping");
-                self.sink.push(Event::Error(SocketError::coded(
-                    format!("WebSocket heartbeat timed out: no pong within {ms} ms"),
-                    "ETIMEDOUT",
-                )));
-                Poll::Ready(())
+            }
+            if self.closing() {
+                // The read brought the peer's close, a protocol error or the stream's end.
+                return Poll::Pending;
             }
         }
+        let held = self.shared.paused.load(Ordering::SeqCst)
+            || self.shared.over_high_water()
+            || budget::spent(cx.waker());
+        let Some(hb) = self.heartbeat.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        if !hb.awaiting_pong() {
+            // The pong was in what the socket held: the next ping is due now.
+            return self.poll_heartbeat(cx);
+        }
+        if held {
+            log::debug!("socket: heartbeat: no pong yet, but reading is held; waiting");
+            hb.wait_longer(cx);
+            return Poll::Pending;
+        }
+        if (owner_reads || hb.was_held()) && hb.take_grace() {
+            log::debug!(
+                "socket: heartbeat: no pong yet, but it may not have been read; waiting once"
+            );
+            if owner_reads {
+                self.shared.hand_back();
+            }
+            hb.wait_longer(cx);
+            return Poll::Pending;
+        }
+        let ms = hb.interval().as_millis();
+        log::debug!("socket: no pong within the heartbeat interval ({ms} ms); dropping");
+        self.sink.push(Event::Error(SocketError::coded(
+            format!("WebSocket heartbeat timed out: no pong within {ms} ms"),
+            "ETIMEDOUT",
+        )));
+        Poll::Ready(())
     }
 
     /// Ends the connection: the close code and reason ws reports, then the close event.
@@ -1370,6 +1404,80 @@ mod tests {
             level: -1,
             mem_level: 8,
         }
+    }
+
+    /// Polls `task` once.
+    fn poll_once(task: &mut ConnectionTask) -> Poll<()> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        Pin::new(task).poll(&mut cx)
+    }
+
+    /// What the peer's end of `stream` has to read now.
+    fn readable(stream: &mut tokio::io::DuplexStream) -> Vec<u8> {
+        use futures_util::FutureExt;
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 256];
+        match stream.read(&mut buf).now_or_never() {
+            Some(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_goes_on_after_a_pong_read_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut peer) = tokio::io::duplex(4096);
+        let opts = SocketOptions {
+            heartbeat: Some(Duration::from_secs(1)),
+            ..SocketOptions::default()
+        };
+        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
+        let mut task = ConnectionTask::new(Box::new(a), opts, Arc::new(Ignore), shared, None);
+        let ping = |wire: &[u8]| wire.len() == 6 && wire[..2] == [0x89, 0x80];
+        assert!(poll_once(&mut task).is_pending());
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(poll_once(&mut task).is_pending());
+        assert!(ping(&readable(&mut peer)), "the first ping");
+        // The pong comes, but the task runs only after the next deadline (a busy thread).
+        peer.write_all(&[0x8a, 0x00]).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(
+            poll_once(&mut task).is_pending(),
+            "the pong was there: alive"
+        );
+        assert!(
+            ping(&readable(&mut peer)),
+            "and the next ping goes out at once"
+        );
+        // That one goes unanswered: dropped at the deadline after it.
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(poll_once(&mut task).is_ready(), "a silent peer is dropped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_close_read_at_the_heartbeats_deadline_is_no_timeout() {
+        use tokio::io::AsyncWriteExt;
+        let (a, mut peer) = tokio::io::duplex(4096);
+        let opts = SocketOptions {
+            heartbeat: Some(Duration::from_secs(1)),
+            ..SocketOptions::default()
+        };
+        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
+        let sink = Arc::new(Collect::default());
+        let mut task = ConnectionTask::new(Box::new(a), opts, sink.clone(), shared, None);
+        assert!(poll_once(&mut task).is_pending());
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(poll_once(&mut task).is_pending());
+        assert_eq!(readable(&mut peer)[0], 0x89, "the ping");
+        // No pong, but the peer's close (4000) arrives before the task runs at the deadline.
+        peer.write_all(&[0x88, 0x02, 0x0f, 0xa0]).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        let _ = poll_once(&mut task);
+        assert!(
+            sink.1.lock().unwrap().is_empty(),
+            "no ETIMEDOUT: the closing handshake takes over"
+        );
+        assert_eq!(task.close.as_ref().and_then(|c| c.code), Some(4000));
     }
 
     /// A client connection's task under permessage-deflate, on one end of an in-memory
