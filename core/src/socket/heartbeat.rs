@@ -29,6 +29,8 @@ pub(super) struct Heartbeat {
     awaiting_pong: bool,
     /// The one extra interval per ping is taken (see [`Heartbeat::take_grace`]).
     grace_used: bool,
+    /// The brief second look of this deadline is taken (see [`Heartbeat::take_recheck`]).
+    rechecked: bool,
     /// Reading was held since the last ping or wait ([`Heartbeat::reading_held`]).
     held: bool,
 }
@@ -41,6 +43,7 @@ impl Heartbeat {
             sleep: Box::pin(tokio::time::sleep(interval)),
             awaiting_pong: false,
             grace_used: false,
+            rechecked: false,
             held: false,
         }
     }
@@ -55,6 +58,7 @@ impl Heartbeat {
         }
         self.awaiting_pong = true;
         self.grace_used = false;
+        self.rechecked = false;
         self.held = false;
         let next = Instant::now() + self.interval;
         self.sleep.as_mut().reset(next);
@@ -65,8 +69,26 @@ impl Heartbeat {
     /// interval for it (still awaited), woken through `cx` when that is over.
     pub(super) fn wait_longer(&mut self, cx: &mut Context<'_>) {
         self.held = false;
+        self.rechecked = false;
         self.sleep.as_mut().reset(Instant::now() + self.interval);
         // Registers `cx`'s waker with the new deadline; a full interval is never ready yet.
+        let _ = self.sleep.as_mut().poll(cx);
+    }
+
+    /// Whether the brief second look of this deadline is still to be had (it is taken now):
+    /// see [`Heartbeat::wait_briefly`].
+    pub(super) fn take_recheck(&mut self) -> bool {
+        !std::mem::replace(&mut self.rechecked, true)
+    }
+
+    /// The last ping is unanswered and nothing could be read at the deadline, which may be
+    /// stale news: after the process was stopped (SIGSTOP, a debugger, a paused container)
+    /// the runtime fires its due timers before it polls its sockets again. Waits a moment
+    /// (a tenth of the interval, 1 to 50 ms), woken through `cx`, for a second look.
+    pub(super) fn wait_briefly(&mut self, cx: &mut Context<'_>) {
+        let moment =
+            (self.interval / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+        self.sleep.as_mut().reset(Instant::now() + moment);
         let _ = self.sleep.as_mut().poll(cx);
     }
 

@@ -378,13 +378,17 @@ impl ConnectionTask {
     /// while the owner's thread (JavaScript's event loop) is busy, and a busy owner may be
     /// what kept the pong unread. So, when the last ping is unanswered at the deadline:
     /// - when the task reads, it first reads what the socket holds (the timer and the pong
-    ///   may come in the same poll, after a busy spell of its thread);
+    ///   may come in the same poll, after a busy spell of its thread), and when that is
+    ///   nothing, it looks again a moment later (after the process was stopped, the runtime
+    ///   fires its timers before it learns what its sockets hold);
     /// - while reading is held at the deadline (paused, or messages waiting for the owner
-    ///   beyond the high-water mark or the process's budget), it waits another interval, and
-    ///   again;
-    /// - once per ping, when reading was held during the interval (the pong may be behind
-    ///   messages still to read) or the owner's thread was reading the socket (inline reads:
-    ///   the task takes reading back), it waits one interval more.
+    ///   beyond the high-water mark or the process's budget), or the socket holds more than
+    ///   it could read then (a backlog the pong may be behind), it waits another interval,
+    ///   and again;
+    /// - once per ping, when reading was held during the interval or bytes were still to
+    ///   read at the deadline (the pong may be behind them), or the owner's thread was
+    ///   reading the socket (inline reads: the task takes reading back), it waits one
+    ///   interval more.
     ///
     /// Bytes that keep coming do not count: a peer that sends but never answers is dropped,
     /// as with ws's pattern.
@@ -418,9 +422,21 @@ impl ConnectionTask {
     /// The last ping is unanswered at the deadline: reads what can be read, then waits
     /// longer or drops the connection (see [`ConnectionTask::poll_heartbeat`]).
     fn judge_heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        let owner_reads = self.shared.reader() == Reader::Owner && !self.read_ended;
-        if !owner_reads && !self.read_ended {
-            for _ in 0..ROUNDS_PER_POLL {
+        if self.read_ended {
+            // An inline read met the stream's end or failure: the close (1006), no timeout.
+            return Poll::Ready(());
+        }
+        // Before this deadline's reads, whose messages wait for the owner until the poll
+        // ends: they must not make the reading look held.
+        let held = self.shared.paused.load(Ordering::SeqCst)
+            || self.shared.over_high_water()
+            || budget::spent(cx.waker());
+        let owner_reads = self.shared.reader() == Reader::Owner;
+        // Bytes were read here; and whether more were left than could be read now (reading
+        // became held, or the rounds ran out): a backlog the pong may be behind.
+        let (mut read_any, mut behind) = (false, false);
+        if !held && !owner_reads {
+            for round in 1..=ROUNDS_PER_POLL {
                 let answered = !self
                     .heartbeat
                     .as_deref()
@@ -430,8 +446,15 @@ impl ConnectionTask {
                 }
                 match self.poll_read(cx) {
                     ReadStep::Ended => return Poll::Ready(()),
-                    ReadStep::Progress(_) => {}
-                    ReadStep::Drained | ReadStep::Held => break,
+                    ReadStep::Progress(_) => {
+                        read_any = true;
+                        behind = round == ROUNDS_PER_POLL;
+                    }
+                    ReadStep::Held => {
+                        behind = true;
+                        break;
+                    }
+                    ReadStep::Drained => break,
                 }
             }
             if self.closing() {
@@ -439,9 +462,6 @@ impl ConnectionTask {
                 return Poll::Pending;
             }
         }
-        let held = self.shared.paused.load(Ordering::SeqCst)
-            || self.shared.over_high_water()
-            || budget::spent(cx.waker());
         let Some(hb) = self.heartbeat.as_deref_mut() else {
             return Poll::Pending;
         };
@@ -449,12 +469,18 @@ impl ConnectionTask {
             // The pong was in what the socket held: the next ping is due now.
             return self.poll_heartbeat(cx);
         }
-        if held {
-            log::debug!("socket: heartbeat: no pong yet, but reading is held; waiting");
+        if held || behind {
+            log::debug!("socket: heartbeat: no pong yet, but reading is held or behind; waiting");
             hb.wait_longer(cx);
             return Poll::Pending;
         }
-        if (owner_reads || hb.was_held()) && hb.take_grace() {
+        if !owner_reads && !read_any && hb.take_recheck() {
+            hb.wait_briefly(cx);
+            return Poll::Pending;
+        }
+        // Bytes came just now, or reading was held during the interval: the pong may have
+        // been behind them, and be on its way.
+        if (owner_reads || read_any || hb.was_held()) && hb.take_grace() {
             log::debug!(
                 "socket: heartbeat: no pong yet, but it may not have been read; waiting once"
             );
@@ -1449,8 +1475,11 @@ mod tests {
             ping(&readable(&mut peer)),
             "and the next ping goes out at once"
         );
-        // That one goes unanswered: dropped at the deadline after it.
+        // That one goes unanswered: dropped at the deadline after it, once a second look a
+        // moment later (the runtime's news of the socket may be stale) found nothing either.
         tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(poll_once(&mut task).is_pending(), "a second look first");
+        tokio::time::advance(Duration::from_millis(101)).await;
         assert!(poll_once(&mut task).is_ready(), "a silent peer is dropped");
     }
 
