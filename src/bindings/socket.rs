@@ -75,9 +75,10 @@ pub fn socket_options(
     if let Some(hw) = inbound_high_water {
         o.inbound_high_water = hw.max(0.0) as usize;
     }
+    // Whole milliseconds, at least 1, as setInterval counts (0.5 was a zero interval).
     o.heartbeat = heartbeat_ms
         .filter(|ms| *ms > 0.0)
-        .map(|ms| Duration::from_millis(ms as u64));
+        .map(|ms| Duration::from_millis((ms as u64).max(1)));
     // JavaScript's sockets: the JS thread reads them while their traffic is sparse.
     o.inline_reads = reader::enabled();
     // And they echo the peer's close frame themselves, once the messages before it are

@@ -402,7 +402,12 @@ impl ConnectionTask {
         match hb.poll_beat(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Beat::Ping) => {
-                self.shared.push(Command::empty_ping());
+                // Ahead of what is queued, not behind it: the peer cannot answer a ping stuck
+                // behind a backlog (compressed in parts, one per turn), while its deadline
+                // runs from now. A control frame may go between any frames.
+                self.backlog.push_front(Command::empty_ping());
+                // The round that frames it, and the one that polls the reset timer.
+                cx.waker().wake_by_ref();
                 Poll::Pending
             }
             Poll::Ready(Beat::Dead) => self.judge_heartbeat(cx),
@@ -1498,7 +1503,13 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert!(poll_once(&mut task).is_pending());
         assert_eq!(readable(&mut peer)[0], 0x89, "the ping");
-        // No pong, but the peer's close (4000) arrives before the task runs at the deadline.
+        // A message, no pong, read at the deadline: the once-per-ping interval more.
+        peer.write_all(&[0x81, 0x01, b'x']).await.unwrap();
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(poll_once(&mut task).is_pending());
+        assert!(sink.1.lock().unwrap().is_empty(), "spared once");
+        // Still no pong, but the peer's close (4000) arrives before the task runs at the
+        // next deadline: that is no timeout, though the once-per-ping interval is spent.
         peer.write_all(&[0x88, 0x02, 0x0f, 0xa0]).await.unwrap();
         tokio::time::advance(Duration::from_millis(1001)).await;
         let _ = poll_once(&mut task);
