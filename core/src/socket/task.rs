@@ -1520,6 +1520,50 @@ mod tests {
         assert_eq!(task.close.as_ref().and_then(|c| c.code), Some(4000));
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeats_ping_goes_ahead_of_a_compressed_backlog() {
+        let (a, _b) = tokio::io::duplex(64);
+        let opts = SocketOptions {
+            heartbeat: Some(Duration::from_secs(1)),
+            ..SocketOptions::default()
+        };
+        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
+        let mut task = ConnectionTask::new(
+            Box::new(a),
+            opts,
+            Arc::new(Ignore),
+            shared,
+            Some(&agreement(false)),
+        );
+        for i in 0..16 {
+            task.shared.push(Command::Frame {
+                opcode: frame::OP_TEXT,
+                fin: true,
+                payload: text(i),
+                compress: true,
+                accounted: 4096,
+                ack: 0,
+            });
+        }
+        // One part is compressed per turn: the rest waits for later turns.
+        assert!(task.fill().is_some());
+        assert!(!task.backlog.is_empty(), "a backlog is left");
+        task.out.clear();
+        task.written = 0;
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(task.poll_heartbeat(&mut cx).is_pending());
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        assert!(task.poll_heartbeat(&mut cx).is_pending(), "the ping is due");
+        assert!(task.fill().is_some());
+        let frames = client_frame_parts(&task.out);
+        assert_eq!(
+            frames[0],
+            (0x89, Vec::new()),
+            "the ping first, then the backlog"
+        );
+        assert!(frames.len() > 1);
+    }
+
     /// A client connection's task under permessage-deflate, on one end of an in-memory
     /// stream (nothing is written in these tests).
     fn task() -> ConnectionTask {
