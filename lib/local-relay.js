@@ -24,6 +24,22 @@ const NO_LISTENER_STATUSES = [404, 502, 503];
 const MAX_TIMER_MS = 2147483647;
 
 /**
+ * Checks a `startLocalRelay` time option: a number of milliseconds from 1 to 2^31 - 1 (the
+ * relay counts whole milliseconds: 0.5 would become 0).
+ *
+ * @param {*} value The value
+ * @param {String} name The option, as `options.<name>`
+ * @return {Number} The value
+ * @private
+ */
+function timeoutMs(value, name) {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > MAX_TIMER_MS) {
+    outOfRange(`options.${name}`, `a number from 1 to ${MAX_TIMER_MS}`, value);
+  }
+  return value;
+}
+
+/**
  * Checks and converts `startLocalRelay` options to the native form.
  *
  * @param {Object} options The options
@@ -94,29 +110,12 @@ function nativeOptions(options) {
     out.tlsCert = pem(tls.cert, 'cert');
     out.tlsKey = pem(tls.key, 'key');
   }
-  // As requestTimeoutMs: the relay counts whole milliseconds (0.5 became 0, refused there).
-  if (
-    typeof acceptTimeoutMs !== 'number' ||
-    !Number.isFinite(acceptTimeoutMs) ||
-    acceptTimeoutMs < 1 ||
-    acceptTimeoutMs > MAX_TIMER_MS
-  ) {
-    outOfRange('options.acceptTimeoutMs', `a number from 1 to ${MAX_TIMER_MS}`, acceptTimeoutMs);
-  }
-  out.acceptTimeoutMs = acceptTimeoutMs;
+  out.acceptTimeoutMs = timeoutMs(acceptTimeoutMs, 'acceptTimeoutMs');
   if (!Number.isInteger(maxListeners) || maxListeners < 1 || maxListeners > 100000) {
     outOfRange('options.maxListeners', 'an integer from 1 to 100000', maxListeners);
   }
   out.maxListeners = maxListeners;
-  if (
-    typeof requestTimeoutMs !== 'number' ||
-    !Number.isFinite(requestTimeoutMs) ||
-    requestTimeoutMs < 1 ||
-    requestTimeoutMs > MAX_TIMER_MS
-  ) {
-    outOfRange('options.requestTimeoutMs', `a number from 1 to ${MAX_TIMER_MS}`, requestTimeoutMs);
-  }
-  out.requestTimeoutMs = requestTimeoutMs;
+  out.requestTimeoutMs = timeoutMs(requestTimeoutMs, 'requestTimeoutMs');
   if (!NO_LISTENER_STATUSES.includes(noListenerStatus)) {
     outOfRange('options.noListenerStatus', '404, 502 or 503', noListenerStatus);
   }
