@@ -433,9 +433,7 @@ impl ConnectionTask {
         }
         // Before this deadline's reads, whose messages wait for the owner until the poll
         // ends: they must not make the reading look held.
-        let held = self.shared.paused.load(Ordering::SeqCst)
-            || self.shared.over_high_water()
-            || budget::spent(cx.waker());
+        let held = self.reading_held(cx);
         let owner_reads = self.shared.reader() == Reader::Owner;
         // Bytes were read here; and whether more were left than could be read now (reading
         // became held, or the rounds ran out): a backlog the pong may be behind.
@@ -698,6 +696,14 @@ impl ConnectionTask {
                 .unwrap_or(true)
     }
 
+    /// Whether reading is held back: the owner paused, or more messages wait for it than
+    /// the high-water mark or the process's budget allow (then `cx` is woken once the
+    /// budget has room again).
+    fn reading_held(&self, cx: &Context<'_>) -> bool {
+        let behind = self.shared.over_high_water() || budget::spent(cx.waker());
+        self.shared.paused.load(Ordering::SeqCst) || behind
+    }
+
     /// Reads once, into this thread's buffer or the payload of a large frame (see
     /// [`ConnectionTask::read_payload`]), and handles what came.
     fn poll_read(&mut self, cx: &mut Context<'_>) -> ReadStep {
@@ -707,9 +713,8 @@ impl ConnectionTask {
         if self.eof {
             return ReadStep::Held;
         }
-        let behind = self.shared.over_high_water() || budget::spent(cx.waker());
         let discarding = self.close.is_some() || self.failed;
-        if (self.shared.paused.load(Ordering::SeqCst) || behind) && !discarding {
+        if self.reading_held(cx) && !discarding {
             // `resume()` and `consumed()` wake the task. Once a close frame (or a protocol
             // error) is in, nothing more is delivered, so reading goes on regardless: the
             // peer's end of the connection must not wait for a `resume()`.
@@ -1454,16 +1459,26 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_heartbeat_goes_on_after_a_pong_read_at_the_deadline() {
-        use tokio::io::AsyncWriteExt;
-        let (a, mut peer) = tokio::io::duplex(4096);
+    /// A client connection's task with a heartbeat of 1 s, events to `sink`, and the peer's
+    /// end of its in-memory stream.
+    fn heartbeat_task(
+        sink: Arc<dyn EventSink>,
+        deflate: Option<&Agreement>,
+    ) -> (ConnectionTask, tokio::io::DuplexStream) {
+        let (a, peer) = tokio::io::duplex(4096);
         let opts = SocketOptions {
             heartbeat: Some(Duration::from_secs(1)),
             ..SocketOptions::default()
         };
         let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
-        let mut task = ConnectionTask::new(Box::new(a), opts, Arc::new(Ignore), shared, None);
+        let task = ConnectionTask::new(Box::new(a), opts, sink, shared, deflate);
+        (task, peer)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_goes_on_after_a_pong_read_at_the_deadline() {
+        use tokio::io::AsyncWriteExt;
+        let (mut task, mut peer) = heartbeat_task(Arc::new(Ignore), None);
         let ping = |wire: &[u8]| wire.len() == 6 && wire[..2] == [0x89, 0x80];
         assert!(poll_once(&mut task).is_pending());
         tokio::time::advance(Duration::from_millis(1001)).await;
@@ -1491,14 +1506,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_close_read_at_the_heartbeats_deadline_is_no_timeout() {
         use tokio::io::AsyncWriteExt;
-        let (a, mut peer) = tokio::io::duplex(4096);
-        let opts = SocketOptions {
-            heartbeat: Some(Duration::from_secs(1)),
-            ..SocketOptions::default()
-        };
-        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
         let sink = Arc::new(Collect::default());
-        let mut task = ConnectionTask::new(Box::new(a), opts, sink.clone(), shared, None);
+        let (mut task, mut peer) = heartbeat_task(sink.clone(), None);
         assert!(poll_once(&mut task).is_pending());
         tokio::time::advance(Duration::from_millis(1001)).await;
         assert!(poll_once(&mut task).is_pending());
@@ -1522,19 +1531,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_heartbeats_ping_goes_ahead_of_a_compressed_backlog() {
-        let (a, _b) = tokio::io::duplex(64);
-        let opts = SocketOptions {
-            heartbeat: Some(Duration::from_secs(1)),
-            ..SocketOptions::default()
-        };
-        let shared = Arc::new(Shared::new(Duration::from_secs(1), usize::MAX));
-        let mut task = ConnectionTask::new(
-            Box::new(a),
-            opts,
-            Arc::new(Ignore),
-            shared,
-            Some(&agreement(false)),
-        );
+        let (mut task, _peer) = heartbeat_task(Arc::new(Ignore), Some(&agreement(false)));
         for i in 0..16 {
             task.shared.push(Command::Frame {
                 opcode: frame::OP_TEXT,
