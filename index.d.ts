@@ -197,7 +197,7 @@ declare namespace HycoWebSocket {
     /** PEM certificate chain and key: serve `wss://`. */
     tls?: { cert: string | Buffer; key: string | Buffer };
     /** How long a sender waits for an accept, in ms (and how long an accept address is
-     * valid). Default `30000`. */
+     * valid), 1 to 2^31 - 1. Default `30000`. */
     acceptTimeoutMs?: number;
     /** Control channels per Hybrid Connection. Default `25`. */
     maxListeners?: number;
