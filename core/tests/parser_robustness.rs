@@ -803,7 +803,7 @@ proptest! {
                 }
             }
             Err(e) => prop_assert!(
-                matches!(e.status_code, Some(400 | 431)) || e.code == Some("ECONNRESET"),
+                matches!(e.status(), Some(400 | 431)) || e == hyco_core::relay::http::HeadError::Closed,
                 "{:?}", e
             ),
         }

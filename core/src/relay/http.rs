@@ -5,8 +5,6 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use crate::socket::error::SocketError;
-
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 100;
 
@@ -138,27 +136,68 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
-/// The peer closed (or failed) before a whole head arrived: nobody to answer.
-fn closed() -> SocketError {
-    SocketError::coded("socket hang up", "ECONNRESET")
+/// Why no request head was read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The peer closed (or failed) before a whole head arrived: nobody to answer.
+    Closed,
+    /// A head to refuse with `status` (400: not HTTP/1.x; 431: larger than allowed).
+    Refused {
+        /// The status answered.
+        status: u16,
+        /// Its reason phrase, and the body of an answer to any other method.
+        reason: &'static str,
+        /// The request began `HEAD `: its answer carries no body (RFC 9110 9.3.2), which
+        /// the client would otherwise read as the start of a next response.
+        head_method: bool,
+    },
+}
+
+impl HeadError {
+    /// The status the head is refused with; `None` when the peer is gone.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            HeadError::Closed => None,
+            HeadError::Refused { status, .. } => Some(*status),
+        }
+    }
+
+    /// Answers the refusal (nothing for a peer that is gone) and ends the stream.
+    pub async fn answer<S: AsyncWrite + Unpin>(&self, stream: &mut S) {
+        if let HeadError::Refused {
+            status,
+            reason,
+            head_method,
+        } = self
+        {
+            write_status_for(stream, *status, reason, *head_method).await;
+        }
+    }
 }
 
 /// Not HTTP/1.x: answered 400.
-fn malformed() -> SocketError {
-    SocketError::status(400, "Bad Request")
+fn malformed(buf: &[u8]) -> HeadError {
+    HeadError::Refused {
+        status: 400,
+        reason: "Bad Request",
+        head_method: buf.starts_with(b"HEAD "),
+    }
 }
 
 /// Larger than allowed: answered 431.
-fn too_large() -> SocketError {
-    SocketError::status(431, "Request Header Fields Too Large")
+fn too_large(buf: &[u8]) -> HeadError {
+    HeadError::Refused {
+        status: 431,
+        reason: "Request Header Fields Too Large",
+        head_method: buf.starts_with(b"HEAD "),
+    }
 }
 
-/// Reads one request head. Returns it with any bytes that followed it; an error with a
-/// status to answer (400, 431), or none when the peer is gone.
+/// Reads one request head. Returns it with any bytes that followed it.
 pub async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     max_bytes: usize,
-) -> Result<(RequestHead, Vec<u8>), SocketError> {
+) -> Result<(RequestHead, Vec<u8>), HeadError> {
     let mut buf = Vec::with_capacity(2048);
     let head = read_head_into(stream, &mut buf, max_bytes).await?;
     Ok((head, buf))
@@ -173,7 +212,7 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut Vec<u8>,
     max_bytes: usize,
-) -> Result<RequestHead, SocketError> {
+) -> Result<RequestHead, HeadError> {
     let mut chunk = [0u8; 4096];
     // Parse what is there, then again only when a read ends a line (a head is complete only
     // at a line's end), when it was the first read (garbage is refused at once; garbage
@@ -195,7 +234,7 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
             // They count towards the head's size all the same.
             blanks += blank;
             if blanks > max_bytes {
-                return Err(too_large());
+                return Err(too_large(buf));
             }
         }
         if parse && !buf.is_empty() {
@@ -204,9 +243,12 @@ pub async fn read_head_into<S: AsyncRead + Unpin>(
                 return Ok(head);
             }
         }
-        let n = stream.read(&mut chunk).await.map_err(|_| closed())?;
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|_| HeadError::Closed)?;
         if n == 0 {
-            return Err(closed());
+            return Err(HeadError::Closed);
         }
         buf.extend_from_slice(&chunk[..n]);
         parse = first || chunk[..n].contains(&b'\n') || buf.len() > max_bytes;
@@ -221,7 +263,7 @@ thread_local! {
 }
 
 /// Parses a head at the start of `buf`: the head and its length, `None` if incomplete.
-fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, SocketError> {
+fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize)>, HeadError> {
     #[cfg(test)]
     PARSES.with(|c| c.set(c.get() + 1));
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -245,10 +287,10 @@ fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize
             };
             Ok(Some((head, len)))
         }
-        Ok(httparse::Status::Partial) if buf.len() > max_bytes => Err(too_large()),
+        Ok(httparse::Status::Partial) if buf.len() > max_bytes => Err(too_large(buf)),
         Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(too_large()),
-        Err(_) => Err(malformed()),
+        Err(httparse::Error::TooManyHeaders) => Err(too_large(buf)),
+        Err(_) => Err(malformed(buf)),
     }
 }
 
@@ -351,20 +393,45 @@ mod tests {
     async fn refuses_garbage_and_oversize_heads() {
         let mut r = &b"\x00\x01\x02garbage\r\n\r\n"[..];
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err().status_code,
+            read_head(&mut r, 1024).await.unwrap_err().status(),
             Some(400)
         );
         let big = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(5000));
         let mut r = big.as_bytes();
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err().status_code,
+            read_head(&mut r, 1024).await.unwrap_err().status(),
             Some(431)
         );
         let mut r = &b"GET / HTTP/1.1\r\nHost"[..];
         assert_eq!(
-            read_head(&mut r, 1024).await.unwrap_err().code,
-            Some("ECONNRESET")
+            read_head(&mut r, 1024).await.unwrap_err(),
+            HeadError::Closed
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_head_request_is_answered_without_a_body() {
+        let answer = |e: HeadError| async move {
+            let mut out = Vec::new();
+            e.answer(&mut out).await;
+            String::from_utf8(out).unwrap()
+        };
+        let big = format!("HEAD / HTTP/1.1\r\nX: {}\r\n", "a".repeat(5000));
+        let e = read_head(&mut big.as_bytes(), 1024).await.unwrap_err();
+        assert_eq!(e.status(), Some(431));
+        let text = answer(e).await;
+        assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+        assert!(text.contains("Content-Length: 31\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "a body after the head: {text}");
+        let mut r = &b"\r\nHEAD /\x01 HTTP/1.1\r\n\r\n"[..];
+        let text = answer(read_head(&mut r, 1024).await.unwrap_err()).await;
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        assert!(text.ends_with("\r\n\r\n"), "a body after the head: {text}");
+        // Any other method's refusal says why in its body; a peer gone gets nothing.
+        let mut r = &b"GET /\x01 HTTP/1.1\r\n\r\n"[..];
+        let text = answer(read_head(&mut r, 1024).await.unwrap_err()).await;
+        assert!(text.ends_with("\r\n\r\nBad Request"), "{text}");
+        assert_eq!(answer(HeadError::Closed).await, "");
     }
 
     /// Gives its bytes one at a time, as a slow (or hostile) client sends them.
@@ -388,7 +455,7 @@ mod tests {
     async fn refusal(head: &[u8], max_bytes: usize) -> Option<u16> {
         match read_head(&mut ByteAtATime(head), max_bytes).await {
             Ok(_) => panic!("the head was taken"),
-            Err(e) => e.status_code,
+            Err(e) => e.status(),
         }
     }
 

@@ -42,7 +42,7 @@ impl<R: AsyncRead + Unpin> SenderReader<R> {
     }
 
     /// Reads the next request head (see [`http::read_head_into`]).
-    pub async fn read_head(&mut self, max_bytes: usize) -> Result<RequestHead, SocketError> {
+    pub async fn read_head(&mut self, max_bytes: usize) -> Result<RequestHead, http::HeadError> {
         http::read_head_into(&mut self.io, &mut self.buf, max_bytes).await
     }
 

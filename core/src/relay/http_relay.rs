@@ -271,9 +271,7 @@ impl SenderConn {
                     return match read {
                         Ok(Ok(h)) => Some(h),
                         Ok(Err(e)) => {
-                            if let Some(status) = e.status_code {
-                                http::write_status(&mut self.writer, status, &e.message).await;
-                            }
+                            e.answer(&mut self.writer).await;
                             None
                         }
                         Err(_) => None,

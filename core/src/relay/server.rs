@@ -113,9 +113,7 @@ pub async fn serve(
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             // Answered with its status (400, 431); a peer that left gets nothing.
-            if let Some(status) = e.status_code {
-                http::write_status(&mut stream, status, &e.message).await;
-            }
+            e.answer(&mut stream).await;
             return;
         }
         Err(_) => return,
