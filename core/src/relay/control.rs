@@ -92,7 +92,7 @@ fn classify(text: &str) -> ListenerMessage {
             None => ListenerMessage::Renew(String::new()),
         },
         None if value.get("response").is_some() => {
-            ListenerMessage::Reply(within_limit(text, http_message::parse_reply(text)))
+            ListenerMessage::Reply(within_limit(text, http_message::reply_of(&value)))
         }
         None => ListenerMessage::Other("an unknown command"),
     }

@@ -251,9 +251,15 @@ fn header_lines(headers: Option<&Value>) -> Vec<(String, String)> {
 /// number or a numeric string (the article's example writes `"200"`), `requestId` may be
 /// missing (hyco-https omits it when the request had no id).
 pub fn parse_reply(text: &str) -> ListenerReply {
-    let Ok(value) = serde_json::from_str::<Value>(text) else {
-        return ListenerReply::Other;
-    };
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => reply_of(&value),
+        Err(_) => ListenerReply::Other,
+    }
+}
+
+/// [`parse_reply`] of a message already parsed (the control channel's, which is parsed
+/// once to tell a `response` from a `renewToken`).
+pub fn reply_of(value: &Value) -> ListenerReply {
     let Some(r) = value.get("response").filter(|r| r.is_object()) else {
         return ListenerReply::Other;
     };
