@@ -271,6 +271,35 @@ describe('event delivery', () => {
     assert.ok(errors.every((m) => /^boom \d+$/.test(m)), describeChild(r));
   });
 
+  test("a protocol error on an accepted socket with no 'error' listener is thrown after 'connection', as ws's server sockets throw it (child process)", async () => {
+    const script = `
+      const h = require(process.env.HYCO_PKG);
+      const errors = [];
+      process.on('uncaughtException', (e) => errors.push(e.code + ' ' + e.message));
+      (async () => {
+        const relay = await h.startLocalRelay();
+        const lu = h.createRelayListenUri(relay.namespace, 'hc');
+        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key) });
+        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
+        await new Promise((r) => server.once('listening', r));
+        const su = h.createRelaySendUri(relay.namespace, 'hc');
+        const s = new h.WebSocket(su, { headers: { ServiceBusAuthorization: h.createRelayToken(su, relay.keyName, relay.key) } });
+        s.on('error', () => {});
+        // Text that is not UTF-8: the accepted socket fails with WS_ERR_INVALID_UTF8.
+        s.on('open', () => s.send(Buffer.from([0x61, 0xff, 0xfe]), { binary: false }));
+        const code = await closed;
+        await new Promise((r) => server.close(r));
+        await relay.close();
+        console.log(JSON.stringify({ code, errors }));
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script).done;
+    assert.equal(r.code, 0, describeChild(r));
+    const { code, errors } = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.equal(code, 1006);
+    assert.deepEqual(errors, ['WS_ERR_INVALID_UTF8 Invalid WebSocket frame: invalid UTF-8 sequence'], describeChild(r));
+  });
+
   test('a second copy of the module (a fresh require cache) gets its events; the process still exits by itself', async () => {
     const script = `
       const path = require('path');

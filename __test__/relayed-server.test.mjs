@@ -388,7 +388,7 @@ describe('accepting senders', () => {
     });
   });
 
-  test("verifyClient, async: cb(false, 403, 'Go away') gives 403 'Go away'; cb(false) 401; cb(true) accepts", async () => {
+  test("verifyClient, async: cb(false, 403, 'Go away') gives 403 'Go away'; cb(false) 401; cb(true) accepts; a message with a lone surrogate or of 20,000 characters still refuses", async () => {
     await withServerRelay(RELAY, async (relay) => {
       const server = await startServer(relay, {
         verifyClient: (info, cb) => {
@@ -396,6 +396,10 @@ describe('accepting senders', () => {
           setImmediate(() => {
             if (mode === 'forbid') cb(false, 403, 'Go away');
             else if (mode === 'plain') cb(false);
+            // A message built from what the sender sent: a lone surrogate (which
+            // encodeURIComponent throws on), or far longer than a reason phrase.
+            else if (mode === 'surrogate') cb(false, 403, `bad \uD800 ${info.req.headers['x-mode']}`);
+            else if (mode === 'long') cb(false, 403, 'x'.repeat(20000));
             else cb(true);
           });
         }
@@ -410,6 +414,11 @@ describe('accepting senders', () => {
 
       const plain = await expectStatus(wsSender(relay, 'hc', { headers: { 'X-Mode': 'plain' } }).outcome, 401, 'a sender refused by cb(false)');
       assert.equal(plain.statusMessage, 'Unauthorized');
+
+      const odd = await expectStatus(wsSender(relay, 'hc', { headers: { 'X-Mode': 'surrogate' } }).outcome, 403, 'a sender refused with a lone surrogate');
+      assert.match(odd.statusMessage, /^bad .* surrogate$/);
+      const long = await expectStatus(wsSender(relay, 'hc', { headers: { 'X-Mode': 'long' } }).outcome, 403, 'a sender refused with 20,000 characters');
+      assert.match(long.statusMessage, /^x+$/);
 
       const ok = wsSender(relay, 'hc', { headers: { 'X-Mode': 'ok' } });
       await Promise.all([nextConnection(server), expectOpen(ok.outcome, 'an accepted sender')]);

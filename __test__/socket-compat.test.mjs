@@ -9,6 +9,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import vm from 'node:vm';
 
 import { WebSocketServer } from 'ws';
 import { createRelaySendUri, createRelayToken } from 'hyco-ws-rs';
@@ -571,13 +572,21 @@ describe('12 close / terminate', () => {
     });
   });
 
-  test('12.29 a close reason that is neither a string nor a Uint8Array throws; a Buffer works', async () => {
+  test("12.29 a close reason that is neither a string nor a Uint8Array throws, checked in ws's order; a Buffer, or another realm's Uint8Array, works", async () => {
     await withListener({}, async ({ open }) => {
       const { S, peer } = await open();
       assert.throws(() => S.close(1000, new Float32Array(20)), /^TypeError: Second argument must be a string or a Uint8Array$/);
+      // The length first, as ws's sender measures it: 160 bytes of Float32Array is too long,
+      // and what Buffer.byteLength cannot measure is its TypeError.
+      assert.throws(() => S.close(1000, new Float32Array(40)), /^RangeError: The message must not be greater than 123 bytes$/);
+      assert.throws(() => S.close(1000, [1, 2, 3]), { name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
       assert.equal(S.readyState, S.OPEN);
       S.close(4000, Buffer.from('x'));
       assert.deepEqual(await peerClose(peer), { code: 4000, reason: 'x' });
+      // A vm context's (or a test environment's) Uint8Array is not `instanceof` this realm's.
+      const other = await open();
+      other.S.close(4001, vm.runInNewContext('new Uint8Array([120, 121])'));
+      assert.deepEqual(await peerClose(other.peer), { code: 4001, reason: 'xy' });
     });
   });
 
@@ -646,6 +655,22 @@ describe('12 close / terminate', () => {
       assert.equal(c.reason.length, 0);
       assert.deepEqual(await peerClose(peer), { code: 1006, reason: '' });
       assert.deepEqual(typesOf(S), ['open', 'close'], 'no error');
+    });
+  });
+
+  test('12.33a send() then terminate() in one tick: the message goes out first and its callback succeeds, as ws writes it when sent', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      const cb = callback('the send callback');
+      S.send('last words', cb.cb);
+      S.terminate();
+      cb.done();
+      const m = await nextMessage(peer, STEP_MS, 'the message sent before terminate()');
+      assert.equal(m.data.toString(), 'last words');
+      const { args } = await cb.called;
+      assert.equal(args[0] ?? null, null, 'the callback has no error');
+      assert.equal((await closeOf(S)).code, 1006);
+      assert.deepEqual(await peerClose(peer), { code: 1006, reason: '' });
     });
   });
 

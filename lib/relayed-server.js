@@ -86,6 +86,22 @@ class ProtocolList extends Array {
   }
 }
 
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * A rejection's description as the accept address can carry it: a string of at most 512
+ * characters (a status line's reason phrase, where the service puts it), lone surrogates
+ * replaced, which `encodeURIComponent` would throw on (a message built from what a sender
+ * sent must not crash the listener).
+ *
+ * @param {*} description The description verifyClient or the server gave
+ * @return {String} The reason text
+ * @private
+ */
+function reasonText(description) {
+  return String(description).slice(0, 512).replace(LONE_SURROGATE, '\uFFFD');
+}
+
 /**
  * An error from a native error description.
  *
@@ -493,7 +509,9 @@ class RelayedServer extends EventEmitter {
           headers: list[at + 2],
           url: list[at + 3],
           remoteAddress: list[at + 4],
-          remotePort: list[at + 5]
+          remotePort: list[at + 5],
+          // Accepted or rejected: a sender is answered once (see `_reject`).
+          settled: false
         };
         if (this._state === 'running') this._accept(ev);
         else this._reject(ev, 503, 'Server shutting down');
@@ -771,6 +789,7 @@ class RelayedServer extends EventEmitter {
       return;
     }
     if (this._config.clientTracking) this._addClient(ws);
+    ws._announced = true;
     this.emit('connection', ws, req);
   }
 
@@ -882,6 +901,7 @@ class RelayedServer extends EventEmitter {
       this._reject(ev, 500, 'Internal Server Error');
       throw err;
     }
+    ev.settled = true;
     const ws = this._track(this._newSocket());
     ws.once('open', () => this._connected(ws, req));
     ws._attach(id);
@@ -896,8 +916,13 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _reject(ev, status, description) {
+    // Once per sender: an accept address takes one answer, and a second (a throw caught by
+    // the `_guard` around `_open`'s own reject, or by two nested ones) only costs a
+    // connection that fails.
+    if (ev.settled) return;
+    ev.settled = true;
     const code = Number.isInteger(status) && status >= 300 && status <= 599 ? status : 401;
-    const text = description || STATUS_CODES[code] || 'Rejected';
+    const text = reasonText(description || STATUS_CODES[code] || 'Rejected');
     const address =
       `${ev.address}&sb-hc-statusCode=${code}` + `&sb-hc-statusDescription=${encodeURIComponent(text)}`;
     native.rejectRendezvous(address, this._config.acceptTimeout, this._config.ca, this._config.proxy).catch(() => {

@@ -10,6 +10,7 @@
 
 const { Buffer } = require('buffer');
 const EventEmitter = require('events');
+const { isUint8Array } = require('util').types;
 const WebSocket = require('ws');
 
 const { agreedExtensions, compressMin } = require('./deflate');
@@ -346,8 +347,10 @@ class RelayedWebSocket extends WebSocket {
     this._packedAcks = 0;
     // false until open; then true, or the TransportShim once something asked for it.
     this._shim = false;
-    // Set by RelayedServer for the sockets it accepts.
+    // Set by RelayedServer for the sockets it accepts; `_announced` once its 'connection'
+    // was emitted.
     this._server = null;
+    this._announced = false;
     // The `req` of a socket a RelayedServer accepts natively, until its 'connection'.
     this._acceptRequest = null;
     // While its token is being fetched (a token function or a credential), with no
@@ -708,10 +711,11 @@ class RelayedWebSocket extends WebSocket {
       this._readyState = WebSocket.CLOSING;
     }
     this._errorEmitted = true;
-    // A socket a RelayedServer accepted does not throw an unhandled 'error' (as with
-    // hyco-ws): a failed accept (the sender left, the address expired) must not crash an
-    // application that has not even seen the socket yet.
-    if (this._server !== null && this.listenerCount('error') === 0) return;
+    // A socket a RelayedServer is accepting does not throw an unhandled 'error': a failed
+    // accept (the sender left, the address expired) must not crash an application that has
+    // not even seen the socket yet. After 'connection' it is thrown, as ws's server sockets
+    // (and hyco-ws's) throw a protocol error nobody listens for.
+    if (this._server !== null && !this._announced && this.listenerCount('error') === 0) return;
     this.emit('error', err);
   }
 
@@ -1002,18 +1006,20 @@ class RelayedWebSocket extends WebSocket {
       }
       if (reason === undefined || !reason.length) {
         reasonBuf = EMPTY_BUFFER;
-      } else if (typeof reason === 'string') {
-        reasonBuf = Buffer.from(reason);
-        if (reasonBuf.length > 123) {
-          throw new RangeError('The message must not be greater than 123 bytes');
-        }
-      } else if (reason instanceof Uint8Array) {
-        if (reason.length > 123) {
-          throw new RangeError('The message must not be greater than 123 bytes');
-        }
-        reasonBuf = Buffer.from(reason.buffer, reason.byteOffset, reason.byteLength);
       } else {
-        throw new TypeError('Second argument must be a string or a Uint8Array');
+        // In ws's order: the length first (Buffer.byteLength's own TypeError for what it
+        // cannot measure, a RangeError for any view too long), then the type; a Uint8Array
+        // of another realm (a vm context, a test environment) is one too.
+        if (Buffer.byteLength(reason) > 123) {
+          throw new RangeError('The message must not be greater than 123 bytes');
+        }
+        if (typeof reason === 'string') {
+          reasonBuf = Buffer.from(reason);
+        } else if (isUint8Array(reason)) {
+          reasonBuf = Buffer.from(reason.buffer, reason.byteOffset, reason.byteLength);
+        } else {
+          throw new TypeError('Second argument must be a string or a Uint8Array');
+        }
       }
     }
     this._readyState = WebSocket.CLOSING;
@@ -1028,6 +1034,9 @@ class RelayedWebSocket extends WebSocket {
    */
   terminate() {
     if (this.readyState === WebSocket.CLOSED) return;
+    // Frames sent in this tick go out first, as ws's sends are written when made: the
+    // connection then ends with what the kernel already took, as ws's destroy() does.
+    if (this.readyState !== WebSocket.CONNECTING) this._flush();
     this._readyState = WebSocket.CLOSING;
     if (this._id !== 0) native.socketTerminate(this._id);
     else if (this._pending) this._abortPending();
