@@ -2,6 +2,7 @@
 // sender did not offer, and req.url for encoded paths and odd query names.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { inspect } from 'node:util';
 
 import { startLocalRelay, createRelayListenUri, createRelaySendUri, createRelayToken, RelayedServer, WebSocket } from 'hyco-ws-rs';
 
@@ -59,4 +60,34 @@ test('req.url keeps the sender path encoded, and drops sb-hc-* parameters whatev
     socket.close();
     await nextEvent(ws, 'close', WAIT, 'the sender close');
   });
+});
+
+test('util.inspect(server) shows no token, key, signature or proxy password (a server logged while debugging)', async () => {
+  const relay = await startLocalRelay();
+  const uri = createRelayListenUri(relay.namespace, 'hc');
+  const servers = [
+    new RelayedServer({
+      server: `${uri}&sb-hc-token=SECRETSIG1`,
+      token: createRelayToken(uri, relay.keyName, relay.key).replace(/sig=[^&]*/, 'sig=SECRETSIG2'),
+      proxy: 'http://alice:SECRETPASSWORD@127.0.0.1:1'
+    }),
+    new RelayedServer({
+      connectionString: relay.connectionString('hc').replace(/SharedAccessKey=[^;]*/, 'SharedAccessKey=SECRETKEY='),
+      proxy: new URL('http://carol:SECRETPASSWORD2@127.0.0.1:1')
+    })
+  ];
+  try {
+    for (const server of servers) {
+      server.on('error', () => {});
+      for (const text of [inspect(server, { depth: 10 }), inspect([server, { server }], { depth: null })]) {
+        assert.doesNotMatch(text, /SECRET/, text);
+        assert.match(text, /RelayedServer/);
+      }
+    }
+    assert.match(inspect(servers[0]), /token: '<redacted>'/);
+    assert.match(inspect(servers[1]), /SharedAccessKey=<redacted>/);
+  } finally {
+    await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
+    await relay.close();
+  }
 });

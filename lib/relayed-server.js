@@ -9,6 +9,7 @@
 
 const EventEmitter = require('events');
 const { STATUS_CODES } = require('http');
+const { inspect } = require('util');
 const WebSocket = require('ws');
 
 const { DEFAULT_INBOUND_HIGH_WATER_MARK, appendParam, redact } = require('./connect');
@@ -100,6 +101,27 @@ const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[
  */
 function reasonText(description) {
   return String(description).slice(0, 512).replace(LONE_SURROGATE, '\uFFFD');
+}
+
+/**
+ * hyco-ws's `options` field as `util.inspect()` shows it: a token string, a credential, a
+ * connection string's key or signature, and the passwords and signatures in the addresses
+ * left out.
+ *
+ * @param {Object} options The options as given
+ * @return {Object} A copy to show
+ * @private
+ */
+function withoutSecrets(options) {
+  const shown = { ...options };
+  if (typeof shown.token === 'string') shown.token = '<redacted>';
+  if (shown.credential != null && typeof shown.credential === 'object') shown.credential = '<redacted>';
+  if (shown.server != null) shown.server = redact(String(shown.server));
+  if (typeof shown.connectionString === 'string') {
+    shown.connectionString = shown.connectionString.replace(/(SharedAccess(?:Key|Signature)\s*=)[^;]*/gi, '$1<redacted>');
+  }
+  if (typeof shown.proxy === 'string' || shown.proxy instanceof URL) shown.proxy = redact(String(shown.proxy));
+  return shown;
 }
 
 /**
@@ -339,6 +361,30 @@ class RelayedServer extends EventEmitter {
     // JavaScript less per connection); a 'headers' listener turns that off while it exists,
     // and a 'request' listener turns HTTP on (see the listener methods below).
     this._listenersChanged();
+  }
+
+  /**
+   * What `util.inspect()` and `console.log()` show: the server's fields, with its token, a
+   * credential, and passwords and signatures in addresses left out (a server logged while
+   * debugging must not leak them).
+   *
+   * @param {Number} depth How deep the caller still looks
+   * @param {Object} options util.inspect's options
+   * @param {Function} inspect util.inspect
+   * @return {String} The text
+   * @private
+   */
+  [inspect.custom](depth, options, inspect) {
+    if (depth < 0) return '[RelayedServer]';
+    const shown = {};
+    for (const key of Object.keys(this)) {
+      if (key === '_config') continue;
+      if (key === 'options') shown.options = withoutSecrets(this.options);
+      else if (key === 'listenUri') shown.listenUri = redact(this.listenUri);
+      else shown[key] = this[key];
+    }
+    const deeper = { ...options, depth: options.depth === null ? null : options.depth - 1 };
+    return `RelayedServer ${inspect(shown, deeper)}`;
   }
 
   /**

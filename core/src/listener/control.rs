@@ -9,7 +9,8 @@
 //! read it, with no tokio thread involved at all.
 //!
 //! Messages read before the owner was told the channel is online wait for it, and are then
-//! handled by the listener's task, in order ([`ControlSink::serve`]); once the session ends
+//! handled by the listener's task, in order ([`ControlSink::serve`]); while our close frame
+//! is on its way they are still served ([`ControlSink::wind_down`]); once the session ends
 //! ([`ControlSink::retire`]), messages are dropped. The socket's other events (open, pings
 //! and pongs, errors, the close) go on to the session's task ([`super::session`]), which
 //! keeps the channel's timers.
@@ -57,6 +58,12 @@ enum Phase {
     Opening(Vec<(bool, Vec<u8>)>),
     /// Served: messages are handled as they come.
     Live,
+    /// Our close frame is on its way (the owner closes the listener, or asked for a fresh
+    /// channel): what the service sent before it saw that frame is still handled. An
+    /// accept goes to the owner (which accepts it, or refuses it 503 when closing: its
+    /// address stays valid whatever happens to this channel); a request's response goes
+    /// over its rendezvous, as the channel takes no more frames.
+    Closing,
     /// The session is over or ending (closing, reopening, lost, the listener closed): a
     /// message read now is dropped, as the session always dropped one then.
     Retired,
@@ -179,11 +186,25 @@ impl ControlSink {
         let Ok(mut d) = self.dispatch.lock() else {
             return;
         };
+        // Only from Opening: a session already over stays over.
+        if !matches!(d.phase, Phase::Opening(_)) {
+            return;
+        }
         let Phase::Opening(held) = std::mem::replace(&mut d.phase, Phase::Live) else {
             return;
         };
         for (binary, data) in held {
             self.handle(&mut d, binary, &data);
+        }
+    }
+
+    /// Our close frame is about to go: later messages are still served (see
+    /// [`Phase::Closing`]) until [`ControlSink::retire`].
+    pub(super) fn wind_down(&self) {
+        if let Ok(mut d) = self.dispatch.lock() {
+            if matches!(d.phase, Phase::Live) {
+                d.phase = Phase::Closing;
+            }
         }
     }
 
@@ -199,11 +220,11 @@ impl ControlSink {
         }
     }
 
-    /// Whether the session is over.
+    /// Whether the session is over or closing its channel.
     fn retired(&self) -> bool {
         self.dispatch
             .lock()
-            .map(|d| matches!(d.phase, Phase::Retired))
+            .map(|d| matches!(d.phase, Phase::Retired | Phase::Closing))
             .unwrap_or(true)
     }
 
@@ -218,7 +239,7 @@ impl ControlSink {
             Phase::Retired => {
                 log::debug!("listener: dropping a message of a control channel no longer served")
             }
-            Phase::Live => self.handle(&mut d, binary, data),
+            Phase::Live | Phase::Closing => self.handle(&mut d, binary, data),
         }
     }
 
@@ -526,10 +547,17 @@ mod tests {
         // The socket's other events go on to the session.
         control.push(Event::Pong(Vec::new()));
         assert!(matches!(rx.try_recv(), Ok(Event::Pong(_))));
-        // Once the session ends, nothing more reaches the owner.
-        control.retire();
+        // While our close frame is on its way, what the service sent before it saw it
+        // still reaches the owner.
+        control.wind_down();
         control.push(accept("d"));
+        assert_eq!(ids(&sink), ["a", "b", "c", "d"]);
+        // Once the session ends, nothing more does.
+        control.retire();
+        control.push(accept("e"));
         control.serve();
-        assert_eq!(ids(&sink), ["a", "b", "c"]);
+        control.wind_down();
+        control.push(accept("f"));
+        assert_eq!(ids(&sink), ["a", "b", "c", "d"]);
     }
 }

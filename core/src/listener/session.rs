@@ -327,7 +327,10 @@ impl<'a> Session<'a> {
 
     /// The owner closes the listener: close the channel (1000) and wait for its end.
     async fn close(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
-        self.control.retire();
+        // Accepts and requests the service sent before it sees our close frame still reach
+        // the owner, which refuses them at once (503) rather than leave their senders
+        // waiting for the service's timeout.
+        self.control.wind_down();
         self.handle.send(Command::Close {
             code: Some(1000),
             reason: Vec::new(),
@@ -339,7 +342,9 @@ impl<'a> Session<'a> {
 
     /// The owner wants a fresh channel: close this one (1000) and say so.
     async fn reopen(&mut self, events: &mut mpsc::UnboundedReceiver<Event>) -> End {
-        self.control.retire();
+        // Accepts and requests the service sent before it sees our close frame are served
+        // as any: their addresses do not depend on this channel.
+        self.control.wind_down();
         self.handle.send(Command::Close {
             code: Some(1000),
             reason: Vec::new(),

@@ -167,6 +167,7 @@ pub async fn run(
     state
         .registry
         .remove_listener(&ctx.entity_key, ctx.listener_id);
+    state.registry.hand_back_accepts(&mut commands);
     drop(commands);
     state.http.fail_listener(ctx.listener_id);
     state.emit(
@@ -190,8 +191,8 @@ async fn write_commands(
             return End::Gone("relay stopped");
         };
         match cmd {
-            ControlCommand::Accept(json) => {
-                if sink.send(Message::text(json)).await.is_err() {
+            ControlCommand::Accept { message, .. } => {
+                if sink.send(Message::text(message)).await.is_err() {
                     return End::Gone("write failed");
                 }
             }

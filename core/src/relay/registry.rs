@@ -17,7 +17,13 @@ use crate::socket::error::SocketError;
 #[derive(Debug)]
 pub enum ControlCommand {
     /// Send this `accept` message.
-    Accept(String),
+    Accept {
+        /// The sender's pending id: an accept the channel ended before sending is handed
+        /// back to its sender ([`AcceptOutcome::Undelivered`]).
+        id: String,
+        /// The message.
+        message: String,
+    },
     /// Send an HTTP request's messages back to back: the `request` text message and, for an
     /// inline body, the body message's frames. Skipped if request `id` no longer waits.
     Request {
@@ -69,6 +75,9 @@ pub enum AcceptOutcome {
         /// as is).
         extensions: Option<String>,
     },
+    /// The listener's control channel ended before the accept message went out: the
+    /// sender is routed again, as if it had just come.
+    Undelivered,
     /// The listener rejected the sender.
     Rejected {
         /// Status for the sender.
@@ -420,6 +429,21 @@ impl Registry {
         (id, rx)
     }
 
+    /// Hands the accepts still queued for a listener whose channel ended back to their
+    /// senders, which are routed again (another listener, or 404 when none is left) rather
+    /// than wait for the accept timeout: that listener never heard of them. Call it after
+    /// [`Registry::remove_listener`], so that none is routed to it again.
+    pub fn hand_back_accepts(&self, commands: &mut mpsc::Receiver<ControlCommand>) {
+        commands.close();
+        while let Ok(cmd) = commands.try_recv() {
+            if let ControlCommand::Accept { id, .. } = cmd {
+                if let Some(pending) = self.take_pending(&id) {
+                    let _ = pending.outcome.send(AcceptOutcome::Undelivered);
+                }
+            }
+        }
+    }
+
     /// Forgets a rendezvous (the sender gave up, or the listener did not answer in time).
     pub fn take_pending(&self, id: &str) -> Option<Pending> {
         self.lock().pending.remove(id)
@@ -586,13 +610,53 @@ mod tests {
     }
 
     #[test]
+    fn accepts_a_closed_channel_never_sent_go_back_to_their_senders() {
+        let r = Registry::new(&Entities::Any);
+        let e = r.entity_for_listener("hc").unwrap();
+        let origin: Arc<str> = Arc::from("ws://ns.test:80");
+        let (listener, mut rx, _frozen) = r.add_listener_with_queue(&e.key, 2, origin, 8).unwrap();
+        let q = r.pick_listener(&e.key).unwrap().commands;
+        let (a, mut a_rx) = r.insert_pending("a", &e.key);
+        let (b, mut b_rx) = r.insert_pending("b", &e.key);
+        for id in [&a, &b] {
+            let accept = ControlCommand::Accept {
+                id: id.clone(),
+                message: "{}".into(),
+            };
+            assert_eq!(q.send(accept), Ok(()));
+        }
+        // The first went out; the channel ends with the second still queued.
+        assert!(matches!(rx.try_recv(), Ok(ControlCommand::Accept { .. })));
+        r.remove_listener(&e.key, listener);
+        r.hand_back_accepts(&mut rx);
+        assert!(matches!(b_rx.try_recv(), Ok(AcceptOutcome::Undelivered)));
+        assert!(
+            !r.has_pending_at(&b, "hc"),
+            "b is routed again, not left pending"
+        );
+        // The one the listener heard of keeps waiting for its answer.
+        assert!(a_rx.try_recv().is_err());
+        assert!(r.has_pending_at(&a, "hc"));
+        assert_eq!(
+            q.send(ControlCommand::Drop {
+                code: 1000,
+                reason: String::new()
+            }),
+            Err(QueueError::Gone)
+        );
+    }
+
+    #[test]
     fn a_listener_that_does_not_read_gets_a_bounded_queue() {
         let r = Registry::new(&Entities::Any);
         let e = r.entity_for_listener("hc").unwrap();
         let origin: Arc<str> = Arc::from("ws://ns.test:80");
         let (_id, rx, _frozen) = r.add_listener_with_queue(&e.key, 1, origin, 2).unwrap();
         let q = r.pick_listener(&e.key).unwrap().commands;
-        let accept = || ControlCommand::Accept("{}".into());
+        let accept = || ControlCommand::Accept {
+            id: "a".into(),
+            message: "{}".into(),
+        };
         assert_eq!(q.send(accept()), Ok(()));
         assert_eq!(q.send(accept()), Ok(()));
         assert_eq!(q.send(accept()), Err(QueueError::Full));

@@ -359,31 +359,47 @@ impl Conn {
                 return deny(&state, self.stream, d, Some(&entity.name)).await;
             }
         }
-        let Some(listener) = state.registry.pick_listener(&entity.key) else {
-            let d = SocketError::status(404, "Endpoint not found: no listener is connected");
-            return deny(&state, self.stream, d, Some(&entity.name)).await;
-        };
         let wanted = self
             .req
             .param("sb-hc-id")
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .unwrap_or_else(new_uuid);
-        let (id, outcome) = state.registry.insert_pending(&wanted, &entity.key);
-        let message = self.accept_message(&listener.origin, &id);
-        if let Err(e) = listener.commands.send(ControlCommand::Accept(message)) {
-            state.registry.take_pending(&id);
-            return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
-        }
-        state.emit(
-            RelayEvent::new(
-                "connect",
-                format!("sender {} for {}{suffix}", self.peer, entity.name),
-            )
-            .hc(&entity.name)
-            .id(&id),
-        );
-        let answer = tokio::time::timeout(state.config.accept_timeout, outcome).await;
+        let deadline = tokio::time::Instant::now() + state.config.accept_timeout;
+        let mut announced = false;
+        // Routed again when the chosen listener's channel ends before its accept went out
+        // (the listener never heard of it); each listener can do that once, as it leaves.
+        let (id, answer) = loop {
+            let Some(listener) = state.registry.pick_listener(&entity.key) else {
+                let d = SocketError::status(404, "Endpoint not found: no listener is connected");
+                return deny(&state, self.stream, d, Some(&entity.name)).await;
+            };
+            let (id, outcome) = state.registry.insert_pending(&wanted, &entity.key);
+            let message = self.accept_message(&listener.origin, &id);
+            let accept = ControlCommand::Accept {
+                id: id.clone(),
+                message,
+            };
+            if let Err(e) = listener.commands.send(accept) {
+                state.registry.take_pending(&id);
+                return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
+            }
+            if !announced {
+                announced = true;
+                state.emit(
+                    RelayEvent::new(
+                        "connect",
+                        format!("sender {} for {}{suffix}", self.peer, entity.name),
+                    )
+                    .hc(&entity.name)
+                    .id(&id),
+                );
+            }
+            match tokio::time::timeout_at(deadline, outcome).await {
+                Ok(Ok(AcceptOutcome::Undelivered)) => continue,
+                answer => break (id, answer),
+            }
+        };
         match answer {
             Ok(Ok(AcceptOutcome::Accepted {
                 stream: listener_stream,
@@ -450,7 +466,8 @@ impl Conn {
                 );
                 http::write_status(&mut self.stream, status, &description).await;
             }
-            Ok(Err(_)) | Err(_) => {
+            // (Undelivered routes the sender again, above.)
+            Ok(Ok(AcceptOutcome::Undelivered)) | Ok(Err(_)) | Err(_) => {
                 state.registry.take_pending(&id);
                 state.emit(
                     RelayEvent::new(

@@ -208,6 +208,12 @@ impl Handle {
         true
     }
 
+    /// Whether the connection takes no more data frames: its owner closed it (the close
+    /// frame is on its way) or it is gone.
+    pub fn closing(&self) -> bool {
+        self.shared.finished.load(Ordering::SeqCst) || self.shared.close_deadline().is_some()
+    }
+
     /// Writes `send` at once, from the calling thread, when the open connection has nothing
     /// queued or being written (see `ConnectionTask::send_direct`): a lone message then
     /// costs no wake-up of the connection's task. [`Direct::Refused`] when it does not take
@@ -272,5 +278,28 @@ impl Handle {
             guard.0,
             guard.1,
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::socket::SocketOptions;
+
+    #[test]
+    fn closing_once_the_owner_closes_or_the_connection_is_gone() {
+        let open = Handle::new(&SocketOptions::default());
+        assert!(!open.closing());
+        assert!(open.send(Command::Close {
+            code: Some(1000),
+            reason: Vec::new(),
+        }));
+        assert!(
+            open.closing(),
+            "a close frame on its way takes no more data"
+        );
+        let gone = Handle::new(&SocketOptions::default());
+        gone.shared.finished.store(true, Ordering::SeqCst);
+        assert!(gone.closing());
     }
 }

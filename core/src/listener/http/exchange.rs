@@ -355,6 +355,10 @@ impl Exchange {
         let Some(inline) = self.state.inline.get() else {
             return false;
         };
+        // A channel being closed takes no more frames: the task sends it over a rendezvous.
+        if inline.channel.closing() {
+            return false;
+        }
         // Gone with the listener: the task has ended the exchange, or is about to.
         let Some(ctx) = inline.ctx.upgrade() else {
             return false;
@@ -738,6 +742,9 @@ impl ExchangeTask {
             let has_body = with_body && !self.body.is_empty();
             let sent = self.body.len();
             let ok = match &self.route {
+                // A channel being closed (the listener closes or reopens it) takes no more
+                // frames: over the request's rendezvous, as a head too large for it.
+                Route::Control { channel, .. } if channel.closing() => None,
                 Route::Control { channel, .. } => {
                     let body = has_body.then_some(&self.body[..]);
                     inline_batch(&self.request_id, head, body).map(|c| channel.send(c))
