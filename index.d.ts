@@ -430,7 +430,8 @@ declare namespace HycoWebSocket {
 
   /** The error of a failed connection attempt. */
   interface RelayedConnectError extends Error {
-    /** `ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, `UNABLE_TO_VERIFY_LEAF_SIGNATURE`,
+    /** `ECONNREFUSED`, `ENOTFOUND`, `ETIMEDOUT`, OpenSSL's certificate codes
+     * (`UNABLE_TO_VERIFY_LEAF_SIGNATURE`, `SELF_SIGNED_CERT_IN_CHAIN`, ...),
      * `ERR_TLS_CERT_ALTNAME_INVALID`, `ERR_UNEXPECTED_RESPONSE`; through a proxy,
      * `ERR_PROXY_AUTH` (407), `ERR_PROXY_REFUSED` (another refusal), `ERR_PROXY_INVALID`
      * (an unusable proxy variable); a failure to reach the proxy names it in the message. */
@@ -556,8 +557,8 @@ declare namespace HycoWebSocket {
     /** After an accept, keep one spare connection to the same relay endpoint (at most 10 s)
      * for the next accept, which then skips the connect. Default `true`. */
     prewarm?: boolean;
-    /** Delays before reconnect attempts, ms; the last repeats; ±20 % jitter. Default
-     * `[0, 1000, 2000, 5000, 10000, 30000]`. */
+    /** Delays before reconnect attempts, ms; the last repeats; ±20 % jitter, and a `0` is
+     * 0-200 ms. Default `[0, 1000, 2000, 5000, 10000, 30000]`. */
     reconnectDelays?: number[];
     /** Certificates to trust on top of the default roots (PEM). */
     ca?: string | Buffer | Array<string | Buffer>;

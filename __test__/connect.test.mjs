@@ -736,6 +736,9 @@ describe('relayedConnect: TLS', () => {
   let caPem;
   let leafCertPem;
   let leafKeyPem;
+  let chainLeafPem;
+  let chainKeyPem;
+  let intermediatePem;
 
   before(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'connect-tls-'));
@@ -779,6 +782,28 @@ describe('relayedConnect: TLS', () => {
     caPem = fs.readFileSync(ca.crtFile, 'utf8');
     leafCertPem = fs.readFileSync(leafCrt, 'utf8');
     leafKeyPem = fs.readFileSync(leafKey, 'utf8');
+
+    // An intermediate CA under it, and a leaf that intermediate issued: a server sends its
+    // chain (a TLS-inspecting proxy's, a private CA's).
+    const sign = (name, issuer, extText, serial) => {
+      const key = path.join(dir, `${name}.key`);
+      const csr = path.join(dir, `${name}.csr`);
+      const crt = path.join(dir, `${name}.crt`);
+      const extFile = path.join(dir, `${name}.ext`);
+      fs.writeFileSync(extFile, extText);
+      execFileSync('openssl', ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', key, '-out', csr], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        ['x509', '-req', '-in', csr, '-CA', issuer.crtFile, '-CAkey', issuer.keyFile, '-set_serial', serial, '-days', '1', '-extfile', extFile, '-out', crt],
+        { stdio: 'ignore' }
+      );
+      return { keyFile: key, crtFile: crt };
+    };
+    const intermediate = sign('intermediate', ca, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n', '3');
+    const chained = sign('chained', intermediate, fs.readFileSync(ext, 'utf8'), '4');
+    chainLeafPem = fs.readFileSync(chained.crtFile, 'utf8');
+    chainKeyPem = fs.readFileSync(chained.keyFile, 'utf8');
+    intermediatePem = fs.readFileSync(intermediate.crtFile, 'utf8');
   });
 
   after(() => {
@@ -859,6 +884,53 @@ describe('relayedConnect: TLS', () => {
       const err = await handshakeFailure(start({ ca: leafCertPem }), token);
       assert.equal(err.code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', `${err.code}: ${err.message}`);
     });
+  });
+
+  test("a chain with no trusted issuer is refused with OpenSSL's code for its shape: UNABLE_TO_GET_ISSUER_CERT_LOCALLY, SELF_SIGNED_CERT_IN_CHAIN; trusted with ca = the root", async () => {
+    for (const [shape, cert, code, message] of [
+      ['leaf and intermediate', chainLeafPem + intermediatePem, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'unable to get local issuer certificate'],
+      ['leaf, intermediate and root', chainLeafPem + intermediatePem + caPem, 'SELF_SIGNED_CERT_IN_CHAIN', 'self-signed certificate in certificate chain']
+    ]) {
+      const opts = {
+        relay: { tls: { cert, key: chainKeyPem } },
+        listen: { wsOptions: { ca: caPem } },
+        peerOptions: { ca: caPem }
+      };
+      await withListener(opts, async ({ open, start, token }) => {
+        const err = await handshakeFailure(start(), token);
+        assert.equal(err.code, code, `${shape}: ${err.code}: ${err.message}`);
+        assert.equal(err.message, message);
+        const { S, peer } = await open({ ca: caPem });
+        S.send(`via ${shape}`);
+        assert.equal((await nextMessage(peer)).data.toString(), `via ${shape}`);
+      });
+    }
+  });
+
+  test("rejectUnauthorized: false and NODE_TLS_REJECT_UNAUTHORIZED=0 change nothing and say so, once per process (child processes)", async () => {
+    const script = `
+      const hyco = require(process.env.HYCO_PKG);
+      const warnings = [];
+      process.on('warning', (w) => warnings.push(w.code));
+      for (let i = 0; i < 2; i++) {
+        const S = hyco.relayedConnect('ws://127.0.0.1:9/hc', null, process.env.OPTION ? { rejectUnauthorized: false } : {});
+        S.on('error', () => {});
+        const server = new hyco.RelayedServer({ server: 'ws://127.0.0.1:9/$hc/hc', token: 't', rejectUnauthorized: process.env.OPTION ? false : undefined });
+        server.on('error', () => {});
+        server.close();
+      }
+      setTimeout(() => console.log(JSON.stringify(warnings)), 200);
+    `;
+    for (const [what, env, expected] of [
+      ['rejectUnauthorized: false', { OPTION: '1' }, ['HYCO_TLS_ALWAYS_VERIFIED']],
+      ['NODE_TLS_REJECT_UNAUTHORIZED=0', { NODE_TLS_REJECT_UNAUTHORIZED: '0' }, ['HYCO_TLS_ALWAYS_VERIFIED']],
+      ['neither', {}, []]
+    ]) {
+      const r = await runNode(script, { env, ms: STEP_MS * 2 }).done;
+      assert.equal(r.code, 0, describeChild(r));
+      const warnings = JSON.parse(r.stdout.trim().split('\n').pop());
+      assert.deepEqual(warnings, expected, `${what}: ${describeChild(r)}`);
+    }
   });
 
   test('NODE_EXTRA_CA_CERTS is trusted (child process, no ca option)', async () => {

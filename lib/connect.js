@@ -14,7 +14,8 @@ const {
   invalidOption,
   isHeaderValue,
   numberOption,
-  validateOptionsObject
+  validateOptionsObject,
+  warnIfInsecure
 } = require('./validation');
 const { proxyOption } = require('./proxy');
 const { awaitToken, credentialOption, isTokenArgument, tokenCharsError, tokenSource } = require('./tokens');
@@ -234,6 +235,7 @@ function connectAs(Socket, address, token, options, fn) {
   const heartbeatMs = numberOption(options.heartbeatInterval, 'heartbeatInterval', 0, true);
   const autoPong = booleanOption(options.autoPong, 'autoPong', true);
   const ca = caOption(options.ca);
+  warnIfInsecure(options);
   const proxy = proxyOption(options.proxy);
   const deflate = deflateOption(options.perMessageDeflate, true);
 

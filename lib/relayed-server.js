@@ -28,7 +28,8 @@ const {
   invalidOption,
   isHeaderValue,
   numberOption,
-  validateOptionsObject
+  validateOptionsObject,
+  warnIfInsecure
 } = require('./validation');
 const { RelayedWebSocket } = require('./websocket');
 
@@ -248,6 +249,7 @@ function normalize(options) {
   }
   reconnectDelays.forEach((d, i) => numberOption(d, `reconnectDelays[${i}]`, 0, true));
   const ca = caOption(options.ca);
+  warnIfInsecure(options);
   const deflate = deflateOption(options.perMessageDeflate, false);
   let entity;
   try {

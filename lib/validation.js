@@ -234,6 +234,27 @@ function caOption(ca) {
   });
 }
 
+let insecureWarned = false;
+
+/**
+ * ws passes `rejectUnauthorized: false` to Node.js, and Node.js reads
+ * `NODE_TLS_REJECT_UNAUTHORIZED=0`, to turn certificate checks off; this package never
+ * turns them off. Says so, once per process, so that a certificate error after a migration
+ * is not a mystery.
+ *
+ * @param {Object} options A sender's or server's options
+ * @private
+ */
+function warnIfInsecure(options) {
+  if (insecureWarned) return;
+  if (options.rejectUnauthorized !== false && process.env.NODE_TLS_REJECT_UNAUTHORIZED !== '0') return;
+  insecureWarned = true;
+  process.emitWarning(
+    'rejectUnauthorized: false and NODE_TLS_REJECT_UNAUTHORIZED=0 are ignored: hyco-ws-rs always verifies certificates. Trust a certificate (a self-signed one too) with the ca option.',
+    { code: 'HYCO_TLS_ALWAYS_VERIFIED' }
+  );
+}
+
 module.exports = {
   booleanOption,
   caOption,
@@ -246,5 +267,6 @@ module.exports = {
   outOfRange,
   validateExpiration,
   validateOptionsObject,
-  validateString
+  validateString,
+  warnIfInsecure
 };

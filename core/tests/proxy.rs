@@ -26,6 +26,8 @@ enum Behaviour {
     Answer(&'static str),
     /// Closes without a word.
     Close,
+    /// Takes the CONNECT and never answers.
+    Silent,
 }
 
 /// A proxy on 127.0.0.1, port 0, and the request heads it received.
@@ -92,6 +94,9 @@ async fn serve(mut client: TcpStream, behaviour: Behaviour, heads: Arc<Mutex<Vec
             let _ = client.write_all(text.as_bytes()).await;
         }
         Behaviour::Close => {}
+        Behaviour::Silent => {
+            let _ = client.read(&mut byte).await;
+        }
     }
 }
 
@@ -256,6 +261,53 @@ async fn a_proxy_that_hangs_up_or_babbles_is_named() {
     .await;
     assert_eq!(e.code, Some("ERR_INVALID_HTTP_RESPONSE"));
     assert!(e.message.contains(&babbling.url()), "{}", e.message);
+}
+
+#[tokio::test]
+async fn a_refusal_with_many_headers_is_read_as_node_reads_it() {
+    let (_relay, url, token) = relay().await;
+    // An appliance's 407 page: more headers than a fixed table holds (64 before).
+    let mut answer = String::from("HTTP/1.1 407 Proxy Authentication Required\r\n");
+    for i in 0..72 {
+        answer.push_str(&format!("Set-Cookie: c{i}=v\r\n"));
+    }
+    answer.push_str("Content-Length: 0\r\n\r\n");
+    let proxy = TinyProxy::start(Behaviour::Answer(Box::leak(answer.into_boxed_str()))).await;
+    let e = failure(&options(
+        &url,
+        &token,
+        Some(ProxyConfig::explicit(&proxy.url(), None)),
+    ))
+    .await;
+    assert_eq!(
+        (e.code, e.status_code),
+        (Some("ERR_PROXY_AUTH"), Some(407)),
+        "{}",
+        e.message
+    );
+}
+
+#[tokio::test]
+async fn a_proxy_that_never_answers_connect_is_named_when_the_time_is_up() {
+    let (_relay, url, token) = relay().await;
+    let proxy = TinyProxy::start(Behaviour::Silent).await;
+    let mut opts = options(
+        &url,
+        &token,
+        Some(ProxyConfig::explicit(&proxy.url_with_password(), None)),
+    );
+    opts.handshake_timeout = Duration::from_millis(300);
+    let e = tokio::time::timeout(WAIT, failure(&opts))
+        .await
+        .expect("the handshake gave up in time");
+    assert_eq!(e.code, Some("ETIMEDOUT"));
+    assert_eq!(
+        e.message,
+        format!(
+            "Opening a tunnel through the proxy {} has timed out",
+            proxy.url()
+        )
+    );
 }
 
 #[tokio::test]

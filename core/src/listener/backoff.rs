@@ -1,9 +1,12 @@
 //! Reconnect delays: a fixed schedule whose last step repeats, with random spread so that
-//! many listeners cut off together do not come back together.
+//! many listeners cut off together do not come back together (a zero step included).
 
 use std::time::Duration;
 
 use rand::Rng;
+
+/// What a zero step's spread is a share of (see [`Backoff::next_delay`]).
+const ZERO_SPREAD: Duration = Duration::from_secs(1);
 
 /// The delay schedule and where we are in it.
 #[derive(Debug, Clone)]
@@ -35,8 +38,15 @@ impl Backoff {
             .copied()
             .unwrap_or(Duration::ZERO);
         self.attempt = self.attempt.saturating_add(1);
-        if base.is_zero() || self.jitter == 0.0 {
+        if self.jitter == 0.0 {
             return base;
+        }
+        if base.is_zero() {
+            // "At once" is spread too, over the jitter's share of a second (0-200 ms at the
+            // default 0.2): listeners a service cut off together do not all come back in the
+            // same instant, and a schedule of zeros cannot spin (thousands of attempts a
+            // second against a relay that is down).
+            return ZERO_SPREAD.mul_f64(rand::rng().random_range(0.0..=self.jitter));
         }
         let spread = rand::rng().random_range(-self.jitter..=self.jitter);
         base.mul_f64(1.0 + spread)
@@ -56,7 +66,7 @@ mod tests {
     fn follows_the_schedule_with_bounded_jitter() {
         let secs = |s: &[u64]| s.iter().map(|x| Duration::from_secs(*x)).collect();
         let mut b = Backoff::new(secs(&[0, 1, 2, 30]), 0.2);
-        assert_eq!(b.next_delay(), Duration::ZERO);
+        assert!(b.next_delay() <= Duration::from_millis(200));
         let d = b.next_delay();
         assert!(
             d >= Duration::from_millis(800) && d <= Duration::from_millis(1200),
@@ -71,7 +81,19 @@ mod tests {
             );
         }
         b.reset();
-        assert_eq!(b.next_delay(), Duration::ZERO);
-        assert_eq!(Backoff::new(vec![], 0.5).next_delay(), Duration::ZERO);
+        assert!(b.next_delay() <= Duration::from_millis(200));
+        assert_eq!(Backoff::new(vec![], 0.0).next_delay(), Duration::ZERO);
+        assert_eq!(Backoff::new(secs(&[0]), 0.0).next_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn zero_steps_are_spread_so_that_they_cannot_spin() {
+        let mut b = Backoff::new(vec![Duration::ZERO], 0.2);
+        let delays: Vec<Duration> = (0..200).map(|_| b.next_delay()).collect();
+        assert!(delays.iter().all(|d| *d <= Duration::from_millis(200)));
+        // 200 draws from 0-200 ms: their sum is far from zero (a mean of about 100 ms).
+        let total: Duration = delays.iter().sum();
+        assert!(total >= Duration::from_secs(10), "{total:?} in all");
+        assert!(delays.iter().any(|d| *d >= Duration::from_millis(100)));
     }
 }

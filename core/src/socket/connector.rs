@@ -18,7 +18,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::socket::error::{io_error, SocketError};
+use crate::socket::error::{errno_code, io_error, SocketError};
 
 /// RFC 8305's Connection Attempt Delay: how long an attempt runs alone before the next
 /// address is tried too.
@@ -77,11 +77,13 @@ pub fn interleave(addrs: Vec<SocketAddr>) -> Vec<SocketAddr> {
     }
 }
 
-/// The error of one failed attempt, as Node.js words it: `connect ECONNREFUSED 10.0.0.1:443`.
+/// The error of one failed attempt, as Node.js words it: `connect ECONNREFUSED 10.0.0.1:443`
+/// (`::1:443` for IPv6, unbracketed as Node writes it); for a failure with no errno name,
+/// the system's text (`connect: ...`) rather than a made-up code.
 fn attempt_error(e: &std::io::Error, addr: SocketAddr) -> SocketError {
     let mut err = io_error(e, "connect");
-    if let Some(code) = err.code {
-        err.message = format!("connect {code} {addr}");
+    if let Some(code) = errno_code(e) {
+        err.message = format!("connect {code} {}:{}", addr.ip(), addr.port());
     }
     err
 }
@@ -246,6 +248,37 @@ pub fn tune(tcp: &TcpStream) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn attempt_errors_are_worded_as_node_words_them() {
+        let e = |n: i32, addr: &str| {
+            let err = attempt_error(&std::io::Error::from_raw_os_error(n), addr.parse().unwrap());
+            (err.code.unwrap_or(""), err.message)
+        };
+        assert_eq!(
+            e(libc::EINVAL, "[fe80::1]:9"),
+            ("EINVAL", "connect EINVAL fe80::1:9".to_owned())
+        );
+        assert_eq!(e(libc::EPERM, "10.0.0.1:443").0, "EPERM");
+        assert_eq!(e(libc::EACCES, "10.0.0.1:443").0, "EACCES");
+        assert_eq!(e(libc::EHOSTUNREACH, "10.0.0.1:443").0, "EHOSTUNREACH");
+        assert_eq!(e(libc::ENETUNREACH, "10.0.0.1:443").0, "ENETUNREACH");
+        assert_eq!(e(libc::ENETDOWN, "10.0.0.1:443").0, "ENETDOWN");
+        assert_eq!(
+            e(libc::ECONNREFUSED, "[::1]:443").1,
+            "connect ECONNREFUSED ::1:443"
+        );
+        // No errno name: the system's words, not a made-up code in the message.
+        let other = attempt_error(
+            &std::io::Error::other("no route"),
+            "10.0.0.1:443".parse().unwrap(),
+        );
+        assert_eq!(other.code, Some("ERR_SOCKET"));
+        assert_eq!(other.message, "connect: no route");
+        let pipe = io_error(&std::io::ErrorKind::BrokenPipe.into(), "write");
+        assert_eq!(pipe.code, Some("EPIPE"));
+    }
 
     #[cfg(unix)]
     #[test]

@@ -7,7 +7,9 @@
 //! Failures are worded as Node.js words them (`connect ECONNREFUSED 10.0.0.1:443`,
 //! certificate codes); one that reaching the proxy caused names the proxy.
 
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
+
 use tokio::time::Instant;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::rustls::{CertificateError, Error as TlsError};
@@ -18,7 +20,7 @@ use crate::socket::connector;
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::{tunnel, ProxyServer};
 use crate::socket::tls;
-use crate::socket::verify::SelfSigned;
+use crate::socket::verify::Untrusted;
 
 /// Where a stream goes.
 pub(crate) struct Route<'a> {
@@ -87,10 +89,13 @@ fn tls_error(e: &std::io::Error, host: &str) -> SocketError {
                 "certificate is not yet valid".to_owned(),
             ),
             CertificateError::Revoked => ("CERT_REVOKED", "certificate revoked".to_owned()),
-            CertificateError::Other(o) if o.0.downcast_ref::<SelfSigned>().is_some() => (
-                "DEPTH_ZERO_SELF_SIGNED_CERT",
-                "self-signed certificate".to_owned(),
-            ),
+            CertificateError::Other(o) => match o.0.downcast_ref::<Untrusted>() {
+                Some(why) => (why.code(), why.to_string()),
+                None => (
+                    "ERR_TLS_CERT_INVALID",
+                    format!("invalid certificate: {c:?}"),
+                ),
+            },
             other => (
                 "ERR_TLS_CERT_INVALID",
                 format!("invalid certificate: {other:?}"),
@@ -125,6 +130,11 @@ where
     Ok(Box::new(tls))
 }
 
+/// How long reaching a proxy and its answer to CONNECT may take (as `relayedFetch`'s tunnel:
+/// undici's default `connectTimeout`): a proxy that takes the connection and never answers
+/// fails with its name, rather than at the end of the whole handshake's time.
+const TUNNEL_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A tunnel to `route`'s host through `proxy`.
 async fn through(
     proxy: &ProxyServer,
@@ -132,19 +142,29 @@ async fn through(
     ca: &[Vec<u8>],
     deadline: Instant,
 ) -> Result<Dialed, SocketError> {
-    let tcp = connector::connect_host(&proxy.host, proxy.port, deadline)
-        .await
-        .map_err(|e| proxy.named_in(e))?;
-    let (tcp, watch) = plain(tcp)?;
-    let stream: IoStream = if proxy.tls {
-        tls_over(tcp, &proxy.host, ca)
+    let limit = deadline.min(Instant::now() + TUNNEL_TIMEOUT);
+    let tunnel = async {
+        let tcp = connector::connect_host(&proxy.host, proxy.port, deadline)
             .await
-            .map_err(|e| proxy.named_in(e))?
-    } else {
-        Box::new(tcp)
+            .map_err(|e| proxy.named_in(e))?;
+        let (tcp, watch) = plain(tcp)?;
+        let stream: IoStream = if proxy.tls {
+            tls_over(tcp, &proxy.host, ca)
+                .await
+                .map_err(|e| proxy.named_in(e))?
+        } else {
+            Box::new(tcp)
+        };
+        let stream = tunnel::open(stream, proxy, route.host, route.port).await?;
+        Ok(Dialed { stream, watch })
     };
-    let stream = tunnel::open(stream, proxy, route.host, route.port).await?;
-    Ok(Dialed { stream, watch })
+    match tokio::time::timeout_at(limit, tunnel).await {
+        Ok(dialed) => dialed,
+        Err(_) => Err(SocketError::coded(
+            format!("Opening a tunnel through the proxy {proxy} has timed out"),
+            "ETIMEDOUT",
+        )),
+    }
 }
 
 /// Opens a stream along `route` (see the module's description), by `deadline`.

@@ -88,21 +88,54 @@ impl SocketError {
 /// An I/O failure as Node.js words it: `{what}: {error}`, with the errno's code
 /// (`ECONNREFUSED`, `ECONNRESET`, `ETIMEDOUT`, ...; `ERR_SOCKET` for the rest).
 pub(crate) fn io_error(e: &std::io::Error, what: &str) -> SocketError {
+    SocketError::coded(
+        format!("{what}: {e}"),
+        errno_code(e).unwrap_or("ERR_SOCKET"),
+    )
+}
+
+/// The errno name Node.js gives `e`, from its kind (the same on every platform), or `None`
+/// when it is not one of the network's.
+pub(crate) fn errno_code(e: &std::io::Error) -> Option<&'static str> {
     use std::io::ErrorKind::*;
-    let code = match e.kind() {
+    let from_os = e.raw_os_error().is_some();
+    Some(match e.kind() {
         ConnectionRefused => "ECONNREFUSED",
-        ConnectionReset => "ECONNRESET",
+        ConnectionReset | UnexpectedEof => "ECONNRESET",
         ConnectionAborted => "ECONNABORTED",
         TimedOut => "ETIMEDOUT",
         AddrNotAvailable => "EADDRNOTAVAIL",
-        UnexpectedEof => "ECONNRESET",
-        _ => match e.raw_os_error() {
-            Some(113) => "EHOSTUNREACH",
-            Some(101) => "ENETUNREACH",
-            _ => "ERR_SOCKET",
-        },
-    };
-    SocketError::coded(format!("{what}: {e}"), code)
+        AddrInUse => "EADDRINUSE",
+        BrokenPipe => "EPIPE",
+        HostUnreachable => "EHOSTUNREACH",
+        NetworkUnreachable => "ENETUNREACH",
+        NetworkDown => "ENETDOWN",
+        NotConnected => "ENOTCONN",
+        // Only the system's: Rust's own InvalidInput (a bad address string) is not EINVAL.
+        InvalidInput if from_os => "EINVAL",
+        // A firewall's refusal: EPERM where the system says so, else EACCES.
+        PermissionDenied if from_os => {
+            if is_eperm(e) {
+                "EPERM"
+            } else {
+                "EACCES"
+            }
+        }
+        _ => return None,
+    })
+}
+
+/// Whether the system's error is EPERM (Unix); Windows says WSAEACCES only.
+fn is_eperm(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
 }
 
 impl fmt::Display for SocketError {

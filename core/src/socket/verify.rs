@@ -21,17 +21,41 @@ use tokio_rustls::rustls::{
     CertificateError, DigitallySignedStruct, Error, OtherError, SignatureScheme,
 };
 
-/// The error behind `DEPTH_ZERO_SELF_SIGNED_CERT`.
-#[derive(Debug)]
-pub struct SelfSigned;
+/// Why a chain with no trusted issuer fails, told apart as OpenSSL (and so Node.js) tells
+/// it: a TLS-inspecting proxy or a private CA shows as one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Untrusted {
+    /// The server sent only a self-signed certificate: `DEPTH_ZERO_SELF_SIGNED_CERT`.
+    SelfSigned,
+    /// The chain ends in a self-signed root nobody trusts: `SELF_SIGNED_CERT_IN_CHAIN`.
+    SelfSignedInChain,
+    /// The chain's last certificate has an issuer nobody trusts:
+    /// `UNABLE_TO_GET_ISSUER_CERT_LOCALLY`.
+    IssuerNotLocal,
+}
 
-impl std::fmt::Display for SelfSigned {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("self-signed certificate")
+impl Untrusted {
+    /// Node.js's code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Untrusted::SelfSigned => "DEPTH_ZERO_SELF_SIGNED_CERT",
+            Untrusted::SelfSignedInChain => "SELF_SIGNED_CERT_IN_CHAIN",
+            Untrusted::IssuerNotLocal => "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+        }
     }
 }
 
-impl std::error::Error for SelfSigned {}
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Untrusted::SelfSigned => "self-signed certificate",
+            Untrusted::SelfSignedInChain => "self-signed certificate in certificate chain",
+            Untrusted::IssuerNotLocal => "unable to get local issuer certificate",
+        })
+    }
+}
+
+impl std::error::Error for Untrusted {}
 
 /// WebPKI, plus trusted leaves.
 #[derive(Debug)]
@@ -205,12 +229,20 @@ impl ServerCertVerifier for Verifier {
             Error::InvalidCertificate(CertificateError::UnknownIssuer)
                 | Error::InvalidCertificate(CertificateError::Other(_))
         );
-        if unknown && intermediates.is_empty() && is_self_signed(end_entity) {
-            return Err(Error::InvalidCertificate(CertificateError::Other(
-                OtherError(Arc::new(SelfSigned)),
-            )));
+        let why = match intermediates.last() {
+            _ if !unknown => None,
+            None if is_self_signed(end_entity) => Some(Untrusted::SelfSigned),
+            // A leaf alone: webpki's UnknownIssuer is Node's UNABLE_TO_VERIFY_LEAF_SIGNATURE.
+            None => None,
+            Some(top) if is_self_signed(top) => Some(Untrusted::SelfSignedInChain),
+            Some(_) => Some(Untrusted::IssuerNotLocal),
+        };
+        match why {
+            Some(why) => Err(Error::InvalidCertificate(CertificateError::Other(
+                OtherError(Arc::new(why)),
+            ))),
+            None => Err(err),
         }
-        Err(err)
     }
 
     fn verify_tls12_signature(

@@ -8,6 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use crate::http_head;
 use crate::io::IoStream;
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::ProxyServer;
@@ -90,15 +91,15 @@ async fn read_head(
                 "ECONNRESET",
             ));
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        match response.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => {
-                let status = response.code.unwrap_or(0);
-                let reason = response.reason.unwrap_or("").to_owned();
-                return Ok((status, reason, buf.split_off(len)));
-            }
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => {}
+        // Any number of headers, as Node.js takes them (a proxy's 407 or 403 page may carry
+        // many); MAX_HEAD bounds the head.
+        let parsed = http_head::parse_response(&buf, |response, len| {
+            let status = response.code.unwrap_or(0);
+            (status, response.reason.unwrap_or("").to_owned(), len)
+        });
+        match parsed {
+            Ok(Some((status, reason, len))) => return Ok((status, reason, buf.split_off(len))),
+            Ok(None) if buf.len() <= MAX_HEAD => {}
             _ => {
                 return Err(SocketError::coded(
                     format!("The proxy {proxy} sent an invalid answer to CONNECT"),
