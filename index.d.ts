@@ -447,7 +447,7 @@ declare namespace HycoWebSocket {
    * A ws 8 `WebSocket` whose network I/O, framing, masking and UTF-8 checks run in Rust. It
    * is an `instanceof WebSocket` and has ws's properties, events and methods; see the README
    * for the few differences (no 'upgrade'/'unexpected-response'/'redirect' events, `mask`
-   * ignored, `Blob` data not accepted by `send`).
+   * ignored).
    *
    * The type is also the one `import * as WebSocket from 'ws'` names under `esModuleInterop`
    * (see ws-interop.d.cts), so that a relayed socket is assignable to ws's `WebSocket`

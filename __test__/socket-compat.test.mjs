@@ -398,6 +398,77 @@ describe('12 send', () => {
   });
 });
 
+describe('12 send: Blob data (ws 8.18 and later)', () => {
+  test('send(blob) and ping(blob) are sent once read, in order with what follows, the close last; bufferedAmount counts the Blob meanwhile', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      const pings = [];
+      peer.on('ping', (d) => pings.push(d.toString()));
+      const sent = callback('the Blob send callback');
+      S.send(new Blob(['blob', 'data']), sent.cb);
+      assert.equal(S.bufferedAmount, 8, "the Blob's size counts while it is read");
+      S.ping(new Blob(['pb']));
+      S.send('after');
+      assert.throws(() => S.ping(new Blob(['x'.repeat(126)])), /^RangeError: The data size must not be greater than 125 bytes$/);
+      S.close(4000, 'done');
+      sent.done();
+      await peerGets(peer, Buffer.from('blobdata'), true, 'the Blob, binary');
+      await peerGets(peer, 'after', false, 'the text sent after the Blob');
+      assert.deepEqual(pings, ['pb']);
+      assert.deepEqual(await peerClose(peer), { code: 4000, reason: 'done' });
+      const { args } = await sent.called;
+      assert.equal(args[0] ?? null, null);
+    });
+  });
+
+  test('a Blob after close calls back with the readyState error and counts its size, as ws; terminate() while one is read fails what waited behind it', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S } = await open();
+      const first = callback('the callback of the Blob being read');
+      const behind = callback('the callback queued behind it');
+      S.send(new Blob(['x'.repeat(1000)]), first.cb);
+      S.send('behind', behind.cb);
+      S.terminate();
+      first.done();
+      behind.done();
+      const closedWhileRead = /^Error: The socket was closed while the blob was being read$/;
+      assert.match(String((await first.called).args[0]), closedWhileRead);
+      assert.match(String((await behind.called).args[0]), closedWhileRead);
+      await closeOf(S);
+      const before = S.bufferedAmount;
+      const late = callback('a Blob sent after close');
+      S.send(new Blob(['abc']), late.cb);
+      late.done();
+      assert.equal(S.bufferedAmount, before + 3);
+      assert.match(String((await late.called).args[0]), /^Error: WebSocket is not open: readyState 3 \(CLOSED\)$/);
+    });
+  });
+
+  test("a Blob whose read fails fails its callback and the socket: 'error' with the read's error, then 'close' 1006", async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      const failure = new Error('the file is gone');
+      // A File whose bytes cannot be read (ws takes any object that looks like a Blob).
+      const unreadable = {
+        size: 3,
+        type: '',
+        arrayBuffer: () => Promise.reject(failure),
+        stream() {},
+        [Symbol.toStringTag]: 'File'
+      };
+      const cb = callback('the failed Blob send callback');
+      S.send(unreadable, cb.cb);
+      cb.done();
+      assert.equal((await cb.called).args[0], failure);
+      const c = await closeOf(S);
+      assert.equal(c.code, 1006);
+      assert.deepEqual(typesOf(S), ['open', 'error', 'close']);
+      assert.equal(eventsOf(S)[1].args[0], failure);
+      assert.equal((await peerClose(peer)).code, 1006);
+    });
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 describe('12 ping / pong', () => {
   test('12.19 ping and pong with no data, a string and a number', async () => {

@@ -243,6 +243,24 @@ function toBuffer(data) {
 }
 
 /**
+ * ws's `isBlob()`: a `Blob` or `File`, of this realm or another.
+ *
+ * @param {*} value The value
+ * @return {Boolean} Whether it is a Blob
+ * @private
+ */
+function isBlob(value) {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof value.arrayBuffer === 'function' &&
+    typeof value.type === 'string' &&
+    typeof value.stream === 'function' &&
+    (value[Symbol.toStringTag] === 'Blob' || value[Symbol.toStringTag] === 'File')
+  );
+}
+
+/**
  * Whether a frame's payload has bytes.
  *
  * @param {Buffer} buf The payload
@@ -289,7 +307,7 @@ function isValidStatusCode(code) {
  */
 function sendAfterClose(ws, data, cb) {
   if (data) {
-    const length = toBuffer(data).length;
+    const length = isBlob(data) ? data.size : toBuffer(data).length;
     ws._bufferedAmount += length;
     // As ws: what is sent while closing still counts after 'close' (see `_closed`).
     if (ws._readyState === WebSocket.CLOSING) ws._lateBytes += length;
@@ -347,6 +365,9 @@ class RelayedWebSocket extends WebSocket {
     this._packedAcks = 0;
     // false until open; then true, or the TransportShim once something asked for it.
     this._shim = false;
+    // While a Blob is being read: `{ queue, dropped }`, what was sent after it, in order (see
+    // `_afterBlobs`), and whether terminate() came meanwhile.
+    this._blobs = null;
     // Set by RelayedServer for the sockets it accepts; `_announced` once its 'connection'
     // was emitted.
     this._server = null;
@@ -917,15 +938,116 @@ class RelayedWebSocket extends WebSocket {
     // ws's defaults, which `options` overrides. (Shared frozen defaults for a send without
     // options made the loads below see two shapes: 64 B sends cost about a tenth more.)
     const opts = { binary: typeof data !== 'string', compress: true, fin: true, ...options };
-    const buf = typeof data === 'string' ? Buffer.from(data) : data ? toBuffer(data) : EMPTY_BUFFER;
+    // A Buffer or a string is told apart first: the Blob check costs them nothing.
+    let buf = null;
+    if (typeof data === 'string') buf = Buffer.from(data);
+    else if (!data) buf = EMPTY_BUFFER;
+    else if (ArrayBuffer.isView(data) || !isBlob(data)) buf = toBuffer(data);
+    const blob = buf === null;
+    const length = blob ? data.size : buf.length;
     let opcode = OP_CONTINUATION;
     if (this._firstFragment) {
       opcode = opts.binary ? OP_BINARY : OP_TEXT;
       // As ws: the first frame decides for the whole message.
-      this._compressing = this._compressMin >= 0 && Boolean(opts.compress) && buf.length >= this._compressMin;
+      this._compressing = this._compressMin >= 0 && Boolean(opts.compress) && length >= this._compressMin;
     }
-    this._firstFragment = Boolean(opts.fin);
-    this._sendFrame(buf, opcode, Boolean(opts.fin), cb, this._compressing);
+    const fin = Boolean(opts.fin);
+    const compress = this._compressing;
+    this._firstFragment = fin;
+    if (blob) this._sendBlob(data, cb, (bytes) => this._sendFrame(bytes, opcode, fin, cb, compress));
+    else if (this._blobs !== null) this._afterBlobs(length, cb, () => this._sendFrame(buf, opcode, fin, cb, compress));
+    else this._sendFrame(buf, opcode, fin, cb, compress);
+  }
+
+  /**
+   * Sends a Blob's bytes once read, as ws 8.18 and later do: `run(bytes)` frames them, and
+   * whatever is sent meanwhile waits behind them, in order (`_afterBlobs`). Its size counts
+   * in `bufferedAmount` while it is read.
+   *
+   * @param {Blob} blob The Blob
+   * @param {Function} [cb] The send's callback (failed if the Blob cannot be sent)
+   * @param {Function} run Frames the bytes
+   * @private
+   */
+  _sendBlob(blob, cb, run) {
+    const entry = { blob, size: blob.size, cb, run };
+    this._bufferedAmount += entry.size;
+    if (this._blobs !== null) {
+      this._blobs.queue.push(entry);
+      return;
+    }
+    this._blobs = { queue: [], dropped: false };
+    this._readBlob(entry);
+  }
+
+  /**
+   * Queues a frame (or the close) behind the Blobs being read.
+   *
+   * @param {Number} size What it adds to `bufferedAmount` meanwhile
+   * @param {Function} [cb] Its callback (failed if the socket closes first)
+   * @param {Function} run Sends it
+   * @private
+   */
+  _afterBlobs(size, cb, run) {
+    this._bufferedAmount += size;
+    this._blobs.queue.push({ blob: null, size, cb, run });
+  }
+
+  /**
+   * Reads a queued Blob, then sends it and what followed it.
+   *
+   * @param {Object} entry The Blob's entry (see `_sendBlob`)
+   * @private
+   */
+  _readBlob(entry) {
+    entry.blob.arrayBuffer().then(
+      (bytes) => {
+        // As ws: what was sent while the connection went away (or was dropped) fails, after
+        // the read.
+        if (this._blobs.dropped || this._readyState === WebSocket.CLOSED || this._id === 0) {
+          this._failBlobs(entry, new Error('The socket was closed while the blob was being read'));
+          return;
+        }
+        this._bufferedAmount -= entry.size;
+        entry.run(Buffer.from(bytes));
+        const queue = this._blobs.queue;
+        while (queue.length > 0) {
+          const next = queue.shift();
+          // The next Blob: its size stays counted until it is read.
+          if (next.blob !== null) return this._readBlob(next);
+          this._bufferedAmount -= next.size;
+          next.run();
+        }
+        this._blobs = null;
+      },
+      (err) => {
+        // As ws: its callback and those queued behind it fail with the read's error, and
+        // the socket fails with it ('error', then 'close' 1006).
+        this._failBlobs(entry, err);
+        if (this._readyState === WebSocket.CLOSED || this._id === 0) return;
+        this._readyState = WebSocket.CLOSING;
+        native.socketTerminate(this._id);
+        if (this._errorEmitted) return;
+        this._errorEmitted = true;
+        this.emit('error', err);
+      }
+    );
+  }
+
+  /**
+   * Fails the callbacks of a Blob's send and of everything queued behind it, on the next
+   * tick (outside the promise chain, so that a throwing callback is an uncaught exception).
+   *
+   * @param {Object} entry The Blob's entry
+   * @param {Error} err The error
+   * @private
+   */
+  _failBlobs(entry, err) {
+    const entries = [entry, ...this._blobs.queue];
+    this._blobs = null;
+    process.nextTick(() => {
+      for (const e of entries) if (typeof e.cb === 'function') e.cb(err);
+    });
   }
 
   /**
@@ -952,11 +1074,17 @@ class RelayedWebSocket extends WebSocket {
       sendAfterClose(this, data, cb);
       return;
     }
+    if (isBlob(data)) {
+      if (data.size > 125) throw new RangeError('The data size must not be greater than 125 bytes');
+      this._sendBlob(data, cb, (bytes) => this._sendFrame(bytes, opcode, true, cb));
+      return;
+    }
     const buf = data ? toBuffer(typeof data === 'string' ? Buffer.from(data) : data) : EMPTY_BUFFER;
     if (buf.length > 125) {
       throw new RangeError('The data size must not be greater than 125 bytes');
     }
-    this._sendFrame(buf, opcode, true, cb);
+    if (this._blobs !== null) this._afterBlobs(buf.length, cb, () => this._sendFrame(buf, opcode, true, cb));
+    else this._sendFrame(buf, opcode, true, cb);
   }
 
   /**
@@ -1023,6 +1151,14 @@ class RelayedWebSocket extends WebSocket {
       }
     }
     this._readyState = WebSocket.CLOSING;
+    if (this._blobs !== null) {
+      // Behind the Blobs being read, as ws queues its close frame.
+      this._afterBlobs(0, undefined, () => {
+        this._flush();
+        native.socketClose(this._id, code, reasonBuf);
+      });
+      return;
+    }
     this._flush();
     native.socketClose(this._id, code, reasonBuf);
   }
@@ -1037,6 +1173,8 @@ class RelayedWebSocket extends WebSocket {
     // Frames sent in this tick go out first, as ws's sends are written when made: the
     // connection then ends with what the kernel already took, as ws's destroy() does.
     if (this.readyState !== WebSocket.CONNECTING) this._flush();
+    // A Blob being read, and what waits behind it, will not go (ws destroys the socket).
+    if (this._blobs !== null) this._blobs.dropped = true;
     this._readyState = WebSocket.CLOSING;
     if (this._id !== 0) native.socketTerminate(this._id);
     else if (this._pending) this._abortPending();
