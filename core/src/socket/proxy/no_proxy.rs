@@ -14,6 +14,7 @@
 //!   a `*` entry anywhere in the list matches every host; white space also separates
 //!   entries.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 /// A target host as the matcher compares it.
@@ -39,22 +40,28 @@ impl Subject {
 
 /// One entry, split into its host part and its port (`None`: any port; `Some(None)`: a
 /// port that is not a number, which matches nothing).
-fn split_port(entry: &str) -> (&str, Option<Option<u16>>) {
+fn split_port(entry: &str) -> (Cow<'_, str>, Option<Option<u16>>) {
     if let Some(rest) = entry.strip_prefix('[') {
-        // `[v6]` or `[v6]:port`.
+        // `[v6]`, `[v6]:port` or a network `[v6]/bits`.
         let Some(close) = rest.find(']') else {
-            return (entry, None);
+            return (entry.into(), None);
         };
         let host = &rest[..close];
-        return match rest[close + 1..].strip_prefix(':') {
-            Some(port) => (host, Some(port.parse().ok())),
-            None => (host, None),
+        let after = &rest[close + 1..];
+        if after.starts_with('/') {
+            return (format!("{host}{after}").into(), None);
+        }
+        return match after.strip_prefix(':') {
+            Some(port) => (host.into(), Some(port.parse().ok())),
+            None => (host.into(), None),
         };
     }
     match entry.rfind(':') {
         // One colon: `host:port`. More: an IPv6 literal without brackets.
-        Some(i) if entry.find(':') == Some(i) => (&entry[..i], Some(entry[i + 1..].parse().ok())),
-        _ => (entry, None),
+        Some(i) if entry.find(':') == Some(i) => {
+            (entry[..i].into(), Some(entry[i + 1..].parse().ok()))
+        }
+        _ => (entry.into(), None),
     }
 }
 
@@ -126,8 +133,8 @@ pub fn no_proxy_matches(list: &str, host: &str, port: u16) -> bool {
                 _ => {}
             }
             match &subject {
-                Subject::Ip(ip) => ip_matches(*ip, pattern),
-                Subject::Name(name) => name_matches(name, pattern),
+                Subject::Ip(ip) => ip_matches(*ip, &pattern),
+                Subject::Name(name) => name_matches(name, &pattern),
             }
         })
 }
@@ -192,6 +199,9 @@ mod tests {
         ("fd00::/8", "fd12:3456::1", 80, true),
         ("fd00::/8", "fe80::1", 80, false),
         ("[fe80::1", "fe80::1", 80, false),
+        // A network in brackets, as an address is written in one.
+        ("[fd00::]/8", "fd12::1", 443, true),
+        ("[fd00::]/8", "fe80::1", 443, false),
         ("::1", "localhost", 80, false),
         // A name entry never matches an IP target.
         ("example.com", "93.184.216.34", 80, false),
