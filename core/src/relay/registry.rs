@@ -133,6 +133,11 @@ impl ListenerQueue {
     pub fn is_closed(&self) -> bool {
         self.0.is_closed()
     }
+
+    /// Whether a command would be queued now (open, and room left).
+    fn has_room(&self) -> bool {
+        !self.0.is_closed() && self.0.capacity() > 0
+    }
 }
 
 struct ListenerEntry {
@@ -383,7 +388,9 @@ impl Registry {
         }
     }
 
-    /// A random listener of `entity` that is not frozen, as the service spreads senders.
+    /// A random listener of `entity` that is not frozen, as the service spreads senders;
+    /// one whose queue has room when there is one (a listener that does not read its
+    /// channel gets the 503 only when every other is as full).
     pub fn pick_listener(&self, entity: &str) -> Option<PickedListener> {
         let maps = self.lock();
         let live: Vec<&ListenerEntry> = maps
@@ -396,7 +403,13 @@ impl Registry {
         if live.is_empty() {
             return None;
         }
-        let l = live[rand::rng().random_range(0..live.len())];
+        let ready: Vec<&ListenerEntry> = live
+            .iter()
+            .copied()
+            .filter(|l| l.commands.has_room())
+            .collect();
+        let pool = if ready.is_empty() { &live } else { &ready };
+        let l = pool[rand::rng().random_range(0..pool.len())];
         Some(PickedListener {
             id: l.id,
             commands: l.commands.clone(),
@@ -607,6 +620,32 @@ mod tests {
         assert_eq!((id1.as_str(), id2.as_str()), ("x", "x_2"));
         assert!(r.take_pending("x").is_some());
         assert!(r.take_pending("x").is_none());
+    }
+
+    #[test]
+    fn senders_go_to_a_listener_with_room_while_there_is_one() {
+        let r = Registry::new(&Entities::Any);
+        let e = r.entity_for_listener("hc").unwrap();
+        let origin: Arc<str> = Arc::from("ws://ns.test:80");
+        let (stuck, _stuck_rx, _f1) = r
+            .add_listener_with_queue(&e.key, 2, origin.clone(), 1)
+            .unwrap();
+        let (reading, _reading_rx, _f2) = r.add_listener_with_queue(&e.key, 2, origin, 1).unwrap();
+        let accept = || ControlCommand::Accept {
+            id: "a".into(),
+            message: "{}".into(),
+        };
+        // Fill the first one's queue.
+        loop {
+            let picked = r.pick_listener(&e.key).unwrap();
+            if picked.id == stuck {
+                assert_eq!(picked.commands.send(accept()), Ok(()));
+                break;
+            }
+        }
+        for _ in 0..50 {
+            assert_eq!(r.pick_listener(&e.key).unwrap().id, reading);
+        }
     }
 
     #[test]
