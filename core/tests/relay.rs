@@ -360,3 +360,42 @@ async fn stops_and_resumes_on_the_same_port() {
     assert_eq!(relay.stats().listeners, 1);
     relay.stop().await;
 }
+
+/// A masked client frame (FIN set) with this opcode and payload, or an unmasked one.
+fn raw_frame(opcode: u8, payload: &[u8], masked: bool) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut out = vec![
+        0x80 | opcode,
+        (payload.len() as u8) | if masked { 0x80 } else { 0 },
+    ];
+    if masked {
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    } else {
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_listener_that_breaks_the_protocol_hears_why_in_a_close_frame() {
+    use tokio::io::AsyncWriteExt;
+    let relay = start(RelayConfig::default()).await;
+    for (frame, code) in [
+        // Text that is not UTF-8.
+        (
+            raw_frame(0x1, &[0x61, 0xff, 0xfe], true),
+            CloseCode::Invalid,
+        ),
+        // A client frame without a mask.
+        (raw_frame(0x1, b"{}", false), CloseCode::Protocol),
+    ] {
+        let mut control = listen(&relay, "hc").await;
+        control.get_mut().write_all(&frame).await.unwrap();
+        match next_data(&mut control).await {
+            Message::Close(Some(CloseFrame { code: got, .. })) => assert_eq!(got, code),
+            other => panic!("expected a close frame with {code:?}, got {other:?}"),
+        }
+    }
+}

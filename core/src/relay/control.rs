@@ -13,6 +13,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -269,6 +270,24 @@ async fn read_messages(
                     code: 1009,
                     reason: "Message too big".into(),
                     why: "a message over the control channel's limit".into(),
+                }
+            }
+            // A peer that breaks the protocol hears why, as a WebSocket server tells it
+            // (RFC 6455 7.4.1), before the channel ends.
+            Some(Err(WsError::Utf8(_))) => {
+                return End::Close {
+                    code: 1007,
+                    reason: "Invalid UTF-8 in a text message".into(),
+                    why: "a text message that is not UTF-8".into(),
+                }
+            }
+            Some(Err(WsError::Protocol(e)))
+                if !matches!(e, ProtocolError::ResetWithoutClosingHandshake) =>
+            {
+                return End::Close {
+                    code: 1002,
+                    reason: "Protocol error".into(),
+                    why: format!("a protocol error: {e}"),
                 }
             }
             Some(Err(_)) => return End::Gone("listener disconnected"),
