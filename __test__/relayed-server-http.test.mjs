@@ -84,6 +84,42 @@ describe('requests and responses', () => {
       assert.ok(seen.isIncoming && seen.isResponse);
     }));
 
+  test("non-ASCII in a response's reason phrase and header values reaches the sender byte for byte as Node's own server writes it", () =>
+    withServerRelay(undefined, async (relay) => {
+      // Node writes a head as Latin-1, except when the head and a string body go out in one
+      // write (then as UTF-8), and Content-Disposition its own way (nodejs/node#46528): the
+      // sender sees what it would see from Node directly.
+      const handler = (req, res) => {
+        res.statusMessage = 'Déjà vu';
+        res.setHeader('X-Name', 'café');
+        res.setHeader('Content-Disposition', 'attachment; filename="café.pdf"');
+        if (req.url.endsWith('/string')) res.end('pdf');
+        else res.end(Buffer.from('pdf'));
+      };
+      await httpServer(relay, handler);
+      const direct = http.createServer(handler);
+      await new Promise((resolve) => direct.listen(0, '127.0.0.1', resolve));
+      try {
+        for (const path of ['string', 'buffer']) {
+          const plain = await sendHttp(`http://127.0.0.1:${direct.address().port}/${path}`);
+          const { url, token } = httpAddress(relay, `hc/${path}`);
+          const relayed = await sendHttp(url, { token });
+          assert.equal(relayed.statusMessage, plain.statusMessage, path);
+          for (const name of ['x-name', 'content-disposition']) {
+            assert.equal(relayed.headers[name], plain.headers[name], `${path}: ${name}`);
+          }
+          assert.equal(relayed.body.toString(), 'pdf');
+        }
+        // Written as Latin-1 (a Buffer body): read back as written.
+        const { url, token } = httpAddress(relay, 'hc/buffer');
+        const relayed = await sendHttp(url, { token });
+        assert.equal(relayed.statusMessage, 'Déjà vu');
+        assert.equal(relayed.headers['x-name'], 'café');
+      } finally {
+        await new Promise((resolve) => direct.close(resolve));
+      }
+    }));
+
   test("a small POST: the body streams into req (with a content-length), res's write()s and end() come back", () =>
     withServerRelay(undefined, async (relay) => {
       const server = await httpServer(relay, async (req, res) => {
@@ -242,6 +278,29 @@ describe('requests and responses', () => {
       for (const size of [10, 200 * 1024, 10, 100 * 1024, 5]) {
         const r = await sendHttp(httpAddress(relay, `hc/${size}`).url, { token, agent });
         assert.equal(sha256(r.body), patterned(size).sha, `size ${size}`);
+      }
+    }));
+
+  test('requests after a streamed body whose reader paused at its last piece, on one keep-alive connection, are all answered', () =>
+    withServerRelay({ requestTimeoutMs: 5000 }, async (relay) => {
+      // Bodies over 64 KiB come over a rendezvous, piece by piece; `for await` (as
+      // express.json() or a pipeline into a slow stream) leaves req's buffer full at the end.
+      await httpServer(
+        relay,
+        async (req, res) => {
+          let n = 0;
+          for await (const piece of req) n += piece.length;
+          res.end(String(n));
+        },
+        { requestTimeout: 5000 }
+      );
+      const { token } = httpAddress(relay);
+      const agent = keepAliveAgent();
+      const body = patterned(100_000).data;
+      for (let i = 0; i < 4; i++) {
+        const r = await sendHttp(httpAddress(relay, 'hc/count').url, { method: 'POST', token, agent, body });
+        assert.equal(r.status, 200, `request ${i}: ${r.status} ${r.body}`);
+        assert.equal(r.body.toString(), '100000');
       }
     }));
 

@@ -382,16 +382,23 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
     let reason = head
         .description
         .as_deref()
+        .map(listener_reason)
         .filter(|d| !d.trim().is_empty())
-        .map(super::http::sanitize_reason)
         .unwrap_or_else(|| reason_phrase(head.status).to_owned());
-    let mut out = format!("HTTP/1.1 {} {reason}\r\n", head.status);
+    let mut bytes = format!("HTTP/1.1 {} ", head.status).into_bytes();
+    bytes.extend(head_text(&reason));
+    bytes.extend_from_slice(b"\r\n");
     let named = connection_names(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (name, value) in &head.headers {
         if !is_hop_by_hop(name, &named) {
-            out.push_str(&format!("{name}: {value}\r\n"));
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.extend_from_slice(b": ");
+            bytes.extend(head_text(value));
+            bytes.extend_from_slice(b"\r\n");
         }
     }
+    // The rest is ASCII.
+    let mut out = String::new();
     out.push_str(&format!("Via: 1.1 {via}\r\n"));
     match framing {
         Framing::Bodiless | Framing::UntilClose => {}
@@ -402,7 +409,37 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
         out.push_str("Connection: close\r\n");
     }
     out.push_str("\r\n");
-    out.into_bytes()
+    bytes.extend_from_slice(out.as_bytes());
+    bytes
+}
+
+/// A listener's status description as a reason phrase: visible characters, spaces and
+/// obs-text (U+0080 to U+00FF, RFC 9110's reason-phrase), others as spaces, at most 256.
+fn listener_reason(description: &str) -> String {
+    description
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() || ('\u{80}'..='\u{ff}').contains(&c) {
+                c
+            } else {
+                ' '
+            }
+        })
+        .take(256)
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Header text as Node.js writes and reads it: one byte per character (Latin-1) when every
+/// character fits, so that a Node.js listener's `filename="café.pdf"` reaches a Node.js
+/// sender as written; UTF-8 otherwise (another listener may send any JSON string).
+fn head_text(text: &str) -> Vec<u8> {
+    if text.chars().all(|c| c <= '\u{ff}') {
+        text.chars().map(|c| c as u8).collect()
+    } else {
+        text.as_bytes().to_vec()
+    }
 }
 
 /// A response the relay gives itself about a relayed request (no `Via`: the article's way of

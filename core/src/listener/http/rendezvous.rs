@@ -353,8 +353,11 @@ impl Rendezvous {
             // Answered before its body was all read: the rest is drained here, so that the
             // sender's next request can follow.
             self.body = Body::Discard;
-            self.socket.shared.resume();
         }
+        // Reading goes on whatever the owner's reader left it as: a body's reader that
+        // paused at its last piece is never asked for more (a stream that has ended reads no
+        // further), and the sender's next request comes on this socket.
+        self.socket.shared.resume();
         while self.current.is_none() && matches!(self.body, Body::None) {
             let Some(text) = self.held.pop_front() else {
                 break;

@@ -184,7 +184,7 @@ impl ResponseParser {
             if !(200..1000).contains(&status) {
                 return Err(malformed(&format!("status {status}")));
             }
-            Ok((len, Some(final_head(resp, status))))
+            Ok((len, Some(final_head(resp, status, raw_reason(buf)))))
         });
         let (len, head) = match parsed {
             Ok(Some(head)) => head?,
@@ -222,13 +222,34 @@ impl ResponseParser {
     }
 }
 
+/// Text as Node.js writes a head: one byte per character (Latin-1), so that a header value
+/// or reason phrase it was given with characters up to U+00FF reads back as given
+/// (`res.attachment('café.pdf')`'s `filename="café.pdf"`), where UTF-8 decoding made them
+/// U+FFFD.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+/// The reason phrase of the status line at the start of `buf`, read as Latin-1: httparse
+/// gives an empty one when it is not UTF-8.
+fn raw_reason(buf: &[u8]) -> String {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    // `HTTP/1.1 200 OK`: what follows the second space.
+    let mut parts = line.splitn(3, |&b| b == b' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(_), Some(reason)) => latin1(reason),
+        _ => String::new(),
+    }
+}
+
 /// A final response's head without its hop-by-hop headers (the relay frames the body
 /// itself), and whether its body is chunked.
-fn final_head(resp: &httparse::Response<'_, '_>, status: u16) -> (Head, bool) {
+fn final_head(resp: &httparse::Response<'_, '_>, status: u16, reason: String) -> (Head, bool) {
     let mut connection_names = Vec::new();
     let mut chunked = false;
     for h in resp.headers.iter() {
-        let value = String::from_utf8_lossy(h.value);
+        let value = latin1(h.value);
         if h.name.eq_ignore_ascii_case("connection") {
             connection_names.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()));
         }
@@ -243,16 +264,11 @@ fn final_head(resp: &httparse::Response<'_, '_>, status: u16) -> (Head, bool) {
         .headers
         .iter()
         .filter(|h| !is_hop_by_hop(h.name, &connection_names))
-        .map(|h| {
-            (
-                h.name.to_owned(),
-                String::from_utf8_lossy(h.value).into_owned(),
-            )
-        })
+        .map(|h| (h.name.to_owned(), latin1(h.value)))
         .collect();
     let head = Head {
         status,
-        reason: resp.reason.unwrap_or("").to_owned(),
+        reason,
         headers,
     };
     (head, chunked)
