@@ -86,6 +86,22 @@ test('util.inspect(server) shows no token, key, signature or proxy password (a s
     }
     assert.match(inspect(servers[0]), /token: '<redacted>'/);
     assert.match(inspect(servers[1]), /SharedAccessKey=<redacted>/);
+    // A server with a connected socket (a cycle: server, clients, socket, socket._server):
+    // util.inspect sees the cycle, however deep it is asked to look.
+    const online = new RelayedServer({ server: uri, token: createRelayToken(uri, relay.keyName, relay.key) });
+    servers.push(online);
+    await nextEvent(online, 'listening', WAIT, 'the third server to listen');
+    const sendUri = createRelaySendUri(relay.namespace, 'hc');
+    const sender = new WebSocket(sendUri, { headers: { ServiceBusAuthorization: createRelayToken(sendUri, relay.keyName, relay.key) } });
+    sender.on('error', () => {});
+    await nextEvent(online, 'connection', WAIT, 'the connection');
+    for (const depth of [12, null]) {
+      const text = inspect(online, { depth });
+      assert.ok(text.length < 100_000, `${text.length} characters at depth ${depth}`);
+      assert.match(text, /\[Circular \*1\]/);
+      assert.doesNotMatch(text, /sig=/);
+    }
+    sender.terminate();
   } finally {
     await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
     await relay.close();

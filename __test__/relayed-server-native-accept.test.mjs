@@ -300,6 +300,82 @@ describe('event delivery', () => {
     assert.deepEqual(errors, ['WS_ERR_INVALID_UTF8 Invalid WebSocket frame: invalid UTF-8 sequence'], describeChild(r));
   });
 
+  test("the heartbeat's ETIMEDOUT on an accepted socket with no 'error' listener is not thrown (ws has no such 'error'); the socket closes (child process)", async () => {
+    const script = `
+      const h = require(process.env.HYCO_PKG);
+      const uncaught = [];
+      process.on('uncaughtException', (e) => uncaught.push(e.code + ' ' + e.message));
+      (async () => {
+        const relay = await h.startLocalRelay();
+        const lu = h.createRelayListenUri(relay.namespace, 'hc');
+        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key), heartbeatInterval: 200 });
+        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
+        await new Promise((r) => server.once('listening', r));
+        const su = h.createRelaySendUri(relay.namespace, 'hc');
+        // A sender that never answers pings.
+        const s = h.relayedConnect(su, h.createRelayToken(su, relay.keyName, relay.key), { autoPong: false });
+        s.on('error', () => {});
+        const code = await closed;
+        s.terminate();
+        await new Promise((r) => server.close(r));
+        await relay.close();
+        console.log(JSON.stringify({ code, uncaught }));
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script).done;
+    assert.equal(r.code, 0, describeChild(r));
+    const { code, uncaught } = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.equal(code, 1006);
+    assert.deepEqual(uncaught, [], describeChild(r));
+  });
+
+  test('server.close() while senders arrive: each is refused (503, or 404 once no listener is left) or opened and closed 1001; none waits for the accept timeout (child process)', async () => {
+    const script = `
+      const h = require(process.env.HYCO_PKG);
+      const WebSocket = require('ws');
+      (async () => {
+        const tally = {};
+        for (const mode of ['native', 'verifyClient']) {
+          for (const at of [5, 20, 40]) {
+            const relay = await h.startLocalRelay({ acceptTimeoutMs: 8000 });
+            const lu = h.createRelayListenUri(relay.namespace, 'hc');
+            const opts = { server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key) };
+            if (mode === 'verifyClient') opts.verifyClient = () => true;
+            const server = new h.RelayedServer(opts);
+            server.on('connection', (ws) => ws.on('error', () => {}));
+            await new Promise((r) => server.once('listening', r));
+            // close() when the relay has routed the at-th sender: some are accepted, some
+            // in their handshake, some still on their way to the listener.
+            let connects = 0;
+            const closed = new Promise((resolve) => relay.on('event', (e) => {
+              if (e.type === 'connect' && ++connects === at) server.close(resolve);
+            }));
+            const su = h.createRelaySendUri(relay.namespace, 'hc');
+            const tok = h.createRelayToken(su, relay.keyName, relay.key);
+            const outcomes = await Promise.all(Array.from({ length: 60 }, () => new Promise((resolve) => {
+              const t0 = Date.now();
+              const s = new WebSocket(su, { headers: { ServiceBusAuthorization: tok } });
+              let opened = false;
+              s.on('open', () => { opened = true; });
+              s.on('unexpected-response', (req, res) => { resolve('http ' + res.statusCode + (Date.now() - t0 > 4000 ? ' late' : '')); s.terminate(); });
+              s.on('error', (e) => { if (!/Unexpected server response/.test(e.message)) resolve('error ' + (e.code || e.message)); });
+              s.on('close', (code) => resolve(opened ? 'open then close ' + code : 'close ' + code));
+            })));
+            await closed;
+            for (const o of outcomes) tally[o] = (tally[o] || 0) + 1;
+            await relay.close();
+          }
+        }
+        console.log(JSON.stringify(tally));
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script, { ms: 120_000 }).done;
+    assert.equal(r.code, 0, describeChild(r));
+    const tally = JSON.parse(r.stdout.trim().split('\n').pop());
+    const allowed = new Set(['http 503', 'http 404', 'open then close 1001']);
+    for (const outcome of Object.keys(tally)) assert.ok(allowed.has(outcome), `${outcome}: ${JSON.stringify(tally)}`);
+  });
+
   test('a second copy of the module (a fresh require cache) gets its events; the process still exits by itself', async () => {
     const script = `
       const path = require('path');

@@ -105,6 +105,18 @@ function reasonText(description) {
 }
 
 /**
+ * A server as `util.inspect()` shows it (see `RelayedServer`'s `inspect.custom`): its class
+ * name is the server's.
+ *
+ * @private
+ */
+class RelayedServerView {}
+Object.defineProperty(RelayedServerView, 'name', { value: 'RelayedServer' });
+
+/** Each server's view, reused. */
+const views = new WeakMap();
+
+/**
  * hyco-ws's `options` field as `util.inspect()` shows it: a token string, a credential, a
  * connection string's key or signature, and the passwords and signatures in the addresses
  * left out.
@@ -368,25 +380,26 @@ class RelayedServer extends EventEmitter {
   /**
    * What `util.inspect()` and `console.log()` show: the server's fields, with its token, a
    * credential, and passwords and signatures in addresses left out (a server logged while
-   * debugging must not leak them).
+   * debugging must not leak them). The same view object each time, so that util.inspect
+   * sees the cycles through its sockets (`ws._server`) and prints `[Circular]`.
    *
-   * @param {Number} depth How deep the caller still looks
-   * @param {Object} options util.inspect's options
-   * @param {Function} inspect util.inspect
-   * @return {String} The text
+   * @return {Object} The view
    * @private
    */
-  [inspect.custom](depth, options, inspect) {
-    if (depth < 0) return '[RelayedServer]';
-    const shown = {};
+  [inspect.custom]() {
+    let view = views.get(this);
+    if (view === undefined) {
+      view = new RelayedServerView();
+      views.set(this, view);
+    }
+    for (const key of Object.keys(view)) delete view[key];
     for (const key of Object.keys(this)) {
       if (key === '_config') continue;
-      if (key === 'options') shown.options = withoutSecrets(this.options);
-      else if (key === 'listenUri') shown.listenUri = redact(this.listenUri);
-      else shown[key] = this[key];
+      if (key === 'options') view.options = withoutSecrets(this.options);
+      else if (key === 'listenUri') view.listenUri = redact(this.listenUri);
+      else view[key] = this[key];
     }
-    const deeper = { ...options, depth: options.depth === null ? null : options.depth - 1 };
-    return `RelayedServer ${inspect(shown, deeper)}`;
+    return view;
   }
 
   /**
@@ -762,7 +775,7 @@ class RelayedServer extends EventEmitter {
   _accepting(id, list, at) {
     const ws = this._newSocket();
     // Not tracked until open: if the handshake fails, the socket just closes unseen (its
-    // 'error' is not thrown, as it belongs to a server).
+    // 'error' is not thrown, as it belongs to a server: see `_emitError`).
     ws._server = this;
     ws._acceptRequest = this._request(list[at], list[at + 1], list[at + 2], list[at + 3], list[at + 4]);
     ws._attach(id);
@@ -792,7 +805,8 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _track(ws) {
-    // Its 'error' without a listener is not thrown (see RelayedWebSocket's `_emitError`).
+    // Its 'error' without a listener is thrown only as ws's server sockets throw it (see
+    // RelayedWebSocket's `_emitError`).
     ws._server = this;
     this._sockets.add(ws);
     return ws;
@@ -1041,6 +1055,9 @@ class RelayedServer extends EventEmitter {
     if (typeof cb === 'function') this.once('close', () => cb());
     if (this._state === 'closing') return;
     this._state = 'closing';
+    // Accepts the service sent before it sees the close come here from now on, refused 503
+    // at once, rather than accepted natively and then closed.
+    this._setAutoAccept(false);
     if (this._id !== 0) native.listenerClose(this._id);
     else this._listenerClosed = true;
     for (const ws of this._sockets) this._shutDown(ws);
@@ -1135,14 +1152,16 @@ class RelayedServer extends EventEmitter {
 
   /**
    * Closes an accepted socket because the server goes away: 1001 ("going away", RFC 6455
-   * 7.4.1) to an open one; a socket still in its handshake is dropped.
+   * 7.4.1) to an open one, and to one still in its handshake once it opens.
    *
    * @param {RelayedWebSocket} ws The socket
    * @private
    */
   _shutDown(ws) {
     if (ws.readyState === WebSocket.OPEN) ws.close(1001, 'Server shutting down');
-    else ws.terminate();
+    // An accept still in its handshake is closed the same way once open (`_connected`):
+    // terminated now, its sender would wait for the service's accept timeout.
+    else if (ws.readyState !== WebSocket.CONNECTING) ws.terminate();
   }
 
   /**

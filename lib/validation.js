@@ -250,7 +250,7 @@ function warnIfInsecure(options) {
   if (options.rejectUnauthorized !== false && process.env.NODE_TLS_REJECT_UNAUTHORIZED !== '0') return;
   insecureWarned = true;
   process.emitWarning(
-    'rejectUnauthorized: false and NODE_TLS_REJECT_UNAUTHORIZED=0 are ignored: hyco-ws-rs always verifies certificates. Trust a certificate (a self-signed one too) with the ca option.',
+    "rejectUnauthorized: false and NODE_TLS_REJECT_UNAUTHORIZED=0 are ignored: hyco-ws-rs's sockets and listeners always verify certificates. Trust a certificate (a self-signed one too) with the ca option.",
     { code: 'HYCO_TLS_ALWAYS_VERIFIED' }
   );
 }

@@ -732,11 +732,18 @@ class RelayedWebSocket extends WebSocket {
       this._readyState = WebSocket.CLOSING;
     }
     this._errorEmitted = true;
-    // A socket a RelayedServer is accepting does not throw an unhandled 'error': a failed
+    // A socket a RelayedServer accepted throws an 'error' nobody listens for only when ws's
+    // server sockets would: a peer's protocol error (WS_ERR_*) after 'connection'. A failed
     // accept (the sender left, the address expired) must not crash an application that has
-    // not even seen the socket yet. After 'connection' it is thrown, as ws's server sockets
-    // (and hyco-ws's) throw a protocol error nobody listens for.
-    if (this._server !== null && !this._announced && this.listenerCount('error') === 0) return;
+    // not even seen the socket; nor may what ws has no 'error' for: the heartbeat's
+    // ETIMEDOUT (ws's heartbeat pattern just terminates), a panic's ERR_INTERNAL.
+    if (
+      this._server !== null &&
+      this.listenerCount('error') === 0 &&
+      (!this._announced || code === null || !code.startsWith('WS_ERR_'))
+    ) {
+      return;
+    }
     this.emit('error', err);
   }
 
@@ -1172,7 +1179,17 @@ class RelayedWebSocket extends WebSocket {
     if (this.readyState === WebSocket.CLOSED) return;
     // Frames sent in this tick go out first, as ws's sends are written when made: the
     // connection then ends with what the kernel already took, as ws's destroy() does.
-    if (this.readyState !== WebSocket.CONNECTING) this._flush();
+    if (this.readyState !== WebSocket.CONNECTING) {
+      try {
+        this._flush();
+      } catch (err) {
+        // A native failure (see `_flush`, which has ended the socket): terminate() itself
+        // never throws, as ws's; the error comes out as an uncaught exception.
+        process.nextTick(() => {
+          throw err;
+        });
+      }
+    }
     // A Blob being read, and what waits behind it, will not go (ws destroys the socket).
     if (this._blobs !== null) this._blobs.dropped = true;
     this._readyState = WebSocket.CLOSING;

@@ -142,7 +142,8 @@ async fn wait_open(
 }
 
 /// How long the channel must have been up for its loss to start the reconnect schedule over
-/// (first retry at once); a channel that drops sooner keeps backing off.
+/// (the first retry within a zero step's spread, see `Backoff`); a channel that drops
+/// sooner keeps backing off.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// What the owner turns on and off while the listener runs (see [`super::ListenerHandle`]).
@@ -295,8 +296,8 @@ pub(super) async fn run(
             }
             End::Lost(e) => {
                 if online_at.elapsed() >= STABLE_AFTER {
-                    // It was up long enough: start the schedule over, first retry at once. A
-                    // channel the service drops right away keeps backing off instead.
+                    // It was up long enough: start the schedule over, first retry within 0-200
+                    // ms. A channel the service drops right away keeps backing off instead.
                     backoff.reset();
                 }
                 log::warn!("listener: offline: {}", e.message);

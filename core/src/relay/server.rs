@@ -19,10 +19,13 @@ use crate::relay::forward;
 use crate::relay::http::{self, RequestHead};
 use crate::relay::http_body::{self, BodyFraming};
 use crate::relay::http_relay;
-use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream};
+use crate::relay::registry::{new_uuid, AcceptOutcome, ControlCommand, IoStream, QueueError};
 use crate::relay::state::{RelayEvent, RelayState};
 use crate::socket::deflate;
 use crate::socket::error::SocketError;
+
+/// How many listeners a sender is offered to when the one picked leaves as it is offered.
+const ROUTE_ATTEMPTS: u32 = 8;
 
 /// A request to a Hybrid Connection address, taken apart.
 struct RelayRequest {
@@ -369,7 +372,9 @@ impl Conn {
         let mut announced = false;
         // Routed again when the chosen listener's channel ends before its accept went out
         // (the listener never heard of it); each listener can do that once, as it leaves.
+        let mut attempts = 0;
         let (id, answer) = loop {
+            attempts += 1;
             let Some(listener) = state.registry.pick_listener(&entity.key) else {
                 let d = SocketError::status(404, "Endpoint not found: no listener is connected");
                 return deny(&state, self.stream, d, Some(&entity.name)).await;
@@ -382,6 +387,11 @@ impl Conn {
             };
             if let Err(e) = listener.commands.send(accept) {
                 state.registry.take_pending(&id);
+                // A listener that left meanwhile: another may take the sender (a few tries;
+                // the one that left is not picked while another has room).
+                if e == QueueError::Gone && attempts < ROUTE_ATTEMPTS {
+                    continue;
+                }
                 return deny(&state, self.stream, e.refusal(), Some(&entity.name)).await;
             }
             if !announced {
@@ -396,6 +406,7 @@ impl Conn {
                 );
             }
             match tokio::time::timeout_at(deadline, outcome).await {
+                // Bounded by the listeners leaving, one each, and by the deadline.
                 Ok(Ok(AcceptOutcome::Undelivered)) => continue,
                 answer => break (id, answer),
             }

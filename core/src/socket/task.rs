@@ -1353,10 +1353,15 @@ impl Future for ConnectionTask {
         this.shared.register(cx.waker());
         let mut read_total = 0;
         for _ in 0..ROUNDS_PER_POLL {
-            if this.shared.cancelled()
-                || this.poll_timer(cx).is_ready()
-                || this.poll_heartbeat(cx).is_ready()
-            {
+            if this.shared.cancelled() {
+                // Terminated: what was queued before goes out if the socket takes it now,
+                // without waiting, as ws writes a send when it is made and its destroy()
+                // drops only what the kernel did not take (a send() then terminate() from a
+                // busy connection lost its message).
+                let _ = this.poll_write(cx);
+                return this.finish();
+            }
+            if this.poll_timer(cx).is_ready() || this.poll_heartbeat(cx).is_ready() {
                 return this.finish();
             }
             let wrote = match this.poll_write(cx) {
@@ -1862,6 +1867,25 @@ mod tests {
             .into_iter()
             .map(|(first, payload)| (first & 0x80 != 0, first & 0x0f, payload))
             .collect()
+    }
+
+    #[test]
+    fn a_terminate_writes_first_what_was_queued_before_it_when_the_socket_takes_it() {
+        let (mut task, handle, mut peer) = plain_connection();
+        assert!(handle.send(Command::frame(
+            frame::OP_TEXT,
+            true,
+            b"last words",
+            false,
+            16,
+            0
+        )));
+        assert!(handle.send(Command::Terminate));
+        assert!(poll_once(&mut task).is_ready(), "terminated at once");
+        assert_eq!(
+            client_frames(&readable(&mut peer)),
+            vec![(true, frame::OP_TEXT, b"last words".to_vec())]
+        );
     }
 
     #[test]

@@ -224,14 +224,18 @@ impl ServerCertVerifier for Verifier {
                 Err(_) => Err(Error::InvalidCertificate(CertificateError::NotValidForName)),
             };
         }
-        let unknown = matches!(
+        let unknown_issuer = matches!(
             &err,
             Error::InvalidCertificate(CertificateError::UnknownIssuer)
-                | Error::InvalidCertificate(CertificateError::Other(_))
         );
+        // A self-signed leaf alone may fail as webpki's CaUsedAsEndEntity (an `Other`);
+        // with intermediates, only an unknown issuer is "untrusted" (an `Other` there is a
+        // chain that reached a trusted root and broke a rule: name or path constraints).
+        let leaf_alone_unknown =
+            unknown_issuer || matches!(&err, Error::InvalidCertificate(CertificateError::Other(_)));
         let why = match intermediates.last() {
-            _ if !unknown => None,
-            None if is_self_signed(end_entity) => Some(Untrusted::SelfSigned),
+            None if leaf_alone_unknown && is_self_signed(end_entity) => Some(Untrusted::SelfSigned),
+            _ if !unknown_issuer => None,
             // A leaf alone: webpki's UnknownIssuer is Node's UNABLE_TO_VERIFY_LEAF_SIGNATURE.
             None => None,
             Some(top) if is_self_signed(top) => Some(Untrusted::SelfSignedInChain),
