@@ -21,7 +21,8 @@ export const {
   request,
   get,
   Agent,
-  globalAgent
+  globalAgent,
+  createServer
 } = relayHttps;
 
 export default relayHttps;

@@ -719,8 +719,9 @@ declare namespace HycoWebSocket {
   class RelayedServer extends EventEmitter {
     /** @param callback Added as a 'listening' listener. */
     constructor(options: RelayedServerOptions, callback?: () => void);
-    /** Open accepted sockets (`undefined` without `clientTracking`). */
-    clients: Set<RelayedWebSocket> | undefined;
+    /** Open accepted sockets. `undefined` at run time with `clientTracking: false`, as ws's
+     * (whose types say `Set` too: broadcast code written for ws compiles as it is). */
+    clients: Set<RelayedWebSocket>;
     /** The control channel's state. */
     status: 'connecting' | 'online' | 'offline' | 'closed';
     /** The last error seen (a failed connect, a lost channel, a final error). */

@@ -144,6 +144,13 @@ describe('hyco-ws-rs/https: the same code with only the require changed', () => 
     assert.equal(relayHttps.createRelayHttpsUri('contoso.servicebus.windows.net', 'hc', 'a b', 'x'), 'https://contoso.servicebus.windows.net/hc?sb-hc-token=a%20b&sb-hc-id=x');
   });
 
+  test("import gives every name require gives (Node's createServer too), the same values", async () => {
+    const cjs = require('hyco-ws-rs/https');
+    const esm = await import('hyco-ws-rs/https');
+    for (const name of Object.keys(cjs)) assert.equal(esm[name], cjs[name], name);
+    assert.equal(esm.default, cjs);
+  });
+
   test("Server(options, requestListener) and listen(cb), as hyco-https's", async () => {
     const relayHttps = require('hyco-ws-rs/https');
     const listenUri = relayHttps.createRelayListenUri(relay.namespace, 'server-class');

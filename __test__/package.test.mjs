@@ -102,7 +102,7 @@ after(() => {
 
 test('npm pack ships the sources, types and CLI, and no tests, benches, build output or binaries', () => {
   const files = tarballFiles(mainTarball);
-  for (const needed of ['package/index.js', 'package/index.d.ts', 'package/index.d.mts', 'package/ws-interop.d.cts', 'package/wrapper.mjs', 'package/lib/websocket.js', 'package/bin/hyco-ws-rs.js', 'package/Cargo.toml', 'package/core/src/lib.rs', 'package/src/lib.rs', 'package/scripts/build-addon.js', 'package/LICENSE', 'package/README.md']) {
+  for (const needed of ['package/index.js', 'package/index.d.ts', 'package/index.d.mts', 'package/ws-interop.d.cts', 'package/wrapper.mjs', 'package/lib/websocket.js', 'package/bin/hyco-ws-rs.js', 'package/Cargo.toml', 'package/core/src/lib.rs', 'package/src/lib.rs', 'package/scripts/build-addon.js', 'package/.cargo/config.toml', 'package/LICENSE', 'package/README.md']) {
     assert.ok(files.includes(needed), `${needed} is missing from the tarball`);
   }
   for (const f of files) {

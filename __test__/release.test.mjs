@@ -17,6 +17,7 @@ const { PREBUILT, binaryName, missingAddonError, packageName, platformSuffix } =
 const { compareVersions, highestGlibc, versionNeeds } = require('../scripts/elf-glibc.js');
 const { GLIBC_BASELINE } = require('../scripts/build-release-binary.js');
 const { platformManifest } = require('../scripts/package-platform.js');
+const { withRepository } = require('../scripts/prepare-release.js');
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const main = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
@@ -116,6 +117,21 @@ test('each platform package is named, and limited to its os, cpu and libc, as na
     assert.deepEqual(manifest.libc, libc && [libc]);
     assert.deepEqual(manifest.engines, main.engines);
   }
+});
+
+test("a release from the workflow carries the repository npm's provenance checks, on every platform package", () => {
+  const env = { GITHUB_SERVER_URL: 'https://github.com', GITHUB_REPOSITORY: 'owner/hyco-ws-rs' };
+  const bare = { ...main };
+  delete bare.repository;
+  const filled = withRepository(bare, env);
+  assert.deepEqual(filled.repository, { type: 'git', url: 'git+https://github.com/owner/hyco-ws-rs.git' });
+  for (const platform of Object.keys(PREBUILT)) {
+    assert.deepEqual(platformManifest(platform, filled).repository, filled.repository, platform);
+  }
+  // Its own, when package.json names one; none outside a workflow run.
+  const named = { ...bare, repository: 'github:someone/else' };
+  assert.equal(withRepository(named, env), named);
+  assert.equal(withRepository(bare, {}).repository, undefined);
 });
 
 test('the release workflow builds and tests every platform, and publishes', () => {

@@ -17,8 +17,6 @@
 const fs = require('fs');
 const { parseArgs } = require('util');
 
-const { startLocalRelay } = require('../lib/local-relay');
-
 const USAGE = `Usage: hyco-ws-rs relay [options]
        hyco-ws-rs --version   (or -v: prints the version of hyco-ws-rs)
 
@@ -54,17 +52,23 @@ function usageError(message) {
 }
 
 /**
- * Parses a non-negative integer option.
+ * Parses an integer option from `min` to `max`.
  *
  * @param {String} value The text
  * @param {String} name The option
+ * @param {Number} min The smallest value
+ * @param {Number} max The largest value
  * @return {Number} The number
  * @private
  */
-function integer(value, name) {
-  if (!/^\d+$/.test(value)) usageError(`${name} must be a non-negative integer`);
-  return Number(value);
+function integer(value, name, min, max) {
+  const n = /^\d+$/.test(value) ? Number(value) : NaN;
+  if (!(n >= min && n <= max)) usageError(`${name} must be an integer from ${min} to ${max}`);
+  return n;
 }
+
+/** The longest timeout setTimeout takes, in ms (the relay's limit for its timeouts). */
+const MAX_TIMEOUT = 2 ** 31 - 1;
 
 /**
  * Runs `hyco-ws-rs relay`.
@@ -101,20 +105,25 @@ async function relayCommand(argv) {
     return;
   }
   const options = {};
-  if (values.port !== undefined) options.port = integer(values.port, '--port');
+  if (values.port !== undefined) options.port = integer(values.port, '--port', 0, 65535);
   if (values.host !== undefined) options.host = values.host;
-  if (values.hc) options.hybridConnections = values.hc.map((name) => ({ name }));
+  if (values.hc) {
+    if (values.hc.some((name) => name === '')) usageError('--hc needs a name');
+    options.hybridConnections = values.hc.map((name) => ({ name }));
+  }
   if (values['accept-timeout'] !== undefined) {
-    options.acceptTimeoutMs = integer(values['accept-timeout'], '--accept-timeout');
+    options.acceptTimeoutMs = integer(values['accept-timeout'], '--accept-timeout', 1, MAX_TIMEOUT);
   }
   if (values['max-listeners'] !== undefined) {
-    options.maxListeners = integer(values['max-listeners'], '--max-listeners');
+    options.maxListeners = integer(values['max-listeners'], '--max-listeners', 1, 100000);
   }
   if (values['request-timeout'] !== undefined) {
-    options.requestTimeoutMs = integer(values['request-timeout'], '--request-timeout');
+    options.requestTimeoutMs = integer(values['request-timeout'], '--request-timeout', 1, MAX_TIMEOUT);
   }
   if (values['no-listener-status'] !== undefined) {
-    options.noListenerStatus = integer(values['no-listener-status'], '--no-listener-status');
+    const status = values['no-listener-status'];
+    if (!['404', '502', '503'].includes(status)) usageError('--no-listener-status must be 404, 502 or 503');
+    options.noListenerStatus = Number(status);
   }
   if (values['entra-secret'] !== undefined) {
     if (values['entra-secret'] === '') usageError('--entra-secret needs a secret');
@@ -136,11 +145,20 @@ async function relayCommand(argv) {
     }
   }
 
+  // A closed pipe (`hyco-ws-rs relay | head`) is not a reason to die without closing the
+  // relay: the output just stops.
+  process.stdout.on('error', (err) => {
+    if (err.code !== 'EPIPE') throw err;
+  });
   let relay;
   try {
+    // Loaded here, not at the top: --help and --version work without the native addon.
+    const { startLocalRelay } = require('../lib/local-relay');
     relay = await startLocalRelay(options);
   } catch (err) {
-    process.stderr.write(`hyco-ws-rs: ${err.message}\n`);
+    // The addon's own errors name the package already.
+    const message = String(err.message);
+    process.stderr.write(`${message.startsWith('hyco-ws-rs:') ? '' : 'hyco-ws-rs: '}${message}\n`);
     process.exit(1);
   }
   const example = values.hc ? values.hc[0] : 'my-hc';
@@ -163,7 +181,8 @@ async function relayCommand(argv) {
 
   let stopping = false;
   const stop = (signal) => {
-    if (stopping) return;
+    // A second Ctrl-C while closing: at once.
+    if (stopping) process.exit(130);
     stopping = true;
     process.stdout.write(`${signal}: stopping\n`);
     relay.close().then(

@@ -129,7 +129,9 @@ function missingAddonError(platform, attempts, installed) {
   }
   const err = new Error(
     `${PACKAGE}: no native addon for ${platform}: ${why}\n` +
-      `To build it from source instead, install Rust (https://rustup.rs) and a C compiler, then run "npm rebuild ${PACKAGE}".\n` +
+      `To build it from source instead, install Rust (https://rustup.rs) and a C compiler, then run "npm rebuild ${PACKAGE}" ` +
+      '(with install scripts off, as with ignore-scripts in .npmrc: "npm rebuild ' +
+      `${PACKAGE} --ignore-scripts=false"; pnpm runs a package's build only once it is listed in onlyBuiltDependencies).\n` +
       `Looked in:\n${attempts.map((a) => `  ${a.from}: ${a.problem}`).join('\n')}`
   );
   err.code = 'ERR_HYCO_NATIVE_MISSING';

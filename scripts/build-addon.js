@@ -35,11 +35,18 @@ if (args.has('--if-missing')) {
 }
 
 const cargo = process.env.CARGO || 'cargo';
-const cargoArgs = ['build', '--package', 'hyco-ws-rs', '--lib'];
+// Cargo says where it put the library (its messages on stdout; its diagnostics still on
+// stderr): wherever its configuration sends the target directory (`build.target-dir`,
+// `CARGO_BUILD_TARGET_DIR`, `CARGO_TARGET_DIR`).
+const cargoArgs = ['build', '--package', 'hyco-ws-rs', '--lib', '--message-format=json-render-diagnostics'];
 if (release) cargoArgs.push('--release');
 
 console.error(`hyco-ws-rs: building the native addon (${release ? 'release' : 'debug'})`);
-const result = spawnSync(cargo, cargoArgs, { cwd: root, stdio: 'inherit' });
+const result = spawnSync(cargo, cargoArgs, {
+  cwd: root,
+  stdio: ['inherit', 'pipe', 'inherit'],
+  maxBuffer: 256 * 1024 * 1024
+});
 if (result.error) {
   console.error(`hyco-ws-rs: could not run "${cargo}" (${result.error.code || result.error.message}) to build the addon from source.`);
   console.error(
@@ -49,14 +56,18 @@ if (result.error) {
   );
   process.exit(1);
 }
-if (result.status !== 0) process.exit(result.status || 1);
+if (result.status !== 0) {
+  // Why a build was needed at all (no prebuilt package for this platform, or it was left
+  // out), after cargo's own account of what failed.
+  if (missing) console.error(missing.message);
+  process.exit(result.status || 1);
+}
 
-const targetDir = process.env.CARGO_TARGET_DIR || path.join(root, 'target');
-const libFile = {
-  darwin: 'libhyco_ws_rs.dylib',
-  win32: 'hyco_ws_rs.dll'
-}[process.platform] || 'libhyco_ws_rs.so';
-const built = path.join(targetDir, release ? 'release' : 'debug', libFile);
+const built = builtLibrary(result.stdout.toString());
+if (built === null) {
+  console.error('hyco-ws-rs: cargo built the addon but did not say where (no cdylib artifact in its messages)');
+  process.exit(1);
+}
 const dest = path.join(root, binaryName());
 
 // Copy to a temporary name and rename, so that a running process that has the old binary
@@ -65,3 +76,28 @@ const tmp = `${dest}.${process.pid}.tmp`;
 fs.copyFileSync(built, tmp);
 fs.renameSync(tmp, dest);
 console.error(`hyco-ws-rs: wrote ${path.basename(dest)}`);
+
+/**
+ * The shared library cargo built, from its JSON messages: the `cdylib` artifact of the
+ * hyco-ws-rs crate.
+ *
+ * @param {String} messages Cargo's stdout, one JSON message per line
+ * @return {?String} Its path, or `null`
+ */
+function builtLibrary(messages) {
+  let found = null;
+  for (const line of messages.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let message;
+    try {
+      message = JSON.parse(line);
+    } catch {
+      continue;
+    }
+    const target = message.reason === 'compiler-artifact' ? message.target : null;
+    if (target && target.name === 'hyco_ws_rs' && target.kind.includes('cdylib')) {
+      found = message.filenames.find((f) => /\.(so|dylib|dll)$/.test(f)) || found;
+    }
+  }
+  return found;
+}

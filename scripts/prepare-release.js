@@ -36,6 +36,22 @@ function releaseManifest(main) {
 }
 
 /**
+ * `main` with a `repository`: its own, or, in a GitHub Actions run, the repository the run
+ * belongs to. npm checks a package's `repository.url` against the repository its provenance
+ * names and refuses a package without one (E422), so a release from the workflow must carry
+ * it, on the platform packages too.
+ *
+ * @param {Object} main The main package.json
+ * @param {Object} env The environment (`GITHUB_SERVER_URL`, `GITHUB_REPOSITORY`)
+ * @return {Object} `main`, or a copy with `repository`
+ */
+function withRepository(main, env) {
+  if (main.repository || !env.GITHUB_REPOSITORY) return main;
+  const server = env.GITHUB_SERVER_URL || 'https://github.com';
+  return { ...main, repository: { type: 'git', url: `git+${server}/${env.GITHUB_REPOSITORY}.git` } };
+}
+
+/**
  * Finds a file by name under a directory.
  *
  * @param {String} dir The directory
@@ -59,9 +75,10 @@ function findFile(dir, name) {
  * Checks that each platform package in `npm/` is complete and of `version`.
  *
  * @param {String} version The main package's version
+ * @param {(Object|String)} [repository] The main package's `repository`, which each must copy
  * @throws {Error} With code `ERR_HYCO_RELEASE`, naming every platform that is not ready
  */
-function checkPlatformPackages(version) {
+function checkPlatformPackages(version, repository) {
   const problems = [];
   for (const platform of Object.keys(PREBUILT)) {
     const dir = path.join(root, 'npm', platform);
@@ -73,6 +90,9 @@ function checkPlatformPackages(version) {
     const manifest = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
     if (manifest.name !== packageName(platform)) problems.push(`${platform}: named ${manifest.name}`);
     if (manifest.version !== version) problems.push(`${platform}: version ${manifest.version}, not ${version}`);
+    if (JSON.stringify(manifest.repository) !== JSON.stringify(repository)) {
+      problems.push(`${platform}: repository ${JSON.stringify(manifest.repository)}, not the main package's`);
+    }
     if (!fs.existsSync(path.join(dir, binaryName(platform)))) problems.push(`${platform}: no ${binaryName(platform)}`);
   }
   if (problems.length) throw releaseError(`the platform packages are not ready:\n  ${problems.join('\n  ')}`);
@@ -82,7 +102,12 @@ if (require.main === module) {
   const artifacts = option(process.argv.slice(2), '--artifacts');
   const manifestFile = path.join(root, 'package.json');
   try {
-    const main = JSON.parse(fs.readFileSync(manifestFile, 'utf8'));
+    const main = withRepository(JSON.parse(fs.readFileSync(manifestFile, 'utf8')), process.env);
+    if (process.env.GITHUB_ACTIONS === 'true' && !main.repository) {
+      throw releaseError('package.json has no repository, which npm publish --provenance needs');
+    }
+    // The platform packages copy it from package.json (see package-platform.js).
+    fs.writeFileSync(manifestFile, `${JSON.stringify(main, null, 2)}\n`);
     if (artifacts) {
       for (const platform of Object.keys(PREBUILT)) {
         const binary = findFile(path.resolve(artifacts), binaryName(platform));
@@ -90,7 +115,7 @@ if (require.main === module) {
         writePlatformPackage({ platform, binary, out: path.join(root, 'npm', platform) });
       }
     }
-    checkPlatformPackages(main.version);
+    checkPlatformPackages(main.version, main.repository);
     fs.writeFileSync(manifestFile, `${JSON.stringify(releaseManifest(main), null, 2)}\n`);
     console.error(`hyco-ws-rs: package.json lists ${Object.keys(PREBUILT).length} platform packages at ${main.version}`);
   } catch (err) {
@@ -99,4 +124,4 @@ if (require.main === module) {
   }
 }
 
-module.exports = { releaseManifest };
+module.exports = { releaseManifest, withRepository };

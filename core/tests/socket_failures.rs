@@ -30,7 +30,7 @@ impl EventSink for Collect {
 }
 
 fn hex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "hex of whole bytes: {s}");
+    assert!(s.len().is_multiple_of(2), "hex of whole bytes: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

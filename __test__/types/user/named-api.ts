@@ -122,6 +122,10 @@ export function listener(uri: string, token: TokenProvider): RelayedServer {
   const status: 'connecting' | 'online' | 'offline' | 'closed' = server.status;
   const lastError: Error | null = server.lastError;
   for (const socket of server.clients ?? []) socket.close(1001);
+  // ws's broadcast, as written for ws (its types say Set too).
+  server.clients.forEach((client) => {
+    if (client.readyState === client.OPEN) client.send('bye');
+  });
   const sockets: Set<WsWebSocket> | undefined = server.clients;
   const factory: HybridConnectionWebSocketServer = createRelayedServer(
     { connectionString: 'Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=r;SharedAccessKey=k', path: 'hc' },

@@ -14,10 +14,19 @@ import type { RelayAccessToken, RelayedFetchInit, RelayRefusedError, RelayTokenC
 import {
   createRelayedServer as createHttpsServer,
   createRelayHttpsUri as httpsUri,
+  createServer as createNodeHttpsServer,
   request,
   Server,
   ServerResponse as HttpsServerResponse
 } from 'hyco-ws-rs/https';
+import type { AgentOptions, RequestOptions, ServerOptions } from 'hyco-ws-rs/https';
+
+/** Node's own https names, from the same entry point, under import as under require. */
+export function nodeHttps(options: ServerOptions, agent: AgentOptions, target: RequestOptions): void {
+  createNodeHttpsServer(options).close();
+  void agent.keepAlive;
+  void target.hostname;
+}
 
 /** What @types/express declares an app to be: a function of Node's req and res (and more). */
 interface ExpressLikeApp {
