@@ -84,11 +84,12 @@ describe('requests and responses', () => {
       assert.ok(seen.isIncoming && seen.isResponse);
     }));
 
-  test("non-ASCII in a response's reason phrase and header values reaches the sender byte for byte as Node's own server writes it", () =>
+  test("non-ASCII in a response's reason phrase and header values reaches the sender as the characters the handler set (res.attachment('café.pdf'))", () =>
     withServerRelay(undefined, async (relay) => {
       // Node writes a head as Latin-1, except when the head and a string body go out in one
-      // write (then as UTF-8), and Content-Disposition its own way (nodejs/node#46528): the
-      // sender sees what it would see from Node directly.
+      // write (then as UTF-8): either way the sender gets what the handler set, written as
+      // Node's own client reads a head (one byte per character). Content-Disposition Node
+      // mangles itself (nodejs/node#46528): the sender gets what Node's own server sends.
       const handler = (req, res) => {
         res.statusMessage = 'Déjà vu';
         res.setHeader('X-Name', 'café');
@@ -101,20 +102,14 @@ describe('requests and responses', () => {
       await new Promise((resolve) => direct.listen(0, '127.0.0.1', resolve));
       try {
         for (const path of ['string', 'buffer']) {
-          const plain = await sendHttp(`http://127.0.0.1:${direct.address().port}/${path}`);
           const { url, token } = httpAddress(relay, `hc/${path}`);
           const relayed = await sendHttp(url, { token });
-          assert.equal(relayed.statusMessage, plain.statusMessage, path);
-          for (const name of ['x-name', 'content-disposition']) {
-            assert.equal(relayed.headers[name], plain.headers[name], `${path}: ${name}`);
-          }
+          assert.equal(relayed.statusMessage, 'Déjà vu', path);
+          assert.equal(relayed.headers['x-name'], 'café', path);
           assert.equal(relayed.body.toString(), 'pdf');
+          const plain = await sendHttp(`http://127.0.0.1:${direct.address().port}/${path}`);
+          assert.equal(relayed.headers['content-disposition'], plain.headers['content-disposition'], path);
         }
-        // Written as Latin-1 (a Buffer body): read back as written.
-        const { url, token } = httpAddress(relay, 'hc/buffer');
-        const relayed = await sendHttp(url, { token });
-        assert.equal(relayed.statusMessage, 'Déjà vu');
-        assert.equal(relayed.headers['x-name'], 'café');
       } finally {
         await new Promise((resolve) => direct.close(resolve));
       }
@@ -302,6 +297,28 @@ describe('requests and responses', () => {
         assert.equal(r.status, 200, `request ${i}: ${r.status} ${r.body}`);
         assert.equal(r.body.toString(), '100000');
       }
+    }));
+
+  test("a streamed body still coming when the response has finished: req ends with 'close' (the rest is dropped), never a reader left waiting", () =>
+    withServerRelay(undefined, async (relay) => {
+      let reqClosed;
+      const closed = new Promise((resolve) => {
+        reqClosed = resolve;
+      });
+      await httpServer(relay, async (req, res) => {
+        res.end('early');
+        req.on('close', () => reqClosed(req.complete));
+        // A reader at it after the response (Node's server would deliver the rest).
+        try {
+          for await (const piece of req) void piece;
+        } catch {
+          // ERR_STREAM_PREMATURE_CLOSE: what was not read is gone with the exchange.
+        }
+      });
+      const { url, token } = httpAddress(relay);
+      const r = await sendHttp(url, { method: 'POST', token, body: patterned(1_000_000).data });
+      assert.equal(r.body.toString(), 'early');
+      await withTimeout(closed, STEP_MS, "req's 'close'");
     }));
 
   test('a piped Readable and flushHeaders() reach the sender', () =>

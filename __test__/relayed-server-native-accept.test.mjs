@@ -300,6 +300,41 @@ describe('event delivery', () => {
     assert.deepEqual(errors, ['WS_ERR_INVALID_UTF8 Invalid WebSocket frame: invalid UTF-8 sequence'], describeChild(r));
   });
 
+  test("a compressed message that does not inflate, on an accepted socket with no 'error' listener, is thrown (Z_DATA_ERROR), as ws's server sockets throw it (child process)", async () => {
+    const script = `
+      const h = require(process.env.HYCO_PKG);
+      const WebSocket = require('ws');
+      const crypto = require('crypto');
+      const errors = [];
+      process.on('uncaughtException', (e) => errors.push(e.code));
+      (async () => {
+        const relay = await h.startLocalRelay();
+        const lu = h.createRelayListenUri(relay.namespace, 'hc');
+        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key), perMessageDeflate: true });
+        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
+        await new Promise((r) => server.once('listening', r));
+        const su = h.createRelaySendUri(relay.namespace, 'hc');
+        const s = new WebSocket(su, { headers: { ServiceBusAuthorization: h.createRelayToken(su, relay.keyName, relay.key) }, perMessageDeflate: true });
+        s.on('error', () => {});
+        await new Promise((r) => s.once('open', r));
+        // FIN, RSV1 (compressed), binary: bytes that are no deflate stream.
+        const payload = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00]);
+        const mask = crypto.randomBytes(4);
+        s._socket.write(Buffer.concat([Buffer.from([0xc2, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))]));
+        const code = await closed;
+        s.terminate();
+        await new Promise((r) => server.close(r));
+        await relay.close();
+        console.log(JSON.stringify({ code, errors }));
+      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+    `;
+    const r = await runNode(script).done;
+    assert.equal(r.code, 0, describeChild(r));
+    const { code, errors } = JSON.parse(r.stdout.trim().split('\n').pop());
+    assert.equal(code, 1006);
+    assert.deepEqual(errors, ['Z_DATA_ERROR'], describeChild(r));
+  });
+
   test("the heartbeat's ETIMEDOUT on an accepted socket with no 'error' listener is not thrown (ws has no such 'error'); the socket closes (child process)", async () => {
     const script = `
       const h = require(process.env.HYCO_PKG);

@@ -444,6 +444,37 @@ describe('12 send: Blob data (ws 8.18 and later)', () => {
     });
   });
 
+  test("the peer's close while a Blob is read is answered after the Blob and what followed it, as ws's reply waits in its sender's queue", async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open();
+      let release;
+      const bytes = new Promise((resolve) => {
+        release = resolve;
+      });
+      // A File whose bytes come when the test says.
+      const slow = { size: 4, type: '', arrayBuffer: () => bytes, stream() {}, [Symbol.toStringTag]: 'File' };
+      S.send(slow);
+      S.send('after');
+      peer.close(1000, 'bye');
+      await waitUntil(() => S.readyState === S.CLOSING, STEP_MS, "the peer's close to reach S");
+      release(new Uint8Array([1, 2, 3, 4]).buffer);
+      await peerGets(peer, Buffer.from([1, 2, 3, 4]), true, 'the Blob');
+      await peerGets(peer, 'after', false, 'what followed it');
+      assert.equal((await closeOf(S)).code, 1000);
+    });
+  });
+
+  test('close() behind a Blob whose read never ends still closes (1006) after closeTimeout, as ws', async () => {
+    await withListener({}, async ({ open }) => {
+      const { S } = await open({ closeTimeout: 300 });
+      const never = { size: 4, type: '', arrayBuffer: () => new Promise(() => {}), stream() {}, [Symbol.toStringTag]: 'Blob' };
+      S.send(never);
+      S.close(1000);
+      // (The Blob's own callback, as ws's, waits for a read that never ends.)
+      assert.equal((await closeOf(S)).code, 1006);
+    });
+  });
+
   test("a Blob whose read fails fails its callback and the socket: 'error' with the read's error, then 'close' 1006", async () => {
     await withListener({}, async ({ open }) => {
       const { S, peer } = await open();
@@ -457,7 +488,11 @@ describe('12 send: Blob data (ws 8.18 and later)', () => {
         [Symbol.toStringTag]: 'File'
       };
       const cb = callback('the failed Blob send callback');
-      S.send(unreadable, cb.cb);
+      S.send(unreadable, (...args) => {
+        // As ws: the callbacks fail before the socket's 'error'.
+        assert.deepEqual(typesOf(S), ['open']);
+        cb.cb(...args);
+      });
       cb.done();
       assert.equal((await cb.called).args[0], failure);
       const c = await closeOf(S);

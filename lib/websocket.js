@@ -242,6 +242,9 @@ function toBuffer(data) {
   return Buffer.from(data);
 }
 
+/** The codes of a peer's protocol errors: ws's, and zlib's for a message that does not inflate. */
+const PEER_ERROR = /^(WS_ERR_|Z_)/;
+
 /**
  * ws's `isBlob()`: a `Blob` or `File`, of this realm or another.
  *
@@ -585,6 +588,15 @@ class RelayedWebSocket extends WebSocket {
         // went first).
         this._closeFrameReceived = true;
         if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
+        if (this._blobs !== null) {
+          // Behind the Blobs being read and what was sent after them, as ws's close reply
+          // waits in its sender's queue.
+          this._afterBlobs(0, undefined, () => {
+            this._flush();
+            native.socketEchoClose(this._id);
+          });
+          break;
+        }
         this._flush();
         native.socketEchoClose(this._id);
         break;
@@ -733,14 +745,15 @@ class RelayedWebSocket extends WebSocket {
     }
     this._errorEmitted = true;
     // A socket a RelayedServer accepted throws an 'error' nobody listens for only when ws's
-    // server sockets would: a peer's protocol error (WS_ERR_*) after 'connection'. A failed
-    // accept (the sender left, the address expired) must not crash an application that has
-    // not even seen the socket; nor may what ws has no 'error' for: the heartbeat's
-    // ETIMEDOUT (ws's heartbeat pattern just terminates), a panic's ERR_INTERNAL.
+    // server sockets would: a peer's protocol error (WS_ERR_*, or zlib's Z_* for a message
+    // that does not inflate) after 'connection'. A failed accept (the sender left, the
+    // address expired) must not crash an application that has not even seen the socket;
+    // nor may what ws has no 'error' for: the heartbeat's ETIMEDOUT (ws's heartbeat pattern
+    // just terminates), a panic's ERR_INTERNAL.
     if (
       this._server !== null &&
       this.listenerCount('error') === 0 &&
-      (!this._announced || code === null || !code.startsWith('WS_ERR_'))
+      (!this._announced || code === null || !PEER_ERROR.test(code))
     ) {
       return;
     }
@@ -758,6 +771,10 @@ class RelayedWebSocket extends WebSocket {
    */
   _closed(code, reason, frameReceived, frameSent) {
     this._held = null;
+    if (this._closeTimer !== null) {
+      clearTimeout(this._closeTimer);
+      this._closeTimer = null;
+    }
     // Nothing is left to write: frames packed in this tick and never handed over, or handed
     // over as the connection ended (too late for a written event), leave `bufferedAmount`
     // with the rest (their callbacks fail below); what was sent while closing stays, as in
@@ -1028,32 +1045,37 @@ class RelayedWebSocket extends WebSocket {
         this._blobs = null;
       },
       (err) => {
-        // As ws: its callback and those queued behind it fail with the read's error, and
-        // the socket fails with it ('error', then 'close' 1006).
-        this._failBlobs(entry, err);
-        if (this._readyState === WebSocket.CLOSED || this._id === 0) return;
+        // As ws: its callback and those queued behind it fail with the read's error, then
+        // the socket fails with it ('error', then 'close' 1006), on the next tick (outside
+        // the promise chain: an unheard 'error' is an uncaught exception, as ws's).
+        const open = this._readyState !== WebSocket.CLOSED && this._id !== 0;
+        this._failBlobs(entry, err, open);
+        if (!open) return;
         this._readyState = WebSocket.CLOSING;
         native.socketTerminate(this._id);
-        if (this._errorEmitted) return;
-        this._errorEmitted = true;
-        this.emit('error', err);
       }
     );
   }
 
   /**
    * Fails the callbacks of a Blob's send and of everything queued behind it, on the next
-   * tick (outside the promise chain, so that a throwing callback is an uncaught exception).
+   * tick (outside the promise chain, so that a throwing callback is an uncaught exception),
+   * then emits `err` as the socket's 'error' when `emit` (at most one, as ever).
    *
    * @param {Object} entry The Blob's entry
    * @param {Error} err The error
+   * @param {Boolean} [emit=false] Whether `err` fails the socket too
    * @private
    */
-  _failBlobs(entry, err) {
+  _failBlobs(entry, err, emit = false) {
     const entries = [entry, ...this._blobs.queue];
     this._blobs = null;
     process.nextTick(() => {
       for (const e of entries) if (typeof e.cb === 'function') e.cb(err);
+      // Never after 'close' (the connection's end may have come first).
+      if (!emit || this._errorEmitted || this._readyState === WebSocket.CLOSED) return;
+      this._errorEmitted = true;
+      this.emit('error', err);
     });
   }
 
@@ -1159,7 +1181,9 @@ class RelayedWebSocket extends WebSocket {
     }
     this._readyState = WebSocket.CLOSING;
     if (this._blobs !== null) {
-      // Behind the Blobs being read, as ws queues its close frame.
+      // Behind the Blobs being read, as ws queues its close frame; its closing time runs
+      // from here all the same (a read that never ends must not keep the socket).
+      this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
       this._afterBlobs(0, undefined, () => {
         this._flush();
         native.socketClose(this._id, code, reasonBuf);

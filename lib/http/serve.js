@@ -162,6 +162,10 @@ function relayedRequest(request, onOver) {
     if (req.readableFlowing !== true && !req.readableEnded && !req.destroyed) req.resume();
     res.detachSocket(socket);
     socket._endResponse();
+    // The rest of a streamed body not yet here is dropped with the exchange (Node's server
+    // would still deliver it): `req` ends with 'close' (a reader still at it gets
+    // ERR_STREAM_PREMATURE_CLOSE) rather than wait for ever.
+    if (!req.complete && !req.destroyed) req.destroy();
     process.nextTick(() => {
       if (!res._closed) {
         res.destroyed = true;

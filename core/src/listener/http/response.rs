@@ -222,15 +222,19 @@ impl ResponseParser {
     }
 }
 
-/// Text as Node.js writes a head: one byte per character (Latin-1), so that a header value
-/// or reason phrase it was given with characters up to U+00FF reads back as given
-/// (`res.attachment('café.pdf')`'s `filename="café.pdf"`), where UTF-8 decoding made them
-/// U+FFFD.
-fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| char::from(b)).collect()
+/// Head text as Node.js writes it, read back as the characters it was given: Node writes a
+/// head one byte per character (Latin-1: `res.attachment('café.pdf')`'s `filename="café.pdf"`
+/// has the byte E9, which UTF-8 decoding made U+FFFD), except when the head and a string
+/// body go out in one write, as UTF-8. Bytes that are UTF-8 are read as UTF-8, others as
+/// Latin-1: either way the JSON carries the characters the application set.
+fn head_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
 }
 
-/// The reason phrase of the status line at the start of `buf`, read as Latin-1: httparse
+/// The reason phrase of the status line at the start of `buf` (see [`head_text`]): httparse
 /// gives an empty one when it is not UTF-8.
 fn raw_reason(buf: &[u8]) -> String {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -238,7 +242,7 @@ fn raw_reason(buf: &[u8]) -> String {
     // `HTTP/1.1 200 OK`: what follows the second space.
     let mut parts = line.splitn(3, |&b| b == b' ');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some(_), Some(reason)) => latin1(reason),
+        (Some(_), Some(_), Some(reason)) => head_text(reason),
         _ => String::new(),
     }
 }
@@ -249,7 +253,7 @@ fn final_head(resp: &httparse::Response<'_, '_>, status: u16, reason: String) ->
     let mut connection_names = Vec::new();
     let mut chunked = false;
     for h in resp.headers.iter() {
-        let value = latin1(h.value);
+        let value = head_text(h.value);
         if h.name.eq_ignore_ascii_case("connection") {
             connection_names.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()));
         }
@@ -264,7 +268,7 @@ fn final_head(resp: &httparse::Response<'_, '_>, status: u16, reason: String) ->
         .headers
         .iter()
         .filter(|h| !is_hop_by_hop(h.name, &connection_names))
-        .map(|h| (h.name.to_owned(), latin1(h.value)))
+        .map(|h| (h.name.to_owned(), head_text(h.value)))
         .collect();
     let head = Head {
         status,
@@ -285,6 +289,24 @@ fn line(buf: &[u8]) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn non_ascii_head_text_reads_back_as_the_characters_node_was_given() {
+        // Latin-1, as Node writes most heads; UTF-8, as with a string body in one write.
+        for wire in [
+            &b"HTTP/1.1 200 D\xe9j\xe0 vu\r\nX-Name: caf\xe9\r\nContent-Length: 0\r\n\r\n"[..],
+            "HTTP/1.1 200 Déjà vu\r\nX-Name: café\r\nContent-Length: 0\r\n\r\n".as_bytes(),
+        ] {
+            let (parts, _) = parse_split(wire, wire.len()).unwrap();
+            let (head, _) = head_and_body(parts);
+            assert_eq!(head.reason, "Déjà vu");
+            assert!(head
+                .headers
+                .contains(&("X-Name".to_owned(), "café".to_owned())));
+        }
+        assert_eq!(raw_reason(b"HTTP/1.1 204\r\n\r\n"), "");
+        assert_eq!(raw_reason(b"HTTP/1.1 200 OK\n"), "OK");
+    }
 
     fn parse_split(wire: &[u8], split: usize) -> Result<(Vec<Part>, bool), SocketError> {
         let mut p = ResponseParser::default();
