@@ -321,6 +321,26 @@ describe('requests and responses', () => {
       await withTimeout(closed, STEP_MS, "req's 'close'");
     }));
 
+  test("a streamed body the handler never reads (a 401 before the upload): req ends quietly, no 'aborted', as after Node's dump; the next request on the connection is served", () =>
+    withServerRelay(undefined, async (relay) => {
+      const seen = [];
+      await httpServer(relay, (req, res) => {
+        const events = [];
+        req.on('aborted', () => events.push('aborted'));
+        req.on('close', () => seen.push(events));
+        res.statusCode = req.method === 'POST' ? 401 : 200;
+        res.end(req.method);
+      });
+      const { token } = httpAddress(relay);
+      const agent = keepAliveAgent();
+      const upload = await sendHttp(httpAddress(relay, 'hc/upload').url, { method: 'POST', token, agent, body: patterned(1_000_000).data });
+      assert.equal(upload.status, 401);
+      const next = await sendHttp(httpAddress(relay, 'hc/next').url, { token, agent });
+      assert.equal(next.body.toString(), 'GET');
+      await waitUntil(() => seen.length === 2, STEP_MS, "both requests' 'close'");
+      assert.deepEqual(seen, [[], []]);
+    }));
+
   test('a piped Readable and flushHeaders() reach the sender', () =>
     withServerRelay(undefined, async (relay) => {
       await httpServer(relay, (req, res) => {

@@ -475,6 +475,18 @@ describe('12 send: Blob data (ws 8.18 and later)', () => {
     });
   });
 
+  test("the peer's close behind a Blob whose read never ends: closed after closeTimeout, as ws's close() on the peer's close", async () => {
+    await withListener({}, async ({ open }) => {
+      const { S, peer } = await open({ closeTimeout: 300 });
+      const never = { size: 4, type: '', arrayBuffer: () => new Promise(() => {}), stream() {}, [Symbol.toStringTag]: 'Blob' };
+      S.send(never);
+      peer.close(1000);
+      await waitUntil(() => S.readyState === S.CLOSING, STEP_MS, "the peer's close to reach S");
+      // Not held until the peer gives up: S's own closing time ends it.
+      assert.ok([1000, 1006].includes((await closeOf(S, 3000, "S's 'close' within its closing time")).code));
+    });
+  });
+
   test("a Blob whose read fails fails its callback and the socket: 'error' with the read's error, then 'close' 1006", async () => {
     await withListener({}, async ({ open }) => {
       const { S, peer } = await open();

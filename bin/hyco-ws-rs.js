@@ -181,8 +181,8 @@ async function relayCommand(argv) {
 
   let stopping = false;
   const stop = (signal) => {
-    // A second Ctrl-C while closing: at once.
-    if (stopping) process.exit(130);
+    // A second signal while closing: at once (128 + the signal's number, as a shell says).
+    if (stopping) process.exit(signal === 'SIGTERM' ? 143 : 130);
     stopping = true;
     process.stdout.write(`${signal}: stopping\n`);
     relay.close().then(

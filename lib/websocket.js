@@ -590,7 +590,8 @@ class RelayedWebSocket extends WebSocket {
         if (this._readyState === WebSocket.OPEN) this._readyState = WebSocket.CLOSING;
         if (this._blobs !== null) {
           // Behind the Blobs being read and what was sent after them, as ws's close reply
-          // waits in its sender's queue.
+          // waits in its sender's queue; its closing time runs from now, as ws's close().
+          if (this._closeTimer === null) this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
           this._afterBlobs(0, undefined, () => {
             this._flush();
             native.socketEchoClose(this._id);
@@ -1183,7 +1184,7 @@ class RelayedWebSocket extends WebSocket {
     if (this._blobs !== null) {
       // Behind the Blobs being read, as ws queues its close frame; its closing time runs
       // from here all the same (a read that never ends must not keep the socket).
-      this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
+      if (this._closeTimer === null) this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
       this._afterBlobs(0, undefined, () => {
         this._flush();
         native.socketClose(this._id, code, reasonBuf);

@@ -101,13 +101,14 @@ function checkPlatformPackages(version, repository) {
 if (require.main === module) {
   const artifacts = option(process.argv.slice(2), '--artifacts');
   const manifestFile = path.join(root, 'package.json');
+  const original = fs.readFileSync(manifestFile, 'utf8');
   try {
-    const main = withRepository(JSON.parse(fs.readFileSync(manifestFile, 'utf8')), process.env);
-    if (process.env.GITHUB_ACTIONS === 'true' && !main.repository) {
-      throw releaseError('package.json has no repository, which npm publish --provenance needs');
+    const main = withRepository(JSON.parse(original), process.env);
+    // The platform packages copy it from package.json (see package-platform.js); put back
+    // as it was if anything below fails.
+    if (main.repository && !JSON.parse(original).repository) {
+      fs.writeFileSync(manifestFile, `${JSON.stringify(main, null, 2)}\n`);
     }
-    // The platform packages copy it from package.json (see package-platform.js).
-    fs.writeFileSync(manifestFile, `${JSON.stringify(main, null, 2)}\n`);
     if (artifacts) {
       for (const platform of Object.keys(PREBUILT)) {
         const binary = findFile(path.resolve(artifacts), binaryName(platform));
@@ -119,6 +120,7 @@ if (require.main === module) {
     fs.writeFileSync(manifestFile, `${JSON.stringify(releaseManifest(main), null, 2)}\n`);
     console.error(`hyco-ws-rs: package.json lists ${Object.keys(PREBUILT).length} platform packages at ${main.version}`);
   } catch (err) {
+    fs.writeFileSync(manifestFile, original);
     console.error(err.message);
     process.exit(1);
   }

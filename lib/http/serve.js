@@ -159,13 +159,26 @@ function relayedRequest(request, onOver) {
     // As Node's server: a body nobody read is read and dropped (the sender's next request
     // follows it on the same connection), the socket is the response's no more, and
     // 'close' follows 'finish'.
+    // Whether the application reads the body (flowing, or a 'data' or 'readable' listener,
+    // as `for await` and pipe() add), before the server's own resume below.
+    const reading =
+      req.readableFlowing === true || req.listenerCount('data') > 0 || req.listenerCount('readable') > 0;
     if (req.readableFlowing !== true && !req.readableEnded && !req.destroyed) req.resume();
     res.detachSocket(socket);
     socket._endResponse();
     // The rest of a streamed body not yet here is dropped with the exchange (Node's server
-    // would still deliver it): `req` ends with 'close' (a reader still at it gets
-    // ERR_STREAM_PREMATURE_CLOSE) rather than wait for ever.
-    if (!req.complete && !req.destroyed) req.destroy();
+    // would still deliver it). A reader still at it sees the body cut short ('aborted',
+    // 'close'; ERR_STREAM_PREMATURE_CLOSE) rather than wait for ever; a body nobody reads
+    // ends quietly, as Node's server dumps it.
+    if (!req.complete && !req.destroyed) {
+      if (reading) {
+        req.destroy();
+      } else {
+        // As after Node's dump: complete (else its destroy would say 'aborted').
+        req.complete = true;
+        req.push(null);
+      }
+    }
     process.nextTick(() => {
       if (!res._closed) {
         res.destroyed = true;

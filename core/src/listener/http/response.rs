@@ -184,7 +184,12 @@ impl ResponseParser {
             if !(200..1000).contains(&status) {
                 return Err(malformed(&format!("status {status}")));
             }
-            Ok((len, Some(final_head(resp, status, raw_reason(buf)))))
+            // One reading for the whole head, as Node wrote it in one encoding.
+            let utf8 = std::str::from_utf8(&buf[..len]).is_ok();
+            Ok((
+                len,
+                Some(final_head(resp, status, utf8, raw_reason(buf, utf8))),
+            ))
         });
         let (len, head) = match parsed {
             Ok(Some(head)) => head?,
@@ -222,38 +227,44 @@ impl ResponseParser {
     }
 }
 
-/// Head text as Node.js writes it, read back as the characters it was given: Node writes a
+/// Head text as Node.js wrote it, read back as the characters it was given: Node writes a
 /// head one byte per character (Latin-1: `res.attachment('café.pdf')`'s `filename="café.pdf"`
 /// has the byte E9, which UTF-8 decoding made U+FFFD), except when the head and a string
-/// body go out in one write, as UTF-8. Bytes that are UTF-8 are read as UTF-8, others as
-/// Latin-1: either way the JSON carries the characters the application set.
-fn head_text(bytes: &[u8]) -> String {
+/// body go out in one write, as UTF-8. A head that is UTF-8 is read as UTF-8 (`utf8`), others
+/// as Latin-1; the JSON then carries the characters the application set. (A Latin-1 head
+/// whose bytes happen to be UTF-8, such as `Ã©`, reads as UTF-8: the bytes cannot tell.)
+fn head_text(bytes: &[u8], utf8: bool) -> String {
     match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => bytes.iter().map(|&b| char::from(b)).collect(),
+        Ok(text) if utf8 => text.to_owned(),
+        _ => bytes.iter().map(|&b| char::from(b)).collect(),
     }
 }
 
 /// The reason phrase of the status line at the start of `buf` (see [`head_text`]): httparse
 /// gives an empty one when it is not UTF-8.
-fn raw_reason(buf: &[u8]) -> String {
+fn raw_reason(buf: &[u8], utf8: bool) -> String {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     // `HTTP/1.1 200 OK`: what follows the second space.
     let mut parts = line.splitn(3, |&b| b == b' ');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(_), Some(_), Some(reason)) => head_text(reason),
+        (Some(_), Some(_), Some(reason)) => head_text(reason, utf8),
         _ => String::new(),
     }
 }
 
 /// A final response's head without its hop-by-hop headers (the relay frames the body
 /// itself), and whether its body is chunked.
-fn final_head(resp: &httparse::Response<'_, '_>, status: u16, reason: String) -> (Head, bool) {
+fn final_head(
+    resp: &httparse::Response<'_, '_>,
+    status: u16,
+    utf8: bool,
+    reason: String,
+) -> (Head, bool) {
     let mut connection_names = Vec::new();
     let mut chunked = false;
     for h in resp.headers.iter() {
-        let value = head_text(h.value);
+        let value = head_text(h.value, utf8);
         if h.name.eq_ignore_ascii_case("connection") {
             connection_names.extend(value.split(',').map(|v| v.trim().to_ascii_lowercase()));
         }
@@ -268,7 +279,7 @@ fn final_head(resp: &httparse::Response<'_, '_>, status: u16, reason: String) ->
         .headers
         .iter()
         .filter(|h| !is_hop_by_hop(h.name, &connection_names))
-        .map(|h| (h.name.to_owned(), head_text(h.value)))
+        .map(|h| (h.name.to_owned(), head_text(h.value, utf8)))
         .collect();
     let head = Head {
         status,
@@ -304,8 +315,15 @@ mod tests {
                 .headers
                 .contains(&("X-Name".to_owned(), "café".to_owned())));
         }
-        assert_eq!(raw_reason(b"HTTP/1.1 204\r\n\r\n"), "");
-        assert_eq!(raw_reason(b"HTTP/1.1 200 OK\n"), "OK");
+        assert_eq!(raw_reason(b"HTTP/1.1 204\r\n\r\n", true), "");
+        assert_eq!(raw_reason(b"HTTP/1.1 200 OK\n", true), "OK");
+        // One reading per head: a Latin-1 head with one field that would read as UTF-8.
+        let wire = b"HTTP/1.1 200 OK\r\nX-A: \xc3\xa9\r\nX-B: caf\xe9\r\n\r\n";
+        let (parts, _) = parse_split(wire, wire.len()).unwrap();
+        let (head, _) = head_and_body(parts);
+        assert!(head
+            .headers
+            .contains(&("X-A".to_owned(), "\u{c3}\u{a9}".to_owned())));
     }
 
     fn parse_split(wire: &[u8], split: usize) -> Result<(Vec<Part>, bool), SocketError> {
