@@ -1034,16 +1034,28 @@ class RelayedWebSocket extends WebSocket {
           return;
         }
         this._bufferedAmount -= entry.size;
-        entry.run(Buffer.from(bytes));
         const queue = this._blobs.queue;
-        while (queue.length > 0) {
-          const next = queue.shift();
-          // The next Blob: its size stays counted until it is read.
-          if (next.blob !== null) return this._readBlob(next);
-          this._bufferedAmount -= next.size;
-          next.run();
+        try {
+          entry.run(Buffer.from(bytes));
+          while (queue.length > 0) {
+            const next = queue.shift();
+            // The next Blob: its size stays counted until it is read.
+            if (next.blob !== null) return this._readBlob(next);
+            this._bufferedAmount -= next.size;
+            next.run();
+          }
+        } catch (err) {
+          // A native failure (see `_flush`, which has ended the socket): nothing waits
+          // behind the Blobs any more, and the error comes out as an uncaught exception,
+          // not as a rejection of this promise.
+          this._blobs = null;
+          process.nextTick(() => {
+            throw err;
+          });
+          return undefined;
         }
         this._blobs = null;
+        return undefined;
       },
       (err) => {
         // As ws: its callback and those queued behind it fail with the read's error, then
