@@ -19,7 +19,7 @@ const {
 } = require('./validation');
 const { proxyOption } = require('./proxy');
 const { awaitToken, credentialOption, isTokenArgument, tokenCharsError, tokenSource } = require('./tokens');
-const { RelayedWebSocket } = require('./websocket');
+const { DEFAULT_CLOSE_TIMEOUT, RelayedWebSocket } = require('./websocket');
 
 const native = loadNative();
 
@@ -28,7 +28,6 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const DEFAULT_HANDSHAKE_TIMEOUT = 70000;
 const DEFAULT_MAX_PAYLOAD = 100 * 1024 * 1024;
-const DEFAULT_CLOSE_TIMEOUT = 30000;
 const DEFAULT_INBOUND_HIGH_WATER_MARK = 16 * 1024 * 1024;
 
 const subprotocolRegex = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/;

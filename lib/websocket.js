@@ -242,6 +242,9 @@ function toBuffer(data) {
   return Buffer.from(data);
 }
 
+/** ws's closing time, ms: how long a closing handshake may take before the connection is dropped. */
+const DEFAULT_CLOSE_TIMEOUT = 30000;
+
 /** The codes of a peer's protocol errors: ws's, and zlib's for a message that does not inflate. */
 const PEER_ERROR = /^(WS_ERR_|Z_)/;
 
@@ -345,6 +348,10 @@ class RelayedWebSocket extends WebSocket {
     // ws's constructor without an address sets up an unconnected socket. Pings are answered
     // natively, so ws's own auto-pong state (a closure per socket) is not needed.
     super(null, undefined, { autoPong: false, closeTimeout: options.closeTimeout });
+    // Ours, not ws's `_closeTimer`/`_closeTimeout` (which ws versions before 8.19 lack): the
+    // closing time of a close queued behind Blobs (see `_startClosingTime`).
+    this._closingTimer = null;
+    this._closingTime = options.closeTimeout === undefined ? DEFAULT_CLOSE_TIMEOUT : options.closeTimeout;
     // Few fields, most of them made on first use: a listener may hold thousands of these.
     this._extensions = NO_EXTENSIONS;
     this._deflate = options.deflate || null;
@@ -591,7 +598,7 @@ class RelayedWebSocket extends WebSocket {
         if (this._blobs !== null) {
           // Behind the Blobs being read and what was sent after them, as ws's close reply
           // waits in its sender's queue; its closing time runs from now, as ws's close().
-          if (this._closeTimer === null) this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
+          this._startClosingTime();
           this._afterBlobs(0, undefined, () => {
             this._flush();
             native.socketEchoClose(this._id);
@@ -772,9 +779,9 @@ class RelayedWebSocket extends WebSocket {
    */
   _closed(code, reason, frameReceived, frameSent) {
     this._held = null;
-    if (this._closeTimer !== null) {
-      clearTimeout(this._closeTimer);
-      this._closeTimer = null;
+    if (this._closingTimer !== null) {
+      clearTimeout(this._closingTimer);
+      this._closingTimer = null;
     }
     // Nothing is left to write: frames packed in this tick and never handed over, or handed
     // over as the connection ended (too late for a written event), leave `bufferedAmount`
@@ -1006,6 +1013,17 @@ class RelayedWebSocket extends WebSocket {
   }
 
   /**
+   * Starts the closing time of a close (ours, or the echo of the peer's) queued behind Blobs
+   * being read, as ws's close() starts its timer at once: the native side's starts only when
+   * the close frame goes, and a read that never ends must not keep the socket open.
+   *
+   * @private
+   */
+  _startClosingTime() {
+    if (this._closingTimer === null) this._closingTimer = setTimeout(() => this.terminate(), this._closingTime);
+  }
+
+  /**
    * Queues a frame (or the close) behind the Blobs being read.
    *
    * @param {Number} size What it adds to `bufferedAmount` meanwhile
@@ -1196,7 +1214,7 @@ class RelayedWebSocket extends WebSocket {
     if (this._blobs !== null) {
       // Behind the Blobs being read, as ws queues its close frame; its closing time runs
       // from here all the same (a read that never ends must not keep the socket).
-      if (this._closeTimer === null) this._closeTimer = setTimeout(() => this.terminate(), this._closeTimeout);
+      this._startClosingTime();
       this._afterBlobs(0, undefined, () => {
         this._flush();
         native.socketClose(this._id, code, reasonBuf);
@@ -1321,4 +1339,4 @@ function rethrow(err) {
 // ws makes its accessors enumerable; so must the overrides.
 Object.defineProperty(RelayedWebSocket.prototype, 'bufferedAmount', { enumerable: true });
 
-module.exports = { RelayedWebSocket, isValidStatusCode, toBuffer };
+module.exports = { DEFAULT_CLOSE_TIMEOUT, RelayedWebSocket, isValidStatusCode, toBuffer };
