@@ -48,6 +48,46 @@ async function connectOne(relay, server, what) {
   return { sender, socket };
 }
 
+/**
+ * A RelayedServer whose 'connection' handler adds no 'error' listener, and one sender that
+ * makes the accepted socket fail, in a child process (an unheard 'error' is an uncaught
+ * exception there, not this test run's).
+ *
+ * @param {string} serverOptions More of the server's options, as source (`key: value, ...`).
+ * @param {string} sender Source that sets `s` to a sender to `su` with token `tok` (`h` is
+ *   the package, `WebSocket` ws 8, `crypto` Node's).
+ * @returns {Promise<{ code: number, uncaught: { code: string, message: string }[] }>} The
+ *   accepted socket's close code, and the uncaught exceptions.
+ */
+async function unheardErrors(serverOptions, sender) {
+  const script = `
+    const h = require(process.env.HYCO_PKG);
+    const WebSocket = require('ws');
+    const crypto = require('crypto');
+    const uncaught = [];
+    process.on('uncaughtException', (e) => uncaught.push({ code: e.code, message: e.message }));
+    (async () => {
+      const relay = await h.startLocalRelay();
+      const lu = h.createRelayListenUri(relay.namespace, 'hc');
+      const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key), ${serverOptions} });
+      const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
+      await new Promise((r) => server.once('listening', r));
+      const su = h.createRelaySendUri(relay.namespace, 'hc');
+      const tok = h.createRelayToken(su, relay.keyName, relay.key);
+      let s = null;
+      ${sender}
+      const code = await closed;
+      s.terminate();
+      await new Promise((r) => server.close(r));
+      await relay.close();
+      console.log(JSON.stringify({ code, uncaught }));
+    })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
+  `;
+  const r = await runNode(script).done;
+  assert.equal(r.code, 0, describeChild(r));
+  return JSON.parse(r.stdout.trim().split('\n').pop());
+}
+
 describe("native accept and 'headers'", () => {
   test("a 'headers' listener, however added and removed, runs for exactly the senders that come while it exists", async () => {
     await withServerRelay(RELAY, async (relay) => {
@@ -272,96 +312,41 @@ describe('event delivery', () => {
   });
 
   test("a protocol error on an accepted socket with no 'error' listener is thrown after 'connection', as ws's server sockets throw it (child process)", async () => {
-    const script = `
-      const h = require(process.env.HYCO_PKG);
-      const errors = [];
-      process.on('uncaughtException', (e) => errors.push(e.code + ' ' + e.message));
-      (async () => {
-        const relay = await h.startLocalRelay();
-        const lu = h.createRelayListenUri(relay.namespace, 'hc');
-        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key) });
-        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
-        await new Promise((r) => server.once('listening', r));
-        const su = h.createRelaySendUri(relay.namespace, 'hc');
-        const s = new h.WebSocket(su, { headers: { ServiceBusAuthorization: h.createRelayToken(su, relay.keyName, relay.key) } });
-        s.on('error', () => {});
-        // Text that is not UTF-8: the accepted socket fails with WS_ERR_INVALID_UTF8.
-        s.on('open', () => s.send(Buffer.from([0x61, 0xff, 0xfe]), { binary: false }));
-        const code = await closed;
-        await new Promise((r) => server.close(r));
-        await relay.close();
-        console.log(JSON.stringify({ code, errors }));
-      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
-    `;
-    const r = await runNode(script).done;
-    assert.equal(r.code, 0, describeChild(r));
-    const { code, errors } = JSON.parse(r.stdout.trim().split('\n').pop());
+    const { code, uncaught } = await unheardErrors(
+      '',
+      `s = new h.WebSocket(su, { headers: { ServiceBusAuthorization: tok } });
+       s.on('error', () => {});
+       // Text that is not UTF-8: the accepted socket fails with WS_ERR_INVALID_UTF8.
+       s.on('open', () => s.send(Buffer.from([0x61, 0xff, 0xfe]), { binary: false }));`
+    );
     assert.equal(code, 1006);
-    assert.deepEqual(errors, ['WS_ERR_INVALID_UTF8 Invalid WebSocket frame: invalid UTF-8 sequence'], describeChild(r));
+    assert.deepEqual(uncaught, [{ code: 'WS_ERR_INVALID_UTF8', message: 'Invalid WebSocket frame: invalid UTF-8 sequence' }]);
   });
 
   test("a compressed message that does not inflate, on an accepted socket with no 'error' listener, is thrown (Z_DATA_ERROR), as ws's server sockets throw it (child process)", async () => {
-    const script = `
-      const h = require(process.env.HYCO_PKG);
-      const WebSocket = require('ws');
-      const crypto = require('crypto');
-      const errors = [];
-      process.on('uncaughtException', (e) => errors.push(e.code));
-      (async () => {
-        const relay = await h.startLocalRelay();
-        const lu = h.createRelayListenUri(relay.namespace, 'hc');
-        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key), perMessageDeflate: true });
-        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
-        await new Promise((r) => server.once('listening', r));
-        const su = h.createRelaySendUri(relay.namespace, 'hc');
-        const s = new WebSocket(su, { headers: { ServiceBusAuthorization: h.createRelayToken(su, relay.keyName, relay.key) }, perMessageDeflate: true });
-        s.on('error', () => {});
-        await new Promise((r) => s.once('open', r));
-        // FIN, RSV1 (compressed), binary: bytes that are no deflate stream.
-        const payload = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00]);
-        const mask = crypto.randomBytes(4);
-        s._socket.write(Buffer.concat([Buffer.from([0xc2, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))]));
-        const code = await closed;
-        s.terminate();
-        await new Promise((r) => server.close(r));
-        await relay.close();
-        console.log(JSON.stringify({ code, errors }));
-      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
-    `;
-    const r = await runNode(script).done;
-    assert.equal(r.code, 0, describeChild(r));
-    const { code, errors } = JSON.parse(r.stdout.trim().split('\n').pop());
+    const { code, uncaught } = await unheardErrors(
+      'perMessageDeflate: true',
+      `s = new WebSocket(su, { headers: { ServiceBusAuthorization: tok }, perMessageDeflate: true });
+       s.on('error', () => {});
+       await new Promise((r) => s.once('open', r));
+       // FIN, RSV1 (compressed), binary: bytes that are no deflate stream.
+       const payload = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x00]);
+       const mask = crypto.randomBytes(4);
+       s._socket.write(Buffer.concat([Buffer.from([0xc2, 0x80 | payload.length]), mask, Buffer.from(payload.map((b, i) => b ^ mask[i % 4]))]));`
+    );
     assert.equal(code, 1006);
-    assert.deepEqual(errors, ['Z_DATA_ERROR'], describeChild(r));
+    assert.deepEqual(uncaught.map((e) => e.code), ['Z_DATA_ERROR']);
   });
 
   test("the heartbeat's ETIMEDOUT on an accepted socket with no 'error' listener is not thrown (ws has no such 'error'); the socket closes (child process)", async () => {
-    const script = `
-      const h = require(process.env.HYCO_PKG);
-      const uncaught = [];
-      process.on('uncaughtException', (e) => uncaught.push(e.code + ' ' + e.message));
-      (async () => {
-        const relay = await h.startLocalRelay();
-        const lu = h.createRelayListenUri(relay.namespace, 'hc');
-        const server = new h.RelayedServer({ server: lu, token: h.createRelayToken(lu, relay.keyName, relay.key), heartbeatInterval: 200 });
-        const closed = new Promise((resolve) => server.once('connection', (ws) => ws.on('close', resolve)));
-        await new Promise((r) => server.once('listening', r));
-        const su = h.createRelaySendUri(relay.namespace, 'hc');
-        // A sender that never answers pings.
-        const s = h.relayedConnect(su, h.createRelayToken(su, relay.keyName, relay.key), { autoPong: false });
-        s.on('error', () => {});
-        const code = await closed;
-        s.terminate();
-        await new Promise((r) => server.close(r));
-        await relay.close();
-        console.log(JSON.stringify({ code, uncaught }));
-      })().catch((e) => { console.log('FAILED ' + e.stack); process.exit(1); });
-    `;
-    const r = await runNode(script).done;
-    assert.equal(r.code, 0, describeChild(r));
-    const { code, uncaught } = JSON.parse(r.stdout.trim().split('\n').pop());
+    const { code, uncaught } = await unheardErrors(
+      'heartbeatInterval: 200',
+      `// A sender that never answers pings.
+       s = h.relayedConnect(su, tok, { autoPong: false });
+       s.on('error', () => {});`
+    );
     assert.equal(code, 1006);
-    assert.deepEqual(uncaught, [], describeChild(r));
+    assert.deepEqual(uncaught, []);
   });
 
   test('server.close() while senders arrive: each is refused (503, or 404 once no listener is left) or opened and closed 1001; none waits for the accept timeout (child process)', async () => {
