@@ -296,23 +296,33 @@ fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize
 
 /// A reason phrase safe to put on a status line: visible ASCII and spaces, bounded.
 pub fn sanitize_reason(text: &str) -> String {
-    let cleaned: String = text
-        .chars()
+    let cleaned = clean_reason(text, false);
+    if cleaned.is_empty() {
+        "Error".into()
+    } else {
+        cleaned
+    }
+}
+
+/// `text` as a reason phrase: visible ASCII and spaces, with `obs_text` also U+0080 to U+00FF
+/// (RFC 9110's reason-phrase, for a head written one byte per character), other characters
+/// as spaces; at most 256, trimmed (possibly empty).
+pub fn clean_reason(text: &str, obs_text: bool) -> String {
+    text.chars()
         .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() {
+            let kept = c == ' '
+                || c.is_ascii_graphic()
+                || (obs_text && ('\u{80}'..='\u{ff}').contains(&c));
+            if kept {
                 c
             } else {
                 ' '
             }
         })
         .take(256)
-        .collect();
-    let trimmed = cleaned.trim();
-    if trimmed.is_empty() {
-        "Error".into()
-    } else {
-        trimmed.into()
-    }
+        .collect::<String>()
+        .trim()
+        .to_owned()
 }
 
 /// Writes an error (or 410) response and ends the stream.

@@ -382,7 +382,7 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
     let reason = head
         .description
         .as_deref()
-        .map(listener_reason)
+        .map(|d| super::http::clean_reason(d, true))
         .filter(|d| !d.trim().is_empty())
         .unwrap_or_else(|| reason_phrase(head.status).to_owned());
     let mut bytes = format!("HTTP/1.1 {} ", head.status).into_bytes();
@@ -411,24 +411,6 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
     out.push_str("\r\n");
     bytes.extend_from_slice(out.as_bytes());
     bytes
-}
-
-/// A listener's status description as a reason phrase: visible characters, spaces and
-/// obs-text (U+0080 to U+00FF, RFC 9110's reason-phrase), others as spaces, at most 256.
-fn listener_reason(description: &str) -> String {
-    description
-        .chars()
-        .map(|c| {
-            if c == ' ' || c.is_ascii_graphic() || ('\u{80}'..='\u{ff}').contains(&c) {
-                c
-            } else {
-                ' '
-            }
-        })
-        .take(256)
-        .collect::<String>()
-        .trim()
-        .to_owned()
 }
 
 /// Header text as Node.js writes and reads it: one byte per character (Latin-1) when every
