@@ -103,12 +103,11 @@ if (require.main === module) {
   const manifestFile = path.join(root, 'package.json');
   const original = fs.readFileSync(manifestFile, 'utf8');
   try {
-    const main = withRepository(JSON.parse(original), process.env);
+    const read = JSON.parse(original);
+    const main = withRepository(read, process.env);
     // The platform packages copy it from package.json (see package-platform.js); put back
     // as it was if anything below fails.
-    if (main.repository && !JSON.parse(original).repository) {
-      fs.writeFileSync(manifestFile, `${JSON.stringify(main, null, 2)}\n`);
-    }
+    if (main !== read) fs.writeFileSync(manifestFile, `${JSON.stringify(main, null, 2)}\n`);
     if (artifacts) {
       for (const platform of Object.keys(PREBUILT)) {
         const binary = findFile(path.resolve(artifacts), binaryName(platform));
