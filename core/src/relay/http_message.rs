@@ -386,14 +386,14 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
         .filter(|d| !d.trim().is_empty())
         .unwrap_or_else(|| reason_phrase(head.status).to_owned());
     let mut bytes = format!("HTTP/1.1 {} ", head.status).into_bytes();
-    bytes.extend(head_text(&reason));
+    bytes.extend(head_bytes(&reason));
     bytes.extend_from_slice(b"\r\n");
     let named = connection_names(head.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (name, value) in &head.headers {
         if !is_hop_by_hop(name, &named) {
             bytes.extend_from_slice(name.as_bytes());
             bytes.extend_from_slice(b": ");
-            bytes.extend(head_text(value));
+            bytes.extend(head_bytes(value));
             bytes.extend_from_slice(b"\r\n");
         }
     }
@@ -416,7 +416,7 @@ pub fn sender_head(head: &ResponseHead, via: &str, framing: Framing, close: bool
 /// Header text as Node.js writes and reads it: one byte per character (Latin-1) when every
 /// character fits, so that a Node.js listener's `filename="café.pdf"` reaches a Node.js
 /// sender as written; UTF-8 otherwise (another listener may send any JSON string).
-fn head_text(text: &str) -> Vec<u8> {
+fn head_bytes(text: &str) -> Vec<u8> {
     if text.chars().all(|c| c <= '\u{ff}') {
         text.chars().map(|c| c as u8).collect()
     } else {
