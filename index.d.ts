@@ -288,7 +288,8 @@ declare namespace HycoWebSocket {
     /** A JWT this relay accepts in Entra ID mode. Throws `ERR_ENTRA_OFF` without `options.entra`. */
     createEntraToken(options?: EntraTokenOptions): string;
     /** A stand-in for `@azure/identity`'s credentials: `getToken` gives a fresh
-     * {@link createEntraToken} token; `scopes` records what it was asked for. */
+     * {@link createEntraToken} token, for the resource the scope names (another resource's
+     * token is refused, 401); `scopes` records what it was asked for. */
     entraCredential(options?: EntraTokenOptions): RelayTokenCredential & { readonly scopes: Array<string | string[]> };
     /** Test hook: closes control channels with a close code (default 1011; one a close frame
      * may carry, else a RangeError) and a reason of at most 123 bytes. */

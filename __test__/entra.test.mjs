@@ -125,6 +125,36 @@ describe('credentials end to end', () => {
     });
   });
 
+  test("the stand-in credential's token is for the scope's resource: another resource's is refused (401 InvalidAudience), as by the service", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const credential = relay.entraCredential({ roles: LISTENER });
+      const server = newServer({
+        server: createRelayListenUri(relay.namespace, 'hc'),
+        credential,
+        scope: 'https://storage.azure.com/.default',
+        reconnectDelays: [50]
+      });
+      server.on('warning', () => {});
+      const refused = (await nextOf(server, 'warning', STEP_MS, 'the refusal of a storage token')).args[0];
+      assert.equal(refused.code, 'ERR_TOKEN_REFUSED');
+      assert.equal(refused.statusCode, 401);
+      assert.match(refused.statusDescription, /InvalidAudience/);
+      server.close();
+
+      // A sender's, with a listener there to take it.
+      await whenListening(newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential: relay.entraCredential({ roles: LISTENER }) }));
+      const url = createRelaySendUri(relay.namespace, 'hc');
+      const typo = await senderFailure(relayedConnect(url, null, { credential: relay.entraCredential({ roles: SENDER }), scope: 'api://typo/.default' }));
+      assert.equal(typo.error.statusCode, 401);
+      // The relay's own resource, with or without its trailing slash, or as a list.
+      for (const scope of ['https://relay.azure.net/.default', SCOPE, [SCOPE]]) {
+        const { token } = await relay.entraCredential({ roles: SENDER }).getToken(scope);
+        const aud = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).aud;
+        assert.equal(aud, 'https://relay.azure.net', String(scope));
+      }
+    });
+  });
+
   test('a connection string without a key plus a credential listens; its checks', async () => {
     await withServerRelay(RELAY, async (relay) => {
       const keyless = relay.connectionString('hc').replace(/;SharedAccessKeyName=[^;]*;SharedAccessKey=[^;]*/, '');
@@ -237,10 +267,12 @@ describe('renewal', () => {
       const server = echo(newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential }));
 
       let silentCalls = 0;
+      const silentSignals = [];
       const fallback = relay.entraCredential({ roles: LISTENER });
       const silent = {
-        getToken(scope) {
+        getToken(scope, options) {
           silentCalls++;
+          silentSignals.push(options && options.abortSignal);
           return silentCalls === 1 ? new Promise(() => {}) : fallback.getToken(scope);
         }
       };
@@ -268,6 +300,10 @@ describe('renewal', () => {
       assert.equal(warning && warning.code, 'ERR_TOKEN_PROVIDER', history(patient));
       assert.equal(warning.message, 'The token provider failed: the token provider did not answer within 30000 ms');
       assert.equal(silentCalls, 2);
+      // The call given up on is aborted when the listener asks again; the next is not.
+      assert.ok(silentSignals[0] instanceof AbortSignal);
+      assert.equal(silentSignals[0].aborted, true, 'the abandoned getToken is aborted');
+      assert.equal(silentSignals[1].aborted, false);
       assert.equal(eventsOfType(patient, 'error').length, 0, history(patient));
       assert.equal(relay.stats().listeners, 2);
     });
@@ -387,14 +423,63 @@ describe('credentials that fail', () => {
       const hostile = new Proxy({}, { get: () => { throw new Error('trap'); } });
       const hostileFailure = await senderFailure(relayedConnect(url, null, { credential: { getToken: async () => Promise.reject(hostile) } }));
       assert.equal(hostileFailure.error.message, 'The token provider failed: a value that cannot be described');
-      const silent = { getToken: () => new Promise(() => {}) };
+      const signals = [];
+      const silent = { getToken: (scopes, options) => (signals.push(options && options.abortSignal), new Promise(() => {})) };
       const timedOut = await senderFailure(relayedConnect(url, null, { credential: silent, handshakeTimeout: 300 }));
       assert.equal(timedOut.error.code, 'ETIMEDOUT');
       assert.equal(timedOut.error.message, 'Opening handshake has timed out');
+      // The timeout lets the credential go too: its request is aborted, with the timeout.
+      assert.ok(signals[0] instanceof AbortSignal);
+      assert.equal(signals[0].aborted, true, 'the timed-out getToken is aborted');
+      assert.equal(signals[0].reason.code, 'ETIMEDOUT');
       const empty = { getToken: async () => null };
       const none = await senderFailure(relayedConnect(url, null, { credential: empty }));
       assert.equal(none.error.code, 'ERR_TOKEN_PROVIDER');
       assert.match(none.error.message, /no token for https:\/\/relay\.azure\.net\/\/\.default/);
+    });
+  });
+
+  test("a listener's close() aborts its credential's getToken in progress", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const signals = [];
+      const silent = { getToken: (scopes, options) => (signals.push(options && options.abortSignal), new Promise(() => {})) };
+      const server = newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential: silent });
+      await waitUntil(() => signals.length === 1, STEP_MS, 'getToken to be called');
+      assert.ok(signals[0] instanceof AbortSignal);
+      assert.equal(signals[0].aborted, false);
+      await withTimeout(new Promise((resolve) => server.close(resolve)), STEP_MS, "the server's close");
+      assert.equal(signals[0].aborted, true, 'close() aborts the credential request');
+      assert.equal(signals.length, 1);
+    });
+  });
+
+  test("without a 'warning' listener, the first of a run of ERR_TOKEN_PROVIDER failures is a process warning", async () => {
+    await withServerRelay(RELAY, async (relay) => {
+      const good = relay.entraCredential({ roles: LISTENER });
+      let failing = true;
+      let calls = 0;
+      const credential = {
+        async getToken(scope) {
+          calls++;
+          if (failing) throw new Error(`CredentialUnavailableError: run az login (${calls})`);
+          return good.getToken(scope);
+        }
+      };
+      const warned = [];
+      const onWarning = (w) => w.code === 'ERR_TOKEN_PROVIDER' && warned.push(w.message);
+      process.on('warning', onWarning);
+      try {
+        const server = newServer({ server: createRelayListenUri(relay.namespace, 'hc'), credential, reconnectDelays: [20] });
+        await waitUntil(() => calls >= 4, STEP_MS, () => `four attempts (${calls}; events: ${history(server)})`);
+        // Process warnings are emitted on a tick of their own.
+        await new Promise((resolve) => setImmediate(resolve));
+        assert.deepEqual(warned, ['The token provider failed: CredentialUnavailableError: run az login (1)']);
+        failing = false;
+        await whenListening(server);
+        assert.equal(warned.length, 1);
+      } finally {
+        process.off('warning', onWarning);
+      }
     });
   });
 

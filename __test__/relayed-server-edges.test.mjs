@@ -74,6 +74,11 @@ test('util.inspect(server) shows no token, key, signature or proxy password (a s
     new RelayedServer({
       connectionString: relay.connectionString('hc').replace(/SharedAccessKey=[^;]*/, 'SharedAccessKey=SECRETKEY='),
       proxy: new URL('http://carol:SECRETPASSWORD2@127.0.0.1:1')
+    }),
+    // A credential may be a function with getToken (and its secret) among its properties.
+    new RelayedServer({
+      server: uri,
+      credential: Object.assign(() => {}, { clientSecret: 'SECRETCLIENT', getToken: () => new Promise(() => {}) })
     })
   ];
   try {

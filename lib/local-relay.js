@@ -154,6 +154,26 @@ function entraTokenOptions(options) {
   return { roles, ttl };
 }
 
+/** The audiences of Azure Relay's tokens: its resource, with or without the trailing slash. */
+const RELAY_AUDIENCES = ['https://relay.azure.net', 'https://relay.azure.net/'];
+
+/**
+ * The resource a scope names, which Entra ID makes a token's audience: the scope without
+ * its last segment (`https://relay.azure.net//.default` is `.default` of
+ * `https://relay.azure.net/`), or the whole scope when it has no path. Of several scopes,
+ * the first (Entra ID issues a token for one resource).
+ *
+ * @param {(String|String[])} scopes What `getToken` was asked for
+ * @return {String} The resource
+ * @private
+ */
+function scopeAudience(scopes) {
+  const scope = String(Array.isArray(scopes) ? scopes[0] : scopes);
+  const authority = scope.indexOf('://');
+  const cut = scope.lastIndexOf('/');
+  return cut > (authority === -1 ? 0 : authority + 2) ? scope.slice(0, cut) : scope;
+}
+
 /**
  * The `exp` claim of a JWT this relay made.
  *
@@ -261,7 +281,21 @@ class LocalRelay extends EventEmitter {
    */
   createEntraToken(options = {}) {
     const { roles, ttl } = entraTokenOptions(options);
-    const token = this._native.createEntraToken(roles, ttl);
+    return this._mintEntraToken(roles, ttl, undefined);
+  }
+
+  /**
+   * A token signed as this relay's.
+   *
+   * @param {String[]} roles Its roles
+   * @param {Number} ttl Its lifetime in seconds
+   * @param {(String|undefined)} audience Its audience (default: the relay's)
+   * @return {String} The token
+   * @throws {Error} With code `ERR_ENTRA_OFF` when the relay is not in Entra ID mode
+   * @private
+   */
+  _mintEntraToken(roles, ttl, audience) {
+    const token = this._native.createEntraToken(roles, ttl, audience);
     if (token === null) {
       throw codedError(Error, 'ERR_ENTRA_OFF', 'This relay is not in Entra ID mode: start it with options.entra');
     }
@@ -271,7 +305,9 @@ class LocalRelay extends EventEmitter {
   /**
    * A stand-in for an Entra ID credential (`@azure/identity`'s `DefaultAzureCredential`
    * and the like): `getToken(scopes)` resolves to `{ token, expiresOnTimestamp }` with a
-   * fresh token of this relay. `scopes` records what it was asked for.
+   * fresh token of this relay, for the resource the scope names, as Entra ID issues it: a
+   * scope of another resource than Azure Relay gets a token the relay refuses (401
+   * InvalidAudience). `scopes` records what it was asked for.
    *
    * @param {Object} [options] As `createEntraToken`'s
    * @return {{getToken: Function, scopes: Array}} The credential
@@ -292,7 +328,8 @@ class LocalRelay extends EventEmitter {
        */
       async getToken(scope) {
         scopes.push(scope);
-        const token = relay.createEntraToken({ roles, ttl });
+        const audience = scopeAudience(scope);
+        const token = relay._mintEntraToken(roles, ttl, RELAY_AUDIENCES.includes(audience) ? undefined : audience);
         // The token's own `exp` (whole seconds), not now + ttl: the two differ by up to a
         // second, and more for a fractional ttl.
         return { token, expiresOnTimestamp: jwtExpiry(token) * 1000 };

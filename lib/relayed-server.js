@@ -128,7 +128,7 @@ const views = new WeakMap();
 function withoutSecrets(options) {
   const shown = { ...options };
   if (typeof shown.token === 'string') shown.token = '<redacted>';
-  if (shown.credential != null && typeof shown.credential === 'object') shown.credential = '<redacted>';
+  if (shown.credential != null) shown.credential = '<redacted>';
   if (shown.server != null) shown.server = redact(String(shown.server));
   if (typeof shown.connectionString === 'string') {
     shown.connectionString = shown.connectionString.replace(/(SharedAccess(?:Key|Signature)\s*=)[^;]*/gi, '$1<redacted>');
@@ -343,6 +343,11 @@ class RelayedServer extends EventEmitter {
     this._sockets = new Set();
     // Sockets of HTTP requests in progress (see _onRequest).
     this._exchanges = new Set();
+    // The token provider's calls in progress: native request number → the AbortController
+    // whose signal a credential's getToken has (see _supplyToken).
+    this._tokenRequests = new Map();
+    // The token provider failed since the listener was last online or renewed its token.
+    this._providerFailing = false;
     this._listened = false;
     this._state = 'running';
     this._autoAccept = false;
@@ -550,6 +555,7 @@ class RelayedServer extends EventEmitter {
       }
       case EV_ONLINE:
         this.status = 'online';
+        this._providerFailing = false;
         this._online();
         break;
       case EV_OFFLINE:
@@ -579,9 +585,14 @@ class RelayedServer extends EventEmitter {
         break;
       }
       case EV_RENEWED:
+        this._providerFailing = false;
         break;
       case EV_TOKEN_ERROR:
-        this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${list[at]}`), false);
+        // The first of a run of failures is reported without a 'warning' listener too: a
+        // credential that cannot get a token at all (DefaultAzureCredential without a
+        // login) would otherwise leave the server connecting for ever without a word.
+        this._warn(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${list[at]}`), !this._providerFailing);
+        this._providerFailing = true;
         break;
       case EV_TOKEN_EXPIRING:
         this._warn(
@@ -677,11 +688,21 @@ class RelayedServer extends EventEmitter {
    * @private
    */
   _supplyToken(request) {
-    // The server may have closed while the provider worked: the answer is then dropped.
+    // The native side asks again only once it has an answer or gave up waiting for one
+    // (30 s): a call still in progress for an earlier request is abandoned, and aborted,
+    // so that a credential that hangs (a managed-identity endpoint that does not answer)
+    // does not pile up calls.
+    this._abortTokenRequests(request);
+    const asked = new AbortController();
+    this._tokenRequests.set(request, asked);
+    // The server may have closed, or the native side given up, while the provider worked:
+    // the answer is then dropped (aborted or not: a provider may not look at the signal).
+    const dropped = () => this._id === 0 || asked.signal.aborted;
     this._config
-      .provider()
+      .provider({ abortSignal: asked.signal })
+      .finally(() => this._tokenRequests.delete(request))
       .then(({ token, expiresAt, refreshAt }) => {
-        if (this._id === 0) return;
+        if (dropped()) return;
         // As a sender checks it: the relay would refuse it, and the listener retry as if
         // the token had been refused.
         if (!isHeaderValue(token)) {
@@ -691,9 +712,23 @@ class RelayedServer extends EventEmitter {
         native.listenerProvideToken(this._id, request, token, undefined, expiresAt, refreshAt);
       })
       .catch((err) => {
-        const message = failureMessage(err);
-        if (this._id !== 0) native.listenerProvideToken(this._id, request, undefined, message);
+        if (!dropped()) native.listenerProvideToken(this._id, request, undefined, failureMessage(err));
       });
+  }
+
+  /**
+   * Aborts the token provider's calls in progress for requests before `request` (all of
+   * them without it: the server closes).
+   *
+   * @param {Number} [request] The native request number
+   * @private
+   */
+  _abortTokenRequests(request) {
+    for (const [n, asked] of this._tokenRequests) {
+      if (request !== undefined && n >= request) continue;
+      this._tokenRequests.delete(n);
+      asked.abort();
+    }
   }
 
   /**
@@ -1000,6 +1035,7 @@ class RelayedServer extends EventEmitter {
    */
   _onClosed(err) {
     this.status = 'closed';
+    this._abortTokenRequests();
     unregister(this._id);
     this._id = 0;
     if (err) {
@@ -1058,6 +1094,7 @@ class RelayedServer extends EventEmitter {
     // Accepts the service sent before it sees the close come here from now on, refused 503
     // at once, rather than accepted natively and then closed.
     this._setAutoAccept(false);
+    this._abortTokenRequests();
     if (this._id !== 0) native.listenerClose(this._id);
     else this._listenerClosed = true;
     for (const ws of this._sockets) this._shutDown(ws);

@@ -128,8 +128,10 @@ function failureMessage(err) {
  * The token from a token function or a credential (`source`, from `tokenSource`), waited
  * for as `relayedConnect` and `relayedFetch` wait: the source's failures are
  * `ERR_TOKEN_PROVIDER`, no answer within `ms` rejects with `timeout`, and `signal` ends the
- * wait with its reason (it also reaches a credential's `getToken` as `abortSignal`). The
- * timer is cleared however the wait ends, so that nothing keeps the process alive after it.
+ * wait with its reason. A credential's `getToken` gets an `abortSignal` that aborts when
+ * the wait ends unanswered, by `signal` or by the timeout, so that a credential that hangs
+ * (a managed-identity endpoint that does not answer) can let go of its request. The timer
+ * is cleared however the wait ends, so that nothing keeps the process alive after it.
  *
  * @param {Function} source The token source
  * @param {Number} ms The time allowed, at most 2^31 - 1 ms
@@ -144,18 +146,23 @@ function awaitToken(source, ms, timeout, signal) {
       reject(signal.reason);
       return;
     }
+    const asked = new AbortController();
     const done = (settle) => (value) => {
       clearTimeout(timer);
       if (signal) signal.removeEventListener('abort', onAbort);
       settle(value);
     };
-    const onAbort = done(() => reject(signal.reason));
+    const giveUp = (reason) => {
+      reject(reason);
+      asked.abort(reason);
+    };
+    const onAbort = done(() => giveUp(signal.reason));
     const timer = setTimeout(
-      done(() => reject(timeout)),
+      done(() => giveUp(timeout)),
       ms
     );
     if (signal) signal.addEventListener('abort', onAbort, { once: true });
-    source(signal ? { abortSignal: signal } : undefined).then(
+    source({ abortSignal: asked.signal }).then(
       done(({ token }) => resolve(token)),
       done((err) => reject(codedError(Error, 'ERR_TOKEN_PROVIDER', `The token provider failed: ${failureMessage(err)}`)))
     );

@@ -260,21 +260,25 @@ impl NativeRelay {
         }
     }
 
-    /// A token the relay accepts in Entra ID mode, with `roles`, valid `ttl_secs`; `null`
-    /// when the mode is off.
+    /// A token signed as this relay's in Entra ID mode, with `roles`, valid `ttl_secs`, for
+    /// `audience` (default: the relay's own, a token it accepts); `null` when the mode is off.
     #[napi(catch_unwind)]
-    pub fn create_entra_token(&self, roles: Vec<String>, ttl_secs: f64) -> Option<String> {
+    pub fn create_entra_token(
+        &self,
+        roles: Vec<String>,
+        ttl_secs: f64,
+        audience: Option<String>,
+    ) -> Option<String> {
         let entra = self.inner.config().entra.as_ref()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        Some(relay::entra::mint(
-            entra,
-            &roles,
-            ttl_secs.max(1.0) as u64,
-            now,
-        ))
+        let ttl = ttl_secs.max(1.0) as u64;
+        Some(match audience {
+            Some(a) => relay::entra::mint_for(entra, &a, &roles, ttl, now),
+            None => relay::entra::mint(entra, &roles, ttl, now),
+        })
     }
 
     /// Test hook: closes control channels with `code`.

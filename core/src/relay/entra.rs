@@ -175,9 +175,22 @@ pub fn verify(config: &EntraConfig, token: &str, now_secs: u64) -> Result<EntraG
 /// Makes a token the relay accepts: audience `https://relay.azure.net`, these `roles`,
 /// valid `ttl_secs` from `now_secs`.
 pub fn mint(config: &EntraConfig, roles: &[String], ttl_secs: u64, now_secs: u64) -> String {
+    mint_for(config, AUDIENCES[0], roles, ttl_secs, now_secs)
+}
+
+/// Makes a token signed as the relay's, for `audience`: what Entra ID issues for another
+/// resource's scope, which the relay refuses (401 InvalidAudience) unless `audience` is its
+/// own.
+pub fn mint_for(
+    config: &EntraConfig,
+    audience: &str,
+    roles: &[String],
+    ttl_secs: u64,
+    now_secs: u64,
+) -> String {
     let header = b64(br#"{"alg":"HS256","typ":"JWT"}"#);
     let claims = json!({
-        "aud": "https://relay.azure.net",
+        "aud": audience,
         "iss": "https://hyco-ws-rs.local-relay/",
         "iat": now_secs,
         "nbf": now_secs,
@@ -218,6 +231,17 @@ mod tests {
         let owner = verify(&c, &mint(&c, &roles(&[OWNER_ROLE]), 60, NOW), NOW).unwrap();
         assert!(owner.grants(Right::Listen) && owner.grants(Right::Send));
         assert!(verify(&c, &format!("Bearer {t}"), NOW).is_ok());
+        // Another resource's token, signed as the relay's, is refused for its audience.
+        let storage = mint_for(
+            &c,
+            "https://storage.azure.com",
+            &roles(&[OWNER_ROLE]),
+            60,
+            NOW,
+        );
+        let refused = verify(&c, &storage, NOW).unwrap_err();
+        assert_eq!(refused.status_code, Some(401));
+        assert!(refused.to_string().contains("InvalidAudience"), "{refused}");
     }
 
     #[test]
