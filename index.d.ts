@@ -63,7 +63,8 @@ declare namespace HycoWebSocket {
   /** ws's permessage-deflate extension. */
   class PerMessageDeflate {
     static readonly extensionName: 'permessage-deflate';
-    constructor(options?: WS.PerMessageDeflateOptions, isServer?: boolean, maxPayload?: number);
+    /** As ws 8.20 and later: `isServer` and `maxPayload` are options. */
+    constructor(options?: WS.PerMessageDeflateOptions & { isServer?: boolean; maxPayload?: number });
     offer(): Record<string, unknown>;
     accept(configurations: Array<Record<string, unknown>>): Record<string, unknown>;
     cleanup(): void;

@@ -290,6 +290,9 @@ describe('a ws 8 sender and RelayedServer', () => {
       const e = await err;
       assert.equal(e.message, reference.message);
       assert.equal(e.code, reference.code);
+      // zlib's return value too (-3), as Node's zlib gives it; the same own fields.
+      assert.equal(e.errno, reference.errno);
+      assert.deepEqual(Object.keys(e), Object.keys(reference));
       assert.equal((await whenClosed(ws, STEP_MS, 'the sender to be closed')).code, 1007);
     });
   });
@@ -583,6 +586,17 @@ describe('relayedConnect and RelayedServer', () => {
       [{ zlibDeflateOptions: { level: 10 } }, RangeError, 'The value of "options.level" is out of range. It must be >= -1 and <= 9. Received 10'],
       [{ zlibDeflateOptions: { memLevel: 0 } }, RangeError, 'The value of "options.memLevel" is out of range. It must be >= 1 and <= 9. Received 0']
     ];
+    // zlib's options: what Node's zlib refuses, refused with its error, as this Node.js words it.
+    for (const [name, value] of [['level', Infinity], ['level', '3'], ['level', 1e10], ['memLevel', {}], ['memLevel', true], ['level', -2]]) {
+      let expected;
+      try {
+        zlib.createDeflateRaw({ [name]: value }).close();
+      } catch (err) {
+        expected = err;
+      }
+      assert.ok(expected, `Node's zlib refuses ${name} ${String(value)}`);
+      bad.push([{ zlibDeflateOptions: { [name]: value } }, expected.constructor, expected.message]);
+    }
     for (const [value, Ctor, message] of bad) {
       assert.throws(() => relayedConnect(uri, token, { perMessageDeflate: value }), (e) => e instanceof Ctor && e.message === message);
       assert.throws(
@@ -594,7 +608,9 @@ describe('relayedConnect and RelayedServer', () => {
     // "none" or "never" (zlibDeflateOptions: null, threshold: Infinity).
     for (const options of [
       { concurrencyLimit: 4, zlibInflateOptions: { chunkSize: 1024 } },
-      { zlibDeflateOptions: null, threshold: Infinity }
+      { zlibDeflateOptions: null, threshold: Infinity },
+      // NaN is zlib's default, as Node's zlib reads it.
+      { zlibDeflateOptions: { level: NaN, memLevel: NaN } }
     ]) {
       const S = relayedConnect(uri, token, { perMessageDeflate: options });
       S.on('error', () => {});

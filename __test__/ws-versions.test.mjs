@@ -1,7 +1,8 @@
 // The ws coupling: RelayedWebSocket extends ws's WebSocket class and sets the fields its
-// getters read, and package.json accepts any ws 8 from 8.18.0. The whole suite runs with the
+// getters read, and package.json accepts any ws 8 from 8.20.0 (the first to export
+// PerMessageDeflate, extension and subprotocol, which the package passes on). The whole suite runs with the
 // lockfile's ws (the newest ws 8 when the lockfile was last updated); this file runs the tests
-// of the socket contract again with the lowest, 8.18.0 (devDependency `ws-lowest`), swapped in
+// of the socket contract again with the lowest, 8.20.0 (devDependency `ws-lowest`), swapped in
 // for every `require('ws')` and `import 'ws'` by a preload (support/use-ws.mjs); and checks
 // that a ws keeping its state elsewhere is refused when the package loads, by name.
 import { test } from 'node:test';
@@ -48,14 +49,18 @@ test("the lowest ws the package accepts is the one tested: package.json's range 
   assert.notEqual(installed, lowest, 'the suite itself runs with a newer ws than the lowest');
 });
 
-test('with the lowest ws 8 (8.18.0): the socket contract and hyco-ws compatibility tests pass', async () => {
+test("with the lowest ws 8 (8.20.0): the package passes on every ws export; the socket contract and hyco-ws compatibility tests pass", async () => {
   const probe = await runWith(
     'ws-lowest',
-    ['-e', "const h = require('hyco-ws-rs'); console.log(require('ws/package.json').version, h.WebSocket === require('ws-lowest'))"],
+    [
+      '-e',
+      "const h = require('hyco-ws-rs'); const names = ['PerMessageDeflate', 'extension', 'subprotocol', 'Receiver', 'Sender', 'createWebSocketStream', 'WebSocketServer']; " +
+        "console.log(require('ws/package.json').version, h.WebSocket === require('ws-lowest'), names.filter((n) => h[n] === undefined || h[n] !== require('ws-lowest')[n]).join(',') || 'all')"
+    ],
     30_000
   );
   assert.equal(probe.code, 0, probe.err);
-  assert.equal(probe.out.trim(), `${require('ws-lowest/package.json').version} true`, 'the package loaded the lowest ws');
+  assert.equal(probe.out.trim(), `${require('ws-lowest/package.json').version} true all`, "the package loaded the lowest ws, and passes on ws's exports");
   const run = await runWith(
     'ws-lowest',
     ['--test', '--test-timeout=120000', '__test__/socket-compat.test.mjs', '__test__/hyco-ws-compat.test.mjs'],

@@ -8,7 +8,9 @@
  * and inflation run natively (core/src/socket/deflate.rs and compress.rs).
  */
 
-const { codedError, describeType, invalidOption, numberOption, outOfRange } = require('./validation');
+const zlib = require('zlib');
+
+const { codedError, invalidOption, numberOption, outOfRange } = require('./validation');
 
 const EXTENSION = 'permessage-deflate';
 const DEFAULT_THRESHOLD = 1024;
@@ -46,32 +48,28 @@ function flag(value, name) {
 }
 
 /**
- * Checks a zlib option as Node's zlib does (same messages).
+ * Checks a zlib option as Node's zlib does: a missing or NaN value is zlib's default, and
+ * what zlib refuses throws zlib's own error (its message, class and code, as this Node.js
+ * words them), made by zlib itself, which checks its options before it allocates anything.
  *
  * @param {*} value The value
  * @param {String} name `level` or `memLevel`
  * @param {Number} lower The smallest allowed
  * @param {Number} upper The largest allowed
- * @return {(Number|undefined)} The value
+ * @return {(Number|undefined)} The value, or `undefined` for zlib's default
+ * @throws {TypeError|RangeError} zlib's error for the value
  * @private
  */
 function zlibNumber(value, name, lower, upper) {
-  if (value === undefined) return undefined;
-  if (typeof value !== 'number') {
-    throw codedError(
-      TypeError,
-      'ERR_INVALID_ARG_TYPE',
-      `The "options.${name}" property must be of type number. Received ${describeType(value)}`
-    );
-  }
-  if (!Number.isFinite(value) || value < lower || value > upper) {
-    throw codedError(
-      RangeError,
-      'ERR_OUT_OF_RANGE',
-      `The value of "options.${name}" is out of range. It must be >= ${lower} and <= ${upper}. Received ${value}`
-    );
-  }
-  return Math.trunc(value);
+  if (value === undefined || Number.isNaN(value)) return undefined;
+  if (typeof value === 'number' && value >= lower && value <= upper) return Math.trunc(value);
+  zlib.createDeflateRaw({ [name]: value }).close();
+  // Only if a Node.js took what its zlib documents as out of range.
+  throw codedError(
+    RangeError,
+    'ERR_OUT_OF_RANGE',
+    `The value of "options.${name}" is out of range. It must be >= ${lower} and <= ${upper}. Received ${String(value)}`
+  );
 }
 
 /**

@@ -11,6 +11,7 @@
 const { Buffer } = require('buffer');
 const EventEmitter = require('events');
 const { isUint8Array } = require('util').types;
+const { constants: zlibConstants } = require('zlib');
 const WebSocket = require('ws');
 
 const { agreedExtensions, compressMin } = require('./deflate');
@@ -18,7 +19,7 @@ const { FIELDS, eventType, native, register, unregister } = require('./native-ev
 
 /**
  * Checks that this ws reads its state from the fields RelayedWebSocket sets (ws 8 does, from
- * 8.18.0, the lowest version package.json accepts, to the newest tested): a ws that stops
+ * 8.20.0, the lowest version package.json accepts, to the newest tested): a ws that stops
  * doing so fails here, when the package loads, with a clear error, rather than with sockets
  * whose `readyState` or `protocol` are wrong.
  *
@@ -56,7 +57,7 @@ function checkWs() {
     }
     const err = new Error(
       `hyco-ws-rs: ws ${version} keeps its state elsewhere than the versions this package supports ` +
-        '(ws 8.18.0 and later ws 8 releases it was tested with): install a supported ws 8'
+        '(ws 8.20.0 and later ws 8 releases it was tested with): install a supported ws 8'
     );
     err.code = 'ERR_HYCO_WS_INCOMPATIBLE';
     throw err;
@@ -743,7 +744,12 @@ class RelayedWebSocket extends WebSocket {
   _emitError(message, code, range, statusCode, statusDescription) {
     if (this._errorEmitted) return;
     const err = range ? new RangeError(message) : new Error(message);
-    if (code !== null) err.code = code;
+    if (code !== null) {
+      // A message that does not inflate: zlib's return value as well, as Node's zlib gives
+      // it to ws (`errno` before `code`, in Node's order).
+      if (code.startsWith('Z_') && typeof zlibConstants[code] === 'number') err.errno = zlibConstants[code];
+      err.code = code;
+    }
     if (statusCode !== null) {
       err.statusCode = statusCode;
       err.statusDescription = statusDescription;

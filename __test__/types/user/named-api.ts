@@ -169,7 +169,7 @@ export function wsExports(): void {
   const legacy = new Server({ noServer: true });
   const offers = extension.parse('permessage-deflate; client_max_window_bits');
   const protocols: Set<string> = subprotocol.parse('a, b');
-  const deflate = new PerMessageDeflate({ threshold: 0 });
+  const deflate = new PerMessageDeflate({ threshold: 0, isServer: true, maxPayload: 1024 });
   const receiver = new Receiver({ maxPayload: 1024 });
   const frames: Buffer[] = Sender.frame(Buffer.from('x'), { fin: true, opcode: 1 });
   client.on('message', (data: RawData) => void data);

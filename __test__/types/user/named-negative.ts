@@ -24,6 +24,8 @@ export async function refused(uri: string, token: string, server: HybridConnecti
   relayedConnect(uri, token, { handshakeTimeout: '5s' });
   // @ts-expect-error: perMessageDeflate is a boolean or ws's options
   relayedConnect(uri, token, { perMessageDeflate: 'on' });
+  // @ts-expect-error: ws 8.20's PerMessageDeflate takes isServer and maxPayload as options
+  new hyco.PerMessageDeflate({}, true, 1024);
   // @ts-expect-error: rights are Listen, Send or Manage
   await startLocalRelay({ rules: [{ name: 'r', key: 'k', rights: ['Read'] }] });
 
