@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
+import net from 'node:net';
 
 import { createRelayListenUri, createRelayToken } from 'hyco-ws-rs';
 
@@ -187,6 +188,34 @@ test('a 1 MiB POST goes over the rendezvous the listener opens; the response str
   });
 });
 
+test("on a kept rendezvous, an answer naming another request (an earlier one, answered twice) is not the current request's", async () => {
+  await withRelay({}, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const first = send(relay, '/hc/one', { method: 'POST', body: Buffer.alloc(100 * 1024, 1), agent });
+      const { request: addressOnly } = await nextJson(control, 'the address-only request');
+      const rv = await expectOpen(attempt(addressOnly.address).outcome, 'the rendezvous');
+      const { request: one } = await nextJson(rv, 'the first request');
+      await nextMessage(rv, STEP_MS, 'its body');
+      respond(rv, one.id, 200, {}, 'first');
+      assert.equal((await first).body.toString(), 'first');
+
+      const second = send(relay, '/hc/two', { agent });
+      const { request: two } = await nextJson(rv, 'the second request, on the rendezvous');
+      assert.notEqual(two.id, one.id);
+      // The first request's answer again (with a body), then the second's.
+      respond(rv, one.id, 201, {}, 'first, again');
+      respond(rv, two.id, 202, {}, 'second');
+      const res = await second;
+      assert.equal(res.status, 202);
+      assert.equal(res.body.toString(), 'second');
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
 test('requestTimeoutMs: a listener that never answers gets the sender a 504 and a requestTimeout event', async () => {
   await withRelay({ requestTimeoutMs: 300 }, async (relay) => {
     const control = await listen(relay, 'hc');
@@ -292,6 +321,81 @@ test('401 without a token, and the token may come as sb-hc-token', async () => {
     assert.equal(request.requestTarget, '/hc');
     respond(control, request.id, 204, {});
     assert.equal((await response).status, 204);
+  });
+});
+
+test("a request refused before its body is read gets the relay's answer, not a reset, while its upload goes on (a lingering close)", async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    const body = Buffer.alloc(8 * 1024 * 1024, 0x61);
+    // No token (401), and an unknown Hybrid Connection (404): 8 MiB more than the kernel's
+    // buffers hold, still being written when the answer comes.
+    const refused = await send(relay, '/hc', { method: 'POST', body, token: false });
+    assert.equal(refused.status, 401);
+    const unknown = await send(relay, '/nope', { method: 'POST', body, hc: 'nope' });
+    assert.equal(unknown.status, 404);
+  });
+});
+
+/**
+ * Writes `request` on a connection of its own and reads until the relay closes it.
+ *
+ * @param {any} relay The relay.
+ * @param {string} request The bytes, as Latin-1 text.
+ * @returns {Promise<string>} What came back, as Latin-1 text.
+ */
+function rawExchange(relay, request) {
+  const socket = net.connect(relay.port, '127.0.0.1');
+  let got = '';
+  socket.on('data', (d) => (got += d.toString('latin1')));
+  socket.write(Buffer.from(request, 'latin1'));
+  const ended = new Promise((resolve, reject) => {
+    socket.on('close', () => resolve(got));
+    socket.on('error', reject);
+  });
+  return withTimeout(ended, STEP_MS, 'the relay to answer and close').finally(() => socket.destroy());
+}
+
+test('strict requests: an HTTP/1.1 request without one Host, or with a chunk size a strict parser refuses, gets 400', async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    // A listener, so that a request gets as far as its body.
+    const control = await listen(relay, 'hc');
+    const token = senderToken(relay, 'hc');
+    const head = (lines) => `POST /hc HTTP/1.1\r\nServiceBusAuthorization: ${token}\r\n${lines}Connection: close\r\n`;
+    for (const [what, request] of [
+      ['no Host', `${head('')}Content-Length: 0\r\n\r\n`],
+      ['two Hosts', `${head('Host: 127.0.0.1\r\nHost: evil.example\r\n')}Content-Length: 0\r\n\r\n`]
+    ]) {
+      const answer = await rawExchange(relay, request);
+      assert.match(answer, /^HTTP\/1\.1 400 /, `${what}: ${answer.slice(0, 80)}`);
+    }
+    // A chunked body streams over a rendezvous the listener opens: read there, and refused.
+    for (const [what, body] of [
+      ['a signed chunk size', '+5\r\nhello\r\n0\r\n\r\n'],
+      ['blanks around a chunk size', ' 5 \r\nhello\r\n0\r\n\r\n'],
+      ['bare LF chunk lines', '5\nhello\n0\n\n']
+    ]) {
+      const answer = rawExchange(relay, `${head('Host: 127.0.0.1\r\n')}Transfer-Encoding: chunked\r\n\r\n${body}`);
+      const { request: addressOnly } = await nextJson(control, `the address-only request (${what})`);
+      const rv = await expectOpen(attempt(addressOnly.address).outcome, `the rendezvous (${what})`);
+      const text = await answer;
+      assert.match(text, /^HTTP\/1\.1 400 /, `${what}: ${text.slice(0, 80)}`);
+      rv.terminate();
+    }
+  });
+});
+
+test("a listener's header values a sender's parser refuses (control characters) are dropped; a request header's Latin-1 reaches the listener as written", async () => {
+  await withRelay({ hybridConnections: ['hc'] }, async (relay) => {
+    const control = await listen(relay, 'hc');
+    const response = send(relay, '/hc', { headers: { 'X-Name': 'caf\u00e9' } });
+    const { request } = await nextJson(control, 'the request');
+    assert.equal(request.requestHeaders['X-Name'], 'caf\u00e9');
+    respond(control, request.id, 200, { 'X-Ctl': 'a\u0001b', 'X-Del': 'a\u007fb', 'X-Fine': 'a\tb' }, 'ok');
+    const res = await response;
+    assert.equal(res.body.toString(), 'ok');
+    assert.equal(res.headers['x-fine'], 'a\tb');
+    assert.equal(res.headers['x-ctl'], undefined);
+    assert.equal(res.headers['x-del'], undefined);
   });
 });
 

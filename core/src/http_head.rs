@@ -34,6 +34,20 @@ fn parse_with<'h, 'b>(
     }
 }
 
+/// Head text as Node.js wrote it, read back as the characters it was given (a response
+/// head at the listener, a request head at the local relay): Node writes a
+/// head one byte per character (Latin-1: `res.attachment('café.pdf')`'s `filename="café.pdf"`
+/// has the byte E9, which UTF-8 decoding made U+FFFD), except when the head and a string
+/// body go out in one write, as UTF-8. A head that is UTF-8 is read as UTF-8 (`utf8`), others
+/// as Latin-1; the JSON then carries the characters the application set. (A Latin-1 head
+/// whose bytes happen to be UTF-8, such as `Ã©`, reads as UTF-8: the bytes cannot tell.)
+pub(crate) fn head_text(bytes: &[u8], utf8: bool) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if utf8 => text.to_owned(),
+        _ => bytes.iter().map(|&b| char::from(b)).collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

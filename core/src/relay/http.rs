@@ -5,6 +5,8 @@
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
+use crate::http_head::head_text;
+
 /// The most headers a request may carry.
 const MAX_HEADERS: usize = 100;
 
@@ -270,6 +272,9 @@ fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(len)) => {
+            // Node's client writes a head one byte per character (Latin-1) unless head and
+            // body go out together (UTF-8): read as the listener reads a response's head.
+            let utf8 = std::str::from_utf8(&buf[..len]).is_ok();
             let head = RequestHead {
                 version: req.version.unwrap_or(1),
                 method: req.method.unwrap_or_default().to_owned(),
@@ -277,12 +282,7 @@ fn parse_head(buf: &[u8], max_bytes: usize) -> Result<Option<(RequestHead, usize
                 headers: req
                     .headers
                     .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_owned(),
-                            String::from_utf8_lossy(h.value).into_owned(),
-                        )
-                    })
+                    .map(|h| (h.name.to_owned(), head_text(h.value, utf8)))
                     .collect(),
             };
             Ok(Some((head, len)))
@@ -397,6 +397,18 @@ mod tests {
         assert!(head.is_websocket_upgrade());
         assert_eq!(head.websocket_key(), Some("abc"));
         assert_eq!(rest, b"EXTRA");
+    }
+
+    #[tokio::test]
+    async fn non_ascii_header_values_read_as_node_wrote_them() {
+        // Latin-1, as Node's client writes 'café' in a head of its own.
+        let latin1 = b"GET / HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n";
+        let (head, _) = read_head(&mut &latin1[..], 1024).await.unwrap();
+        assert_eq!(head.header("X-Name"), Some("café"));
+        // UTF-8, when the whole head is.
+        let utf8 = "GET / HTTP/1.1\r\nHost: h\r\nX-Name: café ✓\r\n\r\n";
+        let (head, _) = read_head(&mut utf8.as_bytes(), 1024).await.unwrap();
+        assert_eq!(head.header("X-Name"), Some("café ✓"));
     }
 
     #[tokio::test]

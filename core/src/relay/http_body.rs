@@ -23,6 +23,13 @@ const MAX_LINE: usize = 4 * 1024;
 /// trailers).
 const MAX_TRAILERS: usize = 16 * 1024;
 
+/// How long, at most, a closing connection reads on and drops what its sender still sends
+/// (see [`SenderReader::linger`]).
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a lingering connection waits for the sender's next bytes before it closes.
+const LINGER_PAUSE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The read side of a sender's connection, with the bytes read but not used yet.
 pub struct SenderReader<R> {
     io: R,
@@ -50,6 +57,26 @@ impl<R: AsyncRead + Unpin> SenderReader<R> {
     async fn fill(&mut self) -> std::io::Result<usize> {
         self.buf.reserve(PIECE_BYTES);
         self.io.read_buf(&mut self.buf).await
+    }
+
+    /// Reads and drops what the sender still sends, until it closes its side, fails, pauses
+    /// for [`LINGER_PAUSE`], or [`LINGER_TIME`] has passed; after the relay answered and
+    /// shut its side down. Closing a socket with unread bytes makes the kernel reset the
+    /// connection, and a sender still uploading a body (a request refused before its body
+    /// was read: a wrong key, an unknown Hybrid Connection) would see that reset (`EPIPE`)
+    /// instead of the answer: the lingering close of HTTP servers.
+    pub async fn linger(&mut self) {
+        let _ = tokio::time::timeout(LINGER_TIME, async {
+            loop {
+                self.buf.clear();
+                match tokio::time::timeout(LINGER_PAUSE, self.fill()).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => return,
+                }
+            }
+        })
+        .await;
+        self.buf = Vec::new();
     }
 
     /// Waits until the sender closes its side (or the connection fails), keeping what it
@@ -157,20 +184,44 @@ pub struct BodyReader {
     done: bool,
 }
 
-/// Takes the line at the start of `buf` (without its CRLF or LF), if whole.
+/// Takes the line at the start of `buf` (without its CRLF), if whole. Chunked framing ends
+/// its lines with CRLF (RFC 9112 7.1): a bare LF, or a CR inside a line, is refused, as
+/// strict parsers refuse it; a proxy in front that read such framing otherwise would see
+/// other requests than the relay does (request smuggling).
 fn take_line(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, BodyError> {
     match buf.iter().position(|&b| b == b'\n') {
         Some(i) => {
             let mut line: Vec<u8> = buf.drain(..=i).collect();
             line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            if line.pop() != Some(b'\r') || line.contains(&b'\r') {
+                return Err(BodyError::Malformed("a chunk line does not end with CRLF"));
             }
             Ok(Some(line))
         }
         None if buf.len() > MAX_LINE => Err(BodyError::Malformed("a chunk line is too long")),
         None => Ok(None),
     }
+}
+
+/// The size on a chunk-size line (RFC 9112 7.1): hex digits only (at most 15, so that the
+/// size fits), then the line's end or extensions, after optional blanks before their `;`.
+/// No sign, no blanks before the digits, no `0x`: `u64::from_str_radix` alone takes a
+/// leading `+`, and trimming took blanks and a stray CR.
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    if !(rest.is_empty() || rest[blanks..].starts_with(b";")) {
+        return None;
+    }
+    // ASCII hex digits: the text is valid, and the value fits (15 digits).
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
 }
 
 impl BodyReader {
@@ -218,13 +269,8 @@ impl BodyReader {
                     let Some(line) = take_line(buf)? else {
                         return Ok(None);
                     };
-                    let text = String::from_utf8_lossy(&line);
-                    let hex = text.split(';').next().unwrap_or("").trim();
-                    if hex.is_empty() || hex.len() > 15 {
-                        return Err(BodyError::Malformed("a chunk size is not valid"));
-                    }
-                    let size = u64::from_str_radix(hex, 16)
-                        .map_err(|_| BodyError::Malformed("a chunk size is not valid"))?;
+                    let size = chunk_size(&line)
+                        .ok_or(BodyError::Malformed("a chunk size is not valid"))?;
                     self.chunk = if size == 0 {
                         Chunk::Trailers(0)
                     } else {
@@ -433,6 +479,41 @@ mod tests {
                 .unwrap_err(),
             BodyError::Malformed(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn chunk_lines_are_read_strictly() {
+        // Extensions, with blanks before their `;`, and upper-case digits pass.
+        for wire in [
+            &b"5 ;a=b\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t;x\r\nhello\r\n0\r\n\r\n",
+            b"0000005\r\nhello\r\n0\r\n\r\n",
+        ] {
+            let (body, _) = read_all(BodyFraming::Chunked, wire, 64).await.unwrap();
+            assert_eq!(body, b"hello", "{}", String::from_utf8_lossy(wire));
+        }
+        assert_eq!(chunk_size(b"Ff"), Some(255));
+        // A sign, blanks around the digits, 0x, a bare LF, a stray CR, too many digits.
+        for wire in [
+            &b"+5\r\nhello\r\n0\r\n\r\n"[..],
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"0x5\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\n0\n\n",
+            b"5\r\r\nhello\r\n0\r\n\r\n",
+            b"5\r\nhello\n0\r\n\r\n",
+            b"5\r\nhello\r\n0\r\nX: 1\n\r\n",
+            b"0000000000000005\r\nhello\r\n0\r\n\r\n",
+        ] {
+            assert!(
+                matches!(
+                    read_all(BodyFraming::Chunked, wire, 64).await,
+                    Err(BodyError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(wire)
+            );
+        }
     }
 
     #[tokio::test]

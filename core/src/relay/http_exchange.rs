@@ -481,6 +481,25 @@ async fn download(
                 log::debug!("relay: ignoring a binary frame before the response on a rendezvous")
             }
             Some(RvEvent::Text(t)) => match http_message::parse_reply(&t) {
+                // A kept rendezvous carries one request at a time: an answer naming another
+                // (an earlier one, answered twice) is the listener's mistake, not this
+                // request's answer; its body, if any, is passed over as any binary frame
+                // before the response. An answer without an id is this request's (hyco-https
+                // sends none).
+                ListenerReply::Response(ResponseHead {
+                    request_id: Some(other),
+                    ..
+                })
+                | ListenerReply::Invalid {
+                    request_id: Some(other),
+                    ..
+                } if other != ctx.id => {
+                    log::debug!(
+                        "relay: request {}: ignoring a response to another request ({:?}) on its rendezvous",
+                        ctx.id,
+                        other.chars().take(64).collect::<String>()
+                    );
+                }
                 ListenerReply::Response(h) => break h,
                 ListenerReply::Invalid { why, .. } => {
                     log::debug!("relay: request {}: invalid response: {why}", ctx.id);

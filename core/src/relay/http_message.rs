@@ -212,9 +212,11 @@ fn is_token(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// A header value must not break the head: no CR, LF or NUL.
+/// A header value a sender's parser takes (RFC 9110 5.5): visible characters, blanks and
+/// obs-text; no control character but HTAB (CR and LF would break the head, and Node's
+/// parser refuses the others: `HPE_INVALID_HEADER_TOKEN`), no DEL.
 fn is_safe_value(value: &str) -> bool {
-    !value.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0))
+    !value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f)
 }
 
 /// `responseHeaders` as header lines: strings as they are, arrays of strings as one line
@@ -513,7 +515,7 @@ mod tests {
     #[test]
     fn replies_are_read_leniently() {
         let r = parse_reply(
-            r#"{"response":{"requestId":"r1","statusCode":"201","responseHeaders":{"Set-Cookie":["a=1","b=2"],"X-N":5,"Bad Name":"x","X-Evil":"a\r\nInjected: 1"},"body":true}}"#,
+            r#"{"response":{"requestId":"r1","statusCode":"201","responseHeaders":{"Set-Cookie":["a=1","b=2"],"X-N":5,"Bad Name":"x","X-Evil":"a\r\nInjected: 1","X-Ctl":"a\u0001b","X-Del":"a\u007fb","X-Tab":"a\tb","X-Latin":"café"},"body":true}}"#,
         );
         let ListenerReply::Response(head) = r else {
             panic!("{r:?}")
@@ -526,7 +528,9 @@ mod tests {
             vec![
                 ("Set-Cookie".to_owned(), "a=1".to_owned()),
                 ("Set-Cookie".to_owned(), "b=2".to_owned()),
+                ("X-Latin".to_owned(), "café".to_owned()),
                 ("X-N".to_owned(), "5".to_owned()),
+                ("X-Tab".to_owned(), "a\tb".to_owned()),
             ]
         );
         assert!(matches!(

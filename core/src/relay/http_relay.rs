@@ -183,6 +183,7 @@ pub async fn serve(
         }
         None => {
             let _ = conn.writer.shutdown().await;
+            conn.reader.linger().await;
         }
     }
 }
@@ -313,6 +314,16 @@ impl SenderConn {
         }
         if head.header("Upgrade").is_some() {
             return Err(bad("protocol upgrades are relayed only on /$hc/ addresses"));
+        }
+        // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host, and a server answers 400
+        // otherwise (the token's audience is checked against it).
+        let hosts = head
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("Host"))
+            .count();
+        if hosts > 1 || (hosts == 0 && head.version >= 1) {
+            return Err(bad("an HTTP/1.1 request has one Host header"));
         }
         let path =
             target_path(&head.target).ok_or_else(|| bad("the request target is not a path"))?;

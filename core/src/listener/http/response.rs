@@ -7,6 +7,7 @@
 //! come here. Node produced the bytes, but they are still checked as if they came from the
 //! network: nothing here can panic, and a malformed stream is an error.
 
+use crate::http_head::head_text;
 use crate::socket::error::SocketError;
 
 /// Largest response head accepted (the service allows 32 KiB of headers on the control
@@ -227,20 +228,7 @@ impl ResponseParser {
     }
 }
 
-/// Head text as Node.js wrote it, read back as the characters it was given: Node writes a
-/// head one byte per character (Latin-1: `res.attachment('café.pdf')`'s `filename="café.pdf"`
-/// has the byte E9, which UTF-8 decoding made U+FFFD), except when the head and a string
-/// body go out in one write, as UTF-8. A head that is UTF-8 is read as UTF-8 (`utf8`), others
-/// as Latin-1; the JSON then carries the characters the application set. (A Latin-1 head
-/// whose bytes happen to be UTF-8, such as `Ã©`, reads as UTF-8: the bytes cannot tell.)
-fn head_text(bytes: &[u8], utf8: bool) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if utf8 => text.to_owned(),
-        _ => bytes.iter().map(|&b| char::from(b)).collect(),
-    }
-}
-
-/// The reason phrase of the status line at the start of `buf` (see [`head_text`]): httparse
+/// The reason phrase of the status line at the start of `buf` (see [`crate::http_head::head_text`]): httparse
 /// gives an empty one when it is not UTF-8.
 fn raw_reason(buf: &[u8], utf8: bool) -> String {
     let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
