@@ -104,14 +104,33 @@ pub fn authorize(
                 key_name: "Entra ID".into(),
             });
         }
+        if token.is_some_and(jwt_shaped) {
+            return Err(deny(
+                401,
+                "Unauthorized: the token is not a JWT the service reads (three base64url parts, no padding, the JWT alone)",
+            ));
+        }
         if !e.local_auth {
             return Err(deny(
                 401,
                 "Unauthorized: local (SAS) authentication is disabled for this namespace: use an Entra ID token",
             ));
         }
+    } else if token.is_some_and(jwt_shaped) {
+        // The service takes Entra ID tokens; this relay only in its Entra ID mode.
+        return Err(deny(
+            401,
+            "Unauthorized: an Entra ID token (JWT), and this local relay is not in Entra ID mode (start it with the entra option)",
+        ));
     }
     authorize_sas(&config.rules, token, access, now_secs)
+}
+
+/// A token meant as a JWT, well formed or not: dot-separated parts and no SAS prefix. Its
+/// refusal then says so, rather than that it is a malformed SAS token.
+fn jwt_shaped(token: &str) -> bool {
+    let t = token.trim();
+    !t.starts_with("SharedAccessSignature") && t.split('.').count() == 3
 }
 
 /// Checks a SAS `token` against `rules` for `access` at time `now_secs`.
@@ -215,6 +234,48 @@ mod tests {
                 "{resource}"
             );
         }
+    }
+
+    #[test]
+    fn a_token_meant_as_a_jwt_is_refused_as_one() {
+        let access = Access {
+            right: Right::Send,
+            host: "ns.example",
+            path: "hyco",
+        };
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln";
+        let why = |config: &RelayConfig, t: &str| {
+            authorize(config, Some(t), &access, NOW)
+                .unwrap_err()
+                .to_string()
+        };
+        // Not in Entra ID mode: the mode is named.
+        let sas_only = RelayConfig {
+            rules: rules(),
+            ..RelayConfig::default()
+        };
+        assert!(why(&sas_only, jwt).contains("not in Entra ID mode"));
+        // In it: a JWT with padding or a lower-case prefix is not read as one, and says so,
+        // whether or not SAS tokens are taken too.
+        for local_auth in [true, false] {
+            let entra = RelayConfig {
+                rules: rules(),
+                entra: Some(entra::EntraConfig {
+                    secret: b"s".to_vec(),
+                    local_auth,
+                }),
+                ..RelayConfig::default()
+            };
+            for t in [format!("{jwt}="), format!("bearer {jwt}")] {
+                assert!(
+                    why(&entra, &t).contains("not a JWT the service reads"),
+                    "{t}"
+                );
+            }
+        }
+        // A SAS token stays a SAS token.
+        let sas = token("http://ns.example/hyco", "send", "k2", 60.0);
+        assert!(authorize(&sas_only, Some(&sas), &access, NOW).is_ok());
     }
 
     #[test]
