@@ -276,6 +276,41 @@ test('heartbeatInterval: a peer that answers is not dropped while the event loop
   }
 });
 
+test('heartbeatInterval: a pong later than the interval drops an idle socket that the event loop reads, as one its own thread reads', async () => {
+  // The peer answers each ping after one and a half intervals: late. An idle socket is read
+  // by the event loop (inline reads); the connection's thread used to grant it an interval
+  // more (it could not tell an unread pong from a missing one), so a dead peer took up to
+  // twice as long to detect there. It takes the socket back and reads it itself now.
+  const interval = 400;
+  // permessage-deflate when the client offers it: a compressed socket is read by its own
+  // thread (the comparison); an uncompressed idle one by the event loop.
+  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, autoPong: false, perMessageDeflate: true });
+  await once(wss, 'listening');
+  const timers = new Set();
+  wss.on('connection', (peer) => {
+    peer.send('hello');
+    peer.on('ping', (data) => timers.add(setTimeout(() => peer.pong(data), interval * 1.5)));
+  });
+  try {
+    for (const inline of [true, false]) {
+      const ws = relayedConnect(`ws://127.0.0.1:${wss.address().port}/`, null, {
+        heartbeatInterval: interval,
+        perMessageDeflate: inline ? false : true
+      });
+      const events = [];
+      ws.on('error', (err) => events.push(`error ${err.code}`));
+      await withTimeout(once(ws, 'message'), STEP_MS, 'the first message');
+      if (inline) await waitUntil(() => watched() === 1, STEP_MS, 'the idle socket to be read by the event loop');
+      const [code] = await withTimeout(closeOf(ws), STEP_MS, `the late peer to be dropped (inline ${inline})`);
+      assert.equal(code, 1006);
+      assert.deepEqual(events, ['error ETIMEDOUT'], `inline ${inline}`);
+    }
+  } finally {
+    for (const t of timers) clearTimeout(t);
+    wss.close();
+  }
+});
+
 test('accepted sockets take autoPong, closeTimeout and heartbeatInterval', async () => {
   await withServerRelay(undefined, async (relay) => {
     const server = newServer(listenOptions(relay, 'hc', { autoPong: false, closeTimeout: 300, heartbeatInterval: 200 }));

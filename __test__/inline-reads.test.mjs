@@ -142,6 +142,28 @@ describe('inline reads', () => {
     }
   });
 
+  test('a lone message, with many sockets opening at once: each socket is read inline after it', { skip: process.platform === 'win32' && 'inline reads are Unix only' }, async () => {
+    // The task offers reading in its turn; a delivery of other sockets' events running then
+    // took the offer while the turn still held the connection's lock, found it busy and
+    // declined it, and with nothing more to read no later turn offered again.
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(wss, 'listening');
+    wss.on('connection', (peer) => peer.send('hello'));
+    const sockets = [];
+    try {
+      for (let round = 0; round < 3; round++) {
+        const batch = Array.from({ length: 20 }, () => relayedConnect(`ws://127.0.0.1:${wss.address().port}/`, null, { perMessageDeflate: false }));
+        sockets.push(...batch);
+        await withTimeout(Promise.all(batch.map((S) => once(S, 'message'))), STEP_MS, 'every first message');
+        await waitUntil(() => watched() === sockets.length, STEP_MS, () => `every socket read inline (${watched()} of ${sockets.length})`);
+      }
+    } finally {
+      for (const S of sockets) S.terminate();
+      await waitUntil(() => watched() === 0, STEP_MS, 'no socket watched');
+      wss.close();
+    }
+  });
+
   test('over TLS: several answers per message, each read whether it is in the socket or already in the TLS session', async () => {
     // A TLS session decrypts what the socket had and may keep records the socket no longer
     // shows as readable: reading must not change hands with records left in it. The peer

@@ -66,6 +66,8 @@ pub fn enabled() -> bool {
 /// On the JS thread of `env`, a live environment.
 pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
     if !uv::polls_available() {
+        // Answered, so that the task may ask again (it reads meanwhile).
+        handle.decline_inline();
         return;
     }
     let kept = WATCHERS.with(|w| w.borrow().get(&id).copied());
@@ -87,6 +89,7 @@ pub unsafe fn watch(env: sys::napi_env, id: Id, handle: &Handle) {
             let mut lp = std::ptr::null_mut();
             // SAFETY: as the caller promises.
             if unsafe { sys::napi_get_uv_event_loop(env, &mut lp) } != sys::Status::napi_ok {
+                handle.decline_inline();
                 return;
             }
             let mut made = None;

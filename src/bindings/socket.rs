@@ -177,6 +177,9 @@ pub struct SocketSink {
     /// without waking JavaScript, which `held` then asks for at the turn's end.
     turn: AtomicBool,
     held: AtomicBool,
+    /// The task asked, in its turn, that JavaScript's thread read the socket (see
+    /// `EventSink::inline_wanted`): published at the turn's end.
+    inline_asked: AtomicBool,
     /// In a read's pushes (see `EventSink::read_start`): small messages are held.
     reading: AtomicBool,
     /// The read's small messages, sent up together (see `run`).
@@ -193,6 +196,7 @@ impl SocketSink {
             accepting: AtomicBool::new(accepting),
             turn: AtomicBool::new(false),
             held: AtomicBool::new(false),
+            inline_asked: AtomicBool::new(false),
             reading: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
         }
@@ -261,7 +265,11 @@ impl EventSink for SocketSink {
     fn turn_end(&self) {
         // SeqCst: see `wake_at_turn_end`.
         self.turn.store(false, Ordering::SeqCst);
-        if self.held.swap(false, Ordering::SeqCst) {
+        let asked = self.inline_asked.swap(false, Ordering::SeqCst);
+        if asked {
+            self.hub.want_inline(self.id);
+        }
+        if self.held.swap(false, Ordering::SeqCst) || asked {
             self.hub.wake();
         }
     }
@@ -278,13 +286,20 @@ impl EventSink for SocketSink {
     }
 
     fn inline_wanted(&self) {
-        self.hub.want_inline(self.id);
         if self.turn.load(Ordering::SeqCst) {
-            // Asked for at the turn's end, with its events.
-            self.wake_at_turn_end();
-        } else {
-            self.hub.wake();
+            // Published at the turn's end, once the connection's lock is free: a delivery
+            // running meanwhile (another socket's events) would take the request while the
+            // task still holds the lock, find it busy and decline, and the offer was lost
+            // until a later sparse turn (a lone message was never read inline). The same
+            // SeqCst re-check as `wake_at_turn_end`'s, should the turn end meanwhile.
+            self.inline_asked.store(true, Ordering::SeqCst);
+            if self.turn.load(Ordering::SeqCst) || !self.inline_asked.swap(false, Ordering::SeqCst)
+            {
+                return;
+            }
         }
+        self.hub.want_inline(self.id);
+        self.hub.wake();
     }
 
     fn push(&self, event: Event) {

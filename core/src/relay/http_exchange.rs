@@ -4,7 +4,8 @@
 //! listener's response, or the relay's own 502/504.
 //!
 //! The deadline (`requestTimeout`) runs until the response message arrives; after that a
-//! streamed body may not stay idle longer than the same time. The sender leaving ends the
+//! streamed body may not stay idle longer than the same time, nor may a write to the sender
+//! take longer (a sender that stops reading counts as gone). The sender leaving ends the
 //! request, and closes its rendezvous with 1001.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,7 +19,7 @@ use crate::relay::http_body::{self, BodyError, PIECE_BYTES};
 use crate::relay::http_message::{self, Framing, ListenerReply, ResponseHead};
 use crate::relay::http_pending::{AwaitingGuard, Delivery};
 use crate::relay::http_relay::{
-    Body, KeptRendezvous, Next, Reader, RequestCtx, SenderConn, Writer,
+    Body, KeptRendezvous, Next, Reader, RequestCtx, SenderConn, Writer, SHUTDOWN_WAIT,
 };
 use crate::relay::rendezvous::{Rendezvous, RvEvent, RvWriter};
 use crate::relay::state::{RelayEvent, RelayState};
@@ -358,7 +359,9 @@ impl SenderConn {
                 Next::Close
             }
             (DownloadEnd::SenderGone, _) => {
-                let _ = self.writer.shutdown().await;
+                // Bounded: over TLS the shutdown writes, and a sender that stopped reading
+                // would hold it.
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, self.writer.shutdown()).await;
                 rv.close(1001, "The sender disconnected").await;
                 self.sender_left(ctx)
             }
@@ -530,8 +533,15 @@ async fn download(
     emit_response(state, ctx, &head);
     let out = http_message::sender_head(&head, &ctx.via, framing, ctx.close);
     // Flushed: over TLS the head could otherwise wait in the stream's buffer for the body's
-    // first piece, which a streamed response may send much later.
-    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
+    // first piece, which a streamed response may send much later. Every write to the
+    // sender has the idle limit too: a sender that stops reading would otherwise hold the
+    // exchange, and the listener's rendezvous with it, for good.
+    let head_written = tokio::time::timeout(idle, async {
+        writer.write_all(&out).await?;
+        writer.flush().await
+    })
+    .await;
+    if !matches!(head_written, Ok(Ok(()))) {
         return DownloadEnd::SenderGone;
     }
     head_sent.store(true, Ordering::Relaxed);
@@ -547,10 +557,10 @@ async fn download(
                 }
                 Ok(Some(RvEvent::Binary { data, fin })) => {
                     // A body for HEAD, 204 or 304 (hyco-https sends one) is read and dropped.
-                    if http_body::write_piece(writer, framing, &data)
-                        .await
-                        .is_err()
-                    {
+                    let written =
+                        tokio::time::timeout(idle, http_body::write_piece(writer, framing, &data))
+                            .await;
+                    if !matches!(written, Ok(Ok(()))) {
                         return DownloadEnd::SenderGone;
                     }
                     if fin {
@@ -560,7 +570,10 @@ async fn download(
             }
         }
     }
-    if http_body::finish(writer, framing).await.is_err() {
+    if !matches!(
+        tokio::time::timeout(idle, http_body::finish(writer, framing)).await,
+        Ok(Ok(()))
+    ) {
         return DownloadEnd::SenderGone;
     }
     DownloadEnd::Done

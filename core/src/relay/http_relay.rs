@@ -58,6 +58,10 @@ const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a sender's keep-alive connection may stay idle between requests.
 const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(120);
 
+/// How long the relay waits to shut its side of a sender's connection down: over TLS that
+/// writes, and a sender that stopped reading would hold it for good.
+pub(crate) const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
 /// The reason phrase of the relay's 404 when no listener is connected (the service's words
 /// for WebSocket senders).
 pub const NO_LISTENER: &str = "There are no listeners connected for the endpoint.";
@@ -182,7 +186,7 @@ pub async fn serve(
             server::websocket(conn.state, stream, initial, h, peer).await
         }
         None => {
-            let _ = conn.writer.shutdown().await;
+            let _ = tokio::time::timeout(SHUTDOWN_WAIT, conn.writer.shutdown()).await;
             conn.reader.linger().await;
         }
     }

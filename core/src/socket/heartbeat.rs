@@ -93,7 +93,7 @@ impl Heartbeat {
     }
 
     /// Whether the one extra interval allowed per ping (when the pong may not have been
-    /// read: the owner's thread was reading, or reading was held for a while) is still to
+    /// read: bytes came just at the deadline, or reading was held for a while) is still to
     /// be had (it is taken now).
     pub(super) fn take_grace(&mut self) -> bool {
         !std::mem::replace(&mut self.grace_used, true)

@@ -132,11 +132,28 @@ impl Shared {
         }
     }
 
-    /// The task reads again, from its next turn on, which this wakes.
+    /// The owner's reading goes back to the task, which reads again from its next turn on
+    /// (this wakes it); only from [`Reader::Owner`]. The owner stops watching either way
+    /// ([`Inline::Stop`]). Never from another state: a task's request in flight
+    /// ([`Reader::Wanted`]) is left for the owner to answer when it comes. A store here
+    /// wiped such a request out (the task had taken reading back and read again while the
+    /// owner's watch still ran), so that a second one was made while the first was on its
+    /// way: the first started the owner's watch, the second found reading taken and
+    /// stopped it, and nobody read the socket.
     pub(super) fn hand_back(&self) -> Inline {
-        self.switch_reads(false);
-        self.reader.store(Reader::Task as u8, Ordering::SeqCst);
-        self.wake();
+        let owned = self
+            .reader
+            .compare_exchange(
+                Reader::Owner as u8,
+                Reader::Task as u8,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok();
+        if owned {
+            self.switch_reads(false);
+            self.wake();
+        }
         Inline::Stop
     }
 }
@@ -172,7 +189,8 @@ impl Handle {
         // Before the duplicate exists: the task's end must shut the connection down.
         shared.attached.store(true, Ordering::SeqCst);
         if !watch(fd) {
-            shared.hand_back();
+            // The task, which reads until the owner does, reads on.
+            shared.unask();
             return false;
         }
         shared.reader.store(Reader::Owner as u8, Ordering::SeqCst);
@@ -209,9 +227,7 @@ impl Handle {
     /// dense to be read on the owner's thread (see `listener/control.rs`): the task reads
     /// again. On the owner's thread, or under the connection's lock.
     pub fn stop_inline(&self) {
-        if self.shared.reader() == Reader::Owner {
-            self.shared.hand_back();
-        }
+        self.shared.hand_back();
     }
 }
 
@@ -460,6 +476,27 @@ mod tests {
         drop(held);
         assert_eq!(handle.shared.reader(), Reader::Task);
         assert!(handle.shared.want_inline(), "asked again");
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_survives_the_owner_finding_the_task_busy() {
+        // The task took reading back while the owner's watch still ran, read again, and
+        // asked the owner to read (a request on its way). The old watch's read finds the
+        // task busy: the request must stay, for the owner to answer once.
+        let owned = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (handle, conn, _sink, _peer) = connection(owned.as_raw_fd());
+        assert!(handle.shared.want_inline());
+        let held = conn.lock().unwrap();
+        assert_eq!(handle.read_inline(), Inline::Stop);
+        handle.stop_inline();
+        assert_eq!(handle.shared.reader(), Reader::Wanted, "still asked");
+        assert!(!handle.shared.want_inline(), "no second request");
+        drop(held);
+        assert!(
+            handle.start_inline(|_| true),
+            "the request starts the owner"
+        );
+        assert_eq!(handle.shared.reader(), Reader::Owner);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
+use crate::io::Prefixed;
 use crate::socket::api::{Command, Event, EventSink, SocketOptions};
 use crate::socket::error::SocketError;
 use crate::socket::handshake::{self, ConnectOptions, Spare};
@@ -125,14 +126,16 @@ pub(super) async fn run(
     });
     then.call(true);
     let guard = (sink.clone(), shared.clone());
-    let mut task = ConnectionTask::new(
-        established.stream,
+    // The first frames, if they came with the answer, are read by the first turn as any
+    // read: a lone message (a server's greeting) then offers reading to the owner as one
+    // read later would; decoded here, before the task ran, it never did.
+    let task = ConnectionTask::new(
+        Prefixed::stream(established.initial, established.stream),
         socket,
         sink,
         shared,
         established.deflate.as_ref(),
     );
-    task.on_bytes(&established.initial);
     if let Some(watch) = established.watch {
         let _ = guard.1.watch.set(watch);
     }

@@ -434,11 +434,16 @@ impl ConnectionTask {
         // Before this deadline's reads, whose messages wait for the owner until the poll
         // ends: they must not make the reading look held.
         let held = self.reading_held(cx);
-        let owner_reads = self.shared.reader() == Reader::Owner;
+        // The owner's thread reads the socket inline, and may be busy or not have come to
+        // it yet, with the pong in the socket: the task takes reading back (it holds the
+        // connection's lock) and reads now, as when it reads all along. Granting the owner
+        // an interval more instead made a dead peer's detection take up to twice as long
+        // on sparse sockets only, the ones read inline (helper-71).
+        self.shared.hand_back();
         // Bytes were read here; and whether more were left than could be read now (reading
         // became held, or the rounds ran out): a backlog the pong may be behind.
         let (mut read_any, mut behind) = (false, false);
-        if !held && !owner_reads {
+        if !held {
             for round in 1..=ROUNDS_PER_POLL {
                 let answered = !self
                     .heartbeat
@@ -477,19 +482,16 @@ impl ConnectionTask {
             hb.wait_longer(cx);
             return Poll::Pending;
         }
-        if !owner_reads && !read_any && hb.take_recheck() {
+        if !read_any && hb.take_recheck() {
             hb.wait_briefly(cx);
             return Poll::Pending;
         }
         // Bytes came just now, or reading was held during the interval: the pong may have
         // been behind them, and be on its way.
-        if (owner_reads || read_any || hb.was_held()) && hb.take_grace() {
+        if (read_any || hb.was_held()) && hb.take_grace() {
             log::debug!(
                 "socket: heartbeat: no pong yet, but it may not have been read; waiting once"
             );
-            if owner_reads {
-                self.shared.hand_back();
-            }
             hb.wait_longer(cx);
             return Poll::Pending;
         }

@@ -3,64 +3,15 @@
 //! the answer's head already belong to the tunnel); `407` is `ERR_PROXY_AUTH`; any other
 //! answer is `ERR_PROXY_REFUSED`, with the status and its reason.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http_head;
-use crate::io::IoStream;
+use crate::io::{IoStream, Prefixed};
 use crate::socket::error::{io_error, SocketError};
 use crate::socket::proxy::ProxyServer;
 
 /// Largest response head a proxy may send.
 const MAX_HEAD: usize = 16 * 1024;
-
-/// A stream that first yields bytes already read from it.
-struct Prefixed {
-    prefix: Vec<u8>,
-    at: usize,
-    inner: IoStream,
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if self.at < self.prefix.len() {
-            let n = buf.remaining().min(self.prefix.len() - self.at);
-            let at = self.at;
-            buf.put_slice(&self.prefix[at..at + n]);
-            self.at += n;
-            if self.at == self.prefix.len() {
-                self.prefix = Vec::new();
-                self.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
 
 /// `host:port` as a CONNECT request names it (an IPv6 host in brackets).
 fn authority(host: &str, port: u16) -> String {
@@ -142,12 +93,7 @@ pub(crate) async fn open(
         ..SocketError::coded(message, code)
     };
     match status {
-        200..=299 if rest.is_empty() => Ok(stream),
-        200..=299 => Ok(Box::new(Prefixed {
-            prefix: rest,
-            at: 0,
-            inner: stream,
-        })),
+        200..=299 => Ok(Prefixed::stream(rest, stream)),
         407 => Err(refused(
             "ERR_PROXY_AUTH",
             format!(
@@ -208,20 +154,5 @@ mod tests {
             head,
             b"CONNECT [::1]:443 HTTP/1.1\r\nHost: [::1]:443\r\n\r\n"
         );
-    }
-
-    #[tokio::test]
-    async fn the_prefix_is_read_first() {
-        let (a, mut b) = tokio::io::duplex(64);
-        let mut s = Prefixed {
-            prefix: b"abc".to_vec(),
-            at: 0,
-            inner: Box::new(a),
-        };
-        b.write_all(b"def").await.ok();
-        drop(b);
-        let mut all = Vec::new();
-        s.read_to_end(&mut all).await.ok();
-        assert_eq!(all, b"abcdef");
     }
 }
