@@ -51,11 +51,14 @@ thread_local! {
 }
 
 /// Inline reads are on, unless `HYCO_WS_RS_INLINE_READS=0` turns them off (a diagnostic
-/// switch, for comparing both ways in one benchmark run). Unix only.
+/// switch, for comparing both ways in one benchmark run). Unix only, and only where the
+/// process's libuv has poll handles: otherwise every sparse turn would ask, and be declined.
 pub fn enabled() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
-        cfg!(unix) && std::env::var("HYCO_WS_RS_INLINE_READS").map_or(true, |v| v.trim() != "0")
+        cfg!(unix)
+            && uv::polls_available()
+            && std::env::var("HYCO_WS_RS_INLINE_READS").map_or(true, |v| v.trim() != "0")
     })
 }
 

@@ -4,9 +4,9 @@
 //! listener's response, or the relay's own 502/504.
 //!
 //! The deadline (`requestTimeout`) runs until the response message arrives; after that a
-//! streamed body may not stay idle longer than the same time, nor may a write to the sender
-//! take longer (a sender that stops reading counts as gone). The sender leaving ends the
-//! request, and closes its rendezvous with 1001.
+//! streamed body may not stay idle longer than the same time. The sender leaving ends the
+//! request, and closes its rendezvous with 1001. A sender that stops reading is held by
+//! TCP, with the exchange (the README's faithfulness table).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -245,6 +245,7 @@ impl SenderConn {
                 &mut self.writer,
                 ctx,
                 idle,
+                reused,
                 &head_sent,
                 &mut awaiting,
                 &state,
@@ -337,7 +338,8 @@ impl SenderConn {
                     format!("the response was cut short: {why}"),
                 );
                 // The sender sees its body end without the last chunk: a failed response.
-                let _ = self.writer.shutdown().await;
+                // Bounded, as below.
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, self.writer.shutdown()).await;
                 rv.close(1011, "The response was cut short").await;
                 Next::Close
             }
@@ -453,12 +455,14 @@ async fn send_request(
 
 /// Reads the response from the rendezvous and relays it to the sender: the head once it
 /// comes (by the deadline), then the body, chunked (or until close for HTTP/1.0), each piece
-/// as it arrives.
+/// as it arrives. `reused`: the rendezvous carried an earlier request.
+#[allow(clippy::too_many_arguments)]
 async fn download(
     events: &mut mpsc::Receiver<RvEvent>,
     writer: &mut Writer,
     ctx: &RequestCtx,
     idle: Duration,
+    reused: bool,
     head_sent: &AtomicBool,
     awaiting: &mut Option<AwaitingGuard>,
     state: &RelayState,
@@ -488,7 +492,7 @@ async fn download(
                 // (an earlier one, answered twice) is the listener's mistake, not this
                 // request's answer; its body, if any, is passed over as any binary frame
                 // before the response. An answer without an id is this request's (hyco-https
-                // sends none).
+                // sends none), and so is any on a rendezvous opened for this request.
                 ListenerReply::Response(ResponseHead {
                     request_id: Some(other),
                     ..
@@ -496,7 +500,7 @@ async fn download(
                 | ListenerReply::Invalid {
                     request_id: Some(other),
                     ..
-                } if other != ctx.id => {
+                } if reused && other != ctx.id => {
                     log::debug!(
                         "relay: request {}: ignoring a response to another request ({:?}) on its rendezvous",
                         ctx.id,
@@ -533,15 +537,8 @@ async fn download(
     emit_response(state, ctx, &head);
     let out = http_message::sender_head(&head, &ctx.via, framing, ctx.close);
     // Flushed: over TLS the head could otherwise wait in the stream's buffer for the body's
-    // first piece, which a streamed response may send much later. Every write to the
-    // sender has the idle limit too: a sender that stops reading would otherwise hold the
-    // exchange, and the listener's rendezvous with it, for good.
-    let head_written = tokio::time::timeout(idle, async {
-        writer.write_all(&out).await?;
-        writer.flush().await
-    })
-    .await;
-    if !matches!(head_written, Ok(Ok(()))) {
+    // first piece, which a streamed response may send much later.
+    if writer.write_all(&out).await.is_err() || writer.flush().await.is_err() {
         return DownloadEnd::SenderGone;
     }
     head_sent.store(true, Ordering::Relaxed);
@@ -557,10 +554,10 @@ async fn download(
                 }
                 Ok(Some(RvEvent::Binary { data, fin })) => {
                     // A body for HEAD, 204 or 304 (hyco-https sends one) is read and dropped.
-                    let written =
-                        tokio::time::timeout(idle, http_body::write_piece(writer, framing, &data))
-                            .await;
-                    if !matches!(written, Ok(Ok(()))) {
+                    if http_body::write_piece(writer, framing, &data)
+                        .await
+                        .is_err()
+                    {
                         return DownloadEnd::SenderGone;
                     }
                     if fin {
@@ -570,10 +567,7 @@ async fn download(
             }
         }
     }
-    if !matches!(
-        tokio::time::timeout(idle, http_body::finish(writer, framing)).await,
-        Ok(Ok(()))
-    ) {
+    if http_body::finish(writer, framing).await.is_err() {
         return DownloadEnd::SenderGone;
     }
     DownloadEnd::Done
