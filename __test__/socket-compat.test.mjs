@@ -813,6 +813,93 @@ describe('12 close / terminate', () => {
   });
 });
 
+describe('12 close() before open, once the handshake has completed natively', () => {
+  test("12.34b close() or terminate() while the event loop has not seen the open: ws's abort, no close frame, nothing received is emitted", async () => {
+    // The server runs in a process of its own, so that it answers while this one's event
+    // loop is blocked: the handshake then completes natively, and the server's greeting
+    // arrives, before the socket's 'open' reaches JavaScript.
+    const lines = [];
+    let onLine = () => {};
+    const server = runNode(
+      `const { WebSocketServer } = require('ws');
+       const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+       wss.on('listening', () => console.log('port ' + wss.address().port));
+       wss.on('connection', (c) => {
+         console.log('connected');
+         c.send('greeting');
+         c.on('close', (code) => console.log('server close ' + code));
+       });`,
+      {
+        ms: 60_000,
+        onStdout: (out) => {
+          lines.splice(0, lines.length, ...out.split('\n').filter(Boolean));
+          onLine();
+        }
+      }
+    );
+    const line = (re, what) =>
+      withTimeout(
+        new Promise((resolve) => {
+          const look = () => {
+            const found = lines.find((l) => re.test(l));
+            if (found !== undefined) resolve(found);
+          };
+          onLine = look;
+          look();
+        }),
+        STEP_MS,
+        what
+      );
+    try {
+      const port = Number((await line(/^port \d+$/, "the server's port")).split(' ')[1]);
+      for (const [i, method] of ['close', 'terminate'].entries()) {
+        const S = relayed(`ws://127.0.0.1:${port}/`, null);
+        const events = [];
+        S.on('open', () => events.push('open'));
+        S.on('message', (data) => events.push(`message ${data}`));
+        S.on('error', (err) => events.push(`error ${err.message}`));
+        const closed = closeOf(S, STEP_MS, `'close' after ${method}()`);
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+        S[method]();
+        const c = await closed;
+        assert.deepEqual(events, ['error WebSocket was closed before the connection was established'], `${method}(): events`);
+        assert.equal(c.code, 1006);
+        // The server saw a connection (the handshake did complete) dropped without a close
+        // frame, as ws's abort drops it: 1006, not a close frame's 1005.
+        const closes = () => lines.filter((l) => l.startsWith('server close'));
+        await withTimeout(
+          new Promise((resolve) => {
+            onLine = () => closes().length > i && resolve();
+            onLine();
+          }),
+          STEP_MS,
+          `the server's close (${method})`
+        );
+        assert.equal(lines.filter((l) => l === 'connected').length, i + 1, 'the handshake completed');
+        assert.equal(closes()[i], 'server close 1006', `${method}(): the server's close`);
+      }
+    } finally {
+      server.child.kill();
+      await server.done;
+    }
+  });
+
+  test("12.34c close() right after a connection that has already failed natively: ws's abort error, not the failure's", async () => {
+    for (const method of ['close', 'terminate']) {
+      // Port 1 refuses at once, on the connection's thread; the refusal is on its way to
+      // JavaScript when close() comes.
+      const S = relayed('ws://127.0.0.1:1/', null);
+      const events = [];
+      S.on('error', (err) => events.push(`error ${err.message} ${err.code ?? null}`));
+      const closed = closeOf(S, STEP_MS, `'close' after ${method}()`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+      S[method]();
+      assert.equal((await closed).code, 1006);
+      assert.deepEqual(events, ['error WebSocket was closed before the connection was established null'], method);
+    }
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 describe('12 errors', () => {
   test('12.35 an invalid opcode from the peer (a ws server writing 0x85 0x00): error, 1006; the peer gets 1002', async () => {

@@ -249,6 +249,15 @@ const DEFAULT_CLOSE_TIMEOUT = 30000;
 /** The codes of a peer's protocol errors: ws's, and zlib's for a message that does not inflate. */
 const PEER_ERROR = /^(WS_ERR_|Z_)/;
 
+/** ws's error for a handshake that close() or terminate() aborted (`abortHandshake`). */
+const ABORTED = Object.freeze({
+  message: 'WebSocket was closed before the connection was established',
+  code: null,
+  range: false,
+  statusCode: null,
+  statusDescription: null
+});
+
 /**
  * ws's `isBlob()`: a `Blob` or `File`, of this realm or another.
  *
@@ -388,6 +397,8 @@ class RelayedWebSocket extends WebSocket {
     // While its token is being fetched (a token function or a credential), with no
     // native socket yet: the AbortController of that wait (see connect.js); false otherwise.
     this._pending = false;
+    // close() or terminate() came while connecting (see `_abortConnecting`).
+    this._aborted = false;
   }
 
   /**
@@ -560,6 +571,10 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _act(list, t, at) {
+    // Aborted while connecting, after the handshake had completed natively: what the peer
+    // sent meanwhile is not emitted (ws destroys the socket before it reads anything); the
+    // open itself reports the abort.
+    if (this._aborted && t !== EV_OPEN && t !== EV_ERROR && t !== EV_CLOSED && t !== EV_WRITTEN) return;
     switch (t) {
       case EV_MESSAGE:
         this._emitMessage(list[at], list[at + 1]);
@@ -581,7 +596,7 @@ class RelayedWebSocket extends WebSocket {
           // close() or terminate() was called while the handshake was completing: abort,
           // as ws does, with its error and a 1006 close.
           native.socketTerminate(this._id);
-          this._emitError('WebSocket was closed before the connection was established', null, false, null, null);
+          this._emitError(ABORTED.message, null, false, null, null);
           break;
         }
         this._readyState = WebSocket.OPEN;
@@ -743,6 +758,11 @@ class RelayedWebSocket extends WebSocket {
    */
   _emitError(message, code, range, statusCode, statusDescription) {
     if (this._errorEmitted) return;
+    if (this._aborted) {
+      // Aborted while connecting: ws's abort error, whatever the connection met meanwhile
+      // (a refusal, a timeout or a token failure already on its way is not reported).
+      ({ message, code, range, statusCode, statusDescription } = ABORTED);
+    }
     const err = range ? new RangeError(message) : new Error(message);
     if (code !== null) {
       // A message that does not inflate: zlib's return value as well, as Node's zlib gives
@@ -1187,9 +1207,7 @@ class RelayedWebSocket extends WebSocket {
   close(code, reason) {
     if (this.readyState === WebSocket.CLOSED) return;
     if (this.readyState === WebSocket.CONNECTING) {
-      this._readyState = WebSocket.CLOSING;
-      if (this._id !== 0) native.socketClose(this._id);
-      else if (this._pending) this._abortPending();
+      this._abortConnecting();
       return;
     }
     if (this.readyState === WebSocket.CLOSING) return;
@@ -1238,21 +1256,38 @@ class RelayedWebSocket extends WebSocket {
    */
   terminate() {
     if (this.readyState === WebSocket.CLOSED) return;
+    if (this.readyState === WebSocket.CONNECTING) {
+      this._abortConnecting();
+      return;
+    }
     // Frames sent in this tick go out first, as ws's sends are written when made: the
     // connection then ends with what the kernel already took, as ws's destroy() does.
-    if (this.readyState !== WebSocket.CONNECTING) {
-      try {
-        this._flush();
-      } catch (err) {
-        // A native failure (see `_flush`, which has ended the socket): terminate() itself
-        // never throws, as ws's; the error comes out as an uncaught exception.
-        process.nextTick(() => {
-          throw err;
-        });
-      }
+    try {
+      this._flush();
+    } catch (err) {
+      // A native failure (see `_flush`, which has ended the socket): terminate() itself
+      // never throws, as ws's; the error comes out as an uncaught exception.
+      process.nextTick(() => {
+        throw err;
+      });
     }
     // A Blob being read, and what waits behind it, will not go (ws destroys the socket).
     if (this._blobs !== null) this._blobs.dropped = true;
+    this._readyState = WebSocket.CLOSING;
+    if (this._id !== 0) native.socketTerminate(this._id);
+  }
+
+  /**
+   * close() or terminate() while connecting: the handshake is aborted, as ws's
+   * `abortHandshake` destroys its request. The connection is dropped, never closed with a
+   * frame, even when its handshake has just completed natively (a close would then go out
+   * as a frame, and the peer see 1005 rather than a dropped connection); the error is ws's
+   * abort, whatever the connection meets meanwhile; nothing it received is emitted.
+   *
+   * @private
+   */
+  _abortConnecting() {
+    this._aborted = true;
     this._readyState = WebSocket.CLOSING;
     if (this._id !== 0) native.socketTerminate(this._id);
     else if (this._pending) this._abortPending();
@@ -1269,7 +1304,7 @@ class RelayedWebSocket extends WebSocket {
     const waiting = this._pending;
     this._pending = false;
     waiting.abort();
-    process.nextTick(() => this._failPending('WebSocket was closed before the connection was established', null));
+    process.nextTick(() => this._failPending(ABORTED.message, null));
   }
 
   /**
