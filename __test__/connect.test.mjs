@@ -350,6 +350,20 @@ describe('relayedConnect: the callback and options', () => {
         assert.equal(new URL(last.url, 'http://x').searchParams.has('sb-hc-id'), false, `token ${what}: no sb-hc-id`);
       }
       assert.equal(upgrades.length, 4);
+
+      // As ws: credentials in the address go as Basic authorization (percent-decoded);
+      // header names that differ only in case are one header, the last given.
+      const withUser = new URL(uri);
+      withUser.username = 'user';
+      withUser.password = 'p%40ss';
+      const U = relayed(withUser.href, null, { headers: { 'X-Dup': 'a', 'x-dup': 'b' } });
+      await handshakeFailure(U, null);
+      const sent = upgrades.at(-1).headers;
+      assert.equal(sent.authorization, `Basic ${Buffer.from('user:p@ss').toString('base64')}`);
+      assert.equal(sent['x-dup'], 'b');
+      const V = relayed(withUser.href, null, { headers: { authorization: 'Bearer mine' } });
+      await handshakeFailure(V, null);
+      assert.equal(upgrades.at(-1).headers.authorization, 'Bearer mine', 'an Authorization header of its own wins');
     } finally {
       endSockets();
       await close();

@@ -4,6 +4,8 @@
  * `relayedConnect()`: the sender side of a Hybrid Connection, over the native socket.
  */
 
+const querystring = require('querystring');
+
 const { deflateOption } = require('./deflate');
 const { loadNative } = require('./native');
 const {
@@ -128,6 +130,9 @@ function parseHeaders(headers) {
   const out = {};
   if (headers === undefined) return out;
   if (headers === null || typeof headers !== 'object') invalidOption('headers', 'an object', headers);
+  // Names that differ only in case are one header, the last one given, as Node's
+  // setHeader() keeps it (both went out, in no set order).
+  const named = new Map();
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;
     if (!tokenRegex.test(name)) {
@@ -137,9 +142,27 @@ function parseHeaders(headers) {
     if (!isHeaderValue(text)) {
       throw codedError(TypeError, 'ERR_INVALID_CHAR', `Invalid character in header content ["${name}"]`);
     }
+    const lower = name.toLowerCase();
+    if (named.has(lower)) delete out[named.get(lower)];
+    named.set(lower, name);
     out[name] = text;
   }
   return out;
+}
+
+/**
+ * Credentials in the address become `Authorization: Basic`, as ws sends them (user and
+ * password percent-decoded), unless the headers have an Authorization of their own.
+ *
+ * @param {URL} url The address
+ * @param {Object} headers The headers (from `parseHeaders`), added to
+ * @private
+ */
+function addBasicAuth(url, headers) {
+  if (url.username === '' && url.password === '') return;
+  if (Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) return;
+  const credentials = `${querystring.unescape(url.username)}:${querystring.unescape(url.password)}`;
+  headers.Authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
 }
 
 /**
@@ -218,6 +241,7 @@ function connectAs(Socket, address, token, options, fn) {
   const url = parseAddress(address, options.id);
   const protocols = parseProtocols(options.protocols);
   const headers = parseHeaders(options.headers);
+  addBasicAuth(url, headers);
   if (source !== null) {
     for (const name of Object.keys(headers)) {
       if (name.toLowerCase() === 'servicebusauthorization') delete headers[name];
