@@ -364,6 +364,9 @@ describe('relayedConnect: the callback and options', () => {
       const V = relayed(withUser.href, null, { headers: { authorization: 'Bearer mine' } });
       await handshakeFailure(V, null);
       assert.equal(upgrades.at(-1).headers.authorization, 'Bearer mine', 'an Authorization header of its own wins');
+      const W = relayed(withUser.href, null, { headers: { Authorization: '' } });
+      await handshakeFailure(W, null);
+      assert.equal(upgrades.at(-1).headers.authorization, sent.authorization, 'an empty one does not');
     } finally {
       endSockets();
       await close();

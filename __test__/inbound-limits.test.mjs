@@ -304,7 +304,15 @@ test('heartbeatInterval: a pong later than the interval drops an idle socket tha
       // Listened for at once: a loaded machine may stall past the drop before the waits below.
       const closed = closeOf(ws);
       await withTimeout(once(ws, 'message'), STEP_MS, 'the first message');
-      if (inline) await waitUntil(() => watched() > before || ws.readyState === ws.CLOSED, STEP_MS, 'the idle socket to be read by the event loop');
+      let readInline = false;
+      if (inline) {
+        await waitUntil(
+          () => (readInline ||= watched() > before) || ws.readyState === ws.CLOSED,
+          STEP_MS,
+          'the idle socket to be read by the event loop'
+        );
+        assert.ok(readInline, 'the socket was read by the event loop before it was dropped');
+      }
       const [code] = await withTimeout(closed, STEP_MS, `the late peer to be dropped (inline ${inline})`);
       assert.equal(code, 1006);
       assert.deepEqual(events, ['error ETIMEDOUT'], `inline ${inline}`);

@@ -826,7 +826,10 @@ describe('12 close() before open, once the handshake has completed natively', ()
        wss.on('listening', () => console.log('port ' + wss.address().port));
        wss.on('connection', (c) => {
          console.log('connected');
-         c.send('greeting');
+         // A greeting of several messages in one segment: they reach the socket as a run.
+         c._socket.cork();
+         for (let i = 0; i < 5; i++) c.send('greeting ' + i);
+         c._socket.uncork();
          c.on('close', (code) => console.log('server close ' + code));
        });`,
       {

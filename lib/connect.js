@@ -152,15 +152,20 @@ function parseHeaders(headers) {
 
 /**
  * Credentials in the address become `Authorization: Basic`, as ws sends them (user and
- * password percent-decoded), unless the headers have an Authorization of their own.
+ * password percent-decoded), unless the headers have a non-empty Authorization of their
+ * own (an empty one is replaced, as Node's request replaces it).
  *
  * @param {URL} url The address
- * @param {Object} headers The headers (from `parseHeaders`), added to
+ * @param {Object} headers The headers (from `parseHeaders`), changed
  * @private
  */
 function addBasicAuth(url, headers) {
   if (url.username === '' && url.password === '') return;
-  if (Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) return;
+  const own = Object.keys(headers).find((name) => name.toLowerCase() === 'authorization');
+  if (own !== undefined) {
+    if (headers[own] !== '') return;
+    delete headers[own];
+  }
   const credentials = `${querystring.unescape(url.username)}:${querystring.unescape(url.password)}`;
   headers.Authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
 }

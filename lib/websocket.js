@@ -497,8 +497,8 @@ class RelayedWebSocket extends WebSocket {
    */
   _handle(list, t, at) {
     if (t === EV_MESSAGES) {
-      // Holds, or emits, message by message.
-      this._emitRun(list[at]);
+      // Holds, or emits, message by message; none once aborted while connecting (see `_act`).
+      if (!this._aborted) this._emitRun(list[at]);
       return;
     }
     if (t === EV_MESSAGE || t === EV_PING || t === EV_PONG) {
