@@ -10,6 +10,7 @@ import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 
 import { createRelayToken } from 'hyco-ws-rs';
+import { RelayedServer as HycoWsServer } from 'hyco-ws-rs/hyco-ws';
 
 import { STEP_MS, expectOpen, nextEvent, nextMessage, waitUntil, whenClosed, withTimeout } from './support/relay-steps.mjs';
 import {
@@ -19,6 +20,7 @@ import {
   history,
   newServer,
   nextConnection,
+  record,
   startFakeService,
   startServer,
   typesOf,
@@ -159,7 +161,17 @@ describe("native accept and 'headers'", () => {
 });
 
 describe('close() and accepts in their handshake', () => {
-  test('a sender accepted natively while the server closes gets 1001, no connection event, and close waits for it', async () => {
+  for (const [kind, make, code] of [
+    ['RelayedServer', newServer, 1001],
+    // hyco-ws's server closes its connections with a plain 1000.
+    ['hyco-ws RelayedServer', (options) => record(new HycoWsServer(options)), 1000]
+  ])
+  for (const [path, extra] of [
+    ['natively', {}],
+    // The JavaScript path: the socket is the server's while its handshake runs.
+    ['after verifyClient', { verifyClient: (info, cb) => cb(true) }]
+  ])
+  test(`${kind}: a sender accepted ${path} while the server closes gets ${code}, no connection event, and close waits for it`, async () => {
     const fake = await startFakeService();
     // A rendezvous that answers only when told: the accept stays in its handshake.
     let release;
@@ -181,7 +193,7 @@ describe('close() and accepts in their handshake', () => {
       await nextEvent(http, 'listening', STEP_MS, 'the held rendezvous server');
       const closes = [];
       rendezvous.on('connection', (ws) => ws.on('close', (code) => closes.push(code)));
-      const server = newServer({ server: fake.listenUri, token: createRelayToken(fake.listenUri, 'k', 'a2V5', 3600) });
+      const server = make({ server: fake.listenUri, token: createRelayToken(fake.listenUri, 'k', 'a2V5', 3600), ...extra });
       const control = await fake.nextControl();
       await whenListening(server);
       const address = `ws://127.0.0.1:${http.address().port}/$hc/hc?sb-hc-action=accept&sb-hc-id=held`;
@@ -197,7 +209,7 @@ describe('close() and accepts in their handshake', () => {
       await withTimeout(closed, STEP_MS, "the server's close callback");
       assert.ok(closedAt >= releasedAt);
       await waitUntil(() => closes.length === 1, STEP_MS, 'the accepted socket to be closed');
-      assert.deepEqual(closes, [1001]);
+      assert.deepEqual(closes, [code]);
       assert.deepEqual(typesOf(server).filter((t) => t === 'connection'), [], history(server));
     } finally {
       release();

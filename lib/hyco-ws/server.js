@@ -101,14 +101,16 @@ class HycoWsRelayedServer extends RelayedServer {
   }
 
   /**
-   * Closes an accepted socket as hyco-ws did when its server closed: a plain close (1000).
+   * Closes an accepted socket as hyco-ws did when its server closed: a plain close (1000);
+   * one still in its handshake the same way once open (`_connected`), as the base server
+   * does: terminated now, its sender would wait for the service's accept timeout (504).
    *
    * @param {RelayedWebSocket} ws The socket
    * @private
    */
   _shutDown(ws) {
     if (ws.readyState === WebSocket.OPEN) ws.close(1000);
-    else ws.terminate();
+    else if (ws.readyState !== WebSocket.CONNECTING) ws.terminate();
   }
 }
 
