@@ -496,9 +496,14 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _handle(list, t, at) {
+    // Aborted while connecting, after the handshake had completed natively: what the peer
+    // sent meanwhile is not emitted (ws destroys the socket before it reads anything); the
+    // open itself reports the abort. Nothing is held before open, so this one check covers
+    // what `_drain` hands to `_act` too.
+    if (this._aborted && t !== EV_OPEN && t !== EV_ERROR && t !== EV_CLOSED && t !== EV_WRITTEN) return;
     if (t === EV_MESSAGES) {
-      // Holds, or emits, message by message; none once aborted while connecting (see `_act`).
-      if (!this._aborted) this._emitRun(list[at]);
+      // Holds, or emits, message by message.
+      this._emitRun(list[at]);
       return;
     }
     if (t === EV_MESSAGE || t === EV_PING || t === EV_PONG) {
@@ -571,10 +576,6 @@ class RelayedWebSocket extends WebSocket {
    * @private
    */
   _act(list, t, at) {
-    // Aborted while connecting, after the handshake had completed natively: what the peer
-    // sent meanwhile is not emitted (ws destroys the socket before it reads anything); the
-    // open itself reports the abort.
-    if (this._aborted && t !== EV_OPEN && t !== EV_ERROR && t !== EV_CLOSED && t !== EV_WRITTEN) return;
     switch (t) {
       case EV_MESSAGE:
         this._emitMessage(list[at], list[at + 1]);

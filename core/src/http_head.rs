@@ -1,6 +1,8 @@
-//! HTTP response heads parsed with room for every header they carry: Node.js takes any
-//! number of headers, and so must what stands in for it (a WebSocket handshake's answer, a
-//! relayed request's response as Node.js serializes it). Callers bound the head's size.
+//! HTTP/1.1 as Node.js writes it, read by the client side and the local relay: response
+//! heads parsed with room for every header they carry (Node.js takes any number of headers,
+//! and so must what stands in for it: a WebSocket handshake's answer, a relayed request's
+//! response as Node.js serializes it; callers bound the head's size), head text, and
+//! chunk-size lines.
 
 /// Headers a first parse has room for, on the stack; a head with more is parsed again with
 /// room for one per line.
@@ -46,6 +48,28 @@ pub(crate) fn head_text(bytes: &[u8], utf8: bool) -> String {
         Ok(text) if utf8 => text.to_owned(),
         _ => bytes.iter().map(|&b| char::from(b)).collect(),
     }
+}
+
+/// The size on a chunk-size line (RFC 9112 7.1): hex digits only (at most 15, so that the
+/// size fits), then the line's end or extensions, after optional blanks before their `;`.
+/// No sign, no blanks before the digits, no `0x`: `u64::from_str_radix` alone takes a
+/// leading `+`, and trimming took blanks and a stray CR. `line` is without its CRLF. For a
+/// request body at the local relay and a response body at the listener.
+pub(crate) fn chunk_size(line: &[u8]) -> Option<u64> {
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    if digits == 0 || digits > 15 {
+        return None;
+    }
+    let rest = &line[digits..];
+    let blanks = rest
+        .iter()
+        .take_while(|&&b| b == b' ' || b == b'\t')
+        .count();
+    if !(rest.is_empty() || rest[blanks..].starts_with(b";")) {
+        return None;
+    }
+    // ASCII hex digits: the text is valid, and the value fits (15 digits).
+    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::http_head;
 use crate::relay::http::{self, RequestHead};
 use crate::relay::http_message::Framing;
 use crate::socket::error::SocketError;
@@ -203,27 +204,6 @@ fn take_line(buf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, BodyError> {
     }
 }
 
-/// The size on a chunk-size line (RFC 9112 7.1): hex digits only (at most 15, so that the
-/// size fits), then the line's end or extensions, after optional blanks before their `;`.
-/// No sign, no blanks before the digits, no `0x`: `u64::from_str_radix` alone takes a
-/// leading `+`, and trimming took blanks and a stray CR.
-fn chunk_size(line: &[u8]) -> Option<u64> {
-    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
-    if digits == 0 || digits > 15 {
-        return None;
-    }
-    let rest = &line[digits..];
-    let blanks = rest
-        .iter()
-        .take_while(|&&b| b == b' ' || b == b'\t')
-        .count();
-    if !(rest.is_empty() || rest[blanks..].starts_with(b";")) {
-        return None;
-    }
-    // ASCII hex digits: the text is valid, and the value fits (15 digits).
-    u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()
-}
-
 impl BodyReader {
     /// A reader for a body framed as `framing`.
     pub fn new(framing: BodyFraming) -> Self {
@@ -269,7 +249,7 @@ impl BodyReader {
                     let Some(line) = take_line(buf)? else {
                         return Ok(None);
                     };
-                    let size = chunk_size(&line)
+                    let size = http_head::chunk_size(&line)
                         .ok_or(BodyError::Malformed("a chunk size is not valid"))?;
                     self.chunk = if size == 0 {
                         Chunk::Trailers(0)
@@ -492,7 +472,7 @@ mod tests {
             let (body, _) = read_all(BodyFraming::Chunked, wire, 64).await.unwrap();
             assert_eq!(body, b"hello", "{}", String::from_utf8_lossy(wire));
         }
-        assert_eq!(chunk_size(b"Ff"), Some(255));
+        assert_eq!(http_head::chunk_size(b"Ff"), Some(255));
         // A sign, blanks around the digits, 0x, a bare LF, a stray CR, too many digits.
         for wire in [
             &b"+5\r\nhello\r\n0\r\n\r\n"[..],

@@ -7,7 +7,7 @@
 //! come here. Node produced the bytes, but they are still checked as if they came from the
 //! network: nothing here can panic, and a malformed stream is an error.
 
-use crate::http_head::head_text;
+use crate::http_head::{self, head_text};
 use crate::socket::error::SocketError;
 
 /// Largest response head accepted (the service allows 32 KiB of headers on the control
@@ -216,9 +216,9 @@ impl ResponseParser {
             }
             return Ok(0);
         };
-        let text = std::str::from_utf8(&buf[..end]).map_err(|_| malformed("a chunk size"))?;
-        let hex = text.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(hex, 16).map_err(|_| malformed("a chunk size"))?;
+        // Text, as before the shared reading (which lets an extension's obs-text through).
+        std::str::from_utf8(&buf[..end]).map_err(|_| malformed("a chunk size"))?;
+        let size = http_head::chunk_size(&buf[..end]).ok_or_else(|| malformed("a chunk size"))?;
         self.state = if size == 0 {
             State::Trailers
         } else {
@@ -382,6 +382,9 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nmore",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\n",
+            // Read as the relay reads a request's (http_head::chunk_size): no sign, no blanks.
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n+5\r\nhello\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n",
         ] {
             let err = parse_split(wire, 3).unwrap_err();
             assert_eq!(err.code, Some("ERR_HTTP_INVALID_RESPONSE"), "{wire:?}");
